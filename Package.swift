@@ -1,0 +1,105 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "broker",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "broker", targets: ["broker"]),
+        .executable(name: "broker-bench", targets: ["broker-bench"]),
+        .library(name: "BrokerCrypto", targets: ["BrokerCrypto"]),
+        .library(name: "BrokerCore", targets: ["BrokerCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0", traits: [.defaults, "YAML"]),
+        .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+    ],
+    targets: [
+        // System libraries from Debian's -dev packages (see Makefile `deps`).
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CArgon2", pkgConfig: "libargon2", providers: [.apt(["libargon2-dev"])]),
+        // C wrappers for OpenSSL macros and functions Swift cannot call directly.
+        .target(name: "CBrokerShims", dependencies: ["COpenSSL"]),
+
+        // JOSE and password hashing: no networking, no storage.
+        .target(
+            name: "BrokerCrypto",
+            dependencies: ["COpenSSL", "CArgon2", "CBrokerShims"],
+            swiftSettings: swiftSettings
+        ),
+        // The domain: accounts, orgs, memberships, token policy, refresh families, the key ring.
+        .target(
+            name: "BrokerCore",
+            dependencies: [
+                "BrokerCrypto",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The embedded SQLite implementation of `Store`.
+        .target(
+            name: "BrokerSQLite",
+            dependencies: [
+                "BrokerCore",
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // HTTP only: decode, call the core, encode.
+        .target(
+            name: "BrokerServer",
+            dependencies: [
+                "BrokerCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The `broker` command line: configuration loading and every subcommand.
+        .target(
+            name: "BrokerCommands",
+            dependencies: [
+                "BrokerCore", "BrokerCrypto", "BrokerSQLite", "BrokerServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(name: "broker", dependencies: ["BrokerCommands"], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "broker-bench",
+            dependencies: ["BrokerCore", "BrokerCrypto"],
+            swiftSettings: swiftSettings
+        ),
+
+        .testTarget(name: "BrokerCryptoTests", dependencies: ["BrokerCrypto"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "BrokerCoreTests",
+            dependencies: ["BrokerCore", "BrokerSQLite"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BrokerServerTests",
+            dependencies: [
+                "BrokerCommands", "BrokerServer", "BrokerSQLite",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)
