@@ -1,0 +1,129 @@
+import BrokerCrypto
+import Foundation
+
+/// The account operations of the CLI (and later of the admin API): every rule about names,
+/// passwords and memberships lives here, not in the commands.
+///
+/// ```swift
+/// let admin = AccountAdministration(store: store, pool: pool, clock: SystemWallClock())
+/// try await admin.addUser("alice", password: "correct horse battery")
+/// ```
+public struct AccountAdministration: Sendable {
+    public let store: any Store
+    public let pool: PasswordHashingPool
+    public let clock: any WallClock
+
+    public init(store: any Store, pool: PasswordHashingPool, clock: any WallClock) {
+        self.store = store
+        self.pool = pool
+        self.clock = clock
+    }
+
+    // MARK: Users
+
+    @discardableResult
+    public func addUser(_ username: String, password: String?) async throws -> User {
+        try NamePolicy.validateUsername(username)
+        var hash: String?
+        if let password {
+            try NamePolicy.validateNewPassword(password)
+            hash = try await pool.hash(password)
+        }
+        let user = NewUser(username: username, passwordHash: hash, createdAt: clock.now())
+        return try await store.transaction { tx in
+            do {
+                return try await tx.insertUser(user)
+            } catch StoreError.duplicate {
+                throw BrokerError(.alreadyExists, "user \(username) already exists")
+            }
+        }
+    }
+
+    public func setPassword(_ username: String, password: String) async throws {
+        try NamePolicy.validateNewPassword(password)
+        let hash = try await pool.hash(password)
+        try await store.transaction { tx in
+            let user = try await Self.requireUser(username, tx)
+            try await tx.updatePasswordHash(userID: user.id, to: hash)
+        }
+    }
+
+    public func setActive(_ username: String, _ active: Bool) async throws {
+        try await store.transaction { tx in
+            let user = try await Self.requireUser(username, tx)
+            try await tx.setUserActive(userID: user.id, active)
+        }
+    }
+
+    public func users() async throws -> [User] {
+        try await store.transaction { tx in try await tx.users() }
+    }
+
+    static func requireUser(_ username: String, _ tx: any StoreTransaction) async throws -> User {
+        guard let user = try await tx.user(named: username) else {
+            throw BrokerError(.notFound, "no user named \(username)")
+        }
+        return user
+    }
+
+    // MARK: Organizations
+
+    @discardableResult
+    public func addOrganization(_ name: String, clusterName: String? = nil) async throws -> Organization {
+        try NamePolicy.validateOrganizationName(name)
+        let cluster = clusterName ?? name
+        try NamePolicy.validateOrganizationName(cluster, what: "a cluster name")
+        let now = clock.now()
+        return try await store.transaction { tx in
+            do {
+                return try await tx.insertOrganization(name: name, clusterName: cluster, createdAt: now)
+            } catch StoreError.duplicate(let what) {
+                throw BrokerError(.alreadyExists, "\(what) already exists")
+            }
+        }
+    }
+
+    public func organizations() async throws -> [Organization] {
+        try await store.transaction { tx in try await tx.organizations() }
+    }
+
+    static func requireOrganization(_ name: String, _ tx: any StoreTransaction) async throws -> Organization {
+        guard let organization = try await tx.organization(named: name) else {
+            throw BrokerError(.notFound, "no organization named \(name)")
+        }
+        return organization
+    }
+
+    // MARK: Memberships
+
+    /// Adds an active membership, or changes the role of an existing one (re-activating it).
+    public func addMember(organization: String, username: String, role: Role) async throws {
+        let now = clock.now()
+        try await store.transaction { tx in
+            let org = try await Self.requireOrganization(organization, tx)
+            let user = try await Self.requireUser(username, tx)
+            let existing = try await tx.membership(organizationID: org.id, userID: user.id)
+            try await tx.upsertMembership(
+                Membership(
+                    organizationID: org.id, userID: user.id, role: role, isActive: true,
+                    createdAt: existing?.createdAt ?? now))
+        }
+    }
+
+    public func removeMember(organization: String, username: String) async throws {
+        try await store.transaction { tx in
+            let org = try await Self.requireOrganization(organization, tx)
+            let user = try await Self.requireUser(username, tx)
+            guard try await tx.deleteMembership(organizationID: org.id, userID: user.id) else {
+                throw BrokerError(.notFound, "\(username) is not a member of \(organization)")
+            }
+        }
+    }
+
+    public func members(organization: String) async throws -> [MemberListing] {
+        try await store.transaction { tx in
+            let org = try await Self.requireOrganization(organization, tx)
+            return try await tx.members(organizationID: org.id)
+        }
+    }
+}

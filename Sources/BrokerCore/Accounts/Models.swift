@@ -1,0 +1,102 @@
+import Foundation
+
+/// A broker account. Usernames follow Django's rule (1–150 of letters, digits and `@.+-_`),
+/// compared case-sensitively, because the accounts of the system we replace are imported as-is.
+public struct User: Sendable, Equatable {
+    public var id: Int64
+    public var username: String
+    /// An encoded password hash (argon2id PHC, or a migrated Django hash); `nil` when the account
+    /// has no password (for example a GitHub-only account).
+    public var passwordHash: String?
+    public var isActive: Bool
+    public var createdAt: Date
+
+    public init(id: Int64, username: String, passwordHash: String?, isActive: Bool, createdAt: Date) {
+        self.id = id
+        self.username = username
+        self.passwordHash = passwordHash
+        self.isActive = isActive
+        self.createdAt = createdAt
+    }
+}
+
+/// The fields of a user that does not exist yet (the store assigns the id).
+public struct NewUser: Sendable, Equatable {
+    public var username: String
+    public var passwordHash: String?
+    public var isActive: Bool
+    public var createdAt: Date
+
+    public init(username: String, passwordHash: String?, isActive: Bool = true, createdAt: Date) {
+        self.username = username
+        self.passwordHash = passwordHash
+        self.isActive = isActive
+        self.createdAt = createdAt
+    }
+}
+
+/// An organization owns one private cluster. Its tokens name the cluster in `aud`.
+public struct Organization: Sendable, Equatable {
+    public var id: Int64
+    public var name: String
+    /// The audience a gateway of this org's cluster checks; the org name unless configured.
+    public var clusterName: String
+    public var createdAt: Date
+
+    public init(id: Int64, name: String, clusterName: String, createdAt: Date) {
+        self.id = id
+        self.name = name
+        self.clusterName = clusterName
+        self.createdAt = createdAt
+    }
+}
+
+/// A role inside an organization. Higher roles include the lower ones in `org_roles`.
+public enum Role: String, Sendable, CaseIterable, Codable, Comparable {
+    case member
+    case owner
+    case admin
+
+    var rank: Int {
+        switch self {
+        case .member: 0
+        case .owner: 1
+        case .admin: 2
+        }
+    }
+
+    public static func < (lhs: Role, rhs: Role) -> Bool { lhs.rank < rhs.rank }
+
+    /// The roles a holder of this role has, highest first, as they appear in `org_roles`.
+    public var impliedRoles: [String] {
+        Role.allCases.filter { $0 <= self }.reversed().map(\.rawValue)
+    }
+}
+
+/// A user's membership of an organization.
+public struct Membership: Sendable, Equatable {
+    public var organizationID: Int64
+    public var userID: Int64
+    public var role: Role
+    public var isActive: Bool
+    public var createdAt: Date
+
+    public init(organizationID: Int64, userID: Int64, role: Role, isActive: Bool, createdAt: Date) {
+        self.organizationID = organizationID
+        self.userID = userID
+        self.role = role
+        self.isActive = isActive
+        self.createdAt = createdAt
+    }
+}
+
+/// A membership joined with the member's username, for listings.
+public struct MemberListing: Sendable, Equatable {
+    public var username: String
+    public var membership: Membership
+
+    public init(username: String, membership: Membership) {
+        self.username = username
+        self.membership = membership
+    }
+}

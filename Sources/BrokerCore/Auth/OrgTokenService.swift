@@ -1,0 +1,129 @@
+import Foundation
+import Logging
+
+/// A generation-1 token bundle: an access token for one organization and a refresh token.
+public struct TokenBundle: Sendable {
+    public var access: String
+    public var refresh: String
+    public var accessLifetime: Int
+    public var refreshLifetime: Int
+    public var accessExpiresAt: Date
+    public var claims: AccessTokenClaims
+}
+
+/// The organization-scoped token flows of generation 1: password login, refresh with rotation
+/// and reuse detection, logout (blacklist) and membership status.
+///
+/// ```swift
+/// let bundle = try await service.login(username: "alice", password: pw, organization: "org1")
+/// let next = try await service.refresh(bundle.refresh)
+/// ```
+public struct OrgTokenService: Sendable {
+    public let store: any Store
+    public let authenticator: PasswordAuthenticator
+    public let issuer: TokenIssuer
+    public let verifier: TokenVerifier
+    public let rotation: RefreshTokenRotation
+    public let clock: any WallClock
+    public let logger: Logger
+
+    public init(
+        store: any Store, authenticator: PasswordAuthenticator, issuer: TokenIssuer, verifier: TokenVerifier,
+        rotation: RefreshTokenRotation, clock: any WallClock, logger: Logger
+    ) {
+        self.store = store
+        self.authenticator = authenticator
+        self.issuer = issuer
+        self.verifier = verifier
+        self.rotation = rotation
+        self.clock = clock
+        self.logger = logger
+    }
+
+    var policy: SessionPolicy { rotation.policy }
+
+    public func login(username: String, password: String, organization organizationName: String) async throws -> TokenBundle {
+        let user = try await authenticator.authenticate(username: username, password: password)
+        let now = clock.now()
+        let rotation = self.rotation
+        let (organization, role, refresh) = try await store.transaction { tx in
+            let (organization, role) = try await OrganizationAccess.requireMembership(of: user, in: organizationName, tx: tx)
+            let refresh = try await rotation.startFamily(
+                in: tx, userID: user.id, organizationID: organization.id, methods: ["pwd"], now: now)
+            return (organization, role, refresh)
+        }
+        let grant = TokenIssuer.Grant(
+            user: user, organization: organization, role: role, authenticatedAt: now,
+            authenticationMethods: ["pwd"], identityProvider: "local")
+        let bundle = try bundle(for: grant, refresh: refresh.token, refreshExpiresAt: refresh.expiresAt, now: now)
+        logger.info(
+            "login", metadata: ["user": "\(user.username)", "org": "\(organization.name)", "family": "\(refresh.family.id)", "jti": "\(bundle.claims.tokenID)"])
+        return bundle
+    }
+
+    public func refresh(_ presented: String) async throws -> TokenBundle {
+        let now = clock.now()
+        let rotation = self.rotation
+        let outcome = try await store.transaction { tx in
+            try await rotation.rotate(presented, in: tx, now: now) { family in
+                guard let user = try await tx.user(id: family.userID), user.isActive else {
+                    throw BrokerError(.accountDisabled, "this account is disabled")
+                }
+                guard let organization = try await tx.organization(id: family.organizationID) else {
+                    throw BrokerError(.unknownOrganization, "the organization of this session no longer exists")
+                }
+                let role = try await OrganizationAccess.requireMembership(of: user, in: organization, tx: tx)
+                return TokenIssuer.Grant(
+                    user: user, organization: organization, role: role, authenticatedAt: family.authenticatedAt,
+                    authenticationMethods: family.authenticationMethods, identityProvider: "local")
+            }
+        }
+        switch outcome {
+        case .rejected(let error):
+            throw error
+        case .reused(let familyID):
+            logger.warning("refresh token reuse detected; session revoked", metadata: ["family": "\(familyID)"])
+            throw BrokerError(.refreshTokenReused, "Token is invalid or expired (reused; the session has been revoked)")
+        case .rotated(let family, let successor, let successorExpiresAt, let grant):
+            let bundle = try bundle(for: grant, refresh: successor, refreshExpiresAt: successorExpiresAt, now: now)
+            logger.info("refresh", metadata: ["family": "\(family.id)", "jti": "\(bundle.claims.tokenID)"])
+            return bundle
+        }
+    }
+
+    /// Ends the session the refresh token belongs to (generation 1's blacklist).
+    public func revoke(_ presented: String) async throws {
+        let now = clock.now()
+        let rotation = self.rotation
+        let known = try await store.transaction { tx in
+            try await rotation.revokeFamily(of: presented, in: tx, now: now, reason: "logout")
+        }
+        guard known else { throw BrokerError(.invalidRefreshToken, "Token is invalid or expired") }
+    }
+
+    /// Whether the holder of `bearer` has an active membership in `organization`.
+    public func membershipStatus(bearer: String, organization organizationName: String) async throws -> Bool {
+        let claims: AccessTokenClaims
+        do {
+            claims = try verifier.verify(bearer)
+        } catch {
+            throw BrokerError(.invalidToken, error.description)
+        }
+        return try await store.transaction { tx in
+            guard let user = try await tx.user(id: claims.userID), user.isActive,
+                let organization = try await tx.organization(named: organizationName),
+                let membership = try await tx.membership(organizationID: organization.id, userID: user.id)
+            else { return false }
+            return membership.isActive
+        }
+    }
+
+    private func bundle(for grant: TokenIssuer.Grant, refresh: String, refreshExpiresAt: Date, now: Date) throws -> TokenBundle {
+        let issued = try issuer.issue(grant, lifetime: policy.accessLifetime)
+        return TokenBundle(
+            access: issued.token, refresh: refresh, accessLifetime: policy.accessLifetime,
+            refreshLifetime: max(0, Int(refreshExpiresAt.timeIntervalSince(now).rounded(.down))),
+            accessExpiresAt: Date(timeIntervalSince1970: TimeInterval(issued.claims.expiresAt)),
+            claims: issued.claims)
+    }
+}

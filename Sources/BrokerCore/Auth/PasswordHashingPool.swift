@@ -1,0 +1,44 @@
+import BrokerCrypto
+import NIOPosix
+
+/// Runs password hashing on its own threads, never on an event loop or Swift's cooperative pool:
+/// argon2id takes tens of milliseconds and ~19 MiB per hash. The thread count bounds how many
+/// run at once, and so the memory they take.
+///
+/// ```swift
+/// let pool = PasswordHashingPool(hasher: PasswordHasher(parameters: .owaspMinimum), concurrency: 2)
+/// let encoded = try await pool.hash("correct horse battery staple")
+/// ```
+public final class PasswordHashingPool: Sendable {
+    public let hasher: PasswordHasher
+    private let threads: NIOThreadPool
+    /// A valid argon2id hash of a random password, verified when the username is unknown so that
+    /// an unknown user costs the same time as a wrong password.
+    private let dummyHash: String
+
+    public init(hasher: PasswordHasher, concurrency: Int) {
+        self.hasher = hasher
+        self.threads = NIOThreadPool(numberOfThreads: max(1, concurrency))
+        self.threads.start()
+        self.dummyHash = (try? hasher.hash(Base64URL.encode(SecureRandom.bytes(24)))) ?? ""
+    }
+
+    public func hash(_ password: String) async throws -> String {
+        let hasher = self.hasher
+        return try await threads.runIfActive { try hasher.hash(password) }
+    }
+
+    public func verify(_ password: String, against encoded: String) async throws -> PasswordVerification {
+        let hasher = self.hasher
+        return try await threads.runIfActive { hasher.verify(password, against: encoded) }
+    }
+
+    /// Spends the time of one verification, for unknown usernames and accounts without a password.
+    public func verifyDummy(_ password: String) async throws {
+        _ = try await verify(password, against: dummyHash)
+    }
+
+    public func shutdown() async throws {
+        try await threads.shutdownGracefully()
+    }
+}

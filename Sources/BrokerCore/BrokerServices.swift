@@ -1,0 +1,54 @@
+import BrokerCrypto
+import Foundation
+import Logging
+
+/// Everything a running broker (or one CLI command) works with, assembled once from the
+/// configuration, a store and the key ring.
+///
+/// ```swift
+/// let services = try await BrokerServices(configuration: config, store: store, keyRing: ring)
+/// let bundle = try await services.orgTokens.login(username: "alice", password: pw, organization: "org1")
+/// ```
+public struct BrokerServices: Sendable {
+    public let configuration: BrokerConfiguration
+    public let store: any Store
+    public let keyRing: KeyRing
+    public let clock: any WallClock
+    public let logger: Logger
+    public let passwords: PasswordHashingPool
+    public let issuer: TokenIssuer
+    public let verifier: TokenVerifier
+    public let orgTokens: OrgTokenService
+    public let accounts: AccountAdministration
+
+    public init(
+        configuration: BrokerConfiguration, store: any Store, keyRing: KeyRing,
+        clock: any WallClock = SystemWallClock(), logger: Logger = Logger(label: "broker")
+    ) async throws {
+        self.configuration = configuration
+        self.store = store
+        self.keyRing = keyRing
+        self.clock = clock
+        self.logger = logger
+        passwords = PasswordHashingPool(
+            hasher: PasswordHasher(parameters: configuration.argon2),
+            concurrency: configuration.passwordHashConcurrency)
+        issuer = TokenIssuer(
+            keyRing: keyRing, issuer: configuration.issuer, algorithm: configuration.signingAlgorithm, clock: clock)
+        verifier = TokenVerifier(
+            keyRing: keyRing, issuer: configuration.issuer, leeway: configuration.clockSkew, clock: clock)
+        let rotation = RefreshTokenRotation(
+            secret: try await RefreshTokenRotation.loadSecret(from: store), policy: SessionPolicy(configuration))
+        orgTokens = OrgTokenService(
+            store: store,
+            authenticator: PasswordAuthenticator(store: store, pool: passwords, logger: logger),
+            issuer: issuer, verifier: verifier, rotation: rotation, clock: clock, logger: logger)
+        accounts = AccountAdministration(store: store, pool: passwords, clock: clock)
+    }
+
+    /// Stops the hashing threads and closes the store.
+    public func shutdown() async throws {
+        try await passwords.shutdown()
+        try await store.close()
+    }
+}

@@ -1,0 +1,111 @@
+import BrokerCrypto
+import Foundation
+
+/// Every setting of the broker, with its default. Loaded by the `broker` command from
+/// `config/broker.yaml`, then `BROKER_<KEY>` environment variables, then flags; documented key by
+/// key in `config/broker.yaml`. Durations are whole seconds.
+public struct BrokerConfiguration: Sendable, Equatable {
+    /// `iss` of every token, and the base of the URLs in the discovery document.
+    public var issuer: String = "http://127.0.0.1:8080"
+    public var host: String = "127.0.0.1"
+    /// 0 asks the system for a free port (tests use it).
+    public var port: Int = 8080
+    /// Holds the SQLite database.
+    public var dataDirectory: String = "./data"
+    /// Holds the signing keys (mode 0700, files 0600).
+    public var keysDirectory: String = "./keys"
+    public var signingAlgorithm: JWSAlgorithm = .rs256
+    public var accessLifetime: Int = 3600
+    public var refreshLifetime: Int = 86_400
+    public var sessionMaxLifetime: Int = 604_800
+    public var refreshReuseGrace: Int = 2
+    /// Tolerated clock difference when checking `exp`, `nbf` and `iat` of tokens we verify.
+    public var clockSkew: Int = 30
+    public var argon2: Argon2idParameters = .owaspMinimum
+    /// How many password hashes may be computed at once (argon2id needs `argon2.memoryKiB` each).
+    public var passwordHashConcurrency: Int = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount))
+    public var logLevel: String = "info"
+
+    public init() {}
+
+    /// The names of the keys, as in the YAML file (`BROKER_` + upper case in the environment).
+    public static let keys: [String] = [
+        "issuer", "host", "port", "data_dir", "keys_dir", "signing_alg", "access_lifetime",
+        "refresh_lifetime", "session_max_lifetime", "refresh_reuse_grace", "clock_skew",
+        "argon2_memory_kib", "argon2_iterations", "argon2_parallelism", "password_hash_concurrency",
+        "log_level",
+    ]
+
+    /// Sets one key from its textual form, as found in a file, the environment or a flag.
+    /// - Throws: ``ConfigurationError`` naming the key, the source and what is expected.
+    public mutating func set(_ key: String, to text: String, source: String) throws {
+        func fail(_ expected: String) -> ConfigurationError {
+            ConfigurationError("\(source): \(key) must be \(expected), got \"\(text.prefix(80))\"")
+        }
+        func integer(_ range: ClosedRange<Int>, _ expected: String) throws -> Int {
+            guard let value = Int(text.trimmingCharacters(in: .whitespaces)), range.contains(value) else {
+                throw fail(expected)
+            }
+            return value
+        }
+        func duration() throws -> Int { try integer(1...(10 * 365 * 86_400), "a whole number of seconds > 0") }
+        func uint32(_ range: ClosedRange<Int>) throws -> UInt32 {
+            UInt32(try integer(range, "an integer in \(range.lowerBound)...\(range.upperBound)"))
+        }
+        switch key {
+        case "issuer": issuer = text
+        case "host": host = text
+        case "port": port = try integer(0...65_535, "a port number (0...65535)")
+        case "data_dir": dataDirectory = text
+        case "keys_dir": keysDirectory = text
+        case "signing_alg":
+            guard let algorithm = JWSAlgorithm(rawValue: text) else { throw fail("one of RS256, ES256, EdDSA") }
+            signingAlgorithm = algorithm
+        case "access_lifetime": accessLifetime = try duration()
+        case "refresh_lifetime": refreshLifetime = try duration()
+        case "session_max_lifetime": sessionMaxLifetime = try duration()
+        case "refresh_reuse_grace": refreshReuseGrace = try integer(0...60, "a whole number of seconds in 0...60")
+        case "clock_skew": clockSkew = try integer(0...300, "a whole number of seconds in 0...300")
+        case "argon2_memory_kib": argon2.memoryKiB = try uint32(8...4_194_304)
+        case "argon2_iterations": argon2.iterations = try uint32(1...100)
+        case "argon2_parallelism": argon2.parallelism = try uint32(1...64)
+        case "password_hash_concurrency": passwordHashConcurrency = try integer(1...256, "an integer in 1...256")
+        case "log_level":
+            let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+            guard levels.contains(text) else { throw fail("one of \(levels.joined(separator: ", "))") }
+            logLevel = text
+        default:
+            throw ConfigurationError("\(source): unknown key \(key) (known: \(Self.keys.joined(separator: ", ")))")
+        }
+    }
+
+    /// Checks the relations between keys and normalizes the issuer.
+    public mutating func validate() throws {
+        while issuer.hasSuffix("/") { issuer.removeLast() }
+        guard let url = URL(string: issuer), let scheme = url.scheme, ["http", "https"].contains(scheme),
+            url.host != nil, url.query == nil, url.fragment == nil
+        else {
+            throw ConfigurationError("issuer must be an http(s) URL without query or fragment, got \"\(issuer)\"")
+        }
+        guard !host.isEmpty else { throw ConfigurationError("host must not be empty") }
+        guard !dataDirectory.isEmpty, !keysDirectory.isEmpty else {
+            throw ConfigurationError("data_dir and keys_dir must not be empty")
+        }
+        guard refreshLifetime <= sessionMaxLifetime else {
+            throw ConfigurationError(
+                "refresh_lifetime (\(refreshLifetime)) must not exceed session_max_lifetime (\(sessionMaxLifetime))")
+        }
+        guard refreshReuseGrace < refreshLifetime else {
+            throw ConfigurationError("refresh_reuse_grace must be shorter than refresh_lifetime")
+        }
+    }
+
+    /// Where the SQLite database lives.
+    public var databasePath: String { (dataDirectory as NSString).appendingPathComponent("broker.sqlite3") }
+}
+
+/// A configuration that cannot be used, with a message naming the key and the source.
+public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

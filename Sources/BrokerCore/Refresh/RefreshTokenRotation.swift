@@ -1,0 +1,114 @@
+import BrokerCrypto
+import Foundation
+
+/// Opaque refresh tokens: 256 random bits, stored only as a SHA-256, single use, rotated on every
+/// use. A used token presented again after the grace window revokes its whole family. Inside the
+/// window the same successor is returned: it is an HMAC of the presented token under a server
+/// secret, so it is derived again instead of being stored in clear.
+public struct RefreshTokenRotation: Sendable {
+    public static let secretName = "refresh_successor_hmac"
+
+    private let secret: [UInt8]
+    public let policy: SessionPolicy
+
+    public init(secret: [UInt8], policy: SessionPolicy) {
+        self.secret = secret
+        self.policy = policy
+    }
+
+    /// Loads the shared HMAC secret from the store, creating it on first use.
+    public static func loadSecret(from store: any Store) async throws -> [UInt8] {
+        let candidate = SecureRandom.bytes(32)
+        return try await store.transaction { tx in
+            try await tx.insertServerSecretIfAbsent(named: secretName, value: candidate)
+        }
+    }
+
+    public static func newToken() -> String { Base64URL.encode(SecureRandom.bytes(32)) }
+
+    /// What is stored for a token: hex SHA-256 of its text.
+    public static func hash(_ token: String) -> String {
+        Digest.sha256(Array(token.utf8)).map { byte in
+            let digits = Array("0123456789abcdef".utf8)
+            return String(decoding: [digits[Int(byte >> 4)], digits[Int(byte & 0x0F)]], as: UTF8.self)
+        }.joined()
+    }
+
+    func successor(of presented: String) -> String {
+        Base64URL.encode(Digest.hmacSHA256(key: secret, message: Array(presented.utf8)))
+    }
+
+    /// Starts a family for a login and returns its first refresh token.
+    public func startFamily(
+        in tx: any StoreTransaction, userID: Int64, organizationID: Int64, methods: [String], now: Date
+    ) async throws -> (family: RefreshFamily, token: String, expiresAt: Date) {
+        let family = RefreshFamily(
+            id: Base64URL.encode(SecureRandom.bytes(16)), userID: userID, organizationID: organizationID,
+            authenticatedAt: now, expiresAt: now.addingTimeInterval(TimeInterval(policy.sessionMaxLifetime)),
+            authenticationMethods: methods)
+        try await tx.insertRefreshFamily(family)
+        let token = Self.newToken()
+        let expiresAt = min(now.addingTimeInterval(TimeInterval(policy.refreshLifetime)), family.expiresAt)
+        try await tx.insertRefreshToken(
+            RefreshTokenRecord(tokenHash: Self.hash(token), familyID: family.id, issuedAt: now, expiresAt: expiresAt))
+        return (family, token, expiresAt)
+    }
+
+    /// The result of presenting a refresh token.
+    public enum Outcome<Admission: Sendable>: Sendable {
+        /// The token was valid (or a racing duplicate inside the grace window).
+        case rotated(family: RefreshFamily, successor: String, successorExpiresAt: Date, admission: Admission)
+        /// Unknown, expired, or of a revoked or expired family.
+        case rejected(BrokerError)
+        /// A used token was presented again: the family has been revoked (commit this!).
+        case reused(familyID: String)
+    }
+
+    /// Exchanges `presented` for its successor. `admit` re-checks the account and membership
+    /// before anything is written (an error it throws leaves the token unused); what it returns
+    /// is handed back with the successor.
+    public func rotate<Admission: Sendable>(
+        _ presented: String, in tx: any StoreTransaction, now: Date,
+        admit: @Sendable (RefreshFamily) async throws -> Admission
+    ) async throws -> Outcome<Admission> {
+        guard let record = try await tx.refreshToken(hash: Self.hash(presented)),
+            let family = try await tx.refreshFamily(id: record.familyID)
+        else {
+            return .rejected(BrokerError(.invalidRefreshToken, "Token is invalid or expired"))
+        }
+        if family.revokedAt != nil {
+            return .rejected(BrokerError(.invalidRefreshToken, "Token is invalid or expired (session revoked)"))
+        }
+        if now >= family.expiresAt {
+            return .rejected(BrokerError(.sessionExpired, "session has reached its maximum lifetime; log in again"))
+        }
+        let successor = successor(of: presented)
+        let successorHash = Self.hash(successor)
+        if let usedAt = record.usedAt {
+            let withinGrace = now.timeIntervalSince(usedAt) <= TimeInterval(policy.refreshReuseGrace)
+            if withinGrace, let existing = try await tx.refreshToken(hash: successorHash) {
+                let admission = try await admit(family)
+                return .rotated(
+                    family: family, successor: successor, successorExpiresAt: existing.expiresAt, admission: admission)
+            }
+            try await tx.revokeRefreshFamily(id: family.id, at: now, reason: "refresh token reused")
+            return .reused(familyID: family.id)
+        }
+        if now >= record.expiresAt {
+            return .rejected(BrokerError(.invalidRefreshToken, "Token is invalid or expired"))
+        }
+        let admission = try await admit(family)
+        try await tx.markRefreshTokenUsed(hash: record.tokenHash, at: now)
+        let expiresAt = min(now.addingTimeInterval(TimeInterval(policy.refreshLifetime)), family.expiresAt)
+        try await tx.insertRefreshToken(
+            RefreshTokenRecord(tokenHash: successorHash, familyID: family.id, issuedAt: now, expiresAt: expiresAt))
+        return .rotated(family: family, successor: successor, successorExpiresAt: expiresAt, admission: admission)
+    }
+
+    /// Revokes the family of `presented`. Returns false for an unknown token.
+    public func revokeFamily(of presented: String, in tx: any StoreTransaction, now: Date, reason: String) async throws -> Bool {
+        guard let record = try await tx.refreshToken(hash: Self.hash(presented)) else { return false }
+        try await tx.revokeRefreshFamily(id: record.familyID, at: now, reason: reason)
+        return true
+    }
+}

@@ -1,0 +1,85 @@
+import Foundation
+
+/// Persistent state of the broker: users, organizations, memberships, refresh families and
+/// server secrets. Every access happens inside a transaction so that a rule spanning several
+/// reads and writes (refresh rotation, reuse detection) sees one consistent state and either
+/// commits whole or leaves nothing behind.
+///
+/// ```swift
+/// let user = try await store.transaction { tx in try await tx.user(named: "alice") }
+/// ```
+public protocol Store: Sendable {
+    /// Runs `body` in one serializable transaction. If `body` throws, the transaction rolls back
+    /// and the error is rethrown. Transactions of one store never interleave.
+    func transaction<T: Sendable>(
+        _ body: @Sendable (any StoreTransaction) async throws -> T
+    ) async throws -> T
+
+    /// Closes the underlying connections. The store cannot be used afterwards.
+    func close() async throws
+}
+
+/// The operations available inside a transaction. Methods return `nil`/`false` for absent rows
+/// and throw ``StoreError`` for constraint violations and engine failures.
+public protocol StoreTransaction: Sendable {
+    // MARK: Users
+    /// Throws ``StoreError/duplicate(_:)`` if the username exists (case-sensitive).
+    func insertUser(_ user: NewUser) async throws -> User
+    func user(named username: String) async throws -> User?
+    func user(id: Int64) async throws -> User?
+    /// All users ordered by id.
+    func users() async throws -> [User]
+    func updatePasswordHash(userID: Int64, to hash: String?) async throws
+    func setUserActive(userID: Int64, _ active: Bool) async throws
+
+    // MARK: Organizations
+    /// Throws ``StoreError/duplicate(_:)`` if the name or the cluster name is taken.
+    func insertOrganization(name: String, clusterName: String, createdAt: Date) async throws -> Organization
+    func organization(named name: String) async throws -> Organization?
+    func organization(id: Int64) async throws -> Organization?
+    /// All organizations ordered by name.
+    func organizations() async throws -> [Organization]
+
+    // MARK: Memberships
+    /// Inserts or replaces the membership of (organizationID, userID).
+    func upsertMembership(_ membership: Membership) async throws
+    func membership(organizationID: Int64, userID: Int64) async throws -> Membership?
+    /// Members of one organization ordered by username.
+    func members(organizationID: Int64) async throws -> [MemberListing]
+    /// Returns whether a row was deleted.
+    func deleteMembership(organizationID: Int64, userID: Int64) async throws -> Bool
+
+    // MARK: Refresh families
+    func insertRefreshFamily(_ family: RefreshFamily) async throws
+    func refreshFamily(id: String) async throws -> RefreshFamily?
+    /// Marks the family revoked (keeps the first revocation's time and reason if already revoked).
+    func revokeRefreshFamily(id: String, at date: Date, reason: String) async throws
+    /// Throws ``StoreError/duplicate(_:)`` if the hash exists.
+    func insertRefreshToken(_ token: RefreshTokenRecord) async throws
+    func refreshToken(hash: String) async throws -> RefreshTokenRecord?
+    func markRefreshTokenUsed(hash: String, at date: Date) async throws
+
+    // MARK: Server secrets
+    /// A named random secret shared by every broker process using this store.
+    func serverSecret(named name: String) async throws -> [UInt8]?
+    /// Inserts the secret unless one of that name exists; returns the stored value either way.
+    func insertServerSecretIfAbsent(named name: String, value: [UInt8]) async throws -> [UInt8]
+}
+
+/// Failures a store reports in engine-independent terms.
+public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// A uniqueness constraint was violated; the associated value names what was duplicated.
+    case duplicate(String)
+    /// A referenced row does not exist.
+    case notFound(String)
+    /// The engine failed (I/O, corruption, busy past the timeout). Never contains secrets.
+    case engine(String)
+
+    public var description: String {
+        switch self {
+        case .duplicate(let what): "already exists: \(what)"
+        case .notFound(let what): "not found: \(what)"
+        case .engine(let message): "storage error: \(message)"
+        }
+    }
+}

@@ -1,0 +1,66 @@
+/// The one catalogue of error codes the broker answers with. Codes are stable: clients and
+/// scripts match on them; `detail` is the human text (what generation-1 clients print).
+/// Documented in `docs/errors.md`; keep the two in step.
+public enum ErrorCode: String, Sendable, CaseIterable {
+    // 400
+    case invalidRequest = "invalid_request"
+    case invalidUsername = "invalid_username"
+    case invalidPassword = "invalid_password"
+    case invalidOrganization = "invalid_organization"
+    // 401: authenticate again
+    case invalidCredentials = "invalid_credentials"
+    case accountDisabled = "account_disabled"
+    case invalidRefreshToken = "invalid_refresh_token"
+    case refreshTokenReused = "refresh_token_reused"
+    case sessionExpired = "session_expired"
+    case missingToken = "missing_token"
+    case invalidToken = "invalid_token"
+    // 403: authenticated, not allowed
+    case unknownOrganization = "unknown_organization"
+    case notAMember = "not_a_member"
+    // 404, 405, 409, 413
+    case notFound = "not_found"
+    case methodNotAllowed = "method_not_allowed"
+    case alreadyExists = "already_exists"
+    case payloadTooLarge = "payload_too_large"
+    case unsupportedMediaType = "unsupported_media_type"
+    // 5xx
+    case internalError = "internal_error"
+    case unavailable = "unavailable"
+
+    /// The HTTP status this code is answered with on every route.
+    public var httpStatus: Int {
+        switch self {
+        case .invalidRequest, .invalidUsername, .invalidPassword, .invalidOrganization: 400
+        case .invalidCredentials, .accountDisabled, .invalidRefreshToken, .refreshTokenReused,
+            .sessionExpired, .missingToken, .invalidToken:
+            401
+        case .unknownOrganization, .notAMember: 403
+        case .notFound: 404
+        case .methodNotAllowed: 405
+        case .alreadyExists: 409
+        case .payloadTooLarge: 413
+        case .unsupportedMediaType: 415
+        case .internalError: 500
+        case .unavailable: 503
+        }
+    }
+}
+
+/// An error meant for the caller: a stable code and a human explanation that never contains a
+/// secret (no password, token, hash or key material).
+///
+/// ```swift
+/// throw BrokerError(.notAMember, "alice has no active membership in org1")
+/// ```
+public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var code: ErrorCode
+    public var detail: String
+
+    public init(_ code: ErrorCode, _ detail: String) {
+        self.code = code
+        self.detail = detail
+    }
+
+    public var description: String { "\(code.rawValue): \(detail)" }
+}

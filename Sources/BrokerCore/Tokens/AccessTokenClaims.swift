@@ -1,0 +1,117 @@
+import BrokerCrypto
+
+/// The claims of every access token: RFC 9068 JWT access-token claims plus the generation-1
+/// claims that existing SlideRule gateways check (`token_type`, `org_name`, `user_id`,
+/// `user_name`). One format serves both client generations.
+public struct AccessTokenClaims: Sendable, Equatable {
+    public var issuer: String
+    public var subject: String
+    /// Cluster names the holder may use; never a wildcard.
+    public var audience: [String]
+    public var organization: String
+    public var organizationRoles: [String]
+    public var issuedAt: Int64
+    public var notBefore: Int64
+    public var expiresAt: Int64
+    public var tokenID: String
+    public var authenticatedAt: Int64
+    public var authenticationMethods: [String]
+    public var identityProvider: String
+    public var tokenType: String = "access"
+    public var userID: Int64
+    public var username: String
+
+    public init(
+        issuer: String, subject: String, audience: [String], organization: String, organizationRoles: [String],
+        issuedAt: Int64, notBefore: Int64, expiresAt: Int64, tokenID: String, authenticatedAt: Int64,
+        authenticationMethods: [String], identityProvider: String, userID: Int64, username: String
+    ) {
+        self.issuer = issuer
+        self.subject = subject
+        self.audience = audience
+        self.organization = organization
+        self.organizationRoles = organizationRoles
+        self.issuedAt = issuedAt
+        self.notBefore = notBefore
+        self.expiresAt = expiresAt
+        self.tokenID = tokenID
+        self.authenticatedAt = authenticatedAt
+        self.authenticationMethods = authenticationMethods
+        self.identityProvider = identityProvider
+        self.userID = userID
+        self.username = username
+    }
+
+    /// The JWT payload. Written by hand: Foundation's JSONEncoder alone costs more than the
+    /// whole per-token budget (see BENCHMARKS.md).
+    public func encoded() -> [UInt8] {
+        var json = JSONWriter(capacity: 512)
+        json.beginObject()
+        json.key("iss"); json.string(issuer)
+        json.key("sub"); json.string(subject)
+        json.key("aud"); json.stringArray(audience)
+        json.key("org"); json.string(organization)
+        json.key("org_roles"); json.stringArray(organizationRoles)
+        json.key("iat"); json.int(issuedAt)
+        json.key("nbf"); json.int(notBefore)
+        json.key("exp"); json.int(expiresAt)
+        json.key("jti"); json.string(tokenID)
+        json.key("auth_time"); json.int(authenticatedAt)
+        json.key("amr"); json.stringArray(authenticationMethods)
+        json.key("idp"); json.string(identityProvider)
+        json.key("token_type"); json.string(tokenType)
+        json.key("org_name"); json.string(organization)
+        json.key("user_id"); json.int(userID)
+        json.key("user_name"); json.string(username)
+        json.endObject()
+        return json.bytes
+    }
+
+    /// Reads the claims of a verified payload. Every claim the broker issues is required.
+    public init(json: [String: JSONValue]) throws(TokenRejection) {
+        func string(_ name: String) throws(TokenRejection) -> String {
+            guard case .string(let value)? = json[name] else { throw .missingClaim(name) }
+            return value
+        }
+        func integer(_ name: String) throws(TokenRejection) -> Int64 {
+            guard case .integer(let value)? = json[name] else { throw .missingClaim(name) }
+            return value
+        }
+        func strings(_ name: String) throws(TokenRejection) -> [String] {
+            switch json[name] {
+            case .string(let value)?: return [value]
+            case .array(let values)?:
+                var result: [String] = []
+                for value in values {
+                    guard case .string(let text) = value else { throw .missingClaim(name) }
+                    result.append(text)
+                }
+                return result
+            default: throw .missingClaim(name)
+            }
+        }
+        issuer = try string("iss")
+        subject = try string("sub")
+        audience = try strings("aud")
+        organization = try string("org")
+        organizationRoles = try strings("org_roles")
+        issuedAt = try integer("iat")
+        notBefore = try integer("nbf")
+        expiresAt = try integer("exp")
+        tokenID = try string("jti")
+        authenticatedAt = try integer("auth_time")
+        authenticationMethods = try strings("amr")
+        identityProvider = try string("idp")
+        tokenType = try string("token_type")
+        userID = try integer("user_id")
+        username = try string("user_name")
+    }
+}
+
+extension JSONWriter {
+    mutating func stringArray(_ values: [String]) {
+        beginArray()
+        for value in values { string(value) }
+        endArray()
+    }
+}

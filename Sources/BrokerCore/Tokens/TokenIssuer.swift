@@ -1,0 +1,75 @@
+import BrokerCrypto
+import Foundation
+
+/// Signs access tokens with the active key of the configured algorithm.
+///
+/// ```swift
+/// let issuer = TokenIssuer(keyRing: ring, issuer: "https://login.example.org", algorithm: .rs256, clock: SystemWallClock())
+/// let token = try issuer.issue(subject: ..., lifetime: 3600)
+/// ```
+public struct TokenIssuer: Sendable {
+    public let keyRing: KeyRing
+    public let issuer: String
+    public let algorithm: JWSAlgorithm
+    public let clock: any WallClock
+
+    public init(keyRing: KeyRing, issuer: String, algorithm: JWSAlgorithm, clock: any WallClock) {
+        self.keyRing = keyRing
+        self.issuer = issuer
+        self.algorithm = algorithm
+        self.clock = clock
+    }
+
+    /// A signed token and the claims it carries.
+    public struct IssuedToken: Sendable {
+        public var token: String
+        public var claims: AccessTokenClaims
+        public var kid: String
+    }
+
+    /// What a token says about its holder; the issuer adds `iss`, times and `jti`.
+    public struct Grant: Sendable {
+        public var user: User
+        public var organization: Organization
+        public var role: Role
+        public var authenticatedAt: Date
+        public var authenticationMethods: [String]
+        public var identityProvider: String
+
+        public init(
+            user: User, organization: Organization, role: Role, authenticatedAt: Date,
+            authenticationMethods: [String], identityProvider: String
+        ) {
+            self.user = user
+            self.organization = organization
+            self.role = role
+            self.authenticatedAt = authenticatedAt
+            self.authenticationMethods = authenticationMethods
+            self.identityProvider = identityProvider
+        }
+    }
+
+    public func issue(_ grant: Grant, lifetime: Int) throws -> IssuedToken {
+        guard let active = keyRing.snapshot.activeSigner(for: algorithm) else {
+            throw BrokerError(.unavailable, "no active \(algorithm.rawValue) signing key")
+        }
+        let now = Int64(clock.now().timeIntervalSince1970.rounded(.down))
+        let claims = AccessTokenClaims(
+            issuer: issuer,
+            subject: grant.user.username,
+            audience: [grant.organization.clusterName],
+            organization: grant.organization.name,
+            organizationRoles: grant.role.impliedRoles,
+            issuedAt: now,
+            notBefore: now,
+            expiresAt: now + Int64(lifetime),
+            tokenID: Base64URL.encode(SecureRandom.bytes(16)),
+            authenticatedAt: Int64(grant.authenticatedAt.timeIntervalSince1970.rounded(.down)),
+            authenticationMethods: grant.authenticationMethods,
+            identityProvider: grant.identityProvider,
+            userID: grant.user.id,
+            username: grant.user.username)
+        let token = try active.signer.sign(payload: claims.encoded())
+        return IssuedToken(token: token, claims: claims, kid: active.kid)
+    }
+}

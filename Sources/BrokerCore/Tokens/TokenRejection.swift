@@ -1,0 +1,37 @@
+/// Why a token was not accepted. The description is safe to show the caller and to log: it
+/// never contains the token or any part of it.
+public enum TokenRejection: Error, Sendable, Equatable, CustomStringConvertible {
+    case malformed(String)
+    case disallowedAlgorithm(String)
+    case disallowedHeader(String)
+    case wrongType
+    case unknownKey
+    case algorithmMismatch
+    case badSignature
+    case missingClaim(String)
+    case wrongIssuer
+    case wrongAudience
+    case wrongTokenType
+    case expired
+    case notYetValid
+    case issuedInFuture
+
+    public var description: String {
+        switch self {
+        case .malformed(let why): "malformed token: \(why)"
+        case .disallowedAlgorithm(let alg): "algorithm \(alg) is not allowed"
+        case .disallowedHeader(let name): "header parameter \(name) is not allowed"
+        case .wrongType: "token type (typ) must be at+jwt"
+        case .unknownKey: "unknown signing key (kid)"
+        case .algorithmMismatch: "algorithm does not match the key"
+        case .badSignature: "signature is invalid"
+        case .missingClaim(let name): "claim \(name) is missing or has the wrong type"
+        case .wrongIssuer: "issuer (iss) is not this broker"
+        case .wrongAudience: "audience (aud) does not include the expected audience"
+        case .wrongTokenType: "token_type must be access"
+        case .expired: "token has expired"
+        case .notYetValid: "token is not valid yet (nbf)"
+        case .issuedInFuture: "token is issued in the future (iat)"
+        }
+    }
+}
