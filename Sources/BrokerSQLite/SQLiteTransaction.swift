@@ -1,0 +1,371 @@
+import BrokerCore
+import Foundation
+import SQLiteNIO
+
+/// The ``StoreTransaction`` that ``SQLiteStore/transaction(_:)`` hands to its body.
+///
+/// It runs statements on the store's one connection while the store holds its transaction gate.
+/// Once the transaction has ended (committed or rolled back) every method throws
+/// `StoreError.engine("transaction is closed")`: the check and the submission of a statement happen
+/// under one lock, and the store closes the transaction before it submits `COMMIT` or `ROLLBACK`,
+/// so no statement of this transaction can ever run after its end (the pool runs statements in
+/// submission order).
+final class SQLiteTransaction: StoreTransaction {
+    private let connection: SQLiteConnection
+    private let isOpen = Locked(true)
+
+    init(connection: SQLiteConnection) {
+        self.connection = connection
+    }
+
+    /// Refuses every later statement.
+    func close() {
+        self.isOpen.withLock { $0 = false }
+    }
+
+    // MARK: Execution
+
+    /// Runs one statement of the transaction.
+    ///
+    /// - Parameters:
+    ///   - duplicate: what to name in ``StoreError/duplicate(_:)`` when a UNIQUE or PRIMARY KEY
+    ///     constraint fails (given SQLite's message, which names the column).
+    ///   - missingReference: what to name in ``StoreError/notFound(_:)`` when a FOREIGN KEY
+    ///     constraint fails. Called inside the transaction (a failed statement is undone alone, the
+    ///     transaction stays usable), so it may query.
+    private func execute(
+        _ sql: String,
+        _ binds: [SQLiteData] = [],
+        duplicate: ((String) -> String)? = nil,
+        missingReference: (() async throws -> String)? = nil
+    ) async throws -> [SQLiteRow] {
+        try Task.checkCancellation()
+        let future = try self.isOpen.withLock { isOpen in
+            guard isOpen else { throw StoreError.engine("transaction is closed") }
+            return self.connection.submit(sql, binds)
+        }
+        do {
+            return try await future.get()
+        } catch let error as SQLiteError where error.isUniquenessViolation && duplicate != nil {
+            throw StoreError.duplicate(duplicate!(error.message))
+        } catch let error as SQLiteError where error.isForeignKeyViolation && missingReference != nil {
+            throw StoreError.notFound(try await missingReference!())
+        } catch {
+            throw SQLiteErrors.storeError(error)
+        }
+    }
+
+    /// Runs an UPDATE … RETURNING and throws ``StoreError/notFound(_:)`` if it changed no row.
+    private func update(_ sql: String, _ binds: [SQLiteData], notFound what: String) async throws {
+        if try await self.execute(sql, binds).isEmpty {
+            throw StoreError.notFound(what)
+        }
+    }
+
+    private func exists(_ sql: String, _ binds: [SQLiteData]) async throws -> Bool {
+        try await !self.execute(sql, binds).isEmpty
+    }
+
+    /// Names whichever of a user and an organization does not exist.
+    private func missingUserOrOrganization(userID: Int64, organizationID: Int64) async throws -> String {
+        if try await !self.exists("SELECT 1 FROM organizations WHERE id = ?", [.id(organizationID)]) {
+            return "organization \(organizationID)"
+        }
+        if try await !self.exists("SELECT 1 FROM users WHERE id = ?", [.id(userID)]) {
+            return "user \(userID)"
+        }
+        return "organization \(organizationID) or user \(userID)"
+    }
+
+    // MARK: Users
+
+    private static let userColumns = "id, username, password_hash, is_active, created_at"
+
+    private static func user(from row: SQLiteRow) throws -> User {
+        try User(
+            id: row.int64("id"),
+            username: row.string("username"),
+            passwordHash: row.optionalString("password_hash"),
+            isActive: row.bool("is_active"),
+            createdAt: row.date("created_at")
+        )
+    }
+
+    func insertUser(_ user: NewUser) async throws -> User {
+        let rows = try await self.execute(
+            "INSERT INTO users (username, password_hash, is_active, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+            [.text(user.username), .nullableText(user.passwordHash), .bool(user.isActive), .date(user.createdAt)],
+            duplicate: { _ in "user \(user.username)" }
+        )
+        guard let row = rows.first else { throw StoreError.engine("INSERT INTO users returned no id") }
+        return try User(
+            id: row.int64("id"),
+            username: user.username,
+            passwordHash: user.passwordHash,
+            isActive: user.isActive,
+            createdAt: user.createdAt
+        )
+    }
+
+    func user(named username: String) async throws -> User? {
+        try await self.execute(
+            "SELECT \(Self.userColumns) FROM users WHERE username = ?", [.text(username)]
+        ).first.map(Self.user(from:))
+    }
+
+    func user(id: Int64) async throws -> User? {
+        try await self.execute(
+            "SELECT \(Self.userColumns) FROM users WHERE id = ?", [.id(id)]
+        ).first.map(Self.user(from:))
+    }
+
+    func users() async throws -> [User] {
+        try await self.execute("SELECT \(Self.userColumns) FROM users ORDER BY id").map(Self.user(from:))
+    }
+
+    func updatePasswordHash(userID: Int64, to hash: String?) async throws {
+        try await self.update(
+            "UPDATE users SET password_hash = ? WHERE id = ? RETURNING id",
+            [.nullableText(hash), .id(userID)],
+            notFound: "user \(userID)"
+        )
+    }
+
+    func setUserActive(userID: Int64, _ active: Bool) async throws {
+        try await self.update(
+            "UPDATE users SET is_active = ? WHERE id = ? RETURNING id",
+            [.bool(active), .id(userID)],
+            notFound: "user \(userID)"
+        )
+    }
+
+    // MARK: Organizations
+
+    private static let organizationColumns = "id, name, cluster_name, created_at"
+
+    private static func organization(from row: SQLiteRow) throws -> Organization {
+        try Organization(
+            id: row.int64("id"),
+            name: row.string("name"),
+            clusterName: row.string("cluster_name"),
+            createdAt: row.date("created_at")
+        )
+    }
+
+    func insertOrganization(name: String, clusterName: String, createdAt: Date) async throws -> Organization {
+        let rows = try await self.execute(
+            "INSERT INTO organizations (name, cluster_name, created_at) VALUES (?, ?, ?) RETURNING id",
+            [.text(name), .text(clusterName), .date(createdAt)],
+            duplicate: { message in
+                message.contains("organizations.cluster_name")
+                    ? "organization cluster name \(clusterName)" : "organization \(name)"
+            }
+        )
+        guard let row = rows.first else { throw StoreError.engine("INSERT INTO organizations returned no id") }
+        return try Organization(id: row.int64("id"), name: name, clusterName: clusterName, createdAt: createdAt)
+    }
+
+    func organization(named name: String) async throws -> Organization? {
+        try await self.execute(
+            "SELECT \(Self.organizationColumns) FROM organizations WHERE name = ?", [.text(name)]
+        ).first.map(Self.organization(from:))
+    }
+
+    func organization(id: Int64) async throws -> Organization? {
+        try await self.execute(
+            "SELECT \(Self.organizationColumns) FROM organizations WHERE id = ?", [.id(id)]
+        ).first.map(Self.organization(from:))
+    }
+
+    func organizations() async throws -> [Organization] {
+        try await self.execute(
+            "SELECT \(Self.organizationColumns) FROM organizations ORDER BY name"
+        ).map(Self.organization(from:))
+    }
+
+    // MARK: Memberships
+
+    private static func membership(from row: SQLiteRow) throws -> Membership {
+        let roleName = try row.string("role")
+        guard let role = Role(rawValue: roleName) else {
+            throw StoreError.engine("unknown role in column memberships.role")
+        }
+        return try Membership(
+            organizationID: row.int64("organization_id"),
+            userID: row.int64("user_id"),
+            role: role,
+            isActive: row.bool("is_active"),
+            createdAt: row.date("created_at")
+        )
+    }
+
+    func upsertMembership(_ membership: Membership) async throws {
+        _ = try await self.execute(
+            """
+            INSERT INTO memberships (organization_id, user_id, role, is_active, created_at)
+            VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT (organization_id, user_id) DO UPDATE SET
+                role = excluded.role, is_active = excluded.is_active, created_at = excluded.created_at
+            """,
+            [
+                .id(membership.organizationID), .id(membership.userID), .text(membership.role.rawValue),
+                .bool(membership.isActive), .date(membership.createdAt),
+            ],
+            missingReference: {
+                try await self.missingUserOrOrganization(
+                    userID: membership.userID, organizationID: membership.organizationID
+                )
+            }
+        )
+    }
+
+    func membership(organizationID: Int64, userID: Int64) async throws -> Membership? {
+        try await self.execute(
+            """
+            SELECT organization_id, user_id, role, is_active, created_at FROM memberships
+            WHERE organization_id = ? AND user_id = ?
+            """,
+            [.id(organizationID), .id(userID)]
+        ).first.map(Self.membership(from:))
+    }
+
+    func members(organizationID: Int64) async throws -> [MemberListing] {
+        try await self.execute(
+            """
+            SELECT u.username, m.organization_id, m.user_id, m.role, m.is_active, m.created_at
+            FROM memberships AS m JOIN users AS u ON u.id = m.user_id
+            WHERE m.organization_id = ?
+            ORDER BY u.username
+            """,
+            [.id(organizationID)]
+        ).map { row in
+            try MemberListing(username: row.string("username"), membership: Self.membership(from: row))
+        }
+    }
+
+    func deleteMembership(organizationID: Int64, userID: Int64) async throws -> Bool {
+        try await self.exists(
+            "DELETE FROM memberships WHERE organization_id = ? AND user_id = ? RETURNING user_id",
+            [.id(organizationID), .id(userID)]
+        )
+    }
+
+    // MARK: Refresh families
+
+    private static func refreshFamily(from row: SQLiteRow) throws -> RefreshFamily {
+        try RefreshFamily(
+            id: row.string("id"),
+            userID: row.int64("user_id"),
+            organizationID: row.int64("organization_id"),
+            authenticatedAt: row.date("authenticated_at"),
+            expiresAt: row.date("expires_at"),
+            authenticationMethods: row.stringList("amr"),
+            revokedAt: row.optionalDate("revoked_at"),
+            revocationReason: row.optionalString("revocation_reason")
+        )
+    }
+
+    func insertRefreshFamily(_ family: RefreshFamily) async throws {
+        _ = try await self.execute(
+            """
+            INSERT INTO refresh_families
+                (id, user_id, organization_id, authenticated_at, expires_at, amr, revoked_at, revocation_reason)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            [
+                .text(family.id), .id(family.userID), .id(family.organizationID), .date(family.authenticatedAt),
+                .date(family.expiresAt), .stringList(family.authenticationMethods), .date(family.revokedAt),
+                .nullableText(family.revocationReason),
+            ],
+            duplicate: { _ in "refresh family \(family.id)" },
+            missingReference: {
+                try await self.missingUserOrOrganization(
+                    userID: family.userID, organizationID: family.organizationID
+                )
+            }
+        )
+    }
+
+    func refreshFamily(id: String) async throws -> RefreshFamily? {
+        try await self.execute(
+            """
+            SELECT id, user_id, organization_id, authenticated_at, expires_at, amr, revoked_at, revocation_reason
+            FROM refresh_families WHERE id = ?
+            """,
+            [.text(id)]
+        ).first.map(Self.refreshFamily(from:))
+    }
+
+    func revokeRefreshFamily(id: String, at date: Date, reason: String) async throws {
+        // In an UPDATE every expression sees the row as it was: the first revocation wins.
+        try await self.update(
+            """
+            UPDATE refresh_families SET
+                revoked_at = COALESCE(revoked_at, ?),
+                revocation_reason = CASE WHEN revoked_at IS NULL THEN ? ELSE revocation_reason END
+            WHERE id = ? RETURNING id
+            """,
+            [.date(date), .text(reason), .text(id)],
+            notFound: "refresh family \(id)"
+        )
+    }
+
+    /// A token hash is a digest, safe to show, but a prefix is enough to tell two apart in a message.
+    private static func describeToken(hash: String) -> String {
+        "refresh token \(hash.prefix(12))…"
+    }
+
+    private static func refreshToken(from row: SQLiteRow) throws -> RefreshTokenRecord {
+        try RefreshTokenRecord(
+            tokenHash: row.string("token_hash"),
+            familyID: row.string("family_id"),
+            issuedAt: row.date("issued_at"),
+            expiresAt: row.date("expires_at"),
+            usedAt: row.optionalDate("used_at")
+        )
+    }
+
+    func insertRefreshToken(_ token: RefreshTokenRecord) async throws {
+        _ = try await self.execute(
+            "INSERT INTO refresh_tokens (token_hash, family_id, issued_at, expires_at, used_at) VALUES (?, ?, ?, ?, ?)",
+            [.text(token.tokenHash), .text(token.familyID), .date(token.issuedAt), .date(token.expiresAt), .date(token.usedAt)],
+            duplicate: { _ in Self.describeToken(hash: token.tokenHash) },
+            missingReference: { "refresh family \(token.familyID)" }
+        )
+    }
+
+    func refreshToken(hash: String) async throws -> RefreshTokenRecord? {
+        try await self.execute(
+            "SELECT token_hash, family_id, issued_at, expires_at, used_at FROM refresh_tokens WHERE token_hash = ?",
+            [.text(hash)]
+        ).first.map(Self.refreshToken(from:))
+    }
+
+    func markRefreshTokenUsed(hash: String, at date: Date) async throws {
+        // The first use is kept: the grace window for concurrent refreshes counts from it, and a
+        // later call must not extend it.
+        try await self.update(
+            "UPDATE refresh_tokens SET used_at = COALESCE(used_at, ?) WHERE token_hash = ? RETURNING token_hash",
+            [.date(date), .text(hash)],
+            notFound: Self.describeToken(hash: hash)
+        )
+    }
+
+    // MARK: Server secrets
+
+    func serverSecret(named name: String) async throws -> [UInt8]? {
+        try await self.execute("SELECT value FROM server_secrets WHERE name = ?", [.text(name)])
+            .first.map { try $0.bytes("value") }
+    }
+
+    func insertServerSecretIfAbsent(named name: String, value: [UInt8]) async throws -> [UInt8] {
+        _ = try await self.execute(
+            "INSERT INTO server_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+            [.text(name), .bytes(value)]
+        )
+        guard let stored = try await self.serverSecret(named: name) else {
+            throw StoreError.engine("server secret \(name) vanished after insertion")
+        }
+        return stored
+    }
+}
