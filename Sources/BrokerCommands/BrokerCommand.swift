@@ -1,0 +1,21 @@
+import ArgumentParser
+
+/// `broker`: the one executable — the server and every administration command.
+public struct BrokerCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "broker",
+        abstract: "An authentication and credential broker for private compute clusters.",
+        subcommands: [
+            ServeCommand.self, UsersCommand.self, OrgsCommand.self, MembersCommand.self, KeysCommand.self,
+            TokenCommand.self,
+        ])
+
+    public init() {}
+}
+
+extension BrokerCommand {
+    /// The entry point of the `broker` executable.
+    public static func runFromCommandLine() async {
+        await main()
+    }
+}

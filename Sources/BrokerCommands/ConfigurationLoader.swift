@@ -1,0 +1,85 @@
+import BrokerCore
+import Configuration
+import Foundation
+import SystemPackage
+import Yams
+
+/// Reads the broker's configuration in three layers, each overriding the one before: the YAML
+/// file (`config/broker.yaml` by default), `BROKER_<KEY>` environment variables, command-line
+/// flags. Every value is checked, and an error names the key and the layer it came from.
+///
+/// ```swift
+/// let config = try await ConfigurationLoader(environment: ProcessInfo.processInfo.environment)
+///     .load(file: options.config, flags: ["data_dir": "/tmp/d"])
+/// ```
+public struct ConfigurationLoader: Sendable {
+    public static let defaultFile = "config/broker.yaml"
+
+    public var environment: [String: String]
+
+    public init(environment: [String: String]) {
+        self.environment = environment
+    }
+
+    /// - Parameters:
+    ///   - file: an explicit file (must exist); otherwise `BROKER_CONFIG`, otherwise the default
+    ///     file if present.
+    ///   - flags: values given as flags, by key name.
+    public func load(file: String?, flags: [String: String]) async throws -> BrokerConfiguration {
+        var configuration = BrokerConfiguration()
+        let explicit = file ?? environment["BROKER_CONFIG"]
+        let path = explicit ?? Self.defaultFile
+        if explicit != nil || FileManager.default.fileExists(atPath: path) {
+            try await apply(file: path, to: &configuration)
+        }
+        let variables = EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: "broker")
+        try apply(ConfigReader(provider: variables), source: "environment", prefix: "BROKER_", to: &configuration)
+        for (key, value) in flags.sorted(by: { $0.key < $1.key }) {
+            try configuration.set(key, to: value, source: "command line")
+        }
+        try configuration.validate()
+        return configuration
+    }
+
+    private func apply(file path: String, to configuration: inout BrokerConfiguration) async throws {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw ConfigurationError("configuration file \(path) does not exist")
+        }
+        // A misspelt key silently falling back to its default is how auth services get
+        // misconfigured: refuse keys we do not know.
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let document: Any?
+        do {
+            document = try Yams.load(yaml: text)
+        } catch {
+            throw ConfigurationError("\(path) is not valid YAML: \(error)")
+        }
+        if let document {
+            guard let mapping = document as? [String: Any] else {
+                throw ConfigurationError("\(path) must be a mapping of key: value")
+            }
+            for key in mapping.keys.sorted() {
+                guard BrokerConfiguration.keys.contains(key) else {
+                    throw ConfigurationError(
+                        "\(path): unknown key \(key) (known: \(BrokerConfiguration.keys.joined(separator: ", ")))")
+                }
+                guard mapping[key] is String || mapping[key] is Int || mapping[key] is Double || mapping[key] is Bool
+                    || mapping[key] is NSNull
+                else {
+                    throw ConfigurationError("\(path): \(key) must be a single value, not a list or a mapping")
+                }
+            }
+        }
+        let provider = try await FileProvider<YAMLSnapshot>(filePath: FilePath(path))
+        try apply(ConfigReader(provider: provider), source: path, prefix: "", to: &configuration)
+    }
+
+    private func apply(
+        _ reader: ConfigReader, source: String, prefix: String, to configuration: inout BrokerConfiguration
+    ) throws {
+        for key in BrokerConfiguration.keys {
+            guard let text = reader.string(forKey: ConfigKey(key)) else { continue }
+            try configuration.set(key, to: text, source: prefix.isEmpty ? source : "\(source) \(prefix)\(key.uppercased())")
+        }
+    }
+}

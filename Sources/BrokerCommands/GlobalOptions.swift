@@ -1,0 +1,98 @@
+import ArgumentParser
+import BrokerCore
+import BrokerCrypto
+import BrokerSQLite
+import Foundation
+import Logging
+
+/// The options every subcommand accepts.
+public struct GlobalOptions: ParsableArguments, Sendable {
+    @Option(help: "Configuration file (YAML). Default: config/broker.yaml if it exists.")
+    public var config: String?
+
+    @Option(name: .customLong("data-dir"), help: "Directory of the SQLite database (data_dir).")
+    public var dataDir: String?
+
+    @Option(name: .customLong("keys-dir"), help: "Directory of the signing keys (keys_dir).")
+    public var keysDir: String?
+
+    public init() {}
+
+    /// Loads the configuration with these flags (and any others a command adds) on top.
+    func configuration(extraFlags: [String: String] = [:]) async throws -> BrokerConfiguration {
+        var flags = extraFlags
+        if let dataDir { flags["data_dir"] = dataDir }
+        if let keysDir { flags["keys_dir"] = keysDir }
+        return try await ConfigurationLoader(environment: ProcessInfo.processInfo.environment)
+            .load(file: config, flags: flags)
+    }
+}
+
+/// What a command needs to work on the store directly, without a server.
+struct CommandEnvironment {
+    let configuration: BrokerConfiguration
+    let store: SQLiteStore
+    let logger: Logger
+
+    static func open(_ options: GlobalOptions, extraFlags: [String: String] = [:]) async throws -> CommandEnvironment {
+        let configuration = try await options.configuration(extraFlags: extraFlags)
+        LoggingBootstrap.run(level: configuration.logLevel)
+        let logger = Logger(label: "broker")
+        try FilePermissions.ensurePrivateDirectory(configuration.dataDirectory)
+        let store = try await SQLiteStore.open(path: configuration.databasePath, logger: logger)
+        return CommandEnvironment(configuration: configuration, store: store, logger: logger)
+    }
+
+    /// Runs `body` with account administration, closing everything afterwards.
+    func withAccounts<T>(_ body: (AccountAdministration) async throws -> T) async throws -> T {
+        let pool = PasswordHashingPool(
+            hasher: PasswordHasher(parameters: configuration.argon2), concurrency: 1)
+        let accounts = AccountAdministration(store: store, pool: pool, clock: SystemWallClock())
+        do {
+            let result = try await body(accounts)
+            try await pool.shutdown()
+            try await store.close()
+            return result
+        } catch {
+            try? await pool.shutdown()
+            try? await store.close()
+            throw error
+        }
+    }
+}
+
+/// Logs go to standard error, at the configured level, once per process.
+enum LoggingBootstrap {
+    nonisolated(unsafe) private static var done = false
+    private static let lock = NSLock()
+
+    static func run(level: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !done else { return }
+        done = true
+        let parsed = Logger.Level(rawValue: level) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = parsed
+            return handler
+        }
+    }
+}
+
+/// Reports a failure the way a user expects from a CLI: one line on stderr, exit status 1.
+func reportingErrors(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as ExitCode {
+        throw error
+    } catch let error as CleanExit {
+        throw error
+    } catch let error as BrokerError {
+        FileHandle.standardError.write(Data("error: \(error.detail)\n".utf8))
+        throw ExitCode.failure
+    } catch {
+        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        throw ExitCode.failure
+    }
+}

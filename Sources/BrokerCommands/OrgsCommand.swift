@@ -1,0 +1,99 @@
+import ArgumentParser
+import BrokerCore
+
+struct OrgsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "orgs", abstract: "Manage organizations.", subcommands: [Add.self, List.self])
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create an organization.")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "Organization name: 1–100 letters, digits and -_.") var name: String
+        @Option(help: "The cluster name its tokens carry in aud (default: the organization name).")
+        var cluster: String?
+
+        func run() async throws {
+            try await reportingErrors {
+                let environment = try await CommandEnvironment.open(options)
+                let org = try await environment.withAccounts { try await $0.addOrganization(name, clusterName: cluster) }
+                print("created organization \(org.name) (cluster \(org.clusterName))")
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List organizations.")
+        @OptionGroup var options: GlobalOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                let environment = try await CommandEnvironment.open(options)
+                let orgs = try await environment.withAccounts { try await $0.organizations() }
+                print(Table.render(
+                    ["NAME", "CLUSTER", "CREATED"], orgs.map { [$0.name, $0.clusterName, Table.date($0.createdAt)] }))
+            }
+        }
+    }
+}
+
+struct MembersCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "members", abstract: "Manage memberships.", subcommands: [Add.self, Remove.self, List.self])
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Add a member to an organization (or change an existing member's role).")
+        @OptionGroup var options: GlobalOptions
+        @Argument var org: String
+        @Argument var name: String
+        @Option(help: "member, owner or admin") var role: String = "member"
+
+        func run() async throws {
+            try await reportingErrors {
+                guard let parsed = Role(rawValue: role) else {
+                    throw ValidationError("--role must be member, owner or admin")
+                }
+                let environment = try await CommandEnvironment.open(options)
+                try await environment.withAccounts { try await $0.addMember(organization: org, username: name, role: parsed) }
+                print("\(name) is now \(parsed.rawValue) of \(org)")
+            }
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Remove a member: their next refresh is refused.")
+        @OptionGroup var options: GlobalOptions
+        @Argument var org: String
+        @Argument var name: String
+
+        func run() async throws {
+            try await reportingErrors {
+                let environment = try await CommandEnvironment.open(options)
+                try await environment.withAccounts { try await $0.removeMember(organization: org, username: name) }
+                print("removed \(name) from \(org)")
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the members of an organization.")
+        @OptionGroup var options: GlobalOptions
+        @Argument var org: String
+
+        func run() async throws {
+            try await reportingErrors {
+                let environment = try await CommandEnvironment.open(options)
+                let members = try await environment.withAccounts { try await $0.members(organization: org) }
+                print(Table.render(
+                    ["USERNAME", "ROLE", "STATE", "SINCE"],
+                    members.map {
+                        [
+                            $0.username, $0.membership.role.rawValue, $0.membership.isActive ? "active" : "inactive",
+                            Table.date($0.membership.createdAt),
+                        ]
+                    }))
+            }
+        }
+    }
+}

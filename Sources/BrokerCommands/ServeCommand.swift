@@ -1,0 +1,65 @@
+import ArgumentParser
+import BrokerCore
+import BrokerCrypto
+import BrokerServer
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve", abstract: "Run the broker's HTTP server.")
+    @OptionGroup var options: GlobalOptions
+    @Option(help: "Address to listen on (host).") var host: String?
+    @Option(help: "Port to listen on (port; 0 picks a free one).") var port: Int?
+
+    func run() async throws {
+        try await reportingErrors {
+            var flags: [String: String] = [:]
+            if let host { flags["host"] = host }
+            if let port { flags["port"] = String(port) }
+            let environment = try await CommandEnvironment.open(options, extraFlags: flags)
+            let configuration = environment.configuration
+            let snapshot = try KeyDirectory(path: configuration.keysDirectory, logger: environment.logger)
+                .loadOrInitialize(algorithm: configuration.signingAlgorithm)
+            let services = try await BrokerServices(
+                configuration: configuration, store: environment.store, keyRing: KeyRing(snapshot),
+                logger: environment.logger)
+            let kid = snapshot.activeSigner(for: configuration.signingAlgorithm)?.kid ?? "-"
+            let app = BrokerApplication.make(
+                services: services, host: configuration.host, port: configuration.port, logger: environment.logger
+            ) { channel in
+                let bound = channel.localAddress?.port ?? configuration.port
+                Self.printBanner(configuration: configuration, port: bound, kid: kid)
+            }
+            do {
+                try await app.runService()
+            } catch {
+                try? await services.shutdown()
+                throw error
+            }
+            try await services.shutdown()
+        }
+    }
+
+    static func printBanner(configuration: BrokerConfiguration, port: Int, kid: String) {
+        let me = CommandLine.arguments.first ?? "broker"
+        let base = "http://\(configuration.host):\(port)"
+        // Written unbuffered: whoever started us (a person, a test) reads it before we exit.
+        FileHandle.standardOutput.write(Data(
+            """
+            broker listening on \(base)
+              issuer \(configuration.issuer), data \(configuration.dataDirectory), keys \(configuration.keysDirectory)
+              signing \(configuration.signingAlgorithm.rawValue) with kid \(kid)
+
+            First steps (in another terminal):
+              \(me) users add alice                 # asks for a password (12+ characters)
+              \(me) orgs add org1
+              \(me) members add org1 alice
+              curl -s \(base)/api/org_token/ -H 'Content-Type: application/json' \\
+                   -d '{"username":"alice","password":"<password>","org_name":"org1"}'
+
+            """.utf8))
+    }
+}

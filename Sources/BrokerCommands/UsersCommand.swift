@@ -1,0 +1,144 @@
+import ArgumentParser
+import BrokerCore
+import Foundation
+
+struct UsersCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "users", abstract: "Manage accounts (works directly on the store).",
+        subcommands: [Add.self, Passwd.self, Disable.self, Enable.self, List.self, Import.self])
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create an account.")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "Username: 1–150 letters, digits and @.+-_") var name: String
+        @Flag(help: "Read the password as one line from standard input.") var passwordStdin = false
+        @Flag(help: "Create the account without a password (it cannot log in with one).") var noPassword = false
+
+        func run() async throws {
+            try await reportingErrors {
+                try NamePolicy.validateUsername(name)
+                let password = noPassword ? nil : try PasswordInput.read(fromStandardInput: passwordStdin)
+                if let password { try NamePolicy.validateNewPassword(password) }
+                let environment = try await CommandEnvironment.open(options)
+                let user = try await environment.withAccounts { try await $0.addUser(name, password: password) }
+                print("created user \(user.username) (id \(user.id))")
+            }
+        }
+    }
+
+    struct Passwd: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Set an account's password.")
+        @OptionGroup var options: GlobalOptions
+        @Argument var name: String
+        @Flag(help: "Read the password as one line from standard input.") var passwordStdin = false
+
+        func run() async throws {
+            try await reportingErrors {
+                let password = try PasswordInput.read(fromStandardInput: passwordStdin)
+                try NamePolicy.validateNewPassword(password)
+                let environment = try await CommandEnvironment.open(options)
+                try await environment.withAccounts { try await $0.setPassword(name, password: password) }
+                print("password of \(name) changed")
+            }
+        }
+    }
+
+    struct Disable: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Disable an account: it can no longer log in or refresh.")
+        @OptionGroup var options: GlobalOptions
+        @Argument var name: String
+
+        func run() async throws {
+            try await reportingErrors {
+                let environment = try await CommandEnvironment.open(options)
+                try await environment.withAccounts { try await $0.setActive(name, false) }
+                print("disabled \(name)")
+            }
+        }
+    }
+
+    struct Enable: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Enable a disabled account.")
+        @OptionGroup var options: GlobalOptions
+        @Argument var name: String
+
+        func run() async throws {
+            try await reportingErrors {
+                let environment = try await CommandEnvironment.open(options)
+                try await environment.withAccounts { try await $0.setActive(name, true) }
+                print("enabled \(name)")
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List accounts.")
+        @OptionGroup var options: GlobalOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                let environment = try await CommandEnvironment.open(options)
+                let users = try await environment.withAccounts { try await $0.users() }
+                print(Table.render(
+                    ["ID", "USERNAME", "STATE", "PASSWORD", "CREATED"],
+                    users.map { user in
+                        [
+                            "\(user.id)", user.username, user.isActive ? "active" : "disabled",
+                            Self.passwordKind(user.passwordHash), Table.date(user.createdAt),
+                        ]
+                    }))
+            }
+        }
+
+        /// The kind of hash, never the hash itself.
+        static func passwordKind(_ hash: String?) -> String {
+            guard let hash else { return "none" }
+            if hash.hasPrefix("$argon2id$") { return "argon2id" }
+            if let scheme = hash.split(separator: "$").first { return String(scheme) }
+            return "other"
+        }
+    }
+
+    struct Import: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Import accounts from Django's `manage.py dumpdata auth.user` JSON.")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The dumpdata JSON file.") var file: String
+
+        func run() async throws {
+            try await reportingErrors {
+                guard let data = FileManager.default.contents(atPath: file) else {
+                    throw BrokerError(.notFound, "cannot read \(file)")
+                }
+                let environment = try await CommandEnvironment.open(options)
+                let report = try await environment.withAccounts { accounts in
+                    try await DjangoUserImport(store: accounts.store, clock: accounts.clock).run(data)
+                }
+                for entry in report.skipped { print("skipped \(entry.name): \(entry.reason)") }
+                for entry in report.rejected { print("rejected \(entry.name): \(entry.reason)") }
+                print("imported \(report.imported.count), skipped \(report.skipped.count), rejected \(report.rejected.count)")
+            }
+        }
+    }
+}
+
+/// Plain aligned columns for terminal listings.
+enum Table {
+    static func render(_ header: [String], _ rows: [[String]]) -> String {
+        let all = [header] + rows
+        let widths = header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
+        return all.map { row in
+            row.enumerated().map { column, cell in
+                column == row.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+
+    static func date(_ date: Date?) -> String {
+        guard let date else { return "-" }
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.string(from: date)
+    }
+}

@@ -1,0 +1,54 @@
+import BrokerCore
+import Hummingbird
+import Logging
+
+/// Turns every error into the JSON error shape, so that no route answers with a stack trace,
+/// an HTML page or an empty body. Unexpected errors are logged (never with request bodies)
+/// and answered with a generic 500.
+struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as BrokerError {
+            if error.code.httpStatus >= 500 {
+                context.logger.error("request failed", metadata: ["error": "\(error)"])
+            }
+            return JSONResponses.error(error)
+        } catch let error as any HTTPResponseError {
+            return JSONResponses.error(Self.brokerError(for: error.status, request: request))
+        } catch {
+            context.logger.error("unexpected error", metadata: ["error": "\(String(describing: type(of: error)))"])
+            return JSONResponses.error(BrokerError(.internalError, "internal error"))
+        }
+    }
+
+    static func brokerError(for status: HTTPResponse.Status, request: Request) -> BrokerError {
+        switch status {
+        case .notFound: BrokerError(.notFound, "no route for \(request.method) \(request.uri.path)")
+        case .methodNotAllowed: BrokerError(.methodNotAllowed, "method \(request.method) is not allowed here")
+        case .contentTooLarge: BrokerError(.payloadTooLarge, "the request body is too large")
+        case .unsupportedMediaType: BrokerError(.unsupportedMediaType, "unsupported content type")
+        case .badRequest: BrokerError(.invalidRequest, "bad request")
+        default:
+            status.code >= 500
+                ? BrokerError(.internalError, "internal error") : BrokerError(.invalidRequest, "request refused (\(status.code))")
+        }
+    }
+}
+
+/// One log line per request: method, path (never the query or a header), status, duration.
+struct AccessLogMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        let start = ContinuousClock.now
+        let response = try await next(request, context)
+        let elapsed = ContinuousClock.now - start
+        context.logger.info(
+            "\(request.method) \(request.uri.path) \(response.status.code)",
+            metadata: ["ms": "\(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)"])
+        return response
+    }
+}

@@ -1,0 +1,35 @@
+import HTTPTypes
+import BrokerCore
+import BrokerCrypto
+import Hummingbird
+
+/// Builds JSON responses from our fast writer, with the headers every API answer carries.
+enum JSONResponses {
+    static func make(_ status: HTTPResponse.Status, noStore: Bool = true, _ build: (inout JSONWriter) -> Void) -> Response {
+        var writer = JSONWriter(capacity: 256)
+        build(&writer)
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if noStore {
+            // RFC 6749 section 5.1: responses that carry tokens must not be cached.
+            headers[.cacheControl] = "no-store"
+            headers[HTTPField.Name("Pragma")!] = "no-cache"
+        }
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: writer.bytes)))
+    }
+
+    /// `{"error": code, "detail": text}`: the error shape of the generation-1 and admin routes.
+    static func error(_ error: BrokerError) -> Response {
+        var response = make(.init(code: error.code.httpStatus)) { json in
+            json.beginObject()
+            json.key("error"); json.string(error.code.rawValue)
+            json.key("detail"); json.string(error.detail)
+            json.endObject()
+        }
+        if error.code.httpStatus == 401 {
+            // RFC 6750 section 3: tell the client how to authenticate again.
+            response.headers[.wwwAuthenticate] =
+                error.code == .invalidToken || error.code == .missingToken ? "Bearer error=\"invalid_token\"" : "Bearer"
+        }
+        return response
+    }
+}

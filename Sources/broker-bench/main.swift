@@ -1,0 +1,36 @@
+import Foundation
+
+/// `broker-bench`: performance checks that are not tests (they need quiet, dedicated cores).
+///
+///     swift run -c release broker-bench jwt [--seconds N] [--alg ES256|RS256|EdDSA]
+let usage = """
+    usage: broker-bench <command> [options]
+
+    commands:
+      jwt    JWT sign and verify throughput against `openssl speed`, single-threaded
+             --seconds N        measuring time per figure (default 2)
+             --alg NAME         only this algorithm (ES256, RS256, EdDSA); repeatable
+
+    """
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+guard let command = arguments.first else {
+    FileHandle.standardError.write(Data(usage.utf8))
+    exit(2)
+}
+
+do {
+    switch command {
+    case "jwt":
+        let options = try JWTBenchmark.Options(parsing: Array(arguments.dropFirst()))
+        try JWTBenchmark(options: options, payload: SampleClaims.payload).run()
+    case "help", "-h", "--help":
+        print(usage, terminator: "")
+    default:
+        FileHandle.standardError.write(Data("unknown command \"\(command)\"\n\n\(usage)".utf8))
+        exit(2)
+    }
+} catch {
+    FileHandle.standardError.write(Data("broker-bench: \(error)\n".utf8))
+    exit(1)
+}

@@ -1,0 +1,3 @@
+import BrokerCommands
+
+await BrokerCommand.runFromCommandLine()

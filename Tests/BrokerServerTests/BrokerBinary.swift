@@ -1,0 +1,103 @@
+import Foundation
+import XCTest
+
+/// Runs the real `broker` executable built beside the test bundle, in a temporary directory of
+/// its own, with its own data and keys directories and a config file making argon2id cheap.
+struct BrokerBinary {
+    let workDirectory: URL
+    var environment: [String: String]
+
+    static var executable: URL {
+        get throws {
+            let candidates = [
+                URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
+                Bundle.main.bundleURL,
+                Bundle.main.bundleURL.deletingLastPathComponent(),
+            ]
+            for directory in candidates {
+                let url = directory.appendingPathComponent("broker")
+                if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+            }
+            throw XCTSkip("the broker executable is not built beside the tests (run `swift build --build-tests`)")
+        }
+    }
+
+    static func make(extraConfig: String = "") throws -> BrokerBinary {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("broker-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let config = """
+            data_dir: "\(directory.path)/data"
+            keys_dir: "\(directory.path)/keys"
+            argon2_memory_kib: 64
+            argon2_iterations: 1
+            \(extraConfig)
+            """
+        try config.write(to: directory.appendingPathComponent("broker.yaml"), atomically: true, encoding: .utf8)
+        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("BROKER_") }
+        environment["BROKER_CONFIG"] = directory.appendingPathComponent("broker.yaml").path
+        return BrokerBinary(workDirectory: directory, environment: environment)
+    }
+
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// Runs one command to completion.
+    @discardableResult
+    func run(_ arguments: [String], stdin: String? = nil) throws -> Result {
+        let process = Process()
+        process.executableURL = try Self.executable
+        process.arguments = arguments
+        process.environment = environment
+        process.currentDirectoryURL = workDirectory
+        let out = Pipe()
+        let err = Pipe()
+        let input = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = input
+        try process.run()
+        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+        try input.fileHandleForWriting.close()
+        let stdoutData = out.fileHandleForReading.readDataToEndOfFile()
+        let stderrData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(
+            status: process.terminationStatus, stdout: String(decoding: stdoutData, as: UTF8.self),
+            stderr: String(decoding: stderrData, as: UTF8.self))
+    }
+
+    /// Starts `broker serve` on a free port and returns it once it listens.
+    func serve(_ extra: [String] = []) throws -> (Process, Int) {
+        let process = Process()
+        process.executableURL = try Self.executable
+        process.arguments = ["serve", "--port", "0"] + extra
+        process.environment = environment
+        process.currentDirectoryURL = workDirectory
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+        var seen = ""
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            seen += String(decoding: chunk, as: UTF8.self)
+            if let range = seen.range(of: #"listening on http://127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
+                let port = Int(seen[range].split(separator: ":").last!)!
+                return (process, port)
+            }
+        }
+        process.terminate()
+        throw ServeFailed(output: seen)
+    }
+
+    struct ServeFailed: Error { var output: String }
+
+    func cleanUp() {
+        try? FileManager.default.removeItem(at: workDirectory)
+    }
+}

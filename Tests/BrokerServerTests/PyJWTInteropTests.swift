@@ -1,0 +1,71 @@
+import Foundation
+import XCTest
+
+/// An independent implementation checks our tokens: PyJWT, given nothing but the JWKS URL,
+/// verifies a token issued over HTTP, for each signing algorithm.
+final class PyJWTInteropTests: XCTestCase {
+    static var python: String {
+        get throws {
+            if let python = ProcessInfo.processInfo.environment["BROKER_TEST_PYTHON"] { return python }
+            let local = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent().appendingPathComponent(".venv-tests/bin/python").path
+            if FileManager.default.isExecutableFile(atPath: local) { return local }
+            XCTFail("PyJWT is needed: run the tests with `make test` (it creates .venv-tests with pyjwt[crypto])")
+            throw CancellationError()
+        }
+    }
+
+    static let script = """
+        import json, sys, urllib.request
+        import jwt
+        base, alg = sys.argv[1], sys.argv[2]
+        body = json.dumps({"username": "alice", "password": "correct horse battery staple", "org_name": "org1"}).encode()
+        req = urllib.request.Request(base + "/api/org_token/", data=body, headers={"Content-Type": "application/json"})
+        token = json.load(urllib.request.urlopen(req))["access"]
+        header = jwt.get_unverified_header(token)
+        assert header["typ"] == "at+jwt" and header["alg"] == alg, header
+        jwks = jwt.PyJWKClient(base + "/.well-known/jwks.json", cache_keys=False)
+        key = jwks.get_signing_key_from_jwt(token)
+        claims = jwt.decode(token, key.key, algorithms=[alg], audience="org1", issuer="http://127.0.0.1:8080",
+                            options={"require": ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"]})
+        assert claims["token_type"] == "access" and claims["org_name"] == "org1", claims
+        assert isinstance(claims["user_id"], int) and claims["user_name"] == "alice", claims
+        # A tampered token must fail for PyJWT too.
+        head, payload, sig = token.split(".")
+        try:
+            jwt.decode(head + "." + payload + "." + sig[:-4] + ("AAAA" if sig[-4:] != "AAAA" else "BBBB"), key.key, algorithms=[alg], audience="org1")
+            print("TAMPERED TOKEN ACCEPTED"); sys.exit(1)
+        except jwt.InvalidSignatureError:
+            pass
+        print("verified", alg, header["kid"])
+        """
+
+    func verify(_ algorithm: String) throws {
+        let python = try Self.python
+        let broker = try BrokerBinary.make(extraConfig: "signing_alg: \(algorithm)")
+        defer { broker.cleanUp() }
+        XCTAssertEqual(try broker.run(["users", "add", "alice", "--password-stdin"], stdin: "correct horse battery staple\n").status, 0)
+        XCTAssertEqual(try broker.run(["orgs", "add", "org1"]).status, 0)
+        XCTAssertEqual(try broker.run(["members", "add", "org1", "alice"]).status, 0)
+        let (server, port) = try broker.serve()
+        defer { server.terminate(); server.waitUntilExit() }
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = ["-c", Self.script, "http://127.0.0.1:\(port)", algorithm]
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let errors = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0, "PyJWT: \(output) \(errors)")
+        XCTAssertTrue(output.hasPrefix("verified \(algorithm)"), output)
+    }
+
+    func testPyJWTVerifiesRS256FromTheJWKS() throws { try verify("RS256") }
+    func testPyJWTVerifiesES256FromTheJWKS() throws { try verify("ES256") }
+    func testPyJWTVerifiesEdDSAFromTheJWKS() throws { try verify("EdDSA") }
+}
