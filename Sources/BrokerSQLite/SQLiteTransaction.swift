@@ -93,8 +93,12 @@ final class SQLiteTransaction: StoreTransaction {
 
     func insertUser(_ user: NewUser) async throws -> User {
         let rows = try await self.execute(
-            "INSERT INTO users (username, password_hash, is_active, created_at) VALUES (?, ?, ?, ?) RETURNING id",
-            [.text(user.username), .nullableText(user.passwordHash), .bool(user.isActive), .date(user.createdAt)],
+            // A NULL id takes the next free one.
+            "INSERT INTO users (id, username, password_hash, is_active, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+            [
+                user.preferredID.map(SQLiteData.id) ?? .null, .text(user.username), .nullableText(user.passwordHash),
+                .bool(user.isActive), .date(user.createdAt),
+            ],
             duplicate: { _ in "user \(user.username)" }
         )
         guard let row = rows.first else { throw StoreError.engine("INSERT INTO users returned no id") }

@@ -11,7 +11,7 @@ enum SampleClaims {
         AccessTokenClaims(
             issuer: "https://login.example.org", subject: "alice", audience: ["example-cluster"],
             organization: "example-org", organizationRoles: ["owner", "member"], issuedAt: now, notBefore: now,
-            expiresAt: now + 3600, tokenID: Base64URL.encode(SecureRandom.bytes(16)), authenticatedAt: now - 60,
+            expiresAt: now + 3600, tokenID: Base64URL.encode(SecureRandom.identifierBytes(16)), authenticatedAt: now - 60,
             authenticationMethods: ["pwd"], identityProvider: "local", userID: 4242, username: "alice"
         ).encoded()
     }

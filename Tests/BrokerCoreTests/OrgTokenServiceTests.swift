@@ -194,6 +194,7 @@ final class OrgTokenServiceTests: XCTestCase {
         _ = try await service.login(username: "carol", password: CoreHarness.password, organization: "org1")
         let stored = try await harness.services.store.transaction { try await $0.user(named: "carol") }
         XCTAssertTrue(stored?.passwordHash?.hasPrefix("$argon2id$") == true)
+        XCTAssertEqual(stored?.id, 7, "Django's primary key is kept as the user id")
         // And the new hash works.
         _ = try await service.login(username: "carol", password: CoreHarness.password, organization: "org1")
     }
@@ -220,5 +221,30 @@ final class OrgTokenServiceTests: XCTestCase {
             index = next
         }
         return bytes
+    }
+}
+
+final class DjangoUserImportTests: XCTestCase {
+    func testPrimaryKeysAreKeptWhenFreeAndInactiveUsersArriveDisabled() async throws {
+        let harness = try await CoreHarness.make()
+        try await harness.seed()  // alice = 1, bob = 2
+        let dump = """
+            [{"model":"auth.user","pk":2,"fields":{"username":"dora","password":"pbkdf2_sha256$1000$s$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","is_active":true}},
+             {"model":"auth.user","pk":40,"fields":{"username":"eve","password":"!x","is_active":false}},
+             {"model":"auth.user","pk":41,"fields":{"username":"bob","password":"!x","is_active":true}}]
+            """
+        let report = try await DjangoUserImport(store: harness.services.store, clock: harness.clock).run(Data(dump.utf8))
+        XCTAssertEqual(report.imported, ["dora", "eve"])
+        XCTAssertEqual(report.skipped.map(\.name), ["bob"])
+        let (dora, eve) = try await harness.services.store.transaction { tx in
+            (try await tx.user(named: "dora"), try await tx.user(named: "eve"))
+        }
+        XCTAssertNotEqual(dora?.id, 2, "pk 2 belongs to bob: dora gets a fresh id")
+        XCTAssertEqual(eve?.id, 40)
+        XCTAssertEqual(eve?.isActive, false)
+        XCTAssertNil(eve?.passwordHash, "an unusable Django password means no password")
+        let fresh = try await harness.services.accounts.addUser("frank", password: nil)
+        XCTAssertGreaterThan(fresh.id, 40, "ids continue after imported keys")
+        try await harness.shutdown()
     }
 }

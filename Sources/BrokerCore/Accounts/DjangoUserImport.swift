@@ -24,6 +24,7 @@ public struct DjangoUserImport: Sendable {
         var passwordHash: String?
         var isActive: Bool
         var joined: Date?
+        var primaryKey: Int64?
     }
 
     public let store: any Store
@@ -45,10 +46,16 @@ public struct DjangoUserImport: Sendable {
                     report.skipped.append(Entry(name: candidate.username, reason: "a user with this name exists"))
                     continue
                 }
+                // Keep Django's primary key as the user id when it is free: it is the `user_id`
+                // claim gateways and nodes have seen so far.
+                var preferredID: Int64?
+                if let key = candidate.primaryKey, key > 0, try await tx.user(id: key) == nil {
+                    preferredID = key
+                }
                 _ = try await tx.insertUser(
                     NewUser(
                         username: candidate.username, passwordHash: candidate.passwordHash,
-                        isActive: candidate.isActive, createdAt: candidate.joined ?? now))
+                        isActive: candidate.isActive, createdAt: candidate.joined ?? now, preferredID: preferredID))
                 report.imported.append(candidate.username)
             }
             return report
@@ -105,7 +112,8 @@ public struct DjangoUserImport: Sendable {
             candidates.append(
                 Candidate(
                     username: username, passwordHash: hash, isActive: active,
-                    joined: (fields["date_joined"] as? String).flatMap(Self.parseDjangoDate)))
+                    joined: (fields["date_joined"] as? String).flatMap(Self.parseDjangoDate),
+                    primaryKey: (record["pk"] as? NSNumber)?.int64Value))
         }
         return candidates
     }

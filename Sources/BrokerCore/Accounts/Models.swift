@@ -26,12 +26,16 @@ public struct NewUser: Sendable, Equatable {
     public var passwordHash: String?
     public var isActive: Bool
     public var createdAt: Date
+    /// The id to use instead of the next free one; imports keep the old system's primary key so
+    /// that `user_id` in tokens stays what gateways and nodes already know. Must be free.
+    public var preferredID: Int64?
 
-    public init(username: String, passwordHash: String?, isActive: Bool = true, createdAt: Date) {
+    public init(username: String, passwordHash: String?, isActive: Bool = true, createdAt: Date, preferredID: Int64? = nil) {
         self.username = username
         self.passwordHash = passwordHash
         self.isActive = isActive
         self.createdAt = createdAt
+        self.preferredID = preferredID
     }
 }
 

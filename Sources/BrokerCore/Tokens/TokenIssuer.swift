@@ -63,7 +63,7 @@ public struct TokenIssuer: Sendable {
             issuedAt: now,
             notBefore: now,
             expiresAt: now + Int64(lifetime),
-            tokenID: Base64URL.encode(SecureRandom.bytes(16)),
+            tokenID: Base64URL.encode(SecureRandom.identifierBytes(16)),
             authenticatedAt: Int64(grant.authenticatedAt.timeIntervalSince1970.rounded(.down)),
             authenticationMethods: grant.authenticationMethods,
             identityProvider: grant.identityProvider,
