@@ -63,7 +63,8 @@ public struct KeyDirectory: Sendable {
         let hasNext = metadata.contains { $0.algorithm == algorithm && $0.state == .next }
         if hasActive && hasNext, let existing { return existing }
 
-        let now = clock.now()
+        // Whole seconds: the manifest stores integers, and a reload must give equal metadata.
+        let now = Date(timeIntervalSince1970: clock.now().timeIntervalSince1970.rounded(.down))
         var created: [RingKey] = []
         if !hasActive {
             created.append(try generateKey(algorithm, state: .active, now: now))
