@@ -34,6 +34,13 @@ public struct ConfigurationLoader: Sendable {
         }
         let variables = EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: "broker")
         try apply(ConfigReader(provider: variables), source: "environment", prefix: "BROKER_", to: &configuration)
+        if let json = environment["BROKER_GITHUB_ORGS"] {
+            // Structured settings in the environment are JSON (YAML's subset).
+            guard let value = try? JSONSerialization.jsonObject(with: Data(json.utf8)) else {
+                throw ConfigurationError("environment BROKER_GITHUB_ORGS must be JSON")
+            }
+            try configuration.setGitHubOrganizations(value, source: "environment BROKER_GITHUB_ORGS")
+        }
         for (key, value) in flags.sorted(by: { $0.key < $1.key }) {
             try configuration.set(key, to: value, source: "command line")
         }
@@ -59,9 +66,13 @@ public struct ConfigurationLoader: Sendable {
                 throw ConfigurationError("\(path) must be a mapping of key: value")
             }
             for key in mapping.keys.sorted() {
+                if BrokerConfiguration.structuredKeys.contains(key) {
+                    try configuration.setGitHubOrganizations(mapping[key] as Any, source: path)
+                    continue
+                }
                 guard BrokerConfiguration.keys.contains(key) else {
                     throw ConfigurationError(
-                        "\(path): unknown key \(key) (known: \(BrokerConfiguration.keys.joined(separator: ", ")))")
+                        "\(path): unknown key \(key) (known: \((BrokerConfiguration.keys + BrokerConfiguration.structuredKeys).joined(separator: ", ")))")
                 }
                 guard mapping[key] is String || mapping[key] is Int || mapping[key] is Double || mapping[key] is Bool
                     || mapping[key] is NSNull

@@ -5,7 +5,7 @@ import Foundation
 struct UsersCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "users", abstract: "Manage accounts (works directly on the store).",
-        subcommands: [Add.self, Passwd.self, Disable.self, Enable.self, List.self, Import.self])
+        subcommands: [Add.self, Passwd.self, Disable.self, Enable.self, List.self, Import.self, LinkGitHub.self])
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create an account.")
@@ -72,6 +72,27 @@ struct UsersCommand: AsyncParsableCommand {
         }
     }
 
+    struct LinkGitHub: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "link-github",
+            abstract: "Link a GitHub login to an account: logging in with that GitHub identity gives the account's memberships.")
+        @OptionGroup var options: GlobalOptions
+        @Argument var name: String
+        @Argument(help: "The GitHub login (omit with --unlink).") var login: String?
+        @Flag(help: "Remove the link instead.") var unlink = false
+
+        func run() async throws {
+            try await reportingErrors {
+                guard unlink == (login == nil) else {
+                    throw ValidationError("give either a GitHub login or --unlink")
+                }
+                let environment = try await CommandEnvironment.open(options)
+                try await environment.withAccounts { try await $0.linkGitHub(name, login: login) }
+                print(login.map { "linked \(name) to GitHub login \($0)" } ?? "unlinked \(name) from GitHub")
+            }
+        }
+    }
+
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List accounts.")
         @OptionGroup var options: GlobalOptions
@@ -81,11 +102,11 @@ struct UsersCommand: AsyncParsableCommand {
                 let environment = try await CommandEnvironment.open(options)
                 let users = try await environment.withAccounts { try await $0.users() }
                 print(Table.render(
-                    ["ID", "USERNAME", "STATE", "PASSWORD", "CREATED"],
+                    ["ID", "USERNAME", "STATE", "PASSWORD", "GITHUB", "CREATED"],
                     users.map { user in
                         [
                             "\(user.id)", user.username, user.isActive ? "active" : "disabled",
-                            Self.passwordKind(user.passwordHash), Table.date(user.createdAt),
+                            Self.passwordKind(user.passwordHash), user.githubLogin ?? "-", Table.date(user.createdAt),
                         ]
                     }))
             }

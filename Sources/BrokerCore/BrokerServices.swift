@@ -20,10 +20,13 @@ public struct BrokerServices: Sendable {
     public let verifier: TokenVerifier
     public let orgTokens: OrgTokenService
     public let accounts: AccountAdministration
+    /// GitHub logins; `nil` when the broker runs without a GitHub client.
+    public let github: GitHubLoginService?
 
     public init(
         configuration: BrokerConfiguration, store: any Store, keyRing: KeyRing,
-        clock: any WallClock = SystemWallClock(), logger: Logger = Logger(label: "broker")
+        clock: any WallClock = SystemWallClock(), logger: Logger = Logger(label: "broker"),
+        githubAPI: (any GitHubAPI)? = nil
     ) async throws {
         self.configuration = configuration
         self.store = store
@@ -39,11 +42,23 @@ public struct BrokerServices: Sendable {
             keyRing: keyRing, issuer: configuration.issuer, leeway: configuration.clockSkew, clock: clock)
         let rotation = RefreshTokenRotation(
             secret: try await RefreshTokenRotation.loadSecret(from: store), policy: SessionPolicy(configuration))
+        let resolver = githubAPI.map {
+            GitHubIdentityResolver(
+                api: $0, mappings: configuration.githubOrganizations, clock: clock,
+                identityTTL: configuration.githubIdentityTTL, rejectionTTL: configuration.githubRejectionTTL)
+        }
         orgTokens = OrgTokenService(
             store: store,
             authenticator: PasswordAuthenticator(store: store, pool: passwords, logger: logger),
-            issuer: issuer, verifier: verifier, rotation: rotation, clock: clock, logger: logger)
+            issuer: issuer, verifier: verifier, rotation: rotation, clock: clock, logger: logger,
+            githubIdentities: resolver)
         accounts = AccountAdministration(store: store, pool: passwords, clock: clock)
+        github = resolver.map { [orgTokens, issuer, verifier] resolver in
+            GitHubLoginService(
+                store: store, resolver: resolver, issuer: issuer, verifier: verifier, orgTokens: orgTokens, clock: clock,
+                logger: logger, generation2Lifetime: configuration.generation2AccessLifetime,
+                sessionMaxLifetime: configuration.sessionMaxLifetime, homeOrganization: configuration.homeOrganization)
+        }
     }
 
     /// Stops the hashing threads and closes the store.

@@ -79,7 +79,7 @@ final class SQLiteTransaction: StoreTransaction {
 
     // MARK: Users
 
-    private static let userColumns = "id, username, password_hash, is_active, created_at"
+    private static let userColumns = "id, username, password_hash, is_active, created_at, github_login"
 
     private static func user(from row: SQLiteRow) throws -> User {
         try User(
@@ -87,17 +87,18 @@ final class SQLiteTransaction: StoreTransaction {
             username: row.string("username"),
             passwordHash: row.optionalString("password_hash"),
             isActive: row.bool("is_active"),
-            createdAt: row.date("created_at")
+            createdAt: row.date("created_at"),
+            githubLogin: row.optionalString("github_login")
         )
     }
 
     func insertUser(_ user: NewUser) async throws -> User {
         let rows = try await self.execute(
             // A NULL id takes the next free one.
-            "INSERT INTO users (id, username, password_hash, is_active, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO users (id, username, password_hash, is_active, created_at, github_login) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
             [
                 user.preferredID.map(SQLiteData.id) ?? .null, .text(user.username), .nullableText(user.passwordHash),
-                .bool(user.isActive), .date(user.createdAt),
+                .bool(user.isActive), .date(user.createdAt), .nullableText(user.githubLogin),
             ],
             duplicate: { _ in "user \(user.username)" }
         )
@@ -107,8 +108,24 @@ final class SQLiteTransaction: StoreTransaction {
             username: user.username,
             passwordHash: user.passwordHash,
             isActive: user.isActive,
-            createdAt: user.createdAt
+            createdAt: user.createdAt,
+            githubLogin: user.githubLogin
         )
+    }
+
+    func user(githubLogin login: String) async throws -> User? {
+        try await self.execute(
+            "SELECT \(Self.userColumns) FROM users WHERE github_login = ? COLLATE NOCASE", [.text(login)]
+        ).first.map(Self.user(from:))
+    }
+
+    func setGitHubLogin(userID: Int64, to login: String?) async throws {
+        let rows = try await self.execute(
+            "UPDATE users SET github_login = ? WHERE id = ? RETURNING id",
+            [.nullableText(login), .id(userID)],
+            duplicate: { _ in "GitHub login \(login ?? "")" }
+        )
+        if rows.isEmpty { throw StoreError.notFound("user \(userID)") }
     }
 
     func user(named username: String) async throws -> User? {
@@ -244,6 +261,25 @@ final class SQLiteTransaction: StoreTransaction {
             [.id(organizationID)]
         ).map { row in
             try MemberListing(username: row.string("username"), membership: Self.membership(from: row))
+        }
+    }
+
+    func memberships(userID: Int64) async throws -> [UserMembership] {
+        try await self.execute(
+            """
+            SELECT o.id, o.name, o.cluster_name, o.created_at AS organization_created_at,
+                   m.organization_id, m.user_id, m.role, m.is_active, m.created_at
+            FROM memberships AS m JOIN organizations AS o ON o.id = m.organization_id
+            WHERE m.user_id = ?
+            ORDER BY o.name
+            """,
+            [.id(userID)]
+        ).map { row in
+            try UserMembership(
+                organization: Organization(
+                    id: row.int64("id"), name: row.string("name"), clusterName: row.string("cluster_name"),
+                    createdAt: row.date("organization_created_at")),
+                membership: Self.membership(from: row))
         }
     }
 

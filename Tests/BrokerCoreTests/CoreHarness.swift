@@ -16,7 +16,8 @@ final class CoreHarness {
     static let password = "correct horse battery staple"
 
     static func make(
-        algorithm: JWSAlgorithm = .es256, configure: (inout BrokerConfiguration) -> Void = { _ in }
+        algorithm: JWSAlgorithm = .es256, githubAPI: (any GitHubAPI)? = nil,
+        configure: (inout BrokerConfiguration) -> Void = { _ in }
     ) async throws -> CoreHarness {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("broker-core-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -35,7 +36,8 @@ final class CoreHarness {
         let keys = KeyDirectory(path: configuration.keysDirectory, clock: clock)
         let ring = KeyRing(try keys.loadOrInitialize(algorithm: algorithm))
         let services = try await BrokerServices(
-            configuration: configuration, store: store, keyRing: ring, clock: clock, logger: logger)
+            configuration: configuration, store: store, keyRing: ring, clock: clock, logger: logger,
+            githubAPI: githubAPI)
         return CoreHarness(directory: directory, clock: clock, services: services, keyDirectory: keys)
     }
 

@@ -55,6 +55,20 @@ public struct AccountAdministration: Sendable {
         }
     }
 
+    /// Links a GitHub login to an account (the generation-1 model): a GitHub login with that
+    /// identity then gets exactly the account's memberships. `nil` unlinks.
+    public func linkGitHub(_ username: String, login: String?) async throws {
+        if let login { try NamePolicy.validateGitHubLogin(login) }
+        try await store.transaction { tx in
+            let user = try await Self.requireUser(username, tx)
+            do {
+                try await tx.setGitHubLogin(userID: user.id, to: login)
+            } catch StoreError.duplicate {
+                throw BrokerError(.alreadyExists, "the GitHub login \(login ?? "") is linked to another account")
+            }
+        }
+    }
+
     public func users() async throws -> [User] {
         try await store.transaction { tx in try await tx.users() }
     }

@@ -10,13 +10,18 @@ public struct User: Sendable, Equatable {
     public var passwordHash: String?
     public var isActive: Bool
     public var createdAt: Date
+    /// The GitHub login linked to this account (compared case-insensitively, as GitHub does).
+    public var githubLogin: String?
 
-    public init(id: Int64, username: String, passwordHash: String?, isActive: Bool, createdAt: Date) {
+    public init(
+        id: Int64, username: String, passwordHash: String?, isActive: Bool, createdAt: Date, githubLogin: String? = nil
+    ) {
         self.id = id
         self.username = username
         self.passwordHash = passwordHash
         self.isActive = isActive
         self.createdAt = createdAt
+        self.githubLogin = githubLogin
     }
 }
 
@@ -29,13 +34,18 @@ public struct NewUser: Sendable, Equatable {
     /// The id to use instead of the next free one; imports keep the old system's primary key so
     /// that `user_id` in tokens stays what gateways and nodes already know. Must be free.
     public var preferredID: Int64?
+    public var githubLogin: String?
 
-    public init(username: String, passwordHash: String?, isActive: Bool = true, createdAt: Date, preferredID: Int64? = nil) {
+    public init(
+        username: String, passwordHash: String?, isActive: Bool = true, createdAt: Date, preferredID: Int64? = nil,
+        githubLogin: String? = nil
+    ) {
         self.username = username
         self.passwordHash = passwordHash
         self.isActive = isActive
         self.createdAt = createdAt
         self.preferredID = preferredID
+        self.githubLogin = githubLogin
     }
 }
 
@@ -101,6 +111,17 @@ public struct MemberListing: Sendable, Equatable {
 
     public init(username: String, membership: Membership) {
         self.username = username
+        self.membership = membership
+    }
+}
+
+/// One of a user's memberships with its organization, for building multi-org claims.
+public struct UserMembership: Sendable, Equatable {
+    public var organization: Organization
+    public var membership: Membership
+
+    public init(organization: Organization, membership: Membership) {
+        self.organization = organization
         self.membership = membership
     }
 }

@@ -42,4 +42,17 @@ public enum NamePolicy {
             throw BrokerError(.invalidPassword, "a password must not contain a NUL character")
         }
     }
+
+    /// GitHub's rule for logins: 1–39 ASCII letters, digits and single hyphens, not at either end.
+    public static func validateGitHubLogin(_ login: String) throws {
+        let bytes = Array(login.utf8)
+        let allowed = bytes.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == 0x2D
+        }
+        guard !bytes.isEmpty, bytes.count <= 39, allowed, bytes.first != 0x2D, bytes.last != 0x2D,
+            !login.contains("--")
+        else {
+            throw BrokerError(.invalidUsername, "a GitHub login has 1 to 39 letters, digits and single hyphens")
+        }
+    }
 }

@@ -26,11 +26,14 @@ public struct OrgTokenService: Sendable {
     public let rotation: RefreshTokenRotation
     public let clock: any WallClock
     public let logger: Logger
+    /// Recent GitHub answers, for refreshing sessions whose membership a GitHub mapping grants.
+    public let githubIdentities: GitHubIdentityResolver?
 
     public init(
         store: any Store, authenticator: PasswordAuthenticator, issuer: TokenIssuer, verifier: TokenVerifier,
-        rotation: RefreshTokenRotation, clock: any WallClock, logger: Logger
+        rotation: RefreshTokenRotation, clock: any WallClock, logger: Logger, githubIdentities: GitHubIdentityResolver? = nil
     ) {
+        self.githubIdentities = githubIdentities
         self.store = store
         self.authenticator = authenticator
         self.issuer = issuer
@@ -44,20 +47,34 @@ public struct OrgTokenService: Sendable {
 
     public func login(username: String, password: String, organization organizationName: String) async throws -> TokenBundle {
         let user = try await authenticator.authenticate(username: username, password: password)
+        let (organization, role) = try await store.transaction { tx in
+            try await OrganizationAccess.requireMembership(of: user, in: organizationName, tx: tx)
+        }
+        return try await startSession(
+            user: user, organization: organization, role: role, methods: ["pwd"], identityProvider: "local")
+    }
+
+    /// Starts a refresh family for an authenticated user's membership and returns its first bundle.
+    public func startSession(
+        user: User, organization: Organization, role: Role, methods: [String], identityProvider: String,
+        subject: String? = nil
+    ) async throws -> TokenBundle {
         let now = clock.now()
         let rotation = self.rotation
-        let (organization, role, refresh) = try await store.transaction { tx in
-            let (organization, role) = try await OrganizationAccess.requireMembership(of: user, in: organizationName, tx: tx)
-            let refresh = try await rotation.startFamily(
-                in: tx, userID: user.id, organizationID: organization.id, methods: ["pwd"], now: now)
-            return (organization, role, refresh)
+        let refresh = try await store.transaction { tx in
+            try await rotation.startFamily(
+                in: tx, userID: user.id, organizationID: organization.id, methods: methods, now: now)
         }
-        let grant = TokenIssuer.Grant(
+        let grant = TokenIssuer.Grant.organization(
             user: user, organization: organization, role: role, authenticatedAt: now,
-            authenticationMethods: ["pwd"], identityProvider: "local")
+            authenticationMethods: methods, identityProvider: identityProvider, subject: subject)
         let bundle = try bundle(for: grant, refresh: refresh.token, refreshExpiresAt: refresh.expiresAt, now: now)
         logger.info(
-            "login", metadata: ["user": "\(user.username)", "org": "\(organization.name)", "family": "\(refresh.family.id)", "jti": "\(bundle.claims.tokenID)"])
+            "login",
+            metadata: [
+                "user": "\(user.username)", "org": "\(organization.name)", "idp": "\(identityProvider)",
+                "family": "\(refresh.family.id)", "jti": "\(bundle.claims.tokenID)",
+            ])
         return bundle
     }
 
@@ -72,10 +89,12 @@ public struct OrgTokenService: Sendable {
                 guard let organization = try await tx.organization(id: family.organizationID) else {
                     throw BrokerError(.unknownOrganization, "the organization of this session no longer exists")
                 }
-                let role = try await OrganizationAccess.requireMembership(of: user, in: organization, tx: tx)
-                return TokenIssuer.Grant(
+                let viaGitHub = family.authenticationMethods.contains { $0.hasPrefix("github") }
+                let role = try await refreshedRole(of: user, in: organization, viaGitHub: viaGitHub, tx: tx)
+                return TokenIssuer.Grant.organization(
                     user: user, organization: organization, role: role, authenticatedAt: family.authenticatedAt,
-                    authenticationMethods: family.authenticationMethods, identityProvider: "local")
+                    authenticationMethods: family.authenticationMethods, identityProvider: viaGitHub ? "github" : "local",
+                    subject: viaGitHub ? user.githubLogin : nil)
             }
         }
         switch outcome {
@@ -89,6 +108,27 @@ public struct OrgTokenService: Sendable {
             logger.info("refresh", metadata: ["family": "\(family.id)", "jti": "\(bundle.claims.tokenID)"])
             return bundle
         }
+    }
+
+    /// The role a refresh may carry: the store's active membership, or, for a GitHub session in a
+    /// GitHub-mapped organization, GitHub's recent answer. When that answer has expired the
+    /// holder must log in again (401); when GitHub no longer admits them, 403.
+    func refreshedRole(of user: User, in organization: Organization, viaGitHub: Bool, tx: any StoreTransaction) async throws -> Role {
+        if let membership = try await tx.membership(organizationID: organization.id, userID: user.id), membership.isActive {
+            return membership.role
+        }
+        guard viaGitHub, let resolver = githubIdentities, let login = user.githubLogin,
+            resolver.mappings.contains(where: { $0.organization == organization.name })
+        else {
+            throw BrokerError(.notAMember, "\(user.username) has no active membership in \(organization.name)")
+        }
+        guard let identity = resolver.recentIdentity(login: login) else {
+            throw BrokerError(.invalidRefreshToken, "GitHub must confirm the membership again: log in again")
+        }
+        guard let grant = identity.grants[organization.name] else {
+            throw BrokerError(.notAMember, "GitHub no longer admits \(login) to \(organization.name)")
+        }
+        return grant.role
     }
 
     /// Ends the session the refresh token belongs to (generation 1's blacklist).

@@ -26,6 +26,25 @@ public struct BrokerConfiguration: Sendable, Equatable {
     public var passwordHashConcurrency: Int = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount))
     public var logLevel: String = "info"
 
+    // MARK: GitHub (generation-2 logins and GitHub-linked accounts)
+    public var githubAPIURL: String = "https://api.github.com"
+    public var githubWebURL: String = "https://github.com"
+    /// The OAuth app's client id, needed for the device flow only.
+    public var githubClientID: String = ""
+    public var githubConnectTimeout: Int = 3
+    public var githubTimeout: Int = 10
+    /// How long a verified GitHub identity is reused without asking GitHub again.
+    public var githubIdentityTTL: Int = 300
+    /// How long a token GitHub rejected (401) is answered from memory.
+    public var githubRejectionTTL: Int = 30
+    /// Lifetime of generation-2 tokens (clients 5.5 and later never refresh).
+    public var generation2AccessLifetime: Int = 43_200
+    /// The organization named by `org`/`org_roles` in generation-2 tokens, when the holder
+    /// belongs to it; otherwise the first organization the holder belongs to.
+    public var homeOrganization: String = ""
+    /// Broker organizations whose members GitHub decides (`github_orgs` in the file).
+    public var githubOrganizations: [GitHubOrganizationMapping] = []
+
     public init() {}
 
     /// The names of the keys, as in the YAML file (`BROKER_` + upper case in the environment).
@@ -33,8 +52,12 @@ public struct BrokerConfiguration: Sendable, Equatable {
         "issuer", "host", "port", "data_dir", "keys_dir", "signing_alg", "access_lifetime",
         "refresh_lifetime", "session_max_lifetime", "refresh_reuse_grace", "clock_skew",
         "argon2_memory_kib", "argon2_iterations", "argon2_parallelism", "password_hash_concurrency",
-        "log_level",
+        "log_level", "github_api_url", "github_web_url", "github_client_id", "github_connect_timeout",
+        "github_timeout", "github_identity_ttl", "github_rejection_ttl", "generation2_access_lifetime", "home_org",
     ]
+
+    /// Keys whose value is structured (a mapping), set with ``setGitHubOrganizations(_:source:)``.
+    public static let structuredKeys: [String] = ["github_orgs"]
 
     /// Sets one key from its textual form, as found in a file, the environment or a flag.
     /// - Throws: ``ConfigurationError`` naming the key, the source and what is expected.
@@ -74,6 +97,15 @@ public struct BrokerConfiguration: Sendable, Equatable {
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
             guard levels.contains(text) else { throw fail("one of \(levels.joined(separator: ", "))") }
             logLevel = text
+        case "github_api_url": githubAPIURL = text
+        case "github_web_url": githubWebURL = text
+        case "github_client_id": githubClientID = text
+        case "github_connect_timeout": githubConnectTimeout = try integer(1...60, "a whole number of seconds in 1...60")
+        case "github_timeout": githubTimeout = try integer(1...120, "a whole number of seconds in 1...120")
+        case "github_identity_ttl": githubIdentityTTL = try integer(0...86_400, "a whole number of seconds in 0...86400")
+        case "github_rejection_ttl": githubRejectionTTL = try integer(0...3600, "a whole number of seconds in 0...3600")
+        case "generation2_access_lifetime": generation2AccessLifetime = try duration()
+        case "home_org": homeOrganization = text
         default:
             throw ConfigurationError("\(source): unknown key \(key) (known: \(Self.keys.joined(separator: ", ")))")
         }
@@ -98,6 +130,59 @@ public struct BrokerConfiguration: Sendable, Equatable {
         guard refreshReuseGrace < refreshLifetime else {
             throw ConfigurationError("refresh_reuse_grace must be shorter than refresh_lifetime")
         }
+        var clusters: [String: String] = [:]
+        for mapping in githubOrganizations {
+            try NamePolicy.validateOrganizationName(mapping.organization)
+            for cluster in mapping.teams.values.sorted() {
+                try NamePolicy.validateOrganizationName(cluster, what: "a cluster name")
+                if let other = clusters[cluster], other != mapping.organization {
+                    throw ConfigurationError(
+                        "github_orgs: cluster name \(cluster) is given to both \(other) and \(mapping.organization)")
+                }
+                clusters[cluster] = mapping.organization
+            }
+        }
+    }
+
+    /// Reads `github_orgs`: a mapping from broker organization to
+    /// `{github_org: NAME, admit_members: true|false, teams: {team-slug: cluster-name}}`.
+    public mutating func setGitHubOrganizations(_ value: Any, source: String) throws {
+        guard let mapping = value as? [String: Any] else {
+            throw ConfigurationError("\(source): github_orgs must be a mapping of organization name to settings")
+        }
+        var result: [GitHubOrganizationMapping] = []
+        for (organization, settings) in mapping.sorted(by: { $0.key < $1.key }) {
+            let what = "\(source): github_orgs.\(organization)"
+            guard let settings = settings as? [String: Any] else { throw ConfigurationError("\(what) must be a mapping") }
+            for key in settings.keys where !["github_org", "admit_members", "teams"].contains(key) {
+                throw ConfigurationError("\(what): unknown key \(key) (known: github_org, admit_members, teams)")
+            }
+            guard let githubOrganization = settings["github_org"] as? String, !githubOrganization.isEmpty else {
+                throw ConfigurationError("\(what).github_org must name a GitHub organization")
+            }
+            var admitMembers = true
+            if let admit = settings["admit_members"] {
+                guard let flag = admit as? Bool else { throw ConfigurationError("\(what).admit_members must be true or false") }
+                admitMembers = flag
+            }
+            var teams: [String: String] = [:]
+            if let declared = settings["teams"] {
+                guard let declared = declared as? [String: Any] else {
+                    throw ConfigurationError("\(what).teams must map team slugs to cluster names")
+                }
+                for (slug, cluster) in declared {
+                    guard let cluster = cluster as? String else {
+                        throw ConfigurationError("\(what).teams.\(slug) must be a cluster name")
+                    }
+                    teams[slug.lowercased()] = cluster
+                }
+            }
+            result.append(
+                GitHubOrganizationMapping(
+                    organization: organization, githubOrganization: githubOrganization, admitMembers: admitMembers,
+                    teams: teams))
+        }
+        githubOrganizations = result
     }
 
     /// Where the SQLite database lives.
@@ -108,4 +193,23 @@ public struct BrokerConfiguration: Sendable, Equatable {
 public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
+}
+
+/// How GitHub decides the members of one broker organization.
+public struct GitHubOrganizationMapping: Sendable, Equatable {
+    /// The broker organization.
+    public var organization: String
+    /// The GitHub organization whose active members (if ``admitMembers``) are members, and whose
+    /// admins are owners.
+    public var githubOrganization: String
+    public var admitMembers: Bool
+    /// Team slug (lower case) → cluster name of this organization that the team's members may use.
+    public var teams: [String: String]
+
+    public init(organization: String, githubOrganization: String, admitMembers: Bool = true, teams: [String: String] = [:]) {
+        self.organization = organization
+        self.githubOrganization = githubOrganization
+        self.admitMembers = admitMembers
+        self.teams = teams
+    }
 }

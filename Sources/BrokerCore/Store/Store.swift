@@ -27,6 +27,11 @@ public protocol StoreTransaction: Sendable {
     func insertUser(_ user: NewUser) async throws -> User
     func user(named username: String) async throws -> User?
     func user(id: Int64) async throws -> User?
+    /// The user linked to a GitHub login, compared case-insensitively.
+    func user(githubLogin login: String) async throws -> User?
+    /// Links (or with `nil` unlinks) a GitHub login. Throws ``StoreError/duplicate(_:)`` if
+    /// another user has it.
+    func setGitHubLogin(userID: Int64, to login: String?) async throws
     /// All users ordered by id.
     func users() async throws -> [User]
     func updatePasswordHash(userID: Int64, to hash: String?) async throws
@@ -46,6 +51,8 @@ public protocol StoreTransaction: Sendable {
     func membership(organizationID: Int64, userID: Int64) async throws -> Membership?
     /// Members of one organization ordered by username.
     func members(organizationID: Int64) async throws -> [MemberListing]
+    /// Every membership of one user with its organization, ordered by organization name.
+    func memberships(userID: Int64) async throws -> [UserMembership]
     /// Returns whether a row was deleted.
     func deleteMembership(organizationID: Int64, userID: Int64) async throws -> Bool
 

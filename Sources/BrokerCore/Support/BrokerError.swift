@@ -24,6 +24,12 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case alreadyExists = "already_exists"
     case payloadTooLarge = "payload_too_large"
     case unsupportedMediaType = "unsupported_media_type"
+    // GitHub as an identity source
+    case githubTokenInvalid = "github_token_invalid"
+    case githubForbidden = "github_forbidden"
+    case githubRateLimited = "github_rate_limited"
+    case githubUnavailable = "github_unavailable"
+    case githubBadResponse = "github_bad_response"
     // 5xx
     case internalError = "internal_error"
     case unavailable = "unavailable"
@@ -33,16 +39,17 @@ public enum ErrorCode: String, Sendable, CaseIterable {
         switch self {
         case .invalidRequest, .invalidUsername, .invalidPassword, .invalidOrganization: 400
         case .invalidCredentials, .accountDisabled, .invalidRefreshToken, .refreshTokenReused,
-            .sessionExpired, .missingToken, .invalidToken:
+            .sessionExpired, .missingToken, .invalidToken, .githubTokenInvalid:
             401
-        case .unknownOrganization, .notAMember: 403
+        case .unknownOrganization, .notAMember, .githubForbidden: 403
         case .notFound: 404
         case .methodNotAllowed: 405
         case .alreadyExists: 409
         case .payloadTooLarge: 413
         case .unsupportedMediaType: 415
         case .internalError: 500
-        case .unavailable: 503
+        case .githubBadResponse: 502
+        case .unavailable, .githubRateLimited, .githubUnavailable: 503
         }
     }
 }
@@ -56,10 +63,13 @@ public enum ErrorCode: String, Sendable, CaseIterable {
 public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
     public var code: ErrorCode
     public var detail: String
+    /// Whole seconds after which the caller may try again (sent as `Retry-After`).
+    public var retryAfter: Int?
 
-    public init(_ code: ErrorCode, _ detail: String) {
+    public init(_ code: ErrorCode, _ detail: String, retryAfter: Int? = nil) {
         self.code = code
         self.detail = detail
+        self.retryAfter = retryAfter
     }
 
     public var description: String { "\(code.rawValue): \(detail)" }

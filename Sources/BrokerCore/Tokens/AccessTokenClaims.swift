@@ -20,11 +20,15 @@ public struct AccessTokenClaims: Sendable, Equatable {
     public var tokenType: String = "access"
     public var userID: Int64
     public var username: String
+    /// Generation-2 tokens, which name no single org: each org the holder belongs to and the
+    /// holder's roles there, e.g. `{"orgA": ["member"], "orgB": ["owner", "member"]}`.
+    public var memberships: [String: [String]]?
 
     public init(
         issuer: String, subject: String, audience: [String], organization: String, organizationRoles: [String],
         issuedAt: Int64, notBefore: Int64, expiresAt: Int64, tokenID: String, authenticatedAt: Int64,
-        authenticationMethods: [String], identityProvider: String, userID: Int64, username: String
+        authenticationMethods: [String], identityProvider: String, userID: Int64, username: String,
+        memberships: [String: [String]]? = nil
     ) {
         self.issuer = issuer
         self.subject = subject
@@ -40,6 +44,7 @@ public struct AccessTokenClaims: Sendable, Equatable {
         self.identityProvider = identityProvider
         self.userID = userID
         self.username = username
+        self.memberships = memberships
     }
 
     /// The JWT payload. Written by hand: Foundation's JSONEncoder alone costs more than the
@@ -63,6 +68,14 @@ public struct AccessTokenClaims: Sendable, Equatable {
         json.key("org_name"); json.string(organization)
         json.key("user_id"); json.int(userID)
         json.key("user_name"); json.string(username)
+        if let memberships {
+            json.key("memberships")
+            json.beginObject()
+            for (organization, roles) in memberships.sorted(by: { $0.key < $1.key }) {
+                json.key(organization); json.stringArray(roles)
+            }
+            json.endObject()
+        }
         json.endObject()
         return json.bytes
     }
@@ -105,6 +118,22 @@ public struct AccessTokenClaims: Sendable, Equatable {
         tokenType = try string("token_type")
         userID = try integer("user_id")
         username = try string("user_name")
+        switch json["memberships"] {
+        case nil:
+            memberships = nil
+        case .object(let members)?:
+            var result: [String: [String]] = [:]
+            for (organization, roles) in members {
+                guard case .array(let values) = roles else { throw .missingClaim("memberships") }
+                result[organization] = try values.map { value throws(TokenRejection) in
+                    guard case .string(let role) = value else { throw .missingClaim("memberships") }
+                    return role
+                }
+            }
+            memberships = result
+        default:
+            throw .missingClaim("memberships")
+        }
     }
 }
 

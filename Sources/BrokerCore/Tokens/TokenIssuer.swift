@@ -30,22 +30,42 @@ public struct TokenIssuer: Sendable {
     /// What a token says about its holder; the issuer adds `iss`, times and `jti`.
     public struct Grant: Sendable {
         public var user: User
-        public var organization: Organization
-        public var role: Role
+        /// `sub`: the username, or the GitHub login for GitHub logins.
+        public var subject: String
+        public var audience: [String]
+        public var organization: String
+        public var organizationRoles: [String]
+        public var memberships: [String: [String]]?
         public var authenticatedAt: Date
         public var authenticationMethods: [String]
         public var identityProvider: String
 
         public init(
-            user: User, organization: Organization, role: Role, authenticatedAt: Date,
-            authenticationMethods: [String], identityProvider: String
+            user: User, subject: String, audience: [String], organization: String, organizationRoles: [String],
+            memberships: [String: [String]]?, authenticatedAt: Date, authenticationMethods: [String],
+            identityProvider: String
         ) {
             self.user = user
+            self.subject = subject
+            self.audience = audience
             self.organization = organization
-            self.role = role
+            self.organizationRoles = organizationRoles
+            self.memberships = memberships
             self.authenticatedAt = authenticatedAt
             self.authenticationMethods = authenticationMethods
             self.identityProvider = identityProvider
+        }
+
+        /// A token for one organization (generation 1): its cluster is the audience.
+        public static func organization(
+            user: User, organization: Organization, role: Role, authenticatedAt: Date, authenticationMethods: [String],
+            identityProvider: String, subject: String? = nil
+        ) -> Grant {
+            Grant(
+                user: user, subject: subject ?? user.username, audience: [organization.clusterName],
+                organization: organization.name, organizationRoles: role.impliedRoles, memberships: nil,
+                authenticatedAt: authenticatedAt, authenticationMethods: authenticationMethods,
+                identityProvider: identityProvider)
         }
     }
 
@@ -56,10 +76,10 @@ public struct TokenIssuer: Sendable {
         let now = Int64(clock.now().timeIntervalSince1970.rounded(.down))
         let claims = AccessTokenClaims(
             issuer: issuer,
-            subject: grant.user.username,
-            audience: [grant.organization.clusterName],
-            organization: grant.organization.name,
-            organizationRoles: grant.role.impliedRoles,
+            subject: grant.subject,
+            audience: grant.audience,
+            organization: grant.organization,
+            organizationRoles: grant.organizationRoles,
             issuedAt: now,
             notBefore: now,
             expiresAt: now + Int64(lifetime),
@@ -68,7 +88,8 @@ public struct TokenIssuer: Sendable {
             authenticationMethods: grant.authenticationMethods,
             identityProvider: grant.identityProvider,
             userID: grant.user.id,
-            username: grant.user.username)
+            username: grant.user.username,
+            memberships: grant.memberships)
         let token = try active.signer.sign(payload: claims.encoded())
         return IssuedToken(token: token, claims: claims, kid: active.kid)
     }

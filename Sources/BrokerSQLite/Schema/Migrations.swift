@@ -79,6 +79,12 @@ enum Schema {
             ) STRICT
             """,
         ]),
+        // GitHub identities: a local account may be linked to one GitHub login (case-insensitive,
+        // as GitHub compares logins).
+        Migration(version: 2, statements: [
+            "ALTER TABLE users ADD COLUMN github_login TEXT",
+            "CREATE UNIQUE INDEX users_github_login ON users (github_login COLLATE NOCASE)",
+        ]),
     ]
 }
 

@@ -17,17 +17,17 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             }
             return JSONResponses.error(error)
         } catch let error as any HTTPResponseError {
-            return JSONResponses.error(Self.brokerError(for: error.status, request: request))
+            return JSONResponses.error(Self.brokerError(for: error.status, path: "\(request.method) \(request.uri.path)"))
         } catch {
             context.logger.error("unexpected error", metadata: ["error": "\(String(describing: type(of: error)))"])
             return JSONResponses.error(BrokerError(.internalError, "internal error"))
         }
     }
 
-    static func brokerError(for status: HTTPResponse.Status, request: Request) -> BrokerError {
+    static func brokerError(for status: HTTPResponse.Status, path: String) -> BrokerError {
         switch status {
-        case .notFound: BrokerError(.notFound, "no route for \(request.method) \(request.uri.path)")
-        case .methodNotAllowed: BrokerError(.methodNotAllowed, "method \(request.method) is not allowed here")
+        case .notFound: BrokerError(.notFound, "no route for \(path)")
+        case .methodNotAllowed: BrokerError(.methodNotAllowed, "method not allowed: \(path)")
         case .contentTooLarge: BrokerError(.payloadTooLarge, "the request body is too large")
         case .unsupportedMediaType: BrokerError(.unsupportedMediaType, "unsupported content type")
         case .badRequest: BrokerError(.invalidRequest, "bad request")

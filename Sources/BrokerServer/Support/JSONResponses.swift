@@ -25,6 +25,9 @@ enum JSONResponses {
             json.key("detail"); json.string(error.detail)
             json.endObject()
         }
+        if let seconds = error.retryAfter {
+            response.headers[.retryAfter] = String(max(1, seconds))
+        }
         if error.code.httpStatus == 401 {
             // RFC 6750 section 3: tell the client how to authenticate again.
             response.headers[.wwwAuthenticate] =

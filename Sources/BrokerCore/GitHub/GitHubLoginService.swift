@@ -1,0 +1,181 @@
+import Foundation
+import Logging
+
+/// Logins with a GitHub token: generation 2 (`/auth/github/pat`, device flow: one token for
+/// every cluster the holder may use) and generation 1 (`/api/org_token_github/`: a bundle for
+/// one organization).
+///
+/// Who gets what: a local account linked to the GitHub login brings exactly its memberships;
+/// GitHub-mapped organizations (configuration) add theirs. A GitHub user admitted only through
+/// a mapping gets a local account (linked, no password) at first login, so `user_id` is always
+/// an integer.
+///
+/// ```swift
+/// let token = try await service.generation2Login(githubToken: pat, method: "github_pat")
+/// ```
+public struct GitHubLoginService: Sendable {
+    public let store: any Store
+    public let resolver: GitHubIdentityResolver
+    public let issuer: TokenIssuer
+    public let orgTokens: OrgTokenService
+    public let clock: any WallClock
+    public let logger: Logger
+    public let verifier: TokenVerifier
+    public let generation2Lifetime: Int
+    public let sessionMaxLifetime: Int
+    public let homeOrganization: String
+
+    public init(
+        store: any Store, resolver: GitHubIdentityResolver, issuer: TokenIssuer, verifier: TokenVerifier,
+        orgTokens: OrgTokenService, clock: any WallClock, logger: Logger, generation2Lifetime: Int,
+        sessionMaxLifetime: Int, homeOrganization: String
+    ) {
+        self.verifier = verifier
+        self.sessionMaxLifetime = sessionMaxLifetime
+        self.store = store
+        self.resolver = resolver
+        self.issuer = issuer
+        self.orgTokens = orgTokens
+        self.clock = clock
+        self.logger = logger
+        self.generation2Lifetime = generation2Lifetime
+        self.homeOrganization = homeOrganization
+    }
+
+    /// An organization the holder may use, with the role and the clusters it grants.
+    public struct HeldOrganization: Sendable, Equatable {
+        public var organization: Organization
+        public var role: Role
+        public var clusters: [String]
+    }
+
+    /// The local account and every organization the holder belongs to, by name.
+    public struct Holder: Sendable {
+        public var user: User
+        public var organizations: [String: HeldOrganization]
+    }
+
+    /// A signed generation-2 token for the holder of `githubToken`.
+    public func generation2Login(githubToken: String, method: String) async throws -> TokenIssuer.IssuedToken {
+        let identity = try await resolver.identity(for: githubToken)
+        let holder = try await holder(for: identity, createAccount: true)
+        let now = clock.now()
+        let issued = try issuer.issue(generation2Grant(holder, login: identity.login, authenticatedAt: now, methods: [method]), lifetime: generation2Lifetime)
+        logger.info(
+            "github login", metadata: ["login": "\(identity.login)", "user": "\(holder.user.username)", "jti": "\(issued.claims.tokenID)"])
+        return issued
+    }
+
+    /// Renews a generation-2 token (clients 5.0.4–5.4): memberships are checked again — from the
+    /// store for linked accounts, from GitHub's recent answer for GitHub-mapped organizations
+    /// (401 when that answer has expired: log in again). The renewed token keeps `auth_time`,
+    /// and none lives past `session_max_lifetime` after it.
+    public func generation2Refresh(bearer: String) async throws -> TokenIssuer.IssuedToken {
+        let claims: AccessTokenClaims
+        do {
+            claims = try verifier.verify(bearer)
+        } catch {
+            throw BrokerError(.invalidToken, error.description)
+        }
+        guard claims.identityProvider == "github", let previous = claims.memberships else {
+            throw BrokerError(.invalidToken, "only generation-2 tokens from a GitHub login can be renewed here")
+        }
+        let now = clock.now()
+        let authenticatedAt = Date(timeIntervalSince1970: TimeInterval(claims.authenticatedAt))
+        let remaining = Int(authenticatedAt.addingTimeInterval(TimeInterval(sessionMaxLifetime)).timeIntervalSince(now))
+        guard remaining > 0 else {
+            throw BrokerError(.sessionExpired, "the session has reached its maximum lifetime; log in again")
+        }
+        let mapped = Set(resolver.mappings.map(\.organization))
+        let identity: GitHubIdentity
+        if let recent = resolver.recentIdentity(login: claims.subject) {
+            identity = recent
+        } else if previous.keys.contains(where: mapped.contains) {
+            throw BrokerError(.invalidToken, "GitHub must confirm the memberships again: log in again")
+        } else {
+            identity = GitHubIdentity(login: claims.subject, githubID: 0, grants: [:], verifiedAt: now)
+        }
+        let holder = try await holder(for: identity, createAccount: false)
+        let grant = generation2Grant(
+            holder, login: claims.subject, authenticatedAt: authenticatedAt, methods: claims.authenticationMethods)
+        return try issuer.issue(grant, lifetime: min(generation2Lifetime, remaining))
+    }
+
+    /// A generation-1 bundle for one organization, for the holder of `githubToken`.
+    public func generation1Login(githubToken: String, organization organizationName: String) async throws -> TokenBundle {
+        let identity = try await resolver.identity(for: githubToken)
+        let holder = try await holder(for: identity, createAccount: true, requireAny: false)
+        guard let held = holder.organizations[organizationName] else {
+            let exists = try await store.transaction { tx in try await tx.organization(named: organizationName) != nil }
+            throw exists
+                ? BrokerError(.notAMember, "\(identity.login) has no active membership in \(organizationName)")
+                : BrokerError(.unknownOrganization, "unknown organization \(organizationName)")
+        }
+        return try await orgTokens.startSession(
+            user: holder.user, organization: held.organization, role: held.role, methods: ["github"],
+            identityProvider: "github", subject: identity.login)
+    }
+
+    /// Builds the claims of a generation-2 token: `aud` lists every cluster (never a wildcard),
+    /// `org`/`org_roles` name the home organization, `memberships` every organization.
+    func generation2Grant(_ holder: Holder, login: String, authenticatedAt: Date, methods: [String]) -> TokenIssuer.Grant {
+        let names = holder.organizations.keys.sorted()
+        let home = holder.organizations[homeOrganization] != nil ? homeOrganization : names[0]
+        let audience = Array(Set(holder.organizations.values.flatMap(\.clusters))).sorted()
+        var memberships: [String: [String]] = [:]
+        for (name, held) in holder.organizations { memberships[name] = held.role.impliedRoles }
+        return TokenIssuer.Grant(
+            user: holder.user, subject: login, audience: audience, organization: home,
+            organizationRoles: holder.organizations[home]!.role.impliedRoles, memberships: memberships,
+            authenticatedAt: authenticatedAt, authenticationMethods: methods, identityProvider: "github")
+    }
+
+    /// Resolves the local account (creating it for a mapping-admitted GitHub user) and merges the
+    /// store's memberships with GitHub's grants (the higher role wins, clusters add up).
+    public func holder(for identity: GitHubIdentity, createAccount: Bool, requireAny: Bool = true) async throws -> Holder {
+        let now = clock.now()
+        return try await store.transaction { tx in
+            var user = try await tx.user(githubLogin: identity.login)
+            var organizations: [String: HeldOrganization] = [:]
+            if let user {
+                for entry in try await tx.memberships(userID: user.id) where entry.membership.isActive {
+                    organizations[entry.organization.name] = HeldOrganization(
+                        organization: entry.organization, role: entry.membership.role,
+                        clusters: [entry.organization.clusterName])
+                }
+            }
+            for (name, grant) in identity.grants {
+                guard let organization = try await tx.organization(named: name) else { continue }
+                let clusters = (grant.includesOrganizationCluster ? [organization.clusterName] : []) + grant.teamClusters
+                if var held = organizations[name] {
+                    held.role = max(held.role, grant.role)
+                    held.clusters = Array(Set(held.clusters + clusters)).sorted()
+                    organizations[name] = held
+                } else {
+                    organizations[name] = HeldOrganization(organization: organization, role: grant.role, clusters: clusters.sorted())
+                }
+            }
+            if organizations.isEmpty && (requireAny || user == nil) {
+                throw BrokerError(.notAMember, "no organization admits the GitHub user \(identity.login)")
+            }
+            if user == nil {
+                guard createAccount else { throw BrokerError(.invalidCredentials, "no account for \(identity.login)") }
+                user = try await Self.createAccount(for: identity.login, tx: tx, now: now)
+            }
+            guard let user, user.isActive else {
+                throw BrokerError(.accountDisabled, "this account is disabled")
+            }
+            return Holder(user: user, organizations: organizations)
+        }
+    }
+
+    /// The account of a GitHub user admitted by a mapping: named after the login (or
+    /// `<login>@github` when a local account already has that name), linked, no password.
+    static func createAccount(for login: String, tx: any StoreTransaction, now: Date) async throws -> User {
+        for candidate in [login, "\(login)@github"] where try await tx.user(named: candidate) == nil {
+            return try await tx.insertUser(
+                NewUser(username: candidate, passwordHash: nil, createdAt: now, githubLogin: login))
+        }
+        throw BrokerError(.alreadyExists, "cannot name an account for the GitHub user \(login)")
+    }
+}

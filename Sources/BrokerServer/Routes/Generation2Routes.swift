@@ -1,0 +1,99 @@
+import BrokerCore
+import BrokerCrypto
+import Foundation
+import Hummingbird
+
+/// The generation-2 SlideRule login API (`login.<domain>`, clients 5.0.3 and later) and the
+/// generation-1 GitHub login. Generation-2 answers are `{"status":"success", ...}` or
+/// `{"status":"error","error":"<code>","detail":"<text>"}`.
+struct Generation2Routes<Context: RequestContext> {
+    let services: BrokerServices
+
+    func register(on router: Router<Context>) {
+        router.post("auth/github/pat") { request, _ in
+            await Self.generation2Errors { try await pat(request) }
+        }
+        router.get("auth/refresh") { request, _ in
+            await Self.generation2Errors { try await refresh(request) }
+        }
+        router.post("api/org_token_github") { request, _ in try await generation1(request) }
+    }
+
+    var github: GitHubLoginService {
+        get throws {
+            guard let github = services.github else {
+                throw BrokerError(.unavailable, "GitHub logins are not enabled on this broker")
+            }
+            return github
+        }
+    }
+
+    func pat(_ request: Request) async throws -> Response {
+        var request = request
+        let body = try await JSONRequestBody.read(&request)
+        let issued = try await github.generation2Login(githubToken: try body.string("pat"), method: "github_pat")
+        return Self.success(issued)
+    }
+
+    func refresh(_ request: Request) async throws -> Response {
+        let issued = try await github.generation2Refresh(bearer: try request.bearerToken())
+        return JSONResponses.make(.ok) { json in
+            json.beginObject()
+            json.key("token"); json.string(issued.token)
+            json.key("exp"); json.int(issued.claims.expiresAt)
+            json.endObject()
+        }
+    }
+
+    func generation1(_ request: Request) async throws -> Response {
+        var request = request
+        let body = try await JSONRequestBody.read(&request)
+        let organization = try body.string("org_name")
+        let bundle = try await github.generation1Login(githubToken: try body.string("access_token"), organization: organization)
+        return Generation1Routes<Context>.bundleResponse(bundle)
+    }
+
+    /// `{"status":"success","token":...,"metadata":{claims}}`: the client caches the whole answer
+    /// and reuses it while `metadata.exp` is in the future.
+    static func success(_ issued: TokenIssuer.IssuedToken) -> Response {
+        var json = JSONWriter(capacity: 1024)
+        json.beginObject()
+        json.key("status"); json.string("success")
+        json.key("token"); json.string(issued.token)
+        json.key("metadata")
+        let claims = issued.claims.encoded()
+        var bytes = json.bytes
+        bytes += claims
+        bytes.append(UInt8(ascii: "}"))
+        return Response(
+            status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store"],
+            body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
+    /// Answers every failure of a generation-2 route in that family's error shape.
+    static func generation2Errors(_ body: () async throws -> Response) async -> Response {
+        let error: BrokerError
+        do {
+            return try await body()
+        } catch let brokerError as BrokerError {
+            error = brokerError
+        } catch let httpError as any HTTPResponseError {
+            error = ErrorMiddleware<BasicRequestContext>.brokerError(for: httpError.status, path: "")
+        } catch {
+            return failure(BrokerError(.internalError, "internal error"))
+        }
+        return failure(error)
+    }
+
+    static func failure(_ error: BrokerError) -> Response {
+        var response = JSONResponses.make(.init(code: error.code.httpStatus)) { json in
+            json.beginObject()
+            json.key("status"); json.string("error")
+            json.key("error"); json.string(error.code.rawValue)
+            json.key("detail"); json.string(error.detail)
+            json.endObject()
+        }
+        if let seconds = error.retryAfter { response.headers[.retryAfter] = String(max(1, seconds)) }
+        return response
+    }
+}

@@ -1,0 +1,222 @@
+import BrokerCore
+import BrokerCrypto
+import Foundation
+import Synchronization
+import XCTest
+
+/// An in-memory GitHub for the rules; the wire-level client is tested against the fake server.
+final class StubGitHub: GitHubAPI {
+    struct Account {
+        var login: String
+        var id: Int64
+        var organizations: [String: GitHubOrganizationMembership] = [:]
+        var teams: [GitHubTeam] = []
+    }
+
+    private let accounts = Mutex<[String: Account]>([:])
+    private let calls = Mutex(0)
+    private let failure = Mutex<GitHubError?>(nil)
+
+    func add(token: String, _ account: Account) { accounts.withLock { $0[token] = account } }
+    func remove(token: String) { accounts.withLock { $0[token] = nil } }
+    func update(token: String, _ change: (inout Account) -> Void) {
+        accounts.withLock { if var account = $0[token] { change(&account); $0[token] = account } }
+    }
+    func fail(with error: GitHubError?) { failure.withLock { $0 = error } }
+    var callCount: Int { calls.withLock { $0 } }
+
+    private func account(_ token: String) throws(GitHubError) -> Account {
+        calls.withLock { $0 += 1 }
+        if let error = failure.withLock({ $0 }) { throw error }
+        guard let account = accounts.withLock({ $0[token] }) else { throw .unauthorized }
+        return account
+    }
+
+    func user(token: String) async throws(GitHubError) -> GitHubUser {
+        let account = try account(token)
+        return GitHubUser(login: account.login, id: account.id)
+    }
+
+    func organizationMembership(token: String, organization: String, login: String) async throws(GitHubError) -> GitHubOrganizationMembership? {
+        try account(token).organizations[organization]
+    }
+
+    func teams(token: String) async throws(GitHubError) -> [GitHubTeam] { try account(token).teams }
+
+    func requestDeviceCode(scope: String) async throws(GitHubError) -> GitHubDeviceCode {
+        throw .unavailable("not in the stub")
+    }
+
+    func pollDeviceAuthorization(deviceCode: String) async throws(GitHubError) -> GitHubDevicePoll {
+        throw .unavailable("not in the stub")
+    }
+}
+
+final class GitHubLoginTests: XCTestCase {
+    var harness: CoreHarness!
+    var github: StubGitHub!
+
+    override func setUp() async throws {
+        let stub = StubGitHub()
+        github = stub
+        harness = try await CoreHarness.make(githubAPI: stub) { configuration in
+            configuration.githubOrganizations = [
+                GitHubOrganizationMapping(
+                    organization: "sliderule", githubOrganization: "SlideRuleEarth",
+                    teams: ["devs": "sliderule-dev"]),
+                GitHubOrganizationMapping(
+                    organization: "teamonly", githubOrganization: "OtherOrg", admitMembers: false,
+                    teams: ["ops": "ops-cluster"]),
+            ]
+            configuration.homeOrganization = "sliderule"
+        }
+        try await harness.seed()  // alice member of org1
+        try await harness.services.accounts.addOrganization("sliderule")
+        try await harness.services.accounts.addOrganization("teamonly")
+        stub.add(token: "pat-alice", .init(login: "Alice-GH", id: 1))
+        stub.add(
+            token: "pat-carol",
+            .init(
+                login: "carol", id: 3,
+                organizations: ["SlideRuleEarth": .init(state: "active", role: "admin")],
+                teams: [.init(slug: "devs", organization: "SlideRuleEarth"), .init(slug: "ops", organization: "OtherOrg")]))
+        stub.add(token: "pat-dave", .init(login: "dave", id: 4, organizations: ["SlideRuleEarth": .init(state: "pending", role: "member")]))
+    }
+
+    override func tearDown() async throws {
+        try await harness.shutdown()
+    }
+
+    var service: GitHubLoginService { harness.services.github! }
+
+    func testALinkedAccountGetsExactlyItsMemberships() async throws {
+        try await harness.services.accounts.linkGitHub("alice", login: "alice-gh")
+        let issued = try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
+        let claims = try harness.services.verifier.verify(issued.token, audience: "org1")
+        XCTAssertEqual(claims.subject, "Alice-GH")
+        XCTAssertEqual(claims.username, "alice")
+        XCTAssertEqual(claims.audience, ["org1"])
+        XCTAssertEqual(claims.memberships, ["org1": ["member"]])
+        XCTAssertEqual(claims.organization, "org1", "the home org is not theirs: the first org they belong to")
+        XCTAssertEqual(claims.identityProvider, "github")
+        XCTAssertEqual(claims.authenticationMethods, ["github_pat"])
+        XCTAssertEqual(claims.expiresAt - claims.issuedAt, 43_200, "generation-2 tokens live 12 h")
+    }
+
+    func testMappedOrganizationsAdmitMembersAdminsAsOwnersAndTeamsAsClusters() async throws {
+        let issued = try await service.generation2Login(githubToken: "pat-carol", method: "github_pat")
+        let claims = try harness.services.verifier.verify(issued.token)
+        XCTAssertEqual(claims.audience, ["ops-cluster", "sliderule", "sliderule-dev"], "never a wildcard")
+        XCTAssertEqual(claims.organization, "sliderule")
+        XCTAssertEqual(claims.organizationRoles, ["owner", "member"])
+        XCTAssertEqual(claims.memberships, ["sliderule": ["owner", "member"], "teamonly": ["member"]])
+        // A local account was created at first login, linked, without a password.
+        let account = try await harness.services.store.transaction { try await $0.user(githubLogin: "CAROL") }
+        XCTAssertEqual(account?.username, "carol")
+        XCTAssertNil(account?.passwordHash)
+        XCTAssertEqual(claims.userID, account?.id)
+    }
+
+    func testNobodyAdmitsAPendingMemberOrAStranger() async throws {
+        await XCTAssertBrokerError(.notAMember) {
+            try await self.service.generation2Login(githubToken: "pat-dave", method: "github_pat")
+        }
+        await XCTAssertBrokerError(.githubTokenInvalid) {
+            try await self.service.generation2Login(githubToken: "revoked", method: "github_pat")
+        }
+    }
+
+    func testIdentitiesAreCachedByTokenHashForTheTTL() async throws {
+        _ = try await service.generation2Login(githubToken: "pat-carol", method: "github_pat")
+        let afterFirst = github.callCount
+        _ = try await service.generation2Login(githubToken: "pat-carol", method: "github_pat")
+        XCTAssertEqual(github.callCount, afterFirst, "a warm cache costs no GitHub call")
+        harness.clock.advance(by: 301)
+        _ = try await service.generation2Login(githubToken: "pat-carol", method: "github_pat")
+        XCTAssertGreaterThan(github.callCount, afterFirst)
+        // Rejections are cached briefly too.
+        let before = github.callCount
+        for _ in 0..<3 {
+            await XCTAssertBrokerError(.githubTokenInvalid) {
+                try await self.service.generation2Login(githubToken: "bad", method: "github_pat")
+            }
+        }
+        XCTAssertEqual(github.callCount, before + 1)
+    }
+
+    func testGitHubFailuresMapToStableCodes() async throws {
+        let cases: [(GitHubError, ErrorCode, Int)] = [
+            (.rateLimited(retryAfter: 42), .githubRateLimited, 503),
+            (.unavailable("timeout"), .githubUnavailable, 503),
+            (.malformedResponse("not JSON"), .githubBadResponse, 502),
+            (.forbidden("Resource not accessible"), .githubForbidden, 403),
+        ]
+        for (failure, code, status) in cases {
+            github.fail(with: failure)
+            do {
+                _ = try await service.generation2Login(githubToken: "pat-carol-\(code)", method: "github_pat")
+                XCTFail("\(failure) succeeded")
+            } catch let error as BrokerError {
+                XCTAssertEqual(error.code, code)
+                XCTAssertEqual(error.code.httpStatus, status)
+                if case .rateLimited = failure { XCTAssertEqual(error.retryAfter, 42) }
+            }
+        }
+        github.fail(with: nil)
+    }
+
+    func testGeneration2RefreshRechecksAndKeepsAuthTime() async throws {
+        let first = try await service.generation2Login(githubToken: "pat-carol", method: "github_pat")
+        harness.clock.advance(by: 60)
+        let renewed = try await service.generation2Refresh(bearer: first.token)
+        XCTAssertEqual(renewed.claims.authenticatedAt, first.claims.authenticatedAt)
+        XCTAssertEqual(renewed.claims.issuedAt, first.claims.issuedAt + 60)
+        XCTAssertEqual(renewed.claims.memberships, first.claims.memberships)
+        // Once GitHub's answer has expired, the holder of mapped orgs must log in again.
+        harness.clock.advance(by: 300)
+        await XCTAssertBrokerError(.invalidToken) { try await self.service.generation2Refresh(bearer: renewed.token) }
+    }
+
+    func testGeneration2RefreshNeverPassesTheSessionCap() async throws {
+        try await harness.services.accounts.linkGitHub("alice", login: "alice-gh")
+        var token = try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
+        // Store-only memberships need no GitHub answer; renew every 11 h for a week.
+        for _ in 0..<15 {
+            harness.clock.advance(by: 11 * 3600)
+            token = try await service.generation2Refresh(bearer: token.token)
+            XCTAssertLessThanOrEqual(token.claims.expiresAt, token.claims.authenticatedAt + 604_800)
+        }
+        // 165 h in: the last renewal was cut to the 3 h left of the week.
+        XCTAssertEqual(token.claims.expiresAt, token.claims.authenticatedAt + 604_800)
+        // Just past the week (inside the verifier's clock-skew leeway): no more renewals.
+        harness.clock.advance(by: 3 * 3600 + 10)
+        await XCTAssertBrokerError(.sessionExpired) { try await self.service.generation2Refresh(bearer: token.token) }
+    }
+
+    func testGeneration1GitHubLoginAndRefreshOfAMappedMembership() async throws {
+        let bundle = try await service.generation1Login(githubToken: "pat-carol", organization: "sliderule")
+        let claims = try harness.services.verifier.verify(bundle.access, audience: "sliderule")
+        XCTAssertEqual(claims.subject, "carol")
+        XCTAssertEqual(claims.organizationRoles, ["owner", "member"])
+        XCTAssertEqual(claims.identityProvider, "github")
+        let next = try await harness.services.orgTokens.refresh(bundle.refresh)
+        XCTAssertEqual(next.claims.identityProvider, "github")
+        // Carol leaves the GitHub org; GitHub's fresh answer no longer admits her.
+        github.update(token: "pat-carol") { $0.organizations = [:]; $0.teams = [] }
+        harness.clock.advance(by: 301)
+        await XCTAssertBrokerError(.invalidRefreshToken) { try await self.harness.services.orgTokens.refresh(next.refresh) }
+        await XCTAssertBrokerError(.notAMember) {
+            try await self.service.generation1Login(githubToken: "pat-carol", organization: "sliderule")
+        }
+        await XCTAssertBrokerError(.unknownOrganization) {
+            try await self.service.generation1Login(githubToken: "pat-carol", organization: "nope")
+        }
+    }
+
+    func testAGitHubLoginTakenByAnUnlinkedLocalAccountGetsASuffix() async throws {
+        github.add(token: "pat-bob", .init(login: "bob", id: 9, organizations: ["SlideRuleEarth": .init(state: "active", role: "member")]))
+        let issued = try await service.generation2Login(githubToken: "pat-bob", method: "github_pat")
+        XCTAssertEqual(issued.claims.username, "bob@github", "the local bob is someone else")
+        XCTAssertEqual(issued.claims.subject, "bob")
+    }
+}
