@@ -29,8 +29,11 @@ let package = Package(
         // System libraries from Debian's -dev packages (see Makefile `deps`).
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CArgon2", pkgConfig: "libargon2", providers: [.apt(["libargon2-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         // C wrappers for OpenSSL macros and functions Swift cannot call directly.
         .target(name: "CBrokerShims", dependencies: ["COpenSSL"]),
+        // Typed wrappers for libcurl's variadic setopt/getinfo, which Swift cannot call.
+        .target(name: "CCurlShims", dependencies: ["CCurl"]),
 
         // JOSE and password hashing: no networking, no storage.
         .target(
@@ -56,6 +59,24 @@ let package = Package(
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The libcurl client for GitHub's REST API and device flow.
+        .target(
+            name: "GitHubClient",
+            dependencies: ["BrokerCore", "BrokerCrypto", "CCurl", "CCurlShims"],
+            swiftSettings: swiftSettings
+        ),
+        // A fake GitHub on loopback (REST shapes, device flow, rate limits, faults) for tests.
+        .target(
+            name: "FakeGitHub",
+            dependencies: [
+                "BrokerCrypto",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -99,6 +120,11 @@ let package = Package(
                 "BrokerCommands", "BrokerServer", "BrokerSQLite",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "GitHubClientTests",
+            dependencies: ["GitHubClient", "FakeGitHub", "BrokerCore"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -1,0 +1,235 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import Synchronization
+
+/// A fake GitHub for tests: the REST calls and device flow the broker uses, on loopback,
+/// with GitHub's shapes (pagination `Link` headers, rate-limit headers, OAuth error bodies)
+/// and faults to inject (delays, 5xx, malformed bodies, dropped connections).
+///
+/// ```swift
+/// let github = try await FakeGitHub.start()
+/// github.addUser(login: "alice", token: "ghp_alice", organizations: ["acme": .admin],
+///                teams: [(organization: "acme", slug: "cluster-a")])
+/// let client = try LibcurlGitHubClient(configuration: .init(
+///     apiURL: github.apiURL, webURL: github.webURL, clientID: github.clientID))
+/// github.inject(.status(502), on: .user, times: 1)
+/// // ... exercise the client, then:
+/// XCTAssertEqual(github.requestCount(on: .user), 1)
+/// await github.stop()
+/// ```
+public final class FakeGitHub: Sendable {
+    /// The port the fake listens on (127.0.0.1).
+    public let port: Int
+    /// `http://127.0.0.1:PORT`.
+    public var baseURL: String { "http://127.0.0.1:\(port)" }
+    /// The REST API base: `baseURL` plus the path prefix given to `start` (e.g. `/api/v3`).
+    public var apiURL: String { baseURL + apiPathPrefix }
+    /// The web base, for the device flow.
+    public var webURL: String { baseURL }
+    /// The OAuth client id the device-flow endpoints accept.
+    public let clientID: String
+
+    let apiPathPrefix: String
+    let state: Mutex<FakeGitHubState>
+    let now: @Sendable () -> Date
+    let maximumPerPage: Int
+    let deviceInterval: Int
+    let deviceExpiresIn: Int
+    private let server: Mutex<Task<Void, Never>?>
+
+    /// Starts a fake on 127.0.0.1 with a free port.
+    ///
+    /// - Parameters:
+    ///   - apiPathPrefix: serve the REST API under this path, as GitHub Enterprise Server does
+    ///     (`/api/v3`); device-flow endpoints stay at the root.
+    ///   - maximumPerPage: the largest `per_page` honoured for teams (GitHub: 100); set it low
+    ///     to get several pages out of a few teams.
+    ///   - deviceInterval: the polling interval, in seconds, handed out with device codes.
+    ///   - deviceExpiresIn: device code lifetime in seconds.
+    ///   - now: the fake's clock, for rate-limit resets and device-flow timing.
+    public static func start(
+        apiPathPrefix: String = "",
+        clientID: String = "fake-client-id",
+        maximumPerPage: Int = 100,
+        deviceInterval: Int = 5,
+        deviceExpiresIn: Int = 900,
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) async throws -> FakeGitHub {
+        let box = RouterBox()
+        let (ports, portContinuation) = AsyncStream<Int>.makeStream()
+        var logger = Logger(label: "FakeGitHub")
+        logger.logLevel = .critical
+        let router = Router(context: FakeGitHubContext.self)
+        box.register(on: router, apiPathPrefix: apiPathPrefix)
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { channel in
+                portContinuation.yield(channel.localAddress?.port ?? 0)
+                portContinuation.finish()
+            },
+            logger: logger)
+        let task = Task {
+            try? await app.run()
+            portContinuation.finish()
+        }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next(), port > 0 else {
+            task.cancel()
+            await task.value
+            throw FakeGitHubStartError()
+        }
+        let fake = FakeGitHub(
+            port: port, clientID: clientID, apiPathPrefix: apiPathPrefix, now: now,
+            maximumPerPage: maximumPerPage, deviceInterval: deviceInterval, deviceExpiresIn: deviceExpiresIn,
+            server: task)
+        box.fake.withLock { $0 = fake }
+        return fake
+    }
+
+    private init(
+        port: Int, clientID: String, apiPathPrefix: String,
+        now: @escaping @Sendable () -> Date, maximumPerPage: Int, deviceInterval: Int, deviceExpiresIn: Int,
+        server: Task<Void, Never>
+    ) {
+        self.port = port
+        self.clientID = clientID
+        self.apiPathPrefix = apiPathPrefix
+        self.state = Mutex(FakeGitHubState())
+        self.now = now
+        self.maximumPerPage = maximumPerPage
+        self.deviceInterval = deviceInterval
+        self.deviceExpiresIn = deviceExpiresIn
+        self.server = Mutex(server)
+    }
+
+    /// Stops the server; requests in flight are abandoned.
+    public func stop() async {
+        guard let task = server.withLock({ task in defer { task = nil }; return task }) else { return }
+        task.cancel()
+        await task.value
+    }
+
+    // MARK: - Users and tokens
+
+    /// Adds a GitHub user reachable with `token` (and any later `addToken`).
+    ///
+    /// - Parameters:
+    ///   - scopes: the token's OAuth scopes; without `read:org`, memberships and teams answer 403.
+    ///   - organizations: the user's organization memberships.
+    ///   - teams: the teams the user belongs to, in any organization.
+    public func addUser(
+        login: String, id: Int64? = nil, token: String, scopes: Set<String> = ["read:org"],
+        organizations: [String: Membership] = [:], teams: [(organization: String, slug: String)] = []
+    ) {
+        state.withLock { state in
+            let userID = id ?? state.nextUserID
+            state.nextUserID = max(state.nextUserID, userID) + 1
+            state.users[login] = .init(login: login, id: userID, organizations: organizations, teams: teams)
+            state.tokens[token] = .init(login: login, scopes: scopes)
+        }
+    }
+
+    /// Another token for an existing user.
+    public func addToken(_ token: String, for login: String, scopes: Set<String> = ["read:org"]) {
+        state.withLock { $0.tokens[token] = .init(login: login, scopes: scopes) }
+    }
+
+    /// The token now gets 401 `Bad credentials`, as a revoked PAT does.
+    public func revoke(token: String) {
+        state.withLock { $0.tokens[token]?.revoked = true }
+    }
+
+    /// Sets (or, with nil, removes) a user's membership of `organization`.
+    public func setMembership(login: String, organization: String, _ membership: Membership?) {
+        state.withLock { $0.users[login]?.organizations[organization] = membership }
+    }
+
+    /// Replaces a user's teams.
+    public func setTeams(login: String, _ teams: [(organization: String, slug: String)]) {
+        state.withLock { $0.users[login]?.teams = teams }
+    }
+
+    // MARK: - Rate limits
+
+    /// Every API call with `token` now gets `answer`, until `restoreRateLimit`.
+    public func exhaustRateLimit(token: String, answer: RateLimitAnswer) {
+        state.withLock { $0.tokens[token]?.exhausted = answer }
+    }
+
+    public func restoreRateLimit(token: String) {
+        state.withLock { $0.tokens[token]?.exhausted = nil }
+    }
+
+    // MARK: - Faults
+
+    /// Applies `fault` to the next `times` requests on `route` (all of them if nil).
+    /// Several faults on one route combine: a delay, then the others.
+    public func inject(_ fault: Fault, on route: Route, times: Int? = nil) {
+        state.withLock { $0.faults[route, default: []].append(.init(fault: fault, remaining: times)) }
+    }
+
+    /// Removes the faults of `route`, or of every route.
+    public func clearFaults(on route: Route? = nil) {
+        state.withLock { state in
+            if let route { state.faults[route] = nil } else { state.faults.removeAll() }
+        }
+    }
+
+    // MARK: - Device flow
+
+    /// The user approves the device code shown as `userCode`; the next poll gets `token`.
+    public func approveDevice(userCode: String, token: String) {
+        state.withLock { state in
+            guard let key = state.devices.first(where: { $0.value.userCode == userCode })?.key else { return }
+            state.devices[key]?.status = .approved(token: token)
+        }
+    }
+
+    /// The user denies the device code shown as `userCode`.
+    public func denyDevice(userCode: String) {
+        state.withLock { state in
+            guard let key = state.devices.first(where: { $0.value.userCode == userCode })?.key else { return }
+            state.devices[key]?.status = .denied
+        }
+    }
+
+    // MARK: - Observations
+
+    /// The requests received, oldest first, on `route` or on every route.
+    public func requests(on route: Route? = nil) -> [RecordedRequest] {
+        state.withLock { state in state.requests.filter { route == nil || $0.route == route } }
+    }
+
+    /// How many requests arrived on `route` (or any), with `token` (or any).
+    public func requestCount(on route: Route? = nil, token: String? = nil) -> Int {
+        requests(on: route).filter { token == nil || $0.token == token }.count
+    }
+}
+
+/// The fake could not bind its port.
+///
+/// ```swift
+/// do { _ = try await FakeGitHub.start() } catch let error as FakeGitHubStartError { XCTFail("\(error)") }
+/// ```
+public struct FakeGitHubStartError: Error, CustomStringConvertible {
+    public var description: String { "the fake GitHub server did not start" }
+}
+
+/// Gives the routes, which are built before the server starts, the fake they serve.
+final class RouterBox: Sendable {
+    let fake = Mutex<FakeGitHub?>(nil)
+}
+
+/// Hummingbird's basic context plus the connection, which the reset and close faults need.
+struct FakeGitHubContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    let channel: any Channel
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
+    }
+}
