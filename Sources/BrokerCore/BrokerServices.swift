@@ -57,7 +57,8 @@ public struct BrokerServices: Sendable {
             GitHubLoginService(
                 store: store, resolver: resolver, issuer: issuer, verifier: verifier, orgTokens: orgTokens, clock: clock,
                 logger: logger, generation2Lifetime: configuration.generation2AccessLifetime,
-                sessionMaxLifetime: configuration.sessionMaxLifetime, homeOrganization: configuration.homeOrganization)
+                sessionMaxLifetime: configuration.sessionMaxLifetime, homeOrganization: configuration.homeOrganization,
+                deviceFlowEnabled: !configuration.githubClientID.isEmpty)
         }
     }
 

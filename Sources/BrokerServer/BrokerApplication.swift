@@ -17,6 +17,7 @@ public enum BrokerApplication {
         router.add(middleware: ErrorMiddleware())
         Generation1Routes(services: services).register(on: router)
         Generation2Routes(services: services).register(on: router)
+        OAuthRoutes(services: services).register(on: router)
         KeyPublicationRoutes(services: services).register(on: router)
         return router
     }

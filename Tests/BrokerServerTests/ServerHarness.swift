@@ -87,11 +87,7 @@ extension TestClientProtocol {
     }
 
     static func object(_ response: TestResponse) throws -> [String: Any] {
-        let data = Data(response.body.readableBytesView)
-        guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw NotAnObject(text: String(decoding: data, as: UTF8.self))
-        }
-        return object
+        try TestClientProtocolHelpers.object(response)
     }
 }
 

@@ -24,12 +24,15 @@ public struct GitHubLoginService: Sendable {
     public let generation2Lifetime: Int
     public let sessionMaxLifetime: Int
     public let homeOrganization: String
+    /// The device flow needs the OAuth app's client id.
+    public let deviceFlowEnabled: Bool
 
     public init(
         store: any Store, resolver: GitHubIdentityResolver, issuer: TokenIssuer, verifier: TokenVerifier,
         orgTokens: OrgTokenService, clock: any WallClock, logger: Logger, generation2Lifetime: Int,
-        sessionMaxLifetime: Int, homeOrganization: String
+        sessionMaxLifetime: Int, homeOrganization: String, deviceFlowEnabled: Bool = true
     ) {
+        self.deviceFlowEnabled = deviceFlowEnabled
         self.verifier = verifier
         self.sessionMaxLifetime = sessionMaxLifetime
         self.store = store
@@ -99,6 +102,50 @@ public struct GitHubLoginService: Sendable {
         let grant = generation2Grant(
             holder, login: claims.subject, authenticatedAt: authenticatedAt, methods: claims.authenticationMethods)
         return try issuer.issue(grant, lifetime: min(generation2Lifetime, remaining))
+    }
+
+    /// Starts GitHub's device flow (scope `read:org`); the answer goes to the client as it is.
+    public func startDeviceFlow() async throws -> GitHubDeviceCode {
+        guard deviceFlowEnabled else {
+            throw BrokerError(.unavailable, "the device flow is not configured on this broker (github_client_id)")
+        }
+        do {
+            return try await resolver.api.requestDeviceCode(scope: "read:org")
+        } catch {
+            throw error.brokerError
+        }
+    }
+
+    /// What a device-flow poll gives the client.
+    public enum DevicePollOutcome: Sendable {
+        /// Keep polling, no faster than `interval` seconds (GitHub's); `reason` is GitHub's
+        /// `authorization_pending` or `slow_down`.
+        case pending(reason: String, interval: Int)
+        case authorized(TokenIssuer.IssuedToken)
+        /// `expired_token`, `access_denied`, or another OAuth error GitHub gave.
+        case failed(error: String)
+    }
+
+    /// Asks GitHub once whether the user approved; on approval, logs them in (generation 2).
+    public func pollDeviceFlow(deviceCode: String) async throws -> DevicePollOutcome {
+        guard deviceFlowEnabled else {
+            throw BrokerError(.unavailable, "the device flow is not configured on this broker (github_client_id)")
+        }
+        let poll: GitHubDevicePoll
+        do {
+            poll = try await resolver.api.pollDeviceAuthorization(deviceCode: deviceCode)
+        } catch {
+            throw error.brokerError
+        }
+        switch poll {
+        case .pending(let interval): return .pending(reason: "authorization_pending", interval: interval)
+        case .slowDown(let interval): return .pending(reason: "slow_down", interval: interval)
+        case .expired: return .failed(error: "expired_token")
+        case .denied: return .failed(error: "access_denied")
+        case .failed(let error): return .failed(error: error)
+        case .authorized(let accessToken):
+            return .authorized(try await generation2Login(githubToken: accessToken, method: "github_device"))
+        }
     }
 
     /// A generation-1 bundle for one organization, for the holder of `githubToken`.

@@ -13,6 +13,12 @@ struct Generation2Routes<Context: RequestContext> {
         router.post("auth/github/pat") { request, _ in
             await Self.generation2Errors { try await pat(request) }
         }
+        router.post("auth/github/device") { _, _ in
+            await Self.generation2Errors { try await device() }
+        }
+        router.post("auth/github/device/poll") { request, _ in
+            await Self.generation2Errors { try await poll(request) }
+        }
         router.get("auth/refresh") { request, _ in
             await Self.generation2Errors { try await refresh(request) }
         }
@@ -33,6 +39,57 @@ struct Generation2Routes<Context: RequestContext> {
         let body = try await JSONRequestBody.read(&request)
         let issued = try await github.generation2Login(githubToken: try body.string("pat"), method: "github_pat")
         return Self.success(issued)
+    }
+
+    func device() async throws -> Response {
+        let code = try await github.startDeviceFlow()
+        return JSONResponses.make(.ok) { json in
+            json.beginObject()
+            json.key("device_code"); json.string(code.deviceCode)
+            json.key("user_code"); json.string(code.userCode)
+            json.key("verification_uri"); json.string(code.verificationURI)
+            json.key("verification_uri_complete")
+            json.string(code.verificationURIComplete ?? "\(code.verificationURI)?user_code=\(code.userCode)")
+            json.key("expires_in"); json.int(Int64(code.expiresIn))
+            json.key("interval"); json.int(Int64(code.interval))
+            json.endObject()
+        }
+    }
+
+    /// 202 while GitHub waits for the user, 200 with the token once approved, 400 when the
+    /// code expired or was denied.
+    func poll(_ request: Request) async throws -> Response {
+        var request = request
+        let body = try await JSONRequestBody.read(&request)
+        switch try await github.pollDeviceFlow(deviceCode: try body.string("device_code")) {
+        case .authorized(let issued):
+            return Self.success(issued)
+        case .pending(let reason, let interval):
+            return JSONResponses.make(.accepted) { json in
+                json.beginObject()
+                json.key("status"); json.string("pending")
+                json.key("error"); json.string(reason)
+                json.key("interval"); json.int(Int64(interval))
+                json.endObject()
+            }
+        case .failed(let error):
+            return JSONResponses.make(.badRequest) { json in
+                json.beginObject()
+                json.key("status"); json.string("error")
+                json.key("error"); json.string(error)
+                json.key("detail"); json.string(Self.deviceFailureText(error))
+                json.endObject()
+            }
+        }
+    }
+
+    static func deviceFailureText(_ error: String) -> String {
+        switch error {
+        case "expired_token": "the device code has expired; start again"
+        case "access_denied": "the user denied the authorization"
+        case "incorrect_device_code": "unknown device code"
+        default: "GitHub refused the device authorization"
+        }
     }
 
     func refresh(_ request: Request) async throws -> Response {

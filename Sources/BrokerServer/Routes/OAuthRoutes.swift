@@ -1,0 +1,174 @@
+import BrokerCore
+import BrokerCrypto
+import Foundation
+import Hummingbird
+
+/// `POST /oauth/token` (RFC 6749 section 3.2): form-encoded requests, JSON answers, RFC 6749
+/// error bodies `{"error","error_description"}`. Grants: `refresh_token` (rotation with reuse
+/// detection, as `/api/org_token/refresh/`) and RFC 8693 token exchange of a GitHub token. No
+/// resource-owner password grant: RFC 9700 forbids it.
+struct OAuthRoutes<Context: RequestContext> {
+    let services: BrokerServices
+
+    static var tokenExchange: String { "urn:ietf:params:oauth:grant-type:token-exchange" }
+    static var accessTokenType: String { "urn:ietf:params:oauth:token-type:access_token" }
+
+    func register(on router: Router<Context>) {
+        router.post("oauth/token") { request, _ in
+            do {
+                return try await token(request)
+            } catch let error as OAuthError {
+                return error.response
+            } catch let error as BrokerError {
+                return OAuthError(error).response
+            } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
+                return OAuthError(status: .contentTooLarge, code: "invalid_request", "the request body exceeds 64 KiB").response
+            } catch {
+                return OAuthError(status: .internalServerError, code: "server_error", "internal error").response
+            }
+        }
+    }
+
+    func token(_ request: Request) async throws -> Response {
+        var request = request
+        let form = try await FormBody.read(&request)
+        switch try form.required("grant_type") {
+        case "refresh_token":
+            let bundle = try await services.orgTokens.refresh(try form.required("refresh_token"))
+            return Self.tokenResponse(access: bundle.access, expiresIn: bundle.accessLifetime, refresh: bundle.refresh)
+        case Self.tokenExchange:
+            let subjectTokenType = try form.required("subject_token_type")
+            guard subjectTokenType == Self.accessTokenType else {
+                throw OAuthError(code: "invalid_request", "subject_token_type must be \(Self.accessTokenType) (a GitHub token)")
+            }
+            guard let github = services.github else {
+                throw OAuthError(status: .serviceUnavailable, code: "temporarily_unavailable", "GitHub logins are not enabled")
+            }
+            let subjectToken = try form.required("subject_token")
+            if let audience = try form.optional("audience") {
+                let bundle = try await github.generation1Login(githubToken: subjectToken, organization: audience)
+                return Self.tokenResponse(
+                    access: bundle.access, expiresIn: bundle.accessLifetime, refresh: bundle.refresh, exchanged: true)
+            }
+            let issued = try await github.generation2Login(githubToken: subjectToken, method: "github_pat")
+            return Self.tokenResponse(
+                access: issued.token, expiresIn: Int(issued.claims.expiresAt - issued.claims.issuedAt), refresh: nil,
+                exchanged: true)
+        case "password":
+            throw OAuthError(code: "unsupported_grant_type", "the password grant is not supported (RFC 9700); use /api/org_token/")
+        default:
+            throw OAuthError(code: "unsupported_grant_type", "supported: refresh_token, \(Self.tokenExchange)")
+        }
+    }
+
+    static func tokenResponse(access: String, expiresIn: Int, refresh: String?, exchanged: Bool = false) -> Response {
+        JSONResponses.make(.ok) { json in
+            json.beginObject()
+            json.key("access_token"); json.string(access)
+            if exchanged { json.key("issued_token_type"); json.string(accessTokenType) }
+            json.key("token_type"); json.string("Bearer")
+            json.key("expires_in"); json.int(Int64(expiresIn))
+            if let refresh { json.key("refresh_token"); json.string(refresh) }
+            json.endObject()
+        }
+    }
+}
+
+/// An RFC 6749 section 5.2 error.
+struct OAuthError: Error {
+    var status: HTTPResponse.Status
+    var code: String
+    var description: String
+    var retryAfter: Int?
+
+    init(status: HTTPResponse.Status = .badRequest, code: String, _ description: String) {
+        self.status = status
+        self.code = code
+        self.description = description
+    }
+
+    /// The broker's errors in OAuth terms: a refresh token that cannot be used is
+    /// `invalid_grant` (400, as RFC 6749 requires); a holder who lost the membership is
+    /// `access_denied` (403); GitHub trouble is `temporarily_unavailable`.
+    init(_ error: BrokerError) {
+        switch error.code {
+        case .invalidRefreshToken, .refreshTokenReused, .sessionExpired, .accountDisabled, .githubTokenInvalid:
+            self.init(code: "invalid_grant", error.detail)
+        case .notAMember, .unknownOrganization, .githubForbidden:
+            self.init(status: .forbidden, code: "access_denied", error.detail)
+        case .githubRateLimited, .githubUnavailable, .unavailable, .githubBadResponse:
+            self.init(status: .serviceUnavailable, code: "temporarily_unavailable", error.detail)
+            retryAfter = error.retryAfter
+        case .payloadTooLarge:
+            self.init(status: .contentTooLarge, code: "invalid_request", error.detail)
+        case .internalError:
+            self.init(status: .internalServerError, code: "server_error", "internal error")
+        default:
+            self.init(code: "invalid_request", error.detail)
+        }
+    }
+
+    var response: Response {
+        var response = JSONResponses.make(status) { json in
+            json.beginObject()
+            json.key("error"); json.string(code)
+            json.key("error_description"); json.string(description)
+            json.endObject()
+        }
+        if let retryAfter { response.headers[.retryAfter] = String(max(1, retryAfter)) }
+        return response
+    }
+}
+
+/// An `application/x-www-form-urlencoded` body: at most 64 KiB, each parameter at most once
+/// (RFC 6749 section 3.2), values without control characters.
+struct FormBody {
+    let parameters: [String: String]
+
+    static func read(_ request: inout Request) async throws -> FormBody {
+        let contentType = request.headers[.contentType]?.lowercased() ?? ""
+        guard contentType.hasPrefix("application/x-www-form-urlencoded") else {
+            throw OAuthError(code: "invalid_request", "the body must be application/x-www-form-urlencoded")
+        }
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.collectBody(upTo: JSONRequestBody.maximumSize)
+        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
+            throw OAuthError(status: .contentTooLarge, code: "invalid_request", "the request body exceeds 64 KiB")
+        }
+        guard let text = String(validating: buffer.readableBytesView, as: UTF8.self) else {
+            throw OAuthError(code: "invalid_request", "the body is not UTF-8")
+        }
+        var parameters: [String: String] = [:]
+        for pair in text.split(separator: "&", omittingEmptySubsequences: true) {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard let name = decode(parts[0]), let value = decode(parts.count > 1 ? parts[1] : "") else {
+                throw OAuthError(code: "invalid_request", "malformed form encoding")
+            }
+            guard parameters[name] == nil else {
+                throw OAuthError(code: "invalid_request", "parameter \(name.prefix(40)) is given more than once")
+            }
+            guard !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+                throw OAuthError(code: "invalid_request", "parameter \(name.prefix(40)) contains control characters")
+            }
+            parameters[name] = value
+        }
+        return FormBody(parameters: parameters)
+    }
+
+    static func decode(_ text: Substring) -> String? {
+        text.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+    }
+
+    func required(_ name: String) throws -> String {
+        guard let value = parameters[name], !value.isEmpty else {
+            throw OAuthError(code: "invalid_request", "\(name) is required")
+        }
+        return value
+    }
+
+    func optional(_ name: String) throws -> String? {
+        guard let value = parameters[name], !value.isEmpty else { return nil }
+        return value
+    }
+}
