@@ -94,7 +94,7 @@ let package = Package(
         .target(
             name: "BrokerCommands",
             dependencies: [
-                "BrokerCore", "BrokerCrypto", "BrokerSQLite", "BrokerServer",
+                "BrokerCore", "BrokerCrypto", "BrokerSQLite", "BrokerServer", "GitHubClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Yams", package: "Yams"),
@@ -117,7 +117,7 @@ let package = Package(
         .testTarget(
             name: "BrokerServerTests",
             dependencies: [
-                "BrokerCommands", "BrokerServer", "BrokerSQLite",
+                "BrokerCommands", "BrokerServer", "BrokerSQLite", "GitHubClient", "FakeGitHub",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings

@@ -2,6 +2,7 @@ import ArgumentParser
 import BrokerCore
 import BrokerCrypto
 import BrokerServer
+import GitHubClient
 import Foundation
 import Hummingbird
 import Logging
@@ -23,9 +24,21 @@ struct ServeCommand: AsyncParsableCommand {
             let configuration = environment.configuration
             let snapshot = try KeyDirectory(path: configuration.keysDirectory, logger: environment.logger)
                 .loadOrInitialize(algorithm: configuration.signingAlgorithm)
+            let github: LibcurlGitHubClient
+            do {
+                github = try LibcurlGitHubClient(
+                    configuration: .init(
+                        apiURL: configuration.githubAPIURL, webURL: configuration.githubWebURL,
+                        clientID: configuration.githubClientID,
+                        connectTimeout: .seconds(configuration.githubConnectTimeout),
+                        totalTimeout: .seconds(configuration.githubTimeout), userAgent: "broker",
+                        proxy: configuration.githubProxy.isEmpty ? nil : configuration.githubProxy))
+            } catch {
+                throw ConfigurationError("GitHub client: \(error)")
+            }
             let services = try await BrokerServices(
                 configuration: configuration, store: environment.store, keyRing: KeyRing(snapshot),
-                logger: environment.logger)
+                logger: environment.logger, githubAPI: github)
             let kid = snapshot.activeSigner(for: configuration.signingAlgorithm)?.kid ?? "-"
             let app = BrokerApplication.make(
                 services: services, host: configuration.host, port: configuration.port, logger: environment.logger

@@ -42,6 +42,10 @@ public struct BrokerServices: Sendable {
             keyRing: keyRing, issuer: configuration.issuer, leeway: configuration.clockSkew, clock: clock)
         let rotation = RefreshTokenRotation(
             secret: try await RefreshTokenRotation.loadSecret(from: store), policy: SessionPolicy(configuration))
+        if githubAPI != nil {
+            let organizations = try await store.transaction { tx in try await tx.organizations() }
+            try configuration.githubOrganizations.validate(against: organizations)
+        }
         let resolver = githubAPI.map {
             GitHubIdentityResolver(
                 api: $0, mappings: configuration.githubOrganizations, clock: clock,

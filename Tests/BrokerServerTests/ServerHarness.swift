@@ -20,7 +20,10 @@ final class ServerHarness: Sendable {
 
     static let password = "correct horse battery staple"
 
-    static func make(algorithm: JWSAlgorithm = .rs256) async throws -> ServerHarness {
+    static func make(
+        algorithm: JWSAlgorithm = .rs256, githubAPI: (any GitHubAPI)? = nil, clock: ManualWallClock? = nil,
+        configure: (inout BrokerConfiguration) -> Void = { _ in }
+    ) async throws -> ServerHarness {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("broker-http-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var configuration = BrokerConfiguration()
@@ -28,20 +31,30 @@ final class ServerHarness: Sendable {
         configuration.keysDirectory = directory.appendingPathComponent("keys").path
         configuration.signingAlgorithm = algorithm
         configuration.argon2 = Argon2idParameters(memoryKiB: 64, iterations: 1, parallelism: 1)
+        configure(&configuration)
         try configuration.validate()
-        let clock = ManualWallClock(Date())
+        // Whole seconds, as tokens and the store count them.
+        let clock = clock ?? ManualWallClock(Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down)))
         let logs = CapturedLogs()
         var logger = Logger(label: "test") { _ in logs.handler() }
         logger.logLevel = .trace
         try FilePermissions.ensurePrivateDirectory(configuration.dataDirectory)
         let store = try await SQLiteStore.open(path: configuration.databasePath, logger: logger)
         let ring = KeyRing(try KeyDirectory(path: configuration.keysDirectory, clock: clock).loadOrInitialize(algorithm: algorithm))
+        // Organizations first: a GitHub mapping must name existing ones.
+        let accounts = AccountAdministration(
+            store: store, pool: PasswordHashingPool(hasher: PasswordHasher(parameters: configuration.argon2), concurrency: 1),
+            clock: clock)
+        try await accounts.addOrganization("org1")
+        try await accounts.addOrganization("org2")
+        for mapping in configuration.githubOrganizations where mapping.organization != "org1" && mapping.organization != "org2" {
+            try await accounts.addOrganization(mapping.organization)
+        }
+        try await accounts.pool.shutdown()
         let services = try await BrokerServices(
-            configuration: configuration, store: store, keyRing: ring, clock: clock, logger: logger)
+            configuration: configuration, store: store, keyRing: ring, clock: clock, logger: logger, githubAPI: githubAPI)
         try await services.accounts.addUser("alice", password: password)
         try await services.accounts.addUser("bob", password: password)
-        try await services.accounts.addOrganization("org1")
-        try await services.accounts.addOrganization("org2")
         try await services.accounts.addMember(organization: "org1", username: "alice", role: .member)
         return ServerHarness(directory: directory, clock: clock, services: services, logs: logs)
     }

@@ -31,6 +31,9 @@ public struct BrokerConfiguration: Sendable, Equatable {
     public var githubWebURL: String = "https://github.com"
     /// The OAuth app's client id, needed for the device flow only.
     public var githubClientID: String = ""
+    /// An HTTP(S) proxy for GitHub calls; proxy variables of the environment are ignored so that
+    /// only configuration decides where tokens travel.
+    public var githubProxy: String = ""
     public var githubConnectTimeout: Int = 3
     public var githubTimeout: Int = 10
     /// How long a verified GitHub identity is reused without asking GitHub again.
@@ -52,7 +55,7 @@ public struct BrokerConfiguration: Sendable, Equatable {
         "issuer", "host", "port", "data_dir", "keys_dir", "signing_alg", "access_lifetime",
         "refresh_lifetime", "session_max_lifetime", "refresh_reuse_grace", "clock_skew",
         "argon2_memory_kib", "argon2_iterations", "argon2_parallelism", "password_hash_concurrency",
-        "log_level", "github_api_url", "github_web_url", "github_client_id", "github_connect_timeout",
+        "log_level", "github_api_url", "github_web_url", "github_client_id", "github_proxy", "github_connect_timeout",
         "github_timeout", "github_identity_ttl", "github_rejection_ttl", "generation2_access_lifetime", "home_org",
     ]
 
@@ -100,6 +103,7 @@ public struct BrokerConfiguration: Sendable, Equatable {
         case "github_api_url": githubAPIURL = text
         case "github_web_url": githubWebURL = text
         case "github_client_id": githubClientID = text
+        case "github_proxy": githubProxy = text
         case "github_connect_timeout": githubConnectTimeout = try integer(1...60, "a whole number of seconds in 1...60")
         case "github_timeout": githubTimeout = try integer(1...120, "a whole number of seconds in 1...120")
         case "github_identity_ttl": githubIdentityTTL = try integer(0...86_400, "a whole number of seconds in 0...86400")
@@ -211,5 +215,26 @@ public struct GitHubOrganizationMapping: Sendable, Equatable {
         self.githubOrganization = githubOrganization
         self.admitMembers = admitMembers
         self.teams = teams
+    }
+}
+
+extension [GitHubOrganizationMapping] {
+    /// Checks the mappings against the organizations in the store: each names an existing
+    /// organization, and no team cluster takes the cluster name of another organization.
+    public func validate(against organizations: [Organization]) throws {
+        let byName = Dictionary(uniqueKeysWithValues: organizations.map { ($0.name, $0) })
+        let clusterOwners = Dictionary(uniqueKeysWithValues: organizations.map { ($0.clusterName, $0.name) })
+        for mapping in self {
+            guard byName[mapping.organization] != nil else {
+                throw ConfigurationError(
+                    "github_orgs names the unknown organization \(mapping.organization): create it with `broker orgs add \(mapping.organization)`")
+            }
+            for cluster in mapping.teams.values.sorted() {
+                if let owner = clusterOwners[cluster], owner != mapping.organization {
+                    throw ConfigurationError(
+                        "github_orgs: cluster name \(cluster) of \(mapping.organization) is already the cluster of \(owner)")
+                }
+            }
+        }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 
 /// Logins with a GitHub token: generation 2 (`/auth/github/pat`, device flow: one token for
 /// every cluster the holder may use) and generation 1 (`/api/org_token_github/`: a bundle for
@@ -26,6 +27,7 @@ public struct GitHubLoginService: Sendable {
     public let homeOrganization: String
     /// The device flow needs the OAuth app's client id.
     public let deviceFlowEnabled: Bool
+    private let deviceIntervals = DeviceIntervals()
 
     public init(
         store: any Store, resolver: GitHubIdentityResolver, issuer: TokenIssuer, verifier: TokenVerifier,
@@ -109,11 +111,16 @@ public struct GitHubLoginService: Sendable {
         guard deviceFlowEnabled else {
             throw BrokerError(.unavailable, "the device flow is not configured on this broker (github_client_id)")
         }
+        let code: GitHubDeviceCode
         do {
-            return try await resolver.api.requestDeviceCode(scope: "read:org")
+            code = try await resolver.api.requestDeviceCode(scope: "read:org")
         } catch {
             throw error.brokerError
         }
+        let now = clock.now()
+        deviceIntervals.remember(
+            code.deviceCode, interval: code.interval, now: now, until: now.addingTimeInterval(TimeInterval(code.expiresIn)))
+        return code
     }
 
     /// What a device-flow poll gives the client.
@@ -138,8 +145,13 @@ public struct GitHubLoginService: Sendable {
             throw error.brokerError
         }
         switch poll {
-        case .pending(let interval): return .pending(reason: "authorization_pending", interval: interval)
-        case .slowDown(let interval): return .pending(reason: "slow_down", interval: interval)
+        case .pending(let fallback):
+            // GitHub gives the interval with the device code, not with each pending answer.
+            let interval = deviceIntervals.interval(for: deviceCode, now: clock.now()) ?? fallback
+            return .pending(reason: "authorization_pending", interval: interval)
+        case .slowDown(let interval):
+            deviceIntervals.remember(deviceCode, interval: interval, now: clock.now(), until: nil)
+            return .pending(reason: "slow_down", interval: interval)
         case .expired: return .failed(error: "expired_token")
         case .denied: return .failed(error: "access_denied")
         case .failed(let error): return .failed(error: error)
@@ -224,5 +236,31 @@ public struct GitHubLoginService: Sendable {
                 NewUser(username: candidate, passwordHash: nil, createdAt: now, githubLogin: login))
         }
         throw BrokerError(.alreadyExists, "cannot name an account for the GitHub user \(login)")
+    }
+}
+
+/// The polling interval GitHub set for each device code (by hash), so that every answer to the
+/// client carries GitHub's interval.
+final class DeviceIntervals: Sendable {
+    private let entries = Mutex<[String: (interval: Int, expiresAt: Date)]>([:])
+
+    func remember(_ deviceCode: String, interval: Int, now: Date, until expiry: Date?) {
+        let key = RefreshTokenRotation.hash(deviceCode)
+        entries.withLock { entries in
+            if entries.count > 10_000 {
+                entries = entries.filter { $0.value.expiresAt > now }
+            }
+            // GitHub's device codes live 15 minutes.
+            let expiresAt = expiry ?? entries[key]?.expiresAt ?? now.addingTimeInterval(900)
+            entries[key] = (interval, expiresAt)
+        }
+    }
+
+    func interval(for deviceCode: String, now: Date) -> Int? {
+        let key = RefreshTokenRotation.hash(deviceCode)
+        return entries.withLock { entries in
+            guard let entry = entries[key], entry.expiresAt > now else { return nil }
+            return entry.interval
+        }
     }
 }
