@@ -35,6 +35,12 @@ final class CoreHarness {
         let store = try await SQLiteStore.open(path: configuration.databasePath, logger: logger)
         let keys = KeyDirectory(path: configuration.keysDirectory, clock: clock)
         let ring = KeyRing(try keys.loadOrInitialize(algorithm: algorithm))
+        // A GitHub mapping must name existing organizations.
+        for mapping in configuration.githubOrganizations {
+            try await store.transaction { tx in
+                _ = try await tx.insertOrganization(name: mapping.organization, clusterName: mapping.organization, createdAt: clock.now())
+            }
+        }
         let services = try await BrokerServices(
             configuration: configuration, store: store, keyRing: ring, clock: clock, logger: logger,
             githubAPI: githubAPI)

@@ -71,8 +71,6 @@ final class GitHubLoginTests: XCTestCase {
             configuration.homeOrganization = "sliderule"
         }
         try await harness.seed()  // alice member of org1
-        try await harness.services.accounts.addOrganization("sliderule")
-        try await harness.services.accounts.addOrganization("teamonly")
         stub.add(token: "pat-alice", .init(login: "Alice-GH", id: 1))
         stub.add(
             token: "pat-carol",
