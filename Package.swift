@@ -104,7 +104,7 @@ let package = Package(
         .executableTarget(name: "broker", dependencies: ["BrokerCommands"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "broker-bench",
-            dependencies: ["BrokerCore", "BrokerCrypto"],
+            dependencies: ["BrokerCore", "BrokerCrypto", "BrokerSQLite", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
 

@@ -10,6 +10,9 @@ let usage = """
       jwt    JWT sign and verify throughput against `openssl speed`, single-threaded
              --seconds N        measuring time per figure (default 2)
              --alg NAME         only this algorithm (ES256, RS256, EdDSA); repeatable
+      login  PAT logins with a warm identity cache and refresh grants, beside raw signing,
+             on the embedded SQLite store (wall clock; 1 and 8 in flight)
+             --seconds N, --alg NAME as above
 
     """
 
@@ -24,6 +27,8 @@ do {
     case "jwt":
         let options = try JWTBenchmark.Options(parsing: Array(arguments.dropFirst()))
         try JWTBenchmark(options: options, payload: SampleClaims.payload).run()
+    case "login":
+        try await LoginBenchmark(parsing: Array(arguments.dropFirst())).run()
     case "help", "-h", "--help":
         print(usage, terminator: "")
     default:
