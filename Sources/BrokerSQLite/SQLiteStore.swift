@@ -40,6 +40,8 @@ public final class SQLiteStore: Store {
         /// `nil` once closed, or after a failed `ROLLBACK` discarded the connection (the next
         /// transaction opens a new one).
         var connection: SQLiteConnection?
+        /// Read-only snapshots use their own connection (WAL lets it read while a write commits).
+        var readConnection: SQLiteConnection?
         var isClosed = false
     }
 
@@ -49,6 +51,10 @@ public final class SQLiteStore: Store {
     private let migrator: Migrator
     private let logger: Logger
     private let gate = AsyncGate()
+    /// Serializes snapshots on the read connection; independent of `gate`.
+    private let readGate = AsyncGate()
+    /// Reads run on their own thread so that they never queue behind a write's fsync.
+    private let readThreadPool: NIOThreadPool
     private let state: Locked<State>
 
     private init(
@@ -65,6 +71,8 @@ public final class SQLiteStore: Store {
         self.migrator = migrator
         self.logger = logger
         self.state = Locked(State(connection: connection))
+        self.readThreadPool = NIOThreadPool(numberOfThreads: 1)
+        self.readThreadPool.start()
     }
 
     // MARK: Opening
@@ -197,6 +205,73 @@ public final class SQLiteStore: Store {
         return result
     }
 
+    /// A consistent read-only snapshot (`BEGIN` deferred on a read connection with
+    /// `query_only`): it does not wait for writers, and writers do not wait for it. A write
+    /// attempted inside throws. In-memory stores have one connection: the snapshot is an
+    /// ordinary transaction there.
+    public func read<T: Sendable>(
+        _ body: @Sendable (any StoreTransaction) async throws -> T
+    ) async throws -> T {
+        guard case .file = self.storage else { return try await self.transaction(body) }
+        let storeID = ObjectIdentifier(self)
+        let enclosingStores = TransactionContext.openStores
+        guard !enclosingStores.contains(storeID) else {
+            throw StoreError.engine("nested transaction: this task is already inside a transaction of this store")
+        }
+        try await self.readGate.lock()
+        defer { self.readGate.unlock() }
+        try Task.checkCancellation()
+        let connection = try await self.usableReadConnection()
+        do {
+            _ = try await connection.rows("BEGIN")
+        } catch {
+            await self.discardRead(connection)
+            throw SQLiteErrors.storeError(error)
+        }
+        let transaction = SQLiteTransaction(connection: connection)
+        do {
+            let result = try await TransactionContext.$openStores.withValue(enclosingStores.union([storeID])) {
+                try await body(transaction)
+            }
+            transaction.close()
+            _ = try await connection.rows("COMMIT")
+            return result
+        } catch {
+            transaction.close()
+            do {
+                _ = try await connection.rows("ROLLBACK")
+            } catch let rollbackError as SQLiteError where rollbackError.isNoActiveTransaction {
+            } catch {
+                await self.discardRead(connection)
+            }
+            throw error
+        }
+    }
+
+    /// The read connection, opened on first use. Call only while holding the read gate.
+    private func usableReadConnection() async throws -> SQLiteConnection {
+        let (connection, isClosed) = self.state.withLock { ($0.readConnection, $0.isClosed) }
+        guard !isClosed else { throw StoreError.engine("store is closed") }
+        if let connection { return connection }
+        do {
+            let connection = try await SQLiteConnection.open(
+                storage: self.storage, threadPool: self.readThreadPool, logger: self.logger, on: self.eventLoop)
+            _ = try await connection.rows("PRAGMA busy_timeout = 5000")
+            _ = try await connection.rows("PRAGMA query_only = ON")
+            self.state.withLock { $0.readConnection = connection }
+            return connection
+        } catch {
+            throw SQLiteErrors.storeError(error)
+        }
+    }
+
+    private func discardRead(_ connection: SQLiteConnection) async {
+        self.state.withLock { state in
+            if state.readConnection === connection { state.readConnection = nil }
+        }
+        try? await connection.close().get()
+    }
+
     /// Rolls back whatever is open. Runs even in a cancelled task. If `ROLLBACK` fails (rather than
     /// finding that SQLite already rolled back), the connection's state is unknown: it is closed,
     /// which makes SQLite roll back, and the next transaction opens a new one.
@@ -255,25 +330,38 @@ public final class SQLiteStore: Store {
         }
         await self.gate.lockIgnoringCancellation()
         defer { self.gate.unlock() }
-        let (connection, wasClosed) = self.state.withLock { state in
-            let taken = (state.connection, state.isClosed)
+        await self.readGate.lockIgnoringCancellation()
+        defer { self.readGate.unlock() }
+        let (connection, readConnection, wasClosed) = self.state.withLock { state in
+            let taken = (state.connection, state.readConnection, state.isClosed)
             state.connection = nil
+            state.readConnection = nil
             state.isClosed = true
             return taken
         }
         guard !wasClosed else { return }
 
         var failure: (any Error)?
-        if let connection {
-            do { try await connection.close().get() } catch { failure = error }
+        if let readConnection {
+            do { try await readConnection.close().get() } catch { failure = error }
         }
+        if let connection {
+            do { try await connection.close().get() } catch { failure = failure ?? error }
+        }
+        do { try await self.readThreadPool.shutdownGracefully() } catch { failure = failure ?? error }
         do { try await self.threadPool.shutdownGracefully() } catch { failure = failure ?? error }
         if let failure { throw SQLiteErrors.storeError(failure) }
     }
 
     deinit {
-        let (connection, wasClosed) = self.state.withLock { ($0.connection, $0.isClosed) }
+        let (connection, readConnection, wasClosed) = self.state.withLock { ($0.connection, $0.readConnection, $0.isClosed) }
         guard !wasClosed else { return }
+        let readThreadPool = self.readThreadPool
+        if let readConnection {
+            readConnection.close().whenComplete { _ in readThreadPool.shutdownGracefully { _ in } }
+        } else {
+            readThreadPool.shutdownGracefully { _ in }
+        }
         self.logger.warning("SQLiteStore was not closed before being released; closing it in the background")
         let threadPool = self.threadPool
         if let connection {

@@ -264,6 +264,15 @@ final class SQLiteTransaction: StoreTransaction {
         }
     }
 
+    func organizations(named names: [String]) async throws -> [Organization] {
+        guard !names.isEmpty else { return [] }
+        let placeholders = Array(repeating: "?", count: names.count).joined(separator: ", ")
+        return try await self.execute(
+            "SELECT \(Self.organizationColumns) FROM organizations WHERE name IN (\(placeholders)) ORDER BY name",
+            names.map { .text($0) }
+        ).map(Self.organization(from:))
+    }
+
     func memberships(userID: Int64) async throws -> [UserMembership] {
         try await self.execute(
             """

@@ -841,4 +841,48 @@ private final class Signal: @unchecked Sendable {
             if ready { continuation.resume() }
         }
     }
+
+}
+
+extension SQLiteStoreTests {
+    // MARK: Read-only snapshots
+
+    func testReadSnapshotsSeeCommittedDataAndRefuseWrites() async throws {
+        let store = try await self.openStore()
+        try await store.transaction { tx in
+            _ = try await tx.insertOrganization(name: "org1", clusterName: "c1", createdAt: Date(timeIntervalSince1970: 1))
+            _ = try await tx.insertOrganization(name: "org2", clusterName: "c2", createdAt: Date(timeIntervalSince1970: 1))
+        }
+        let names = try await store.read { tx in try await tx.organizations(named: ["org2", "nope", "org1"]).map { $0.name } }
+        XCTAssertEqual(names, ["org1", "org2"])
+        do {
+            try await store.read { tx in
+                _ = try await tx.insertOrganization(name: "org3", clusterName: "c3", createdAt: Date())
+            }
+            XCTFail("a write inside a read snapshot succeeded")
+        } catch {}
+        let count = try await store.transaction { tx in try await tx.organizations().count }
+        XCTAssertEqual(count, 2)
+    }
+
+    func testReadsDoNotWaitForAWriterThatHoldsItsTransaction() async throws {
+        let store = try await self.openStore()
+        let (entered, enteredContinuation) = AsyncStream<Void>.makeStream()
+        let (release, releaseContinuation) = AsyncStream<Void>.makeStream()
+        let writer = Task {
+            try await store.transaction { tx in
+                _ = try await tx.insertOrganization(name: "pending", clusterName: "p", createdAt: Date())
+                enteredContinuation.yield()
+                for await _ in release { break }
+            }
+        }
+        for await _ in entered { break }
+        // The writer holds its transaction open: a snapshot still answers, without its write.
+        let seen = try await store.read { tx in try await tx.organization(named: "pending") }
+        XCTAssertNil(seen)
+        releaseContinuation.yield()
+        try await writer.value
+        let after = try await store.read { tx in try await tx.organization(named: "pending") }
+        XCTAssertNotNil(after)
+    }
 }

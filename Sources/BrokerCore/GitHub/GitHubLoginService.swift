@@ -192,40 +192,55 @@ public struct GitHubLoginService: Sendable {
     /// Resolves the local account (creating it for a mapping-admitted GitHub user) and merges the
     /// store's memberships with GitHub's grants (the higher role wins, clusters add up).
     public func holder(for identity: GitHubIdentity, createAccount: Bool, requireAny: Bool = true) async throws -> Holder {
-        let now = clock.now()
-        return try await store.transaction { tx in
-            var user = try await tx.user(githubLogin: identity.login)
-            var organizations: [String: HeldOrganization] = [:]
-            if let user {
-                for entry in try await tx.memberships(userID: user.id) where entry.membership.isActive {
-                    organizations[entry.organization.name] = HeldOrganization(
-                        organization: entry.organization, role: entry.membership.role,
-                        clusters: [entry.organization.clusterName])
-                }
-            }
-            for (name, grant) in identity.grants {
-                guard let organization = try await tx.organization(named: name) else { continue }
-                let clusters = (grant.includesOrganizationCluster ? [organization.clusterName] : []) + grant.teamClusters
-                if var held = organizations[name] {
-                    held.role = max(held.role, grant.role)
-                    held.clusters = Array(Set(held.clusters + clusters)).sorted()
-                    organizations[name] = held
-                } else {
-                    organizations[name] = HeldOrganization(organization: organization, role: grant.role, clusters: clusters.sorted())
-                }
-            }
-            if organizations.isEmpty && (requireAny || user == nil) {
-                throw BrokerError(.notAMember, "no organization admits the GitHub user \(identity.login)")
-            }
-            if user == nil {
-                guard createAccount else { throw BrokerError(.invalidCredentials, "no account for \(identity.login)") }
-                user = try await Self.createAccount(for: identity.login, tx: tx, now: now)
-            }
-            guard let user, user.isActive else {
-                throw BrokerError(.accountDisabled, "this account is disabled")
-            }
-            return Holder(user: user, organizations: organizations)
+        // The hot path (a returning user) only reads, on a snapshot that does not wait for writers.
+        let snapshot = try await store.read { tx in try await Self.readHolder(identity, tx: tx) }
+        var (user, organizations) = snapshot
+        if organizations.isEmpty && (requireAny || user == nil) {
+            throw BrokerError(.notAMember, "no organization admits the GitHub user \(identity.login)")
         }
+        if user == nil {
+            guard createAccount else { throw BrokerError(.invalidCredentials, "no account for \(identity.login)") }
+            let now = clock.now()
+            user = try await store.transaction { tx in
+                // Another login may have created it since the snapshot.
+                if let existing = try await tx.user(githubLogin: identity.login) { return existing }
+                return try await Self.createAccount(for: identity.login, tx: tx, now: now)
+            }
+        }
+        guard let user, user.isActive else {
+            throw BrokerError(.accountDisabled, "this account is disabled")
+        }
+        return Holder(user: user, organizations: organizations)
+    }
+
+    /// The linked account (if any) and the organizations held: the store's active memberships
+    /// merged with GitHub's grants (the higher role wins, clusters add up).
+    static func readHolder(
+        _ identity: GitHubIdentity, tx: any StoreTransaction
+    ) async throws -> (User?, [String: HeldOrganization]) {
+        let user = try await tx.user(githubLogin: identity.login)
+        var organizations: [String: HeldOrganization] = [:]
+        if let user {
+            for entry in try await tx.memberships(userID: user.id) where entry.membership.isActive {
+                organizations[entry.organization.name] = HeldOrganization(
+                    organization: entry.organization, role: entry.membership.role,
+                    clusters: [entry.organization.clusterName])
+            }
+        }
+        let granted = try await tx.organizations(named: identity.grants.keys.sorted())
+        for organization in granted {
+            guard let grant = identity.grants[organization.name] else { continue }
+            let clusters = (grant.includesOrganizationCluster ? [organization.clusterName] : []) + grant.teamClusters
+            if var held = organizations[organization.name] {
+                held.role = max(held.role, grant.role)
+                held.clusters = Array(Set(held.clusters + clusters)).sorted()
+                organizations[organization.name] = held
+            } else {
+                organizations[organization.name] = HeldOrganization(
+                    organization: organization, role: grant.role, clusters: clusters.sorted())
+            }
+        }
+        return (user, organizations)
     }
 
     /// The account of a GitHub user admitted by a mapping: named after the login (or

@@ -15,8 +15,23 @@ public protocol Store: Sendable {
         _ body: @Sendable (any StoreTransaction) async throws -> T
     ) async throws -> T
 
+    /// Runs `body` on a consistent, read-only snapshot, without waiting for writers where the
+    /// engine allows it (hot read paths: logins). A write inside throws.
+    func read<T: Sendable>(
+        _ body: @Sendable (any StoreTransaction) async throws -> T
+    ) async throws -> T
+
     /// Closes the underlying connections. The store cannot be used afterwards.
     func close() async throws
+}
+
+extension Store {
+    /// Engines without a separate read path read inside an ordinary transaction.
+    public func read<T: Sendable>(
+        _ body: @Sendable (any StoreTransaction) async throws -> T
+    ) async throws -> T {
+        try await transaction(body)
+    }
 }
 
 /// The operations available inside a transaction. Methods return `nil`/`false` for absent rows
@@ -51,6 +66,8 @@ public protocol StoreTransaction: Sendable {
     func membership(organizationID: Int64, userID: Int64) async throws -> Membership?
     /// Members of one organization ordered by username.
     func members(organizationID: Int64) async throws -> [MemberListing]
+    /// The organizations with these names (those that exist), ordered by name.
+    func organizations(named names: [String]) async throws -> [Organization]
     /// Every membership of one user with its organization, ordered by organization name.
     func memberships(userID: Int64) async throws -> [UserMembership]
     /// Returns whether a row was deleted.
