@@ -248,6 +248,27 @@ public final class SQLiteStore: Store {
         }
     }
 
+    public func accountSnapshot(githubLogin login: String, organizations names: [String]) async throws -> AccountSnapshot {
+        let (sql, binds) = SQLiteTransaction.accountSnapshotQuery(login: login, organizations: names)
+        guard case .file = self.storage else {
+            return try SQLiteTransaction.accountSnapshot(
+                from: try await self.withExclusiveConnection { try await $0.rows(sql, binds) })
+        }
+        guard !TransactionContext.openStores.contains(ObjectIdentifier(self)) else {
+            throw StoreError.engine("nested transaction: this task is already inside a transaction of this store")
+        }
+        try await self.readGate.lock()
+        defer { self.readGate.unlock() }
+        let connection = try await self.usableReadConnection()
+        do {
+            return try SQLiteTransaction.accountSnapshot(from: try await connection.rows(sql, binds))
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw SQLiteErrors.storeError(error)
+        }
+    }
+
     /// The read connection, opened on first use. Call only while holding the read gate.
     private func usableReadConnection() async throws -> SQLiteConnection {
         let (connection, isClosed) = self.state.withLock { ($0.readConnection, $0.isClosed) }

@@ -264,6 +264,68 @@ final class SQLiteTransaction: StoreTransaction {
         }
     }
 
+    /// One statement for ``Store/accountSnapshot(githubLogin:organizations:)``: a single
+    /// SELECT is a consistent snapshot by itself, and one statement is one trip to the
+    /// database thread instead of five.
+    static func accountSnapshotQuery(login: String, organizations names: [String]) -> (String, [SQLiteData]) {
+        let placeholders = Array(repeating: "?", count: names.count).joined(separator: ", ")
+        let organizationsPart = names.isEmpty ? "" : """
+            UNION ALL
+            SELECT 'o', NULL, NULL, NULL, NULL, NULL, NULL, o.id, o.name, o.cluster_name, o.created_at, NULL, NULL, NULL
+            FROM organizations AS o WHERE o.name IN (\(placeholders))
+            """
+        let sql = """
+            SELECT 'u' AS kind, u.id, u.username, u.password_hash, u.is_active, u.created_at, u.github_login,
+                   NULL AS organization_id, NULL AS name, NULL AS cluster_name, NULL AS organization_created_at,
+                   NULL AS role, NULL AS membership_active, NULL AS membership_created_at
+            FROM users AS u WHERE u.github_login = ?1 COLLATE NOCASE
+            UNION ALL
+            SELECT 'm', u.id, NULL, NULL, NULL, NULL, NULL, o.id, o.name, o.cluster_name, o.created_at,
+                   m.role, m.is_active, m.created_at
+            FROM users AS u JOIN memberships AS m ON m.user_id = u.id JOIN organizations AS o ON o.id = m.organization_id
+            WHERE u.github_login = ?1 COLLATE NOCASE
+            \(organizationsPart)
+            """
+        return (sql, [.text(login)] + names.map { .text($0) })
+    }
+
+    static func accountSnapshot(from rows: [SQLiteRow]) throws -> AccountSnapshot {
+        var user: User?
+        var memberships: [UserMembership] = []
+        var organizations: [Organization] = []
+        for row in rows {
+            func organization() throws -> Organization {
+                try Organization(
+                    id: row.int64("organization_id"), name: row.string("name"), clusterName: row.string("cluster_name"),
+                    createdAt: row.date("organization_created_at"))
+            }
+            switch try row.string("kind") {
+            case "u":
+                user = try User(
+                    id: row.int64("id"), username: row.string("username"), passwordHash: row.optionalString("password_hash"),
+                    isActive: row.bool("is_active"), createdAt: row.date("created_at"),
+                    githubLogin: row.optionalString("github_login"))
+            case "m":
+                let roleName = try row.string("role")
+                guard let role = Role(rawValue: roleName) else {
+                    throw StoreError.engine("unknown role in column memberships.role")
+                }
+                let organization = try organization()
+                memberships.append(
+                    UserMembership(
+                        organization: organization,
+                        membership: Membership(
+                            organizationID: organization.id, userID: try row.int64("id"), role: role,
+                            isActive: try row.bool("membership_active"), createdAt: try row.date("membership_created_at"))))
+            default:
+                organizations.append(try organization())
+            }
+        }
+        return AccountSnapshot(
+            user: user, memberships: memberships.sorted { $0.organization.name < $1.organization.name },
+            organizations: organizations.sorted { $0.name < $1.name })
+    }
+
     func organizations(named names: [String]) async throws -> [Organization] {
         guard !names.isEmpty else { return [] }
         let placeholders = Array(repeating: "?", count: names.count).joined(separator: ", ")

@@ -217,4 +217,20 @@ final class GitHubLoginTests: XCTestCase {
         XCTAssertEqual(issued.claims.username, "bob@github", "the local bob is someone else")
         XCTAssertEqual(issued.claims.subject, "bob")
     }
+
+    func testAMembershipChangeAppliesWithinASecond() async throws {
+        try await harness.services.accounts.linkGitHub("alice", login: "alice-gh")
+        let first = try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
+        XCTAssertEqual(first.claims.memberships, ["org1": ["member"]])
+        try await harness.services.accounts.addMember(organization: "org2", username: "alice", role: .owner)
+        harness.clock.advance(by: 1)
+        let second = try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
+        XCTAssertEqual(second.claims.memberships, ["org1": ["member"], "org2": ["owner", "member"]])
+        try await harness.services.accounts.removeMember(organization: "org1", username: "alice")
+        try await harness.services.accounts.removeMember(organization: "org2", username: "alice")
+        harness.clock.advance(by: 1)
+        await XCTAssertBrokerError(.notAMember) {
+            try await self.service.generation2Login(githubToken: "pat-alice", method: "github_pat")
+        }
+    }
 }

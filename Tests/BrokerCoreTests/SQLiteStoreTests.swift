@@ -885,4 +885,34 @@ extension SQLiteStoreTests {
         let after = try await store.read { tx in try await tx.organization(named: "pending") }
         XCTAssertNotNil(after)
     }
+
+    func testAccountSnapshotIsOneConsistentReadOfAccountMembershipsAndOrganizations() async throws {
+        let store = try await self.openStore()
+        let day = Date(timeIntervalSince1970: 86_400)
+        let (user, org1, org2) = try await store.transaction { tx in
+            let user = try await tx.insertUser(NewUser(username: "carol", passwordHash: nil, createdAt: day, githubLogin: "Carol-GH"))
+            _ = try await tx.insertUser(NewUser(username: "other", passwordHash: nil, createdAt: day))
+            let org1 = try await tx.insertOrganization(name: "org1", clusterName: "c1", createdAt: day)
+            let org2 = try await tx.insertOrganization(name: "org2", clusterName: "c2", createdAt: day)
+            _ = try await tx.insertOrganization(name: "org3", clusterName: "c3", createdAt: day)
+            try await tx.upsertMembership(Membership(organizationID: org2.id, userID: user.id, role: .owner, isActive: true, createdAt: day))
+            try await tx.upsertMembership(Membership(organizationID: org1.id, userID: user.id, role: .member, isActive: false, createdAt: day))
+            return (user, org1, org2)
+        }
+        let snapshot = try await store.accountSnapshot(githubLogin: "carol-gh", organizations: ["org3", "missing", "org1"])
+        XCTAssertEqual(snapshot.user, user)
+        XCTAssertEqual(snapshot.memberships.map(\.organization), [org1, org2])
+        XCTAssertEqual(snapshot.memberships.map(\.membership.role), [.member, .owner])
+        XCTAssertEqual(snapshot.memberships.map(\.membership.isActive), [false, true])
+        XCTAssertEqual(snapshot.organizations.map(\.name), ["org1", "org3"])
+        // The same answer as the composed reads.
+        let composed = try await store.read { tx in
+            AccountSnapshot(
+                user: try await tx.user(githubLogin: "carol-gh"), memberships: try await tx.memberships(userID: user.id),
+                organizations: try await tx.organizations(named: ["org3", "missing", "org1"]))
+        }
+        XCTAssertEqual(snapshot, composed)
+        let nobody = try await store.accountSnapshot(githubLogin: "nobody", organizations: [])
+        XCTAssertEqual(nobody, AccountSnapshot(user: nil, memberships: [], organizations: []))
+    }
 }

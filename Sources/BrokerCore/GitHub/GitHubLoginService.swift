@@ -28,6 +28,9 @@ public struct GitHubLoginService: Sendable {
     /// The device flow needs the OAuth app's client id.
     public let deviceFlowEnabled: Bool
     private let deviceIntervals = DeviceIntervals()
+    /// A second of memory for account snapshots: a client logging in repeatedly then costs no
+    /// database trip at all, and a membership change still applies within a second.
+    private let recentSnapshots = RecentAccountSnapshots(lifetime: 1)
 
     public init(
         store: any Store, resolver: GitHubIdentityResolver, issuer: TokenIssuer, verifier: TokenVerifier,
@@ -193,8 +196,15 @@ public struct GitHubLoginService: Sendable {
     /// store's memberships with GitHub's grants (the higher role wins, clusters add up).
     public func holder(for identity: GitHubIdentity, createAccount: Bool, requireAny: Bool = true) async throws -> Holder {
         // The hot path (a returning user) only reads, on a snapshot that does not wait for writers.
-        let snapshot = try await store.read { tx in try await Self.readHolder(identity, tx: tx) }
-        var (user, organizations) = snapshot
+        let names = identity.grants.keys.sorted()
+        let snapshot: AccountSnapshot
+        if let recent = recentSnapshots.lookup(identity.login, names, now: clock.now()) {
+            snapshot = recent
+        } else {
+            snapshot = try await store.accountSnapshot(githubLogin: identity.login, organizations: names)
+            if snapshot.user != nil { recentSnapshots.remember(identity.login, names, snapshot, now: clock.now()) }
+        }
+        var (user, organizations) = Self.merge(snapshot, identity)
         if organizations.isEmpty && (requireAny || user == nil) {
             throw BrokerError(.notAMember, "no organization admits the GitHub user \(identity.login)")
         }
@@ -213,22 +223,15 @@ public struct GitHubLoginService: Sendable {
         return Holder(user: user, organizations: organizations)
     }
 
-    /// The linked account (if any) and the organizations held: the store's active memberships
-    /// merged with GitHub's grants (the higher role wins, clusters add up).
-    static func readHolder(
-        _ identity: GitHubIdentity, tx: any StoreTransaction
-    ) async throws -> (User?, [String: HeldOrganization]) {
-        let user = try await tx.user(githubLogin: identity.login)
+    /// The organizations held: the store's active memberships merged with GitHub's grants (the
+    /// higher role wins, clusters add up).
+    static func merge(_ snapshot: AccountSnapshot, _ identity: GitHubIdentity) -> (User?, [String: HeldOrganization]) {
         var organizations: [String: HeldOrganization] = [:]
-        if let user {
-            for entry in try await tx.memberships(userID: user.id) where entry.membership.isActive {
-                organizations[entry.organization.name] = HeldOrganization(
-                    organization: entry.organization, role: entry.membership.role,
-                    clusters: [entry.organization.clusterName])
-            }
+        for entry in snapshot.memberships where entry.membership.isActive {
+            organizations[entry.organization.name] = HeldOrganization(
+                organization: entry.organization, role: entry.membership.role, clusters: [entry.organization.clusterName])
         }
-        let granted = try await tx.organizations(named: identity.grants.keys.sorted())
-        for organization in granted {
+        for organization in snapshot.organizations {
             guard let grant = identity.grants[organization.name] else { continue }
             let clusters = (grant.includesOrganizationCluster ? [organization.clusterName] : []) + grant.teamClusters
             if var held = organizations[organization.name] {
@@ -240,7 +243,7 @@ public struct GitHubLoginService: Sendable {
                     organization: organization, role: grant.role, clusters: clusters.sorted())
             }
         }
-        return (user, organizations)
+        return (snapshot.user, organizations)
     }
 
     /// The account of a GitHub user admitted by a mapping: named after the login (or
@@ -276,6 +279,37 @@ final class DeviceIntervals: Sendable {
         return entries.withLock { entries in
             guard let entry = entries[key], entry.expiresAt > now else { return nil }
             return entry.interval
+        }
+    }
+}
+
+/// Account snapshots of the last `lifetime` seconds, by GitHub login and granted organizations.
+final class RecentAccountSnapshots: Sendable {
+    private let lifetime: TimeInterval
+    private let entries = Mutex<[String: (snapshot: AccountSnapshot, expiresAt: Date)]>([:])
+
+    init(lifetime: TimeInterval) {
+        self.lifetime = lifetime
+    }
+
+    private func key(_ login: String, _ names: [String]) -> String {
+        ([login.lowercased()] + names).joined(separator: "\u{0}")
+    }
+
+    func lookup(_ login: String, _ names: [String], now: Date) -> AccountSnapshot? {
+        let key = key(login, names)
+        return entries.withLock { entries in
+            guard let entry = entries[key], entry.expiresAt > now else { return nil }
+            return entry.snapshot
+        }
+    }
+
+    func remember(_ login: String, _ names: [String], _ snapshot: AccountSnapshot, now: Date) {
+        let key = key(login, names)
+        entries.withLock { entries in
+            if entries.count >= 10_000 { entries = entries.filter { $0.value.expiresAt > now } }
+            if entries.count >= 10_000 { entries.removeAll(keepingCapacity: true) }
+            entries[key] = (snapshot, now.addingTimeInterval(lifetime))
         }
     }
 }

@@ -21,11 +21,41 @@ public protocol Store: Sendable {
         _ body: @Sendable (any StoreTransaction) async throws -> T
     ) async throws -> T
 
+    /// What a returning GitHub user's login needs, read consistently and as cheaply as the
+    /// engine allows (SQLite: one statement): the linked account, its memberships, and the
+    /// named organizations that exist.
+    func accountSnapshot(githubLogin login: String, organizations names: [String]) async throws -> AccountSnapshot
+
     /// Closes the underlying connections. The store cannot be used afterwards.
     func close() async throws
 }
 
+/// See ``Store/accountSnapshot(githubLogin:organizations:)``.
+public struct AccountSnapshot: Sendable, Equatable {
+    public var user: User?
+    /// The account's memberships (active or not), ordered by organization name.
+    public var memberships: [UserMembership]
+    /// The requested organizations that exist, ordered by name.
+    public var organizations: [Organization]
+
+    public init(user: User?, memberships: [UserMembership], organizations: [Organization]) {
+        self.user = user
+        self.memberships = memberships
+        self.organizations = organizations
+    }
+}
+
 extension Store {
+    public func accountSnapshot(githubLogin login: String, organizations names: [String]) async throws -> AccountSnapshot {
+        try await read { tx in
+            let user = try await tx.user(githubLogin: login)
+            var memberships: [UserMembership] = []
+            if let user { memberships = try await tx.memberships(userID: user.id) }
+            return AccountSnapshot(
+                user: user, memberships: memberships, organizations: try await tx.organizations(named: names))
+        }
+    }
+
     /// Engines without a separate read path read inside an ordinary transaction.
     public func read<T: Sendable>(
         _ body: @Sendable (any StoreTransaction) async throws -> T
