@@ -53,6 +53,21 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(try broker.run(["members", "add", "nope", "alice"]).status, 1)
     }
 
+    func testLinkGitHub() throws {
+        XCTAssertEqual(try broker.run(["users", "add", "alice", "--no-password"]).status, 0)
+        XCTAssertEqual(try broker.run(["users", "add", "bob", "--no-password"]).status, 0)
+        var result = try broker.run(["users", "link-github", "alice", "Alice-GH"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(try broker.run(["users", "list"]).stdout.contains("Alice-GH"))
+        result = try broker.run(["users", "link-github", "bob", "alice-gh"])
+        XCTAssertEqual(result.status, 1, "GitHub logins are case-insensitive: already linked")
+        XCTAssertTrue(result.stderr.contains("linked to another account"), result.stderr)
+        result = try broker.run(["users", "link-github", "bob", "bad--login"])
+        XCTAssertEqual(result.status, 1)
+        XCTAssertEqual(try broker.run(["users", "link-github", "alice", "--unlink"]).status, 0)
+        XCTAssertEqual(try broker.run(["users", "link-github", "bob", "alice-gh"]).status, 0)
+    }
+
     func testDjangoImport() throws {
         let dump = """
             [

@@ -75,4 +75,55 @@ final class ConfigurationLoaderTests: XCTestCase {
             }
         }
     }
+
+    func testGitHubOrganizationMappingsFromFileAndEnvironment() async throws {
+        let path = try file("""
+            github_orgs:
+              sliderule:
+                github_org: SlideRuleEarth
+                teams:
+                  Developers: sliderule-dev
+              lab:
+                github_org: TheLab
+                admit_members: false
+                teams: {ops: lab-ops}
+            """)
+        var loaded = try await ConfigurationLoader(environment: [:]).load(file: path, flags: [:])
+        XCTAssertEqual(loaded.githubOrganizations, [
+            GitHubOrganizationMapping(organization: "lab", githubOrganization: "TheLab", admitMembers: false, teams: ["ops": "lab-ops"]),
+            GitHubOrganizationMapping(organization: "sliderule", githubOrganization: "SlideRuleEarth", teams: ["developers": "sliderule-dev"]),
+        ])
+        loaded = try await ConfigurationLoader(environment: ["BROKER_GITHUB_ORGS": #"{"x": {"github_org": "X"}}"#])
+            .load(file: path, flags: [:])
+        XCTAssertEqual(loaded.githubOrganizations, [GitHubOrganizationMapping(organization: "x", githubOrganization: "X")])
+
+        let refused: [(String, String)] = [
+            ("github_orgs:\n  a: {github_org: A, teams: {t: shared}}\n  b: {github_org: B, teams: {u: shared}}\n", "shared"),
+            ("github_orgs:\n  a: {teams: {t: c}}\n", "github_org"),
+            ("github_orgs:\n  a: {github_org: A, admit_members: maybe}\n", "admit_members"),
+            ("github_orgs:\n  a: {github_org: A, extra: 1}\n", "unknown key extra"),
+            ("github_orgs: [a, b]\n", "mapping"),
+        ]
+        for (text, expected) in refused {
+            do {
+                _ = try await ConfigurationLoader(environment: [:]).load(file: try file(text), flags: [:])
+                XCTFail("accepted \(text)")
+            } catch {
+                XCTAssertTrue("\(error)".contains(expected), "\(error) lacks \(expected)")
+            }
+        }
+    }
+
+    func testMappingsMustNameExistingOrganizationsAndFreeClusterNames() throws {
+        let organizations = [
+            Organization(id: 1, name: "a", clusterName: "a", createdAt: Date()),
+            Organization(id: 2, name: "b", clusterName: "b-cluster", createdAt: Date()),
+        ]
+        XCTAssertNoThrow(try [GitHubOrganizationMapping(organization: "a", githubOrganization: "A", teams: ["t": "a-team"])]
+            .validate(against: organizations))
+        XCTAssertThrowsError(try [GitHubOrganizationMapping(organization: "c", githubOrganization: "C")].validate(against: organizations))
+        XCTAssertThrowsError(
+            try [GitHubOrganizationMapping(organization: "a", githubOrganization: "A", teams: ["t": "b-cluster"])]
+                .validate(against: organizations))
+    }
 }
