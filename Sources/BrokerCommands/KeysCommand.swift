@@ -5,7 +5,46 @@ import Foundation
 
 struct KeysCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "keys", abstract: "Inspect the signing key ring.", subcommands: [List.self])
+        commandName: "keys", abstract: "Inspect and rotate the signing key ring (works while the server runs).",
+        subcommands: [List.self, Rotate.self, Retire.self])
+
+    struct Rotate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Promote the next key, retire the active one (still published until its tokens expire), generate a new next key.")
+        @OptionGroup var options: GlobalOptions
+        @Flag(help: "Promote the next key even if it was published less than key_prepublication ago.") var force = false
+
+        func run() async throws {
+            try await reportingErrors {
+                let configuration = try await options.configuration()
+                LoggingBootstrap.run(level: configuration.logLevel)
+                let ring = try KeyDirectory(path: configuration.keysDirectory).rotate(
+                    algorithm: configuration.signingAlgorithm, policy: KeyLifecyclePolicy(configuration), force: force)
+                print("rotated: \(ring.activeSigner(for: configuration.signingAlgorithm)?.kid ?? "-") now signs (ring version \(ring.version))")
+            }
+        }
+    }
+
+    struct Retire: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Withdraw a key immediately (a compromised key): its tokens stop validating.")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The kid of the key to withdraw.") var kid: String
+        @Flag(help: "Required: withdraw now, without waiting for its tokens to expire.") var now = false
+
+        func run() async throws {
+            try await reportingErrors {
+                guard now else {
+                    throw ValidationError("retiring a key ahead of its schedule withdraws it at once; confirm with --now")
+                }
+                let configuration = try await options.configuration()
+                LoggingBootstrap.run(level: configuration.logLevel)
+                let ring = try KeyDirectory(path: configuration.keysDirectory).retireNow(
+                    kid: kid, policy: KeyLifecyclePolicy(configuration))
+                print("withdrew \(kid); \(ring.activeSigner(for: configuration.signingAlgorithm)?.kid ?? "-") signs (ring version \(ring.version))")
+            }
+        }
+    }
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List keys: state, algorithm, kid, dates.")
@@ -20,11 +59,11 @@ struct KeysCommand: AsyncParsableCommand {
                     return
                 }
                 print(Table.render(
-                    ["STATE", "ALG", "KID", "CREATED", "ACTIVATED", "RETIRED"],
+                    ["STATE", "ALG", "KID", "CREATED", "ACTIVATED", "RETIRED", "RETIRES-AT"],
                     ring.keys.map(\.metadata).map {
                         [
                             $0.state.rawValue, $0.algorithm.rawValue, $0.kid, Table.date($0.createdAt),
-                            Table.date($0.activatedAt), Table.date($0.retiredAt),
+                            Table.date($0.activatedAt), Table.date($0.retiredAt), Table.date($0.retiresAt),
                         ]
                     }))
             }

@@ -22,8 +22,9 @@ struct ServeCommand: AsyncParsableCommand {
             if let port { flags["port"] = String(port) }
             let environment = try await CommandEnvironment.open(options, extraFlags: flags)
             let configuration = environment.configuration
-            let snapshot = try KeyDirectory(path: configuration.keysDirectory, logger: environment.logger)
-                .loadOrInitialize(algorithm: configuration.signingAlgorithm)
+            let keyDirectory = KeyDirectory(path: configuration.keysDirectory, logger: environment.logger)
+            let snapshot = try keyDirectory.loadOrInitialize(algorithm: configuration.signingAlgorithm)
+            let keyRing = KeyRing(snapshot)
             let github: LibcurlGitHubClient
             do {
                 github = try LibcurlGitHubClient(
@@ -37,8 +38,11 @@ struct ServeCommand: AsyncParsableCommand {
                 throw ConfigurationError("GitHub client: \(error)")
             }
             let services = try await BrokerServices(
-                configuration: configuration, store: environment.store, keyRing: KeyRing(snapshot),
+                configuration: configuration, store: environment.store, keyRing: keyRing,
                 logger: environment.logger, githubAPI: github)
+            let maintenance = KeyRingMaintenance(
+                directory: keyDirectory, ring: keyRing, algorithm: configuration.signingAlgorithm,
+                policy: services.keyPolicy, clock: SystemWallClock(), logger: environment.logger)
             let kid = snapshot.activeSigner(for: configuration.signingAlgorithm)?.kid ?? "-"
             let app = BrokerApplication.make(
                 services: services, host: configuration.host, port: configuration.port, logger: environment.logger
@@ -46,12 +50,17 @@ struct ServeCommand: AsyncParsableCommand {
                 let bound = channel.localAddress?.port ?? configuration.port
                 Self.printBanner(configuration: configuration, port: bound, kid: kid)
             }
+            // Reloads a ring changed by `broker keys`, rotates on schedule, prunes expired keys.
+            let background = Task { await maintenance.run(interval: .seconds(configuration.keyReloadInterval)) }
             do {
                 try await app.runService()
             } catch {
+                background.cancel()
                 try? await services.shutdown()
                 throw error
             }
+            background.cancel()
+            await background.value
             try await services.shutdown()
         }
     }

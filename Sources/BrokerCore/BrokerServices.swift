@@ -20,6 +20,7 @@ public struct BrokerServices: Sendable {
     public let verifier: TokenVerifier
     public let orgTokens: OrgTokenService
     public let accounts: AccountAdministration
+    public let keyPolicy: KeyLifecyclePolicy
     /// GitHub logins; `nil` when the broker runs without a GitHub client.
     public let github: GitHubLoginService?
 
@@ -33,6 +34,7 @@ public struct BrokerServices: Sendable {
         self.keyRing = keyRing
         self.clock = clock
         self.logger = logger
+        keyPolicy = KeyLifecyclePolicy(configuration)
         passwords = PasswordHashingPool(
             hasher: PasswordHasher(parameters: configuration.argon2),
             concurrency: configuration.passwordHashConcurrency)

@@ -27,7 +27,8 @@ final class KeyDirectoryTests: XCTestCase {
         XCTAssertNotNil(ring.activeSigner(for: .rs256))
         XCTAssertEqual(try mode(keysPath), 0o700)
         let files = try FileManager.default.contentsOfDirectory(atPath: keysPath).sorted()
-        XCTAssertEqual(files.count, 3)
+        XCTAssertEqual(files.count, 4, "two keys, the manifest, the lock: \(files)")
+        XCTAssertTrue(files.contains(".lock"))
         for file in files {
             XCTAssertEqual(try mode(keysPath + "/" + file), 0o600, file)
         }

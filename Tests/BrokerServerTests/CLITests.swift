@@ -124,6 +124,56 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(result.status, 1)
     }
 
+    func testKeysRotateAndRetireWhileTheServerRuns() throws {
+        let (server, port) = try broker.serve()
+        defer { server.terminate(); server.waitUntilExit() }
+        let before = try Self.jwksKids(port: port)
+        XCTAssertEqual(before.count, 2)
+        var result = try broker.run(["keys", "rotate"])
+        XCTAssertEqual(result.status, 1, "the next key is younger than key_prepublication")
+        XCTAssertTrue(result.stderr.contains("--force"), result.stderr)
+        result = try broker.run(["keys", "rotate", "--force"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        // The running server notices within key_reload_interval (2 s) and publishes all three.
+        var after: [String] = []
+        for _ in 0..<50 where after.count != 3 {
+            Thread.sleep(forTimeInterval: 0.2)
+            after = try Self.jwksKids(port: port)
+        }
+        XCTAssertEqual(after.count, 3, "next, active, retired")
+        XCTAssertTrue(Set(before).isSubset(of: Set(after)))
+        let listed = try broker.run(["keys", "list"]).stdout
+        XCTAssertTrue(listed.contains("retired") && listed.contains("RETIRES-AT"), listed)
+        let unconfirmed = try broker.run(["keys", "retire", before[0]])
+        XCTAssertEqual(unconfirmed.status, 1)
+        XCTAssertTrue(unconfirmed.stderr.contains("--now"), unconfirmed.stderr)
+        result = try broker.run(["keys", "retire", before[0], "--now"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        var withdrawn = after
+        for _ in 0..<50 where withdrawn.contains(before[0]) {
+            Thread.sleep(forTimeInterval: 0.2)
+            withdrawn = try Self.jwksKids(port: port)
+        }
+        XCTAssertFalse(withdrawn.contains(before[0]))
+    }
+
+    /// The kids of the live JWKS, fetched with Python's urllib (an independent client).
+    static func jwksKids(port: Int) throws -> [String] {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [
+            "python3", "-c",
+            "import json, sys, urllib.request; print(' '.join(k['kid'] for k in json.load(urllib.request.urlopen(sys.argv[1]))['keys']))",
+            "http://127.0.0.1:\(port)/.well-known/jwks.json",
+        ]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).split(whereSeparator: \.isWhitespace).map(String.init)
+    }
+
     func testServeRefusesALooseKeysDirectory() throws {
         let (server, _) = try broker.serve()
         server.terminate()

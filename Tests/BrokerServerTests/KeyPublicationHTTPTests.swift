@@ -50,4 +50,38 @@ final class KeyPublicationHTTPTests: XCTestCase {
         }
         try await harness.shutdown()
     }
+
+    func testJWKSConditionalRequestsAndPEMByKid() async throws {
+        let harness = try await ServerHarness.make(algorithm: .es256) { $0.jwksMaxAge = 120 }
+        do {
+            try await harness.withClient { client in
+                let snapshot = harness.services.keyRing.snapshot
+                var etag = ""
+                try await client.execute(uri: "/.well-known/jwks.json", method: .get) { response in
+                    XCTAssertEqual(response.headers[.cacheControl], "public, max-age=120")
+                    etag = try XCTUnwrap(response.headers[.eTag])
+                }
+                try await client.execute(uri: "/.well-known/jwks.json", method: .get, headers: [.ifNoneMatch: etag]) { response in
+                    XCTAssertEqual(response.status, .notModified)
+                    XCTAssertEqual(response.body.readableBytes, 0)
+                }
+                try await client.execute(uri: "/.well-known/jwks.json", method: .get, headers: [.ifNoneMatch: "\"ring-0\""]) { response in
+                    XCTAssertEqual(response.status, .ok)
+                }
+                let next = try XCTUnwrap(snapshot.metadata(state: .next, algorithm: .es256).first?.kid)
+                try await client.execute(uri: "/auth/pem?kid=\(next)", method: .get) { response in
+                    XCTAssertEqual(response.status, .ok)
+                    let pem = String(decoding: response.body.readableBytesView, as: UTF8.self)
+                    XCTAssertEqual(try PublicKey(pem: pem, algorithm: .es256).thumbprint, next)
+                }
+                let (status, body) = try await client.getJSON("/auth/pem?kid=../../etc/passwd")
+                XCTAssertEqual(status, .notFound)
+                XCTAssertEqual(body["error"] as? String, "not_found")
+            }
+        } catch {
+            try await harness.shutdown()
+            throw error
+        }
+        try await harness.shutdown()
+    }
 }

@@ -26,6 +26,16 @@ public struct BrokerConfiguration: Sendable, Equatable {
     public var passwordHashConcurrency: Int = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount))
     public var logLevel: String = "info"
 
+    // MARK: Key ring
+    /// `Cache-Control: max-age` of `/.well-known/jwks.json` and `/auth/pem`.
+    public var jwksMaxAge: Int = 300
+    /// How long a `next` key is published before a rotation may promote it (>= jwks_max_age).
+    public var keyPrepublication: Int = 600
+    /// Scheduled rotation period; 0 = off.
+    public var keyRotationPeriod: Int = 0
+    /// How often a running server looks for a ring changed by another process (`broker keys`).
+    public var keyReloadInterval: Int = 2
+
     // MARK: GitHub (generation-2 logins and GitHub-linked accounts)
     public var githubAPIURL: String = "https://api.github.com"
     public var githubWebURL: String = "https://github.com"
@@ -55,7 +65,8 @@ public struct BrokerConfiguration: Sendable, Equatable {
         "issuer", "host", "port", "data_dir", "keys_dir", "signing_alg", "access_lifetime",
         "refresh_lifetime", "session_max_lifetime", "refresh_reuse_grace", "clock_skew",
         "argon2_memory_kib", "argon2_iterations", "argon2_parallelism", "password_hash_concurrency",
-        "log_level", "github_api_url", "github_web_url", "github_client_id", "github_proxy", "github_connect_timeout",
+        "log_level", "jwks_max_age", "key_prepublication", "key_rotation_period", "key_reload_interval",
+        "github_api_url", "github_web_url", "github_client_id", "github_proxy", "github_connect_timeout",
         "github_timeout", "github_identity_ttl", "github_rejection_ttl", "generation2_access_lifetime", "home_org",
     ]
 
@@ -100,6 +111,10 @@ public struct BrokerConfiguration: Sendable, Equatable {
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
             guard levels.contains(text) else { throw fail("one of \(levels.joined(separator: ", "))") }
             logLevel = text
+        case "jwks_max_age": jwksMaxAge = try integer(0...86_400, "a whole number of seconds in 0...86400")
+        case "key_prepublication": keyPrepublication = try integer(0...(30 * 86_400), "a whole number of seconds in 0...2592000")
+        case "key_rotation_period": keyRotationPeriod = try integer(0...(3650 * 86_400), "a whole number of seconds (0 = off)")
+        case "key_reload_interval": keyReloadInterval = try integer(1...300, "a whole number of seconds in 1...300")
         case "github_api_url": githubAPIURL = text
         case "github_web_url": githubWebURL = text
         case "github_client_id": githubClientID = text
@@ -133,6 +148,13 @@ public struct BrokerConfiguration: Sendable, Equatable {
         }
         guard refreshReuseGrace < refreshLifetime else {
             throw ConfigurationError("refresh_reuse_grace must be shorter than refresh_lifetime")
+        }
+        guard jwksMaxAge <= keyPrepublication else {
+            throw ConfigurationError(
+                "jwks_max_age (\(jwksMaxAge)) must not exceed key_prepublication (\(keyPrepublication)): a gateway could cache the JWKS past the moment the next key starts signing")
+        }
+        guard keyRotationPeriod == 0 || keyRotationPeriod >= keyPrepublication else {
+            throw ConfigurationError("key_rotation_period must be 0 (off) or at least key_prepublication")
         }
         var clusters: [String: String] = [:]
         for mapping in githubOrganizations {

@@ -1,6 +1,9 @@
 import BrokerCrypto
 import Foundation
 import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The keys directory on disk: a manifest (`ring.json`) naming every key and its state, and one
 /// PKCS#8 PEM file per key (`<kid>.pem`). The manifest is the commit point: a key file that it
@@ -13,6 +16,8 @@ public struct KeyDirectory: Sendable {
     public static let manifestName = "ring.json"
     /// Files the broker does not own and leaves alone.
     static let foreignFiles: Set<String> = ["README.md", ".gitignore", ".gitkeep"]
+    /// The lock file serializing changes (`flock`); mode 0600 like every file the broker writes.
+    static let lockName = ".lock"
 
     public let path: String
     private let writer: SecureFileWriter
@@ -56,6 +61,13 @@ public struct KeyDirectory: Sendable {
     /// from day one. Also when `algorithm` changes: the new algorithm gets its pair, the old keys
     /// stay published.
     public func loadOrInitialize(algorithm: JWSAlgorithm) throws -> KeyRingSnapshot {
+        if !FileManager.default.fileExists(atPath: path) {
+            try FilePermissions.ensurePrivateDirectory(path)
+        }
+        return try withExclusiveLock { try initializeLocked(algorithm: algorithm) }
+    }
+
+    private func initializeLocked(algorithm: JWSAlgorithm) throws -> KeyRingSnapshot {
         let existing = try prepareDirectory()
         var metadata = existing?.keys.map(\.metadata) ?? []
         var keys = existing?.keys ?? []
@@ -88,11 +100,8 @@ public struct KeyDirectory: Sendable {
         return try KeyRingSnapshot(version: version, keys: keys)
     }
 
-    /// Creates or checks the directory and returns the ring it already holds, if any.
+    /// Checks the directory and returns the ring it already holds, if any.
     private func prepareDirectory() throws -> KeyRingSnapshot? {
-        if !FileManager.default.fileExists(atPath: path) {
-            try FilePermissions.ensurePrivateDirectory(path)
-        }
         let removed = try SecureFileWriter.removeStaleTemporaries(in: path)
         if !removed.isEmpty {
             logger.warning("removed temporary files left by an interrupted write", metadata: ["files": "\(removed)"])
@@ -105,6 +114,133 @@ public struct KeyDirectory: Sendable {
             logger.notice("restricted the keys directory to its owner (mode 0700)", metadata: ["path": "\(path)"])
         }
         return nil
+    }
+
+    // MARK: Lifecycle
+
+    /// Promotes the `next` key of `algorithm` to active, retires the active one (published for
+    /// `policy.retention` more), and generates a new `next`. Refused, unless `force`, while the
+    /// `next` key is younger than `policy.prepublication`: some gateway may not have it yet.
+    public func rotate(algorithm: JWSAlgorithm, policy: KeyLifecyclePolicy, force: Bool) throws -> KeyRingSnapshot {
+        try withExclusiveLock {
+            guard let ring = try load() else { throw KeyRingError("no key ring in \(path) yet: start the broker once") }
+            let now = wholeSecondsNow()
+            var metadata = ring.keys.map(\.metadata)
+            guard let nextIndex = metadata.firstIndex(where: { $0.algorithm == algorithm && $0.state == .next }) else {
+                throw KeyRingError("the ring has no next \(algorithm.rawValue) key to promote")
+            }
+            let safeAt = metadata[nextIndex].createdAt.addingTimeInterval(TimeInterval(policy.prepublication))
+            if !force && now < safeAt {
+                throw KeyRingError(
+                    "the next key \(metadata[nextIndex].kid) was published at \(Self.format(metadata[nextIndex].createdAt)); "
+                        + "a gateway caching the JWKS may not have it before \(Self.format(safeAt)). "
+                        + "Rotate after that, or now with --force (tokens it signs may be rejected until caches refresh)")
+            }
+            for index in metadata.indices where metadata[index].algorithm == algorithm && metadata[index].state == .active {
+                metadata[index].state = .retired
+                metadata[index].retiredAt = now
+                metadata[index].retiresAt = now.addingTimeInterval(TimeInterval(policy.retention))
+            }
+            metadata[nextIndex].state = .active
+            metadata[nextIndex].activatedAt = now
+            let fresh = try generateKey(algorithm, state: .next, now: now)
+            return try commit(ring, metadata: metadata, adding: [fresh], removing: [], now: now, policy: policy)
+        }
+    }
+
+    /// Withdraws a key at once (a compromised key): it leaves the JWKS and its tokens stop
+    /// validating. If it was active, the `next` key takes over immediately (whatever its age)
+    /// and a new `next` is generated; if it was `next`, a new `next` replaces it.
+    public func retireNow(kid: String, policy: KeyLifecyclePolicy) throws -> KeyRingSnapshot {
+        try withExclusiveLock {
+            guard let ring = try load() else { throw KeyRingError("no key ring in \(path)") }
+            guard let withdrawn = ring.keys.first(where: { $0.metadata.kid == kid })?.metadata else {
+                throw KeyRingError("no key \(kid) in the ring")
+            }
+            let now = wholeSecondsNow()
+            var metadata = ring.keys.map(\.metadata).filter { $0.kid != kid }
+            var added: [RingKey] = []
+            let algorithm = withdrawn.algorithm
+            if withdrawn.state == .active {
+                guard let nextIndex = metadata.firstIndex(where: { $0.algorithm == algorithm && $0.state == .next }) else {
+                    throw KeyRingError("no next \(algorithm.rawValue) key to take over from \(kid)")
+                }
+                metadata[nextIndex].state = .active
+                metadata[nextIndex].activatedAt = now
+            }
+            if withdrawn.state != .retired {
+                added.append(try generateKey(algorithm, state: .next, now: now))
+            }
+            return try commit(ring, metadata: metadata, adding: added, removing: [kid], now: now, policy: policy)
+        }
+    }
+
+    /// Removes retired keys whose retention has passed. Returns the ring (unchanged if nothing
+    /// was due).
+    public func prune(policy: KeyLifecyclePolicy) throws -> KeyRingSnapshot? {
+        try withExclusiveLock {
+            guard let ring = try load() else { return nil }
+            let now = wholeSecondsNow()
+            let due = ring.keys.map(\.metadata).filter { $0.state == .retired && ($0.retiresAt ?? .distantFuture) <= now }
+            guard !due.isEmpty else { return ring }
+            let kept = ring.keys.map(\.metadata).filter { key in !due.contains { $0.kid == key.kid } }
+            return try commit(ring, metadata: kept, adding: [], removing: due.map(\.kid), now: now, policy: policy)
+        }
+    }
+
+    /// Writes new key files, then the manifest (the commit point), then removes withdrawn key
+    /// files. A crash before the manifest leaves the old ring; after it, the new one (a leftover
+    /// key file of a withdrawn key is never named again and is removed by the next change).
+    private func commit(
+        _ ring: KeyRingSnapshot, metadata: [KeyMetadata], adding added: [RingKey], removing withdrawn: [String], now: Date,
+        policy: KeyLifecyclePolicy
+    ) throws -> KeyRingSnapshot {
+        for key in added {
+            try writer.write(Array(try key.privateKey.pkcs8PEM().utf8), to: keyFileName(key.metadata.kid))
+        }
+        let all = metadata + added.map(\.metadata)
+        let version = ring.version + 1
+        try writeManifest(Manifest(version: version, keys: all))
+        for kid in withdrawn {
+            try writer.remove(keyFileName(kid))
+        }
+        for key in added {
+            logger.notice("generated signing key", metadata: ["kid": "\(key.metadata.kid)", "alg": "\(key.metadata.algorithm.rawValue)", "state": "next"])
+        }
+        for kid in withdrawn {
+            logger.notice("withdrew signing key", metadata: ["kid": "\(kid)"])
+        }
+        let loaded = Dictionary(uniqueKeysWithValues: (ring.keys + added).map { ($0.metadata.kid, $0.privateKey) })
+        return try KeyRingSnapshot(
+            version: version, keys: all.map { RingKey(metadata: $0, privateKey: loaded[$0.kid]!) })
+    }
+
+    /// Serializes every change of the ring across threads and processes (`flock` on `.lock`),
+    /// so that two rotations never produce two active keys or lose one.
+    func withExclusiveLock<T>(_ body: () throws -> T) throws -> T {
+        let lockPath = filePath(".lock")
+        let descriptor = open(lockPath, O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard descriptor >= 0 else {
+            throw KeyRingError("cannot open the key ring lock \(lockPath): \(String(cString: strerror(errno)))")
+        }
+        defer { close(descriptor) }
+        while flock(descriptor, LOCK_EX) != 0 {
+            guard errno == EINTR else {
+                throw KeyRingError("cannot lock the key ring: \(String(cString: strerror(errno)))")
+            }
+        }
+        defer { flock(descriptor, LOCK_UN) }
+        return try body()
+    }
+
+    private func wholeSecondsNow() -> Date {
+        Date(timeIntervalSince1970: clock.now().timeIntervalSince1970.rounded(.down))
+    }
+
+    static func format(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.string(from: date)
     }
 
     private func generateKey(_ algorithm: JWSAlgorithm, state: KeyState, now: Date) throws -> RingKey {

@@ -22,6 +22,8 @@ public struct KeyMetadata: Sendable, Equatable, Codable {
     public var createdAt: Date
     public var activatedAt: Date?
     public var retiredAt: Date?
+    /// When a retired key leaves the JWKS: every token it signed has expired, plus leeway.
+    public var retiresAt: Date?
 
     enum CodingKeys: String, CodingKey {
         case kid, state
@@ -29,11 +31,12 @@ public struct KeyMetadata: Sendable, Equatable, Codable {
         case createdAt = "created_at"
         case activatedAt = "activated_at"
         case retiredAt = "retired_at"
+        case retiresAt = "retires_at"
     }
 
     public init(
         kid: String, algorithm: JWSAlgorithm, state: KeyState, createdAt: Date, activatedAt: Date? = nil,
-        retiredAt: Date? = nil
+        retiredAt: Date? = nil, retiresAt: Date? = nil
     ) {
         self.kid = kid
         self.algorithm = algorithm
@@ -41,6 +44,7 @@ public struct KeyMetadata: Sendable, Equatable, Codable {
         self.createdAt = createdAt
         self.activatedAt = activatedAt
         self.retiredAt = retiredAt
+        self.retiresAt = retiresAt
     }
 }
 

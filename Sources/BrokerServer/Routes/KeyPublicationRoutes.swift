@@ -1,3 +1,4 @@
+import Foundation
 import BrokerCore
 import BrokerCrypto
 import Hummingbird
@@ -6,38 +7,53 @@ import Hummingbird
 /// document, and a health check.
 struct KeyPublicationRoutes<Context: RequestContext> {
     let services: BrokerServices
-    /// Short enough that a gateway always holds the next key before it signs (issue 4 ties it
-    /// to the pre-publication window).
-    static var jwksMaxAge: Int { 300 }
+    /// Never longer than the pre-publication window, so a gateway that honours it always holds
+    /// the next key before that key signs.
+    var jwksMaxAge: Int { services.keyPolicy.jwksMaxAge }
 
     func register(on router: Router<Context>) {
-        router.get(".well-known/jwks.json") { _, _ in jwks() }
-        router.get("auth/pem") { _, _ in try pem() }
+        router.get(".well-known/jwks.json") { request, _ in jwks(request) }
+        router.get("auth/pem") { request, _ in try pem(request) }
         router.get(".well-known/openid-configuration") { _, _ in discovery() }
         router.get("healthz") { _, _ in try await health() }
     }
 
-    func jwks() -> Response {
+    /// The published keys. `ETag` names the ring version; `If-None-Match` gets a 304.
+    func jwks(_ request: Request) -> Response {
         let snapshot = services.keyRing.snapshot
-        return Response(
-            status: .ok,
-            headers: [
-                .contentType: "application/jwk-set+json",
-                .cacheControl: "public, max-age=\(Self.jwksMaxAge)",
-                .eTag: "\"ring-\(snapshot.version)\"",
-            ],
-            body: .init(byteBuffer: ByteBuffer(bytes: snapshot.jwksJSON)))
+        let etag = "\"ring-\(snapshot.version)\""
+        var headers: HTTPFields = [.cacheControl: "public, max-age=\(jwksMaxAge)", .eTag: etag]
+        if let presented = request.headers[.ifNoneMatch],
+            presented.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == etag || $0 == "*" })
+        {
+            return Response(status: .notModified, headers: headers)
+        }
+        headers[.contentType] = "application/jwk-set+json"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: snapshot.jwksJSON)))
     }
 
-    func pem() throws -> Response {
-        let algorithm = services.configuration.signingAlgorithm
-        guard let active = services.keyRing.snapshot.activeSigner(for: algorithm) else {
-            throw BrokerError(.unavailable, "no active signing key")
+    /// The active key as PEM (what HAProxy loads at start), or with `?kid=` any published key.
+    func pem(_ request: Request) throws -> Response {
+        let snapshot = services.keyRing.snapshot
+        let key: PublicKey
+        if let kid = request.uri.queryParameters.get("kid") {
+            guard let published = snapshot.verificationKey(kid: kid) else {
+                throw BrokerError(.notFound, "no published key with this kid")
+            }
+            key = published
+        } else {
+            guard let active = snapshot.activeSigner(for: services.configuration.signingAlgorithm) else {
+                throw BrokerError(.unavailable, "no active signing key")
+            }
+            key = active.publicKey
         }
         return Response(
             status: .ok,
-            headers: [.contentType: "application/x-pem-file", .cacheControl: "public, max-age=\(Self.jwksMaxAge)"],
-            body: .init(byteBuffer: ByteBuffer(string: try active.publicKey.spkiPEM())))
+            headers: [
+                .contentType: "application/x-pem-file", .cacheControl: "public, max-age=\(jwksMaxAge)",
+                .eTag: "\"ring-\(snapshot.version)\"",
+            ],
+            body: .init(byteBuffer: ByteBuffer(string: try key.spkiPEM())))
     }
 
     func discovery() -> Response {

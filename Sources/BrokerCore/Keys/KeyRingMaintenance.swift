@@ -1,0 +1,99 @@
+import BrokerCrypto
+import Foundation
+import Logging
+import NIOPosix
+
+/// What a running broker does for its key ring in the background, every `interval`:
+/// - notices a ring changed by another process (`broker keys rotate` / `retire`) and switches to
+///   it, so a rotation needs no restart;
+/// - rotates on schedule when `rotationPeriod` is set (never before the `next` key has been
+///   published for the pre-publication window);
+/// - prunes retired keys whose retention has passed.
+/// File work runs on its own thread, never on an event loop.
+///
+/// ```swift
+/// let maintenance = KeyRingMaintenance(directory: keys, ring: ring, algorithm: .rs256, policy: policy, clock: clock, logger: logger)
+/// try await maintenance.run(interval: .seconds(2))   // until cancelled
+/// ```
+public final class KeyRingMaintenance: Sendable {
+    public let directory: KeyDirectory
+    public let ring: KeyRing
+    public let algorithm: JWSAlgorithm
+    public let policy: KeyLifecyclePolicy
+    public let clock: any WallClock
+    public let logger: Logger
+    private let thread: NIOThreadPool
+
+    public init(
+        directory: KeyDirectory, ring: KeyRing, algorithm: JWSAlgorithm, policy: KeyLifecyclePolicy, clock: any WallClock,
+        logger: Logger
+    ) {
+        self.directory = directory
+        self.ring = ring
+        self.algorithm = algorithm
+        self.policy = policy
+        self.clock = clock
+        self.logger = logger
+        self.thread = NIOThreadPool(numberOfThreads: 1)
+        self.thread.start()
+    }
+
+    /// Runs ``tick()`` every `interval` until the task is cancelled.
+    public func run(interval: Duration) async {
+        while !Task.isCancelled {
+            do {
+                try await Task.sleep(for: interval)
+            } catch {
+                break
+            }
+            do {
+                try await tick()
+            } catch {
+                logger.error("key ring maintenance failed", metadata: ["error": "\(error)"])
+            }
+        }
+        try? await thread.shutdownGracefully()
+    }
+
+    /// One round: reload if changed elsewhere, rotate if due, prune if due.
+    public func tick() async throws {
+        let directory = self.directory
+        let current = ring.snapshot
+        let onDisk = try await thread.runIfActive { try directory.manifestVersion() }
+        if let onDisk, onDisk != current.version, let reloaded = try await thread.runIfActive({ try directory.load() }) {
+            ring.replace(with: reloaded)
+            logger.notice("key ring reloaded", metadata: ["version": "\(reloaded.version)"])
+        }
+        let now = clock.now()
+        let snapshot = ring.snapshot
+        if policy.rotationPeriod > 0,
+            let active = snapshot.metadata(state: .active, algorithm: algorithm).first,
+            let activated = active.activatedAt,
+            now >= activated.addingTimeInterval(TimeInterval(policy.rotationPeriod)),
+            let next = snapshot.metadata(state: .next, algorithm: algorithm).first,
+            now >= next.createdAt.addingTimeInterval(TimeInterval(policy.prepublication))
+        {
+            let (algorithm, policy) = (self.algorithm, self.policy)
+            let rotated = try await thread.runIfActive { try directory.rotate(algorithm: algorithm, policy: policy, force: false) }
+            ring.replace(with: rotated)
+            logger.notice("scheduled key rotation", metadata: ["active": "\(rotated.activeSigner(for: algorithm)?.kid ?? "-")"])
+        }
+        let due = ring.snapshot.keys.contains { $0.metadata.state == .retired && ($0.metadata.retiresAt ?? .distantFuture) <= now }
+        if due {
+            let policy = self.policy
+            if let pruned = try await thread.runIfActive({ try directory.prune(policy: policy) }) {
+                ring.replace(with: pruned)
+            }
+        }
+    }
+}
+
+extension KeyDirectory {
+    /// The version in the manifest, read without loading any key; `nil` when there is no ring.
+    public func manifestVersion() throws -> Int? {
+        let file = (path as NSString).appendingPathComponent(Self.manifestName)
+        guard let data = FileManager.default.contents(atPath: file) else { return nil }
+        struct VersionOnly: Decodable { var version: Int }
+        return try? JSONDecoder().decode(VersionOnly.self, from: data).version
+    }
+}
