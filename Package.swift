@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "broker-bench", targets: ["broker-bench"]),
         .library(name: "BrokerCrypto", targets: ["BrokerCrypto"]),
         .library(name: "BrokerCore", targets: ["BrokerCore"]),
+        .library(name: "BrokerValidator", targets: ["BrokerValidator"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -24,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // System libraries from Debian's -dev packages (see Makefile `deps`).
@@ -41,11 +43,14 @@ let package = Package(
             dependencies: ["COpenSSL", "CArgon2", "CBrokerShims"],
             swiftSettings: swiftSettings
         ),
+        // What a gateway embeds: the token rules, a JWKS cache, allow/deny decisions. No networking.
+        .target(name: "BrokerValidator", dependencies: ["BrokerCrypto"], swiftSettings: swiftSettings),
         // The domain: accounts, orgs, memberships, token policy, refresh families, the key ring.
         .target(
             name: "BrokerCore",
             dependencies: [
                 "BrokerCrypto",
+                "BrokerValidator",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -90,11 +95,25 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The forward-auth sidecar (`broker gateway`): fetches the JWKS over HTTP, answers allow/deny.
+        .target(
+            name: "BrokerGateway",
+            dependencies: [
+                "BrokerValidator",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The `broker` command line: configuration loading and every subcommand.
         .target(
             name: "BrokerCommands",
             dependencies: [
-                "BrokerCore", "BrokerCrypto", "BrokerSQLite", "BrokerServer", "GitHubClient",
+                "BrokerCore", "BrokerCrypto", "BrokerSQLite", "BrokerServer", "GitHubClient", "BrokerGateway",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Yams", package: "Yams"),
@@ -110,6 +129,8 @@ let package = Package(
 
         .testTarget(name: "BrokerCryptoTests", dependencies: ["BrokerCrypto"], swiftSettings: swiftSettings),
         .testTarget(
+            name: "BrokerValidatorTests", dependencies: ["BrokerValidator", "BrokerCrypto"], swiftSettings: swiftSettings),
+        .testTarget(
             name: "BrokerCoreTests",
             dependencies: ["BrokerCore", "BrokerSQLite"],
             swiftSettings: swiftSettings
@@ -117,7 +138,7 @@ let package = Package(
         .testTarget(
             name: "BrokerServerTests",
             dependencies: [
-                "BrokerCommands", "BrokerServer", "BrokerSQLite", "GitHubClient", "FakeGitHub",
+                "BrokerCommands", "BrokerServer", "BrokerSQLite", "GitHubClient", "FakeGitHub", "BrokerGateway",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings

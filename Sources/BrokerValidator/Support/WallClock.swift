@@ -3,11 +3,21 @@ import Synchronization
 
 /// The source of "now" for every rule that depends on time (lifetimes, grace windows, expiry).
 /// Injected so that tests move time forward instead of sleeping.
+///
+/// ```swift
+/// let clock: any WallClock = SystemWallClock()
+/// let seconds = Int64(clock.now().timeIntervalSince1970)
+/// ```
 public protocol WallClock: Sendable {
     func now() -> Date
 }
 
 /// The real time of the machine.
+///
+/// ```swift
+/// let checks = AccessTokenChecks(issuer: issuer, leeway: 30)
+/// let claims = try checks.verify(bearer, audience: nil, now: SystemWallClock().now()) { keys[$0] }
+/// ```
 public struct SystemWallClock: WallClock {
     public init() {}
     public func now() -> Date { Date() }

@@ -1,5 +1,15 @@
 /// Why a token was not accepted. The description is safe to show the caller and to log: it
 /// never contains the token or any part of it.
+///
+/// ```swift
+/// do {
+///     _ = try checks.verify(bearer, audience: "cluster1", now: Date()) { keys[$0] }
+/// } catch .wrongAudience {
+///     // authenticated, but for another cluster: 403
+/// } catch {
+///     logger.info("token refused: \(error)")   // 401
+/// }
+/// ```
 public enum TokenRejection: Error, Sendable, Equatable, CustomStringConvertible {
     case malformed(String)
     case disallowedAlgorithm(String)

@@ -3,6 +3,12 @@ import BrokerCrypto
 /// The claims of every access token: RFC 9068 JWT access-token claims plus the generation-1
 /// claims that existing SlideRule gateways check (`token_type`, `org_name`, `user_id`,
 /// `user_name`). One format serves both client generations.
+///
+/// ```swift
+/// let claims = try checks.verify(bearer, audience: "cluster1", now: Date()) { keys[$0] }
+/// print(claims.subject, claims.organizationRoles)
+/// let payload = claims.encoded()   // what the issuer signs
+/// ```
 public struct AccessTokenClaims: Sendable, Equatable {
     public var issuer: String
     public var subject: String

@@ -1,0 +1,40 @@
+/// The limits a `JWKSCache` works within. The defaults suit a gateway in front of the broker,
+/// which publishes its JWKS with `max-age=300` and keys well before they sign.
+///
+/// ```swift
+/// var configuration = JWKSCacheConfiguration()
+/// configuration.refetchInterval = 10
+/// let cache = JWKSCache(source: source, configuration: configuration)
+/// ```
+public struct JWKSCacheConfiguration: Sendable, Equatable {
+    /// Floor on the server's `max-age`, in seconds: a `max-age=0` or `no-cache` must not turn
+    /// every request into a fetch.
+    public var minimumMaxAge: Int
+    /// Ceiling on the server's `max-age`, in seconds: a misconfigured year-long `max-age` must
+    /// not hide a withdrawn key for a year.
+    public var maximumMaxAge: Int
+    /// Freshness when the server sends no `max-age`.
+    public var defaultMaxAge: Int
+    /// Seconds between fetches caused by a token with an unknown `kid`, and before retrying a
+    /// failed fetch. Anyone can send tokens with made-up `kid`s; without this limit each would
+    /// cost the broker a request.
+    public var refetchInterval: Int
+    /// Documents larger than this many bytes are refused whole.
+    public var maximumDocumentSize: Int
+
+    public init(
+        minimumMaxAge: Int = 10, maximumMaxAge: Int = 3600, defaultMaxAge: Int = 300, refetchInterval: Int = 30,
+        maximumDocumentSize: Int = 256 * 1024
+    ) {
+        self.minimumMaxAge = minimumMaxAge
+        self.maximumMaxAge = maximumMaxAge
+        self.defaultMaxAge = defaultMaxAge
+        self.refetchInterval = refetchInterval
+        self.maximumDocumentSize = maximumDocumentSize
+    }
+
+    /// How long a document stays fresh, given the `max-age` it came with.
+    func freshness(maxAge: Int?) -> Int {
+        min(max(maxAge ?? defaultMaxAge, minimumMaxAge), max(maximumMaxAge, minimumMaxAge))
+    }
+}
