@@ -1,0 +1,72 @@
+import ArgumentParser
+import BrokerGateway
+import BrokerValidator
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+
+/// `broker gateway`: the forward-auth sidecar. It needs only the broker's JWKS URL, so it runs
+/// on a cluster's gateway host with no access to the broker's data or keys.
+struct GatewayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gateway",
+        abstract: "Run a forward-auth endpoint (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz).",
+        discussion: """
+            Any request path: 200 with x-sliderule-account and x-sliderule-org-roles for a valid \
+            token of this cluster, 401 for a missing or invalid token, 403 for another cluster's token.
+            """)
+
+    @Option(help: "The broker's JWKS URL, e.g. https://login.example.org/.well-known/jwks.json.") var jwks: String
+    @Option(help: "The issuer (iss) tokens must carry, e.g. https://login.example.org.") var issuer: String
+    @Option(help: "This cluster's name: tokens must name it in aud.") var cluster: String
+    @Option(help: "Address to listen on.") var host: String = "127.0.0.1"
+    @Option(help: "Port to listen on (0 picks a free one).") var port: Int = 9000
+    @Option(name: .customLong("refetch-interval"), help: "Seconds between JWKS fetches caused by unknown kids or failures.")
+    var refetchInterval: Int = 30
+    @Option(help: "Seconds of clock skew tolerated on exp, nbf and iat (0...300).") var leeway: Int = 30
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard let url = URL(string: jwks), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme),
+            url.host != nil
+        else { throw ValidationError("--jwks must be an http(s) URL") }
+        guard !cluster.isEmpty, cluster != "*" else { throw ValidationError("--cluster must name one cluster") }
+        guard (0...AccessTokenChecks.maximumLeeway).contains(leeway) else {
+            throw ValidationError("--leeway must be within 0...\(AccessTokenChecks.maximumLeeway)")
+        }
+        guard refetchInterval >= 1 else { throw ValidationError("--refetch-interval must be at least 1 second") }
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be within 0...65535") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            LoggingBootstrap.run(level: logLevel)
+            let logger = Logger(label: "broker.gateway")
+            var cache = JWKSCacheConfiguration()
+            cache.refetchInterval = refetchInterval
+            let source = HTTPJWKSSource(url: jwks, maximumSize: cache.maximumDocumentSize)
+            let validator = GatewayApplication.validator(
+                source: source, issuer: issuer, leeway: leeway, cache: cache, logger: logger)
+            // Warm the cache; a broker that is down now is not fatal, the cache retries.
+            await validator.keys.refresh()
+            let app = GatewayApplication.make(
+                validator: validator, cluster: cluster, host: host, port: port, logger: logger
+            ) { [host, cluster, jwks] channel in
+                let bound = channel.localAddress?.port ?? port
+                // Unbuffered: a test or supervisor reads the port before we exit.
+                FileHandle.standardOutput.write(Data(
+                    "gateway listening on http://\(host):\(bound)\n  cluster \(cluster), keys from \(jwks)\n".utf8))
+            }
+            do {
+                try await app.runService()
+            } catch {
+                try? await source.shutdown()
+                throw error
+            }
+            try await source.shutdown()
+        }
+    }
+}

@@ -1,0 +1,70 @@
+import BrokerValidator
+import HTTPTypes
+import Hummingbird
+import Logging
+
+/// The forward-auth decision for nginx `auth_request`, Traefik ForwardAuth and Envoy's HTTP
+/// ext_authz: any method, any path; the bearer token in `Authorization` decides.
+///
+/// - 200, empty body, `x-sliderule-account` and `x-sliderule-org-roles`: a valid token for
+///   this cluster.
+/// - 401 with `WWW-Authenticate: Bearer`: no token, or an invalid one.
+/// - 403: a valid token for another cluster.
+///
+/// The token is never logged; a refusal's reason is, and it never quotes the token.
+///
+/// ```swift
+/// let responder = ForwardAuthResponder(validator: validator, cluster: "cluster1")
+/// let app = Application(responder: responder, configuration: .init(address: .hostname("127.0.0.1", port: 9000)))
+/// ```
+public struct ForwardAuthResponder: HTTPResponder {
+    public typealias Context = BasicRequestContext
+
+    public let validator: GatewayValidator
+    /// This gateway's cluster name: the audience every accepted token must name.
+    public let cluster: String
+
+    public init(validator: GatewayValidator, cluster: String) {
+        self.validator = validator
+        self.cluster = cluster
+    }
+
+    public func respond(to request: Request, context: Context) async throws -> Response {
+        let result = await validator.validate(BearerToken.from(request.headers), cluster: cluster)
+        switch result {
+        case .success(let identity):
+            guard var headers = IdentityHeaders.fields(for: identity) else {
+                context.logger.info("refused: the token's sub cannot be sent in a header", metadata: ["jti": "\(identity.claims.tokenID)"])
+                return Self.refusal(.invalidToken(.missingClaim("sub")))
+            }
+            headers[.cacheControl] = "no-store"
+            context.logger.debug(
+                "allowed", metadata: ["account": "\(identity.account)", "jti": "\(identity.claims.tokenID)"])
+            return Response(status: .ok, headers: headers)
+        case .failure(let refusal):
+            context.logger.info("refused", metadata: ["status": "\(refusal.httpStatus)", "reason": "\(refusal)"])
+            return Self.refusal(refusal)
+        }
+    }
+
+    /// A tiny body and the RFC 6750 challenge; proxies pass the status on, not the body.
+    static func refusal(_ refusal: GatewayRefusal) -> Response {
+        let status: HTTPResponse.Status
+        let challenge: String
+        let body: String
+        switch refusal {
+        case .missingToken:
+            (status, challenge, body) = (.unauthorized, "Bearer", "missing bearer token\n")
+        case .invalidToken:
+            (status, challenge, body) = (.unauthorized, #"Bearer error="invalid_token""#, "invalid bearer token\n")
+        case .otherCluster:
+            (status, challenge, body) = (.forbidden, #"Bearer error="insufficient_scope""#, "token is not for this cluster\n")
+        }
+        return Response(
+            status: status,
+            headers: [
+                .wwwAuthenticate: challenge, .contentType: "text/plain; charset=utf-8", .cacheControl: "no-store",
+            ],
+            body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+}

@@ -1,0 +1,48 @@
+import BrokerValidator
+import Hummingbird
+import Logging
+import NIOCore
+
+/// The `broker gateway` HTTP server: `ForwardAuthResponder` on every path, with a JWKS cache
+/// whose fetches and failures are logged.
+///
+/// ```swift
+/// let source = HTTPJWKSSource(url: "http://127.0.0.1:8080/.well-known/jwks.json")
+/// let validator = GatewayApplication.validator(
+///     source: source, issuer: "http://127.0.0.1:8080", leeway: 30, cache: JWKSCacheConfiguration(), logger: logger)
+/// let app = GatewayApplication.make(validator: validator, cluster: "cluster1", host: "127.0.0.1", port: 9000, logger: logger)
+/// try await app.runService()
+/// try await source.shutdown()
+/// ```
+public enum GatewayApplication {
+    /// A validator whose key cache reads `source` and logs what it does.
+    public static func validator(
+        source: any JWKSSource, issuer: String, leeway: Int, cache: JWKSCacheConfiguration, logger: Logger,
+        clock: any WallClock = SystemWallClock()
+    ) -> GatewayValidator {
+        let keys = JWKSCache(source: source, configuration: cache, clock: clock) { event in
+            switch event {
+            case .updated(let kids, let skipped):
+                logger.info("JWKS loaded", metadata: ["kids": "\(kids.joined(separator: ","))"])
+                for entry in skipped { logger.warning("JWKS entry skipped", metadata: ["entry": "\(entry)"]) }
+            case .notModified:
+                logger.debug("JWKS not modified")
+            case .failed(let reason, let serving):
+                logger.warning("JWKS fetch failed; serving the last good keys, if any",
+                               metadata: ["reason": "\(reason)", "keys": "\(serving)"])
+            }
+        }
+        return GatewayValidator(keys: keys, checks: AccessTokenChecks(issuer: issuer, leeway: leeway), clock: clock)
+    }
+
+    public static func make(
+        validator: GatewayValidator, cluster: String, host: String, port: Int, logger: Logger,
+        onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        Application(
+            responder: ForwardAuthResponder(validator: validator, cluster: cluster),
+            configuration: .init(address: .hostname(host, port: port), serverName: "broker-gateway"),
+            onServerRunning: onServerRunning,
+            logger: logger)
+    }
+}
