@@ -2,7 +2,8 @@
 # Installs the Debian packages the broker builds and tests with, only those missing (idempotent).
 set -euo pipefail
 
-packages=(libssl-dev libcurl4-openssl-dev libargon2-dev pkg-config openssl python3 python3-venv)
+# haproxy and nginx-light: the real gateways of Tests/BrokerServerTests/RealGatewayTests.swift.
+packages=(libssl-dev libcurl4-openssl-dev libargon2-dev pkg-config openssl python3 python3-venv haproxy nginx-light)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
