@@ -47,6 +47,8 @@ struct GatewayCommand: AsyncParsableCommand {
             let logger = Logger(label: "broker.gateway")
             var cache = JWKSCacheConfiguration()
             cache.refetchInterval = refetchInterval
+            // A gateway answers from the keys it holds while it revalidates them.
+            cache.serveStaleWhileRevalidating = true
             let source = HTTPJWKSSource(url: jwks, maximumSize: cache.maximumDocumentSize)
             let validator = GatewayApplication.validator(
                 source: source, issuer: issuer, leeway: leeway, cache: cache, logger: logger)

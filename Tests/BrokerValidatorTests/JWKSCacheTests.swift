@@ -215,4 +215,24 @@ final class JWKSCacheTests: XCTestCase {
         XCTAssertNil(key)
         guard case .failed? = events.all.last else { return XCTFail("\(events.all)") }
     }
+
+    /// A gateway's setting: once stale, a known key is answered at once from the held set while
+    /// the refetch runs; a slow or unreachable broker delays nothing.
+    func testStaleWhileRevalidatingAnswersKnownKeysWithoutWaiting() async throws {
+        let source = FakeJWKSSource(document: JWKSDocuments.document(TestKeys.es256), etag: "\"ring-1\"", maxAge: 60)
+        let cache = makeCache(source) { $0.serveStaleWhileRevalidating = true }
+        _ = await cache.key(for: esKid)
+        clock.advance(by: 61)
+        source.fail()
+        source.delay(.seconds(5))
+        let started = ContinuousClock.now
+        let stale = await cache.key(for: esKid)
+        XCTAssertNotNil(stale, "answered from the held set")
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(1), "without waiting for the 5 s fetch")
+        // The background fetch ran (and failed), the set is still served.
+        await cache.refresh()
+        XCTAssertGreaterThanOrEqual(source.fetchCount, 2)
+        let still = await cache.key(for: esKid)
+        XCTAssertNotNil(still)
+    }
 }

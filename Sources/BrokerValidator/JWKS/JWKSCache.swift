@@ -5,7 +5,9 @@ import Foundation
 /// the traffic it checks decide how often the broker is asked.
 ///
 /// - A document is fresh for its `Cache-Control: max-age`, bounded by the configuration; the
-///   first lookup after that fetches again (conditionally, with the last `ETag`).
+///   first lookup after that fetches again (conditionally, with the last `ETag`). With
+///   `serveStaleWhileRevalidating` it answers known keys from the set it holds while that
+///   fetch runs in the background, so a slow or unreachable broker never delays a request.
 /// - A `kid` not in the set causes a refetch, but at most once per `refetchInterval` (counted
 ///   from the start of the last fetch of any kind): a rotation's new key is picked up at once,
 ///   while a flood of tokens with invented `kid`s costs the broker one request per interval.
@@ -47,7 +49,11 @@ public actor JWKSCache {
     /// unknown and the refetch interval allows. Nil when no usable key has that `kid`.
     public func key(for kid: String) async -> PublicKey? {
         if clock.now() >= freshUntil {
-            await refresh()
+            if keySet == nil || !configuration.serveStaleWhileRevalidating {
+                await refresh()
+            } else if inFlight == nil {
+                startFetch()
+            }
         }
         if let key = keySet?.key(for: kid) { return key }
         if inFlight != nil {
@@ -67,9 +73,14 @@ public actor JWKSCache {
             await inFlight.value
             return
         }
+        await startFetch().value
+    }
+
+    @discardableResult
+    private func startFetch() -> Task<Void, Never> {
         let fetch = Task { await self.fetchAndApply() }
         inFlight = fetch
-        await fetch.value
+        return fetch
     }
 
     /// The keys currently served, if any document has been loaded.

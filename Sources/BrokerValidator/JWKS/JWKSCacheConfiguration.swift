@@ -21,11 +21,16 @@ public struct JWKSCacheConfiguration: Sendable, Equatable {
     public var refetchInterval: Int
     /// Documents larger than this many bytes are refused whole.
     public var maximumDocumentSize: Int
+    /// Once the document is stale, answer known keys from it while the refetch runs in the
+    /// background (what a gateway wants: a slow or down broker never delays a request), rather
+    /// than waiting for the refetch (stricter freshness; the default of the library).
+    public var serveStaleWhileRevalidating: Bool
 
     public init(
         minimumMaxAge: Int = 10, maximumMaxAge: Int = 3600, defaultMaxAge: Int = 300, refetchInterval: Int = 30,
-        maximumDocumentSize: Int = 256 * 1024
+        maximumDocumentSize: Int = 256 * 1024, serveStaleWhileRevalidating: Bool = false
     ) {
+        self.serveStaleWhileRevalidating = serveStaleWhileRevalidating
         self.minimumMaxAge = minimumMaxAge
         self.maximumMaxAge = maximumMaxAge
         self.defaultMaxAge = defaultMaxAge
