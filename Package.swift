@@ -123,7 +123,9 @@ let package = Package(
         .executableTarget(name: "broker", dependencies: ["BrokerCommands"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "broker-bench",
-            dependencies: ["BrokerCore", "BrokerCrypto", "BrokerSQLite", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "BrokerCore", "BrokerCrypto", "BrokerSQLite", "BrokerValidator", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
 

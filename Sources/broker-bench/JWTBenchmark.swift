@@ -47,12 +47,12 @@ struct JWTBenchmark {
             let signer = JWSSigner(key: key, kid: key.publicKey.thumbprint)
             let signRate = try measureSigning(signer)
             let verifyRate = try measureVerifying(signer)
-            report(algorithm, "sign", ours: signRate, openssl: reference?.sign)
-            report(algorithm, "verify", ours: verifyRate, openssl: reference?.verify)
+            Self.report(algorithm, "sign", ours: signRate, openssl: reference?.sign)
+            Self.report(algorithm, "verify", ours: verifyRate, openssl: reference?.verify)
         }
     }
 
-    private func report(_ algorithm: JWSAlgorithm, _ operation: String, ours: Double, openssl: Double?) {
+    static func report(_ algorithm: JWSAlgorithm, _ operation: String, ours: Double, openssl: Double?) {
         let reference = openssl.map { String(Int($0.rounded())) } ?? "n/a"
         let ratio = openssl.map { String(format: "%.2f", ours / $0) } ?? "n/a"
         print("\(algorithm.rawValue) \(operation) ours=\(Int(ours.rounded())) openssl=\(reference) ratio=\(ratio)")
@@ -93,7 +93,7 @@ struct JWTBenchmark {
     /// CPU time rather than wall time because `openssl speed` counts CPU time by default, and
     /// on a shared machine wall time would charge other processes' work to whichever side
     /// happened to run while they were busy.
-    private static func measure(seconds: Double, _ body: () throws -> Void) throws -> Double {
+    static func measure(seconds: Double, _ body: () throws -> Void) throws -> Double {
         let warmUpEnd = threadCPUSeconds() + 0.25
         while threadCPUSeconds() < warmUpEnd {
             for _ in 0..<8 { try body() }

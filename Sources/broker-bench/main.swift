@@ -10,6 +10,9 @@ let usage = """
       jwt    JWT sign and verify throughput against `openssl speed`, single-threaded
              --seconds N        measuring time per figure (default 2)
              --alg NAME         only this algorithm (ES256, RS256, EdDSA); repeatable
+      validator
+             gateway-side validation (signature and every claim check) against
+             `openssl speed` verify, single-threaded; --seconds N, --alg NAME as above
       login  PAT logins with a warm identity cache and refresh grants, beside raw signing,
              on the embedded SQLite store (wall clock; 1 and 8 in flight)
              --seconds N, --alg NAME as above
@@ -27,6 +30,8 @@ do {
     case "jwt":
         let options = try JWTBenchmark.Options(parsing: Array(arguments.dropFirst()))
         try JWTBenchmark(options: options, payload: SampleClaims.payload).run()
+    case "validator":
+        try ValidatorBenchmark(options: try JWTBenchmark.Options(parsing: Array(arguments.dropFirst()))).run()
     case "login":
         try await LoginBenchmark(parsing: Array(arguments.dropFirst())).run()
     case "help", "-h", "--help":

@@ -34,7 +34,12 @@ public struct GatewayValidator: Sendable {
             // Everything but the key lookup is synchronous: a garbage token never reaches the
             // cache, so it can never cause a fetch.
             let unverified = try checks.inspect(token)
-            let key = await keys.key(for: unverified.keyID)
+            let key: PublicKey?
+            if let fresh = keys.freshKey(for: unverified.keyID) {
+                key = fresh
+            } else {
+                key = await keys.key(for: unverified.keyID)
+            }
             claims = try checks.verify(unverified, key: key, audience: nil, now: clock.now())
         } catch {
             return .failure(.invalidToken(error))

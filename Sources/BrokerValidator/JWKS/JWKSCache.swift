@@ -1,5 +1,6 @@
 import BrokerCrypto
 import Foundation
+import Synchronization
 
 /// The broker's published keys as a gateway last saw them, kept fresh without ever letting
 /// the traffic it checks decide how often the broker is asked.
@@ -25,13 +26,20 @@ import Foundation
 public actor JWKSCache {
     public nonisolated let configuration: JWKSCacheConfiguration
     private let source: any JWKSSource
-    private let clock: any WallClock
+    private nonisolated let clock: any WallClock
     private let onEvent: @Sendable (JWKSCacheEvent) -> Void
 
-    private var keySet: JWKSKeySet?
+    private var keySet: JWKSKeySet? {
+        didSet { publish() }
+    }
     /// The ETag of `keySet`'s document; only sent while that set is held.
     private var etag: String?
-    private var freshUntil = Date.distantPast
+    private var freshUntil = Date.distantPast {
+        didSet { publish() }
+    }
+    /// A copy of the fresh set readable without entering the actor: the hot path of a gateway
+    /// (a known `kid` in a fresh set) then costs no executor hop.
+    private nonisolated let published = Mutex<(keys: JWKSKeySet?, freshUntil: Date)>((nil, .distantPast))
     private var lastFetchStarted: Date?
     private var inFlight: Task<Void, Never>?
 
@@ -64,6 +72,21 @@ public actor JWKSCache {
             return nil
         }
         return keySet?.key(for: kid)
+    }
+
+    /// The key for `kid` if the held set is fresh and has it, without waiting on the actor;
+    /// `nil` means "ask ``key(for:)``" (stale set, unknown `kid`, nothing loaded yet).
+    public nonisolated func freshKey(for kid: String) -> PublicKey? {
+        let now = clock.now()
+        return published.withLock { published in
+            guard now < published.freshUntil else { return nil }
+            return published.keys?.key(for: kid)
+        }
+    }
+
+    private func publish() {
+        let snapshot = (keySet, freshUntil)
+        published.withLock { $0 = snapshot }
     }
 
     /// Fetches now, or waits for the fetch already in flight. For start-up and for tests;
