@@ -71,11 +71,17 @@ struct BrokerBinary {
 
     /// Starts `broker serve` on a free port and returns it once it listens.
     func serve(_ extra: [String] = []) throws -> (Process, Int) {
+        try Self.startListening(["serve", "--port", "0"] + extra, environment: environment, directory: workDirectory)
+    }
+
+    /// Runs a `broker` command that serves (`serve`, `gateway`) and returns it with the port it
+    /// prints in its `listening on http://127.0.0.1:PORT` line.
+    static func startListening(_ arguments: [String], environment: [String: String], directory: URL? = nil) throws -> (Process, Int) {
         let process = Process()
-        process.executableURL = try Self.executable
-        process.arguments = ["serve", "--port", "0"] + extra
+        process.executableURL = try executable
+        process.arguments = arguments
         process.environment = environment
-        process.currentDirectoryURL = workDirectory
+        if let directory { process.currentDirectoryURL = directory }
         let out = Pipe()
         process.standardOutput = out
         process.standardError = FileHandle(forWritingAtPath: "/dev/null")
@@ -87,8 +93,7 @@ struct BrokerBinary {
             if chunk.isEmpty { break }
             seen += String(decoding: chunk, as: UTF8.self)
             if let range = seen.range(of: #"listening on http://127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
-                let port = Int(seen[range].split(separator: ":").last!)!
-                return (process, port)
+                return (process, Int(seen[range].split(separator: ":").last!)!)
             }
         }
         process.terminate()

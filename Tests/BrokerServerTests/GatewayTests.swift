@@ -178,26 +178,8 @@ final class GatewayTests: XCTestCase {
 
     /// Runs `broker gateway` and returns it once it prints the port it listens on.
     static func startGatewayCommand(_ arguments: [String]) throws -> (Process, Int) {
-        let process = Process()
-        process.executableURL = try BrokerBinary.executable
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("BROKER_") }
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try process.run()
-        var seen = ""
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            seen += String(decoding: chunk, as: UTF8.self)
-            if let range = seen.range(of: #"gateway listening on http://127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
-                return (process, Int(seen[range].split(separator: ":").last!)!)
-            }
-        }
-        process.terminate()
-        throw BrokerBinary.ServeFailed(output: seen)
+        try BrokerBinary.startListening(
+            arguments, environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("BROKER_") })
     }
 }
 
