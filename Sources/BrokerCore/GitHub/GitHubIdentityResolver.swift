@@ -55,7 +55,7 @@ public final class GitHubIdentityResolver: Sendable {
     /// - Throws: ``BrokerError`` with a `github_*` code (401 rejected token, 403 missing scope,
     ///   503 rate limited or unreachable, 502 garbage).
     public func identity(for token: String) async throws -> GitHubIdentity {
-        let key = RefreshTokenRotation.hash(token)
+        let key = Digest.sha256Hex(token)
         let now = clock.now()
         let cached = state.withLock { state -> Entry? in
             guard let entry = state.byToken[key], entry.expiresAt > now else { return nil }

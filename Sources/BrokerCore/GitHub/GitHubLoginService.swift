@@ -1,3 +1,4 @@
+import BrokerCrypto
 import Foundation
 import Logging
 import Synchronization
@@ -263,7 +264,7 @@ final class DeviceIntervals: Sendable {
     private let entries = Mutex<[String: (interval: Int, expiresAt: Date)]>([:])
 
     func remember(_ deviceCode: String, interval: Int, now: Date, until expiry: Date?) {
-        let key = RefreshTokenRotation.hash(deviceCode)
+        let key = Digest.sha256Hex(deviceCode)
         entries.withLock { entries in
             if entries.count > 10_000 {
                 entries = entries.filter { $0.value.expiresAt > now }
@@ -275,7 +276,7 @@ final class DeviceIntervals: Sendable {
     }
 
     func interval(for deviceCode: String, now: Date) -> Int? {
-        let key = RefreshTokenRotation.hash(deviceCode)
+        let key = Digest.sha256Hex(deviceCode)
         return entries.withLock { entries in
             guard let entry = entries[key], entry.expiresAt > now else { return nil }
             return entry.interval

@@ -27,12 +27,7 @@ public struct RefreshTokenRotation: Sendable {
     public static func newToken() -> String { Base64URL.encode(SecureRandom.bytes(32)) }
 
     /// What is stored for a token: hex SHA-256 of its text.
-    public static func hash(_ token: String) -> String {
-        Digest.sha256(Array(token.utf8)).map { byte in
-            let digits = Array("0123456789abcdef".utf8)
-            return String(decoding: [digits[Int(byte >> 4)], digits[Int(byte & 0x0F)]], as: UTF8.self)
-        }.joined()
-    }
+    public static func hash(_ token: String) -> String { Digest.sha256Hex(token) }
 
     func successor(of presented: String) -> String {
         Base64URL.encode(Digest.hmacSHA256(key: secret, message: Array(presented.utf8)))

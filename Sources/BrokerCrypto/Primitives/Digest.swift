@@ -20,6 +20,22 @@ public enum Digest {
     }
 
     /// SHA-256 of `bytes`. (The common case, without generic dispatch.)
+    /// Lower-case hex of the SHA-256 of `text`'s UTF-8: how a secret (a refresh token, a GitHub
+    /// token, a device code) is stored or used as a cache key without keeping the secret.
+    public static func sha256Hex(_ text: String) -> String {
+        let digest = sha256(Array(text.utf8))
+        let digits: StaticString = "0123456789abcdef"
+        return String(unsafeUninitializedCapacity: digest.count * 2) { buffer in
+            digits.withUTF8Buffer { digits in
+                for (index, byte) in digest.enumerated() {
+                    buffer[2 * index] = digits[Int(byte >> 4)]
+                    buffer[2 * index + 1] = digits[Int(byte & 0x0F)]
+                }
+            }
+            return digest.count * 2
+        }
+    }
+
     public static func sha256(_ bytes: [UInt8]) -> [UInt8] {
         bytes.withUnsafeBytes { sha256($0) }
     }
