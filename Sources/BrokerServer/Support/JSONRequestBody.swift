@@ -54,10 +54,9 @@ extension Request {
         guard let header = headers[.authorization] else {
             throw BrokerError(.missingToken, "Authentication credentials were not provided")
         }
-        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+        guard let token = BearerCredentials.token(fromAuthorization: header) else {
             throw BrokerError(.invalidToken, "the Authorization header must be: Bearer <token>")
         }
-        return String(parts[1]).trimmingCharacters(in: .whitespaces)
+        return token
     }
 }
