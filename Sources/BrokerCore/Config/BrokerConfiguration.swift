@@ -25,6 +25,8 @@ public struct BrokerConfiguration: Sendable, Equatable {
     /// How many password hashes may be computed at once (argon2id needs `argon2.memoryKiB` each).
     public var passwordHashConcurrency: Int = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount))
     public var logLevel: String = "info"
+    /// `text` (one human line per event) or `json` (one JSON object per line, for collectors).
+    public var logFormat: String = "text"
 
     // MARK: Key ring
     /// `Cache-Control: max-age` of `/.well-known/jwks.json` and `/auth/pem`.
@@ -58,6 +60,39 @@ public struct BrokerConfiguration: Sendable, Equatable {
     /// Broker organizations whose members GitHub decides (`github_orgs` in the file).
     public var githubOrganizations: [GitHubOrganizationMapping] = []
 
+    // MARK: Administration and sessions
+    /// Lifetime of broker session tokens (`aud` = issuer), which authenticate the admin API.
+    public var adminSessionLifetime: Int = 900
+    /// On first start of an empty store, this account is created as a global admin (with
+    /// ``bootstrapAdminPassword`` or the contents of ``bootstrapAdminPasswordFile``). Empty: none.
+    public var bootstrapAdmin: String = ""
+    public var bootstrapAdminPassword: String = ""
+    public var bootstrapAdminPasswordFile: String = ""
+
+    // MARK: Audit trail
+    /// The append-only audit log (JSON lines). Empty: `<data_dir>/audit.log`.
+    public var auditLog: String = ""
+    /// What happens when an audit line cannot be written.
+    public var auditFailureMode: AuditFailureMode = .failClosed
+
+    // MARK: Brute-force protection
+    /// Sliding window over which failed logins are counted, in seconds.
+    public var loginThrottleWindow: Int = 900
+    /// Failed logins allowed per (username, client IP) within the window.
+    public var loginThrottleUserIP: Int = 5
+    /// Failed logins allowed per username across all client IPs within the window (against
+    /// password spraying; the account is throttled, never locked).
+    public var loginThrottleUser: Int = 20
+    /// Failed logins allowed per client IP across all usernames within the window.
+    public var loginThrottleIP: Int = 100
+    /// Peers whose `X-Forwarded-For` is believed (IP addresses or CIDR blocks); the client IP is
+    /// otherwise the socket's peer.
+    public var trustedProxies: [String] = []
+
+    // MARK: Operations
+    /// How long SIGTERM waits for in-flight requests before the server exits, in seconds.
+    public var shutdownGrace: Int = 10
+
     public init() {}
 
     /// The names of the keys, as in the YAML file (`BROKER_` + upper case in the environment).
@@ -65,9 +100,12 @@ public struct BrokerConfiguration: Sendable, Equatable {
         "issuer", "host", "port", "data_dir", "keys_dir", "signing_alg", "access_lifetime",
         "refresh_lifetime", "session_max_lifetime", "refresh_reuse_grace", "clock_skew",
         "argon2_memory_kib", "argon2_iterations", "argon2_parallelism", "password_hash_concurrency",
-        "log_level", "jwks_max_age", "key_prepublication", "key_rotation_period", "key_reload_interval",
+        "log_level", "log_format", "jwks_max_age", "key_prepublication", "key_rotation_period", "key_reload_interval",
         "github_api_url", "github_web_url", "github_client_id", "github_proxy", "github_connect_timeout",
         "github_timeout", "github_identity_ttl", "github_rejection_ttl", "generation2_access_lifetime", "home_org",
+        "admin_session_lifetime", "bootstrap_admin", "bootstrap_admin_password", "bootstrap_admin_password_file",
+        "audit_log", "audit_failure_mode", "login_throttle_window", "login_throttle_user_ip", "login_throttle_user",
+        "login_throttle_ip", "trusted_proxies", "shutdown_grace",
     ]
 
     /// Keys whose value is structured (a mapping), set with ``setGitHubOrganizations(_:source:)``.
@@ -107,6 +145,9 @@ public struct BrokerConfiguration: Sendable, Equatable {
         case "argon2_iterations": argon2.iterations = try uint32(1...100)
         case "argon2_parallelism": argon2.parallelism = try uint32(1...64)
         case "password_hash_concurrency": passwordHashConcurrency = try integer(1...256, "an integer in 1...256")
+        case "log_format":
+            guard ["text", "json"].contains(text) else { throw fail("text or json") }
+            logFormat = text
         case "log_level":
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
             guard levels.contains(text) else { throw fail("one of \(levels.joined(separator: ", "))") }
@@ -125,6 +166,21 @@ public struct BrokerConfiguration: Sendable, Equatable {
         case "github_rejection_ttl": githubRejectionTTL = try integer(0...3600, "a whole number of seconds in 0...3600")
         case "generation2_access_lifetime": generation2AccessLifetime = try duration()
         case "home_org": homeOrganization = text
+        case "admin_session_lifetime": adminSessionLifetime = try integer(60...86_400, "a whole number of seconds in 60...86400")
+        case "bootstrap_admin": bootstrapAdmin = text
+        case "bootstrap_admin_password": bootstrapAdminPassword = text
+        case "bootstrap_admin_password_file": bootstrapAdminPasswordFile = text
+        case "audit_log": auditLog = text
+        case "audit_failure_mode":
+            guard let mode = AuditFailureMode(rawValue: text) else { throw fail("closed or open") }
+            auditFailureMode = mode
+        case "login_throttle_window": loginThrottleWindow = try integer(1...86_400, "a whole number of seconds in 1...86400")
+        case "login_throttle_user_ip": loginThrottleUserIP = try integer(1...100_000, "an integer in 1...100000")
+        case "login_throttle_user": loginThrottleUser = try integer(1...100_000, "an integer in 1...100000")
+        case "login_throttle_ip": loginThrottleIP = try integer(1...1_000_000, "an integer in 1...1000000")
+        case "trusted_proxies":
+            trustedProxies = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        case "shutdown_grace": shutdownGrace = try integer(0...3600, "a whole number of seconds in 0...3600")
         default:
             throw ConfigurationError("\(source): unknown key \(key) (known: \(Self.keys.joined(separator: ", ")))")
         }
@@ -213,6 +269,19 @@ public struct BrokerConfiguration: Sendable, Equatable {
 
     /// Where the SQLite database lives.
     public var databasePath: String { (dataDirectory as NSString).appendingPathComponent("broker.sqlite3") }
+
+    /// Where audit lines go.
+    public var auditLogPath: String {
+        auditLog.isEmpty ? (dataDirectory as NSString).appendingPathComponent("audit.log") : auditLog
+    }
+}
+
+/// What the broker does when an audit line cannot be written.
+public enum AuditFailureMode: String, Sendable, Equatable {
+    /// Refuse the action (503): nothing happens that the audit trail does not record.
+    case failClosed = "closed"
+    /// Carry on and write an error log line.
+    case failOpen = "open"
 }
 
 /// A configuration that cannot be used, with a message naming the key and the source.

@@ -18,12 +18,16 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     // 403: authenticated, not allowed
     case unknownOrganization = "unknown_organization"
     case notAMember = "not_a_member"
+    case forbidden = "forbidden"
     // 404, 405, 409, 413
     case notFound = "not_found"
     case methodNotAllowed = "method_not_allowed"
     case alreadyExists = "already_exists"
     case payloadTooLarge = "payload_too_large"
     case unsupportedMediaType = "unsupported_media_type"
+    case conflict = "conflict"
+    // 429
+    case tooManyAttempts = "too_many_attempts"
     // GitHub as an identity source
     case githubTokenInvalid = "github_token_invalid"
     case githubForbidden = "github_forbidden"
@@ -33,6 +37,7 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     // 5xx
     case internalError = "internal_error"
     case unavailable = "unavailable"
+    case auditUnavailable = "audit_unavailable"
 
     /// The HTTP status this code is answered with on every route.
     public var httpStatus: Int {
@@ -41,15 +46,16 @@ public enum ErrorCode: String, Sendable, CaseIterable {
         case .invalidCredentials, .accountDisabled, .invalidRefreshToken, .refreshTokenReused,
             .sessionExpired, .missingToken, .invalidToken, .githubTokenInvalid:
             401
-        case .unknownOrganization, .notAMember, .githubForbidden: 403
+        case .unknownOrganization, .notAMember, .forbidden, .githubForbidden: 403
         case .notFound: 404
         case .methodNotAllowed: 405
-        case .alreadyExists: 409
+        case .alreadyExists, .conflict: 409
         case .payloadTooLarge: 413
         case .unsupportedMediaType: 415
+        case .tooManyAttempts: 429
         case .internalError: 500
         case .githubBadResponse: 502
-        case .unavailable, .githubRateLimited, .githubUnavailable: 503
+        case .unavailable, .auditUnavailable, .githubRateLimited, .githubUnavailable: 503
         }
     }
 }
