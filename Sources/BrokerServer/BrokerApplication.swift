@@ -11,8 +11,8 @@ import NIOCore
 /// try await app.runService()
 /// ```
 public enum BrokerApplication {
-    public static func router(services: BrokerServices) -> Router<BasicRequestContext> {
-        let router = Router(context: BasicRequestContext.self)
+    public static func router(services: BrokerServices) -> Router<BrokerRequestContext> {
+        let router = Router(context: BrokerRequestContext.self)
         router.add(middleware: AccessLogMiddleware())
         router.add(middleware: ErrorMiddleware())
         Generation1Routes(services: services).register(on: router)

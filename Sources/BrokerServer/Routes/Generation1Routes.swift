@@ -5,7 +5,7 @@ import Hummingbird
 
 /// The generation-1 SlideRule API (`ps.<domain>/api/...`), matched to the letter: clients
 /// 2.x–5.0.2 parse these bodies as they are. Trailing slashes are optional.
-struct Generation1Routes<Context: RequestContext> {
+struct Generation1Routes<Context: RemoteAddressRequestContext> {
     let services: BrokerServices
 
     func register(on router: Router<Context>) {

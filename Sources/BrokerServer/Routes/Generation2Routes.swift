@@ -6,7 +6,7 @@ import Hummingbird
 /// The generation-2 SlideRule login API (`login.<domain>`, clients 5.0.3 and later) and the
 /// generation-1 GitHub login. Generation-2 answers are `{"status":"success", ...}` or
 /// `{"status":"error","error":"<code>","detail":"<text>"}`.
-struct Generation2Routes<Context: RequestContext> {
+struct Generation2Routes<Context: RemoteAddressRequestContext> {
     let services: BrokerServices
 
     func register(on router: Router<Context>) {
@@ -135,7 +135,7 @@ struct Generation2Routes<Context: RequestContext> {
         } catch let brokerError as BrokerError {
             error = brokerError
         } catch let httpError as any HTTPResponseError {
-            error = ErrorMiddleware<BasicRequestContext>.brokerError(for: httpError.status, path: "")
+            error = ErrorMiddleware<BrokerRequestContext>.brokerError(for: httpError.status, path: "")
         } catch {
             return failure(BrokerError(.internalError, "internal error"))
         }

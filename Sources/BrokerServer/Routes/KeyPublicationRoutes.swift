@@ -5,7 +5,7 @@ import Hummingbird
 
 /// What gateways and OIDC libraries read: the JWKS, the active key as PEM, the discovery
 /// document, and a health check.
-struct KeyPublicationRoutes<Context: RequestContext> {
+struct KeyPublicationRoutes<Context: RemoteAddressRequestContext> {
     let services: BrokerServices
     /// Never longer than the pre-publication window, so a gateway that honours it always holds
     /// the next key before that key signs.

@@ -7,7 +7,7 @@ import Hummingbird
 /// error bodies `{"error","error_description"}`. Grants: `refresh_token` (rotation with reuse
 /// detection, as `/api/org_token/refresh/`) and RFC 8693 token exchange of a GitHub token. No
 /// resource-owner password grant: RFC 9700 forbids it.
-struct OAuthRoutes<Context: RequestContext> {
+struct OAuthRoutes<Context: RemoteAddressRequestContext> {
     let services: BrokerServices
 
     static var tokenExchange: String { "urn:ietf:params:oauth:grant-type:token-exchange" }
