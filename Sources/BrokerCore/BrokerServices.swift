@@ -23,6 +23,10 @@ public struct BrokerServices: Sendable {
     public let keyPolicy: KeyLifecyclePolicy
     /// GitHub logins; `nil` when the broker runs without a GitHub client.
     public let github: GitHubLoginService?
+    /// Broker session tokens (admin and membership API).
+    public let sessions: BrokerSessionService
+    public let introspection: TokenIntrospection
+    public let keys: KeyAdministration
 
     public init(
         configuration: BrokerConfiguration, store: any Store, keyRing: KeyRing,
@@ -53,9 +57,10 @@ public struct BrokerServices: Sendable {
                 api: $0, mappings: configuration.githubOrganizations, clock: clock,
                 identityTTL: configuration.githubIdentityTTL, rejectionTTL: configuration.githubRejectionTTL)
         }
+        let authenticator = PasswordAuthenticator(store: store, pool: passwords, logger: logger)
         orgTokens = OrgTokenService(
             store: store,
-            authenticator: PasswordAuthenticator(store: store, pool: passwords, logger: logger),
+            authenticator: authenticator,
             issuer: issuer, verifier: verifier, rotation: rotation, clock: clock, logger: logger,
             githubIdentities: resolver)
         accounts = AccountAdministration(store: store, pool: passwords, clock: clock)
@@ -66,6 +71,13 @@ public struct BrokerServices: Sendable {
                 sessionMaxLifetime: configuration.sessionMaxLifetime, homeOrganization: configuration.homeOrganization,
                 deviceFlowEnabled: !configuration.githubClientID.isEmpty)
         }
+        sessions = BrokerSessionService(
+            store: store, authenticator: authenticator, issuer: issuer, verifier: verifier, github: github, clock: clock,
+            lifetime: configuration.adminSessionLifetime, logger: logger)
+        introspection = TokenIntrospection(store: store, verifier: verifier, clock: clock)
+        keys = KeyAdministration(
+            directory: KeyDirectory(path: configuration.keysDirectory, clock: clock, logger: logger), ring: keyRing,
+            algorithm: configuration.signingAlgorithm, policy: keyPolicy)
     }
 
     /// Stops the hashing threads and closes the store.

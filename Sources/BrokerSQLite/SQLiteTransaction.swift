@@ -79,26 +79,36 @@ final class SQLiteTransaction: StoreTransaction {
 
     // MARK: Users
 
-    private static let userColumns = "id, username, password_hash, is_active, created_at, github_login"
+    private static let userColumns = "id, username, password_hash, is_active, created_at, github_login, global_role"
 
-    private static func user(from row: SQLiteRow) throws -> User {
+    static func user(from row: SQLiteRow) throws -> User {
         try User(
             id: row.int64("id"),
             username: row.string("username"),
             passwordHash: row.optionalString("password_hash"),
             isActive: row.bool("is_active"),
             createdAt: row.date("created_at"),
-            githubLogin: row.optionalString("github_login")
+            githubLogin: row.optionalString("github_login"),
+            globalRole: row.optionalString("global_role").map { name in
+                guard let role = GlobalRole(rawValue: name) else {
+                    throw StoreError.engine("unknown role in column users.global_role")
+                }
+                return role
+            }
         )
     }
 
     func insertUser(_ user: NewUser) async throws -> User {
         let rows = try await self.execute(
             // A NULL id takes the next free one.
-            "INSERT INTO users (id, username, password_hash, is_active, created_at, github_login) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            """
+            INSERT INTO users (id, username, password_hash, is_active, created_at, github_login, global_role)
+            VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id
+            """,
             [
                 user.preferredID.map(SQLiteData.id) ?? .null, .text(user.username), .nullableText(user.passwordHash),
                 .bool(user.isActive), .date(user.createdAt), .nullableText(user.githubLogin),
+                .nullableText(user.globalRole?.rawValue),
             ],
             duplicate: { _ in "user \(user.username)" }
         )
@@ -109,7 +119,8 @@ final class SQLiteTransaction: StoreTransaction {
             passwordHash: user.passwordHash,
             isActive: user.isActive,
             createdAt: user.createdAt,
-            githubLogin: user.githubLogin
+            githubLogin: user.githubLogin,
+            globalRole: user.globalRole
         )
     }
 
@@ -144,6 +155,25 @@ final class SQLiteTransaction: StoreTransaction {
         try await self.execute("SELECT \(Self.userColumns) FROM users ORDER BY id").map(Self.user(from:))
     }
 
+    func users(afterID: Int64, limit: Int) async throws -> [User] {
+        try await self.execute(
+            "SELECT \(Self.userColumns) FROM users WHERE id > ? ORDER BY id LIMIT ?",
+            [.id(afterID), .integer(SQLiteInt64(max(0, limit)))]
+        ).map(Self.user(from:))
+    }
+
+    func setGlobalRole(userID: Int64, to role: GlobalRole?) async throws {
+        try await self.update(
+            "UPDATE users SET global_role = ? WHERE id = ? RETURNING id",
+            [.nullableText(role?.rawValue), .id(userID)],
+            notFound: "user \(userID)"
+        )
+    }
+
+    func deleteUser(id: Int64) async throws -> Bool {
+        try await self.exists("DELETE FROM users WHERE id = ? RETURNING id", [.id(id)])
+    }
+
     func updatePasswordHash(userID: Int64, to hash: String?) async throws {
         try await self.update(
             "UPDATE users SET password_hash = ? WHERE id = ? RETURNING id",
@@ -162,15 +192,22 @@ final class SQLiteTransaction: StoreTransaction {
 
     // MARK: Organizations
 
-    private static let organizationColumns = "id, name, cluster_name, created_at"
+    private static let organizationColumns = "id, name, cluster_name, created_at, access_lifetime, audiences"
 
     private static func organization(from row: SQLiteRow) throws -> Organization {
         try Organization(
             id: row.int64("id"),
             name: row.string("name"),
             clusterName: row.string("cluster_name"),
-            createdAt: row.date("created_at")
+            createdAt: row.date("created_at"),
+            tokenPolicy: tokenPolicy(from: row)
         )
+    }
+
+    static func tokenPolicy(from row: SQLiteRow) throws -> OrganizationTokenPolicy {
+        OrganizationTokenPolicy(
+            accessLifetime: try row.optionalInt64("access_lifetime").map { Int($0) },
+            audiences: try row.optionalString("audiences") == nil ? nil : row.stringList("audiences"))
     }
 
     func insertOrganization(name: String, clusterName: String, createdAt: Date) async throws -> Organization {
@@ -184,6 +221,32 @@ final class SQLiteTransaction: StoreTransaction {
         )
         guard let row = rows.first else { throw StoreError.engine("INSERT INTO organizations returned no id") }
         return try Organization(id: row.int64("id"), name: name, clusterName: clusterName, createdAt: createdAt)
+    }
+
+    func setTokenPolicy(organizationID: Int64, to policy: OrganizationTokenPolicy) async throws {
+        try await self.update(
+            "UPDATE organizations SET access_lifetime = ?, audiences = ? WHERE id = ? RETURNING id",
+            [
+                policy.accessLifetime.map { .integer(SQLiteInt64($0)) } ?? .null,
+                try policy.audiences.map { try SQLiteData.stringList($0) } ?? .null, .id(organizationID),
+            ],
+            notFound: "organization \(organizationID)"
+        )
+    }
+
+    func deleteOrganization(id: Int64) async throws -> Bool {
+        try await self.exists("DELETE FROM organizations WHERE id = ? RETURNING id", [.id(id)])
+    }
+
+    func organizationUsingAudience(_ name: String) async throws -> Organization? {
+        try await self.execute(
+            """
+            SELECT \(Self.organizationColumns) FROM organizations
+            WHERE cluster_name = ?1 OR EXISTS (SELECT 1 FROM json_each(organizations.audiences) WHERE value = ?1)
+            ORDER BY name LIMIT 1
+            """,
+            [.text(name)]
+        ).first.map(Self.organization(from:))
     }
 
     func organization(named name: String) async throws -> Organization? {
@@ -271,17 +334,20 @@ final class SQLiteTransaction: StoreTransaction {
         let placeholders = Array(repeating: "?", count: names.count).joined(separator: ", ")
         let organizationsPart = names.isEmpty ? "" : """
             UNION ALL
-            SELECT 'o', NULL, NULL, NULL, NULL, NULL, NULL, o.id, o.name, o.cluster_name, o.created_at, NULL, NULL, NULL
+            SELECT 'o', NULL, NULL, NULL, NULL, NULL, NULL, NULL, o.id, o.name, o.cluster_name, o.created_at,
+                   o.access_lifetime, o.audiences, NULL, NULL, NULL
             FROM organizations AS o WHERE o.name IN (\(placeholders))
             """
         let sql = """
             SELECT 'u' AS kind, u.id, u.username, u.password_hash, u.is_active, u.created_at, u.github_login,
+                   u.global_role,
                    NULL AS organization_id, NULL AS name, NULL AS cluster_name, NULL AS organization_created_at,
+                   NULL AS access_lifetime, NULL AS audiences,
                    NULL AS role, NULL AS membership_active, NULL AS membership_created_at
             FROM users AS u WHERE u.github_login = ?1 COLLATE NOCASE
             UNION ALL
-            SELECT 'm', u.id, NULL, NULL, NULL, NULL, NULL, o.id, o.name, o.cluster_name, o.created_at,
-                   m.role, m.is_active, m.created_at
+            SELECT 'm', u.id, NULL, NULL, NULL, NULL, NULL, NULL, o.id, o.name, o.cluster_name, o.created_at,
+                   o.access_lifetime, o.audiences, m.role, m.is_active, m.created_at
             FROM users AS u JOIN memberships AS m ON m.user_id = u.id JOIN organizations AS o ON o.id = m.organization_id
             WHERE u.github_login = ?1 COLLATE NOCASE
             \(organizationsPart)
@@ -297,14 +363,11 @@ final class SQLiteTransaction: StoreTransaction {
             func organization() throws -> Organization {
                 try Organization(
                     id: row.int64("organization_id"), name: row.string("name"), clusterName: row.string("cluster_name"),
-                    createdAt: row.date("organization_created_at"))
+                    createdAt: row.date("organization_created_at"), tokenPolicy: tokenPolicy(from: row))
             }
             switch try row.string("kind") {
             case "u":
-                user = try User(
-                    id: row.int64("id"), username: row.string("username"), passwordHash: row.optionalString("password_hash"),
-                    isActive: row.bool("is_active"), createdAt: row.date("created_at"),
-                    githubLogin: row.optionalString("github_login"))
+                user = try Self.user(from: row)
             case "m":
                 let roleName = try row.string("role")
                 guard let role = Role(rawValue: roleName) else {
@@ -339,7 +402,7 @@ final class SQLiteTransaction: StoreTransaction {
         try await self.execute(
             """
             SELECT o.id, o.name, o.cluster_name, o.created_at AS organization_created_at,
-                   m.organization_id, m.user_id, m.role, m.is_active, m.created_at
+                   o.access_lifetime, o.audiences, m.organization_id, m.user_id, m.role, m.is_active, m.created_at
             FROM memberships AS m JOIN organizations AS o ON o.id = m.organization_id
             WHERE m.user_id = ?
             ORDER BY o.name
@@ -349,7 +412,7 @@ final class SQLiteTransaction: StoreTransaction {
             try UserMembership(
                 organization: Organization(
                     id: row.int64("id"), name: row.string("name"), clusterName: row.string("cluster_name"),
-                    createdAt: row.date("organization_created_at")),
+                    createdAt: row.date("organization_created_at"), tokenPolicy: Self.tokenPolicy(from: row)),
                 membership: Self.membership(from: row))
         }
     }
@@ -357,6 +420,51 @@ final class SQLiteTransaction: StoreTransaction {
     func deleteMembership(organizationID: Int64, userID: Int64) async throws -> Bool {
         try await self.exists(
             "DELETE FROM memberships WHERE organization_id = ? AND user_id = ? RETURNING user_id",
+            [.id(organizationID), .id(userID)]
+        )
+    }
+
+    // MARK: Membership requests
+
+    func insertMembershipRequest(organizationID: Int64, userID: Int64, at date: Date) async throws {
+        _ = try await self.execute(
+            "INSERT INTO membership_requests (organization_id, user_id, requested_at) VALUES (?, ?, ?)",
+            [.id(organizationID), .id(userID), .date(date)],
+            duplicate: { _ in "membership request of user \(userID) to organization \(organizationID)" },
+            missingReference: {
+                try await self.missingUserOrOrganization(userID: userID, organizationID: organizationID)
+            }
+        )
+    }
+
+    private static let membershipRequestQuery = """
+        SELECT r.organization_id, r.user_id, u.username, r.requested_at
+        FROM membership_requests AS r JOIN users AS u ON u.id = r.user_id
+        """
+
+    private static func membershipRequest(from row: SQLiteRow) throws -> MembershipRequest {
+        try MembershipRequest(
+            organizationID: row.int64("organization_id"), userID: row.int64("user_id"),
+            username: row.string("username"), requestedAt: row.date("requested_at"))
+    }
+
+    func membershipRequests(organizationID: Int64) async throws -> [MembershipRequest] {
+        try await self.execute(
+            "\(Self.membershipRequestQuery) WHERE r.organization_id = ? ORDER BY r.requested_at, u.username",
+            [.id(organizationID)]
+        ).map(Self.membershipRequest(from:))
+    }
+
+    func membershipRequest(organizationID: Int64, userID: Int64) async throws -> MembershipRequest? {
+        try await self.execute(
+            "\(Self.membershipRequestQuery) WHERE r.organization_id = ? AND r.user_id = ?",
+            [.id(organizationID), .id(userID)]
+        ).first.map(Self.membershipRequest(from:))
+    }
+
+    func deleteMembershipRequest(organizationID: Int64, userID: Int64) async throws -> Bool {
+        try await self.exists(
+            "DELETE FROM membership_requests WHERE organization_id = ? AND user_id = ? RETURNING user_id",
             [.id(organizationID), .id(userID)]
         )
     }
@@ -460,6 +568,43 @@ final class SQLiteTransaction: StoreTransaction {
             [.date(date), .text(hash)],
             notFound: Self.describeToken(hash: hash)
         )
+    }
+
+    func refreshFamilies(userID: Int64) async throws -> [RefreshFamily] {
+        try await self.execute(
+            """
+            SELECT id, user_id, organization_id, authenticated_at, expires_at, amr, revoked_at, revocation_reason
+            FROM refresh_families WHERE user_id = ? ORDER BY authenticated_at DESC, id
+            """,
+            [.id(userID)]
+        ).map(Self.refreshFamily(from:))
+    }
+
+    func revokeRefreshFamilies(userID: Int64, at date: Date, reason: String) async throws -> Int {
+        try await self.execute(
+            """
+            UPDATE refresh_families SET revoked_at = ?, revocation_reason = ?
+            WHERE user_id = ? AND revoked_at IS NULL RETURNING id
+            """,
+            [.date(date), .text(reason), .id(userID)]
+        ).count
+    }
+
+    // MARK: Revoked access tokens
+
+    func insertRevokedAccessToken(jti: String, expiresAt: Date) async throws {
+        _ = try await self.execute(
+            "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING",
+            [.text(jti), .date(expiresAt)]
+        )
+    }
+
+    func isAccessTokenRevoked(jti: String) async throws -> Bool {
+        try await self.exists("SELECT 1 FROM revoked_access_tokens WHERE jti = ?", [.text(jti)])
+    }
+
+    func pruneRevokedAccessTokens(before date: Date) async throws {
+        _ = try await self.execute("DELETE FROM revoked_access_tokens WHERE expires_at < ?", [.date(date)])
     }
 
     // MARK: Server secrets

@@ -22,14 +22,17 @@ public struct AccountAdministration: Sendable {
     // MARK: Users
 
     @discardableResult
-    public func addUser(_ username: String, password: String?) async throws -> User {
+    public func addUser(
+        _ username: String, password: String?, globalRole: GlobalRole? = nil, by actor: AdministrativeActor = .operator
+    ) async throws -> User {
+        try actor.requireGlobalAdmin("create accounts")
         try NamePolicy.validateUsername(username)
         var hash: String?
         if let password {
             try NamePolicy.validateNewPassword(password)
             hash = try await pool.hash(password)
         }
-        let user = NewUser(username: username, passwordHash: hash, createdAt: clock.now())
+        let user = NewUser(username: username, passwordHash: hash, createdAt: clock.now(), globalRole: globalRole)
         return try await store.transaction { tx in
             do {
                 return try await tx.insertUser(user)
@@ -39,18 +42,27 @@ public struct AccountAdministration: Sendable {
         }
     }
 
-    public func setPassword(_ username: String, password: String) async throws {
+    /// Sets a new password and signs the account out everywhere (its refresh families are
+    /// revoked): whoever knew the old password must not keep a session.
+    public func setPassword(_ username: String, password: String, by actor: AdministrativeActor = .operator) async throws {
+        try actor.requireGlobalAdmin("reset passwords")
         try NamePolicy.validateNewPassword(password)
         let hash = try await pool.hash(password)
+        let now = clock.now()
         try await store.transaction { tx in
             let user = try await Self.requireUser(username, tx)
             try await tx.updatePasswordHash(userID: user.id, to: hash)
+            _ = try await tx.revokeRefreshFamilies(userID: user.id, at: now, reason: "password_reset")
         }
     }
 
-    public func setActive(_ username: String, _ active: Bool) async throws {
+    /// Disables or enables an account. A disabled account cannot sign in, refresh or use the
+    /// admin API, and introspection reports its tokens inactive.
+    public func setActive(_ username: String, _ active: Bool, by actor: AdministrativeActor = .operator) async throws {
+        try actor.requireGlobalAdmin(active ? "enable accounts" : "disable accounts")
         try await store.transaction { tx in
             let user = try await Self.requireUser(username, tx)
+            if !active { try await Self.requireAnotherAdmin(besides: user, tx) }
             try await tx.setUserActive(userID: user.id, active)
         }
     }
@@ -83,12 +95,18 @@ public struct AccountAdministration: Sendable {
     // MARK: Organizations
 
     @discardableResult
-    public func addOrganization(_ name: String, clusterName: String? = nil) async throws -> Organization {
+    public func addOrganization(
+        _ name: String, clusterName: String? = nil, by actor: AdministrativeActor = .operator
+    ) async throws -> Organization {
+        try actor.requireGlobalAdmin("create organizations")
         try NamePolicy.validateOrganizationName(name)
         let cluster = clusterName ?? name
         try NamePolicy.validateOrganizationName(cluster, what: "a cluster name")
         let now = clock.now()
         return try await store.transaction { tx in
+            if let owner = try await tx.organizationUsingAudience(cluster) {
+                throw BrokerError(.alreadyExists, "the cluster name \(cluster) is already an audience of \(owner.name)")
+            }
             do {
                 return try await tx.insertOrganization(name: name, clusterName: cluster, createdAt: now)
             } catch StoreError.duplicate(let what) {
@@ -121,23 +139,6 @@ public struct AccountAdministration: Sendable {
                 Membership(
                     organizationID: org.id, userID: user.id, role: role, isActive: true,
                     createdAt: existing?.createdAt ?? now))
-        }
-    }
-
-    public func removeMember(organization: String, username: String) async throws {
-        try await store.transaction { tx in
-            let org = try await Self.requireOrganization(organization, tx)
-            let user = try await Self.requireUser(username, tx)
-            guard try await tx.deleteMembership(organizationID: org.id, userID: user.id) else {
-                throw BrokerError(.notFound, "\(username) is not a member of \(organization)")
-            }
-        }
-    }
-
-    public func members(organization: String) async throws -> [MemberListing] {
-        try await store.transaction { tx in
-            let org = try await Self.requireOrganization(organization, tx)
-            return try await tx.members(organizationID: org.id)
         }
     }
 }

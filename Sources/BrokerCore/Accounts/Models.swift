@@ -12,9 +12,12 @@ public struct User: Sendable, Equatable {
     public var createdAt: Date
     /// The GitHub login linked to this account (compared case-insensitively, as GitHub does).
     public var githubLogin: String?
+    /// The account's role across the whole broker (`nil`: none).
+    public var globalRole: GlobalRole?
 
     public init(
-        id: Int64, username: String, passwordHash: String?, isActive: Bool, createdAt: Date, githubLogin: String? = nil
+        id: Int64, username: String, passwordHash: String?, isActive: Bool, createdAt: Date, githubLogin: String? = nil,
+        globalRole: GlobalRole? = nil
     ) {
         self.id = id
         self.username = username
@@ -22,7 +25,18 @@ public struct User: Sendable, Equatable {
         self.isActive = isActive
         self.createdAt = createdAt
         self.githubLogin = githubLogin
+        self.globalRole = globalRole
     }
+
+    public var isAdmin: Bool { globalRole == .admin }
+}
+
+/// A role across the whole broker, carried by broker session tokens in the `role` claim.
+public enum GlobalRole: String, Sendable, CaseIterable, Equatable {
+    /// Manages users, organizations, memberships, sessions and keys.
+    case admin
+    /// May call `/oauth/introspect` (an online check for gateways), nothing else.
+    case introspector
 }
 
 /// The fields of a user that does not exist yet (the store assigns the id).
@@ -35,11 +49,13 @@ public struct NewUser: Sendable, Equatable {
     /// that `user_id` in tokens stays what gateways and nodes already know. Must be free.
     public var preferredID: Int64?
     public var githubLogin: String?
+    public var globalRole: GlobalRole?
 
     public init(
         username: String, passwordHash: String?, isActive: Bool = true, createdAt: Date, preferredID: Int64? = nil,
-        githubLogin: String? = nil
+        githubLogin: String? = nil, globalRole: GlobalRole? = nil
     ) {
+        self.globalRole = globalRole
         self.username = username
         self.passwordHash = passwordHash
         self.isActive = isActive
@@ -56,12 +72,53 @@ public struct Organization: Sendable, Equatable {
     /// The audience a gateway of this org's cluster checks; the org name unless configured.
     public var clusterName: String
     public var createdAt: Date
+    /// What the organization's owners chose for its tokens, within the broker's bounds.
+    public var tokenPolicy: OrganizationTokenPolicy
 
-    public init(id: Int64, name: String, clusterName: String, createdAt: Date) {
+    public init(
+        id: Int64, name: String, clusterName: String, createdAt: Date, tokenPolicy: OrganizationTokenPolicy = .init()
+    ) {
         self.id = id
         self.name = name
         self.clusterName = clusterName
         self.createdAt = createdAt
+        self.tokenPolicy = tokenPolicy
+    }
+
+    /// `aud` of this organization's tokens: the policy's audiences, or the cluster name.
+    public var tokenAudience: [String] { tokenPolicy.audiences ?? [clusterName] }
+
+    /// The access-token lifetime for this organization: its policy's, capped by the broker's.
+    public func accessLifetime(brokerMaximum: Int) -> Int {
+        min(tokenPolicy.accessLifetime ?? brokerMaximum, brokerMaximum)
+    }
+}
+
+/// Per-organization token policy set by its owners. `nil` members follow the broker's defaults.
+public struct OrganizationTokenPolicy: Sendable, Equatable {
+    /// Seconds; never more than the broker's `access_lifetime`.
+    public var accessLifetime: Int?
+    /// The cluster and service names in `aud` (for example `["org1", "org1-jupyter"]`).
+    public var audiences: [String]?
+
+    public init(accessLifetime: Int? = nil, audiences: [String]? = nil) {
+        self.accessLifetime = accessLifetime
+        self.audiences = audiences
+    }
+}
+
+/// A user's pending request to join an organization.
+public struct MembershipRequest: Sendable, Equatable {
+    public var organizationID: Int64
+    public var userID: Int64
+    public var username: String
+    public var requestedAt: Date
+
+    public init(organizationID: Int64, userID: Int64, username: String, requestedAt: Date) {
+        self.organizationID = organizationID
+        self.userID = userID
+        self.username = username
+        self.requestedAt = requestedAt
     }
 }
 

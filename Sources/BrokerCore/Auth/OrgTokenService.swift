@@ -67,7 +67,8 @@ public struct OrgTokenService: Sendable {
         }
         let grant = TokenIssuer.Grant.organization(
             user: user, organization: organization, role: role, authenticatedAt: now,
-            authenticationMethods: methods, identityProvider: identityProvider, subject: subject)
+            authenticationMethods: methods, identityProvider: identityProvider, subject: subject,
+            sessionID: refresh.family.id)
         let bundle = try bundle(for: grant, refresh: refresh.token, refreshExpiresAt: refresh.expiresAt, now: now)
         logger.info(
             "login",
@@ -94,7 +95,7 @@ public struct OrgTokenService: Sendable {
                 return TokenIssuer.Grant.organization(
                     user: user, organization: organization, role: role, authenticatedAt: family.authenticatedAt,
                     authenticationMethods: family.authenticationMethods, identityProvider: viaGitHub ? "github" : "local",
-                    subject: viaGitHub ? user.githubLogin : nil)
+                    subject: viaGitHub ? user.githubLogin : nil, sessionID: family.id)
             }
         }
         switch outcome {
@@ -161,7 +162,7 @@ public struct OrgTokenService: Sendable {
     private func bundle(for grant: TokenIssuer.Grant, refresh: String, refreshExpiresAt: Date, now: Date) throws -> TokenBundle {
         let issued = try issuer.issue(grant, lifetime: policy.accessLifetime)
         return TokenBundle(
-            access: issued.token, refresh: refresh, accessLifetime: policy.accessLifetime,
+            access: issued.token, refresh: refresh, accessLifetime: Int(issued.claims.expiresAt - issued.claims.issuedAt),
             refreshLifetime: max(0, Int(refreshExpiresAt.timeIntervalSince(now).rounded(.down))),
             accessExpiresAt: Date(timeIntervalSince1970: TimeInterval(issued.claims.expiresAt)),
             claims: issued.claims)

@@ -230,11 +230,11 @@ public struct GitHubLoginService: Sendable {
         var organizations: [String: HeldOrganization] = [:]
         for entry in snapshot.memberships where entry.membership.isActive {
             organizations[entry.organization.name] = HeldOrganization(
-                organization: entry.organization, role: entry.membership.role, clusters: [entry.organization.clusterName])
+                organization: entry.organization, role: entry.membership.role, clusters: entry.organization.tokenAudience)
         }
         for organization in snapshot.organizations {
             guard let grant = identity.grants[organization.name] else { continue }
-            let clusters = (grant.includesOrganizationCluster ? [organization.clusterName] : []) + grant.teamClusters
+            let clusters = (grant.includesOrganizationCluster ? organization.tokenAudience : []) + grant.teamClusters
             if var held = organizations[organization.name] {
                 held.role = max(held.role, grant.role)
                 held.clusters = Array(Set(held.clusters + clusters)).sorted()

@@ -79,6 +79,12 @@ public protocol StoreTransaction: Sendable {
     func setGitHubLogin(userID: Int64, to login: String?) async throws
     /// All users ordered by id.
     func users() async throws -> [User]
+    /// At most `limit` users with an id greater than `afterID`, ordered by id (keyset paging).
+    func users(afterID: Int64, limit: Int) async throws -> [User]
+    func setGlobalRole(userID: Int64, to role: GlobalRole?) async throws
+    /// Deletes the user with their memberships, requests and refresh families. Returns whether
+    /// the user existed.
+    func deleteUser(id: Int64) async throws -> Bool
     func updatePasswordHash(userID: Int64, to hash: String?) async throws
     func setUserActive(userID: Int64, _ active: Bool) async throws
 
@@ -89,6 +95,12 @@ public protocol StoreTransaction: Sendable {
     func organization(id: Int64) async throws -> Organization?
     /// All organizations ordered by name.
     func organizations() async throws -> [Organization]
+    func setTokenPolicy(organizationID: Int64, to policy: OrganizationTokenPolicy) async throws
+    /// Deletes the organization with its memberships, requests and refresh families. Returns
+    /// whether it existed.
+    func deleteOrganization(id: Int64) async throws -> Bool
+    /// Whether some organization has this cluster name (or lists it among its audiences).
+    func organizationUsingAudience(_ name: String) async throws -> Organization?
 
     // MARK: Memberships
     /// Inserts or replaces the membership of (organizationID, userID).
@@ -103,6 +115,15 @@ public protocol StoreTransaction: Sendable {
     /// Returns whether a row was deleted.
     func deleteMembership(organizationID: Int64, userID: Int64) async throws -> Bool
 
+    // MARK: Membership requests
+    /// Throws ``StoreError/duplicate(_:)`` if this user already asked to join this organization.
+    func insertMembershipRequest(organizationID: Int64, userID: Int64, at date: Date) async throws
+    /// Pending requests of one organization, oldest first.
+    func membershipRequests(organizationID: Int64) async throws -> [MembershipRequest]
+    func membershipRequest(organizationID: Int64, userID: Int64) async throws -> MembershipRequest?
+    /// Returns whether a request was deleted.
+    func deleteMembershipRequest(organizationID: Int64, userID: Int64) async throws -> Bool
+
     // MARK: Refresh families
     func insertRefreshFamily(_ family: RefreshFamily) async throws
     func refreshFamily(id: String) async throws -> RefreshFamily?
@@ -112,6 +133,17 @@ public protocol StoreTransaction: Sendable {
     func insertRefreshToken(_ token: RefreshTokenRecord) async throws
     func refreshToken(hash: String) async throws -> RefreshTokenRecord?
     func markRefreshTokenUsed(hash: String, at date: Date) async throws
+    /// A user's refresh families (sessions), newest login first.
+    func refreshFamilies(userID: Int64) async throws -> [RefreshFamily]
+    /// Revokes every unrevoked family of the user; returns how many were revoked.
+    func revokeRefreshFamilies(userID: Int64, at date: Date, reason: String) async throws -> Int
+
+    // MARK: Revoked access tokens
+    /// Remembers a revoked access token (by `jti`) until it expires.
+    func insertRevokedAccessToken(jti: String, expiresAt: Date) async throws
+    func isAccessTokenRevoked(jti: String) async throws -> Bool
+    /// Forgets revoked tokens that have expired anyway.
+    func pruneRevokedAccessTokens(before date: Date) async throws
 
     // MARK: Server secrets
     /// A named random secret shared by every broker process using this store.

@@ -39,12 +39,19 @@ public struct TokenIssuer: Sendable {
         public var authenticatedAt: Date
         public var authenticationMethods: [String]
         public var identityProvider: String
+        /// The organization policy's lifetime, if shorter than the caller's.
+        public var lifetimeCap: Int?
+        public var sessionID: String?
+        public var globalRole: GlobalRole?
 
         public init(
             user: User, subject: String, audience: [String], organization: String, organizationRoles: [String],
             memberships: [String: [String]]?, authenticatedAt: Date, authenticationMethods: [String],
-            identityProvider: String
+            identityProvider: String, lifetimeCap: Int? = nil, sessionID: String? = nil, globalRole: GlobalRole? = nil
         ) {
+            self.lifetimeCap = lifetimeCap
+            self.sessionID = sessionID
+            self.globalRole = globalRole
             self.user = user
             self.subject = subject
             self.audience = audience
@@ -59,17 +66,33 @@ public struct TokenIssuer: Sendable {
         /// A token for one organization (generation 1): its cluster is the audience.
         public static func organization(
             user: User, organization: Organization, role: Role, authenticatedAt: Date, authenticationMethods: [String],
-            identityProvider: String, subject: String? = nil
+            identityProvider: String, subject: String? = nil, sessionID: String? = nil
         ) -> Grant {
             Grant(
-                user: user, subject: subject ?? user.username, audience: [organization.clusterName],
+                user: user, subject: subject ?? user.username, audience: organization.tokenAudience,
                 organization: organization.name, organizationRoles: role.impliedRoles, memberships: nil,
                 authenticatedAt: authenticatedAt, authenticationMethods: authenticationMethods,
-                identityProvider: identityProvider)
+                identityProvider: identityProvider, lifetimeCap: organization.tokenPolicy.accessLifetime,
+                sessionID: sessionID)
+        }
+
+        /// A broker session token: `aud` is the broker itself, no organization; it authenticates
+        /// the admin and membership API and carries the holder's global role.
+        public static func brokerSession(
+            user: User, issuer: String, authenticatedAt: Date, authenticationMethods: [String], identityProvider: String,
+            subject: String? = nil
+        ) -> Grant {
+            Grant(
+                user: user, subject: subject ?? user.username, audience: [issuer], organization: "",
+                organizationRoles: [], memberships: nil, authenticatedAt: authenticatedAt,
+                authenticationMethods: authenticationMethods, identityProvider: identityProvider,
+                globalRole: user.globalRole)
         }
     }
 
+    /// - Parameter lifetime: seconds; the grant's ``Grant/lifetimeCap`` shortens it.
     public func issue(_ grant: Grant, lifetime: Int) throws -> IssuedToken {
+        let lifetime = min(lifetime, grant.lifetimeCap ?? lifetime)
         guard let active = keyRing.snapshot.activeSigner(for: algorithm) else {
             throw BrokerError(.unavailable, "no active \(algorithm.rawValue) signing key")
         }
@@ -89,7 +112,7 @@ public struct TokenIssuer: Sendable {
             identityProvider: grant.identityProvider,
             userID: grant.user.id,
             username: grant.user.username,
-            memberships: grant.memberships)
+            memberships: grant.memberships, sessionID: grant.sessionID, globalRole: grant.globalRole?.rawValue)
         let token = try active.signer.sign(payload: claims.encoded())
         return IssuedToken(token: token, claims: claims, kid: active.kid)
     }

@@ -26,11 +26,20 @@ public struct TokenVerifier: Sendable {
         self.leeway = checks.leeway
     }
 
-    /// - Parameter audience: when given, `aud` must contain exactly this value (a `*` in the
-    ///   token is never honoured).
-    public func verify(_ token: String, audience: String? = nil) throws(TokenRejection) -> AccessTokenClaims {
+    /// - Parameters:
+    ///   - audience: when given, `aud` must contain exactly this value (a `*` in the token is
+    ///     never honoured).
+    ///   - allowSessionTokens: without an `audience`, whether a broker session token (`aud` =
+    ///     the issuer) is acceptable; routes that expect a cluster token refuse it.
+    public func verify(
+        _ token: String, audience: String? = nil, allowSessionTokens: Bool = false
+    ) throws(TokenRejection) -> AccessTokenClaims {
         // One snapshot for the whole check, so that a concurrent rotation cannot mix two rings.
         let snapshot = keyRing.snapshot
-        return try checks.verify(token, audience: audience, now: clock.now()) { snapshot.verificationKey(kid: $0) }
+        let claims = try checks.verify(token, audience: audience, now: clock.now()) { snapshot.verificationKey(kid: $0) }
+        if audience == nil, !allowSessionTokens, claims.audience.contains(issuer) {
+            throw .wrongAudience
+        }
+        return claims
     }
 }

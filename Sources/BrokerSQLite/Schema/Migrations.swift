@@ -85,6 +85,32 @@ enum Schema {
             "ALTER TABLE users ADD COLUMN github_login TEXT",
             "CREATE UNIQUE INDEX users_github_login ON users (github_login COLLATE NOCASE)",
         ]),
+        // Administration: global roles, per-organization token policy, membership requests, and
+        // access tokens revoked before their expiry (for introspection).
+        Migration(version: 3, statements: [
+            "ALTER TABLE users ADD COLUMN global_role TEXT CHECK (global_role IN ('admin', 'introspector'))",
+            "ALTER TABLE organizations ADD COLUMN access_lifetime INTEGER CHECK (access_lifetime > 0)",
+            """
+            ALTER TABLE organizations ADD COLUMN audiences TEXT
+                CHECK (audiences IS NULL OR (json_valid(audiences) AND json_type(audiences) = 'array'))
+            """,
+            """
+            CREATE TABLE membership_requests (
+                organization_id INTEGER NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+                user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+                requested_at REAL NOT NULL,
+                PRIMARY KEY (organization_id, user_id)
+            ) STRICT
+            """,
+            "CREATE INDEX membership_requests_user_id ON membership_requests (user_id)",
+            """
+            CREATE TABLE revoked_access_tokens (
+                jti TEXT NOT NULL PRIMARY KEY,
+                expires_at REAL NOT NULL
+            ) STRICT
+            """,
+            "CREATE INDEX revoked_access_tokens_expires_at ON revoked_access_tokens (expires_at)",
+        ]),
     ]
 }
 

@@ -65,6 +65,14 @@ extension SQLiteRow {
         return Int64(value)
     }
 
+    func optionalInt64(_ column: String) throws -> Int64? {
+        switch try self.value(column) {
+        case .null: return nil
+        case .integer(let value): return Int64(value)
+        default: throw self.unexpected(column)
+        }
+    }
+
     func string(_ column: String) throws -> String {
         guard case .text(let value) = try self.value(column) else { throw self.unexpected(column) }
         return value

@@ -29,13 +29,20 @@ public struct AccessTokenClaims: Sendable, Equatable {
     /// Generation-2 tokens, which name no single org: each org the holder belongs to and the
     /// holder's roles there, e.g. `{"orgA": ["member"], "orgB": ["owner", "member"]}`.
     public var memberships: [String: [String]]?
+    /// `sid`: the refresh family (session) an organization token belongs to, so that an online
+    /// check (introspection) can tell when its session was revoked.
+    public var sessionID: String?
+    /// `role`: the holder's global role in broker session tokens (`admin`, `introspector`).
+    public var globalRole: String?
 
     public init(
         issuer: String, subject: String, audience: [String], organization: String, organizationRoles: [String],
         issuedAt: Int64, notBefore: Int64, expiresAt: Int64, tokenID: String, authenticatedAt: Int64,
         authenticationMethods: [String], identityProvider: String, userID: Int64, username: String,
-        memberships: [String: [String]]? = nil
+        memberships: [String: [String]]? = nil, sessionID: String? = nil, globalRole: String? = nil
     ) {
+        self.sessionID = sessionID
+        self.globalRole = globalRole
         self.issuer = issuer
         self.subject = subject
         self.audience = audience
@@ -82,6 +89,8 @@ public struct AccessTokenClaims: Sendable, Equatable {
             }
             json.endObject()
         }
+        if let sessionID { json.key("sid"); json.string(sessionID) }
+        if let globalRole { json.key("role"); json.string(globalRole) }
         json.endObject()
         return json.bytes
     }
@@ -140,6 +149,15 @@ public struct AccessTokenClaims: Sendable, Equatable {
         default:
             throw .missingClaim("memberships")
         }
+        func optionalString(_ name: String) throws(TokenRejection) -> String? {
+            switch json[name] {
+            case nil: return nil
+            case .string(let value)?: return value
+            default: throw .missingClaim(name)
+            }
+        }
+        sessionID = try optionalString("sid")
+        globalRole = try optionalString("role")
     }
 }
 

@@ -1,0 +1,98 @@
+import Foundation
+import Logging
+
+/// Broker session tokens: JWTs whose `aud` is the broker's own issuer URL, obtained by signing in
+/// without naming an organization. They authenticate the admin and membership API, carry the
+/// holder's global role in `role`, and are never accepted by a cluster gateway (no cluster is
+/// named like a URL). Every request re-reads the account, so disabling it or withdrawing its
+/// role takes effect at once, not when the token expires.
+///
+/// ```swift
+/// let session = try await sessions.signIn(username: "root", password: pw, clientIP: "10.0.0.7")
+/// let principal = try await sessions.authenticate(bearer: session.token)
+/// ```
+public struct BrokerSessionService: Sendable {
+    public let store: any Store
+    public let authenticator: PasswordAuthenticator
+    public let issuer: TokenIssuer
+    public let verifier: TokenVerifier
+    public let github: GitHubLoginService?
+    public let clock: any WallClock
+    public let lifetime: Int
+    public let logger: Logger
+
+    public init(
+        store: any Store, authenticator: PasswordAuthenticator, issuer: TokenIssuer, verifier: TokenVerifier,
+        github: GitHubLoginService?, clock: any WallClock, lifetime: Int, logger: Logger
+    ) {
+        self.store = store
+        self.authenticator = authenticator
+        self.issuer = issuer
+        self.verifier = verifier
+        self.github = github
+        self.clock = clock
+        self.lifetime = lifetime
+        self.logger = logger
+    }
+
+    /// A signed session token and whom it names.
+    public struct SessionToken: Sendable {
+        public var token: String
+        public var claims: AccessTokenClaims
+        public var user: User
+        public var expiresIn: Int
+    }
+
+    /// The verified holder of a session token.
+    public struct Principal: Sendable {
+        /// The account as stored now (not as it was when the token was issued).
+        public var user: User
+        public var claims: AccessTokenClaims
+
+        public var actor: AdministrativeActor { AdministrativeActor(user: user) }
+    }
+
+    public func signIn(username: String, password: String, clientIP: String? = nil) async throws -> SessionToken {
+        let user = try await authenticator.authenticate(username: username, password: password)
+        return try issue(for: user, methods: ["pwd"], identityProvider: "local")
+    }
+
+    /// Signs in with a GitHub token: the linked account, or the account of a GitHub user an
+    /// organization mapping admits.
+    public func signIn(githubToken: String) async throws -> SessionToken {
+        guard let github else {
+            throw BrokerError(.githubUnavailable, "this broker has no GitHub client")
+        }
+        let identity = try await github.resolver.identity(for: githubToken)
+        let holder = try await github.holder(for: identity, createAccount: true, requireAny: false)
+        return try issue(for: holder.user, methods: ["github"], identityProvider: "github", subject: identity.login)
+    }
+
+    private func issue(for user: User, methods: [String], identityProvider: String, subject: String? = nil) throws -> SessionToken {
+        let grant = TokenIssuer.Grant.brokerSession(
+            user: user, issuer: verifier.issuer, authenticatedAt: clock.now(), authenticationMethods: methods,
+            identityProvider: identityProvider, subject: subject)
+        let issued = try issuer.issue(grant, lifetime: lifetime)
+        logger.info(
+            "broker session", metadata: ["user": "\(user.username)", "jti": "\(issued.claims.tokenID)"])
+        return SessionToken(token: issued.token, claims: issued.claims, user: user, expiresIn: lifetime)
+    }
+
+    /// Verifies a session token and loads its holder.
+    /// - Throws: 401 ``ErrorCode/invalidToken`` for a bad, expired, revoked or non-session token;
+    ///   401 ``ErrorCode/accountDisabled`` when the account is disabled or gone.
+    public func authenticate(bearer token: String) async throws -> Principal {
+        let claims: AccessTokenClaims
+        do {
+            claims = try verifier.verify(token, audience: verifier.issuer)
+        } catch {
+            throw BrokerError(.invalidToken, "not a valid broker session token: \(error.description)")
+        }
+        let (user, revoked) = try await store.read { tx in
+            (try await tx.user(id: claims.userID), try await tx.isAccessTokenRevoked(jti: claims.tokenID))
+        }
+        guard !revoked else { throw BrokerError(.invalidToken, "this session token was revoked") }
+        guard let user, user.isActive else { throw BrokerError(.accountDisabled, "this account is disabled") }
+        return Principal(user: user, claims: claims)
+    }
+}
