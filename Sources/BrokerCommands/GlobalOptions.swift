@@ -44,6 +44,7 @@ struct CommandEnvironment {
     }
 
     /// Runs `body` with account administration, closing everything afterwards.
+    @discardableResult
     func withAccounts<T>(_ body: (AccountAdministration) async throws -> T) async throws -> T {
         let pool = PasswordHashingPool(
             hasher: PasswordHasher(parameters: configuration.argon2), concurrency: 1)

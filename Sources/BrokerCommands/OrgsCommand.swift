@@ -38,7 +38,58 @@ struct OrgsCommand: AsyncParsableCommand {
 
 struct MembersCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "members", abstract: "Manage memberships.", subcommands: [Add.self, Remove.self, List.self])
+        commandName: "members", abstract: "Manage memberships.",
+        subcommands: [Add.self, Remove.self, List.self, Requests.self, Approve.self, Deny.self])
+
+    struct Requests: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the pending membership requests of an organization.")
+        @OptionGroup var options: GlobalOptions
+        @Argument var org: String
+
+        func run() async throws {
+            try await reportingErrors {
+                let environment = try await CommandEnvironment.open(options)
+                let pending = try await environment.withAccounts { try await $0.membershipRequests(organization: org) }
+                print(Table.render(["USERNAME", "REQUESTED"], pending.map { [$0.username, Table.date($0.requestedAt)] }))
+            }
+        }
+    }
+
+    struct Approve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Approve a pending membership request.")
+        @OptionGroup var options: GlobalOptions
+        @Argument var org: String
+        @Argument var name: String
+        @Option(help: "member, owner or admin") var role: String = "member"
+
+        func run() async throws {
+            try await reportingErrors {
+                guard let parsed = Role(rawValue: role) else {
+                    throw ValidationError("--role must be member, owner or admin")
+                }
+                let environment = try await CommandEnvironment.open(options)
+                try await environment.withAccounts {
+                    try await $0.approveMembership(organization: org, username: name, role: parsed)
+                }
+                print("approved: \(name) is now \(parsed.rawValue) of \(org)")
+            }
+        }
+    }
+
+    struct Deny: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Deny a pending membership request.")
+        @OptionGroup var options: GlobalOptions
+        @Argument var org: String
+        @Argument var name: String
+
+        func run() async throws {
+            try await reportingErrors {
+                let environment = try await CommandEnvironment.open(options)
+                try await environment.withAccounts { try await $0.denyMembership(organization: org, username: name) }
+                print("denied the request of \(name) to join \(org)")
+            }
+        }
+    }
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -5,7 +5,48 @@ import Foundation
 struct UsersCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "users", abstract: "Manage accounts (works directly on the store).",
-        subcommands: [Add.self, Passwd.self, Disable.self, Enable.self, List.self, Import.self, LinkGitHub.self])
+        subcommands: [
+            Add.self, Passwd.self, Disable.self, Enable.self, List.self, Import.self, LinkGitHub.self, SetRole.self,
+            Delete.self,
+        ])
+
+    struct SetRole: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "role", abstract: "Set an account's global role: admin, introspector or none.")
+        @OptionGroup var options: GlobalOptions
+        @Argument var name: String
+        @Argument(help: "admin, introspector or none") var role: String
+
+        func run() async throws {
+            try await reportingErrors {
+                let parsed: GlobalRole?
+                if role == "none" { parsed = nil } else {
+                    guard let known = GlobalRole(rawValue: role) else {
+                        throw ValidationError("the role must be admin, introspector or none")
+                    }
+                    parsed = known
+                }
+                let environment = try await CommandEnvironment.open(options)
+                try await environment.withAccounts { try await $0.setGlobalRole(name, to: parsed) }
+                print("\(name) now has the global role \(role)")
+            }
+        }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete an account with its memberships and sessions.")
+        @OptionGroup var options: GlobalOptions
+        @Argument var name: String
+
+        func run() async throws {
+            try await reportingErrors {
+                let environment = try await CommandEnvironment.open(options)
+                try await environment.withAccounts { try await $0.deleteUser(name) }
+                print("deleted \(name)")
+            }
+        }
+    }
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create an account.")
@@ -13,6 +54,7 @@ struct UsersCommand: AsyncParsableCommand {
         @Argument(help: "Username: 1–150 letters, digits and @.+-_") var name: String
         @Flag(help: "Read the password as one line from standard input.") var passwordStdin = false
         @Flag(help: "Create the account without a password (it cannot log in with one).") var noPassword = false
+        @Flag(help: "Make the account a global admin (it may use the admin API).") var admin = false
 
         func run() async throws {
             try await reportingErrors {
@@ -20,8 +62,10 @@ struct UsersCommand: AsyncParsableCommand {
                 let password = noPassword ? nil : try PasswordInput.read(fromStandardInput: passwordStdin)
                 if let password { try NamePolicy.validateNewPassword(password) }
                 let environment = try await CommandEnvironment.open(options)
-                let user = try await environment.withAccounts { try await $0.addUser(name, password: password) }
-                print("created user \(user.username) (id \(user.id))")
+                let user = try await environment.withAccounts {
+                    try await $0.addUser(name, password: password, globalRole: admin ? .admin : nil)
+                }
+                print("created \(admin ? "admin" : "user") \(user.username) (id \(user.id))")
             }
         }
     }
@@ -102,10 +146,10 @@ struct UsersCommand: AsyncParsableCommand {
                 let environment = try await CommandEnvironment.open(options)
                 let users = try await environment.withAccounts { try await $0.users() }
                 print(Table.render(
-                    ["ID", "USERNAME", "STATE", "PASSWORD", "GITHUB", "CREATED"],
+                    ["ID", "USERNAME", "STATE", "ROLE", "PASSWORD", "GITHUB", "CREATED"],
                     users.map { user in
                         [
-                            "\(user.id)", user.username, user.isActive ? "active" : "disabled",
+                            "\(user.id)", user.username, user.isActive ? "active" : "disabled", user.globalRole?.rawValue ?? "-",
                             Self.passwordKind(user.passwordHash), user.githubLogin ?? "-", Table.date(user.createdAt),
                         ]
                     }))

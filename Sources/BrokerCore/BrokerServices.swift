@@ -64,6 +64,7 @@ public struct BrokerServices: Sendable {
             issuer: issuer, verifier: verifier, rotation: rotation, clock: clock, logger: logger,
             githubIdentities: resolver)
         accounts = AccountAdministration(store: store, pool: passwords, clock: clock)
+        try await AdminBootstrap(configuration).apply(using: accounts, logger: logger)
         github = resolver.map { [orgTokens, issuer, verifier] resolver in
             GitHubLoginService(
                 store: store, resolver: resolver, issuer: issuer, verifier: verifier, orgTokens: orgTokens, clock: clock,

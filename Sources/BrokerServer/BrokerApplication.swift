@@ -19,6 +19,9 @@ public enum BrokerApplication {
         Generation2Routes(services: services).register(on: router)
         OAuthRoutes(services: services).register(on: router)
         KeyPublicationRoutes(services: services).register(on: router)
+        SessionRoutes(services: services).register(on: router)
+        MembershipRoutes(services: services).register(on: router)
+        AdminRoutes(services: services).register(on: router)
         return router
     }
 

@@ -6,7 +6,9 @@ import Hummingbird
 /// `POST /oauth/token` (RFC 6749 section 3.2): form-encoded requests, JSON answers, RFC 6749
 /// error bodies `{"error","error_description"}`. Grants: `refresh_token` (rotation with reuse
 /// detection, as `/api/org_token/refresh/`) and RFC 8693 token exchange of a GitHub token. No
-/// resource-owner password grant: RFC 9700 forbids it.
+/// resource-owner password grant: RFC 9700 forbids it. `POST /oauth/revoke` (RFC 7009) and
+/// `POST /oauth/introspect` (RFC 7662, for a broker session token of an `admin` or
+/// `introspector`).
 struct OAuthRoutes<Context: RemoteAddressRequestContext> {
     let services: BrokerServices
 
@@ -14,9 +16,15 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
     static var accessTokenType: String { "urn:ietf:params:oauth:token-type:access_token" }
 
     func register(on router: Router<Context>) {
-        router.post("oauth/token") { request, _ in
+        router.post("oauth/token") { request, _ in await Self.answering { try await token(request) } }
+        router.post("oauth/revoke") { request, _ in await Self.answering { try await revoke(request) } }
+        router.post("oauth/introspect") { request, _ in await Self.answering { try await introspect(request) } }
+    }
+
+    /// Every failure in the RFC 6749 error shape.
+    static func answering(_ body: () async throws -> Response) async -> Response {
             do {
-                return try await token(request)
+                return try await body()
             } catch let error as OAuthError {
                 return error.response
             } catch let error as BrokerError {
@@ -26,6 +34,78 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
             } catch {
                 return OAuthError(status: .internalServerError, code: "server_error", "internal error").response
             }
+    }
+
+    /// RFC 7009: anyone holding a token may revoke it; the answer is 200 whether or not the
+    /// token was valid, so it tells nothing. A refresh token ends its whole session; an access
+    /// token is refused by introspection from then on.
+    func revoke(_ request: Request) async throws -> Response {
+        var request = request
+        let form = try await FormBody.read(&request)
+        let token = try form.required("token")
+        if let hint = try form.optional("token_type_hint"), !["access_token", "refresh_token"].contains(hint) {
+            throw OAuthError(code: "unsupported_token_type", "token_type_hint must be access_token or refresh_token")
+        }
+        try await services.introspection.revoke(token)
+        return JSONResponses.make(.ok) { json in
+            json.beginObject()
+            json.endObject()
+        }
+    }
+
+    /// RFC 7662. The caller authenticates with a broker session token of a holder whose global
+    /// role is `admin` or `introspector` (the RFC requires the endpoint to be protected).
+    func introspect(_ request: Request) async throws -> Response {
+        let principal: BrokerSessionService.Principal
+        do {
+            principal = try await services.sessions.authenticate(bearer: try request.bearerToken())
+        } catch let error as BrokerError where error.code.httpStatus == 401 {
+            var response = OAuthError(status: .unauthorized, code: "invalid_token", error.detail).response
+            response.headers[.wwwAuthenticate] = "Bearer error=\"invalid_token\""
+            return response
+        }
+        guard principal.user.globalRole != nil else {
+            throw OAuthError(
+                status: .forbidden, code: "insufficient_scope", "introspection needs the global role admin or introspector")
+        }
+        var request = request
+        let form = try await FormBody.read(&request)
+        let answer = try await services.introspection.introspect(try form.required("token"))
+        return JSONResponses.make(.ok) { json in
+            json.beginObject()
+            switch answer {
+            case .inactive:
+                json.key("active"); json.bool(false)
+            case .access(let claims):
+                json.key("active"); json.bool(true)
+                json.key("token_type"); json.string("access_token")
+                json.key("iss"); json.string(claims.issuer)
+                json.key("sub"); json.string(claims.subject)
+                json.key("aud"); json.beginArray(); for audience in claims.audience { json.string(audience) }; json.endArray()
+                json.key("username"); json.string(claims.username)
+                json.key("user_id"); json.int(claims.userID)
+                json.key("iat"); json.int(claims.issuedAt)
+                json.key("nbf"); json.int(claims.notBefore)
+                json.key("exp"); json.int(claims.expiresAt)
+                json.key("jti"); json.string(claims.tokenID)
+                if !claims.organization.isEmpty {
+                    json.key("org"); json.string(claims.organization)
+                    json.key("org_roles")
+                    json.beginArray(); for role in claims.organizationRoles { json.string(role) }; json.endArray()
+                }
+                if let sessionID = claims.sessionID { json.key("sid"); json.string(sessionID) }
+                if let role = claims.globalRole { json.key("role"); json.string(role) }
+            case .refresh(let family, let token, let user):
+                json.key("active"); json.bool(true)
+                json.key("token_type"); json.string("refresh_token")
+                json.key("sub"); json.string(user.username)
+                json.key("username"); json.string(user.username)
+                json.key("user_id"); json.int(user.id)
+                json.key("iat"); json.int(Int64(token.issuedAt.timeIntervalSince1970.rounded(.down)))
+                json.key("exp"); json.int(Int64(token.expiresAt.timeIntervalSince1970.rounded(.down)))
+                json.key("sid"); json.string(family.id)
+            }
+            json.endObject()
         }
     }
 
@@ -101,6 +181,8 @@ struct OAuthError: Error {
             retryAfter = error.retryAfter
         case .payloadTooLarge:
             self.init(status: .contentTooLarge, code: "invalid_request", error.detail)
+        case .missingToken, .invalidToken:
+            self.init(status: .unauthorized, code: "invalid_token", error.detail)
         case .internalError:
             self.init(status: .internalServerError, code: "server_error", "internal error")
         default:

@@ -30,6 +30,62 @@ struct JSONRequestBody {
         return JSONRequestBody(members: members)
     }
 
+    /// A body that may be absent: an empty body reads as `{}`.
+    static func readOptional(_ request: inout Request) async throws -> JSONRequestBody {
+        if let length = request.headers[.contentLength], length == "0" { return JSONRequestBody(members: [:]) }
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.collectBody(upTo: maximumSize)
+        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
+            throw BrokerError(.payloadTooLarge, "the request body exceeds \(maximumSize) bytes")
+        }
+        if buffer.readableBytesView.allSatisfy({ [0x20, 0x09, 0x0A, 0x0D].contains($0) }) {
+            return JSONRequestBody(members: [:])
+        }
+        request.body = .init(buffer: buffer)
+        return try await read(&request)
+    }
+
+    /// An optional string member (absent or null → nil), validated like ``string(_:)``.
+    func optionalString(_ name: String) throws -> String? {
+        switch members[name] {
+        case nil, .null?: return nil
+        default: return try string(name)
+        }
+    }
+
+    func optionalBool(_ name: String) throws -> Bool? {
+        switch members[name] {
+        case nil, .null?: return nil
+        case .bool(let value)?: return value
+        default: throw BrokerError(.invalidRequest, "\(name) must be true or false")
+        }
+    }
+
+    /// An optional integer member within `range`.
+    func optionalInteger(_ name: String, in range: ClosedRange<Int64>) throws -> Int64? {
+        switch members[name] {
+        case nil, .null?: return nil
+        case .integer(let value)? where range.contains(value): return value
+        default: throw BrokerError(.invalidRequest, "\(name) must be an integer in \(range.lowerBound)...\(range.upperBound)")
+        }
+    }
+
+    /// An optional array of strings (absent or null → nil).
+    func optionalStrings(_ name: String) throws -> [String]? {
+        switch members[name] {
+        case nil, .null?: return nil
+        case .array(let values)?:
+            return try values.map { value in
+                guard case .string(let text) = value else {
+                    throw BrokerError(.invalidRequest, "\(name) must be an array of strings")
+                }
+                return text
+            }
+        default: throw BrokerError(.invalidRequest, "\(name) must be an array of strings")
+        }
+    }
+
     /// A required, non-empty string member without control characters.
     func string(_ name: String) throws -> String {
         guard let value = members[name] else {

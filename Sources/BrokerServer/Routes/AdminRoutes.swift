@@ -1,0 +1,192 @@
+import BrokerCore
+import BrokerCrypto
+import Hummingbird
+
+/// The global admin API under `/api/admin/`: users, organizations, sessions and signing keys.
+/// Authenticated by a broker session token whose holder is a global admin (403 otherwise).
+struct AdminRoutes<Context: RemoteAddressRequestContext> {
+    let services: BrokerServices
+
+    var accounts: AccountAdministration { services.accounts }
+
+    func register(on router: Router<Context>) {
+        let admin = router.group("api/admin")
+        registerUsers(on: admin)
+        registerSessions(on: admin)
+        registerOrganizations(on: admin)
+        registerKeys(on: admin)
+    }
+
+    private func actor(_ request: Request) async throws -> AdministrativeActor {
+        try await services.principal(of: request).actor
+    }
+
+    private func registerUsers(on admin: RouterGroup<Context>) {
+        admin.get("users") { request, _ in
+            let actor = try await actor(request)
+            let cursor = try Self.queryInteger(request, "after", in: 0...Int64.max) ?? 0
+            let limit = try Self.queryInteger(request, "limit", in: 1...Int64(AccountAdministration.maximumPageSize)) ?? 50
+            let page = try await accounts.users(after: cursor, limit: Int(limit), by: actor)
+            return JSONResponses.make(.ok) { json in
+                json.beginObject()
+                json.key("users")
+                json.beginArray()
+                for user in page.users { json.user(user) }
+                json.endArray()
+                json.key("next")
+                if let next = page.next { json.string(String(next)) } else { json.null() }
+                json.endObject()
+            }
+        }
+        admin.post("users") { request, _ in
+            let actor = try await actor(request)
+            var request = request
+            let body = try await JSONRequestBody.read(&request)
+            let role = try Self.globalRole(try body.optionalString("global_role"))
+            let user = try await accounts.addUser(
+                try body.string("username"), password: try body.optionalString("password"), globalRole: role, by: actor)
+            return JSONResponses.make(.created) { json in json.user(user) }
+        }
+        admin.get("users/:username") { request, context in
+            let user = try await accounts.user(named: try context.parameters.require("username"), by: try await actor(request))
+            return JSONResponses.make(.ok) { json in json.user(user) }
+        }
+        admin.delete("users/:username") { request, context in
+            try await accounts.deleteUser(try context.parameters.require("username"), by: try await actor(request))
+            return Response(status: .noContent)
+        }
+        admin.post("users/:username/disable") { request, context in
+            try await setActive(request, context, false)
+        }
+        admin.post("users/:username/enable") { request, context in
+            try await setActive(request, context, true)
+        }
+        admin.post("users/:username/password") { request, context in
+            let actor = try await actor(request)
+            var request = request
+            let body = try await JSONRequestBody.read(&request)
+            try await accounts.setPassword(
+                try context.parameters.require("username"), password: try body.string("password"), by: actor)
+            return Response(status: .noContent)
+        }
+        admin.put("users/:username/role") { request, context in
+            let actor = try await actor(request)
+            var request = request
+            let body = try await JSONRequestBody.read(&request)
+            let user = try await accounts.setGlobalRole(
+                try context.parameters.require("username"), to: try Self.globalRole(try body.optionalString("global_role")),
+                by: actor)
+            return JSONResponses.make(.ok) { json in json.user(user) }
+        }
+    }
+
+    private func setActive(_ request: Request, _ context: Context, _ active: Bool) async throws -> Response {
+        let username = try context.parameters.require("username")
+        try await accounts.setActive(username, active, by: try await actor(request))
+        let user = try await accounts.user(named: username)
+        return JSONResponses.make(.ok) { json in json.user(user) }
+    }
+
+    private func registerSessions(on admin: RouterGroup<Context>) {
+        admin.get("users/:username/sessions") { request, context in
+            let sessions = try await accounts.sessions(
+                of: try context.parameters.require("username"), by: try await actor(request))
+            return JSONResponses.make(.ok) { json in
+                json.beginObject()
+                json.key("sessions")
+                json.beginArray()
+                for (family, organization) in sessions { json.session(family, organization: organization) }
+                json.endArray()
+                json.endObject()
+            }
+        }
+        admin.delete("users/:username/sessions") { request, context in
+            let revoked = try await accounts.revokeAllSessions(
+                of: try context.parameters.require("username"), by: try await actor(request))
+            return JSONResponses.make(.ok) { json in
+                json.beginObject()
+                json.key("revoked"); json.int(Int64(revoked))
+                json.endObject()
+            }
+        }
+        admin.delete("users/:username/sessions/:session") { request, context in
+            try await accounts.revokeSession(
+                try context.parameters.require("session"), of: try context.parameters.require("username"),
+                by: try await actor(request))
+            return Response(status: .noContent)
+        }
+    }
+
+    private func registerOrganizations(on admin: RouterGroup<Context>) {
+        admin.get("orgs") { request, _ in
+            _ = try await actor(request).requireGlobalAdmin("list organizations")
+            let organizations = try await accounts.organizations()
+            return JSONResponses.make(.ok) { json in
+                json.beginObject()
+                json.key("orgs")
+                json.beginArray()
+                for organization in organizations { json.organization(organization) }
+                json.endArray()
+                json.endObject()
+            }
+        }
+        admin.post("orgs") { request, _ in
+            let actor = try await actor(request)
+            var request = request
+            let body = try await JSONRequestBody.read(&request)
+            let organization = try await accounts.addOrganization(
+                try body.string("name"), clusterName: try body.optionalString("cluster_name"), by: actor)
+            return JSONResponses.make(.created) { json in json.organization(organization) }
+        }
+        admin.delete("orgs/:org") { request, context in
+            try await accounts.deleteOrganization(try context.parameters.require("org"), by: try await actor(request))
+            return Response(status: .noContent)
+        }
+    }
+
+    private func registerKeys(on admin: RouterGroup<Context>) {
+        admin.get("keys") { request, _ in
+            let keys = try services.keys.list(by: try await actor(request))
+            return Self.keysResponse(keys)
+        }
+        admin.post("keys/rotate") { request, _ in
+            let actor = try await actor(request)
+            var request = request
+            let body = try await JSONRequestBody.readOptional(&request)
+            let snapshot = try await services.keys.rotate(force: try body.optionalBool("force") ?? false, by: actor)
+            return Self.keysResponse(snapshot.keys.map(\.metadata))
+        }
+        admin.post("keys/:kid/retire") { request, context in
+            let snapshot = try await services.keys.retire(
+                kid: try context.parameters.require("kid"), by: try await actor(request))
+            return Self.keysResponse(snapshot.keys.map(\.metadata))
+        }
+    }
+
+    static func keysResponse(_ keys: [KeyMetadata]) -> Response {
+        JSONResponses.make(.ok) { json in
+            json.beginObject()
+            json.key("keys")
+            json.beginArray()
+            for key in keys { json.signingKey(key) }
+            json.endArray()
+            json.endObject()
+        }
+    }
+
+    static func globalRole(_ name: String?) throws -> GlobalRole? {
+        guard let name else { return nil }
+        guard let role = GlobalRole(rawValue: name) else {
+            throw BrokerError(.invalidRequest, "global_role must be admin, introspector or null")
+        }
+        return role
+    }
+
+    static func queryInteger(_ request: Request, _ name: String, in range: ClosedRange<Int64>) throws -> Int64? {
+        guard let text = request.uri.queryParameters[name[...]] else { return nil }
+        guard let value = Int64(text), range.contains(value) else {
+            throw BrokerError(.invalidRequest, "\(name) must be an integer in \(range.lowerBound)...\(range.upperBound)")
+        }
+        return value
+    }
+}

@@ -1,0 +1,103 @@
+import BrokerCore
+import BrokerCrypto
+import Hummingbird
+
+/// Membership requests, members and token policy of one organization, under
+/// `/api/orgs/{org}/`. Authenticated by a broker session token; owners and admins of the
+/// organization (and global admins) manage it.
+struct MembershipRoutes<Context: RemoteAddressRequestContext> {
+    let services: BrokerServices
+
+    var accounts: AccountAdministration { services.accounts }
+
+    func register(on router: Router<Context>) {
+        let organization = router.group("api/orgs/:org")
+        organization.post("membership-requests") { request, context in
+            let principal = try await services.principal(of: request)
+            let name = try context.parameters.require("org")
+            let pending = try await accounts.requestMembership(organization: name, by: principal.user)
+            return JSONResponses.make(.created) { json in json.membershipRequest(pending, organization: name) }
+        }
+        organization.get("membership-requests") { request, context in
+            let principal = try await services.principal(of: request)
+            let name = try context.parameters.require("org")
+            let pending = try await accounts.membershipRequests(organization: name, by: principal.actor)
+            return JSONResponses.make(.ok) { json in
+                json.beginObject()
+                json.key("requests")
+                json.beginArray()
+                for item in pending { json.membershipRequest(item, organization: name) }
+                json.endArray()
+                json.endObject()
+            }
+        }
+        organization.post("membership-requests/:username/approve") { request, context in
+            let principal = try await services.principal(of: request)
+            let (name, username) = (try context.parameters.require("org"), try context.parameters.require("username"))
+            var request = request
+            let body = try await JSONRequestBody.readOptional(&request)
+            let role = try Self.role(try body.optionalString("role") ?? Role.member.rawValue)
+            let membership = try await accounts.approveMembership(
+                organization: name, username: username, role: role, by: principal.actor)
+            return JSONResponses.make(.ok) { json in json.membership(membership, username: username, organization: name) }
+        }
+        organization.post("membership-requests/:username/deny") { request, context in
+            let principal = try await services.principal(of: request)
+            let (name, username) = (try context.parameters.require("org"), try context.parameters.require("username"))
+            try await accounts.denyMembership(organization: name, username: username, by: principal.actor)
+            return Response(status: .noContent)
+        }
+        organization.get("members") { request, context in
+            let principal = try await services.principal(of: request)
+            let name = try context.parameters.require("org")
+            let members = try await accounts.members(organization: name, by: principal.actor)
+            return JSONResponses.make(.ok) { json in
+                json.beginObject()
+                json.key("members")
+                json.beginArray()
+                for member in members { json.membership(member.membership, username: member.username, organization: name) }
+                json.endArray()
+                json.endObject()
+            }
+        }
+        organization.put("members/:username") { request, context in
+            let principal = try await services.principal(of: request)
+            let (name, username) = (try context.parameters.require("org"), try context.parameters.require("username"))
+            var request = request
+            let body = try await JSONRequestBody.read(&request)
+            let membership = try await accounts.changeRole(
+                organization: name, username: username, to: try Self.role(try body.string("role")), by: principal.actor)
+            return JSONResponses.make(.ok) { json in json.membership(membership, username: username, organization: name) }
+        }
+        organization.delete("members/:username") { request, context in
+            let principal = try await services.principal(of: request)
+            let (name, username) = (try context.parameters.require("org"), try context.parameters.require("username"))
+            try await accounts.removeMember(organization: name, username: username, by: principal.actor)
+            return Response(status: .noContent)
+        }
+        organization.get("policy") { request, context in
+            let principal = try await services.principal(of: request)
+            let found = try await accounts.tokenPolicy(organization: try context.parameters.require("org"), by: principal.actor)
+            return JSONResponses.make(.ok) { json in json.tokenPolicy(found) }
+        }
+        organization.put("policy") { request, context in
+            let principal = try await services.principal(of: request)
+            var request = request
+            let body = try await JSONRequestBody.read(&request)
+            let policy = OrganizationTokenPolicy(
+                accessLifetime: try body.optionalInteger("access_lifetime", in: 1...Int64(Int32.max)).map { Int($0) },
+                audiences: try body.optionalStrings("audiences"))
+            let updated = try await accounts.setTokenPolicy(
+                organization: try context.parameters.require("org"), to: policy,
+                brokerAccessLifetime: services.configuration.accessLifetime, by: principal.actor)
+            return JSONResponses.make(.ok) { json in json.tokenPolicy(updated) }
+        }
+    }
+
+    static func role(_ name: String) throws -> Role {
+        guard let role = Role(rawValue: name) else {
+            throw BrokerError(.invalidRequest, "role must be one of member, owner, admin")
+        }
+        return role
+    }
+}

@@ -1,0 +1,74 @@
+import BrokerCore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import XCTest
+
+/// One JSON answer of the admin API: status, headers and the body's object (`[:]` when empty).
+struct APIAnswer {
+    var status: HTTPResponse.Status
+    var headers: HTTPFields
+    var body: [String: Any]
+
+    var error: String? { body["error"] as? String }
+}
+
+extension TestClientProtocol {
+    /// Calls a route with an optional bearer token and JSON body.
+    func api(
+        _ method: HTTPRequest.Method, _ path: String, token: String? = nil, json: String? = nil,
+        headers extra: HTTPFields = [:]
+    ) async throws -> APIAnswer {
+        var headers = extra
+        if let token { headers[.authorization] = "Bearer \(token)" }
+        if json != nil { headers[.contentType] = "application/json" }
+        return try await execute(
+            uri: path, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) }
+        ) { response in
+            let data = Data(response.body.readableBytesView)
+            let body = data.isEmpty ? [:] : (try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:])
+            return APIAnswer(status: response.status, headers: response.headers, body: body)
+        }
+    }
+
+    /// A form-encoded POST (the OAuth endpoints).
+    func form(_ path: String, _ body: String, token: String? = nil) async throws -> APIAnswer {
+        var headers: HTTPFields = [.contentType: "application/x-www-form-urlencoded"]
+        if let token { headers[.authorization] = "Bearer \(token)" }
+        return try await execute(uri: path, method: .post, headers: headers, body: ByteBuffer(string: body)) { response in
+            let data = Data(response.body.readableBytesView)
+            let body = data.isEmpty ? [:] : (try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:])
+            return APIAnswer(status: response.status, headers: response.headers, body: body)
+        }
+    }
+
+    /// A broker session token for a user of the harness.
+    func sessionToken(_ username: String, password: String = ServerHarness.password) async throws -> String {
+        let answer = try await api(
+            .post, "/api/session", json: #"{"username":"\#(username)","password":"\#(password)"}"#)
+        XCTAssertEqual(answer.status, .ok, "session sign-in of \(username): \(answer.body)")
+        return try XCTUnwrap(answer.body["token"] as? String)
+    }
+
+    /// A generation-1 bundle (access, refresh) for one organization.
+    func orgTokens(_ username: String, _ organization: String) async throws -> (access: String, refresh: String, status: HTTPResponse.Status) {
+        let answer = try await api(
+            .post, "/api/org_token/",
+            json: #"{"username":"\#(username)","password":"\#(ServerHarness.password)","org_name":"\#(organization)"}"#)
+        return (answer.body["access"] as? String ?? "", answer.body["refresh"] as? String ?? "", answer.status)
+    }
+
+    func refresh(_ token: String) async throws -> APIAnswer {
+        try await api(.post, "/api/org_token/refresh/", json: #"{"refresh":"\#(token)"}"#)
+    }
+}
+
+extension ServerHarness {
+    /// A harness whose store also holds the global admin `root`.
+    static func withAdmin(configure: (inout BrokerConfiguration) -> Void = { _ in }) async throws -> ServerHarness {
+        let harness = try await make(configure: configure)
+        try await harness.services.accounts.addUser("root", password: password, globalRole: .admin)
+        return harness
+    }
+}
