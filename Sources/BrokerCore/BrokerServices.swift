@@ -21,6 +21,10 @@ public struct BrokerServices: Sendable {
     public let orgTokens: OrgTokenService
     public let accounts: AccountAdministration
     public let keyPolicy: KeyLifecyclePolicy
+    /// Counts failed password logins and refuses attempts over the limits (429).
+    public let loginThrottle: LoginThrottle
+    /// Whose `X-Forwarded-For` names the client IP.
+    public let trustedProxies: TrustedProxies
     /// GitHub logins; `nil` when the broker runs without a GitHub client.
     public let github: GitHubLoginService?
     /// Broker session tokens (admin and membership API).
@@ -39,6 +43,8 @@ public struct BrokerServices: Sendable {
         self.clock = clock
         self.logger = logger
         keyPolicy = KeyLifecyclePolicy(configuration)
+        loginThrottle = LoginThrottle(policy: LoginThrottlePolicy(configuration), clock: clock)
+        trustedProxies = try TrustedProxies(configuration.trustedProxies)
         passwords = PasswordHashingPool(
             hasher: PasswordHasher(parameters: configuration.argon2),
             concurrency: configuration.passwordHashConcurrency)
@@ -57,7 +63,7 @@ public struct BrokerServices: Sendable {
                 api: $0, mappings: configuration.githubOrganizations, clock: clock,
                 identityTTL: configuration.githubIdentityTTL, rejectionTTL: configuration.githubRejectionTTL)
         }
-        let authenticator = PasswordAuthenticator(store: store, pool: passwords, logger: logger)
+        let authenticator = PasswordAuthenticator(store: store, pool: passwords, throttle: loginThrottle, logger: logger)
         orgTokens = OrgTokenService(
             store: store,
             authenticator: authenticator,

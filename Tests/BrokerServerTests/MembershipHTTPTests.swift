@@ -50,6 +50,24 @@ final class MembershipHTTPTests: XCTestCase {
         }
     }
 
+    func testSessionSignInIsThrottledLikeEveryPasswordLogin() async throws {
+        let harness = self.harness!
+        try await harness.withClient { client in
+            for _ in 0..<5 {
+                let wrong = try await client.api(
+                    .post, "/api/session", json: #"{"username":"root","password":"not the password"}"#)
+                XCTAssertEqual(wrong.status, .unauthorized)
+            }
+            let throttled = try await client.api(
+                .post, "/api/session", json: #"{"username":"root","password":"\#(ServerHarness.password)"}"#)
+            XCTAssertEqual(throttled.status, .tooManyRequests)
+            XCTAssertEqual(throttled.error, "too_many_attempts")
+            XCTAssertNotNil(throttled.headers[.retryAfter].flatMap { Int($0) })
+            harness.clock.advance(by: 900)
+            _ = try await client.sessionToken("root")
+        }
+    }
+
     func testMembershipRoutesNeedASessionToken() async throws {
         let harness = self.harness!
         try await harness.withClient { client in

@@ -53,7 +53,7 @@ public struct BrokerSessionService: Sendable {
     }
 
     public func signIn(username: String, password: String, clientIP: String? = nil) async throws -> SessionToken {
-        let user = try await authenticator.authenticate(username: username, password: password)
+        let user = try await authenticator.authenticate(username: username, password: password, clientIP: clientIP)
         return try issue(for: user, methods: ["pwd"], identityProvider: "local")
     }
 

@@ -45,8 +45,10 @@ public struct OrgTokenService: Sendable {
 
     var policy: SessionPolicy { rotation.policy }
 
-    public func login(username: String, password: String, organization organizationName: String) async throws -> TokenBundle {
-        let user = try await authenticator.authenticate(username: username, password: password)
+    public func login(
+        username: String, password: String, organization organizationName: String, clientIP: String? = nil
+    ) async throws -> TokenBundle {
+        let user = try await authenticator.authenticate(username: username, password: password, clientIP: clientIP)
         let (organization, role) = try await store.transaction { tx in
             try await OrganizationAccess.requireMembership(of: user, in: organizationName, tx: tx)
         }

@@ -5,33 +5,87 @@ import Logging
 /// Checks a username and password against the store. Unknown users, users without a password
 /// and wrong passwords all cost one hash verification and give the same error; a disabled
 /// account is only reported once its password was right. A migrated hash (Django PBKDF2) or
-/// one with outdated parameters is replaced by a fresh argon2id hash on success.
+/// one with outdated parameters is replaced by a fresh argon2id hash on success. Failed
+/// attempts are throttled (``LoginThrottle``): over a limit the password is not even looked at.
+///
+/// ```swift
+/// let user = try await authenticator.authenticate(username: "alice", password: pw, clientIP: "203.0.113.9")
+/// ```
 public struct PasswordAuthenticator: Sendable {
     public let store: any Store
     public let pool: PasswordHashingPool
+    public let throttle: LoginThrottle
     public let logger: Logger
 
-    public init(store: any Store, pool: PasswordHashingPool, logger: Logger) {
+    public init(store: any Store, pool: PasswordHashingPool, throttle: LoginThrottle, logger: Logger) {
         self.store = store
         self.pool = pool
+        self.throttle = throttle
         self.logger = logger
     }
 
-    public func authenticate(username: String, password: String) async throws -> User {
+    /// - Parameter clientIP: the client's address (see ``TrustedProxies``); `nil` when unknown,
+    ///   which leaves only the per-username limit.
+    /// - Throws: ``BrokerError`` `too_many_attempts` (before any store lookup or hash),
+    ///   `invalid_credentials` or `account_disabled`.
+    public func authenticate(username: String, password: String, clientIP: String? = nil) async throws -> User {
+        let attempt = try throttle.admit(username: username, clientIP: clientIP)
+        let outcome: Outcome
+        do {
+            outcome = try await check(username: username, password: password)
+        } catch {
+            // A store or pool failure says nothing about the password.
+            throttle.withdraw(attempt)
+            throw error
+        }
+        switch outcome {
+        case .unknownUser, .wrongPassword:
+            // The attempt stays counted as the failure it is.
+            if !attempt.reachesLimit.isEmpty {
+                logThrottlingStarts(attempt, username: outcome == .unknownUser ? nil : username, clientIP: clientIP)
+            }
+            throw Self.invalidCredentials
+        case .disabled:
+            // The right password: not a guess, whatever the account's state.
+            throttle.withdraw(attempt)
+            throw BrokerError(.accountDisabled, "this account is disabled")
+        case .valid(let user, let needsRehash, let encoded):
+            throttle.recordSuccess(attempt)
+            if needsRehash {
+                await rehash(user, password: password, previous: encoded)
+            }
+            return user
+        }
+    }
+
+    private enum Outcome: Equatable {
+        case unknownUser
+        case wrongPassword
+        case disabled
+        case valid(User, needsRehash: Bool, encoded: String)
+    }
+
+    private func check(username: String, password: String) async throws -> Outcome {
         let found = try await store.transaction { tx in try await tx.user(named: username) }
         guard let user = found, let encoded = user.passwordHash else {
             try await pool.verifyDummy(password)
-            throw Self.invalidCredentials
+            return found == nil ? .unknownUser : .wrongPassword
         }
         let verification = try await pool.verify(password, against: encoded)
-        guard case .valid(let needsRehash) = verification else { throw Self.invalidCredentials }
-        guard user.isActive else {
-            throw BrokerError(.accountDisabled, "this account is disabled")
-        }
-        if needsRehash {
-            await rehash(user, password: password, previous: encoded)
-        }
-        return user
+        guard case .valid(let needsRehash) = verification else { return .wrongPassword }
+        guard user.isActive else { return .disabled }
+        return .valid(user, needsRehash: needsRehash, encoded: encoded)
+    }
+
+    /// Once per counter that fills up. The username only when it names an account: what people
+    /// type into the username field is sometimes their password.
+    private func logThrottlingStarts(_ attempt: LoginAttempt, username: String?, clientIP: String?) {
+        logger.notice(
+            "login throttling starts",
+            metadata: [
+                "scopes": "\(attempt.reachesLimit.map(\.rawValue).joined(separator: ","))",
+                "user": "\(username ?? "(unknown)")", "client_ip": "\(clientIP ?? "-")",
+            ])
     }
 
     static let invalidCredentials = BrokerError(.invalidCredentials, "No active account found with the given credentials")

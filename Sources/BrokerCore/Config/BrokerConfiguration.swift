@@ -224,6 +224,8 @@ public struct BrokerConfiguration: Sendable, Equatable {
                 clusters[cluster] = mapping.organization
             }
         }
+        // A bad entry stops the start, naming itself, rather than trusting nobody (or everybody).
+        _ = try TrustedProxies(trustedProxies)
     }
 
     /// Reads `github_orgs`: a mapping from broker organization to

@@ -10,19 +10,21 @@ struct Generation1Routes<Context: RemoteAddressRequestContext> {
 
     func register(on router: Router<Context>) {
         let api = router.group("api")
-        api.post("org_token") { request, _ in try await login(request) }
+        api.post("org_token") { request, context in try await login(request, context) }
         api.post("org_token/refresh") { request, _ in try await refresh(request) }
         api.post("token/blacklist") { request, _ in try await blacklist(request) }
         api.get("membership_status/:org") { request, context in try await membershipStatus(request, context) }
     }
 
-    func login(_ request: Request) async throws -> Response {
+    func login(_ request: Request, _ context: Context) async throws -> Response {
         var request = request
         let body = try await JSONRequestBody.read(&request)
         let username = try body.string("username")
         let password = try body.string("password")
         let organization = try body.string("org_name")
-        let bundle = try await services.orgTokens.login(username: username, password: password, organization: organization)
+        let clientIP = ClientIP.of(request, context: context, trustedProxies: services.trustedProxies)
+        let bundle = try await services.orgTokens.login(
+            username: username, password: password, organization: organization, clientIP: clientIP)
         return Self.bundleResponse(bundle)
     }
 

@@ -27,7 +27,8 @@ struct SessionRoutes<Context: RemoteAddressRequestContext> {
         var request = request
         let body = try await JSONRequestBody.read(&request)
         let session = try await services.sessions.signIn(
-            username: try body.string("username"), password: try body.string("password"))
+            username: try body.string("username"), password: try body.string("password"),
+            clientIP: ClientIP.of(request, context: context, trustedProxies: services.trustedProxies))
         return Self.sessionResponse(session)
     }
 
