@@ -3,7 +3,50 @@ import BrokerCore
 
 struct OrgsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "orgs", abstract: "Manage organizations.", subcommands: [Add.self, List.self])
+        commandName: "orgs", abstract: "Manage organizations.",
+        subcommands: [Add.self, List.self, Delete.self, Policy.self])
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete an organization with its memberships and sessions.")
+        @OptionGroup var options: GlobalOptions
+        @Argument var name: String
+
+        func run() async throws {
+            try await reportingErrors {
+                let environment = try await CommandEnvironment.open(options)
+                try await environment.withAccounts { try await $0.deleteOrganization(name) }
+                print("deleted organization \(name)")
+            }
+        }
+    }
+
+    struct Policy: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show or set an organization's token policy (access lifetime, audiences).")
+        @OptionGroup var options: GlobalOptions
+        @Argument var name: String
+        @Option(help: "Access-token lifetime in seconds (60 up to the broker's access_lifetime).") var accessLifetime: Int?
+        @Option(help: "An audience (cluster or service name) of its tokens; repeat for several.") var audience: [String] = []
+        @Flag(help: "Return to the broker's defaults (lifetime access_lifetime, audience the cluster name).") var reset = false
+
+        func run() async throws {
+            try await reportingErrors {
+                let environment = try await CommandEnvironment.open(options)
+                let maximum = environment.configuration.accessLifetime
+                let changing = reset || accessLifetime != nil || !audience.isEmpty
+                let organization = try await environment.withAccounts { accounts in
+                    guard changing else { return try await accounts.tokenPolicy(organization: name, by: .operator) }
+                    var policy = reset ? OrganizationTokenPolicy() : try await accounts.tokenPolicy(organization: name, by: .operator).tokenPolicy
+                    if let accessLifetime { policy.accessLifetime = accessLifetime }
+                    if !audience.isEmpty { policy.audiences = audience }
+                    return try await accounts.setTokenPolicy(organization: name, to: policy, brokerAccessLifetime: maximum)
+                }
+                let lifetime = organization.accessLifetime(brokerMaximum: maximum)
+                print("\(organization.name): access tokens live \(lifetime) s, aud \(organization.tokenAudience.joined(separator: " "))")
+            }
+        }
+    }
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create an organization.")

@@ -68,6 +68,25 @@ final class AdminCLITests: XCTestCase {
         XCTAssertEqual(try broker.run(["users", "delete", "root"]).status, 1)
     }
 
+    func testOrganizationPolicyAndDeletion() throws {
+        XCTAssertEqual(try broker.run(["orgs", "add", "org1"]).status, 0)
+        XCTAssertEqual(try broker.run(["orgs", "add", "org2"]).status, 0)
+        var result = try broker.run(["orgs", "policy", "org1"])
+        XCTAssertTrue(result.stdout.contains("live 3600 s, aud org1"), result.stdout)
+        result = try broker.run(["orgs", "policy", "org1", "--access-lifetime", "600", "--audience", "org1", "--audience", "org1-lab"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stdout.contains("live 600 s, aud org1 org1-lab"), result.stdout)
+        result = try broker.run(["orgs", "policy", "org1", "--access-lifetime", "999999"])
+        XCTAssertEqual(result.status, 1)
+        result = try broker.run(["orgs", "policy", "org2", "--audience", "org1-lab"])
+        XCTAssertEqual(result.status, 1, "an audience belongs to one organization")
+        result = try broker.run(["orgs", "policy", "org1", "--reset"])
+        XCTAssertTrue(result.stdout.contains("live 3600 s, aud org1"), result.stdout)
+        XCTAssertEqual(try broker.run(["orgs", "delete", "org1"]).status, 0)
+        XCTAssertEqual(try broker.run(["orgs", "delete", "org1"]).status, 1)
+        XCTAssertFalse(try broker.run(["orgs", "list"]).stdout.contains("org1"))
+    }
+
     func testBootstrapAdminFromTheEnvironmentOnFirstStartOnly() async throws {
         var environment = broker.environment
         environment["BROKER_BOOTSTRAP_ADMIN"] = "first"
