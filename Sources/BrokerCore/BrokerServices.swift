@@ -23,17 +23,22 @@ public struct BrokerServices: Sendable {
     public let keyPolicy: KeyLifecyclePolicy
     /// GitHub logins; `nil` when the broker runs without a GitHub client.
     public let github: GitHubLoginService?
+    /// The audit trail: one `record` call per event.
+    public let audit: AuditTrail
 
     public init(
         configuration: BrokerConfiguration, store: any Store, keyRing: KeyRing,
         clock: any WallClock = SystemWallClock(), logger: Logger = Logger(label: "broker"),
-        githubAPI: (any GitHubAPI)? = nil
+        githubAPI: (any GitHubAPI)? = nil, auditSink: (any AuditSink)? = nil
     ) async throws {
         self.configuration = configuration
         self.store = store
         self.keyRing = keyRing
         self.clock = clock
         self.logger = logger
+        audit = AuditTrail(
+            sink: auditSink ?? FileAuditSink(path: configuration.auditLogPath),
+            failureMode: configuration.auditFailureMode, clock: clock, logger: logger)
         keyPolicy = KeyLifecyclePolicy(configuration)
         passwords = PasswordHashingPool(
             hasher: PasswordHasher(parameters: configuration.argon2),
@@ -68,9 +73,10 @@ public struct BrokerServices: Sendable {
         }
     }
 
-    /// Stops the hashing threads and closes the store.
+    /// Stops the hashing threads, closes the audit log and the store.
     public func shutdown() async throws {
         try await passwords.shutdown()
+        await audit.close()
         try await store.close()
     }
 }
