@@ -255,8 +255,7 @@ private final class AuditFileWriter: @unchecked Sendable {
 
     private func openIfNeeded() throws(AuditFileError) {
         guard descriptor < 0 else { return }
-        let flags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC
-        var opened = openRetryingOnInterrupt(flags)
+        var (opened, created) = openOrCreate()
         if opened < 0 && errno == ENOENT {
             // Like the data directory: only the last component is created, owner-only.
             do {
@@ -264,31 +263,48 @@ private final class AuditFileWriter: @unchecked Sendable {
             } catch {
                 throw AuditFileError(path: path, errno: nil, description: "could not open the audit log \(path): \(error)")
             }
-            opened = openRetryingOnInterrupt(flags)
+            (opened, created) = openOrCreate()
         }
         guard opened >= 0 else { throw .systemCall("open", path: path, errno: errno) }
 
-        var info = stat()
-        guard fstat(opened, &info) == 0 else {
-            let code = errno
-            _ = close(opened)
-            throw .systemCall("inspect", path: path, errno: code)
-        }
-        endsMidLine = false
-        if info.st_mode & S_IFMT == S_IFREG {
-            if info.st_size == 0 {
-                // A file just created must still be there after a power loss, not only its lines.
-                do {
-                    try SecureFileWriter.syncDirectory(FilePermissions.parentDirectory(of: path))
-                } catch {
-                    _ = close(opened)
-                    throw AuditFileError(path: path, errno: nil, description: "could not sync the audit log's directory: \(error)")
-                }
+        do throws(AuditFileError) {
+            endsMidLine = false
+            if created {
+                try settleNewFile(opened)
             } else {
-                endsMidLine = lastByte(size: info.st_size) != UInt8(ascii: "\n")
+                var info = stat()
+                guard fstat(opened, &info) == 0 else { throw .systemCall("inspect", path: path, errno: errno) }
+                if info.st_mode & S_IFMT == S_IFREG && info.st_size > 0 {
+                    endsMidLine = lastByte(size: info.st_size) != UInt8(ascii: "\n")
+                }
             }
+        } catch {
+            _ = close(opened)
+            throw error
         }
         descriptor = opened
+    }
+
+    /// Opens the log for appending, creating it if missing; says whether it was created.
+    private func openOrCreate() -> (descriptor: Int32, created: Bool) {
+        let flags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC
+        let created = openRetryingOnInterrupt(flags | O_EXCL)
+        if created >= 0 || errno != EEXIST { return (created, created >= 0) }
+        return (openRetryingOnInterrupt(flags), false)
+    }
+
+    /// Makes a file this writer just created owner-only and durable as a directory entry.
+    ///
+    /// The umask can only clear bits of 0600, but one that clears owner bits would leave a log
+    /// its owner cannot append to; the file is empty, so setting 0600 exposes nothing. An
+    /// existing log keeps whatever mode the operator gave it (a log shipper's group, say).
+    private func settleNewFile(_ opened: Int32) throws(AuditFileError) {
+        guard fchmod(opened, 0o600) == 0 else { throw .systemCall("set the mode of", path: path, errno: errno) }
+        do {
+            try SecureFileWriter.syncDirectory(FilePermissions.parentDirectory(of: path))
+        } catch {
+            throw AuditFileError(path: path, errno: nil, description: "could not sync the audit log's directory: \(error)")
+        }
     }
 
     private func openRetryingOnInterrupt(_ flags: Int32) -> Int32 {
