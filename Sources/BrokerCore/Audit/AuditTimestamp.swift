@@ -13,7 +13,11 @@ import Foundation
 public enum AuditTimestamp {
     /// Whole milliseconds since 1970, rounded down: the precision a line keeps.
     static func milliseconds(_ date: Date) -> Int64 {
-        Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        // A Date's Double holds few milliseconds exactly (.123 is .12299999...), so rounding
+        // down directly would turn a parsed time into the millisecond before. Rounding to the
+        // microsecond first absorbs that error.
+        let microseconds = Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
+        return floorDivision(microseconds, 1000).0
     }
 
     /// `date` truncated to the milliseconds a line can hold.
