@@ -41,7 +41,7 @@ public struct AuditFileError: Error, Sendable, Equatable, CustomStringConvertibl
 ///
 /// The file is opened with `O_APPEND` (never truncated; lines from another process appending
 /// to the same file, such as a CLI command while the server runs, do not interleave within a
-/// line) and created with mode 0600, its directory with mode 0700 if missing. Each line is on
+/// line). A file it creates gets mode 0600, a missing directory 0700. Each line is on
 /// disk (`fdatasync`) before ``append(_:)`` returns.
 ///
 /// Disk I/O never runs on Swift's cooperative pool or an event loop: callers suspend while the
@@ -50,10 +50,10 @@ public struct AuditFileError: Error, Sendable, Equatable, CustomStringConvertibl
 /// one each.
 ///
 /// After a failure the file is closed and reopened by the next append, so a disk that was full
-/// and has room again recovers without a restart; so does a log renamed away by rotation, but
-/// only after a failure, see `docs/audit.md`. If the file ends in a torn line (a crash or a
-/// failed write cut a line short), the next append starts on a new line, so only the torn line
-/// is lost.
+/// and has room again recovers without a restart. Otherwise the descriptor stays open: a log
+/// renamed by rotation keeps receiving lines until a restart (see `docs/audit.md`). If the file
+/// ends in a torn line (a crash or a failed write cut a line short), the next append starts on
+/// a new line, so only the torn line is lost.
 ///
 /// ```swift
 /// let sink = FileAuditSink(path: "/var/lib/broker/audit.log")
