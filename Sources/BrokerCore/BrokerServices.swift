@@ -31,17 +31,22 @@ public struct BrokerServices: Sendable {
     public let sessions: BrokerSessionService
     public let introspection: TokenIntrospection
     public let keys: KeyAdministration
+    /// The audit trail: one `record` call per event.
+    public let audit: AuditTrail
 
     public init(
         configuration: BrokerConfiguration, store: any Store, keyRing: KeyRing,
         clock: any WallClock = SystemWallClock(), logger: Logger = Logger(label: "broker"),
-        githubAPI: (any GitHubAPI)? = nil
+        githubAPI: (any GitHubAPI)? = nil, auditSink: (any AuditSink)? = nil
     ) async throws {
         self.configuration = configuration
         self.store = store
         self.keyRing = keyRing
         self.clock = clock
         self.logger = logger
+        audit = AuditTrail(
+            sink: auditSink ?? FileAuditSink(path: configuration.auditLogPath),
+            failureMode: configuration.auditFailureMode, clock: clock, logger: logger)
         keyPolicy = KeyLifecyclePolicy(configuration)
         loginThrottle = LoginThrottle(policy: LoginThrottlePolicy(configuration), clock: clock)
         trustedProxies = try TrustedProxies(configuration.trustedProxies)
@@ -87,9 +92,10 @@ public struct BrokerServices: Sendable {
             algorithm: configuration.signingAlgorithm, policy: keyPolicy)
     }
 
-    /// Stops the hashing threads and closes the store.
+    /// Stops the hashing threads, closes the audit log and the store.
     public func shutdown() async throws {
         try await passwords.shutdown()
+        await audit.close()
         try await store.close()
     }
 }
