@@ -43,19 +43,28 @@ struct CommandEnvironment {
         return CommandEnvironment(configuration: configuration, store: store, logger: logger)
     }
 
+    /// The configured audit log, for commands that change state.
+    func auditTrail() -> AuditTrail {
+        .file(path: configuration.auditLogPath, failureMode: configuration.auditFailureMode, logger: logger)
+    }
+
     /// Runs `body` with account administration, closing everything afterwards.
     @discardableResult
     func withAccounts<T>(_ body: (AccountAdministration) async throws -> T) async throws -> T {
         let pool = PasswordHashingPool(
             hasher: PasswordHasher(parameters: configuration.argon2), concurrency: 1)
-        let accounts = AccountAdministration(store: store, pool: pool, clock: SystemWallClock())
+        // The operator's changes are audited like an admin's over HTTP (actor `cli`).
+        let audit = auditTrail()
+        let accounts = AccountAdministration(store: store, pool: pool, clock: SystemWallClock(), audit: audit)
         do {
             let result = try await body(accounts)
             try await pool.shutdown()
+            await audit.close()
             try await store.close()
             return result
         } catch {
             try? await pool.shutdown()
+            await audit.close()
             try? await store.close()
             throw error
         }

@@ -18,8 +18,20 @@ struct KeysCommand: AsyncParsableCommand {
             try await reportingErrors {
                 let configuration = try await options.configuration()
                 LoggingBootstrap.run(level: configuration.logLevel)
-                let ring = try KeyDirectory(path: configuration.keysDirectory).rotate(
-                    algorithm: configuration.signingAlgorithm, policy: KeyLifecyclePolicy(configuration), force: force)
+                let audit = AuditTrail.file(path: configuration.auditLogPath, failureMode: configuration.auditFailureMode)
+                let ring: KeyRingSnapshot
+                do {
+                    ring = try KeyDirectory(path: configuration.keysDirectory).rotate(
+                        algorithm: configuration.signingAlgorithm, policy: KeyLifecyclePolicy(configuration), force: force)
+                } catch {
+                    try await audit.record(.keyRotate, .failure, actor: "cli", reason: "\(error)")
+                    await audit.close()
+                    throw error
+                }
+                try await audit.record(
+                    .keyRotate, .success, actor: "cli", target: ring.activeSigner(for: configuration.signingAlgorithm)?.kid,
+                    reason: force ? "forced" : nil)
+                await audit.close()
                 print("rotated: \(ring.activeSigner(for: configuration.signingAlgorithm)?.kid ?? "-") now signs (ring version \(ring.version))")
             }
         }
@@ -39,8 +51,18 @@ struct KeysCommand: AsyncParsableCommand {
                 }
                 let configuration = try await options.configuration()
                 LoggingBootstrap.run(level: configuration.logLevel)
-                let ring = try KeyDirectory(path: configuration.keysDirectory).retireNow(
-                    kid: kid, policy: KeyLifecyclePolicy(configuration))
+                let audit = AuditTrail.file(path: configuration.auditLogPath, failureMode: configuration.auditFailureMode)
+                let ring: KeyRingSnapshot
+                do {
+                    ring = try KeyDirectory(path: configuration.keysDirectory).retireNow(
+                        kid: kid, policy: KeyLifecyclePolicy(configuration))
+                } catch {
+                    try await audit.record(.keyRetire, .failure, actor: "cli", target: kid, reason: "\(error)")
+                    await audit.close()
+                    throw error
+                }
+                try await audit.record(.keyRetire, .success, actor: "cli", target: kid)
+                await audit.close()
                 print("withdrew \(kid); \(ring.activeSigner(for: configuration.signingAlgorithm)?.kid ?? "-") signs (ring version \(ring.version))")
             }
         }

@@ -74,7 +74,7 @@ public struct BrokerServices: Sendable {
             authenticator: authenticator,
             issuer: issuer, verifier: verifier, rotation: rotation, clock: clock, logger: logger,
             githubIdentities: resolver)
-        accounts = AccountAdministration(store: store, pool: passwords, clock: clock)
+        accounts = AccountAdministration(store: store, pool: passwords, clock: clock, audit: audit)
         try await AdminBootstrap(configuration).apply(using: accounts, logger: logger)
         github = resolver.map { [orgTokens, issuer, verifier] resolver in
             GitHubLoginService(
@@ -89,7 +89,7 @@ public struct BrokerServices: Sendable {
         introspection = TokenIntrospection(store: store, verifier: verifier, clock: clock)
         keys = KeyAdministration(
             directory: KeyDirectory(path: configuration.keysDirectory, clock: clock, logger: logger), ring: keyRing,
-            algorithm: configuration.signingAlgorithm, policy: keyPolicy)
+            algorithm: configuration.signingAlgorithm, policy: keyPolicy, audit: audit)
     }
 
     /// Stops the hashing threads, closes the audit log and the store.

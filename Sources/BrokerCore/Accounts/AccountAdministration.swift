@@ -1,22 +1,31 @@
 import BrokerCrypto
 import Foundation
 
-/// The account operations of the CLI (and later of the admin API): every rule about names,
-/// passwords and memberships lives here, not in the commands.
+/// The account operations of the CLI and the admin API: every rule about names, passwords,
+/// memberships and who may change them lives here, not in the commands or routes. Each change
+/// is audited (see ``AuditedAction``).
 ///
 /// ```swift
-/// let admin = AccountAdministration(store: store, pool: pool, clock: SystemWallClock())
-/// try await admin.addUser("alice", password: "correct horse battery")
+/// let admin = AccountAdministration(store: store, pool: pool, clock: SystemWallClock(), audit: trail)
+/// try await admin.addUser("alice", password: "correct horse battery", by: .operator)
 /// ```
 public struct AccountAdministration: Sendable {
     public let store: any Store
     public let pool: PasswordHashingPool
     public let clock: any WallClock
+    public let audit: AuditTrail
 
-    public init(store: any Store, pool: PasswordHashingPool, clock: any WallClock) {
+    public init(store: any Store, pool: PasswordHashingPool, clock: any WallClock, audit: AuditTrail = .discarding) {
         self.store = store
         self.pool = pool
         self.clock = clock
+        self.audit = audit
+    }
+
+    func audited(
+        _ action: AuditAction, by actor: AdministrativeActor, organization: String? = nil, target: String? = nil
+    ) -> AuditedAction {
+        AuditedAction(action, by: actor, organization: organization, target: target, trail: audit)
     }
 
     // MARK: Users
@@ -25,19 +34,22 @@ public struct AccountAdministration: Sendable {
     public func addUser(
         _ username: String, password: String?, globalRole: GlobalRole? = nil, by actor: AdministrativeActor = .operator
     ) async throws -> User {
-        try actor.requireGlobalAdmin("create accounts")
-        try NamePolicy.validateUsername(username)
-        var hash: String?
-        if let password {
-            try NamePolicy.validateNewPassword(password)
-            hash = try await pool.hash(password)
-        }
-        let user = NewUser(username: username, passwordHash: hash, createdAt: clock.now(), globalRole: globalRole)
-        return try await store.transaction { tx in
-            do {
-                return try await tx.insertUser(user)
-            } catch StoreError.duplicate {
-                throw BrokerError(.alreadyExists, "user \(username) already exists")
+        let audited = audited(.userCreate, by: actor, target: username)
+        return try await audited.run {
+            try actor.requireGlobalAdmin("create accounts")
+            try NamePolicy.validateUsername(username)
+            var hash: String?
+            if let password {
+                try NamePolicy.validateNewPassword(password)
+                hash = try await pool.hash(password)
+            }
+            let user = NewUser(username: username, passwordHash: hash, createdAt: clock.now(), globalRole: globalRole)
+            return try await audited.commit(in: store, reason: globalRole.map { "global_role=\($0.rawValue)" }) { tx in
+                do {
+                    return try await tx.insertUser(user)
+                } catch StoreError.duplicate {
+                    throw BrokerError(.alreadyExists, "user \(username) already exists")
+                }
             }
         }
     }
@@ -45,38 +57,48 @@ public struct AccountAdministration: Sendable {
     /// Sets a new password and signs the account out everywhere (its refresh families are
     /// revoked): whoever knew the old password must not keep a session.
     public func setPassword(_ username: String, password: String, by actor: AdministrativeActor = .operator) async throws {
-        try actor.requireGlobalAdmin("reset passwords")
-        try NamePolicy.validateNewPassword(password)
-        let hash = try await pool.hash(password)
-        let now = clock.now()
-        try await store.transaction { tx in
-            let user = try await Self.requireUser(username, tx)
-            try await tx.updatePasswordHash(userID: user.id, to: hash)
-            _ = try await tx.revokeRefreshFamilies(userID: user.id, at: now, reason: "password_reset")
+        let audited = audited(.userPasswordReset, by: actor, target: username)
+        try await audited.run {
+            try actor.requireGlobalAdmin("reset passwords")
+            try NamePolicy.validateNewPassword(password)
+            let hash = try await pool.hash(password)
+            let now = clock.now()
+            try await audited.commit(in: store) { tx in
+                let user = try await Self.requireUser(username, tx)
+                try await tx.updatePasswordHash(userID: user.id, to: hash)
+                _ = try await tx.revokeRefreshFamilies(userID: user.id, at: now, reason: "password_reset")
+            }
         }
     }
 
     /// Disables or enables an account. A disabled account cannot sign in, refresh or use the
     /// admin API, and introspection reports its tokens inactive.
     public func setActive(_ username: String, _ active: Bool, by actor: AdministrativeActor = .operator) async throws {
-        try actor.requireGlobalAdmin(active ? "enable accounts" : "disable accounts")
-        try await store.transaction { tx in
-            let user = try await Self.requireUser(username, tx)
-            if !active { try await Self.requireAnotherAdmin(besides: user, tx) }
-            try await tx.setUserActive(userID: user.id, active)
+        let audited = audited(active ? .userEnable : .userDisable, by: actor, target: username)
+        try await audited.run {
+            try actor.requireGlobalAdmin(active ? "enable accounts" : "disable accounts")
+            try await audited.commit(in: store) { tx in
+                let user = try await Self.requireUser(username, tx)
+                if !active { try await Self.requireAnotherAdmin(besides: user, tx) }
+                try await tx.setUserActive(userID: user.id, active)
+            }
         }
     }
 
     /// Links a GitHub login to an account (the generation-1 model): a GitHub login with that
     /// identity then gets exactly the account's memberships. `nil` unlinks.
-    public func linkGitHub(_ username: String, login: String?) async throws {
-        if let login { try NamePolicy.validateGitHubLogin(login) }
-        try await store.transaction { tx in
-            let user = try await Self.requireUser(username, tx)
-            do {
-                try await tx.setGitHubLogin(userID: user.id, to: login)
-            } catch StoreError.duplicate {
-                throw BrokerError(.alreadyExists, "the GitHub login \(login ?? "") is linked to another account")
+    public func linkGitHub(_ username: String, login: String?, by actor: AdministrativeActor = .operator) async throws {
+        let audited = audited(.userLinkGitHub, by: actor, target: username)
+        try await audited.run {
+            try actor.requireGlobalAdmin("link GitHub logins")
+            if let login { try NamePolicy.validateGitHubLogin(login) }
+            try await audited.commit(in: store, reason: login.map { "github_login=\($0)" } ?? "unlinked") { tx in
+                let user = try await Self.requireUser(username, tx)
+                do {
+                    try await tx.setGitHubLogin(userID: user.id, to: login)
+                } catch StoreError.duplicate {
+                    throw BrokerError(.alreadyExists, "the GitHub login \(login ?? "") is linked to another account")
+                }
             }
         }
     }
@@ -98,19 +120,22 @@ public struct AccountAdministration: Sendable {
     public func addOrganization(
         _ name: String, clusterName: String? = nil, by actor: AdministrativeActor = .operator
     ) async throws -> Organization {
-        try actor.requireGlobalAdmin("create organizations")
-        try NamePolicy.validateOrganizationName(name)
-        let cluster = clusterName ?? name
-        try NamePolicy.validateOrganizationName(cluster, what: "a cluster name")
-        let now = clock.now()
-        return try await store.transaction { tx in
-            if let owner = try await tx.organizationUsingAudience(cluster) {
-                throw BrokerError(.alreadyExists, "the cluster name \(cluster) is already an audience of \(owner.name)")
-            }
-            do {
-                return try await tx.insertOrganization(name: name, clusterName: cluster, createdAt: now)
-            } catch StoreError.duplicate(let what) {
-                throw BrokerError(.alreadyExists, "\(what) already exists")
+        let audited = audited(.orgCreate, by: actor, organization: name)
+        return try await audited.run {
+            try actor.requireGlobalAdmin("create organizations")
+            try NamePolicy.validateOrganizationName(name)
+            let cluster = clusterName ?? name
+            try NamePolicy.validateOrganizationName(cluster, what: "a cluster name")
+            let now = clock.now()
+            return try await audited.commit(in: store, reason: "cluster=\(cluster)") { tx in
+                if let owner = try await tx.organizationUsingAudience(cluster) {
+                    throw BrokerError(.alreadyExists, "the cluster name \(cluster) is already an audience of \(owner.name)")
+                }
+                do {
+                    return try await tx.insertOrganization(name: name, clusterName: cluster, createdAt: now)
+                } catch StoreError.duplicate(let what) {
+                    throw BrokerError(.alreadyExists, "\(what) already exists")
+                }
             }
         }
     }
@@ -129,16 +154,22 @@ public struct AccountAdministration: Sendable {
     // MARK: Memberships
 
     /// Adds an active membership, or changes the role of an existing one (re-activating it).
-    public func addMember(organization: String, username: String, role: Role) async throws {
+    public func addMember(
+        organization: String, username: String, role: Role, by actor: AdministrativeActor = .operator
+    ) async throws {
         let now = clock.now()
-        try await store.transaction { tx in
-            let org = try await Self.requireOrganization(organization, tx)
-            let user = try await Self.requireUser(username, tx)
-            let existing = try await tx.membership(organizationID: org.id, userID: user.id)
-            try await tx.upsertMembership(
-                Membership(
-                    organizationID: org.id, userID: user.id, role: role, isActive: true,
-                    createdAt: existing?.createdAt ?? now))
+        let audited = audited(.membershipAdd, by: actor, organization: organization, target: username)
+        try await audited.run {
+            try actor.requireGlobalAdmin("add members directly")
+            try await audited.commit(in: store, reason: "role=\(role.rawValue)") { tx in
+                let org = try await Self.requireOrganization(organization, tx)
+                let user = try await Self.requireUser(username, tx)
+                let existing = try await tx.membership(organizationID: org.id, userID: user.id)
+                try await tx.upsertMembership(
+                    Membership(
+                        organizationID: org.id, userID: user.id, role: role, isActive: true,
+                        createdAt: existing?.createdAt ?? now))
+            }
         }
     }
 }

@@ -28,32 +28,41 @@ extension AccountAdministration {
     public func setGlobalRole(
         _ username: String, to role: GlobalRole?, by actor: AdministrativeActor = .operator
     ) async throws -> User {
-        try actor.requireGlobalAdmin("change global roles")
-        return try await store.transaction { tx in
-            var user = try await Self.requireUser(username, tx)
-            if role != .admin { try await Self.requireAnotherAdmin(besides: user, tx) }
-            try await tx.setGlobalRole(userID: user.id, to: role)
-            user.globalRole = role
-            return user
+        let audited = audited(.userRoleChange, by: actor, target: username)
+        return try await audited.run {
+            try actor.requireGlobalAdmin("change global roles")
+            return try await audited.commit(in: store, reason: "global_role=\(role?.rawValue ?? "none")") { tx in
+                var user = try await Self.requireUser(username, tx)
+                if role != .admin { try await Self.requireAnotherAdmin(besides: user, tx) }
+                try await tx.setGlobalRole(userID: user.id, to: role)
+                user.globalRole = role
+                return user
+            }
         }
     }
 
     /// Deletes an account with its memberships, requests and sessions.
     public func deleteUser(_ username: String, by actor: AdministrativeActor = .operator) async throws {
-        try actor.requireGlobalAdmin("delete accounts")
-        try await store.transaction { tx in
-            let user = try await Self.requireUser(username, tx)
-            try await Self.requireAnotherAdmin(besides: user, tx)
-            _ = try await tx.deleteUser(id: user.id)
+        let audited = audited(.userDelete, by: actor, target: username)
+        try await audited.run {
+            try actor.requireGlobalAdmin("delete accounts")
+            try await audited.commit(in: store) { tx in
+                let user = try await Self.requireUser(username, tx)
+                try await Self.requireAnotherAdmin(besides: user, tx)
+                _ = try await tx.deleteUser(id: user.id)
+            }
         }
     }
 
     /// Deletes an organization with its memberships, requests and sessions.
     public func deleteOrganization(_ name: String, by actor: AdministrativeActor = .operator) async throws {
-        try actor.requireGlobalAdmin("delete organizations")
-        try await store.transaction { tx in
-            let organization = try await Self.requireOrganization(name, tx)
-            _ = try await tx.deleteOrganization(id: organization.id)
+        let audited = audited(.orgDelete, by: actor, organization: name)
+        try await audited.run {
+            try actor.requireGlobalAdmin("delete organizations")
+            try await audited.commit(in: store) { tx in
+                let organization = try await Self.requireOrganization(name, tx)
+                _ = try await tx.deleteOrganization(id: organization.id)
+            }
         }
     }
 
@@ -73,25 +82,31 @@ extension AccountAdministration {
 
     /// Ends one session: its refresh tokens stop working at once.
     public func revokeSession(_ familyID: String, of username: String, by actor: AdministrativeActor = .operator) async throws {
-        try actor.requireGlobalAdmin("revoke sessions")
         let now = clock.now()
-        try await store.transaction { tx in
-            let user = try await Self.requireUser(username, tx)
-            guard let family = try await tx.refreshFamily(id: familyID), family.userID == user.id else {
-                throw BrokerError(.notFound, "\(username) has no session \(familyID)")
+        let audited = audited(.sessionRevoke, by: actor, target: username)
+        try await audited.run {
+            try actor.requireGlobalAdmin("revoke sessions")
+            try await audited.commit(in: store, reason: "session=\(familyID)") { tx in
+                let user = try await Self.requireUser(username, tx)
+                guard let family = try await tx.refreshFamily(id: familyID), family.userID == user.id else {
+                    throw BrokerError(.notFound, "\(username) has no session \(familyID)")
+                }
+                try await tx.revokeRefreshFamily(id: family.id, at: now, reason: "admin")
             }
-            try await tx.revokeRefreshFamily(id: family.id, at: now, reason: "admin")
         }
     }
 
     /// Signs a user out everywhere; returns how many sessions were ended.
     @discardableResult
     public func revokeAllSessions(of username: String, by actor: AdministrativeActor = .operator) async throws -> Int {
-        try actor.requireGlobalAdmin("revoke sessions")
         let now = clock.now()
-        return try await store.transaction { tx in
-            let user = try await Self.requireUser(username, tx)
-            return try await tx.revokeRefreshFamilies(userID: user.id, at: now, reason: "admin")
+        let audited = audited(.sessionRevokeAll, by: actor, target: username)
+        return try await audited.run {
+            try actor.requireGlobalAdmin("revoke sessions")
+            return try await audited.commit(in: store) { tx in
+                let user = try await Self.requireUser(username, tx)
+                return try await tx.revokeRefreshFamilies(userID: user.id, at: now, reason: "admin")
+            }
         }
     }
 

@@ -6,9 +6,15 @@ extension AccountAdministration {
     /// The signed-in user asks to join an organization.
     /// - Throws: 404 for an unknown organization; 409 when already an active member or when a
     ///   request is pending.
-    public func requestMembership(organization name: String, by user: User) async throws -> MembershipRequest {
+    public func requestMembership(organization name: String, by actor: AdministrativeActor) async throws -> MembershipRequest {
         let now = clock.now()
-        return try await store.transaction { tx in
+        let audited = audited(.membershipRequest, by: actor, organization: name, target: actor.name)
+        return try await audited.run {
+            guard let userID = actor.userID else {
+                throw BrokerError(.invalidRequest, "only a signed-in account can ask to join an organization")
+            }
+            return try await audited.commit(in: store) { tx in
+            guard let user = try await tx.user(id: userID) else { throw BrokerError(.notFound, "no such account") }
             let organization = try await Self.requireOrganization(name, tx)
             if let membership = try await tx.membership(organizationID: organization.id, userID: user.id),
                 membership.isActive
@@ -22,6 +28,7 @@ extension AccountAdministration {
             }
             return MembershipRequest(
                 organizationID: organization.id, userID: user.id, username: user.username, requestedAt: now)
+            }
         }
     }
 
@@ -42,7 +49,9 @@ extension AccountAdministration {
         organization name: String, username: String, role: Role = .member, by actor: AdministrativeActor = .operator
     ) async throws -> Membership {
         let now = clock.now()
-        return try await store.transaction { tx in
+        let audited = audited(.membershipApprove, by: actor, organization: name, target: username)
+        return try await audited.run {
+            try await audited.commit(in: store, reason: "role=\(role.rawValue)") { tx in
             let organization = try await Self.requireOrganization(name, tx)
             let authority = try await actor.requireManager(of: organization, tx: tx)
             guard role <= authority else {
@@ -58,18 +67,22 @@ extension AccountAdministration {
                 createdAt: existing?.createdAt ?? now)
             try await tx.upsertMembership(membership)
             return membership
+            }
         }
     }
 
     public func denyMembership(
         organization name: String, username: String, by actor: AdministrativeActor = .operator
     ) async throws {
-        try await store.transaction { tx in
-            let organization = try await Self.requireOrganization(name, tx)
-            try await actor.requireManager(of: organization, tx: tx)
-            let user = try await Self.requireUser(username, tx)
-            guard try await tx.deleteMembershipRequest(organizationID: organization.id, userID: user.id) else {
-                throw BrokerError(.notFound, "\(username) has no pending request to join \(name)")
+        let audited = audited(.membershipDeny, by: actor, organization: name, target: username)
+        try await audited.run {
+            try await audited.commit(in: store) { tx in
+                let organization = try await Self.requireOrganization(name, tx)
+                try await actor.requireManager(of: organization, tx: tx)
+                let user = try await Self.requireUser(username, tx)
+                guard try await tx.deleteMembershipRequest(organizationID: organization.id, userID: user.id) else {
+                    throw BrokerError(.notFound, "\(username) has no pending request to join \(name)")
+                }
             }
         }
     }
@@ -89,7 +102,9 @@ extension AccountAdministration {
     public func changeRole(
         organization name: String, username: String, to role: Role, by actor: AdministrativeActor = .operator
     ) async throws -> Membership {
-        try await store.transaction { tx in
+        let audited = audited(.membershipRoleChange, by: actor, organization: name, target: username)
+        return try await audited.run {
+            try await audited.commit(in: store, reason: "role=\(role.rawValue)") { tx in
             let organization = try await Self.requireOrganization(name, tx)
             let authority = try await actor.requireManager(of: organization, tx: tx)
             let user = try await Self.requireUser(username, tx)
@@ -103,6 +118,7 @@ extension AccountAdministration {
             membership.role = role
             try await tx.upsertMembership(membership)
             return membership
+            }
         }
     }
 
@@ -111,7 +127,9 @@ extension AccountAdministration {
     public func removeMember(
         organization name: String, username: String, by actor: AdministrativeActor = .operator
     ) async throws {
-        try await store.transaction { tx in
+        let audited = audited(.membershipRemove, by: actor, organization: name, target: username)
+        try await audited.run {
+            try await audited.commit(in: store) { tx in
             let organization = try await Self.requireOrganization(name, tx)
             let authority = try await actor.requireManager(of: organization, tx: tx)
             let user = try await Self.requireUser(username, tx)
@@ -122,6 +140,7 @@ extension AccountAdministration {
                 throw BrokerError(.forbidden, "\(actor.name) cannot remove \(membership.role.rawValue) \(username) from \(name)")
             }
             _ = try await tx.deleteMembership(organizationID: organization.id, userID: user.id)
+            }
         }
     }
 
@@ -144,6 +163,9 @@ extension AccountAdministration {
         organization name: String, to policy: OrganizationTokenPolicy, brokerAccessLifetime: Int,
         by actor: AdministrativeActor = .operator
     ) async throws -> Organization {
+        let audited = audited(.orgPolicyChange, by: actor, organization: name)
+        let summary = "access_lifetime=\(policy.accessLifetime.map(String.init) ?? "default") audiences=\(policy.audiences?.joined(separator: ",") ?? "default")"
+        return try await audited.run {
         if let lifetime = policy.accessLifetime, !(60...brokerAccessLifetime).contains(lifetime) {
             throw BrokerError(
                 .invalidRequest, "access_lifetime must be between 60 and the broker's access_lifetime (\(brokerAccessLifetime)) seconds")
@@ -160,7 +182,7 @@ extension AccountAdministration {
                 }
             }
         }
-        return try await store.transaction { tx in
+        return try await audited.commit(in: store, reason: summary) { tx in
             var organization = try await Self.requireOrganization(name, tx)
             try await actor.requireManager(of: organization, tx: tx)
             for audience in policy.audiences ?? [] {
@@ -171,6 +193,7 @@ extension AccountAdministration {
             try await tx.setTokenPolicy(organizationID: organization.id, to: policy)
             organization.tokenPolicy = policy
             return organization
+        }
         }
     }
 }

@@ -12,17 +12,21 @@ public struct AdministrativeActor: Sendable, Equatable {
     /// The acting account; `nil` for the operator.
     public var userID: Int64?
     public var isGlobalAdmin: Bool
+    /// The request (id, client IP) the action came with, for its audit line.
+    public var context: AuditContext
 
-    public init(user: User) {
+    public init(user: User, context: AuditContext = .none) {
         name = user.username
         userID = user.id
         isGlobalAdmin = user.isAdmin
+        self.context = context
     }
 
     private init(name: String, userID: Int64?, isGlobalAdmin: Bool) {
         self.name = name
         self.userID = userID
         self.isGlobalAdmin = isGlobalAdmin
+        context = .none
     }
 
     /// The person at the machine running `broker` commands.

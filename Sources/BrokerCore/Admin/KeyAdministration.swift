@@ -14,8 +14,13 @@ public struct KeyAdministration: Sendable {
     public let ring: KeyRing
     public let algorithm: JWSAlgorithm
     public let policy: KeyLifecyclePolicy
+    public let audit: AuditTrail
 
-    public init(directory: KeyDirectory, ring: KeyRing, algorithm: JWSAlgorithm, policy: KeyLifecyclePolicy) {
+    public init(
+        directory: KeyDirectory, ring: KeyRing, algorithm: JWSAlgorithm, policy: KeyLifecyclePolicy,
+        audit: AuditTrail = .discarding
+    ) {
+        self.audit = audit
         self.directory = directory
         self.ring = ring
         self.algorithm = algorithm
@@ -29,20 +34,34 @@ public struct KeyAdministration: Sendable {
 
     /// - Throws: 409 ``ErrorCode/conflict`` when the `next` key is too young (the message says
     ///   when it will be safe) unless `force`.
+    /// Key files cannot join a store transaction: the audit line follows the change, and in
+    /// `closed` mode a failure to write it answers 503 although the rotation stands.
     public func rotate(force: Bool, by actor: AdministrativeActor) async throws -> KeyRingSnapshot {
-        try actor.requireGlobalAdmin("rotate signing keys")
-        let (directory, algorithm, policy) = (self.directory, self.algorithm, self.policy)
-        return try await apply { try directory.rotate(algorithm: algorithm, policy: policy, force: force) }
+        let audited = AuditedAction(.keyRotate, by: actor, trail: audit)
+        return try await audited.run {
+            try actor.requireGlobalAdmin("rotate signing keys")
+            let (directory, algorithm, policy) = (self.directory, self.algorithm, self.policy)
+            let snapshot = try await apply { try directory.rotate(algorithm: algorithm, policy: policy, force: force) }
+            try await audit.record(
+                .keyRotate, .success, actor: actor.name, target: snapshot.activeSigner(for: algorithm)?.kid,
+                reason: force ? "forced" : nil, context: actor.context)
+            return snapshot
+        }
     }
 
     /// Withdraws a key at once. - Throws: 404 for an unknown kid.
     public func retire(kid: String, by actor: AdministrativeActor) async throws -> KeyRingSnapshot {
-        try actor.requireGlobalAdmin("retire signing keys")
-        guard ring.snapshot.keys.contains(where: { $0.metadata.kid == kid }) else {
-            throw BrokerError(.notFound, "no key \(kid) in the ring")
+        let audited = AuditedAction(.keyRetire, by: actor, target: kid, trail: audit)
+        return try await audited.run {
+            try actor.requireGlobalAdmin("retire signing keys")
+            guard ring.snapshot.keys.contains(where: { $0.metadata.kid == kid }) else {
+                throw BrokerError(.notFound, "no key \(kid) in the ring")
+            }
+            let (directory, policy) = (self.directory, self.policy)
+            let snapshot = try await apply { try directory.retireNow(kid: kid, policy: policy) }
+            try await audit.record(.keyRetire, .success, actor: actor.name, target: kid, context: actor.context)
+            return snapshot
         }
-        let (directory, policy) = (self.directory, self.policy)
-        return try await apply { try directory.retireNow(kid: kid, policy: policy) }
     }
 
     private func apply(_ change: @escaping @Sendable () throws -> KeyRingSnapshot) async throws -> KeyRingSnapshot {

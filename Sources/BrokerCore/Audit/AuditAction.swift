@@ -39,6 +39,8 @@ public struct AuditAction: RawRepresentable, Sendable, Hashable, CustomStringCon
     public static let membershipDeny = AuditAction(rawValue: "membership.deny")
     public static let membershipRemove = AuditAction(rawValue: "membership.remove")
     public static let membershipRoleChange = AuditAction(rawValue: "membership.role_change")
+    /// An operator added a member directly (CLI `members add`), without a request.
+    public static let membershipAdd = AuditAction(rawValue: "membership.add")
     public static let orgPolicyChange = AuditAction(rawValue: "org.policy_change")
     public static let orgCreate = AuditAction(rawValue: "org.create")
     public static let orgDelete = AuditAction(rawValue: "org.delete")
@@ -49,6 +51,8 @@ public struct AuditAction: RawRepresentable, Sendable, Hashable, CustomStringCon
     public static let userEnable = AuditAction(rawValue: "user.enable")
     public static let userPasswordReset = AuditAction(rawValue: "user.password_reset")
     public static let userDelete = AuditAction(rawValue: "user.delete")
+    public static let userRoleChange = AuditAction(rawValue: "user.role_change")
+    public static let userLinkGitHub = AuditAction(rawValue: "user.link_github")
 
     // MARK: Signing keys
     public static let keyRotate = AuditAction(rawValue: "key.rotate")
@@ -61,8 +65,8 @@ public struct AuditAction: RawRepresentable, Sendable, Hashable, CustomStringCon
         .tokenIssue, .tokenRefresh, .tokenExchange, .refreshReuseDetected, .tokenRevoke,
         .sessionRevoke, .sessionRevokeAll, .introspect,
         .membershipRequest, .membershipApprove, .membershipDeny, .membershipRemove, .membershipRoleChange,
-        .orgPolicyChange, .orgCreate, .orgDelete,
+        .membershipAdd, .orgPolicyChange, .orgCreate, .orgDelete,
         .userCreate, .userDisable, .userEnable, .userPasswordReset, .userDelete,
-        .keyRotate, .keyRetire, .keyPrune,
+        .userRoleChange, .userLinkGitHub, .keyRotate, .keyRetire, .keyPrune,
     ]
 }

@@ -23,11 +23,14 @@ public final class KeyRingMaintenance: Sendable {
     public let clock: any WallClock
     public let logger: Logger
     private let thread: NIOThreadPool
+    /// Scheduled rotations and prunes are key events: audited with the actor `scheduler`.
+    public let audit: AuditTrail
 
     public init(
         directory: KeyDirectory, ring: KeyRing, algorithm: JWSAlgorithm, policy: KeyLifecyclePolicy, clock: any WallClock,
-        logger: Logger
+        logger: Logger, audit: AuditTrail = .discarding
     ) {
+        self.audit = audit
         self.directory = directory
         self.ring = ring
         self.algorithm = algorithm
@@ -76,13 +79,20 @@ public final class KeyRingMaintenance: Sendable {
             let (algorithm, policy) = (self.algorithm, self.policy)
             let rotated = try await thread.runIfActive { try directory.rotate(algorithm: algorithm, policy: policy, force: false) }
             ring.replace(with: rotated)
-            logger.notice("scheduled key rotation", metadata: ["active": "\(rotated.activeSigner(for: algorithm)?.kid ?? "-")"])
+            let kid = rotated.activeSigner(for: algorithm)?.kid ?? "-"
+            logger.notice("scheduled key rotation", metadata: ["active": "\(kid)"])
+            try await audit.record(.keyRotate, .success, actor: "scheduler", target: kid, reason: "scheduled")
         }
         let due = ring.snapshot.keys.contains { $0.metadata.state == .retired && ($0.metadata.retiresAt ?? .distantFuture) <= now }
         if due {
             let policy = self.policy
+            let before = Set(ring.snapshot.keys.map(\.metadata.kid))
             if let pruned = try await thread.runIfActive({ try directory.prune(policy: policy) }) {
                 ring.replace(with: pruned)
+                let removed = before.subtracting(pruned.keys.map(\.metadata.kid)).sorted()
+                if !removed.isEmpty {
+                    try await audit.record(.keyPrune, .success, actor: "scheduler", target: removed.joined(separator: ","))
+                }
             }
         }
     }

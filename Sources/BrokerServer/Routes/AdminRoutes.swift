@@ -17,13 +17,13 @@ struct AdminRoutes<Context: RemoteAddressRequestContext> {
         registerKeys(on: admin)
     }
 
-    private func actor(_ request: Request) async throws -> AdministrativeActor {
-        try await services.principal(of: request).actor
+    private func actor(_ request: Request, _ context: Context) async throws -> AdministrativeActor {
+        try await services.actor(of: request, context)
     }
 
     private func registerUsers(on admin: RouterGroup<Context>) {
-        admin.get("users") { request, _ in
-            let actor = try await actor(request)
+        admin.get("users") { request, context in
+            let actor = try await actor(request, context)
             let cursor = try Self.queryInteger(request, "after", in: 0...Int64.max) ?? 0
             let limit = try Self.queryInteger(request, "limit", in: 1...Int64(AccountAdministration.maximumPageSize)) ?? 50
             let page = try await accounts.users(after: cursor, limit: Int(limit), by: actor)
@@ -38,8 +38,8 @@ struct AdminRoutes<Context: RemoteAddressRequestContext> {
                 json.endObject()
             }
         }
-        admin.post("users") { request, _ in
-            let actor = try await actor(request)
+        admin.post("users") { request, context in
+            let actor = try await actor(request, context)
             var request = request
             let body = try await JSONRequestBody.read(&request)
             let role = try Self.globalRole(try body.optionalString("global_role"))
@@ -48,11 +48,11 @@ struct AdminRoutes<Context: RemoteAddressRequestContext> {
             return JSONResponses.make(.created) { json in json.user(user) }
         }
         admin.get("users/:username") { request, context in
-            let user = try await accounts.user(named: try context.parameters.require("username"), by: try await actor(request))
+            let user = try await accounts.user(named: try context.parameters.require("username"), by: try await actor(request, context))
             return JSONResponses.make(.ok) { json in json.user(user) }
         }
         admin.delete("users/:username") { request, context in
-            try await accounts.deleteUser(try context.parameters.require("username"), by: try await actor(request))
+            try await accounts.deleteUser(try context.parameters.require("username"), by: try await actor(request, context))
             return Response(status: .noContent)
         }
         admin.post("users/:username/disable") { request, context in
@@ -62,7 +62,7 @@ struct AdminRoutes<Context: RemoteAddressRequestContext> {
             try await setActive(request, context, true)
         }
         admin.post("users/:username/password") { request, context in
-            let actor = try await actor(request)
+            let actor = try await actor(request, context)
             var request = request
             let body = try await JSONRequestBody.read(&request)
             try await accounts.setPassword(
@@ -70,7 +70,7 @@ struct AdminRoutes<Context: RemoteAddressRequestContext> {
             return Response(status: .noContent)
         }
         admin.put("users/:username/role") { request, context in
-            let actor = try await actor(request)
+            let actor = try await actor(request, context)
             var request = request
             let body = try await JSONRequestBody.read(&request)
             let user = try await accounts.setGlobalRole(
@@ -82,7 +82,7 @@ struct AdminRoutes<Context: RemoteAddressRequestContext> {
 
     private func setActive(_ request: Request, _ context: Context, _ active: Bool) async throws -> Response {
         let username = try context.parameters.require("username")
-        try await accounts.setActive(username, active, by: try await actor(request))
+        try await accounts.setActive(username, active, by: try await actor(request, context))
         let user = try await accounts.user(named: username)
         return JSONResponses.make(.ok) { json in json.user(user) }
     }
@@ -90,7 +90,7 @@ struct AdminRoutes<Context: RemoteAddressRequestContext> {
     private func registerSessions(on admin: RouterGroup<Context>) {
         admin.get("users/:username/sessions") { request, context in
             let sessions = try await accounts.sessions(
-                of: try context.parameters.require("username"), by: try await actor(request))
+                of: try context.parameters.require("username"), by: try await actor(request, context))
             return JSONResponses.make(.ok) { json in
                 json.beginObject()
                 json.key("sessions")
@@ -102,7 +102,7 @@ struct AdminRoutes<Context: RemoteAddressRequestContext> {
         }
         admin.delete("users/:username/sessions") { request, context in
             let revoked = try await accounts.revokeAllSessions(
-                of: try context.parameters.require("username"), by: try await actor(request))
+                of: try context.parameters.require("username"), by: try await actor(request, context))
             return JSONResponses.make(.ok) { json in
                 json.beginObject()
                 json.key("revoked"); json.int(Int64(revoked))
@@ -112,14 +112,14 @@ struct AdminRoutes<Context: RemoteAddressRequestContext> {
         admin.delete("users/:username/sessions/:session") { request, context in
             try await accounts.revokeSession(
                 try context.parameters.require("session"), of: try context.parameters.require("username"),
-                by: try await actor(request))
+                by: try await actor(request, context))
             return Response(status: .noContent)
         }
     }
 
     private func registerOrganizations(on admin: RouterGroup<Context>) {
-        admin.get("orgs") { request, _ in
-            _ = try await actor(request).requireGlobalAdmin("list organizations")
+        admin.get("orgs") { request, context in
+            _ = try await actor(request, context).requireGlobalAdmin("list organizations")
             let organizations = try await accounts.organizations()
             return JSONResponses.make(.ok) { json in
                 json.beginObject()
@@ -130,8 +130,8 @@ struct AdminRoutes<Context: RemoteAddressRequestContext> {
                 json.endObject()
             }
         }
-        admin.post("orgs") { request, _ in
-            let actor = try await actor(request)
+        admin.post("orgs") { request, context in
+            let actor = try await actor(request, context)
             var request = request
             let body = try await JSONRequestBody.read(&request)
             let organization = try await accounts.addOrganization(
@@ -139,18 +139,18 @@ struct AdminRoutes<Context: RemoteAddressRequestContext> {
             return JSONResponses.make(.created) { json in json.organization(organization) }
         }
         admin.delete("orgs/:org") { request, context in
-            try await accounts.deleteOrganization(try context.parameters.require("org"), by: try await actor(request))
+            try await accounts.deleteOrganization(try context.parameters.require("org"), by: try await actor(request, context))
             return Response(status: .noContent)
         }
     }
 
     private func registerKeys(on admin: RouterGroup<Context>) {
-        admin.get("keys") { request, _ in
-            let keys = try services.keys.list(by: try await actor(request))
+        admin.get("keys") { request, context in
+            let keys = try services.keys.list(by: try await actor(request, context))
             return Self.keysResponse(keys)
         }
-        admin.post("keys/rotate") { request, _ in
-            let actor = try await actor(request)
+        admin.post("keys/rotate") { request, context in
+            let actor = try await actor(request, context)
             var request = request
             let body = try await JSONRequestBody.readOptional(&request)
             let snapshot = try await services.keys.rotate(force: try body.optionalBool("force") ?? false, by: actor)
@@ -158,7 +158,7 @@ struct AdminRoutes<Context: RemoteAddressRequestContext> {
         }
         admin.post("keys/:kid/retire") { request, context in
             let snapshot = try await services.keys.retire(
-                kid: try context.parameters.require("kid"), by: try await actor(request))
+                kid: try context.parameters.require("kid"), by: try await actor(request, context))
             return Self.keysResponse(snapshot.keys.map(\.metadata))
         }
     }

@@ -13,15 +13,15 @@ struct MembershipRoutes<Context: RemoteAddressRequestContext> {
     func register(on router: Router<Context>) {
         let organization = router.group("api/orgs/:org")
         organization.post("membership-requests") { request, context in
-            let principal = try await services.principal(of: request)
+            let actor = try await services.actor(of: request, context)
             let name = try context.parameters.require("org")
-            let pending = try await accounts.requestMembership(organization: name, by: principal.user)
+            let pending = try await accounts.requestMembership(organization: name, by: actor)
             return JSONResponses.make(.created) { json in json.membershipRequest(pending, organization: name) }
         }
         organization.get("membership-requests") { request, context in
-            let principal = try await services.principal(of: request)
+            let actor = try await services.actor(of: request, context)
             let name = try context.parameters.require("org")
-            let pending = try await accounts.membershipRequests(organization: name, by: principal.actor)
+            let pending = try await accounts.membershipRequests(organization: name, by: actor)
             return JSONResponses.make(.ok) { json in
                 json.beginObject()
                 json.key("requests")
@@ -32,25 +32,25 @@ struct MembershipRoutes<Context: RemoteAddressRequestContext> {
             }
         }
         organization.post("membership-requests/:username/approve") { request, context in
-            let principal = try await services.principal(of: request)
+            let actor = try await services.actor(of: request, context)
             let (name, username) = (try context.parameters.require("org"), try context.parameters.require("username"))
             var request = request
             let body = try await JSONRequestBody.readOptional(&request)
             let role = try Self.role(try body.optionalString("role") ?? Role.member.rawValue)
             let membership = try await accounts.approveMembership(
-                organization: name, username: username, role: role, by: principal.actor)
+                organization: name, username: username, role: role, by: actor)
             return JSONResponses.make(.ok) { json in json.membership(membership, username: username, organization: name) }
         }
         organization.post("membership-requests/:username/deny") { request, context in
-            let principal = try await services.principal(of: request)
+            let actor = try await services.actor(of: request, context)
             let (name, username) = (try context.parameters.require("org"), try context.parameters.require("username"))
-            try await accounts.denyMembership(organization: name, username: username, by: principal.actor)
+            try await accounts.denyMembership(organization: name, username: username, by: actor)
             return Response(status: .noContent)
         }
         organization.get("members") { request, context in
-            let principal = try await services.principal(of: request)
+            let actor = try await services.actor(of: request, context)
             let name = try context.parameters.require("org")
-            let members = try await accounts.members(organization: name, by: principal.actor)
+            let members = try await accounts.members(organization: name, by: actor)
             return JSONResponses.make(.ok) { json in
                 json.beginObject()
                 json.key("members")
@@ -61,27 +61,27 @@ struct MembershipRoutes<Context: RemoteAddressRequestContext> {
             }
         }
         organization.put("members/:username") { request, context in
-            let principal = try await services.principal(of: request)
+            let actor = try await services.actor(of: request, context)
             let (name, username) = (try context.parameters.require("org"), try context.parameters.require("username"))
             var request = request
             let body = try await JSONRequestBody.read(&request)
             let membership = try await accounts.changeRole(
-                organization: name, username: username, to: try Self.role(try body.string("role")), by: principal.actor)
+                organization: name, username: username, to: try Self.role(try body.string("role")), by: actor)
             return JSONResponses.make(.ok) { json in json.membership(membership, username: username, organization: name) }
         }
         organization.delete("members/:username") { request, context in
-            let principal = try await services.principal(of: request)
+            let actor = try await services.actor(of: request, context)
             let (name, username) = (try context.parameters.require("org"), try context.parameters.require("username"))
-            try await accounts.removeMember(organization: name, username: username, by: principal.actor)
+            try await accounts.removeMember(organization: name, username: username, by: actor)
             return Response(status: .noContent)
         }
         organization.get("policy") { request, context in
-            let principal = try await services.principal(of: request)
-            let found = try await accounts.tokenPolicy(organization: try context.parameters.require("org"), by: principal.actor)
+            let actor = try await services.actor(of: request, context)
+            let found = try await accounts.tokenPolicy(organization: try context.parameters.require("org"), by: actor)
             return JSONResponses.make(.ok) { json in json.tokenPolicy(found) }
         }
         organization.put("policy") { request, context in
-            let principal = try await services.principal(of: request)
+            let actor = try await services.actor(of: request, context)
             var request = request
             let body = try await JSONRequestBody.read(&request)
             let policy = OrganizationTokenPolicy(
@@ -89,7 +89,7 @@ struct MembershipRoutes<Context: RemoteAddressRequestContext> {
                 audiences: try body.optionalStrings("audiences"))
             let updated = try await accounts.setTokenPolicy(
                 organization: try context.parameters.require("org"), to: policy,
-                brokerAccessLifetime: services.configuration.accessLifetime, by: principal.actor)
+                brokerAccessLifetime: services.configuration.accessLifetime, by: actor)
             return JSONResponses.make(.ok) { json in json.tokenPolicy(updated) }
         }
     }

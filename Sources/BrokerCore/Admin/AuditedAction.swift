@@ -1,0 +1,58 @@
+/// One administrative action and its audit line. Success is written inside the action's
+/// transaction, just before the commit, so that in `closed` mode an action the trail cannot
+/// record does not happen; a refusal or failure is written after the rollback.
+///
+/// ```swift
+/// let audited = AuditedAction(.userDelete, by: actor, target: username, trail: audit)
+/// try await audited.run {
+///     try actor.requireGlobalAdmin("delete accounts")
+///     try await audited.commit(in: store) { tx in ... }
+/// }
+/// ```
+struct AuditedAction: Sendable {
+    let action: AuditAction
+    let actor: AdministrativeActor
+    let organization: String?
+    let target: String?
+    let trail: AuditTrail
+
+    init(
+        _ action: AuditAction, by actor: AdministrativeActor, organization: String? = nil, target: String? = nil,
+        trail: AuditTrail
+    ) {
+        self.action = action
+        self.actor = actor
+        self.organization = organization
+        self.target = target
+        self.trail = trail
+    }
+
+    /// Runs the action; when it fails, records `denied` (403) or `failure` with the error code.
+    func run<T: Sendable>(_ work: () async throws -> T) async throws -> T {
+        do {
+            return try await work()
+        } catch let error as BrokerError where error.code == .auditUnavailable {
+            throw error
+        } catch {
+            let code = (error as? BrokerError)?.code
+            try await trail.record(
+                action, code?.httpStatus == 403 ? .denied : .failure, actor: actor.name, organization: organization,
+                target: target, reason: code?.rawValue ?? "internal_error", context: actor.context)
+            throw error
+        }
+    }
+
+    /// Runs `body` in one transaction and records success before it commits.
+    func commit<T: Sendable>(
+        in store: any Store, reason: String? = nil, _ body: @Sendable @escaping (any StoreTransaction) async throws -> T
+    ) async throws -> T {
+        let (trail, action, actor, organization, target) = (trail, action, actor, organization, target)
+        return try await store.transaction { tx in
+            let result = try await body(tx)
+            try await trail.record(
+                action, .success, actor: actor.name, organization: organization, target: target, reason: reason,
+                context: actor.context)
+            return result
+        }
+    }
+}
