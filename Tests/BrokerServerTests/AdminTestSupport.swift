@@ -68,7 +68,9 @@ extension ServerHarness {
     /// A harness whose store also holds the global admin `root`.
     static func withAdmin(configure: (inout BrokerConfiguration) -> Void = { _ in }) async throws -> ServerHarness {
         let harness = try await make(configure: configure)
-        try await harness.services.accounts.addUser("root", password: password, globalRole: .admin)
+        let fixtures = AccountAdministration(
+            store: harness.services.store, pool: harness.services.passwords, clock: harness.clock)
+        try await fixtures.addUser("root", password: password, globalRole: .admin)
         return harness
     }
 }

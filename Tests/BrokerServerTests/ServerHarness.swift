@@ -53,9 +53,11 @@ final class ServerHarness: Sendable {
         try await accounts.pool.shutdown()
         let services = try await BrokerServices(
             configuration: configuration, store: store, keyRing: ring, clock: clock, logger: logger, githubAPI: githubAPI)
-        try await services.accounts.addUser("alice", password: password)
-        try await services.accounts.addUser("bob", password: password)
-        try await services.accounts.addMember(organization: "org1", username: "alice", role: .member)
+        // The fixtures are not under test: they bypass the audit trail (which may be /dev/full).
+        let fixtures = AccountAdministration(store: store, pool: services.passwords, clock: clock)
+        try await fixtures.addUser("alice", password: password)
+        try await fixtures.addUser("bob", password: password)
+        try await fixtures.addMember(organization: "org1", username: "alice", role: .member)
         return ServerHarness(directory: directory, clock: clock, services: services, logs: logs)
     }
 

@@ -11,8 +11,8 @@ struct Generation1Routes<Context: RemoteAddressRequestContext> {
     func register(on router: Router<Context>) {
         let api = router.group("api")
         api.post("org_token") { request, context in try await login(request, context) }
-        api.post("org_token/refresh") { request, _ in try await refresh(request) }
-        api.post("token/blacklist") { request, _ in try await blacklist(request) }
+        api.post("org_token/refresh") { request, context in try await refresh(request, context) }
+        api.post("token/blacklist") { request, context in try await blacklist(request, context) }
         api.get("membership_status/:org") { request, context in try await membershipStatus(request, context) }
     }
 
@@ -22,23 +22,39 @@ struct Generation1Routes<Context: RemoteAddressRequestContext> {
         let username = try body.string("username")
         let password = try body.string("password")
         let organization = try body.string("org_name")
-        let clientIP = ClientIP.of(request, context: context, trustedProxies: services.trustedProxies)
-        let bundle = try await services.orgTokens.login(
-            username: username, password: password, organization: organization, clientIP: clientIP)
+        let audit = services.auditContext(request, context)
+        let bundle = try await services.audited(
+            .loginPassword, audit, attempt: AuditSubject(actor: username, organization: organization)
+        ) {
+            try await services.orgTokens.login(
+                username: username, password: password, organization: organization, clientIP: audit.clientIP)
+        } success: { $0.auditSubject }
         return Self.bundleResponse(bundle)
     }
 
-    func refresh(_ request: Request) async throws -> Response {
+    func refresh(_ request: Request, _ context: Context) async throws -> Response {
         var request = request
         let body = try await JSONRequestBody.read(&request)
-        let bundle = try await services.orgTokens.refresh(try body.string("refresh"))
+        let presented = try body.string("refresh")
+        let bundle = try await services.audited(
+            .tokenRefresh, services.auditContext(request, context),
+            attempt: AuditSubject(target: AuditEvent.tokenReference(presented))
+        ) {
+            try await services.orgTokens.refresh(presented)
+        } success: { $0.auditSubject }
         return Self.bundleResponse(bundle)
     }
 
-    func blacklist(_ request: Request) async throws -> Response {
+    func blacklist(_ request: Request, _ context: Context) async throws -> Response {
         var request = request
         let body = try await JSONRequestBody.read(&request)
-        try await services.orgTokens.revoke(try body.string("refresh"))
+        let presented = try body.string("refresh")
+        try await services.audited(
+            .sessionRevoke, services.auditContext(request, context),
+            attempt: AuditSubject(target: AuditEvent.tokenReference(presented), reason: "logout")
+        ) {
+            try await services.orgTokens.revoke(presented)
+        } success: { _ in AuditSubject(reason: "logout") }
         return JSONResponses.make(.ok) { json in
             json.beginObject()
             json.endObject()

@@ -10,19 +10,19 @@ struct Generation2Routes<Context: RemoteAddressRequestContext> {
     let services: BrokerServices
 
     func register(on router: Router<Context>) {
-        router.post("auth/github/pat") { request, _ in
-            await Self.generation2Errors { try await pat(request) }
+        router.post("auth/github/pat") { request, context in
+            await Self.generation2Errors { try await pat(request, context) }
         }
         router.post("auth/github/device") { _, _ in
             await Self.generation2Errors { try await device() }
         }
-        router.post("auth/github/device/poll") { request, _ in
-            await Self.generation2Errors { try await poll(request) }
+        router.post("auth/github/device/poll") { request, context in
+            await Self.generation2Errors { try await poll(request, context) }
         }
-        router.get("auth/refresh") { request, _ in
-            await Self.generation2Errors { try await refresh(request) }
+        router.get("auth/refresh") { request, context in
+            await Self.generation2Errors { try await refresh(request, context) }
         }
-        router.post("api/org_token_github") { request, _ in try await generation1(request) }
+        router.post("api/org_token_github") { request, context in try await generation1(request, context) }
     }
 
     var github: GitHubLoginService {
@@ -34,10 +34,16 @@ struct Generation2Routes<Context: RemoteAddressRequestContext> {
         }
     }
 
-    func pat(_ request: Request) async throws -> Response {
+    func pat(_ request: Request, _ context: Context) async throws -> Response {
         var request = request
         let body = try await JSONRequestBody.read(&request)
-        let issued = try await github.generation2Login(githubToken: try body.string("pat"), method: "github_pat")
+        let pat = try body.string("pat")
+        let issued = try await services.audited(
+            .loginGitHubPAT, services.auditContext(request, context),
+            attempt: AuditSubject(target: AuditEvent.tokenReference(pat))
+        ) {
+            try await github.generation2Login(githubToken: pat, method: "github_pat")
+        } success: { $0.auditSubject }
         return Self.success(issued)
     }
 
@@ -58,11 +64,16 @@ struct Generation2Routes<Context: RemoteAddressRequestContext> {
 
     /// 202 while GitHub waits for the user, 200 with the token once approved, 400 when the
     /// code expired or was denied.
-    func poll(_ request: Request) async throws -> Response {
+    func poll(_ request: Request, _ context: Context) async throws -> Response {
         var request = request
         let body = try await JSONRequestBody.read(&request)
-        switch try await github.pollDeviceFlow(deviceCode: try body.string("device_code")) {
+        let deviceCode = try body.string("device_code")
+        let audit = services.auditContext(request, context)
+        let outcome = try await github.pollDeviceFlow(deviceCode: deviceCode)
+        let attempt = AuditSubject(target: AuditEvent.tokenReference(deviceCode))
+        switch outcome {
         case .authorized(let issued):
+            _ = try await services.audited(.loginGitHubDevice, audit, attempt: attempt) { issued } success: { $0.auditSubject }
             return Self.success(issued)
         case .pending(let reason, let interval):
             return JSONResponses.make(.accepted) { json in
@@ -73,6 +84,10 @@ struct Generation2Routes<Context: RemoteAddressRequestContext> {
                 json.endObject()
             }
         case .failed(let error):
+            try await services.audit.record(
+                .loginGitHubDevice, error == "access_denied" ? .denied : .failure, actor: nil, target: attempt.target,
+                reason: error,
+                context: audit)
             return JSONResponses.make(.badRequest) { json in
                 json.beginObject()
                 json.key("status"); json.string("error")
@@ -92,8 +107,14 @@ struct Generation2Routes<Context: RemoteAddressRequestContext> {
         }
     }
 
-    func refresh(_ request: Request) async throws -> Response {
-        let issued = try await github.generation2Refresh(bearer: try request.bearerToken())
+    func refresh(_ request: Request, _ context: Context) async throws -> Response {
+        let bearer = try request.bearerToken()
+        let issued = try await services.audited(
+            .tokenRefresh, services.auditContext(request, context),
+            attempt: AuditSubject(target: AuditEvent.tokenReference(bearer))
+        ) {
+            try await github.generation2Refresh(bearer: bearer)
+        } success: { $0.auditSubject }
         return JSONResponses.make(.ok) { json in
             json.beginObject()
             json.key("token"); json.string(issued.token)
@@ -102,11 +123,17 @@ struct Generation2Routes<Context: RemoteAddressRequestContext> {
         }
     }
 
-    func generation1(_ request: Request) async throws -> Response {
+    func generation1(_ request: Request, _ context: Context) async throws -> Response {
         var request = request
         let body = try await JSONRequestBody.read(&request)
         let organization = try body.string("org_name")
-        let bundle = try await github.generation1Login(githubToken: try body.string("access_token"), organization: organization)
+        let githubToken = try body.string("access_token")
+        let bundle = try await services.audited(
+            .loginGitHubPAT, services.auditContext(request, context),
+            attempt: AuditSubject(organization: organization, target: AuditEvent.tokenReference(githubToken))
+        ) {
+            try await github.generation1Login(githubToken: githubToken, organization: organization)
+        } success: { $0.auditSubject }
         return Generation1Routes<Context>.bundleResponse(bundle)
     }
 

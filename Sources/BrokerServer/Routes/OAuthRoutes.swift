@@ -16,9 +16,15 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
     static var accessTokenType: String { "urn:ietf:params:oauth:token-type:access_token" }
 
     func register(on router: Router<Context>) {
-        router.post("oauth/token") { request, _ in await Self.answering { try await token(request) } }
-        router.post("oauth/revoke") { request, _ in await Self.answering { try await revoke(request) } }
-        router.post("oauth/introspect") { request, _ in await Self.answering { try await introspect(request) } }
+        router.post("oauth/token") { request, context in
+            await Self.answering { try await token(request, services.auditContext(request, context)) }
+        }
+        router.post("oauth/revoke") { request, context in
+            await Self.answering { try await revoke(request, services.auditContext(request, context)) }
+        }
+        router.post("oauth/introspect") { request, context in
+            await Self.answering { try await introspect(request, services.auditContext(request, context)) }
+        }
     }
 
     /// Every failure in the RFC 6749 error shape.
@@ -39,14 +45,22 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
     /// RFC 7009: anyone holding a token may revoke it; the answer is 200 whether or not the
     /// token was valid, so it tells nothing. A refresh token ends its whole session; an access
     /// token is refused by introspection from then on.
-    func revoke(_ request: Request) async throws -> Response {
+    func revoke(_ request: Request, _ audit: AuditContext) async throws -> Response {
         var request = request
         let form = try await FormBody.read(&request)
         let token = try form.required("token")
         if let hint = try form.optional("token_type_hint"), !["access_token", "refresh_token"].contains(hint) {
             throw OAuthError(code: "unsupported_token_type", "token_type_hint must be access_token or refresh_token")
         }
-        try await services.introspection.revoke(token)
+        try await services.audited(.tokenRevoke, audit, attempt: AuditSubject(target: AuditEvent.tokenReference(token))) {
+            try await services.introspection.revoke(token)
+        } success: { revocation in
+            switch revocation {
+            case .nothing: AuditSubject(reason: "unknown_or_invalid_token")
+            case .accessToken(let jti, _): AuditSubject(target: "jti:\(jti)", reason: "access_token")
+            case .session(let familyID, _): AuditSubject(reason: "session=\(familyID)")
+            }
+        }
         return JSONResponses.make(.ok) { json in
             json.beginObject()
             json.endObject()
@@ -55,7 +69,7 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
 
     /// RFC 7662. The caller authenticates with a broker session token of a holder whose global
     /// role is `admin` or `introspector` (the RFC requires the endpoint to be protected).
-    func introspect(_ request: Request) async throws -> Response {
+    func introspect(_ request: Request, _ audit: AuditContext) async throws -> Response {
         let principal: BrokerSessionService.Principal
         do {
             principal = try await services.sessions.authenticate(bearer: try request.bearerToken())
@@ -70,7 +84,18 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
         }
         var request = request
         let form = try await FormBody.read(&request)
-        let answer = try await services.introspection.introspect(try form.required("token"))
+        let token = try form.required("token")
+        let answer = try await services.audited(
+            .introspect, audit, attempt: AuditSubject(actor: principal.user.username, target: AuditEvent.tokenReference(token))
+        ) {
+            try await services.introspection.introspect(token)
+        } success: { answer in
+            switch answer {
+            case .inactive: AuditSubject(reason: "inactive")
+            case .access(let claims): AuditSubject(target: "jti:\(claims.tokenID)", reason: "active")
+            case .refresh(let family, _, _): AuditSubject(reason: "active session=\(family.id)")
+            }
+        }
         return JSONResponses.make(.ok) { json in
             json.beginObject()
             switch answer {
@@ -109,12 +134,17 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
         }
     }
 
-    func token(_ request: Request) async throws -> Response {
+    func token(_ request: Request, _ audit: AuditContext) async throws -> Response {
         var request = request
         let form = try await FormBody.read(&request)
         switch try form.required("grant_type") {
         case "refresh_token":
-            let bundle = try await services.orgTokens.refresh(try form.required("refresh_token"))
+            let presented = try form.required("refresh_token")
+            let bundle = try await services.audited(
+                .tokenRefresh, audit, attempt: AuditSubject(target: AuditEvent.tokenReference(presented))
+            ) {
+                try await services.orgTokens.refresh(presented)
+            } success: { $0.auditSubject }
             return Self.tokenResponse(access: bundle.access, expiresIn: bundle.accessLifetime, refresh: bundle.refresh)
         case Self.tokenExchange:
             let subjectTokenType = try form.required("subject_token_type")
@@ -125,12 +155,19 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
                 throw OAuthError(status: .serviceUnavailable, code: "temporarily_unavailable", "GitHub logins are not enabled")
             }
             let subjectToken = try form.required("subject_token")
+            let attempt = AuditSubject(target: AuditEvent.tokenReference(subjectToken), reason: "github")
             if let audience = try form.optional("audience") {
-                let bundle = try await github.generation1Login(githubToken: subjectToken, organization: audience)
+                var attemptForOrganization = attempt
+                attemptForOrganization.organization = audience
+                let bundle = try await services.audited(.tokenExchange, audit, attempt: attemptForOrganization) {
+                    try await github.generation1Login(githubToken: subjectToken, organization: audience)
+                } success: { $0.auditSubject }
                 return Self.tokenResponse(
                     access: bundle.access, expiresIn: bundle.accessLifetime, refresh: bundle.refresh, exchanged: true)
             }
-            let issued = try await github.generation2Login(githubToken: subjectToken, method: "github_pat")
+            let issued = try await services.audited(.tokenExchange, audit, attempt: attempt) {
+                try await github.generation2Login(githubToken: subjectToken, method: "github_pat")
+            } success: { $0.auditSubject }
             return Self.tokenResponse(
                 access: issued.token, expiresIn: Int(issued.claims.expiresAt - issued.claims.issuedAt), refresh: nil,
                 exchanged: true)

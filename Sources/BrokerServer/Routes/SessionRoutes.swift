@@ -11,7 +11,7 @@ struct SessionRoutes<Context: RemoteAddressRequestContext> {
     func register(on router: Router<Context>) {
         let session = router.group("api/session")
         session.post { request, context in try await signIn(request, context) }
-        session.post("github") { request, _ in try await signInWithGitHub(request) }
+        session.post("github") { request, context in try await signInWithGitHub(request, context) }
         session.get { request, _ in
             let principal = try await services.principal(of: request)
             return JSONResponses.make(.ok) { json in
@@ -26,17 +26,31 @@ struct SessionRoutes<Context: RemoteAddressRequestContext> {
     func signIn(_ request: Request, _ context: Context) async throws -> Response {
         var request = request
         let body = try await JSONRequestBody.read(&request)
-        let session = try await services.sessions.signIn(
-            username: try body.string("username"), password: try body.string("password"),
-            clientIP: ClientIP.of(request, context: context, trustedProxies: services.trustedProxies))
+        let (username, password) = (try body.string("username"), try body.string("password"))
+        let audit = services.auditContext(request, context)
+        let session = try await services.audited(.sessionLogin, audit, attempt: AuditSubject(actor: username, reason: "pwd")) {
+            try await services.sessions.signIn(username: username, password: password, clientIP: audit.clientIP)
+        } success: { Self.auditSubject($0) }
         return Self.sessionResponse(session)
     }
 
-    func signInWithGitHub(_ request: Request) async throws -> Response {
+    func signInWithGitHub(_ request: Request, _ context: Context) async throws -> Response {
         var request = request
         let body = try await JSONRequestBody.read(&request)
-        let session = try await services.sessions.signIn(githubToken: try body.string("access_token"))
+        let githubToken = try body.string("access_token")
+        let session = try await services.audited(
+            .sessionLogin, services.auditContext(request, context),
+            attempt: AuditSubject(target: AuditEvent.tokenReference(githubToken), reason: "github")
+        ) {
+            try await services.sessions.signIn(githubToken: githubToken)
+        } success: { Self.auditSubject($0) }
         return Self.sessionResponse(session)
+    }
+
+    static func auditSubject(_ session: BrokerSessionService.SessionToken) -> AuditSubject {
+        AuditSubject(
+            actor: session.user.username, target: "jti:\(session.claims.tokenID)",
+            reason: session.user.globalRole.map { "role=\($0.rawValue)" })
     }
 
     static func sessionResponse(_ session: BrokerSessionService.SessionToken) -> Response {

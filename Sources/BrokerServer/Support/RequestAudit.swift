@@ -26,3 +26,64 @@ extension BrokerServices {
         return actor
     }
 }
+
+/// What an audit line names besides the action: who, which organization, which token.
+struct AuditSubject: Sendable {
+    var actor: String?
+    var organization: String?
+    var target: String?
+    var reason: String?
+
+    init(actor: String? = nil, organization: String? = nil, target: String? = nil, reason: String? = nil) {
+        self.actor = actor
+        self.organization = organization
+        self.target = target
+        self.reason = reason
+    }
+}
+
+extension BrokerServices {
+    /// Runs an authentication or token flow and writes its audit line: `success` with what
+    /// the result names (the account, the token's `jti`), or `failure`/`denied` with the error
+    /// code and what the request claimed. A used refresh token presented again is recorded as
+    /// `refresh.reuse_detected`. In `closed` mode a success that cannot be recorded answers 503
+    /// and the token is not handed out.
+    @discardableResult
+    func audited<Result>(
+        _ action: AuditAction, _ context: AuditContext, attempt: AuditSubject = AuditSubject(),
+        _ work: () async throws -> Result, success: (Result) -> AuditSubject
+    ) async throws -> Result {
+        let result: Result
+        do {
+            result = try await work()
+        } catch let error as BrokerError where error.code == .auditUnavailable {
+            throw error
+        } catch {
+            let code = (error as? BrokerError)?.code.rawValue ?? (error as? OAuthError)?.code ?? "internal_error"
+            let status = (error as? BrokerError)?.code.httpStatus ?? (error as? OAuthError)?.status.code ?? 500
+            try await audit.record(
+                code == ErrorCode.refreshTokenReused.rawValue ? .refreshReuseDetected : action,
+                status == 403 || status == 429 ? .denied : .failure, actor: attempt.actor,
+                organization: attempt.organization, target: attempt.target, reason: code, context: context)
+            throw error
+        }
+        let subject = success(result)
+        try await audit.record(
+            action, .success, actor: subject.actor ?? attempt.actor, organization: subject.organization ?? attempt.organization,
+            target: subject.target ?? attempt.target, reason: subject.reason, context: context)
+        return result
+    }
+}
+
+extension TokenBundle {
+    var auditSubject: AuditSubject {
+        AuditSubject(actor: claims.username, organization: claims.organization, target: "jti:\(claims.tokenID)")
+    }
+}
+
+extension TokenIssuer.IssuedToken {
+    var auditSubject: AuditSubject {
+        AuditSubject(actor: claims.username, organization: claims.organization.isEmpty ? nil : claims.organization,
+            target: "jti:\(claims.tokenID)")
+    }
+}
