@@ -46,6 +46,12 @@ public struct OrgTokenService: Sendable {
     var policy: SessionPolicy { rotation.policy }
 
     public func login(username: String, password: String, organization organizationName: String) async throws -> TokenBundle {
+        try await BrokerMetrics.countingLogin(.password) {
+            try await passwordLogin(username: username, password: password, organization: organizationName)
+        }
+    }
+
+    private func passwordLogin(username: String, password: String, organization organizationName: String) async throws -> TokenBundle {
         let user = try await authenticator.authenticate(username: username, password: password)
         let (organization, role) = try await store.transaction { tx in
             try await OrganizationAccess.requireMembership(of: user, in: organizationName, tx: tx)
@@ -79,6 +85,10 @@ public struct OrgTokenService: Sendable {
     }
 
     public func refresh(_ presented: String) async throws -> TokenBundle {
+        try await BrokerMetrics.countingRefresh { try await rotateRefreshToken(presented) }
+    }
+
+    private func rotateRefreshToken(_ presented: String) async throws -> TokenBundle {
         let now = clock.now()
         let rotation = self.rotation
         let outcome = try await store.transaction { tx in
@@ -101,6 +111,7 @@ public struct OrgTokenService: Sendable {
         case .rejected(let error):
             throw error
         case .reused(let familyID):
+            BrokerMetrics.refreshReuseDetected()
             logger.warning("refresh token reuse detected; session revoked", metadata: ["family": "\(familyID)"])
             throw BrokerError(.refreshTokenReused, "Token is invalid or expired (reused; the session has been revoked)")
         case .rotated(let family, let successor, let successorExpiresAt, let grant):
@@ -160,6 +171,7 @@ public struct OrgTokenService: Sendable {
 
     private func bundle(for grant: TokenIssuer.Grant, refresh: String, refreshExpiresAt: Date, now: Date) throws -> TokenBundle {
         let issued = try issuer.issue(grant, lifetime: policy.accessLifetime)
+        BrokerMetrics.tokenIssued(.org)
         return TokenBundle(
             access: issued.token, refresh: refresh, accessLifetime: policy.accessLifetime,
             refreshLifetime: max(0, Int(refreshExpiresAt.timeIntervalSince(now).rounded(.down))),
