@@ -1,0 +1,19 @@
+import BrokerCore
+import ServiceLifecycle
+
+/// Key-ring maintenance as a service of `broker serve`'s group: it runs every `interval` and
+/// stops when the group shuts down gracefully (after the HTTP server, which the group stops
+/// first because it is listed last).
+///
+/// ```swift
+/// let group = ServiceGroup(services: [KeyRingMaintenanceService(maintenance: m, interval: .seconds(2)), app], logger: logger)
+/// ```
+struct KeyRingMaintenanceService: Service {
+    let maintenance: KeyRingMaintenance
+    let interval: Duration
+
+    func run() async throws {
+        let (maintenance, interval) = (self.maintenance, self.interval)
+        await cancelWhenGracefulShutdown { await maintenance.run(interval: interval) }
+    }
+}
