@@ -8,9 +8,12 @@ import ServiceLifecycle
 /// ```swift
 /// let group = ServiceGroup(services: [KeyRingMaintenanceService(maintenance: m, interval: .seconds(2)), app], logger: logger)
 /// ```
-struct KeyRingMaintenanceService: Service {
+struct KeyRingMaintenanceService: Service, CustomStringConvertible {
     let maintenance: KeyRingMaintenance
     let interval: Duration
+
+    /// How the service group's log lines name it.
+    var description: String { "KeyRingMaintenance" }
 
     func run() async throws {
         let (maintenance, interval) = (self.maintenance, self.interval)
