@@ -80,8 +80,9 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             try await ServiceGroup(configuration: configuration).run()
         } catch is CancellationError {
-            // The grace period ran out and the rest was cancelled: a shutdown all the same.
-            logger.warning("shutdown grace exceeded; requests still in flight were cancelled")
+            // Past the grace period the group cancels what is left; a service may report that
+            // as an error, but the shutdown was asked for all the same.
+            logger.warning("shutdown grace exceeded; what was still running was cancelled")
         }
     }
 
