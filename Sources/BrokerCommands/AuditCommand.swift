@@ -35,7 +35,7 @@ struct AuditCommand: AsyncParsableCommand {
             if let limit, limit <= 0 { throw ValidationError("--limit must be a positive number, not \(limit)") }
 
             let configuration = try await options.configuration()
-            LoggingBootstrap.run(level: configuration.logLevel)
+            LoggingBootstrap.run(configuration)
             let reader = AuditReader(path: configuration.auditLogPath)
             let summary: AuditScanSummary
             do {

@@ -36,7 +36,7 @@ struct CommandEnvironment {
 
     static func open(_ options: GlobalOptions, extraFlags: [String: String] = [:]) async throws -> CommandEnvironment {
         let configuration = try await options.configuration(extraFlags: extraFlags)
-        LoggingBootstrap.run(level: configuration.logLevel)
+        LoggingBootstrap.run(configuration)
         let logger = Logger(label: "broker")
         try FilePermissions.ensurePrivateDirectory(configuration.dataDirectory)
         let store = try await SQLiteStore.open(path: configuration.databasePath, logger: logger)
@@ -71,22 +71,38 @@ struct CommandEnvironment {
     }
 }
 
-/// Logs go to standard error, at the configured level, once per process.
+/// Logs go to standard error, at the configured level and in the configured format (`text`:
+/// one human line per event; `json`: one JSON object per line), once per process.
 enum LoggingBootstrap {
     nonisolated(unsafe) private static var done = false
     private static let lock = NSLock()
 
-    static func run(level: String) {
+    static func run(_ configuration: BrokerConfiguration) {
+        run(level: configuration.logLevel, format: configuration.logFormat)
+    }
+
+    static func run(level: String, format: String = "text") {
         lock.lock()
         defer { lock.unlock() }
         guard !done else { return }
         done = true
         let parsed = Logger.Level(rawValue: level) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = parsed
-            return handler
+        // The provider gives the lines the core services log while serving a request its id.
+        if format == "json" {
+            LoggingSystem.bootstrap(
+                { label, provider in
+                    var handler = JSONLogHandler.standardError(label: label, metadataProvider: provider)
+                    handler.logLevel = parsed
+                    return handler
+                }, metadataProvider: RequestLogMetadata.provider)
+            return
         }
+        LoggingSystem.bootstrap(
+            { label, provider in
+                var handler = StreamLogHandler.standardError(label: label, metadataProvider: provider)
+                handler.logLevel = parsed
+                return handler
+            }, metadataProvider: RequestLogMetadata.provider)
     }
 }
 

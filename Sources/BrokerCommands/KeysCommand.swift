@@ -17,7 +17,7 @@ struct KeysCommand: AsyncParsableCommand {
         func run() async throws {
             try await reportingErrors {
                 let configuration = try await options.configuration()
-                LoggingBootstrap.run(level: configuration.logLevel)
+                LoggingBootstrap.run(configuration)
                 let audit = AuditTrail.file(path: configuration.auditLogPath, failureMode: configuration.auditFailureMode)
                 let ring: KeyRingSnapshot
                 do {
@@ -50,7 +50,7 @@ struct KeysCommand: AsyncParsableCommand {
                     throw ValidationError("retiring a key ahead of its schedule withdraws it at once; confirm with --now")
                 }
                 let configuration = try await options.configuration()
-                LoggingBootstrap.run(level: configuration.logLevel)
+                LoggingBootstrap.run(configuration)
                 let audit = AuditTrail.file(path: configuration.auditLogPath, failureMode: configuration.auditFailureMode)
                 let ring: KeyRingSnapshot
                 do {
@@ -75,7 +75,7 @@ struct KeysCommand: AsyncParsableCommand {
         func run() async throws {
             try await reportingErrors {
                 let configuration = try await options.configuration()
-                LoggingBootstrap.run(level: configuration.logLevel)
+                LoggingBootstrap.run(configuration)
                 guard let ring = try KeyDirectory(path: configuration.keysDirectory).load() else {
                     print("no key ring in \(configuration.keysDirectory) yet: `broker serve` creates one on first start")
                     return
@@ -108,7 +108,7 @@ struct TokenCommand: AsyncParsableCommand {
         func run() async throws {
             try await reportingErrors {
                 let configuration = try await options.configuration()
-                LoggingBootstrap.run(level: configuration.logLevel)
+                LoggingBootstrap.run(configuration)
                 guard let snapshot = try KeyDirectory(path: configuration.keysDirectory).load() else {
                     throw BrokerError(.notFound, "no key ring in \(configuration.keysDirectory)")
                 }

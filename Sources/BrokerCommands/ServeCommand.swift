@@ -7,6 +7,8 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import ServiceLifecycle
+import UnixSignals
 
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -22,6 +24,8 @@ struct ServeCommand: AsyncParsableCommand {
             if let port { flags["port"] = String(port) }
             let environment = try await CommandEnvironment.open(options, extraFlags: flags)
             let configuration = environment.configuration
+            // Before the key ring exists, so that its first state is already counted.
+            let metrics = MetricsBootstrap.registry
             let keyDirectory = KeyDirectory(path: configuration.keysDirectory, logger: environment.logger)
             let snapshot = try keyDirectory.loadOrInitialize(algorithm: configuration.signingAlgorithm)
             let keyRing = KeyRing(snapshot)
@@ -42,26 +46,43 @@ struct ServeCommand: AsyncParsableCommand {
                 logger: environment.logger, githubAPI: github)
             let maintenance = KeyRingMaintenance(
                 directory: keyDirectory, ring: keyRing, algorithm: configuration.signingAlgorithm,
-                policy: services.keyPolicy, clock: SystemWallClock(), logger: environment.logger)
+                policy: services.keyPolicy, clock: SystemWallClock(), logger: environment.logger, audit: services.audit)
             let kid = snapshot.activeSigner(for: configuration.signingAlgorithm)?.kid ?? "-"
             let app = BrokerApplication.make(
-                services: services, host: configuration.host, port: configuration.port, logger: environment.logger
+                services: services, host: configuration.host, port: configuration.port, logger: environment.logger,
+                metrics: metrics
             ) { channel in
                 let bound = channel.localAddress?.port ?? configuration.port
                 Self.printBanner(configuration: configuration, port: bound, kid: kid)
             }
             // Reloads a ring changed by `broker keys`, rotates on schedule, prunes expired keys.
-            let background = Task { await maintenance.run(interval: .seconds(configuration.keyReloadInterval)) }
+            let background = KeyRingMaintenanceService(
+                maintenance: maintenance, interval: .seconds(configuration.keyReloadInterval))
             do {
-                try await app.runService()
+                try await Self.runUntilShutdown(
+                    [background, app], grace: .seconds(configuration.shutdownGrace), logger: environment.logger)
             } catch {
-                background.cancel()
                 try? await services.shutdown()
                 throw error
             }
-            background.cancel()
-            await background.value
             try await services.shutdown()
+            environment.logger.notice("stopped")
+        }
+    }
+
+    /// Runs the services until SIGTERM or SIGINT, then shuts them down gracefully, last listed
+    /// first: the HTTP server stops accepting connections and finishes the requests in flight,
+    /// for at most `grace`, after which whatever is left is cancelled.
+    static func runUntilShutdown(_ services: [any Service], grace: Duration, logger: Logger) async throws {
+        var configuration = ServiceGroupConfiguration(
+            services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        configuration.maximumGracefulShutdownDuration = grace
+        do {
+            try await ServiceGroup(configuration: configuration).run()
+        } catch is CancellationError {
+            // Past the grace period the group cancels what is left; a service may report that
+            // as an error, but the shutdown was asked for all the same.
+            logger.warning("shutdown grace exceeded; what was still running was cancelled")
         }
     }
 

@@ -2,17 +2,24 @@ import BrokerCore
 import Hummingbird
 import Logging
 import NIOCore
+import Prometheus
 
-/// The broker's HTTP application: every route family on one router, behind the error and
-/// access-log middleware.
+/// The broker's HTTP application: every route family on one router, behind the request-id,
+/// metrics, access-log and error middleware; `GET /metrics` when given a Prometheus registry.
 ///
 /// ```swift
-/// let app = BrokerApplication.make(services: services, host: "127.0.0.1", port: 8080, logger: logger)
+/// let registry = PrometheusCollectorRegistry()
+/// MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+/// let app = BrokerApplication.make(services: services, host: "127.0.0.1", port: 8080, logger: logger, metrics: registry)
 /// try await app.runService()
 /// ```
 public enum BrokerApplication {
-    public static func router(services: BrokerServices) -> Router<BrokerRequestContext> {
+    public static func router(services: BrokerServices, metrics: PrometheusCollectorRegistry? = nil) -> Router<BrokerRequestContext> {
         let router = Router(context: BrokerRequestContext.self)
+        // Outermost first: the id must be in the logger before anything logs, and on every
+        // response the inner middleware produced, error answers included.
+        router.add(middleware: RequestIDMiddleware())
+        router.add(middleware: HTTPMetricsMiddleware())
         router.add(middleware: AccessLogMiddleware())
         router.add(middleware: ErrorMiddleware())
         Generation1Routes(services: services).register(on: router)
@@ -22,15 +29,16 @@ public enum BrokerApplication {
         SessionRoutes(services: services).register(on: router)
         MembershipRoutes(services: services).register(on: router)
         AdminRoutes(services: services).register(on: router)
+        if let metrics { MetricsRoutes(registry: metrics).register(on: router) }
         return router
     }
 
     public static func make(
-        services: BrokerServices, host: String, port: Int, logger: Logger,
+        services: BrokerServices, host: String, port: Int, logger: Logger, metrics: PrometheusCollectorRegistry? = nil,
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         Application(
-            router: router(services: services),
+            router: router(services: services, metrics: metrics),
             configuration: .init(address: .hostname(host, port: port), serverName: "broker"),
             onServerRunning: onServerRunning,
             logger: logger)

@@ -69,14 +69,18 @@ struct BrokerBinary {
             stderr: String(decoding: stderrData, as: UTF8.self))
     }
 
-    /// Starts `broker serve` on a free port and returns it once it listens.
-    func serve(_ extra: [String] = []) throws -> (Process, Int) {
-        try Self.startListening(["serve", "--port", "0"] + extra, environment: environment, directory: workDirectory)
+    /// Starts `broker serve` on a free port and returns it once it listens. Its standard error
+    /// goes to `standardError` (a file, never a pipe nobody drains), or nowhere.
+    func serve(_ extra: [String] = [], standardError: FileHandle? = nil) throws -> (Process, Int) {
+        try Self.startListening(
+            ["serve", "--port", "0"] + extra, environment: environment, directory: workDirectory, standardError: standardError)
     }
 
     /// Runs a `broker` command that serves (`serve`, `gateway`) and returns it with the port it
     /// prints in its `listening on http://127.0.0.1:PORT` line.
-    static func startListening(_ arguments: [String], environment: [String: String], directory: URL? = nil) throws -> (Process, Int) {
+    static func startListening(
+        _ arguments: [String], environment: [String: String], directory: URL? = nil, standardError: FileHandle? = nil
+    ) throws -> (Process, Int) {
         let process = Process()
         process.executableURL = try executable
         process.arguments = arguments
@@ -84,7 +88,7 @@ struct BrokerBinary {
         if let directory { process.currentDirectoryURL = directory }
         let out = Pipe()
         process.standardOutput = out
-        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        process.standardError = standardError ?? FileHandle(forWritingAtPath: "/dev/null")
         try process.run()
         var seen = ""
         let deadline = Date().addingTimeInterval(60)

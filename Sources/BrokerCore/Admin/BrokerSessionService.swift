@@ -53,8 +53,10 @@ public struct BrokerSessionService: Sendable {
     }
 
     public func signIn(username: String, password: String, clientIP: String? = nil) async throws -> SessionToken {
-        let user = try await authenticator.authenticate(username: username, password: password, clientIP: clientIP)
-        return try issue(for: user, methods: ["pwd"], identityProvider: "local")
+        try await BrokerMetrics.countingLogin(.session) {
+            let user = try await authenticator.authenticate(username: username, password: password, clientIP: clientIP)
+            return try issue(for: user, methods: ["pwd"], identityProvider: "local")
+        }
     }
 
     /// Signs in with a GitHub token: the linked account, or the account of a GitHub user an
@@ -73,6 +75,7 @@ public struct BrokerSessionService: Sendable {
             user: user, issuer: verifier.issuer, authenticatedAt: clock.now(), authenticationMethods: methods,
             identityProvider: identityProvider, subject: subject)
         let issued = try issuer.issue(grant, lifetime: lifetime)
+        BrokerMetrics.tokenIssued(.session)
         logger.info(
             "broker session", metadata: ["user": "\(user.username)", "jti": "\(issued.claims.tokenID)"])
         return SessionToken(token: issued.token, claims: issued.claims, user: user, expiresIn: lifetime)

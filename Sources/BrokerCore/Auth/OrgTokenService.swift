@@ -48,6 +48,14 @@ public struct OrgTokenService: Sendable {
     public func login(
         username: String, password: String, organization organizationName: String, clientIP: String? = nil
     ) async throws -> TokenBundle {
+        try await BrokerMetrics.countingLogin(.password) {
+            try await passwordLogin(username: username, password: password, organization: organizationName, clientIP: clientIP)
+        }
+    }
+
+    private func passwordLogin(
+        username: String, password: String, organization organizationName: String, clientIP: String?
+    ) async throws -> TokenBundle {
         let user = try await authenticator.authenticate(username: username, password: password, clientIP: clientIP)
         let (organization, role) = try await store.transaction { tx in
             try await OrganizationAccess.requireMembership(of: user, in: organizationName, tx: tx)
@@ -82,6 +90,10 @@ public struct OrgTokenService: Sendable {
     }
 
     public func refresh(_ presented: String) async throws -> TokenBundle {
+        try await BrokerMetrics.countingRefresh { try await rotateRefreshToken(presented) }
+    }
+
+    private func rotateRefreshToken(_ presented: String) async throws -> TokenBundle {
         let now = clock.now()
         let rotation = self.rotation
         let outcome = try await store.transaction { tx in
@@ -104,6 +116,7 @@ public struct OrgTokenService: Sendable {
         case .rejected(let error):
             throw error
         case .reused(let familyID):
+            BrokerMetrics.refreshReuseDetected()
             logger.warning("refresh token reuse detected; session revoked", metadata: ["family": "\(familyID)"])
             throw BrokerError(.refreshTokenReused, "Token is invalid or expired (reused; the session has been revoked)")
         case .rotated(let family, let successor, let successorExpiresAt, let grant):
@@ -163,6 +176,7 @@ public struct OrgTokenService: Sendable {
 
     private func bundle(for grant: TokenIssuer.Grant, refresh: String, refreshExpiresAt: Date, now: Date) throws -> TokenBundle {
         let issued = try issuer.issue(grant, lifetime: policy.accessLifetime)
+        BrokerMetrics.tokenIssued(.org)
         return TokenBundle(
             access: issued.token, refresh: refresh, accessLifetime: Int(issued.claims.expiresAt - issued.claims.issuedAt),
             refreshLifetime: max(0, Int(refreshExpiresAt.timeIntervalSince(now).rounded(.down))),

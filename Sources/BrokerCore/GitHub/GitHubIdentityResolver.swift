@@ -43,7 +43,7 @@ public final class GitHubIdentityResolver: Sendable {
         api: any GitHubAPI, mappings: [GitHubOrganizationMapping], clock: any WallClock, identityTTL: Int = 300,
         rejectionTTL: Int = 30, capacity: Int = 10_000
     ) {
-        self.api = api
+        self.api = MeasuredGitHubAPI.wrapping(api)
         self.mappings = mappings
         self.clock = clock
         self.identityTTL = TimeInterval(identityTTL)

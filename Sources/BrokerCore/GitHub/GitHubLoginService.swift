@@ -66,10 +66,16 @@ public struct GitHubLoginService: Sendable {
 
     /// A signed generation-2 token for the holder of `githubToken`.
     public func generation2Login(githubToken: String, method: String) async throws -> TokenIssuer.IssuedToken {
+        let counted = BrokerMetrics.LoginMethod(rawValue: method) ?? .githubPAT
+        return try await BrokerMetrics.countingLogin(counted) { try await githubLogin(githubToken: githubToken, method: method) }
+    }
+
+    private func githubLogin(githubToken: String, method: String) async throws -> TokenIssuer.IssuedToken {
         let identity = try await resolver.identity(for: githubToken)
         let holder = try await holder(for: identity, createAccount: true)
         let now = clock.now()
         let issued = try issuer.issue(generation2Grant(holder, login: identity.login, authenticatedAt: now, methods: [method]), lifetime: generation2Lifetime)
+        BrokerMetrics.tokenIssued(.generation2)
         logger.info(
             "github login", metadata: ["login": "\(identity.login)", "user": "\(holder.user.username)", "jti": "\(issued.claims.tokenID)"])
         return issued
@@ -107,7 +113,9 @@ public struct GitHubLoginService: Sendable {
         let holder = try await holder(for: identity, createAccount: false)
         let grant = generation2Grant(
             holder, login: claims.subject, authenticatedAt: authenticatedAt, methods: claims.authenticationMethods)
-        return try issuer.issue(grant, lifetime: min(generation2Lifetime, remaining))
+        let renewed = try issuer.issue(grant, lifetime: min(generation2Lifetime, remaining))
+        BrokerMetrics.tokenIssued(.generation2)
+        return renewed
     }
 
     /// Starts GitHub's device flow (scope `read:org`); the answer goes to the client as it is.
@@ -166,6 +174,12 @@ public struct GitHubLoginService: Sendable {
 
     /// A generation-1 bundle for one organization, for the holder of `githubToken`.
     public func generation1Login(githubToken: String, organization organizationName: String) async throws -> TokenBundle {
+        try await BrokerMetrics.countingLogin(.githubPAT) {
+            try await githubOrganizationLogin(githubToken: githubToken, organization: organizationName)
+        }
+    }
+
+    private func githubOrganizationLogin(githubToken: String, organization organizationName: String) async throws -> TokenBundle {
         let identity = try await resolver.identity(for: githubToken)
         let holder = try await holder(for: identity, createAccount: true, requireAny: false)
         guard let held = holder.organizations[organizationName] else {

@@ -130,12 +130,14 @@ public final class KeyRing: Sendable {
 
     public init(_ snapshot: KeyRingSnapshot) {
         current = Mutex(snapshot)
+        BrokerMetrics.signingKeys(snapshot)
     }
 
     public var snapshot: KeyRingSnapshot { current.withLock { $0 } }
 
     public func replace(with snapshot: KeyRingSnapshot) {
         current.withLock { $0 = snapshot }
+        BrokerMetrics.signingKeys(snapshot)
     }
 }
 

@@ -115,6 +115,7 @@ public final class LoginThrottle: Sendable {
         case .admitted(let attempt):
             return attempt
         case .refused(let scope, let retryAfter):
+            BrokerMetrics.throttled(scope)
             throw BrokerError(.tooManyAttempts, Self.explanation(scope, retryAfter: retryAfter), retryAfter: retryAfter)
         }
     }

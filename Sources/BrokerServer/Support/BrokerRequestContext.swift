@@ -1,4 +1,5 @@
 import Hummingbird
+import Logging
 import NIOCore
 
 /// The context of every broker request: Hummingbird's core context plus the socket's peer
@@ -11,5 +12,13 @@ public struct BrokerRequestContext: RequestContext, RemoteAddressRequestContext 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         remoteAddress = source.channel.remoteAddress
+    }
+}
+
+extension RequestContext {
+    /// The id of this request, as its log lines carry it and the `X-Request-ID` response header
+    /// returns it (see `RequestIDMiddleware`); for audit lines and error reports.
+    public var requestID: String {
+        logger[metadataKey: RequestIDMiddleware<Self>.metadataKey]?.description ?? id
     }
 }

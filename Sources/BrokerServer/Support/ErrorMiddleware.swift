@@ -38,7 +38,8 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
-/// One log line per request: method, path (never the query or a header), status, duration.
+/// One log line per request: method, path (never the query or a header), status, duration, and
+/// the matched route template (the request id comes with the logger's metadata).
 struct AccessLogMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
@@ -48,7 +49,10 @@ struct AccessLogMiddleware<Context: RequestContext>: RouterMiddleware {
         let elapsed = ContinuousClock.now - start
         context.logger.info(
             "\(request.method) \(request.uri.path) \(response.status.code)",
-            metadata: ["ms": "\(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)"])
+            metadata: [
+                "ms": "\(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)",
+                "route": "\(context.routeLabel)",
+            ])
         return response
     }
 }
