@@ -100,7 +100,7 @@ final class AuditTrailTests: XCTestCase {
     func testEveryActionNameIsDottedAndDistinct() {
         let names = AuditAction.all.map(\.rawValue)
         XCTAssertEqual(Set(names).count, names.count)
-        XCTAssertEqual(names.count, 31)
+        XCTAssertEqual(names.count, 30)
         for name in names where name != "introspect" {
             XCTAssertNotNil(name.wholeMatch(of: /[a-z]+\.[a-z_]+/), name)
         }
@@ -248,13 +248,13 @@ final class AuditTrailTests: XCTestCase {
     func testFailOpenOnAFullDiskCarriesOnWithOneErrorLine() async throws {
         let logs = CapturedAuditLogs()
         let trail = AuditTrail(sink: FileAuditSink(path: "/dev/full"), failureMode: .failOpen, logger: logs.logger)
-        try await trail.record(.tokenIssue, .success, actor: "hunter2-typed-as-username", organization: "org1")
+        try await trail.record(.tokenRefresh, .success, actor: "hunter2-typed-as-username", organization: "org1")
         await trail.close()
 
         let lines = logs.lines
         XCTAssertEqual(lines.count, 1)
         XCTAssertTrue(lines[0].hasPrefix("error "), lines[0])
-        XCTAssertTrue(lines[0].contains("token.issue"), lines[0])
+        XCTAssertTrue(lines[0].contains("token.refresh"), lines[0])
         XCTAssertTrue(lines[0].contains("No space left on device"), lines[0])
         XCTAssertFalse(lines[0].contains("hunter2"), lines[0])
     }

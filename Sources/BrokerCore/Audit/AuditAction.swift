@@ -24,7 +24,6 @@ public struct AuditAction: RawRepresentable, Sendable, Hashable, CustomStringCon
     public static let sessionLogin = AuditAction(rawValue: "session.login")
 
     // MARK: Tokens and sessions
-    public static let tokenIssue = AuditAction(rawValue: "token.issue")
     public static let tokenRefresh = AuditAction(rawValue: "token.refresh")
     public static let tokenExchange = AuditAction(rawValue: "token.exchange")
     public static let refreshReuseDetected = AuditAction(rawValue: "refresh.reuse_detected")
@@ -62,7 +61,7 @@ public struct AuditAction: RawRepresentable, Sendable, Hashable, CustomStringCon
     /// Every action above, in the order `docs/audit.md` lists them.
     public static let all: [AuditAction] = [
         .loginPassword, .loginGitHubPAT, .loginGitHubDevice, .sessionLogin,
-        .tokenIssue, .tokenRefresh, .tokenExchange, .refreshReuseDetected, .tokenRevoke,
+        .tokenRefresh, .tokenExchange, .refreshReuseDetected, .tokenRevoke,
         .sessionRevoke, .sessionRevokeAll, .introspect,
         .membershipRequest, .membershipApprove, .membershipDeny, .membershipRemove, .membershipRoleChange,
         .membershipAdd, .orgPolicyChange, .orgCreate, .orgDelete,
