@@ -88,18 +88,12 @@ enum LoggingBootstrap {
         done = true
         let parsed = Logger.Level(rawValue: level) ?? .info
         // The provider gives the lines the core services log while serving a request its id.
-        if format == "json" {
-            LoggingSystem.bootstrap(
-                { label, provider in
-                    var handler = JSONLogHandler.standardError(label: label, metadataProvider: provider)
-                    handler.logLevel = parsed
-                    return handler
-                }, metadataProvider: RequestLogMetadata.provider)
-            return
-        }
         LoggingSystem.bootstrap(
             { label, provider in
-                var handler = StreamLogHandler.standardError(label: label, metadataProvider: provider)
+                var handler: any LogHandler =
+                    format == "json"
+                    ? JSONLogHandler.standardError(label: label, metadataProvider: provider)
+                    : StreamLogHandler.standardError(label: label, metadataProvider: provider)
                 handler.logLevel = parsed
                 return handler
             }, metadataProvider: RequestLogMetadata.provider)

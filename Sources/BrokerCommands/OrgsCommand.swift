@@ -103,18 +103,15 @@ struct MembersCommand: AsyncParsableCommand {
         @OptionGroup var options: GlobalOptions
         @Argument var org: String
         @Argument var name: String
-        @Option(help: "member, owner or admin") var role: String = "member"
+        @Option(help: "member, owner or admin") var role: Role = .member
 
         func run() async throws {
             try await reportingErrors {
-                guard let parsed = Role(rawValue: role) else {
-                    throw ValidationError("--role must be member, owner or admin")
-                }
                 let environment = try await CommandEnvironment.open(options)
                 try await environment.withAccounts {
-                    try await $0.approveMembership(organization: org, username: name, role: parsed)
+                    try await $0.approveMembership(organization: org, username: name, role: role)
                 }
-                print("approved: \(name) is now \(parsed.rawValue) of \(org)")
+                print("approved: \(name) is now \(role.rawValue) of \(org)")
             }
         }
     }
@@ -140,16 +137,13 @@ struct MembersCommand: AsyncParsableCommand {
         @OptionGroup var options: GlobalOptions
         @Argument var org: String
         @Argument var name: String
-        @Option(help: "member, owner or admin") var role: String = "member"
+        @Option(help: "member, owner or admin") var role: Role = .member
 
         func run() async throws {
             try await reportingErrors {
-                guard let parsed = Role(rawValue: role) else {
-                    throw ValidationError("--role must be member, owner or admin")
-                }
                 let environment = try await CommandEnvironment.open(options)
-                try await environment.withAccounts { try await $0.addMember(organization: org, username: name, role: parsed) }
-                print("\(name) is now \(parsed.rawValue) of \(org)")
+                try await environment.withAccounts { try await $0.addMember(organization: org, username: name, role: role) }
+                print("\(name) is now \(role.rawValue) of \(org)")
             }
         }
     }
@@ -191,3 +185,5 @@ struct MembersCommand: AsyncParsableCommand {
         }
     }
 }
+
+extension Role: ExpressibleByArgument {}

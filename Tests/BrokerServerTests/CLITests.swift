@@ -47,7 +47,7 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(try broker.run(["members", "add", "org1", "alice", "--role", "owner"]).status, 0)
         result = try broker.run(["members", "list", "org1"])
         XCTAssertTrue(result.stdout.contains("alice") && result.stdout.contains("owner"), result.stdout)
-        XCTAssertEqual(try broker.run(["members", "add", "org1", "alice", "--role", "king"]).status, 1)
+        XCTAssertEqual(try broker.run(["members", "add", "org1", "alice", "--role", "king"]).status, 64, "a usage error (EX_USAGE)")
         XCTAssertEqual(try broker.run(["members", "remove", "org1", "alice"]).status, 0)
         XCTAssertEqual(try broker.run(["members", "remove", "org1", "alice"]).status, 1)
         XCTAssertEqual(try broker.run(["members", "add", "nope", "alice"]).status, 1)
