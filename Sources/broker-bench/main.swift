@@ -16,6 +16,8 @@ let usage = """
       login  PAT logins with a warm identity cache and refresh grants, beside raw signing,
              on the embedded SQLite store (wall clock; 1 and 8 in flight)
              --seconds N, --alg NAME as above
+      audit  durable audit lines per second (1, 8, 64 in flight) beside write+fdatasync
+             in the same directory; --seconds N
 
     """
 
@@ -34,6 +36,8 @@ do {
         try ValidatorBenchmark(options: try JWTBenchmark.Options(parsing: Array(arguments.dropFirst()))).run()
     case "login":
         try await LoginBenchmark(parsing: Array(arguments.dropFirst())).run()
+    case "audit":
+        try await AuditBenchmark(parsing: Array(arguments.dropFirst())).run()
     case "help", "-h", "--help":
         print(usage, terminator: "")
     default:

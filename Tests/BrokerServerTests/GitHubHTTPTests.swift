@@ -57,6 +57,29 @@ final class GitHubHTTPTests: XCTestCase {
         }
     }
 
+    func testGitHubSessionSignInForTheMembershipAndAdminAPI() async throws {
+        let harness = self.harness!
+        try await harness.withClient { client in
+            var answer = try await client.api(.post, "/api/session/github", json: #"{"access_token":"ghp_carol"}"#)
+            XCTAssertEqual(answer.status, .ok)
+            let token = try XCTUnwrap(answer.body["token"] as? String)
+            let claims = try harness.services.verifier.verify(token, audience: harness.services.configuration.issuer)
+            XCTAssertEqual(claims.subject, "carol")
+            XCTAssertEqual(claims.authenticationMethods, ["github"])
+            XCTAssertNil(claims.globalRole)
+            // A GitHub-admitted account may ask to join another organization, not administer.
+            answer = try await client.api(.post, "/api/orgs/org2/membership-requests", token: token)
+            XCTAssertEqual(answer.status, .created)
+            XCTAssertEqual(answer.body["username"] as? String, "carol")
+            answer = try await client.api(.get, "/api/admin/users", token: token)
+            XCTAssertEqual(answer.status, .forbidden)
+
+            answer = try await client.api(.post, "/api/session/github", json: #"{"access_token":"ghp_revoked"}"#)
+            XCTAssertEqual(answer.status, .unauthorized)
+            XCTAssertEqual(answer.error, "github_token_invalid")
+        }
+    }
+
     func testGitHubFailuresGetTheRightStatusAndShape() async throws {
         let harness = self.harness!
         let github = self.github!

@@ -1,0 +1,85 @@
+import BrokerCore
+import Foundation
+import Logging
+
+/// `broker-bench audit`: what a durable audit line costs. Measures `AuditTrail.record` to a
+/// file (each line on disk, `fdatasync`, before `record` returns) with 1, 8 and 64 records in
+/// flight, beside the reference the disk allows: a loop of one `write` + `fdatasync` on a file
+/// in the same directory, in the same run. Group commit should let concurrent records share a
+/// sync, so `records/s` grows with concurrency while the reference stays one line per sync.
+struct AuditBenchmark {
+    var seconds: Double = 2
+    var concurrencies: [Int] = [1, 8, 64]
+
+    init(parsing arguments: [String]) throws {
+        var iterator = arguments.makeIterator()
+        while let argument = iterator.next() {
+            switch argument {
+            case "--seconds":
+                guard let text = iterator.next(), let value = Double(text), value > 0 else { throw BenchError("--seconds N") }
+                seconds = value
+            default:
+                throw BenchError("unknown option \(argument)")
+            }
+        }
+    }
+
+    func run() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("broker-bench-audit-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let reference = try syncedWrites(path: directory.appendingPathComponent("reference.log").path)
+        print("reference write+fdatasync=\(Int(reference))/s (one line per sync, \(directory.deletingLastPathComponent().path))")
+        let trail = AuditTrail.file(
+            path: directory.appendingPathComponent("audit.log").path, failureMode: .failClosed,
+            logger: Logger(label: "bench"))
+        for concurrency in concurrencies {
+            let rate = try await measure(concurrency) {
+                try await trail.record(
+                    .loginPassword, .success, actor: "alice", organization: "org1", target: "jti:0123456789abcdef",
+                    context: AuditContext(requestID: "bench", clientIP: "127.0.0.1"))
+            }
+            print(
+                "audit concurrency=\(concurrency) records=\(Int(rate))/s records/reference=\(String(format: "%.2f", rate / reference))")
+        }
+        await trail.close()
+    }
+
+    private func syncedWrites(path: String) throws -> Double {
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw BenchError("cannot open \(path)") }
+        defer { close(descriptor) }
+        let line = Array(#"{"time":"2026-11-29T12:00:00.000Z","action":"login.password","outcome":"success"}"#.utf8) + [10]
+        let start = ContinuousClock.now
+        let deadline = start + .milliseconds(Int(seconds * 1000))
+        var count = 0
+        while ContinuousClock.now < deadline {
+            _ = line.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+            fdatasync(descriptor)
+            count += 1
+        }
+        let elapsed = ContinuousClock.now - start
+        return Double(count) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+    }
+
+    private func measure(_ concurrency: Int, _ operation: @escaping @Sendable () async throws -> Void) async throws -> Double {
+        for _ in 0..<16 { try await operation() }
+        let start = ContinuousClock.now
+        let deadline = start + .milliseconds(Int(seconds * 1000))
+        let total = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<concurrency {
+                group.addTask {
+                    var count = 0
+                    while ContinuousClock.now < deadline {
+                        try await operation()
+                        count += 1
+                    }
+                    return count
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        let elapsed = ContinuousClock.now - start
+        return Double(total) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+    }
+}
