@@ -14,20 +14,20 @@ extension AccountAdministration {
                 throw BrokerError(.invalidRequest, "only a signed-in account can ask to join an organization")
             }
             return try await audited.commit(in: store) { tx in
-            guard let user = try await tx.user(id: userID) else { throw BrokerError(.notFound, "no such account") }
-            let organization = try await Self.requireOrganization(name, tx)
-            if let membership = try await tx.membership(organizationID: organization.id, userID: user.id),
-                membership.isActive
-            {
-                throw BrokerError(.conflict, "\(user.username) is already a member of \(name)")
-            }
-            do {
-                try await tx.insertMembershipRequest(organizationID: organization.id, userID: user.id, at: now)
-            } catch StoreError.duplicate {
-                throw BrokerError(.conflict, "\(user.username) already asked to join \(name)")
-            }
-            return MembershipRequest(
-                organizationID: organization.id, userID: user.id, username: user.username, requestedAt: now)
+                guard let user = try await tx.user(id: userID) else { throw BrokerError(.notFound, "no such account") }
+                let organization = try await Self.requireOrganization(name, tx)
+                if let membership = try await tx.membership(organizationID: organization.id, userID: user.id),
+                    membership.isActive
+                {
+                    throw BrokerError(.conflict, "\(user.username) is already a member of \(name)")
+                }
+                do {
+                    try await tx.insertMembershipRequest(organizationID: organization.id, userID: user.id, at: now)
+                } catch StoreError.duplicate {
+                    throw BrokerError(.conflict, "\(user.username) already asked to join \(name)")
+                }
+                return MembershipRequest(
+                    organizationID: organization.id, userID: user.id, username: user.username, requestedAt: now)
             }
         }
     }
@@ -52,21 +52,21 @@ extension AccountAdministration {
         let audited = audited(.membershipApprove, by: actor, organization: name, target: username)
         return try await audited.run {
             try await audited.commit(in: store, reason: "role=\(role.rawValue)") { tx in
-            let organization = try await Self.requireOrganization(name, tx)
-            let authority = try await actor.requireManager(of: organization, tx: tx)
-            guard role <= authority else {
-                throw BrokerError(.forbidden, "\(actor.name) cannot grant the role \(role.rawValue) in \(name)")
-            }
-            let user = try await Self.requireUser(username, tx)
-            guard try await tx.deleteMembershipRequest(organizationID: organization.id, userID: user.id) else {
-                throw BrokerError(.notFound, "\(username) has no pending request to join \(name)")
-            }
-            let existing = try await tx.membership(organizationID: organization.id, userID: user.id)
-            let membership = Membership(
-                organizationID: organization.id, userID: user.id, role: max(role, existing?.role ?? role), isActive: true,
-                createdAt: existing?.createdAt ?? now)
-            try await tx.upsertMembership(membership)
-            return membership
+                let organization = try await Self.requireOrganization(name, tx)
+                let authority = try await actor.requireManager(of: organization, tx: tx)
+                guard role <= authority else {
+                    throw BrokerError(.forbidden, "\(actor.name) cannot grant the role \(role.rawValue) in \(name)")
+                }
+                let user = try await Self.requireUser(username, tx)
+                guard try await tx.deleteMembershipRequest(organizationID: organization.id, userID: user.id) else {
+                    throw BrokerError(.notFound, "\(username) has no pending request to join \(name)")
+                }
+                let existing = try await tx.membership(organizationID: organization.id, userID: user.id)
+                let membership = Membership(
+                    organizationID: organization.id, userID: user.id, role: max(role, existing?.role ?? role), isActive: true,
+                    createdAt: existing?.createdAt ?? now)
+                try await tx.upsertMembership(membership)
+                return membership
             }
         }
     }
@@ -105,19 +105,15 @@ extension AccountAdministration {
         let audited = audited(.membershipRoleChange, by: actor, organization: name, target: username)
         return try await audited.run {
             try await audited.commit(in: store, reason: "role=\(role.rawValue)") { tx in
-            let organization = try await Self.requireOrganization(name, tx)
-            let authority = try await actor.requireManager(of: organization, tx: tx)
-            let user = try await Self.requireUser(username, tx)
-            guard var membership = try await tx.membership(organizationID: organization.id, userID: user.id) else {
-                throw BrokerError(.notFound, "\(username) is not a member of \(name)")
-            }
-            guard membership.role <= authority, role <= authority else {
-                throw BrokerError(
-                    .forbidden, "\(actor.name) cannot change \(membership.role.rawValue) \(username) to \(role.rawValue) in \(name)")
-            }
-            membership.role = role
-            try await tx.upsertMembership(membership)
-            return membership
+                let (_, authority, _, found) = try await Self.managedMember(name, username, by: actor, tx)
+                guard var membership = found else { throw BrokerError(.notFound, "\(username) is not a member of \(name)") }
+                guard membership.role <= authority, role <= authority else {
+                    throw BrokerError(
+                        .forbidden, "\(actor.name) cannot change \(membership.role.rawValue) \(username) to \(role.rawValue) in \(name)")
+                }
+                membership.role = role
+                try await tx.upsertMembership(membership)
+                return membership
             }
         }
     }
@@ -130,18 +126,25 @@ extension AccountAdministration {
         let audited = audited(.membershipRemove, by: actor, organization: name, target: username)
         try await audited.run {
             try await audited.commit(in: store) { tx in
-            let organization = try await Self.requireOrganization(name, tx)
-            let authority = try await actor.requireManager(of: organization, tx: tx)
-            let user = try await Self.requireUser(username, tx)
-            guard let membership = try await tx.membership(organizationID: organization.id, userID: user.id) else {
-                throw BrokerError(.notFound, "\(username) is not a member of \(name)")
-            }
-            guard membership.role <= authority else {
-                throw BrokerError(.forbidden, "\(actor.name) cannot remove \(membership.role.rawValue) \(username) from \(name)")
-            }
-            _ = try await tx.deleteMembership(organizationID: organization.id, userID: user.id)
+                let (organization, authority, user, found) = try await Self.managedMember(name, username, by: actor, tx)
+                guard let membership = found else { throw BrokerError(.notFound, "\(username) is not a member of \(name)") }
+                guard membership.role <= authority else {
+                    throw BrokerError(.forbidden, "\(actor.name) cannot remove \(membership.role.rawValue) \(username) from \(name)")
+                }
+                _ = try await tx.deleteMembership(organizationID: organization.id, userID: user.id)
             }
         }
+    }
+
+    /// The organization, the actor's authority over it (owner or above, else 403), the named
+    /// account and its membership there, if any.
+    static func managedMember(
+        _ name: String, _ username: String, by actor: AdministrativeActor, _ tx: any StoreTransaction
+    ) async throws -> (Organization, Role, User, Membership?) {
+        let organization = try await requireOrganization(name, tx)
+        let authority = try await actor.requireManager(of: organization, tx: tx)
+        let user = try await requireUser(username, tx)
+        return (organization, authority, user, try await tx.membership(organizationID: organization.id, userID: user.id))
     }
 
     // MARK: Token policy
@@ -164,36 +167,38 @@ extension AccountAdministration {
         by actor: AdministrativeActor = .operator
     ) async throws -> Organization {
         let audited = audited(.orgPolicyChange, by: actor, organization: name)
-        let summary = "access_lifetime=\(policy.accessLifetime.map(String.init) ?? "default") audiences=\(policy.audiences?.joined(separator: ",") ?? "default")"
+        let summary =
+            "access_lifetime=\(policy.accessLifetime.map(String.init) ?? "default") "
+            + "audiences=\(policy.audiences?.joined(separator: ",") ?? "default")"
         return try await audited.run {
-        if let lifetime = policy.accessLifetime, !(60...brokerAccessLifetime).contains(lifetime) {
-            throw BrokerError(
-                .invalidRequest, "access_lifetime must be between 60 and the broker's access_lifetime (\(brokerAccessLifetime)) seconds")
-        }
-        if let audiences = policy.audiences {
-            guard (1...16).contains(audiences.count), Set(audiences).count == audiences.count else {
-                throw BrokerError(.invalidRequest, "audiences must list 1 to 16 distinct names")
+            if let lifetime = policy.accessLifetime, !(60...brokerAccessLifetime).contains(lifetime) {
+                throw BrokerError(
+                    .invalidRequest, "access_lifetime must be between 60 and the broker's access_lifetime (\(brokerAccessLifetime)) seconds")
             }
-            for audience in audiences {
-                do {
-                    try NamePolicy.validateOrganizationName(audience, what: "an audience")
-                } catch let error as BrokerError {
-                    throw BrokerError(.invalidRequest, error.detail)
+            if let audiences = policy.audiences {
+                guard (1...16).contains(audiences.count), Set(audiences).count == audiences.count else {
+                    throw BrokerError(.invalidRequest, "audiences must list 1 to 16 distinct names")
+                }
+                for audience in audiences {
+                    do {
+                        try NamePolicy.validateOrganizationName(audience, what: "an audience")
+                    } catch let error as BrokerError {
+                        throw BrokerError(.invalidRequest, error.detail)
+                    }
                 }
             }
-        }
-        return try await audited.commit(in: store, reason: summary) { tx in
-            var organization = try await Self.requireOrganization(name, tx)
-            try await actor.requireManager(of: organization, tx: tx)
-            for audience in policy.audiences ?? [] {
-                if let owner = try await tx.organizationUsingAudience(audience), owner.id != organization.id {
-                    throw BrokerError(.conflict, "the audience \(audience) belongs to another organization")
+            return try await audited.commit(in: store, reason: summary) { tx in
+                var organization = try await Self.requireOrganization(name, tx)
+                try await actor.requireManager(of: organization, tx: tx)
+                for audience in policy.audiences ?? [] {
+                    if let owner = try await tx.organizationUsingAudience(audience), owner.id != organization.id {
+                        throw BrokerError(.conflict, "the audience \(audience) belongs to another organization")
+                    }
                 }
+                try await tx.setTokenPolicy(organizationID: organization.id, to: policy)
+                organization.tokenPolicy = policy
+                return organization
             }
-            try await tx.setTokenPolicy(organizationID: organization.id, to: policy)
-            organization.tokenPolicy = policy
-            return organization
-        }
         }
     }
 }
