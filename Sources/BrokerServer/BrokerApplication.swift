@@ -22,6 +22,7 @@ public enum BrokerApplication {
         SessionRoutes(services: services).register(on: router)
         MembershipRoutes(services: services).register(on: router)
         AdminRoutes(services: services).register(on: router)
+        ContractRoutes().register(on: router)
         return router
     }
 
