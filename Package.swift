@@ -143,6 +143,7 @@ let package = Package(
             dependencies: [
                 "BrokerCommands", "BrokerServer", "BrokerSQLite", "GitHubClient", "FakeGitHub", "BrokerGateway",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: swiftSettings
         ),
