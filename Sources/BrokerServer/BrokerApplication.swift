@@ -23,6 +23,8 @@ public enum BrokerApplication {
         MembershipRoutes(services: services).register(on: router)
         AdminRoutes(services: services).register(on: router)
         ContractRoutes().register(on: router)
+        // Last: it must see every route, and wrap only the not-found answer.
+        router.add(middleware: MethodNotAllowedMiddleware(routes: router.routes))
         return router
     }
 

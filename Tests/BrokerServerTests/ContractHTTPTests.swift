@@ -315,6 +315,34 @@ final class ContractHTTPTests: XCTestCase {
         }
     }
 
+    /// A known path with another method is 405 with `Allow` (RFC 9110 15.5.6), as the error
+    /// catalogue says; an unknown path stays 404. Both in the shape of ErrorBody.
+    func testAnotherMethodOnAKnownPathIsMethodNotAllowed() async throws {
+        let contract = self.contract!
+        try await harness.withClient { client in
+            for (method, path, allow) in [
+                (HTTPRequest.Method.trace, "/healthz", "GET"), (.head, "/healthz/", "GET"), (.delete, "/api/org_token/", "POST"),
+                (.get, "/api/session/github", "POST"), (.patch, "/api/admin/users/bob", "DELETE, GET"),
+                (.options, "/api/session", "GET, POST"), (.get, "/api/orgs/org1/members/bob", "DELETE, PUT"),
+            ] {
+                let answer = try await client.api(method, path)
+                XCTAssertEqual(answer.status, .methodNotAllowed, "\(method) \(path)")
+                XCTAssertEqual(answer.headers[.allow], allow, "\(method) \(path)")
+                guard method != .head else { continue }  // HEAD answers carry no body
+                XCTAssertEqual(answer.error, "method_not_allowed")
+                let body = try JSONSerialization.data(withJSONObject: answer.body)
+                let violations = try contract.validate(
+                    try JSONParser.parse(Array(body)), .object(["$ref": .string("#/components/schemas/ErrorBody")]), at: "body")
+                XCTAssertEqual(violations, [])
+            }
+            for (method, path) in [(HTTPRequest.Method.get, "/nowhere"), (.get, "/api/admin/users/bob/elsewhere")] {
+                let answer = try await client.api(method, path)
+                XCTAssertEqual(answer.status, .notFound, "\(method) \(path)")
+                XCTAssertEqual(answer.error, "not_found")
+            }
+        }
+    }
+
     /// Every 401 says how to authenticate again, generation-2 answers included (RFC 9110 15.5.2).
     func testGeneration2UnauthorizedAnswersCarryWWWAuthenticate() async throws {
         try await harness.withClient { client in
