@@ -124,6 +124,8 @@ struct OpenAPIContract {
                 } catch {
                     return problems + ["\(label): the body is not JSON"]
                 }
+            } else if essence.hasSuffix("yaml") {
+                value = try Self.convert(Yams.load(yaml: String(decoding: answer.body, as: UTF8.self)) as Any)
             } else {
                 value = .string(String(decoding: answer.body, as: UTF8.self))
             }
