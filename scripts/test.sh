@@ -21,3 +21,5 @@ export BROKER_TEST_PYTHON="$PWD/$venv/bin/python"
 
 swift build --build-tests
 swift test --skip-build "$@"
+# The contract, fuzzed: Schemathesis against a broker of its own (docs/api.md).
+scripts/schemathesis.sh

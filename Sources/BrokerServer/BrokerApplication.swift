@@ -30,6 +30,9 @@ public enum BrokerApplication {
         MembershipRoutes(services: services).register(on: router)
         AdminRoutes(services: services).register(on: router)
         if let metrics { MetricsRoutes(registry: metrics).register(on: router) }
+        ContractRoutes().register(on: router)
+        // Last: it must see every route, and wrap only the not-found answer.
+        router.add(middleware: MethodNotAllowedMiddleware(routes: router.routes))
         return router
     }
 

@@ -28,10 +28,11 @@ public enum NamePolicy {
     public static let minimumPasswordLength = 12
     public static let maximumPasswordLength = 1024
 
-    /// New passwords: 12 to 1024 characters, no composition rules (NIST SP 800-63B). Migrated
-    /// hashes are not subject to this: they keep working whatever their length.
+    /// New passwords: 12 to 1024 characters, no composition rules (NIST SP 800-63B, which counts
+    /// each Unicode code point as one character: a combining accent counts). Migrated hashes are
+    /// not subject to this: they keep working whatever their length.
     public static func validateNewPassword(_ password: String) throws {
-        let length = password.count
+        let length = password.unicodeScalars.count
         guard length >= minimumPasswordLength else {
             throw BrokerError(.invalidPassword, "a password needs at least \(minimumPasswordLength) characters")
         }

@@ -48,11 +48,11 @@ struct AdminRoutes<Context: RemoteAddressRequestContext> {
             return JSONResponses.make(.created) { json in json.user(user) }
         }
         admin.get("users/:username") { request, context in
-            let user = try await accounts.user(named: try context.parameters.require("username"), by: try await actor(request, context))
+            let user = try await accounts.user(named: try context.parameters.decoded("username"), by: try await actor(request, context))
             return JSONResponses.make(.ok) { json in json.user(user) }
         }
         admin.delete("users/:username") { request, context in
-            try await accounts.deleteUser(try context.parameters.require("username"), by: try await actor(request, context))
+            try await accounts.deleteUser(try context.parameters.decoded("username"), by: try await actor(request, context))
             return Response(status: .noContent)
         }
         admin.post("users/:username/disable") { request, context in
@@ -66,7 +66,7 @@ struct AdminRoutes<Context: RemoteAddressRequestContext> {
             var request = request
             let body = try await JSONRequestBody.read(&request)
             try await accounts.setPassword(
-                try context.parameters.require("username"), password: try body.string("password"), by: actor)
+                try context.parameters.decoded("username"), password: try body.string("password"), by: actor)
             return Response(status: .noContent)
         }
         admin.put("users/:username/role") { request, context in
@@ -74,14 +74,14 @@ struct AdminRoutes<Context: RemoteAddressRequestContext> {
             var request = request
             let body = try await JSONRequestBody.read(&request)
             let user = try await accounts.setGlobalRole(
-                try context.parameters.require("username"), to: try Self.globalRole(try body.optionalString("global_role")),
+                try context.parameters.decoded("username"), to: try Self.globalRole(try body.optionalString("global_role")),
                 by: actor)
             return JSONResponses.make(.ok) { json in json.user(user) }
         }
     }
 
     private func setActive(_ request: Request, _ context: Context, _ active: Bool) async throws -> Response {
-        let username = try context.parameters.require("username")
+        let username = try context.parameters.decoded("username")
         try await accounts.setActive(username, active, by: try await actor(request, context))
         let user = try await accounts.user(named: username)
         return JSONResponses.make(.ok) { json in json.user(user) }
@@ -90,7 +90,7 @@ struct AdminRoutes<Context: RemoteAddressRequestContext> {
     private func registerSessions(on admin: RouterGroup<Context>) {
         admin.get("users/:username/sessions") { request, context in
             let sessions = try await accounts.sessions(
-                of: try context.parameters.require("username"), by: try await actor(request, context))
+                of: try context.parameters.decoded("username"), by: try await actor(request, context))
             return JSONResponses.make(.ok) { json in
                 json.beginObject()
                 json.key("sessions")
@@ -102,7 +102,7 @@ struct AdminRoutes<Context: RemoteAddressRequestContext> {
         }
         admin.delete("users/:username/sessions") { request, context in
             let revoked = try await accounts.revokeAllSessions(
-                of: try context.parameters.require("username"), by: try await actor(request, context))
+                of: try context.parameters.decoded("username"), by: try await actor(request, context))
             return JSONResponses.make(.ok) { json in
                 json.beginObject()
                 json.key("revoked"); json.int(Int64(revoked))
@@ -111,7 +111,7 @@ struct AdminRoutes<Context: RemoteAddressRequestContext> {
         }
         admin.delete("users/:username/sessions/:session") { request, context in
             try await accounts.revokeSession(
-                try context.parameters.require("session"), of: try context.parameters.require("username"),
+                try context.parameters.decoded("session"), of: try context.parameters.decoded("username"),
                 by: try await actor(request, context))
             return Response(status: .noContent)
         }
@@ -139,7 +139,7 @@ struct AdminRoutes<Context: RemoteAddressRequestContext> {
             return JSONResponses.make(.created) { json in json.organization(organization) }
         }
         admin.delete("orgs/:org") { request, context in
-            try await accounts.deleteOrganization(try context.parameters.require("org"), by: try await actor(request, context))
+            try await accounts.deleteOrganization(try context.parameters.decoded("org"), by: try await actor(request, context))
             return Response(status: .noContent)
         }
     }
@@ -158,7 +158,7 @@ struct AdminRoutes<Context: RemoteAddressRequestContext> {
         }
         admin.post("keys/:kid/retire") { request, context in
             let snapshot = try await services.keys.retire(
-                kid: try context.parameters.require("kid"), by: try await actor(request, context))
+                kid: try context.parameters.decoded("kid"), by: try await actor(request, context))
             return Self.keysResponse(snapshot.keys.map(\.metadata))
         }
     }

@@ -63,7 +63,7 @@ struct Generation1Routes<Context: RemoteAddressRequestContext> {
 
     func membershipStatus(_ request: Request, _ context: Context) async throws -> Response {
         let token = try request.bearerToken()
-        let organization = try context.parameters.require("org")
+        let organization = try context.parameters.decoded("org")
         let active = try await services.orgTokens.membershipStatus(bearer: token, organization: organization)
         return JSONResponses.make(.ok) { json in
             json.beginObject()

@@ -178,6 +178,10 @@ struct Generation2Routes<Context: RemoteAddressRequestContext> {
             json.endObject()
         }
         if let seconds = error.retryAfter { response.headers[.retryAfter] = String(max(1, seconds)) }
+        if error.code.httpStatus == 401 {
+            // RFC 9110 section 15.5.2: a 401 must say how to authenticate, as the other families do.
+            response.headers[.wwwAuthenticate] = JSONResponses.wwwAuthenticate(for: error.code)
+        }
         return response
     }
 }

@@ -14,13 +14,13 @@ struct MembershipRoutes<Context: RemoteAddressRequestContext> {
         let organization = router.group("api/orgs/:org")
         organization.post("membership-requests") { request, context in
             let actor = try await services.actor(of: request, context)
-            let name = try context.parameters.require("org")
+            let name = try context.parameters.decoded("org")
             let pending = try await accounts.requestMembership(organization: name, by: actor)
             return JSONResponses.make(.created) { json in json.membershipRequest(pending, organization: name) }
         }
         organization.get("membership-requests") { request, context in
             let actor = try await services.actor(of: request, context)
-            let name = try context.parameters.require("org")
+            let name = try context.parameters.decoded("org")
             let pending = try await accounts.membershipRequests(organization: name, by: actor)
             return JSONResponses.make(.ok) { json in
                 json.beginObject()
@@ -33,7 +33,7 @@ struct MembershipRoutes<Context: RemoteAddressRequestContext> {
         }
         organization.post("membership-requests/:username/approve") { request, context in
             let actor = try await services.actor(of: request, context)
-            let (name, username) = (try context.parameters.require("org"), try context.parameters.require("username"))
+            let (name, username) = (try context.parameters.decoded("org"), try context.parameters.decoded("username"))
             var request = request
             let body = try await JSONRequestBody.readOptional(&request)
             let role = try Self.role(try body.optionalString("role") ?? Role.member.rawValue)
@@ -43,13 +43,13 @@ struct MembershipRoutes<Context: RemoteAddressRequestContext> {
         }
         organization.post("membership-requests/:username/deny") { request, context in
             let actor = try await services.actor(of: request, context)
-            let (name, username) = (try context.parameters.require("org"), try context.parameters.require("username"))
+            let (name, username) = (try context.parameters.decoded("org"), try context.parameters.decoded("username"))
             try await accounts.denyMembership(organization: name, username: username, by: actor)
             return Response(status: .noContent)
         }
         organization.get("members") { request, context in
             let actor = try await services.actor(of: request, context)
-            let name = try context.parameters.require("org")
+            let name = try context.parameters.decoded("org")
             let members = try await accounts.members(organization: name, by: actor)
             return JSONResponses.make(.ok) { json in
                 json.beginObject()
@@ -62,7 +62,7 @@ struct MembershipRoutes<Context: RemoteAddressRequestContext> {
         }
         organization.put("members/:username") { request, context in
             let actor = try await services.actor(of: request, context)
-            let (name, username) = (try context.parameters.require("org"), try context.parameters.require("username"))
+            let (name, username) = (try context.parameters.decoded("org"), try context.parameters.decoded("username"))
             var request = request
             let body = try await JSONRequestBody.read(&request)
             let membership = try await accounts.changeRole(
@@ -71,13 +71,13 @@ struct MembershipRoutes<Context: RemoteAddressRequestContext> {
         }
         organization.delete("members/:username") { request, context in
             let actor = try await services.actor(of: request, context)
-            let (name, username) = (try context.parameters.require("org"), try context.parameters.require("username"))
+            let (name, username) = (try context.parameters.decoded("org"), try context.parameters.decoded("username"))
             try await accounts.removeMember(organization: name, username: username, by: actor)
             return Response(status: .noContent)
         }
         organization.get("policy") { request, context in
             let actor = try await services.actor(of: request, context)
-            let found = try await accounts.tokenPolicy(organization: try context.parameters.require("org"), by: actor)
+            let found = try await accounts.tokenPolicy(organization: try context.parameters.decoded("org"), by: actor)
             return JSONResponses.make(.ok) { json in json.tokenPolicy(found) }
         }
         organization.put("policy") { request, context in
@@ -88,7 +88,7 @@ struct MembershipRoutes<Context: RemoteAddressRequestContext> {
                 accessLifetime: try body.optionalInteger("access_lifetime", in: 1...Int64(Int32.max)).map { Int($0) },
                 audiences: try body.optionalStrings("audiences"))
             let updated = try await accounts.setTokenPolicy(
-                organization: try context.parameters.require("org"), to: policy,
+                organization: try context.parameters.decoded("org"), to: policy,
                 brokerAccessLifetime: services.configuration.accessLifetime, by: actor)
             return JSONResponses.make(.ok) { json in json.tokenPolicy(updated) }
         }

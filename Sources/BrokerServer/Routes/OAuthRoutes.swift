@@ -213,7 +213,7 @@ struct OAuthError: Error {
             self.init(code: "invalid_grant", error.detail)
         case .notAMember, .unknownOrganization, .githubForbidden:
             self.init(status: .forbidden, code: "access_denied", error.detail)
-        case .githubRateLimited, .githubUnavailable, .unavailable, .githubBadResponse:
+        case .githubRateLimited, .githubUnavailable, .unavailable, .githubBadResponse, .auditUnavailable:
             self.init(status: .serviceUnavailable, code: "temporarily_unavailable", error.detail)
             retryAfter = error.retryAfter
         case .payloadTooLarge:

@@ -29,10 +29,13 @@ enum JSONResponses {
             response.headers[.retryAfter] = String(max(1, seconds))
         }
         if error.code.httpStatus == 401 {
-            // RFC 6750 section 3: tell the client how to authenticate again.
-            response.headers[.wwwAuthenticate] =
-                error.code == .invalidToken || error.code == .missingToken ? "Bearer error=\"invalid_token\"" : "Bearer"
+            response.headers[.wwwAuthenticate] = wwwAuthenticate(for: error.code)
         }
         return response
+    }
+
+    /// RFC 6750 section 3: how to authenticate again after a 401 with this code.
+    static func wwwAuthenticate(for code: ErrorCode) -> String {
+        code == .invalidToken || code == .missingToken ? "Bearer error=\"invalid_token\"" : "Bearer"
     }
 }
