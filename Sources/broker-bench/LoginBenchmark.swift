@@ -51,26 +51,8 @@ struct LoginBenchmark {
         }
     }
 
-    /// Operations per wall-clock second with `concurrency` in flight, after a warm-up.
     private func measure(_ concurrency: Int, _ operation: @escaping @Sendable () async throws -> Void) async throws -> Double {
-        for _ in 0..<32 { try await operation() }
-        let start = ContinuousClock.now
-        let deadline = start + .milliseconds(Int(seconds * 1000))
-        let total = try await withThrowingTaskGroup(of: Int.self) { group in
-            for _ in 0..<concurrency {
-                group.addTask {
-                    var count = 0
-                    while ContinuousClock.now < deadline {
-                        try await operation()
-                        count += 1
-                    }
-                    return count
-                }
-            }
-            return try await group.reduce(0, +)
-        }
-        let elapsed = ContinuousClock.now - start
-        return Double(total) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        try await Throughput.measure(seconds: seconds, concurrency: concurrency, warmUp: 32, operation)
     }
 }
 
