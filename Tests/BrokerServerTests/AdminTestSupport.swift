@@ -1,4 +1,6 @@
 import BrokerCore
+import FakeGitHub
+import GitHubClient
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -72,5 +74,20 @@ extension ServerHarness {
             store: harness.services.store, pool: harness.services.passwords, clock: harness.clock)
         try await fixtures.addUser("root", password: password, globalRole: .admin)
         return harness
+    }
+}
+
+extension FakeGitHub {
+    /// A fake GitHub on loopback and the libcurl client that talks to it, on one manual clock
+    /// (whole seconds, as tokens count them).
+    static func startWithClient() async throws -> (FakeGitHub, LibcurlGitHubClient, ManualWallClock) {
+        let clock = ManualWallClock(Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down)))
+        let github = try await FakeGitHub.start(deviceInterval: 5, now: { clock.now() })
+        let client = try LibcurlGitHubClient(
+            configuration: .init(
+                apiURL: github.apiURL, webURL: github.webURL, clientID: github.clientID, connectTimeout: .seconds(1),
+                totalTimeout: .seconds(1)),
+            clock: clock)
+        return (github, client, clock)
     }
 }

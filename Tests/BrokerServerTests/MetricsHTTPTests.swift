@@ -190,13 +190,8 @@ final class GitHubMetricsHTTPTests: XCTestCase {
 
     override func setUp() async throws {
         _ = TestMetrics.registry
-        let clock = ManualWallClock(Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down)))
-        github = try await FakeGitHub.start(deviceInterval: 5, now: { clock.now() })
-        let client = try LibcurlGitHubClient(
-            configuration: .init(
-                apiURL: github.apiURL, webURL: github.webURL, clientID: github.clientID, connectTimeout: .seconds(1),
-                totalTimeout: .seconds(1)),
-            clock: clock)
+        let (github, client, clock) = try await FakeGitHub.startWithClient()
+        self.github = github
         harness = try await ServerHarness.make(githubAPI: client, clock: clock) { configuration in
             configuration.githubOrganizations = [
                 GitHubOrganizationMapping(organization: "sliderule", githubOrganization: "SlideRuleEarth", teams: [:])
