@@ -1,8 +1,11 @@
 """A GitHub stand-in on loopback for scripts/schemathesis.sh, so that the broker's GitHub routes
 answer as they do against the real GitHub without any traffic leaving the machine.
 
-It rejects every token (401, as GitHub does for a bad one), hands out one device code, keeps
-that code pending and calls any other code incorrect. Prints `listening on PORT` once bound.
+It knows one token, TOKEN, of the user `octo`, an active member of the GitHub organization
+ORGANIZATION (mapped to the broker's org1 by schemathesis.sh), so that the success paths of the
+GitHub routes are exercised too; it rejects every other token (401, as GitHub does for a bad
+one), hands out one device code, keeps that code pending and calls any other code incorrect.
+Prints `listening on PORT` once bound.
 
     python3 scripts/fake_github.py
 """
@@ -13,6 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 DEVICE_CODE = "schemathesis-device-code"
+TOKEN = "ghp_schemathesis"
+LOGIN = "octo"
+ORGANIZATION = "SchemathesisOrg"
 
 
 class FakeGitHub(BaseHTTPRequestHandler):
@@ -27,7 +33,18 @@ class FakeGitHub(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
     def do_GET(self):
-        self.answer(401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"})
+        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+            self.answer(401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"})
+        elif self.path == "/user":
+            self.answer(200, {"login": LOGIN, "id": 4242, "type": "User"})
+        elif self.path == f"/orgs/{ORGANIZATION}/memberships/{LOGIN}":
+            self.answer(200, {
+                "state": "active", "role": "member", "organization": {"login": ORGANIZATION}, "user": {"login": LOGIN},
+            })
+        elif self.path.startswith("/user/teams"):
+            self.answer(200, [])
+        else:
+            self.answer(404, {"message": "Not Found"})
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)

@@ -73,6 +73,9 @@ argon2_iterations: 1
 github_api_url: "http://127.0.0.1:$github_port"
 github_web_url: "http://127.0.0.1:$github_port"
 github_client_id: "schemathesis"
+github_orgs:
+  org1:
+    github_org: SchemathesisOrg
 EOF
 
 admin_password="schemathesis-admin-$RANDOM$RANDOM"
@@ -88,8 +91,8 @@ base=$(await_line "$work/serve.out" 's/.*listening on \(http:[^ ]*\).*/\1/p' "$b
 
 # The contract as the broker serves it (loaded from a file, Schemathesis also tests the
 # operation that serves it), and a token for each of its security schemes: root's broker
-# session token, alice's org1 access token.
-ADMIN_PASSWORD="$admin_password" MEMBER_PASSWORD="$member_password" "$python" - "$base" "$work" $checks <<'EOF'
+# session token, and the generation-2 token of the stand-in GitHub's user octo.
+ADMIN_PASSWORD="$admin_password" "$python" - "$base" "$work" $checks <<'EOF'
 import json, os, sys, urllib.request
 base, work, checks = sys.argv[1], sys.argv[2], sys.argv[3:]
 with urllib.request.urlopen(base + "/openapi.yaml", timeout=10) as answer, open(work + "/openapi.yaml", "wb") as file:
@@ -99,7 +102,9 @@ def post(path, body):
         base + path, method="POST", headers={"Content-Type": "application/json"}, data=json.dumps(body).encode())
     return json.load(urllib.request.urlopen(request, timeout=10))
 session = post("/api/session", {"username": "root", "password": os.environ["ADMIN_PASSWORD"]})["token"]
-access = post("/api/org_token/", {"username": "alice", "password": os.environ["MEMBER_PASSWORD"], "org_name": "org1"})["access"]
+# A generation-2 token (the stand-in GitHub knows ghp_schemathesis): it is accepted wherever an
+# access token is (membership status), and /auth/refresh renews only these.
+access = post("/auth/github/pat", {"pat": "ghp_schemathesis"})["token"]
 enabled = "\n".join(f"{check} = {{ enabled = true }}" for check in checks)
 with open(work + "/schemathesis.toml", "w") as file:
     file.write(f'''[checks]
