@@ -142,6 +142,27 @@ final class MembershipHTTPTests: XCTestCase {
         }
     }
 
+    func testApprovingRenewsAnInactiveMembershipWithTheGrantedRoleOnly() async throws {
+        let harness = self.harness!
+        let store = harness.services.store
+        try await harness.services.accounts.addMember(organization: "org1", username: "alice", role: .owner)
+        try await store.transaction { tx in
+            let organization = try await tx.organization(named: "org1")!
+            let bob = try await tx.user(named: "bob")!
+            try await tx.upsertMembership(
+                Membership(organizationID: organization.id, userID: bob.id, role: .admin, isActive: false, createdAt: Date()))
+        }
+        try await harness.withClient { client in
+            let bob = try await client.sessionToken("bob")
+            let alice = try await client.sessionToken("alice")
+            var answer = try await client.api(.post, "/api/orgs/org1/membership-requests", token: bob)
+            XCTAssertEqual(answer.status, .created, "an inactive membership may ask again")
+            answer = try await client.api(.post, "/api/orgs/org1/membership-requests/bob/approve", token: alice)
+            XCTAssertEqual(answer.status, .ok)
+            XCTAssertEqual(answer.body["role"] as? String, "member", "an owner cannot revive a role above their own")
+        }
+    }
+
     func testDenyAndRoleRules() async throws {
         let harness = self.harness!
         let accounts = harness.services.accounts

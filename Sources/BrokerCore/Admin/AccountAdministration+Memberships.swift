@@ -61,9 +61,11 @@ extension AccountAdministration {
                 guard try await tx.deleteMembershipRequest(organizationID: organization.id, userID: user.id) else {
                     throw BrokerError(.notFound, "\(username) has no pending request to join \(name)")
                 }
+                // A request exists only without an active membership; an inactive one is renewed
+                // with the role granted now, never with a higher role it once had.
                 let existing = try await tx.membership(organizationID: organization.id, userID: user.id)
                 let membership = Membership(
-                    organizationID: organization.id, userID: user.id, role: max(role, existing?.role ?? role), isActive: true,
+                    organizationID: organization.id, userID: user.id, role: role, isActive: true,
                     createdAt: existing?.createdAt ?? now)
                 try await tx.upsertMembership(membership)
                 return membership
