@@ -29,7 +29,10 @@ public struct KeyLifecyclePolicy: Sendable, Equatable {
     public init(_ configuration: BrokerConfiguration) {
         self.init(
             prepublication: configuration.keyPrepublication,
-            retention: max(configuration.accessLifetime, configuration.generation2AccessLifetime) + configuration.clockSkew,
+            // The longest-lived token any key signs: organization, generation-2 or session tokens.
+            retention: max(
+                configuration.accessLifetime, configuration.generation2AccessLifetime, configuration.adminSessionLifetime)
+                + configuration.clockSkew,
             jwksMaxAge: configuration.jwksMaxAge, rotationPeriod: configuration.keyRotationPeriod)
     }
 }
