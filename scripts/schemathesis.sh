@@ -78,8 +78,6 @@ github_orgs:
     github_org: SchemathesisOrg
 EOF
 
-admin_password="schemathesis-admin-$RANDOM$RANDOM"
-echo "$admin_password" | "$broker" users add root --admin --password-stdin --config "$config" >/dev/null
 "$broker" orgs add org1 --config "$config" >/dev/null
 member_password="schemathesis-member-$RANDOM$RANDOM"
 echo "$member_password" | "$broker" users add alice --password-stdin --config "$config" >/dev/null
@@ -90,9 +88,18 @@ broker_pid=$!
 base=$(await_line "$work/serve.out" 's/.*listening on \(http:[^ ]*\).*/\1/p' "$broker_pid")
 
 # The contract as the broker serves it (loaded from a file, Schemathesis also tests the
-# operation that serves it), and a token for each of its security schemes: root's broker
-# session token, and the generation-2 token of the stand-in GitHub's user octo.
-ADMIN_PASSWORD="$admin_password" "$python" - "$base" "$work" $checks <<'EOF'
+# operation that serves it), and a token for each of its security schemes: an admin's broker
+# session token, and the generation-2 token of the stand-in GitHub's user octo. Written anew
+# before each run: fuzzing the admin API may disable, demote or delete the admin it signed in as,
+# so each run gets a fresh admin (created with the CLI, which works beside the running server);
+# org1, which the stand-in GitHub's user belongs to, is created again if a run deleted it, and
+# that user's account (octo, made at its first login) enabled again if a run disabled it.
+configure() {
+  local name=$1 password="schemathesis-admin-$RANDOM$RANDOM"
+  echo "$password" | "$broker" users add "$name" --admin --password-stdin --config "$config" >/dev/null
+  "$broker" orgs list --config "$config" | grep -q '^org1 ' || "$broker" orgs add org1 --config "$config" >/dev/null
+  "$broker" users enable octo --config "$config" >/dev/null 2>&1 || true
+  ADMIN_NAME="$name" ADMIN_PASSWORD="$password" "$python" - "$base" "$work" $checks <<'EOF'
 import json, os, sys, urllib.request
 base, work, checks = sys.argv[1], sys.argv[2], sys.argv[3:]
 with urllib.request.urlopen(base + "/openapi.yaml", timeout=10) as answer, open(work + "/openapi.yaml", "wb") as file:
@@ -101,7 +108,7 @@ def post(path, body):
     request = urllib.request.Request(
         base + path, method="POST", headers={"Content-Type": "application/json"}, data=json.dumps(body).encode())
     return json.load(urllib.request.urlopen(request, timeout=10))
-session = post("/api/session", {"username": "root", "password": os.environ["ADMIN_PASSWORD"]})["token"]
+session = post("/api/session", {"username": os.environ["ADMIN_NAME"], "password": os.environ["ADMIN_PASSWORD"]})["token"]
 # A generation-2 token (the stand-in GitHub knows ghp_schemathesis): it is accepted wherever an
 # access token is (membership status), and /auth/refresh renews only these.
 access = post("/auth/github/pat", {"pat": "ghp_schemathesis"})["token"]
@@ -118,6 +125,7 @@ bearer = "{session}"
 bearer = "{access}"
 ''')
 EOF
+}
 
 # Retiring a key withdraws it at once, and with it the tokens it signed: the key
 # operations run last, on their own, so that every other operation is tested signed in.
@@ -128,7 +136,9 @@ run() {
     --request-timeout 10 --no-color "$@"
 }
 status=0
+configure schemathesis-admin-1
 (cd "$work" && run --exclude-operation-id retireSigningKey) || status=$?
+configure schemathesis-admin-2
 (cd "$work" && run --include-path-regex '^/api/admin/keys') || status=$?
 if [ "$status" -ne 0 ]; then
   echo "schemathesis.sh: the broker broke its contract; its last log lines:" >&2
