@@ -163,13 +163,19 @@ public struct JSONWriter: Sendable {
         bool(value)
     }
 
+    /// Writes an array of strings.
+    @inlinable
+    public mutating func strings(_ values: [String]) {
+        beginArray()
+        for value in values { string(value) }
+        endArray()
+    }
+
     /// Writes `name` with an array of strings as its value.
     @inlinable
     public mutating func field(_ name: String, strings values: [String]) {
         key(name)
-        beginArray()
-        for value in values { string(value) }
-        endArray()
+        strings(values)
     }
 
     // MARK: - Encoding

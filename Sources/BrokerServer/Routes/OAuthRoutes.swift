@@ -106,7 +106,7 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
                 json.key("token_type"); json.string("access_token")
                 json.key("iss"); json.string(claims.issuer)
                 json.key("sub"); json.string(claims.subject)
-                json.key("aud"); json.beginArray(); for audience in claims.audience { json.string(audience) }; json.endArray()
+                json.field("aud", strings: claims.audience)
                 json.key("username"); json.string(claims.username)
                 json.key("user_id"); json.int(claims.userID)
                 json.key("iat"); json.int(claims.issuedAt)
@@ -115,8 +115,7 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
                 json.key("jti"); json.string(claims.tokenID)
                 if !claims.organization.isEmpty {
                     json.key("org"); json.string(claims.organization)
-                    json.key("org_roles")
-                    json.beginArray(); for role in claims.organizationRoles { json.string(role) }; json.endArray()
+                    json.field("org_roles", strings: claims.organizationRoles)
                 }
                 if let sessionID = claims.sessionID { json.key("sid"); json.string(sessionID) }
                 if let role = claims.globalRole { json.key("role"); json.string(role) }

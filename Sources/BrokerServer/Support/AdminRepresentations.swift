@@ -40,8 +40,8 @@ extension JSONWriter {
         key("access_lifetime")
         if let lifetime = organization.tokenPolicy.accessLifetime { int(Int64(lifetime)) } else { null() }
         key("audiences")
-        if let audiences = organization.tokenPolicy.audiences { stringArray(audiences) } else { null() }
-        key("effective_audiences"); stringArray(organization.tokenAudience)
+        if let audiences = organization.tokenPolicy.audiences { strings(audiences) } else { null() }
+        field("effective_audiences", strings: organization.tokenAudience)
         endObject()
     }
 
@@ -70,7 +70,7 @@ extension JSONWriter {
         key("org"); string(organization)
         key("authenticated_at"); date(family.authenticatedAt)
         key("expires_at"); date(family.expiresAt)
-        key("amr"); stringArray(family.authenticationMethods)
+        field("amr", strings: family.authenticationMethods)
         key("revoked_at"); date(family.revokedAt)
         key("revocation_reason"); optionalString(family.revocationReason)
         endObject()
@@ -86,11 +86,5 @@ extension JSONWriter {
         key("retired_at"); date(metadata.retiredAt)
         key("retires_at"); date(metadata.retiresAt)
         endObject()
-    }
-
-    mutating func stringArray(_ values: [String]) {
-        beginArray()
-        for value in values { string(value) }
-        endArray()
     }
 }

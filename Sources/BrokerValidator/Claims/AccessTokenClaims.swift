@@ -67,15 +67,15 @@ public struct AccessTokenClaims: Sendable, Equatable {
         json.beginObject()
         json.key("iss"); json.string(issuer)
         json.key("sub"); json.string(subject)
-        json.key("aud"); json.stringArray(audience)
+        json.field("aud", strings: audience)
         json.key("org"); json.string(organization)
-        json.key("org_roles"); json.stringArray(organizationRoles)
+        json.field("org_roles", strings: organizationRoles)
         json.key("iat"); json.int(issuedAt)
         json.key("nbf"); json.int(notBefore)
         json.key("exp"); json.int(expiresAt)
         json.key("jti"); json.string(tokenID)
         json.key("auth_time"); json.int(authenticatedAt)
-        json.key("amr"); json.stringArray(authenticationMethods)
+        json.field("amr", strings: authenticationMethods)
         json.key("idp"); json.string(identityProvider)
         json.key("token_type"); json.string(tokenType)
         json.key("org_name"); json.string(organization)
@@ -85,7 +85,7 @@ public struct AccessTokenClaims: Sendable, Equatable {
             json.key("memberships")
             json.beginObject()
             for (organization, roles) in memberships.sorted(by: { $0.key < $1.key }) {
-                json.key(organization); json.stringArray(roles)
+                json.field(organization, strings: roles)
             }
             json.endObject()
         }
@@ -158,13 +158,5 @@ public struct AccessTokenClaims: Sendable, Equatable {
         }
         sessionID = try optionalString("sid")
         globalRole = try optionalString("role")
-    }
-}
-
-extension JSONWriter {
-    mutating func stringArray(_ values: [String]) {
-        beginArray()
-        for value in values { string(value) }
-        endArray()
     }
 }
