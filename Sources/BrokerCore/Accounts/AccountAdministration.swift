@@ -140,8 +140,9 @@ public struct AccountAdministration: Sendable {
         }
     }
 
-    public func organizations() async throws -> [Organization] {
-        try await store.transaction { tx in try await tx.organizations() }
+    public func organizations(by actor: AdministrativeActor = .operator) async throws -> [Organization] {
+        try actor.requireGlobalAdmin("list organizations")
+        return try await store.read { tx in try await tx.organizations() }
     }
 
     static func requireOrganization(_ name: String, _ tx: any StoreTransaction) async throws -> Organization {

@@ -50,6 +50,14 @@ public struct BrokerSessionService: Sendable {
         public var claims: AccessTokenClaims
 
         public var actor: AdministrativeActor { AdministrativeActor(user: user) }
+
+        /// - Throws: 403 ``ErrorCode/forbidden`` unless the holder's global role allows
+        ///   introspection (`admin` or `introspector`).
+        public func requireIntrospection() throws {
+            guard user.globalRole != nil else {
+                throw BrokerError(.forbidden, "introspection needs the global role admin or introspector")
+            }
+        }
     }
 
     public func signIn(username: String, password: String, clientIP: String? = nil) async throws -> SessionToken {

@@ -78,10 +78,7 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
             response.headers[.wwwAuthenticate] = "Bearer error=\"invalid_token\""
             return response
         }
-        guard principal.user.globalRole != nil else {
-            throw OAuthError(
-                status: .forbidden, code: "insufficient_scope", "introspection needs the global role admin or introspector")
-        }
+        try principal.requireIntrospection()
         var request = request
         let form = try await FormBody.read(&request)
         let token = try form.required("token")
@@ -212,6 +209,9 @@ struct OAuthError: Error {
             self.init(code: "invalid_grant", error.detail)
         case .notAMember, .unknownOrganization, .githubForbidden:
             self.init(status: .forbidden, code: "access_denied", error.detail)
+        case .forbidden:
+            // RFC 6750 section 3.1: the bearer token lacks the privileges the request needs.
+            self.init(status: .forbidden, code: "insufficient_scope", error.detail)
         case .githubRateLimited, .githubUnavailable, .unavailable, .githubBadResponse, .auditUnavailable:
             self.init(status: .serviceUnavailable, code: "temporarily_unavailable", error.detail)
             retryAfter = error.retryAfter
