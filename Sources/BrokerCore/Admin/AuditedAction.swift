@@ -27,17 +27,17 @@ struct AuditedAction: Sendable {
         self.trail = trail
     }
 
-    /// Runs the action; when it fails, records `denied` (403) or `failure` with the error code.
+    /// Runs the action; when it fails, records the ``AuditRefusal``.
     func run<T: Sendable>(_ work: () async throws -> T) async throws -> T {
         do {
             return try await work()
         } catch let error as BrokerError where error.code == .auditUnavailable {
             throw error
         } catch {
-            let code = (error as? BrokerError)?.code
+            let refusal = AuditRefusal(error)
             try await trail.record(
-                action, code?.httpStatus == 403 ? .denied : .failure, actor: actor.name, organization: organization,
-                target: target, reason: code?.rawValue ?? "internal_error", context: actor.context)
+                action, refusal.outcome, actor: actor.name, organization: organization, target: target,
+                reason: refusal.reason, context: actor.context)
             throw error
         }
     }

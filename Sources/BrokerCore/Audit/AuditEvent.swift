@@ -146,3 +146,33 @@ public struct AuditEvent: Sendable, Equatable {
         }
     }
 }
+
+/// An error that can say how it is recorded when it refuses an audited action: its stable code
+/// and the HTTP status it is answered with. ``BrokerError`` is one; so are the OAuth errors of
+/// the server.
+public protocol AuditableFailure: Error {
+    var auditCode: String { get }
+    var httpStatus: Int { get }
+}
+
+extension BrokerError: AuditableFailure {
+    public var auditCode: String { code.rawValue }
+    public var httpStatus: Int { code.httpStatus }
+}
+
+/// How a refused or failed action is recorded: `denied` when the caller was not allowed or was
+/// throttled (403, 429), `failure` otherwise, with the error's stable code as the reason.
+public struct AuditRefusal: Sendable, Equatable {
+    public var outcome: AuditOutcome
+    public var reason: String
+
+    public init(_ error: any Error) {
+        guard let failure = error as? any AuditableFailure else {
+            self.outcome = .failure
+            self.reason = ErrorCode.internalError.rawValue
+            return
+        }
+        outcome = failure.httpStatus == 403 || failure.httpStatus == 429 ? .denied : .failure
+        reason = failure.auditCode
+    }
+}

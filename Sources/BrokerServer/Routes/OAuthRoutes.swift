@@ -188,11 +188,14 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
 }
 
 /// An RFC 6749 section 5.2 error.
-struct OAuthError: Error {
+struct OAuthError: AuditableFailure {
     var status: HTTPResponse.Status
     var code: String
     var description: String
     var retryAfter: Int?
+
+    var auditCode: String { code }
+    var httpStatus: Int { status.code }
 
     init(status: HTTPResponse.Status = .badRequest, code: String, _ description: String) {
         self.status = status

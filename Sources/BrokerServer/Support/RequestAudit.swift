@@ -59,12 +59,11 @@ extension BrokerServices {
         } catch let error as BrokerError where error.code == .auditUnavailable {
             throw error
         } catch {
-            let code = (error as? BrokerError)?.code.rawValue ?? (error as? OAuthError)?.code ?? "internal_error"
-            let status = (error as? BrokerError)?.code.httpStatus ?? (error as? OAuthError)?.status.code ?? 500
+            let refusal = AuditRefusal(error)
             try await audit.record(
-                code == ErrorCode.refreshTokenReused.rawValue ? .refreshReuseDetected : action,
-                status == 403 || status == 429 ? .denied : .failure, actor: attempt.actor,
-                organization: attempt.organization, target: attempt.target, reason: code, context: context)
+                refusal.reason == ErrorCode.refreshTokenReused.rawValue ? .refreshReuseDetected : action,
+                refusal.outcome, actor: attempt.actor, organization: attempt.organization, target: attempt.target,
+                reason: refusal.reason, context: context)
             throw error
         }
         let subject = success(result)
