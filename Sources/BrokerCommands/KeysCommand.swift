@@ -8,6 +8,30 @@ struct KeysCommand: AsyncParsableCommand {
         commandName: "keys", abstract: "Inspect and rotate the signing key ring (works while the server runs).",
         subcommands: [List.self, Rotate.self, Retire.self])
 
+    /// The admin API's key operations, run by the operator on the ring on disk: the same rules,
+    /// file locking and audit lines (actor `cli`) as over HTTP.
+    static func withKeyAdministration(
+        _ configuration: BrokerConfiguration, _ body: (KeyAdministration) async throws -> KeyRingSnapshot
+    ) async throws -> KeyRingSnapshot {
+        LoggingBootstrap.run(configuration)
+        let directory = KeyDirectory(path: configuration.keysDirectory)
+        guard let snapshot = try directory.load() else {
+            throw KeyRingError("no key ring in \(configuration.keysDirectory) yet: start the broker once")
+        }
+        let audit = AuditTrail.file(path: configuration.auditLogPath, failureMode: configuration.auditFailureMode)
+        let keys = KeyAdministration(
+            directory: directory, ring: KeyRing(snapshot), algorithm: configuration.signingAlgorithm,
+            policy: KeyLifecyclePolicy(configuration), audit: audit)
+        do {
+            let result = try await body(keys)
+            await audit.close()
+            return result
+        } catch {
+            await audit.close()
+            throw error
+        }
+    }
+
     struct Rotate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Promote the next key, retire the active one (still published until its tokens expire), generate a new next key.")
@@ -17,21 +41,9 @@ struct KeysCommand: AsyncParsableCommand {
         func run() async throws {
             try await reportingErrors {
                 let configuration = try await options.configuration()
-                LoggingBootstrap.run(configuration)
-                let audit = AuditTrail.file(path: configuration.auditLogPath, failureMode: configuration.auditFailureMode)
-                let ring: KeyRingSnapshot
-                do {
-                    ring = try KeyDirectory(path: configuration.keysDirectory).rotate(
-                        algorithm: configuration.signingAlgorithm, policy: KeyLifecyclePolicy(configuration), force: force)
-                } catch {
-                    try await audit.record(.keyRotate, .failure, actor: "cli", reason: "\(error)")
-                    await audit.close()
-                    throw error
+                let ring = try await KeysCommand.withKeyAdministration(configuration) { keys in
+                    try await keys.rotate(force: force, by: .operator)
                 }
-                try await audit.record(
-                    .keyRotate, .success, actor: "cli", target: ring.activeSigner(for: configuration.signingAlgorithm)?.kid,
-                    reason: force ? "forced" : nil)
-                await audit.close()
                 print("rotated: \(ring.activeSigner(for: configuration.signingAlgorithm)?.kid ?? "-") now signs (ring version \(ring.version))")
             }
         }
@@ -50,19 +62,9 @@ struct KeysCommand: AsyncParsableCommand {
                     throw ValidationError("retiring a key ahead of its schedule withdraws it at once; confirm with --now")
                 }
                 let configuration = try await options.configuration()
-                LoggingBootstrap.run(configuration)
-                let audit = AuditTrail.file(path: configuration.auditLogPath, failureMode: configuration.auditFailureMode)
-                let ring: KeyRingSnapshot
-                do {
-                    ring = try KeyDirectory(path: configuration.keysDirectory).retireNow(
-                        kid: kid, policy: KeyLifecyclePolicy(configuration))
-                } catch {
-                    try await audit.record(.keyRetire, .failure, actor: "cli", target: kid, reason: "\(error)")
-                    await audit.close()
-                    throw error
+                let ring = try await KeysCommand.withKeyAdministration(configuration) { keys in
+                    try await keys.retire(kid: kid, by: .operator)
                 }
-                try await audit.record(.keyRetire, .success, actor: "cli", target: kid)
-                await audit.close()
                 print("withdrew \(kid); \(ring.activeSigner(for: configuration.signingAlgorithm)?.kid ?? "-") signs (ring version \(ring.version))")
             }
         }
