@@ -188,6 +188,16 @@ final class RealGatewayTests: XCTestCase {
     /// nginx `auth_request` to `broker gateway`: identity reaches the backend, 401/403 otherwise,
     /// rotations need no restart, and a withdrawn key's tokens stop passing.
     func testNginxWithForwardAuthFollowsRotationAndRetirement() async throws {
+        try await withNginxStack { broker, brokerPort, port, logs in
+            try await nginxChecks(broker, brokerPort: brokerPort, url: "http://127.0.0.1:\(port)/source/status", logs: logs)
+        }
+    }
+
+    /// A broker (1 s JWKS max-age and pre-publication, so rotations are quick), a backend echoing
+    /// the request, `broker gateway` and nginx in front, all stopped after `body`.
+    func withNginxStack(
+        _ body: (_ broker: BrokerBinary, _ brokerPort: Int, _ nginxPort: Int, _ logs: () -> String) async throws -> Void
+    ) async throws {
         let broker = try RealGateway.broker("jwks_max_age: 1\nkey_prepublication: 1\nkey_reload_interval: 1")
         defer { broker.cleanUp() }
         let (server, brokerPort) = try broker.serve()
@@ -200,8 +210,10 @@ final class RealGatewayTests: XCTestCase {
         defer { gateway.stop() }
         let (nginx, port) = try RealGateway.startNginx(gatewayPort: gatewayPort, backendPort: backendPort, in: directory)
         defer { nginx.stop() }
-        let url = "http://127.0.0.1:\(port)/source/status"
-        let logs = { "\ngateway: \(gateway.output)\nnginx: \(nginx.output)" }
+        try await body(broker, brokerPort, port) { "\ngateway: \(gateway.output)\nnginx: \(nginx.output)" }
+    }
+
+    func nginxChecks(_ broker: BrokerBinary, brokerPort: Int, url: String, logs: () -> String) async throws {
 
         let token = try await RealGateway.accessToken(broker: brokerPort, org: "org1")
         let good = try await RealGateway.get(
@@ -260,19 +272,12 @@ final class RealGatewayTests: XCTestCase {
     /// Tokens issued and checked through nginx + `broker gateway` without pause while
     /// `broker keys rotate --force` runs three times: not one valid token is refused.
     func testRotationUnderLoadRejectsNoValidToken() async throws {
-        let broker = try RealGateway.broker("jwks_max_age: 1\nkey_prepublication: 1\nkey_reload_interval: 1")
-        defer { broker.cleanUp() }
-        let (server, brokerPort) = try broker.serve()
-        defer { server.terminate(); server.waitUntilExit() }
-        let directory = try RealGateway.directory(broker, "nginx")
-        let (echo, backendPort) = try RealGateway.startEcho(in: directory)
-        defer { echo.stop() }
-        let (gateway, gatewayPort) = try RealGateway.startForwardAuth(
-            broker, brokerPort: brokerPort, cluster: "cluster1", in: directory, extra: ["--refetch-interval", "1"])
-        defer { gateway.stop() }
-        let (nginx, port) = try RealGateway.startNginx(gatewayPort: gatewayPort, backendPort: backendPort, in: directory)
-        defer { nginx.stop() }
-        let url = "http://127.0.0.1:\(port)/"
+        try await withNginxStack { broker, brokerPort, port, logs in
+            try await rotationUnderLoad(broker, brokerPort: brokerPort, url: "http://127.0.0.1:\(port)/", logs: logs)
+        }
+    }
+
+    func rotationUnderLoad(_ broker: BrokerBinary, brokerPort: Int, url: String, logs: () -> String) async throws {
 
         let started = Date()
         let duration: TimeInterval = 15
@@ -313,7 +318,7 @@ final class RealGatewayTests: XCTestCase {
         }
         let outcomes = await rotations
         XCTAssertEqual(outcomes.filter { !$0.hasPrefix("0 ") }, [], "every rotation succeeds")
-        XCTAssertEqual(rejections, [], "valid tokens refused\ngateway: \(gateway.output)")
+        XCTAssertEqual(rejections, [], "valid tokens refused" + logs())
         XCTAssertGreaterThanOrEqual(kidOrder.count, 3, "tokens of at least two rotations were checked: \(kidOrder)")
         XCTAssertGreaterThan(checked, 20)
         print("rotation under load: \(checked) checks, \(kidOrder.count) signing keys, \(rejections.count) rejections")
