@@ -14,6 +14,13 @@ struct APIAnswer {
     var body: [String: Any]
 
     var error: String? { body["error"] as? String }
+
+    init(_ response: TestResponse) throws {
+        let data = Data(response.body.readableBytesView)
+        status = response.status
+        headers = response.headers
+        body = data.isEmpty ? [:] : (try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:])
+    }
 }
 
 extension TestClientProtocol {
@@ -26,23 +33,15 @@ extension TestClientProtocol {
         if let token { headers[.authorization] = "Bearer \(token)" }
         if json != nil { headers[.contentType] = "application/json" }
         return try await execute(
-            uri: path, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) }
-        ) { response in
-            let data = Data(response.body.readableBytesView)
-            let body = data.isEmpty ? [:] : (try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:])
-            return APIAnswer(status: response.status, headers: response.headers, body: body)
-        }
+            uri: path, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) }, testCallback: APIAnswer.init)
     }
 
     /// A form-encoded POST (the OAuth endpoints).
     func form(_ path: String, _ body: String, token: String? = nil) async throws -> APIAnswer {
         var headers: HTTPFields = [.contentType: "application/x-www-form-urlencoded"]
         if let token { headers[.authorization] = "Bearer \(token)" }
-        return try await execute(uri: path, method: .post, headers: headers, body: ByteBuffer(string: body)) { response in
-            let data = Data(response.body.readableBytesView)
-            let body = data.isEmpty ? [:] : (try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:])
-            return APIAnswer(status: response.status, headers: response.headers, body: body)
-        }
+        return try await execute(
+            uri: path, method: .post, headers: headers, body: ByteBuffer(string: body), testCallback: APIAnswer.init)
     }
 
     /// A broker session token for a user of the harness.

@@ -91,13 +91,8 @@ struct AdminRoutes<Context: RemoteAddressRequestContext> {
         admin.get("users/:username/sessions") { request, context in
             let sessions = try await accounts.sessions(
                 of: try context.parameters.decoded("username"), by: try await actor(request, context))
-            return JSONResponses.make(.ok) { json in
-                json.beginObject()
-                json.key("sessions")
-                json.beginArray()
-                for (family, organization) in sessions { json.session(family, organization: organization) }
-                json.endArray()
-                json.endObject()
+            return JSONResponses.list("sessions", sessions) { json, session in
+                json.session(session.family, organization: session.organization)
             }
         }
         admin.delete("users/:username/sessions") { request, context in
@@ -120,14 +115,7 @@ struct AdminRoutes<Context: RemoteAddressRequestContext> {
     private func registerOrganizations(on admin: RouterGroup<Context>) {
         admin.get("orgs") { request, context in
             let organizations = try await accounts.organizations(by: try await actor(request, context))
-            return JSONResponses.make(.ok) { json in
-                json.beginObject()
-                json.key("orgs")
-                json.beginArray()
-                for organization in organizations { json.organization(organization) }
-                json.endArray()
-                json.endObject()
-            }
+            return JSONResponses.list("orgs", organizations) { json, organization in json.organization(organization) }
         }
         admin.post("orgs") { request, context in
             let actor = try await actor(request, context)
@@ -163,14 +151,7 @@ struct AdminRoutes<Context: RemoteAddressRequestContext> {
     }
 
     static func keysResponse(_ keys: [KeyMetadata]) -> Response {
-        JSONResponses.make(.ok) { json in
-            json.beginObject()
-            json.key("keys")
-            json.beginArray()
-            for key in keys { json.signingKey(key) }
-            json.endArray()
-            json.endObject()
-        }
+        JSONResponses.list("keys", keys) { json, key in json.signingKey(key) }
     }
 
     static func globalRole(_ name: String?) throws -> GlobalRole? {

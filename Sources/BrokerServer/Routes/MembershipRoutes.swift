@@ -22,14 +22,7 @@ struct MembershipRoutes<Context: RemoteAddressRequestContext> {
             let actor = try await services.actor(of: request, context)
             let name = try context.parameters.decoded("org")
             let pending = try await accounts.membershipRequests(organization: name, by: actor)
-            return JSONResponses.make(.ok) { json in
-                json.beginObject()
-                json.key("requests")
-                json.beginArray()
-                for item in pending { json.membershipRequest(item, organization: name) }
-                json.endArray()
-                json.endObject()
-            }
+            return JSONResponses.list("requests", pending) { json, item in json.membershipRequest(item, organization: name) }
         }
         organization.post("membership-requests/:username/approve") { request, context in
             let actor = try await services.actor(of: request, context)
@@ -51,13 +44,8 @@ struct MembershipRoutes<Context: RemoteAddressRequestContext> {
             let actor = try await services.actor(of: request, context)
             let name = try context.parameters.decoded("org")
             let members = try await accounts.members(organization: name, by: actor)
-            return JSONResponses.make(.ok) { json in
-                json.beginObject()
-                json.key("members")
-                json.beginArray()
-                for member in members { json.membership(member.membership, username: member.username, organization: name) }
-                json.endArray()
-                json.endObject()
+            return JSONResponses.list("members", members) { json, member in
+                json.membership(member.membership, username: member.username, organization: name)
             }
         }
         organization.put("members/:username") { request, context in

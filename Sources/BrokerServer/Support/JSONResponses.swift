@@ -17,6 +17,18 @@ enum JSONResponses {
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: writer.bytes)))
     }
 
+    /// `{"<name>": [item, ...]}`: the list answers of the membership and admin routes.
+    static func list<Item>(_ name: String, _ items: [Item], _ write: (inout JSONWriter, Item) -> Void) -> Response {
+        make(.ok) { json in
+            json.beginObject()
+            json.key(name)
+            json.beginArray()
+            for item in items { write(&json, item) }
+            json.endArray()
+            json.endObject()
+        }
+    }
+
     /// `{"error": code, "detail": text}`: the error shape of the generation-1 and admin routes.
     static func error(_ error: BrokerError) -> Response {
         var response = make(.init(code: error.code.httpStatus)) { json in
