@@ -28,6 +28,15 @@ public struct GlobalOptions: ParsableArguments, Sendable {
     }
 }
 
+extension GlobalOptions {
+    /// Opens the store of these options and runs `body` with account administration, closing
+    /// everything afterwards (see ``CommandEnvironment/withAccounts(_:)``).
+    @discardableResult
+    func withAccounts<T>(_ body: (AccountAdministration) async throws -> T) async throws -> T {
+        try await CommandEnvironment.open(self).withAccounts(body)
+    }
+}
+
 /// What a command needs to work on the store directly, without a server.
 struct CommandEnvironment {
     let configuration: BrokerConfiguration

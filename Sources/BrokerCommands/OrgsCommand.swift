@@ -14,8 +14,7 @@ struct OrgsCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let environment = try await CommandEnvironment.open(options)
-                try await environment.withAccounts { try await $0.deleteOrganization(name) }
+                try await options.withAccounts { try await $0.deleteOrganization(name) }
                 print("deleted organization \(name)")
             }
         }
@@ -57,8 +56,7 @@ struct OrgsCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let environment = try await CommandEnvironment.open(options)
-                let org = try await environment.withAccounts { try await $0.addOrganization(name, clusterName: cluster) }
+                let org = try await options.withAccounts { try await $0.addOrganization(name, clusterName: cluster) }
                 print("created organization \(org.name) (cluster \(org.clusterName))")
             }
         }
@@ -70,8 +68,7 @@ struct OrgsCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let environment = try await CommandEnvironment.open(options)
-                let orgs = try await environment.withAccounts { try await $0.organizations() }
+                let orgs = try await options.withAccounts { try await $0.organizations() }
                 print(Table.render(
                     ["NAME", "CLUSTER", "CREATED"], orgs.map { [$0.name, $0.clusterName, Table.date($0.createdAt)] }))
             }
@@ -91,8 +88,7 @@ struct MembersCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let environment = try await CommandEnvironment.open(options)
-                let pending = try await environment.withAccounts { try await $0.membershipRequests(organization: org) }
+                let pending = try await options.withAccounts { try await $0.membershipRequests(organization: org) }
                 print(Table.render(["USERNAME", "REQUESTED"], pending.map { [$0.username, Table.date($0.requestedAt)] }))
             }
         }
@@ -107,8 +103,7 @@ struct MembersCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let environment = try await CommandEnvironment.open(options)
-                try await environment.withAccounts {
+                try await options.withAccounts {
                     try await $0.approveMembership(organization: org, username: name, role: role)
                 }
                 print("approved: \(name) is now \(role.rawValue) of \(org)")
@@ -124,8 +119,7 @@ struct MembersCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let environment = try await CommandEnvironment.open(options)
-                try await environment.withAccounts { try await $0.denyMembership(organization: org, username: name) }
+                try await options.withAccounts { try await $0.denyMembership(organization: org, username: name) }
                 print("denied the request of \(name) to join \(org)")
             }
         }
@@ -141,8 +135,7 @@ struct MembersCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let environment = try await CommandEnvironment.open(options)
-                try await environment.withAccounts { try await $0.addMember(organization: org, username: name, role: role) }
+                try await options.withAccounts { try await $0.addMember(organization: org, username: name, role: role) }
                 print("\(name) is now \(role.rawValue) of \(org)")
             }
         }
@@ -157,8 +150,7 @@ struct MembersCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let environment = try await CommandEnvironment.open(options)
-                try await environment.withAccounts { try await $0.removeMember(organization: org, username: name) }
+                try await options.withAccounts { try await $0.removeMember(organization: org, username: name) }
                 print("removed \(name) from \(org)")
             }
         }
@@ -171,8 +163,7 @@ struct MembersCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let environment = try await CommandEnvironment.open(options)
-                let members = try await environment.withAccounts { try await $0.members(organization: org) }
+                let members = try await options.withAccounts { try await $0.members(organization: org) }
                 print(Table.render(
                     ["USERNAME", "ROLE", "STATE", "SINCE"],
                     members.map {

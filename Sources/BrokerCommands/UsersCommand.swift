@@ -26,8 +26,7 @@ struct UsersCommand: AsyncParsableCommand {
                     }
                     parsed = known
                 }
-                let environment = try await CommandEnvironment.open(options)
-                try await environment.withAccounts { try await $0.setGlobalRole(name, to: parsed) }
+                try await options.withAccounts { try await $0.setGlobalRole(name, to: parsed) }
                 print("\(name) now has the global role \(role)")
             }
         }
@@ -41,8 +40,7 @@ struct UsersCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let environment = try await CommandEnvironment.open(options)
-                try await environment.withAccounts { try await $0.deleteUser(name) }
+                try await options.withAccounts { try await $0.deleteUser(name) }
                 print("deleted \(name)")
             }
         }
@@ -61,8 +59,7 @@ struct UsersCommand: AsyncParsableCommand {
                 try NamePolicy.validateUsername(name)
                 let password = noPassword ? nil : try PasswordInput.read(fromStandardInput: passwordStdin)
                 if let password { try NamePolicy.validateNewPassword(password) }
-                let environment = try await CommandEnvironment.open(options)
-                let user = try await environment.withAccounts {
+                let user = try await options.withAccounts {
                     try await $0.addUser(name, password: password, globalRole: admin ? .admin : nil)
                 }
                 print("created \(admin ? "admin" : "user") \(user.username) (id \(user.id))")
@@ -80,8 +77,7 @@ struct UsersCommand: AsyncParsableCommand {
             try await reportingErrors {
                 let password = try PasswordInput.read(fromStandardInput: passwordStdin)
                 try NamePolicy.validateNewPassword(password)
-                let environment = try await CommandEnvironment.open(options)
-                try await environment.withAccounts { try await $0.setPassword(name, password: password) }
+                try await options.withAccounts { try await $0.setPassword(name, password: password) }
                 print("password of \(name) changed")
             }
         }
@@ -95,8 +91,7 @@ struct UsersCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let environment = try await CommandEnvironment.open(options)
-                try await environment.withAccounts { try await $0.setActive(name, false) }
+                try await options.withAccounts { try await $0.setActive(name, false) }
                 print("disabled \(name)")
             }
         }
@@ -109,8 +104,7 @@ struct UsersCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let environment = try await CommandEnvironment.open(options)
-                try await environment.withAccounts { try await $0.setActive(name, true) }
+                try await options.withAccounts { try await $0.setActive(name, true) }
                 print("enabled \(name)")
             }
         }
@@ -130,8 +124,7 @@ struct UsersCommand: AsyncParsableCommand {
                 guard unlink == (login == nil) else {
                     throw ValidationError("give either a GitHub login or --unlink")
                 }
-                let environment = try await CommandEnvironment.open(options)
-                try await environment.withAccounts { try await $0.linkGitHub(name, login: login) }
+                try await options.withAccounts { try await $0.linkGitHub(name, login: login) }
                 print(login.map { "linked \(name) to GitHub login \($0)" } ?? "unlinked \(name) from GitHub")
             }
         }
@@ -143,8 +136,7 @@ struct UsersCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let environment = try await CommandEnvironment.open(options)
-                let users = try await environment.withAccounts { try await $0.users() }
+                let users = try await options.withAccounts { try await $0.users() }
                 print(Table.render(
                     ["ID", "USERNAME", "STATE", "ROLE", "PASSWORD", "GITHUB", "CREATED"],
                     users.map { user in
@@ -176,8 +168,7 @@ struct UsersCommand: AsyncParsableCommand {
                 guard let data = FileManager.default.contents(atPath: file) else {
                     throw BrokerError(.notFound, "cannot read \(file)")
                 }
-                let environment = try await CommandEnvironment.open(options)
-                let report = try await environment.withAccounts { accounts in
+                let report = try await options.withAccounts { accounts in
                     try await DjangoUserImport(store: accounts.store, clock: accounts.clock).run(data)
                 }
                 for entry in report.skipped { print("skipped \(entry.name): \(entry.reason)") }
