@@ -14,7 +14,7 @@ struct OrgsCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                try await options.withAccounts { try await $0.deleteOrganization(name) }
+                try await options.withAccounts { try await $0.deleteOrganization(name, by: .operator) }
                 print("deleted organization \(name)")
             }
         }
@@ -39,7 +39,7 @@ struct OrgsCommand: AsyncParsableCommand {
                     var policy = reset ? OrganizationTokenPolicy() : try await accounts.tokenPolicy(organization: name, by: .operator).tokenPolicy
                     if let accessLifetime { policy.accessLifetime = accessLifetime }
                     if !audience.isEmpty { policy.audiences = audience }
-                    return try await accounts.setTokenPolicy(organization: name, to: policy, brokerAccessLifetime: maximum)
+                    return try await accounts.setTokenPolicy(organization: name, to: policy, brokerAccessLifetime: maximum, by: .operator)
                 }
                 let lifetime = organization.accessLifetime(brokerMaximum: maximum)
                 print("\(organization.name): access tokens live \(lifetime) s, aud \(organization.tokenAudience.joined(separator: " "))")
@@ -56,7 +56,7 @@ struct OrgsCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let org = try await options.withAccounts { try await $0.addOrganization(name, clusterName: cluster) }
+                let org = try await options.withAccounts { try await $0.addOrganization(name, clusterName: cluster, by: .operator) }
                 print("created organization \(org.name) (cluster \(org.clusterName))")
             }
         }
@@ -68,7 +68,7 @@ struct OrgsCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let orgs = try await options.withAccounts { try await $0.organizations() }
+                let orgs = try await options.withAccounts { try await $0.organizations(by: .operator) }
                 print(Table.render(
                     ["NAME", "CLUSTER", "CREATED"], orgs.map { [$0.name, $0.clusterName, Table.date($0.createdAt)] }))
             }
@@ -88,7 +88,7 @@ struct MembersCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let pending = try await options.withAccounts { try await $0.membershipRequests(organization: org) }
+                let pending = try await options.withAccounts { try await $0.membershipRequests(organization: org, by: .operator) }
                 print(Table.render(["USERNAME", "REQUESTED"], pending.map { [$0.username, Table.date($0.requestedAt)] }))
             }
         }
@@ -104,7 +104,7 @@ struct MembersCommand: AsyncParsableCommand {
         func run() async throws {
             try await reportingErrors {
                 try await options.withAccounts {
-                    try await $0.approveMembership(organization: org, username: name, role: role)
+                    try await $0.approveMembership(organization: org, username: name, role: role, by: .operator)
                 }
                 print("approved: \(name) is now \(role.rawValue) of \(org)")
             }
@@ -119,7 +119,7 @@ struct MembersCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                try await options.withAccounts { try await $0.denyMembership(organization: org, username: name) }
+                try await options.withAccounts { try await $0.denyMembership(organization: org, username: name, by: .operator) }
                 print("denied the request of \(name) to join \(org)")
             }
         }
@@ -135,7 +135,7 @@ struct MembersCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                try await options.withAccounts { try await $0.addMember(organization: org, username: name, role: role) }
+                try await options.withAccounts { try await $0.addMember(organization: org, username: name, role: role, by: .operator) }
                 print("\(name) is now \(role.rawValue) of \(org)")
             }
         }
@@ -150,7 +150,7 @@ struct MembersCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                try await options.withAccounts { try await $0.removeMember(organization: org, username: name) }
+                try await options.withAccounts { try await $0.removeMember(organization: org, username: name, by: .operator) }
                 print("removed \(name) from \(org)")
             }
         }
@@ -163,7 +163,7 @@ struct MembersCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let members = try await options.withAccounts { try await $0.members(organization: org) }
+                let members = try await options.withAccounts { try await $0.members(organization: org, by: .operator) }
                 print(Table.render(
                     ["USERNAME", "ROLE", "STATE", "SINCE"],
                     members.map {

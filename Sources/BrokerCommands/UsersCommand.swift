@@ -26,7 +26,7 @@ struct UsersCommand: AsyncParsableCommand {
                     }
                     parsed = known
                 }
-                try await options.withAccounts { try await $0.setGlobalRole(name, to: parsed) }
+                try await options.withAccounts { try await $0.setGlobalRole(name, to: parsed, by: .operator) }
                 print("\(name) now has the global role \(role)")
             }
         }
@@ -40,7 +40,7 @@ struct UsersCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                try await options.withAccounts { try await $0.deleteUser(name) }
+                try await options.withAccounts { try await $0.deleteUser(name, by: .operator) }
                 print("deleted \(name)")
             }
         }
@@ -60,7 +60,7 @@ struct UsersCommand: AsyncParsableCommand {
                 let password = noPassword ? nil : try PasswordInput.read(fromStandardInput: passwordStdin)
                 if let password { try NamePolicy.validateNewPassword(password) }
                 let user = try await options.withAccounts {
-                    try await $0.addUser(name, password: password, globalRole: admin ? .admin : nil)
+                    try await $0.addUser(name, password: password, globalRole: admin ? .admin : nil, by: .operator)
                 }
                 print("created \(admin ? "admin" : "user") \(user.username) (id \(user.id))")
             }
@@ -77,7 +77,7 @@ struct UsersCommand: AsyncParsableCommand {
             try await reportingErrors {
                 let password = try PasswordInput.read(fromStandardInput: passwordStdin)
                 try NamePolicy.validateNewPassword(password)
-                try await options.withAccounts { try await $0.setPassword(name, password: password) }
+                try await options.withAccounts { try await $0.setPassword(name, password: password, by: .operator) }
                 print("password of \(name) changed")
             }
         }
@@ -91,7 +91,7 @@ struct UsersCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                try await options.withAccounts { try await $0.setActive(name, false) }
+                try await options.withAccounts { try await $0.setActive(name, false, by: .operator) }
                 print("disabled \(name)")
             }
         }
@@ -104,7 +104,7 @@ struct UsersCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                try await options.withAccounts { try await $0.setActive(name, true) }
+                try await options.withAccounts { try await $0.setActive(name, true, by: .operator) }
                 print("enabled \(name)")
             }
         }
@@ -124,7 +124,7 @@ struct UsersCommand: AsyncParsableCommand {
                 guard unlink == (login == nil) else {
                     throw ValidationError("give either a GitHub login or --unlink")
                 }
-                try await options.withAccounts { try await $0.linkGitHub(name, login: login) }
+                try await options.withAccounts { try await $0.linkGitHub(name, login: login, by: .operator) }
                 print(login.map { "linked \(name) to GitHub login \($0)" } ?? "unlinked \(name) from GitHub")
             }
         }

@@ -62,11 +62,11 @@ final class CoreHarness {
     /// alice, a member of org1; bob, a member of nothing; org2 with no members.
     func seed() async throws {
         let accounts = services.accounts
-        try await accounts.addUser("alice", password: Self.password)
-        try await accounts.addUser("bob", password: Self.password)
-        try await accounts.addOrganization("org1")
-        try await accounts.addOrganization("org2", clusterName: "cluster-two")
-        try await accounts.addMember(organization: "org1", username: "alice", role: .member)
+        try await accounts.addUser("alice", password: Self.password, by: .operator)
+        try await accounts.addUser("bob", password: Self.password, by: .operator)
+        try await accounts.addOrganization("org1", by: .operator)
+        try await accounts.addOrganization("org2", clusterName: "cluster-two", by: .operator)
+        try await accounts.addMember(organization: "org1", username: "alice", role: .member, by: .operator)
     }
 }
 

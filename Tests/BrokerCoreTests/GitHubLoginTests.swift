@@ -88,7 +88,7 @@ final class GitHubLoginTests: XCTestCase {
     var service: GitHubLoginService { harness.services.github! }
 
     func testALinkedAccountGetsExactlyItsMemberships() async throws {
-        try await harness.services.accounts.linkGitHub("alice", login: "alice-gh")
+        try await harness.services.accounts.linkGitHub("alice", login: "alice-gh", by: .operator)
         let issued = try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
         let claims = try harness.services.verifier.verify(issued.token, audience: "org1")
         XCTAssertEqual(claims.subject, "Alice-GH")
@@ -176,7 +176,7 @@ final class GitHubLoginTests: XCTestCase {
     }
 
     func testGeneration2RefreshNeverPassesTheSessionCap() async throws {
-        try await harness.services.accounts.linkGitHub("alice", login: "alice-gh")
+        try await harness.services.accounts.linkGitHub("alice", login: "alice-gh", by: .operator)
         var token = try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
         // Store-only memberships need no GitHub answer; renew every 11 h for a week.
         for _ in 0..<15 {
@@ -219,15 +219,15 @@ final class GitHubLoginTests: XCTestCase {
     }
 
     func testAMembershipChangeAppliesWithinASecond() async throws {
-        try await harness.services.accounts.linkGitHub("alice", login: "alice-gh")
+        try await harness.services.accounts.linkGitHub("alice", login: "alice-gh", by: .operator)
         let first = try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
         XCTAssertEqual(first.claims.memberships, ["org1": ["member"]])
-        try await harness.services.accounts.addMember(organization: "org2", username: "alice", role: .owner)
+        try await harness.services.accounts.addMember(organization: "org2", username: "alice", role: .owner, by: .operator)
         harness.clock.advance(by: 1)
         let second = try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
         XCTAssertEqual(second.claims.memberships, ["org1": ["member"], "org2": ["owner", "member"]])
-        try await harness.services.accounts.removeMember(organization: "org1", username: "alice")
-        try await harness.services.accounts.removeMember(organization: "org2", username: "alice")
+        try await harness.services.accounts.removeMember(organization: "org1", username: "alice", by: .operator)
+        try await harness.services.accounts.removeMember(organization: "org2", username: "alice", by: .operator)
         harness.clock.advance(by: 1)
         await XCTAssertBrokerError(.notAMember) {
             try await self.service.generation2Login(githubToken: "pat-alice", method: "github_pat")

@@ -46,7 +46,7 @@ final class OrgTokenServiceTests: XCTestCase {
     }
 
     func testClusterNameIsTheAudienceAndRolesAreImplied() async throws {
-        try await harness.services.accounts.addMember(organization: "org2", username: "bob", role: .owner)
+        try await harness.services.accounts.addMember(organization: "org2", username: "bob", role: .owner, by: .operator)
         let bundle = try await service.login(username: "bob", password: CoreHarness.password, organization: "org2")
         let claims = try harness.services.verifier.verify(bundle.access, audience: "cluster-two")
         XCTAssertEqual(claims.audience, ["cluster-two"])
@@ -64,7 +64,7 @@ final class OrgTokenServiceTests: XCTestCase {
         await XCTAssertBrokerError(.invalidCredentials) {
             try await self.service.login(username: "Alice", password: CoreHarness.password, organization: "org1")
         }
-        try await harness.services.accounts.setActive("alice", false)
+        try await harness.services.accounts.setActive("alice", false, by: .operator)
         await XCTAssertBrokerError(.accountDisabled) {
             try await self.service.login(username: "alice", password: CoreHarness.password, organization: "org1")
         }
@@ -150,12 +150,12 @@ final class OrgTokenServiceTests: XCTestCase {
 
     func testLostMembershipIs403AndDisabledUserIs401OnRefresh() async throws {
         let first = try await service.login(username: "alice", password: CoreHarness.password, organization: "org1")
-        try await harness.services.accounts.removeMember(organization: "org1", username: "alice")
+        try await harness.services.accounts.removeMember(organization: "org1", username: "alice", by: .operator)
         await XCTAssertBrokerError(.notAMember) { try await self.service.refresh(first.refresh) }
         // The refused refresh did not consume the token.
-        try await harness.services.accounts.addMember(organization: "org1", username: "alice", role: .member)
+        try await harness.services.accounts.addMember(organization: "org1", username: "alice", role: .member, by: .operator)
         let second = try await service.refresh(first.refresh)
-        try await harness.services.accounts.setActive("alice", false)
+        try await harness.services.accounts.setActive("alice", false, by: .operator)
         await XCTAssertBrokerError(.accountDisabled) { try await self.service.refresh(second.refresh) }
     }
 
@@ -190,7 +190,7 @@ final class OrgTokenServiceTests: XCTestCase {
         let report = try await DjangoUserImport(store: harness.services.store, clock: harness.clock).run(
             Data(#"[{"model":"auth.user","pk":7,"fields":{"username":"carol","password":"\#(django)","is_active":true}}]"#.utf8))
         XCTAssertEqual(report.imported, ["carol"])
-        try await harness.services.accounts.addMember(organization: "org1", username: "carol", role: .member)
+        try await harness.services.accounts.addMember(organization: "org1", username: "carol", role: .member, by: .operator)
         _ = try await service.login(username: "carol", password: CoreHarness.password, organization: "org1")
         let stored = try await harness.services.store.transaction { try await $0.user(named: "carol") }
         XCTAssertTrue(stored?.passwordHash?.hasPrefix("$argon2id$") == true)
@@ -243,7 +243,7 @@ final class DjangoUserImportTests: XCTestCase {
         XCTAssertEqual(eve?.id, 40)
         XCTAssertEqual(eve?.isActive, false)
         XCTAssertNil(eve?.passwordHash, "an unusable Django password means no password")
-        let fresh = try await harness.services.accounts.addUser("frank", password: nil)
+        let fresh = try await harness.services.accounts.addUser("frank", password: nil, by: .operator)
         XCTAssertGreaterThan(fresh.id, 40, "ids continue after imported keys")
         try await harness.shutdown()
     }

@@ -32,7 +32,7 @@ final class PasswordThrottlingTests: XCTestCase {
     }
 
     func testARightPasswordOnADisabledAccountIsNoGuess() async throws {
-        try await harness.services.accounts.setActive("alice", false)
+        try await harness.services.accounts.setActive("alice", false, by: .operator)
         for _ in 0..<5 {
             await XCTAssertBrokerError(.accountDisabled) { try await self.login("alice", CoreHarness.password) }
         }

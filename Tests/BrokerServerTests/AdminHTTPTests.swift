@@ -19,7 +19,7 @@ final class AdminHTTPTests: XCTestCase {
 
     func testOnlyGlobalAdminsUseTheAdminRoutes() async throws {
         let harness = self.harness!
-        try await harness.services.accounts.addMember(organization: "org1", username: "alice", role: .admin)
+        try await harness.services.accounts.addMember(organization: "org1", username: "alice", role: .admin, by: .operator)
         try await harness.withClient { client in
             let alice = try await client.sessionToken("alice")
             for (method, path) in [
@@ -205,8 +205,8 @@ final class AdminHTTPTests: XCTestCase {
 
     func testIntrospectionReflectsRevocationAndDisabledAccountsAtOnce() async throws {
         let harness = self.harness!
-        try await harness.services.accounts.addUser("gateway", password: ServerHarness.password)
-        try await harness.services.accounts.setGlobalRole("gateway", to: .introspector)
+        try await harness.services.accounts.addUser("gateway", password: ServerHarness.password, by: .operator)
+        try await harness.services.accounts.setGlobalRole("gateway", to: .introspector, by: .operator)
         try await harness.withClient { client in
             let gateway = try await client.sessionToken("gateway")
             let alice = try await client.sessionToken("alice")
@@ -258,7 +258,7 @@ final class AdminHTTPTests: XCTestCase {
             answer = try await client.form("/oauth/introspect", "token=\(other.access)", token: gateway)
             XCTAssertEqual(answer.body["active"] as? Bool, false)
             let third = try await client.orgTokens("alice", "org1")
-            try await harness.services.accounts.setActive("alice", false)
+            try await harness.services.accounts.setActive("alice", false, by: .operator)
             answer = try await client.form("/oauth/introspect", "token=\(third.access)", token: gateway)
             XCTAssertEqual(answer.body["active"] as? Bool, false)
 
@@ -274,7 +274,7 @@ final class AdminHTTPTests: XCTestCase {
             configuration.bootstrapAdmin = "first-admin"
             configuration.bootstrapAdminPassword = "bootstrap passphrase 1"
         }
-        let user = try await bootstrapped.services.accounts.user(named: "first-admin")
+        let user = try await bootstrapped.services.accounts.user(named: "first-admin", by: .operator)
         XCTAssertEqual(user.globalRole, .admin)
         try await bootstrapped.withClient { client in
             _ = try await client.sessionToken("first-admin", password: "bootstrap passphrase 1")

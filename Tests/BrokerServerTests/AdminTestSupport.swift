@@ -71,7 +71,7 @@ extension ServerHarness {
         let harness = try await make(configure: configure)
         let fixtures = AccountAdministration(
             store: harness.services.store, pool: harness.services.passwords, clock: harness.clock)
-        try await fixtures.addUser("root", password: password, globalRole: .admin)
+        try await fixtures.addUser("root", password: password, globalRole: .admin, by: .operator)
         return harness
     }
 }

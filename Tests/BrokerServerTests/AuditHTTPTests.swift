@@ -17,7 +17,7 @@ final class AuditHTTPTests: XCTestCase {
 
     func testEachActionWritesOneLineWithoutSecrets() async throws {
         let harness = try await ServerHarness.withAdmin()
-        try await harness.services.accounts.addMember(organization: "org1", username: "alice", role: .owner)
+        try await harness.services.accounts.addMember(organization: "org1", username: "alice", role: .owner, by: .operator)
         let secrets = try await harness.withClient { client in
             var secrets: [String] = [ServerHarness.password]
             let tokens = try await client.orgTokens("alice", "org1")
@@ -100,7 +100,7 @@ final class AuditHTTPTests: XCTestCase {
         }
         // An administrative change that cannot be recorded is rolled back.
         do {
-            try await harness.services.accounts.addUser("mallory", password: ServerHarness.password)
+            try await harness.services.accounts.addUser("mallory", password: ServerHarness.password, by: .operator)
             XCTFail("the change must be refused")
         } catch let error as BrokerError {
             XCTAssertEqual(error.code, .auditUnavailable)
@@ -119,7 +119,7 @@ final class AuditHTTPTests: XCTestCase {
             let tokens = try await client.orgTokens("alice", "org1")
             XCTAssertEqual(tokens.status, .ok)
         }
-        try await harness.services.accounts.addUser("mallory", password: ServerHarness.password)
+        try await harness.services.accounts.addUser("mallory", password: ServerHarness.password, by: .operator)
         XCTAssertTrue(harness.logs.all.contains { $0.hasPrefix("error") && $0.contains("login.password") })
         try await harness.shutdown()
     }

@@ -17,7 +17,7 @@ final class ContractHTTPTests: XCTestCase {
 
     override func setUp() async throws {
         harness = try await ServerHarness.make(githubAPI: RefusingGitHub()) { $0.githubClientID = "contract-tests" }
-        try await harness.services.accounts.addUser("root", password: ServerHarness.password, globalRole: .admin)
+        try await harness.services.accounts.addUser("root", password: ServerHarness.password, globalRole: .admin, by: .operator)
         contract = try OpenAPIContract.load()
     }
 
@@ -298,7 +298,7 @@ final class ContractHTTPTests: XCTestCase {
     /// Path parameters are percent-decoded (RFC 3986): `b%6Fb` is `bob`, and an account whose
     /// name is not ASCII can be addressed at all.
     func testPathParametersArePercentDecoded() async throws {
-        try await harness.services.accounts.addUser("josé", password: ServerHarness.password)
+        try await harness.services.accounts.addUser("josé", password: ServerHarness.password, by: .operator)
         try await harness.withClient { client in
             let admin = try await client.sessionToken("root")
             let bob = try await client.api(.get, "/api/admin/users/b%6Fb", token: admin)

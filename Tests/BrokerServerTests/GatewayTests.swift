@@ -18,7 +18,7 @@ final class GatewayTests: XCTestCase {
 
     override func setUp() async throws {
         harness = try await ServerHarness.make()
-        try await harness.services.accounts.addMember(organization: "org2", username: "bob", role: .owner)
+        try await harness.services.accounts.addMember(organization: "org2", username: "bob", role: .owner, by: .operator)
     }
 
     override func tearDown() async throws {

@@ -80,7 +80,7 @@ final class Generation1HTTPTests: XCTestCase {
                 "/api/org_token/", #"{"username":"bob","password":"correct horse battery staple","org_name":"org1"}"#)
             XCTAssertEqual(status, .forbidden)
             XCTAssertEqual(body["error"] as? String, "not_a_member")
-            try await harness.services.accounts.setActive("alice", false)
+            try await harness.services.accounts.setActive("alice", false, by: .operator)
             (status, body) = try await client.postJSON("/api/org_token/", Self.login)
             XCTAssertEqual(status, .unauthorized)
             XCTAssertEqual(body["error"] as? String, "account_disabled")
@@ -138,7 +138,7 @@ final class Generation1HTTPTests: XCTestCase {
         try await harness.withClient { client in
             let (_, login) = try await client.postJSON("/api/org_token/", Self.login)
             let refresh = try XCTUnwrap(login["refresh"] as? String)
-            try await harness.services.accounts.removeMember(organization: "org1", username: "alice")
+            try await harness.services.accounts.removeMember(organization: "org1", username: "alice", by: .operator)
             let (status, body) = try await client.postJSON("/api/org_token/refresh/", #"{"refresh":"\#(refresh)"}"#)
             XCTAssertEqual(status, .forbidden)
             XCTAssertEqual(body["error"] as? String, "not_a_member")

@@ -135,7 +135,7 @@ final class GitHubHTTPTests: XCTestCase {
         let harness = self.harness!
         await github.stop()
         try await harness.withClient { client in
-            try await harness.services.accounts.addMember(organization: "org1", username: "alice", role: .member)
+            try await harness.services.accounts.addMember(organization: "org1", username: "alice", role: .member, by: .operator)
             let (status, _) = try await client.postJSON("/api/org_token/", Generation1HTTPTests.login)
             XCTAssertEqual(status, .ok)
             let (jwksStatus, _) = try await client.getJSON("/.well-known/jwks.json")

@@ -87,7 +87,7 @@ final class MembershipHTTPTests: XCTestCase {
 
     func testRequestApproveThenLoginAndLoseTheMembership() async throws {
         let harness = self.harness!
-        try await harness.services.accounts.addMember(organization: "org1", username: "alice", role: .owner)
+        try await harness.services.accounts.addMember(organization: "org1", username: "alice", role: .owner, by: .operator)
         try await harness.withClient { client in
             let bob = try await client.sessionToken("bob")
             let alice = try await client.sessionToken("alice")
@@ -145,7 +145,7 @@ final class MembershipHTTPTests: XCTestCase {
     func testApprovingRenewsAnInactiveMembershipWithTheGrantedRoleOnly() async throws {
         let harness = self.harness!
         let store = harness.services.store
-        try await harness.services.accounts.addMember(organization: "org1", username: "alice", role: .owner)
+        try await harness.services.accounts.addMember(organization: "org1", username: "alice", role: .owner, by: .operator)
         try await store.transaction { tx in
             let organization = try await tx.organization(named: "org1")!
             let bob = try await tx.user(named: "bob")!
@@ -166,10 +166,10 @@ final class MembershipHTTPTests: XCTestCase {
     func testDenyAndRoleRules() async throws {
         let harness = self.harness!
         let accounts = harness.services.accounts
-        try await accounts.addMember(organization: "org1", username: "alice", role: .owner)
-        try await accounts.addUser("carol", password: ServerHarness.password)
-        try await accounts.addMember(organization: "org1", username: "carol", role: .admin)
-        try await accounts.addMember(organization: "org2", username: "bob", role: .owner)
+        try await accounts.addMember(organization: "org1", username: "alice", role: .owner, by: .operator)
+        try await accounts.addUser("carol", password: ServerHarness.password, by: .operator)
+        try await accounts.addMember(organization: "org1", username: "carol", role: .admin, by: .operator)
+        try await accounts.addMember(organization: "org2", username: "bob", role: .owner, by: .operator)
         try await harness.withClient { client in
             let alice = try await client.sessionToken("alice")
             let bob = try await client.sessionToken("bob")
@@ -208,7 +208,7 @@ final class MembershipHTTPTests: XCTestCase {
 
     func testOwnersSetTheTokenPolicyWithinTheBrokersBounds() async throws {
         let harness = self.harness!
-        try await harness.services.accounts.addMember(organization: "org1", username: "alice", role: .owner)
+        try await harness.services.accounts.addMember(organization: "org1", username: "alice", role: .owner, by: .operator)
         try await harness.withClient { client in
             let alice = try await client.sessionToken("alice")
             var answer = try await client.api(.get, "/api/orgs/org1/policy", token: alice)

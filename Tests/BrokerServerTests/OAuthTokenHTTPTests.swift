@@ -55,7 +55,7 @@ final class OAuthTokenHTTPTests: XCTestCase {
         try await harness.withClient { client in
             let (_, login) = try await client.postJSON("/api/org_token/", Generation1HTTPTests.login)
             let refresh = try XCTUnwrap(login["refresh"] as? String)
-            try await harness.services.accounts.removeMember(organization: "org1", username: "alice")
+            try await harness.services.accounts.removeMember(organization: "org1", username: "alice", by: .operator)
             let (status, body) = try await Self.form(client, "grant_type=refresh_token&refresh_token=\(refresh)")
             XCTAssertEqual(status, .forbidden)
             XCTAssertEqual(body["error"] as? String, "access_denied")

@@ -45,19 +45,19 @@ final class ServerHarness: Sendable {
         let accounts = AccountAdministration(
             store: store, pool: PasswordHashingPool(hasher: PasswordHasher(parameters: configuration.argon2), concurrency: 1),
             clock: clock)
-        try await accounts.addOrganization("org1")
-        try await accounts.addOrganization("org2")
+        try await accounts.addOrganization("org1", by: .operator)
+        try await accounts.addOrganization("org2", by: .operator)
         for mapping in configuration.githubOrganizations where mapping.organization != "org1" && mapping.organization != "org2" {
-            try await accounts.addOrganization(mapping.organization)
+            try await accounts.addOrganization(mapping.organization, by: .operator)
         }
         try await accounts.pool.shutdown()
         let services = try await BrokerServices(
             configuration: configuration, store: store, keyRing: ring, clock: clock, logger: logger, githubAPI: githubAPI)
         // The fixtures are not under test: they bypass the audit trail (which may be /dev/full).
         let fixtures = AccountAdministration(store: store, pool: services.passwords, clock: clock)
-        try await fixtures.addUser("alice", password: password)
-        try await fixtures.addUser("bob", password: password)
-        try await fixtures.addMember(organization: "org1", username: "alice", role: .member)
+        try await fixtures.addUser("alice", password: password, by: .operator)
+        try await fixtures.addUser("bob", password: password, by: .operator)
+        try await fixtures.addMember(organization: "org1", username: "alice", role: .member, by: .operator)
         return ServerHarness(directory: directory, clock: clock, services: services, logs: logs)
     }
 

@@ -32,7 +32,7 @@ public struct AccountAdministration: Sendable {
 
     @discardableResult
     public func addUser(
-        _ username: String, password: String?, globalRole: GlobalRole? = nil, by actor: AdministrativeActor = .operator
+        _ username: String, password: String?, globalRole: GlobalRole? = nil, by actor: AdministrativeActor
     ) async throws -> User {
         let audited = audited(.userCreate, by: actor, target: username)
         return try await audited.run {
@@ -56,7 +56,7 @@ public struct AccountAdministration: Sendable {
 
     /// Sets a new password and signs the account out everywhere (its refresh families are
     /// revoked): whoever knew the old password must not keep a session.
-    public func setPassword(_ username: String, password: String, by actor: AdministrativeActor = .operator) async throws {
+    public func setPassword(_ username: String, password: String, by actor: AdministrativeActor) async throws {
         let audited = audited(.userPasswordReset, by: actor, target: username)
         try await audited.run {
             try actor.requireGlobalAdmin("reset passwords")
@@ -73,7 +73,7 @@ public struct AccountAdministration: Sendable {
 
     /// Disables or enables an account. A disabled account cannot sign in, refresh or use the
     /// admin API, and introspection reports its tokens inactive.
-    public func setActive(_ username: String, _ active: Bool, by actor: AdministrativeActor = .operator) async throws {
+    public func setActive(_ username: String, _ active: Bool, by actor: AdministrativeActor) async throws {
         let audited = audited(active ? .userEnable : .userDisable, by: actor, target: username)
         try await audited.run {
             try actor.requireGlobalAdmin(active ? "enable accounts" : "disable accounts")
@@ -87,7 +87,7 @@ public struct AccountAdministration: Sendable {
 
     /// Links a GitHub login to an account (the generation-1 model): a GitHub login with that
     /// identity then gets exactly the account's memberships. `nil` unlinks.
-    public func linkGitHub(_ username: String, login: String?, by actor: AdministrativeActor = .operator) async throws {
+    public func linkGitHub(_ username: String, login: String?, by actor: AdministrativeActor) async throws {
         let audited = audited(.userLinkGitHub, by: actor, target: username)
         try await audited.run {
             try actor.requireGlobalAdmin("link GitHub logins")
@@ -118,7 +118,7 @@ public struct AccountAdministration: Sendable {
 
     @discardableResult
     public func addOrganization(
-        _ name: String, clusterName: String? = nil, by actor: AdministrativeActor = .operator
+        _ name: String, clusterName: String? = nil, by actor: AdministrativeActor
     ) async throws -> Organization {
         let audited = audited(.orgCreate, by: actor, organization: name)
         return try await audited.run {
@@ -140,7 +140,7 @@ public struct AccountAdministration: Sendable {
         }
     }
 
-    public func organizations(by actor: AdministrativeActor = .operator) async throws -> [Organization] {
+    public func organizations(by actor: AdministrativeActor) async throws -> [Organization] {
         try actor.requireGlobalAdmin("list organizations")
         return try await store.read { tx in try await tx.organizations() }
     }
@@ -156,7 +156,7 @@ public struct AccountAdministration: Sendable {
 
     /// Adds an active membership, or changes the role of an existing one (re-activating it).
     public func addMember(
-        organization: String, username: String, role: Role, by actor: AdministrativeActor = .operator
+        organization: String, username: String, role: Role, by actor: AdministrativeActor
     ) async throws {
         let now = clock.now()
         let audited = audited(.membershipAdd, by: actor, organization: organization, target: username)

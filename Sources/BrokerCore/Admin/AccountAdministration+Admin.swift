@@ -8,7 +8,7 @@ extension AccountAdministration {
 
     /// One page of accounts ordered by id, and the cursor of the next page (`nil` at the end).
     public func users(
-        after cursor: Int64 = 0, limit: Int = 50, by actor: AdministrativeActor = .operator
+        after cursor: Int64 = 0, limit: Int = 50, by actor: AdministrativeActor
     ) async throws -> (users: [User], next: Int64?) {
         try actor.requireGlobalAdmin("list accounts")
         let size = min(max(1, limit), Self.maximumPageSize)
@@ -18,7 +18,7 @@ extension AccountAdministration {
         return (page, rows.count > size ? page.last?.id : nil)
     }
 
-    public func user(named username: String, by actor: AdministrativeActor = .operator) async throws -> User {
+    public func user(named username: String, by actor: AdministrativeActor) async throws -> User {
         try actor.requireGlobalAdmin("read accounts")
         return try await store.read { tx in try await Self.requireUser(username, tx) }
     }
@@ -26,7 +26,7 @@ extension AccountAdministration {
     /// Grants or withdraws a global role. The last active admin cannot lose the role.
     @discardableResult
     public func setGlobalRole(
-        _ username: String, to role: GlobalRole?, by actor: AdministrativeActor = .operator
+        _ username: String, to role: GlobalRole?, by actor: AdministrativeActor
     ) async throws -> User {
         let audited = audited(.userRoleChange, by: actor, target: username)
         return try await audited.run {
@@ -42,7 +42,7 @@ extension AccountAdministration {
     }
 
     /// Deletes an account with its memberships, requests and sessions.
-    public func deleteUser(_ username: String, by actor: AdministrativeActor = .operator) async throws {
+    public func deleteUser(_ username: String, by actor: AdministrativeActor) async throws {
         let audited = audited(.userDelete, by: actor, target: username)
         try await audited.run {
             try actor.requireGlobalAdmin("delete accounts")
@@ -55,7 +55,7 @@ extension AccountAdministration {
     }
 
     /// Deletes an organization with its memberships, requests and sessions.
-    public func deleteOrganization(_ name: String, by actor: AdministrativeActor = .operator) async throws {
+    public func deleteOrganization(_ name: String, by actor: AdministrativeActor) async throws {
         let audited = audited(.orgDelete, by: actor, organization: name)
         try await audited.run {
             try actor.requireGlobalAdmin("delete organizations")
@@ -70,7 +70,7 @@ extension AccountAdministration {
 
     /// A user's sessions (refresh families), newest first, with their organization names.
     public func sessions(
-        of username: String, by actor: AdministrativeActor = .operator
+        of username: String, by actor: AdministrativeActor
     ) async throws -> [(family: RefreshFamily, organization: String)] {
         try actor.requireGlobalAdmin("list sessions")
         return try await store.read { tx in
@@ -81,7 +81,7 @@ extension AccountAdministration {
     }
 
     /// Ends one session: its refresh tokens stop working at once.
-    public func revokeSession(_ familyID: String, of username: String, by actor: AdministrativeActor = .operator) async throws {
+    public func revokeSession(_ familyID: String, of username: String, by actor: AdministrativeActor) async throws {
         let now = clock.now()
         let audited = audited(.sessionRevoke, by: actor, target: username)
         try await audited.run {
@@ -98,7 +98,7 @@ extension AccountAdministration {
 
     /// Signs a user out everywhere; returns how many sessions were ended.
     @discardableResult
-    public func revokeAllSessions(of username: String, by actor: AdministrativeActor = .operator) async throws -> Int {
+    public func revokeAllSessions(of username: String, by actor: AdministrativeActor) async throws -> Int {
         let now = clock.now()
         let audited = audited(.sessionRevokeAll, by: actor, target: username)
         return try await audited.run {

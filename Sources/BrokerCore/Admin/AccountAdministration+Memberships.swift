@@ -34,7 +34,7 @@ extension AccountAdministration {
 
     /// Pending requests, oldest first.
     public func membershipRequests(
-        organization name: String, by actor: AdministrativeActor = .operator
+        organization name: String, by actor: AdministrativeActor
     ) async throws -> [MembershipRequest] {
         try await store.transaction { tx in
             let organization = try await Self.requireOrganization(name, tx)
@@ -46,7 +46,7 @@ extension AccountAdministration {
     /// Grants a pending request with `role` (which the actor must hold at least).
     @discardableResult
     public func approveMembership(
-        organization name: String, username: String, role: Role = .member, by actor: AdministrativeActor = .operator
+        organization name: String, username: String, role: Role = .member, by actor: AdministrativeActor
     ) async throws -> Membership {
         let now = clock.now()
         let audited = audited(.membershipApprove, by: actor, organization: name, target: username)
@@ -74,7 +74,7 @@ extension AccountAdministration {
     }
 
     public func denyMembership(
-        organization name: String, username: String, by actor: AdministrativeActor = .operator
+        organization name: String, username: String, by actor: AdministrativeActor
     ) async throws {
         let audited = audited(.membershipDeny, by: actor, organization: name, target: username)
         try await audited.run {
@@ -90,7 +90,7 @@ extension AccountAdministration {
     }
 
     /// Members of an organization, for its managers.
-    public func members(organization name: String, by actor: AdministrativeActor = .operator) async throws -> [MemberListing] {
+    public func members(organization name: String, by actor: AdministrativeActor) async throws -> [MemberListing] {
         try await store.transaction { tx in
             let organization = try await Self.requireOrganization(name, tx)
             try await actor.requireManager(of: organization, tx: tx)
@@ -102,7 +102,7 @@ extension AccountAdministration {
     /// the new one: an owner manages members and owners, only admins touch admins.
     @discardableResult
     public func changeRole(
-        organization name: String, username: String, to role: Role, by actor: AdministrativeActor = .operator
+        organization name: String, username: String, to role: Role, by actor: AdministrativeActor
     ) async throws -> Membership {
         let audited = audited(.membershipRoleChange, by: actor, organization: name, target: username)
         return try await audited.run {
@@ -123,7 +123,7 @@ extension AccountAdministration {
     /// Removes a member. Their sessions for this organization stay, so that their next refresh
     /// answers 403 (not a member) rather than 401.
     public func removeMember(
-        organization name: String, username: String, by actor: AdministrativeActor = .operator
+        organization name: String, username: String, by actor: AdministrativeActor
     ) async throws {
         let audited = audited(.membershipRemove, by: actor, organization: name, target: username)
         try await audited.run {
@@ -166,7 +166,7 @@ extension AccountAdministration {
     @discardableResult
     public func setTokenPolicy(
         organization name: String, to policy: OrganizationTokenPolicy, brokerAccessLifetime: Int,
-        by actor: AdministrativeActor = .operator
+        by actor: AdministrativeActor
     ) async throws -> Organization {
         let audited = audited(.orgPolicyChange, by: actor, organization: name)
         let summary =

@@ -29,7 +29,7 @@ public struct AdminBootstrap: Sendable {
             logger.debug("bootstrap_admin ignored: the store already has accounts")
             return nil
         }
-        let user = try await accounts.addUser(username, password: try readPassword(), globalRole: .admin)
+        let user = try await accounts.addUser(username, password: try readPassword(), globalRole: .admin, by: .operator)
         logger.notice("created the bootstrap admin", metadata: ["user": "\(user.username)"])
         return user
     }

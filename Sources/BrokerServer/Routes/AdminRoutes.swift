@@ -83,7 +83,7 @@ struct AdminRoutes<Context: RemoteAddressRequestContext> {
     private func setActive(_ request: Request, _ context: Context, _ active: Bool) async throws -> Response {
         let username = try context.parameters.decoded("username")
         try await accounts.setActive(username, active, by: try await actor(request, context))
-        let user = try await accounts.user(named: username)
+        let user = try await accounts.user(named: username, by: .operator)
         return JSONResponses.make(.ok) { json in json.user(user) }
     }
 
