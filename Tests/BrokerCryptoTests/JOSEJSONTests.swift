@@ -99,7 +99,8 @@ final class JOSEJSONTests: XCTestCase {
         XCTAssertNil(value["missing"])
         XCTAssertNil(JSONValue.string("s")["key"])
         XCTAssertEqual(try JSONParser.parse(Array("\"top\"".utf8)), .string("top"))
-        XCTAssertEqual(try JSONParser.parse(Array("-0".utf8)), .integer(0))
+        // "-0" is not a second spelling of the integer 0 (docs/security.md, "Token encoding").
+        XCTAssertEqual(try JSONParser.parse(Array("-0".utf8)), .number(-0.0))
         XCTAssertEqual(try JSONParser.parse(ArraySlice("[1]".utf8)), .array([.integer(1)]))
         XCTAssertEqual(try JSONParser.parse("[1]".utf8), .array([.integer(1)]))
     }

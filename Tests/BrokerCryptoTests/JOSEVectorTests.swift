@@ -29,11 +29,17 @@ final class JOSEVectorTests: XCTestCase {
 
     // MARK: RFC 7515 A.3 — ES256
 
-    func testRFC7515A3VerifiesWithTheGivenJWK() throws {
+    func testRFC7515A3VerifiesWithTheGivenJWKInItsLowSSpelling() throws {
         let key = try PublicKey(jwk: JWK(kty: "EC", crv: "P-256", x: JOSEVectors.ecX, y: JOSEVectors.ecY))
         let jws = try CompactJWS.parse(JOSEVectors.es256Token)
         XCTAssertEqual(jws.signature.count, 64)
-        XCTAssertTrue(jws.verify(with: key))
+        // The RFC's example happens to have a high S (0xC5...): its other spelling, which
+        // verifies everywhere, is the only one the broker accepts.
+        XCTAssertFalse(JOSEMalleabilityTests.isLowS(jws.signature))
+        XCTAssertFalse(jws.verify(with: key))
+        let parts = JOSEVectors.es256Token.split(separator: ".")
+        let lowS = JOSEMalleabilityTests.otherS(jws.signature)
+        XCTAssertTrue(try CompactJWS.parse("\(parts[0]).\(parts[1]).\(Base64URL.encode(lowS))").verify(with: key))
     }
 
     func testRFC7515A3KeySignsWhatItsJWKVerifies() throws {

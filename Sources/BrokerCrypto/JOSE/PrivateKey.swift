@@ -104,7 +104,7 @@ public final class PrivateKey: @unchecked Sendable {
     }
 
     /// Signs `message` and returns the JOSE-form signature: PKCS#1 v1.5 with SHA-256 for RS256,
-    /// the 64-byte R||S of ECDSA P-256 with SHA-256 for ES256, pure Ed25519 for EdDSA.
+    /// the 64-byte R||S of ECDSA P-256 with SHA-256 and S ≤ n/2 for ES256, pure Ed25519 for EdDSA.
     public func sign(_ message: UnsafeRawBufferPointer) throws -> [UInt8] {
         var failure: CryptoError?
         let signature = [UInt8](unsafeUninitializedCapacity: signatureSize) { buffer, count in
@@ -156,10 +156,11 @@ public final class PrivateKey: @unchecked Sendable {
                 return signers.withContext { context in
                     var length = ECDSASignature.maxDERSize
                     let signed = EVP_PKEY_sign(context, der, &length, digest, Digest.sha256Size) == 1
+                    let raw = UnsafeMutableRawBufferPointer(start: outputBase, count: signatureSize)
                     let converted = signed && ECDSASignature.rawFromDER(
-                        UnsafeRawBufferPointer(start: der, count: length),
-                        into: UnsafeMutableRawBufferPointer(start: outputBase, count: signatureSize)
-                    )
+                        UnsafeRawBufferPointer(start: der, count: length), into: raw)
+                    // OpenSSL picks either S; verifiers accept only the low one.
+                    if converted { ECDSASignature.normalizeToLowS(raw) }
                     return (converted, signed)
                 }
             }

@@ -129,8 +129,9 @@ public final class PublicKey: @unchecked Sendable {
 
     /// Whether `signature` is a valid JOSE-form signature of `message` by this key.
     ///
-    /// An ES256 signature must be exactly 64 bytes (R||S), an RS256 one exactly the modulus
-    /// size, an EdDSA one 64 bytes; anything else is false.
+    /// An ES256 signature must be exactly 64 bytes (R||S) with S ≤ n/2, an RS256 one exactly the
+    /// modulus size, an EdDSA one 64 bytes; anything else is false. Together with strict
+    /// base64url this gives every valid token exactly one spelling.
     public func verify(signature: [UInt8], message: UnsafeRawBufferPointer) -> Bool {
         guard signature.count == signatureSize else { return false }
         return signature.withUnsafeBytes { verify(signature: $0, message: message) }
@@ -163,6 +164,8 @@ public final class PublicKey: @unchecked Sendable {
                 }
             }
         case .es256:
+            // (r, n − s) verifies wherever (r, s) does: only the low-S spelling is a token.
+            guard ECDSASignature.hasLowS(signature) else { return false }
             valid = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: Digest.sha256Size + ECDSASignature.maxDERSize) { scratch in
                 let digest = scratch.baseAddress!
                 let der = digest + Digest.sha256Size

@@ -22,6 +22,8 @@ public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertibl
 /// values from one token), invalid UTF-8 and unpaired surrogate escapes (strings that compare
 /// differently in different languages), nesting beyond `maxDepth` (stack exhaustion), and
 /// anything after the value. Leading zeros, `NaN`, comments and trailing commas are errors too.
+/// Only the plain spelling of an integer (`1000`, never `1e3`, `1000.0` or `-0`) is an
+/// `.integer`, so integer claims such as `exp` have one spelling each.
 ///
 /// ```swift
 /// let header = try JSONParser.parse(Array(#"{"alg":"ES256","kid":"k1"}"#.utf8))
@@ -226,7 +228,10 @@ private struct Reader {
             while position < input.count, isDigit(input[position]) { position += 1 }
         }
         if isInteger && fitsInt64 {
-            if negative { return .integer(accumulator) }
+            // "-0" is left a `.number`: 0 has one integer spelling, so `exp: -0` is no
+            // second way to write a claim that readers of `.integer` accept.
+            if negative && accumulator != 0 { return .integer(accumulator) }
+            if negative { return .number(-0.0) }
             if accumulator != Int64.min { return .integer(-accumulator) }
             // 9223372036854775808 is Int64.min's magnitude: one past Int64.max.
         }
