@@ -32,6 +32,7 @@ public struct ConfigurationLoader: Sendable {
         if explicit != nil || FileManager.default.fileExists(atPath: path) {
             try await apply(file: path, to: &configuration)
         }
+        try applyGenericLogLevel(to: &configuration)
         let variables = EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: "broker")
         try apply(ConfigReader(provider: variables), source: "environment", prefix: "BROKER_", to: &configuration)
         if let json = environment["BROKER_GITHUB_ORGS"] {
@@ -46,6 +47,28 @@ public struct ConfigurationLoader: Sendable {
         }
         try configuration.validate()
         return configuration
+    }
+
+    /// The logging keys alone (`log_level`, `log_format`), for a command that reads no
+    /// configuration file (`broker gateway`): `LOG_LEVEL`, then `BROKER_LOG_LEVEL` and
+    /// `BROKER_LOG_FORMAT`, then `flags`, each checked as `load` checks it.
+    public func loadLogging(flags: [String: String]) throws -> (level: String, format: String) {
+        var configuration = BrokerConfiguration()
+        try applyGenericLogLevel(to: &configuration)
+        for key in ["log_level", "log_format"] {
+            let variable = "BROKER_\(key.uppercased())"
+            if let text = environment[variable] { try configuration.set(key, to: text, source: "environment \(variable)") }
+        }
+        for (key, value) in flags.sorted(by: { $0.key < $1.key }) {
+            try configuration.set(key, to: value, source: "command line")
+        }
+        return (configuration.logLevel, configuration.logFormat)
+    }
+
+    /// `LOG_LEVEL`, the name container platforms set for every process, below `BROKER_LOG_LEVEL`.
+    private func applyGenericLogLevel(to configuration: inout BrokerConfiguration) throws {
+        guard let text = environment["LOG_LEVEL"] else { return }
+        try configuration.set("log_level", to: text, source: "environment LOG_LEVEL")
     }
 
     private func apply(file path: String, to configuration: inout BrokerConfiguration) async throws {

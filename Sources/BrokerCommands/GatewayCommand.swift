@@ -25,25 +25,40 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(name: .customLong("refetch-interval"), help: "Seconds between JWKS fetches caused by unknown kids or failures.")
     var refetchInterval: Int = 30
     @Option(help: "Seconds of clock skew tolerated on exp, nbf and iat (0...300).") var leeway: Int = 30
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
-    var logLevel: String = "info"
+    @Option(
+        name: .customLong("log-level"),
+        help: "trace, debug, info, notice, warning, error or critical (default: BROKER_LOG_LEVEL, else LOG_LEVEL, else info).")
+    var logLevel: String?
+    @Option(name: .customLong("log-format"), help: "text or json (default: BROKER_LOG_FORMAT, else text).")
+    var logFormat: String?
 
     func validate() throws {
-        guard let url = URL(string: jwks), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme),
-            url.host != nil
-        else { throw ValidationError("--jwks must be an http(s) URL") }
+        if let refusal = HTTPJWKSSource.refusal(of: jwks) { throw ValidationError("--jwks: \(refusal)") }
         guard !cluster.isEmpty, cluster != "*" else { throw ValidationError("--cluster must name one cluster") }
         guard (0...AccessTokenChecks.maximumLeeway).contains(leeway) else {
             throw ValidationError("--leeway must be within 0...\(AccessTokenChecks.maximumLeeway)")
         }
         guard refetchInterval >= 1 else { throw ValidationError("--refetch-interval must be at least 1 second") }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be within 0...65535") }
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        do {
+            _ = try loggingSettings()
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+
+    /// The level and format, from the flags and the environment as `broker serve` reads them.
+    private func loggingSettings() throws -> (level: String, format: String) {
+        var flags: [String: String] = [:]
+        if let logLevel { flags["log_level"] = logLevel }
+        if let logFormat { flags["log_format"] = logFormat }
+        return try ConfigurationLoader(environment: ProcessInfo.processInfo.environment).loadLogging(flags: flags)
     }
 
     func run() async throws {
         try await reportingErrors {
-            LoggingBootstrap.run(level: logLevel)
+            let logging = try loggingSettings()
+            LoggingBootstrap.run(level: logging.level, format: logging.format)
             let logger = Logger(label: "broker.gateway")
             var cache = JWKSCacheConfiguration()
             cache.refetchInterval = refetchInterval

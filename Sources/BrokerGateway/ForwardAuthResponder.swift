@@ -34,14 +34,21 @@ public struct ForwardAuthResponder: HTTPResponder {
         switch result {
         case .success(let identity):
             guard var headers = IdentityHeaders.fields(for: identity) else {
-                context.logger.info("refused: the token's sub cannot be sent in a header", metadata: ["jti": "\(identity.claims.tokenID)"])
+                context.logger.info(
+                    "refused: the token's sub cannot be sent in a header",
+                    metadata: ["jti": "\(LogText.escaped(identity.claims.tokenID, limit: 64))"])
                 return Self.refusal(.invalidToken(.missingClaim("sub")))
             }
             headers[.cacheControl] = "no-store"
             context.logger.debug(
-                "allowed", metadata: ["account": "\(identity.account)", "jti": "\(identity.claims.tokenID)"])
+                "allowed",
+                metadata: [
+                    "account": "\(LogText.escaped(identity.account, limit: 128))",
+                    "jti": "\(LogText.escaped(identity.claims.tokenID, limit: 64))",
+                ])
             return Response(status: .ok, headers: headers)
         case .failure(let refusal):
+            // The reason may quote the token's header: `TokenRejection` escapes it (LogText).
             context.logger.info("refused", metadata: ["status": "\(refusal.httpStatus)", "reason": "\(refusal)"])
             return Self.refusal(refusal)
         }

@@ -23,7 +23,9 @@ public enum GatewayApplication {
         let keys = JWKSCache(source: source, configuration: cache, clock: clock) { event in
             switch event {
             case .updated(let kids, let skipped):
-                logger.info("JWKS loaded", metadata: ["kids": "\(kids.joined(separator: ","))"])
+                // The kids come from the JWKS answer: escaped (LogText), like the skipped entries'
+                // and the failures' descriptions are where they are made.
+                logger.info("JWKS loaded", metadata: ["kids": "\(kids.map { LogText.escaped($0, limit: 64) }.joined(separator: ","))"])
                 for entry in skipped { logger.warning("JWKS entry skipped", metadata: ["entry": "\(entry)"]) }
             case .notModified:
                 logger.debug("JWKS not modified")
@@ -41,6 +43,8 @@ public enum GatewayApplication {
     ) -> some ApplicationProtocol {
         Application(
             responder: ForwardAuthResponder(validator: validator, cluster: cluster),
+            // A client that opens a connection and never finishes its request gives it up.
+            server: .http1(configuration: .init(idleTimeout: .seconds(60))),
             configuration: .init(address: .hostname(host, port: port), serverName: "broker-gateway"),
             onServerRunning: onServerRunning,
             logger: logger)

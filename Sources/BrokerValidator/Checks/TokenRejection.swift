@@ -28,9 +28,11 @@ public enum TokenRejection: Error, Sendable, Equatable, CustomStringConvertible 
 
     public var description: String {
         switch self {
-        case .malformed(let why): "malformed token: \(why)"
-        case .disallowedAlgorithm(let alg): "algorithm \(alg) is not allowed"
-        case .disallowedHeader(let name): "header parameter \(name) is not allowed"
+        // The associated texts may quote the token's header (its `alg`): escaped, so that a
+        // newline in a header cannot forge a log line.
+        case .malformed(let why): "malformed token: \(LogText.escaped(why, limit: 200))"
+        case .disallowedAlgorithm(let alg): "algorithm \(LogText.escaped(alg, limit: 20)) is not allowed"
+        case .disallowedHeader(let name): "header parameter \(LogText.escaped(name, limit: 20)) is not allowed"
         case .wrongType: "token type (typ) must be at+jwt"
         case .unknownKey: "unknown signing key (kid)"
         case .algorithmMismatch: "algorithm does not match the key"

@@ -122,7 +122,9 @@ public actor JWKSCache {
         do {
             result = try await source.fetch(ifNoneMatch: keySet == nil ? nil : etag)
         } catch {
-            failed("fetch failed: \(error)", at: started)
+            // A source's error may quote the answer (a header, a status line): escaped here,
+            // so that every reason an event carries is safe to log as it is.
+            failed("fetch failed: \(LogText.escaped("\(error)", limit: 512))", at: started)
             return
         }
         switch result {

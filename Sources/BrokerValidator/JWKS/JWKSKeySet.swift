@@ -31,7 +31,8 @@ public struct JWKSKeySet: Sendable {
         public let kid: String?
         public let reason: String
 
-        public var description: String { "\(kid ?? "(no kid)"): \(reason)" }
+        /// Escaped (`LogText`): the kid and the reason may quote the hostile document.
+        public var description: String { "\(kid.map { LogText.escaped($0) } ?? "(no kid)"): \(LogText.escaped(reason))" }
     }
 
     /// `kid`s longer than this are skipped: ours are 43-character thumbprints, and a megabyte
