@@ -48,9 +48,10 @@ struct ServeCommand: AsyncParsableCommand {
                 directory: keyDirectory, ring: keyRing, algorithm: configuration.signingAlgorithm,
                 policy: services.keyPolicy, clock: SystemWallClock(), logger: environment.logger, audit: services.audit)
             let kid = snapshot.activeSigner(for: configuration.signingAlgorithm)?.kid ?? "-"
+            // With a metrics listener of its own, the public one does not serve /metrics at all.
             let app = BrokerApplication.make(
                 services: services, host: configuration.host, port: configuration.port, logger: environment.logger,
-                metrics: metrics
+                metrics: configuration.metricsPort == nil ? metrics : nil
             ) { channel in
                 let bound = channel.localAddress?.port ?? configuration.port
                 Self.printBanner(configuration: configuration, port: bound, kid: kid)
@@ -58,9 +59,22 @@ struct ServeCommand: AsyncParsableCommand {
             // Reloads a ring changed by `broker keys`, rotates on schedule, prunes expired keys.
             let background = KeyRingMaintenanceService(
                 maintenance: maintenance, interval: .seconds(configuration.keyReloadInterval))
+            var listeners: [any Service] = [background]
+            if let metricsPort = configuration.metricsPort {
+                let metricsHost = configuration.metricsListenHost
+                listeners.append(
+                    BrokerApplication.makeMetrics(
+                        registry: metrics, host: metricsHost, port: metricsPort, logger: environment.logger
+                    ) { channel in
+                        let bound = channel.localAddress?.port ?? metricsPort
+                        FileHandle.standardOutput.write(Data("metrics served on http://\(metricsHost):\(bound)/metrics\n".utf8))
+                    })
+            }
+            // Shut down last listed first: the public listener before the metrics one.
+            listeners.append(app)
             do {
                 try await Self.runUntilShutdown(
-                    [background, app], grace: .seconds(configuration.shutdownGrace), logger: environment.logger)
+                    listeners, grace: .seconds(configuration.shutdownGrace), logger: environment.logger)
             } catch {
                 try? await services.shutdown()
                 throw error

@@ -36,6 +36,20 @@ public enum BrokerApplication {
         return router
     }
 
+    /// `GET /metrics` alone, for a listener of its own (`metrics_port`): every other path is 404.
+    public static func makeMetrics(
+        registry: PrometheusCollectorRegistry, host: String, port: Int, logger: Logger,
+        onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        let router = Router(context: BasicRequestContext.self)
+        MetricsRoutes(registry: registry).register(on: router)
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(host, port: port), serverName: "broker-metrics"),
+            onServerRunning: onServerRunning,
+            logger: logger)
+    }
+
     public static func make(
         services: BrokerServices, host: String, port: Int, logger: Logger, metrics: PrometheusCollectorRegistry? = nil,
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }

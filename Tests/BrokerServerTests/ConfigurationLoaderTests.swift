@@ -76,6 +76,49 @@ final class ConfigurationLoaderTests: XCTestCase {
         }
     }
 
+    func testAMetricsListenerOfItsOwn() async throws {
+        var loaded = try await ConfigurationLoader(environment: [:]).load(file: nil, flags: [:])
+        XCTAssertNil(loaded.metricsPort, "by default /metrics is on the public listener")
+        loaded = try await ConfigurationLoader(environment: [:]).load(file: try file("metrics_port: 9091\n"), flags: [:])
+        XCTAssertEqual(loaded.metricsPort, 9091)
+        XCTAssertEqual(loaded.metricsListenHost, "127.0.0.1", "loopback unless metrics_host says otherwise")
+        loaded = try await ConfigurationLoader(environment: ["BROKER_METRICS_PORT": "9092", "BROKER_METRICS_HOST": "10.1.2.3"])
+            .load(file: try file("metrics_port: 9091\n"), flags: [:])
+        XCTAssertEqual(loaded.metricsPort, 9092)
+        XCTAssertEqual(loaded.metricsListenHost, "10.1.2.3")
+        let refused: [(String, String)] = [
+            ("metrics_host: 0.0.0.0\n", "metrics_host needs metrics_port"),
+            ("metrics_port: 70000\n", "metrics_port must be a port number"),
+            ("metrics_port: 8080\n", "is the public listener"),
+            ("metrics_port: 9091\nmetrics_host: \"\"\n", "metrics_host must not be empty"),
+        ]
+        for (text, expected) in refused {
+            do {
+                _ = try await ConfigurationLoader(environment: [:]).load(file: try file(text), flags: [:])
+                XCTFail("accepted \(text)")
+            } catch {
+                XCTAssertTrue("\(error)".contains(expected), "\(error) lacks \(expected)")
+            }
+        }
+    }
+
+    func testLogLevelFromLOG_LEVELBelowBROKER_LOG_LEVEL() async throws {
+        var loaded = try await ConfigurationLoader(environment: ["LOG_LEVEL": "debug"]).load(file: nil, flags: [:])
+        XCTAssertEqual(loaded.logLevel, "debug")
+        loaded = try await ConfigurationLoader(environment: ["LOG_LEVEL": "debug", "BROKER_LOG_LEVEL": "error"]).load(file: nil, flags: [:])
+        XCTAssertEqual(loaded.logLevel, "error")
+        let gateway = try ConfigurationLoader(environment: ["LOG_LEVEL": "debug", "BROKER_LOG_FORMAT": "json"])
+            .loadLogging(flags: [:])
+        XCTAssertEqual(gateway.level, "debug")
+        XCTAssertEqual(gateway.format, "json")
+        XCTAssertEqual(
+            try ConfigurationLoader(environment: ["BROKER_LOG_LEVEL": "error"]).loadLogging(flags: ["log_level": "trace"]).level,
+            "trace", "a flag wins")
+        XCTAssertThrowsError(try ConfigurationLoader(environment: ["LOG_LEVEL": "verbose"]).loadLogging(flags: [:])) { error in
+            XCTAssertTrue("\(error)".contains("environment LOG_LEVEL"), "\(error)")
+        }
+    }
+
     func testGitHubOrganizationMappingsFromFileAndEnvironment() async throws {
         let path = try file("""
             github_orgs:

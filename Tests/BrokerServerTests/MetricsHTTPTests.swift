@@ -7,6 +7,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import NIOCore
 import XCTest
 
 /// `GET /metrics` and request ids over a real loopback socket. The metrics registry is the
@@ -224,6 +225,71 @@ final class GitHubMetricsHTTPTests: XCTestCase {
             XCTAssertEqual(after.delta(from: before, "broker_tokens_issued_total", ["kind": "generation2"]), 1)
             XCTAssertFalse(after.text.contains("carol") || after.text.contains("ghp_"), "no login or token as a label")
         }
+    }
+}
+
+/// `broker serve` with `metrics_port`: /metrics moves to a listener of its own, off the public one.
+final class MetricsListenerProcessTests: XCTestCase {
+    func testMetricsPortMovesMetricsOffThePublicListener() async throws {
+        let binary = try BrokerBinary.make(extraConfig: "metrics_port: 0\nmetrics_host: \"127.0.0.1\"")
+        defer { binary.cleanUp() }
+        let (process, ports) = try Self.serve(binary)
+        defer {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        XCTAssertNotEqual(ports.public, ports.metrics)
+        try await TestClient.withClient(host: "127.0.0.1", port: ports.public) { client in
+            // A login, so that the scrape below has something of the public listener's to show.
+            let login = #"{"username":"nobody","password":"not a password at all","org_name":"org1"}"#
+            let answer = try await client.execute(
+                .init("/api/org_token/", method: .post, headers: [.contentType: "application/json"], body: ByteBuffer(string: login)))
+            XCTAssertEqual(answer.status, .unauthorized)
+            let response = try await client.execute(.init("/metrics", method: .get))
+            XCTAssertEqual(response.status, .notFound, "the public listener still serves /metrics")
+        }
+        try await TestClient.withClient(host: "127.0.0.1", port: ports.metrics) { client in
+            let response = try await client.execute(.init("/metrics", method: .get))
+            XCTAssertEqual(response.status, .ok)
+            XCTAssertEqual(response.headers[.contentType], "text/plain; version=0.0.4; charset=utf-8")
+            let text = response.body.map { String(buffer: $0) } ?? ""
+            XCTAssertEqual(MetricsScrape(text).value("broker_logins_total", ["method": "password", "outcome": "failure"]), 1, text)
+            // Only /metrics is served there.
+            for path in ["/", "/.well-known/jwks.json", "/api/org_token/"] {
+                let status = try await client.execute(.init(path, method: .get)).status
+                XCTAssertEqual(status, .notFound, path)
+            }
+        }
+    }
+
+    /// Starts `broker serve` and returns it with the ports of its two listeners, read from the
+    /// lines it prints.
+    static func serve(_ binary: BrokerBinary) throws -> (Process, (public: Int, metrics: Int)) {
+        let process = Process()
+        process.executableURL = try BrokerBinary.executable
+        process.arguments = ["serve", "--port", "0"]
+        process.environment = binary.environment
+        process.currentDirectoryURL = binary.workDirectory
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+        var seen = ""
+        let deadline = Date().addingTimeInterval(60)
+        func port(after prefix: String) -> Int? {
+            guard let range = seen.range(of: prefix + #"http://127\.0\.0\.1:\d+"#, options: .regularExpression) else { return nil }
+            return Int(seen[range].split(separator: ":").last!)
+        }
+        while Date() < deadline {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            seen += String(decoding: chunk, as: UTF8.self)
+            if let listening = port(after: "listening on "), let metrics = port(after: "metrics served on ") {
+                return (process, (listening, metrics))
+            }
+        }
+        process.terminate()
+        throw BrokerBinary.ServeFailed(output: seen)
     }
 }
 

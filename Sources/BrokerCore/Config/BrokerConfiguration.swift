@@ -92,6 +92,15 @@ public struct BrokerConfiguration: Sendable, Equatable {
     // MARK: Operations
     /// How long SIGTERM waits for in-flight requests before the server exits, in seconds.
     public var shutdownGrace: Int = 10
+    /// The address of a listener of its own for `GET /metrics` (`metrics_port` set); nil:
+    /// loopback.
+    public var metricsHost: String?
+    /// The port of that listener (0 picks a free one). nil: `/metrics` is served on the public
+    /// listener; set: only on this one, and the public listener answers 404 for it.
+    public var metricsPort: Int?
+
+    /// Where the metrics listener binds, when there is one: loopback unless `metrics_host` says.
+    public var metricsListenHost: String { metricsHost ?? "127.0.0.1" }
 
     public init() {}
 
@@ -105,7 +114,7 @@ public struct BrokerConfiguration: Sendable, Equatable {
         "github_timeout", "github_identity_ttl", "github_rejection_ttl", "generation2_access_lifetime", "home_org",
         "admin_session_lifetime", "bootstrap_admin", "bootstrap_admin_password", "bootstrap_admin_password_file",
         "audit_log", "audit_failure_mode", "login_throttle_window", "login_throttle_user_ip", "login_throttle_user",
-        "login_throttle_ip", "trusted_proxies", "shutdown_grace",
+        "login_throttle_ip", "trusted_proxies", "shutdown_grace", "metrics_host", "metrics_port",
     ]
 
     /// Keys whose value is structured (a mapping), set with ``setGitHubOrganizations(_:source:)``.
@@ -181,6 +190,8 @@ public struct BrokerConfiguration: Sendable, Equatable {
         case "trusted_proxies":
             trustedProxies = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         case "shutdown_grace": shutdownGrace = try integer(0...3600, "a whole number of seconds in 0...3600")
+        case "metrics_host": metricsHost = text
+        case "metrics_port": metricsPort = try integer(0...65_535, "a port number (0...65535)")
         default:
             throw ConfigurationError("\(source): unknown key \(key) (known: \(Self.keys.joined(separator: ", ")))")
         }
@@ -226,6 +237,15 @@ public struct BrokerConfiguration: Sendable, Equatable {
         }
         // A bad entry stops the start, naming itself, rather than trusting nobody (or everybody).
         _ = try TrustedProxies(trustedProxies)
+        if let metricsHost {
+            guard !metricsHost.isEmpty else { throw ConfigurationError("metrics_host must not be empty") }
+            guard metricsPort != nil else {
+                throw ConfigurationError("metrics_host needs metrics_port: without it /metrics stays on the public listener")
+            }
+        }
+        if let metricsPort, metricsPort != 0, metricsPort == port, metricsListenHost == host {
+            throw ConfigurationError("metrics_port \(metricsPort) on \(metricsListenHost) is the public listener: choose another port")
+        }
     }
 
     /// Reads `github_orgs`: a mapping from broker organization to
