@@ -10,7 +10,8 @@ import NIOHTTP1
 /// `ETag` and `Cache-Control: max-age` handed to the cache.
 ///
 /// The URL is the one the operator configured, and nothing else: redirects are not followed,
-/// and no URL from a token is ever fetched.
+/// and no URL from a token is ever fetched. It must be `https`, or `http` to loopback
+/// (`refusal(of:)`); a source with any other URL refuses to fetch.
 ///
 /// The source owns its HTTP client: call `shutdown()` once the cache using it is done.
 ///
