@@ -1,6 +1,6 @@
 // swift-tools-version:6.2
 // libFuzzer targets for the broker's parsers (docs/fuzzing.md). Built and run by scripts/fuzz.sh:
-//   swift build --package-path Fuzzing --scratch-path .build-fuzz -c release \
+//   swift build --package-path Fuzzing --scratch-path .build-fuzz -c release --sanitize fuzzer \
 //     -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -enable-testing
 // A separate package so that the sanitizer flags never reach the root package's own build.
 import Foundation

@@ -1,3 +1,5 @@
+// A file of its own, free of libcurl, so that the fuzz target FuzzHTTPHeaders compiles it with
+// LinkHeader.swift (docs/fuzzing.md).
 extension Substring {
     /// Without spaces, tabs, CR and LF at either end (header lines arrive with their CRLF).
     func trimmingWhitespace() -> String {
