@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BROKER := .build/release/broker
 
-.PHONY: run test deps build bench clean
+.PHONY: run test deps build bench fuzz sanitize clean
 
 run: deps build
 	$(BROKER) serve
@@ -16,8 +16,18 @@ test: deps
 bench: deps
 	$(SWIFT) run -c release broker-bench jwt
 
+# The parsers under libFuzzer, FUZZ_SECONDS each (docs/fuzzing.md); `make test` runs them briefly.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+# The test suite under AddressSanitizer, then ThreadSanitizer (not part of `make test`).
+sanitize: deps
+	scripts/sanitize.sh address
+	scripts/sanitize.sh thread
+
 deps:
 	@scripts/install-deps.sh
 
 clean:
-	rm -rf .build .venv-tests
+	rm -rf .build .build-fuzz .build-sanitize-address .build-sanitize-thread .venv-tests

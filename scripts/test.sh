@@ -23,3 +23,5 @@ swift build --build-tests
 swift test --skip-build "$@"
 # The contract, fuzzed: Schemathesis against a broker of its own (docs/api.md).
 scripts/schemathesis.sh
+# The parsers under libFuzzer and AddressSanitizer, 60 s in all (docs/fuzzing.md).
+scripts/fuzz.sh --brief

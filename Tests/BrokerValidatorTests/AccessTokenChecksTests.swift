@@ -165,6 +165,15 @@ final class AccessTokenChecksTests: XCTestCase {
         assertRejected(try factory.good { $0["nbf"] = nil }, .missingClaim("nbf"))
     }
 
+    func testExtremeTimeClaimsNeverTrap() throws {
+        // `exp` at Int64.max plus the leeway overflowed and trapped (found by Fuzzing/FuzzJWS).
+        XCTAssertNoThrow(try verify(try factory.good { $0["exp"] = Int64.max }))
+        assertRejected(try factory.good { $0["exp"] = Int64.min }, .expired)
+        assertRejected(try factory.good { $0["nbf"] = Int64.max }, .notYetValid)
+        assertRejected(try factory.good { $0["iat"] = Int64.max }, .issuedInFuture)
+        XCTAssertNoThrow(try verify(try factory.good { $0["nbf"] = Int64.min; $0["iat"] = Int64.min }))
+    }
+
     func testLeewayIsBounded() throws {
         let generous = AccessTokenChecks(issuer: TokenFactory.issuer, leeway: 86_400)
         XCTAssertEqual(generous.leeway, Int64(AccessTokenChecks.maximumLeeway))

@@ -1,49 +1,33 @@
-import Foundation
 import BrokerCore
 import BrokerCrypto
-import Hummingbird
 
 /// A request's JSON object body, read with the strict parser of BrokerCrypto: at most
 /// ``maximumSize`` bytes, UTF-8, one object. Unknown members are ignored (clients send extras);
 /// the members a route needs must be strings.
+///
+/// Reading it from a request is in JSONRequestBody+HTTP.swift: this file depends on nothing
+/// HTTP, so that the fuzz target FuzzRequestBody compiles it as it is (docs/fuzzing.md).
 struct JSONRequestBody {
     static let maximumSize = 64 * 1024
 
     let members: [String: JSONValue]
 
-    static func read(_ request: inout Request) async throws -> JSONRequestBody {
-        let buffer: ByteBuffer
-        do {
-            buffer = try await request.collectBody(upTo: maximumSize)
-        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
-            throw BrokerError(.payloadTooLarge, "the request body exceeds \(maximumSize) bytes")
-        }
+    init(members: [String: JSONValue]) {
+        self.members = members
+    }
+
+    /// Parses a body already read: one JSON object, strictly (see `JSONParser`).
+    init(bytes: some Collection<UInt8>) throws {
         let value: JSONValue
         do {
-            value = try JSONParser.parse(Array(buffer.readableBytesView))
+            value = try JSONParser.parse(bytes)
         } catch {
             throw BrokerError(.invalidRequest, "the request body is not valid JSON (UTF-8, one JSON object)")
         }
         guard case .object(let members) = value else {
             throw BrokerError(.invalidRequest, "the request body must be a JSON object")
         }
-        return JSONRequestBody(members: members)
-    }
-
-    /// A body that may be absent: an empty body reads as `{}`.
-    static func readOptional(_ request: inout Request) async throws -> JSONRequestBody {
-        if let length = request.headers[.contentLength], length == "0" { return JSONRequestBody(members: [:]) }
-        let buffer: ByteBuffer
-        do {
-            buffer = try await request.collectBody(upTo: maximumSize)
-        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
-            throw BrokerError(.payloadTooLarge, "the request body exceeds \(maximumSize) bytes")
-        }
-        if buffer.readableBytesView.allSatisfy({ [0x20, 0x09, 0x0A, 0x0D].contains($0) }) {
-            return JSONRequestBody(members: [:])
-        }
-        request.body = .init(buffer: buffer)
-        return try await read(&request)
+        self.members = members
     }
 
     /// An optional string member (absent or null → nil), validated like ``string(_:)``.
@@ -101,18 +85,5 @@ struct JSONRequestBody {
             throw BrokerError(.invalidRequest, "\(name) must not contain control characters")
         }
         return text
-    }
-}
-
-extension Request {
-    /// The token of an `Authorization: Bearer` header.
-    func bearerToken() throws -> String {
-        guard let header = headers[.authorization] else {
-            throw BrokerError(.missingToken, "Authentication credentials were not provided")
-        }
-        guard let token = BearerCredentials.token(fromAuthorization: header) else {
-            throw BrokerError(.invalidToken, "the Authorization header must be: Bearer <token>")
-        }
-        return token
     }
 }

@@ -103,7 +103,9 @@ public struct AccessTokenChecks: Sendable {
         guard tokenType == "access" else { throw .wrongTokenType }
         let claims = try AccessTokenClaims(json: json)
         let seconds = Int64(now.timeIntervalSince1970.rounded(.down))
-        guard seconds < claims.expiresAt + leeway else { throw .expired }
+        // The leeway goes on the side of the clock, never of a claim: `exp` near Int64.max plus
+        // the leeway would overflow and trap (found by Fuzzing/FuzzJWS).
+        guard seconds - leeway < claims.expiresAt else { throw .expired }
         guard claims.notBefore <= seconds + leeway else { throw .notYetValid }
         guard claims.issuedAt <= seconds + leeway else { throw .issuedInFuture }
         return claims

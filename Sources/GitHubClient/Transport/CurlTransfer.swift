@@ -133,14 +133,3 @@ final class CurlTransfer {
 
     static func option(_ option: CURLoption) -> Int32 { Int32(truncatingIfNeeded: option.rawValue) }
 }
-
-extension Substring {
-    /// Without spaces, tabs, CR and LF at either end (header lines arrive with their CRLF).
-    func trimmingWhitespace() -> String {
-        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "\n" || $0 == "\r\n" }
-        guard let first = firstIndex(where: { !isSpace($0) }), let last = lastIndex(where: { !isSpace($0) }) else {
-            return ""
-        }
-        return String(self[first...last])
-    }
-}

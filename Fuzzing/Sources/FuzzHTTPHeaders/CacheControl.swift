@@ -1,0 +1,1 @@
+../../../Sources/BrokerGateway/CacheControl.swift

@@ -1,0 +1,1 @@
+../../../Sources/GitHubClient/LinkHeader.swift

@@ -1,0 +1,1 @@
+../../../Sources/BrokerServer/Support/JSONRequestBody.swift
