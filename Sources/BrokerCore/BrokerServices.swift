@@ -68,7 +68,9 @@ public struct BrokerServices: Sendable {
                 api: $0, mappings: configuration.githubOrganizations, clock: clock,
                 identityTTL: configuration.githubIdentityTTL, rejectionTTL: configuration.githubRejectionTTL)
         }
-        let authenticator = PasswordAuthenticator(store: store, pool: passwords, throttle: loginThrottle, logger: logger)
+        let authenticator = PasswordAuthenticator(
+            store: store, pool: passwords, throttle: loginThrottle,
+            failureFloor: .milliseconds(configuration.loginFailureFloorMilliseconds), logger: logger)
         orgTokens = OrgTokenService(
             store: store,
             authenticator: authenticator,
