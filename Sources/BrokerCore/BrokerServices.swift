@@ -83,7 +83,8 @@ public struct BrokerServices: Sendable {
                 store: store, resolver: resolver, issuer: issuer, verifier: verifier, orgTokens: orgTokens, clock: clock,
                 logger: logger, generation2Lifetime: configuration.generation2AccessLifetime,
                 sessionMaxLifetime: configuration.sessionMaxLifetime, homeOrganization: configuration.homeOrganization,
-                deviceFlowEnabled: !configuration.githubClientID.isEmpty)
+                deviceFlowEnabled: !configuration.githubClientID.isEmpty,
+                loginThrottle: GitHubLoginThrottle(policy: GitHubLoginThrottlePolicy(configuration), clock: clock))
         }
         sessions = BrokerSessionService(
             store: store, authenticator: authenticator, issuer: issuer, verifier: verifier, github: github, clock: clock,
