@@ -68,7 +68,9 @@ public struct BrokerServices: Sendable {
                 api: $0, mappings: configuration.githubOrganizations, clock: clock,
                 identityTTL: configuration.githubIdentityTTL, rejectionTTL: configuration.githubRejectionTTL)
         }
-        let authenticator = PasswordAuthenticator(store: store, pool: passwords, throttle: loginThrottle, logger: logger)
+        let authenticator = PasswordAuthenticator(
+            store: store, pool: passwords, throttle: loginThrottle,
+            failureFloor: .milliseconds(configuration.loginFailureFloorMilliseconds), logger: logger)
         orgTokens = OrgTokenService(
             store: store,
             authenticator: authenticator,
@@ -81,7 +83,8 @@ public struct BrokerServices: Sendable {
                 store: store, resolver: resolver, issuer: issuer, verifier: verifier, orgTokens: orgTokens, clock: clock,
                 logger: logger, generation2Lifetime: configuration.generation2AccessLifetime,
                 sessionMaxLifetime: configuration.sessionMaxLifetime, homeOrganization: configuration.homeOrganization,
-                deviceFlowEnabled: !configuration.githubClientID.isEmpty)
+                deviceFlowEnabled: !configuration.githubClientID.isEmpty,
+                loginThrottle: GitHubLoginThrottle(policy: GitHubLoginThrottlePolicy(configuration), clock: clock))
         }
         sessions = BrokerSessionService(
             store: store, authenticator: authenticator, issuer: issuer, verifier: verifier, github: github, clock: clock,

@@ -18,6 +18,11 @@ let usage = """
              --seconds N, --alg NAME as above
       audit  durable audit lines per second (1, 8, 64 in flight) beside write+fdatasync
              in the same directory; --seconds N
+      timing wrong-password latency percentiles per kind of account (unknown user, argon2id,
+             an older argon2 cost, imported PBKDF2), with and without login_failure_floor_ms
+             --samples N        logins per case (default 20)
+             --floor-ms N       the floor to measure (default 1000, the default setting)
+             --pbkdf2-iterations N   of the imported hash (default 1000000, Django 5.2's)
 
     """
 
@@ -38,6 +43,8 @@ do {
         try await LoginBenchmark(parsing: Array(arguments.dropFirst())).run()
     case "audit":
         try await AuditBenchmark(parsing: Array(arguments.dropFirst())).run()
+    case "timing":
+        try await TimingBenchmark(parsing: Array(arguments.dropFirst())).run()
     case "help", "-h", "--help":
         print(usage, terminator: "")
     default:

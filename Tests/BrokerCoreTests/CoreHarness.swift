@@ -26,6 +26,7 @@ final class CoreHarness {
         configuration.keysDirectory = directory.appendingPathComponent("keys").path
         configuration.signingAlgorithm = algorithm
         configuration.argon2 = cheapArgon2
+        configuration.loginFailureFloorMilliseconds = 0  // tests of the floor set their own
         configuration.passwordHashConcurrency = 2
         configure(&configuration)
         try configuration.validate()

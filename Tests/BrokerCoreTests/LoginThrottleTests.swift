@@ -16,15 +16,23 @@ final class LoginThrottleTests: XCTestCase {
             clock: clock)
     }
 
-    /// Admits and leaves the attempt counted: a wrong password.
-    func fail(_ throttle: LoginThrottle, _ username: String, _ clientIP: String?, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertNoThrow(try throttle.admit(username: username, clientIP: clientIP), file: file, line: line)
+    /// Admits and records a failure: a wrong password.
+    func fail(_ throttle: LoginThrottle, _ username: String, _ clientIP: String?, file: StaticString = #filePath, line: UInt = #line) async {
+        do {
+            throttle.recordFailure(try await throttle.admit(username: username, clientIP: clientIP))
+        } catch {
+            XCTFail("\(username) from \(clientIP ?? "nil") refused: \(error)", file: file, line: line)
+        }
+    }
+
+    func assertRefused(_ throttle: LoginThrottle, _ username: String, _ clientIP: String?, file: StaticString = #filePath, line: UInt = #line) async {
+        _ = await refusal(throttle, username, clientIP, file: file, line: line)
     }
 
     /// The error of a refused attempt, or a failure when it is admitted.
-    func refusal(_ throttle: LoginThrottle, _ username: String, _ clientIP: String?, file: StaticString = #filePath, line: UInt = #line) -> BrokerError? {
+    func refusal(_ throttle: LoginThrottle, _ username: String, _ clientIP: String?, file: StaticString = #filePath, line: UInt = #line) async -> BrokerError? {
         do {
-            _ = try throttle.admit(username: username, clientIP: clientIP)
+            _ = try await throttle.admit(username: username, clientIP: clientIP)
             XCTFail("expected too_many_attempts for \(username) from \(clientIP ?? "nil")", file: file, line: line)
             return nil
         } catch let error as BrokerError {
@@ -36,7 +44,7 @@ final class LoginThrottleTests: XCTestCase {
         }
     }
 
-    func testPolicyComesFromTheConfiguration() {
+    func testPolicyComesFromTheConfiguration() async {
         var configuration = BrokerConfiguration()
         configuration.loginThrottleWindow = 60
         configuration.loginThrottleUserIP = 2
@@ -51,210 +59,341 @@ final class LoginThrottleTests: XCTestCase {
         XCTAssertEqual(ThrottleScope.userAndIP.rawValue, "user_ip")
     }
 
-    func testDefaultsAllowFewerFailuresPerAccountThanASVS() {
+    func testDefaultsAllowFewerFailuresPerAccountThanASVS() async {
         let policy = LoginThrottlePolicy(BrokerConfiguration())
         let perHour = policy.userLimit * 3600 / policy.window
         XCTAssertLessThan(perHour, 100, "ASVS allows at most 100 failed attempts per hour on one account")
     }
 
-    func testUserAndIPLimitWithRetryAfterUntilTheOldestFailureLeaves() throws {
+    func testUserAndIPLimitWithRetryAfterUntilTheOldestFailureLeaves() async throws {
         let throttle = throttle(window: 900, userAndIP: 3)
-        fail(throttle, "alice", "192.0.2.1")
+        await fail(throttle, "alice", "192.0.2.1")
         clock.advance(by: 100)
-        fail(throttle, "alice", "192.0.2.1")
-        fail(throttle, "alice", "192.0.2.1")
-        let error = try XCTUnwrap(refusal(throttle, "alice", "192.0.2.1"))
+        await fail(throttle, "alice", "192.0.2.1")
+        await fail(throttle, "alice", "192.0.2.1")
+        let refused = await refusal(throttle, "alice", "192.0.2.1")
+        let error = try XCTUnwrap(refused)
         XCTAssertEqual(error.retryAfter, 800, "the first failure leaves the window 900 s after it happened")
         XCTAssertTrue(error.detail.contains("this username from this address"), error.detail)
         XCTAssertEqual(throttle.throttledDecisions(in: .userAndIP), 1)
         XCTAssertEqual(throttle.throttledDecisions(in: .user), 0)
         // Another address, another username: other pairs.
-        fail(throttle, "alice", "192.0.2.2")
-        fail(throttle, "bob", "192.0.2.1")
+        await fail(throttle, "alice", "192.0.2.2")
+        await fail(throttle, "bob", "192.0.2.1")
     }
 
-    func testRefusedAttemptsAreNotCounted() throws {
+    func testRefusedAttemptsAreNotCounted() async throws {
         let throttle = throttle(window: 900, userAndIP: 2)
-        fail(throttle, "alice", "192.0.2.1")
-        fail(throttle, "alice", "192.0.2.1")
-        for _ in 0..<10 { _ = refusal(throttle, "alice", "192.0.2.1") }
+        await fail(throttle, "alice", "192.0.2.1")
+        await fail(throttle, "alice", "192.0.2.1")
+        for _ in 0..<10 { _ = await refusal(throttle, "alice", "192.0.2.1") }
         clock.advance(by: 900)
-        fail(throttle, "alice", "192.0.2.1")
-        fail(throttle, "alice", "192.0.2.1")
+        await fail(throttle, "alice", "192.0.2.1")
+        await fail(throttle, "alice", "192.0.2.1")
         XCTAssertEqual(throttle.throttledDecisions(in: .userAndIP), 10)
     }
 
-    func testTheWindowSlidesInsteadOfResettingAtFixedTimes() throws {
+    func testTheWindowSlidesInsteadOfResettingAtFixedTimes() async throws {
         let throttle = throttle(window: 60, userAndIP: 3)
-        fail(throttle, "alice", "192.0.2.1")  // t = 0
+        await fail(throttle, "alice", "192.0.2.1")  // t = 0
         clock.advance(by: 40)
-        fail(throttle, "alice", "192.0.2.1")  // t = 40
+        await fail(throttle, "alice", "192.0.2.1")  // t = 40
         clock.advance(by: 10)
-        fail(throttle, "alice", "192.0.2.1")  // t = 50
+        await fail(throttle, "alice", "192.0.2.1")  // t = 50
         clock.advance(by: 9)  // t = 59: all three still count
-        XCTAssertEqual(refusal(throttle, "alice", "192.0.2.1")?.retryAfter, 1)
+        let refused = await refusal(throttle, "alice", "192.0.2.1")
+        XCTAssertEqual(refused?.retryAfter, 1)
         clock.advance(by: 1)  // t = 60: the first left; a fixed window would have emptied at once
-        fail(throttle, "alice", "192.0.2.1")
-        XCTAssertEqual(refusal(throttle, "alice", "192.0.2.1")?.retryAfter, 40, "the failure at t = 40 goes at t = 100")
+        await fail(throttle, "alice", "192.0.2.1")
+        let later = await refusal(throttle, "alice", "192.0.2.1")
+        XCTAssertEqual(later?.retryAfter, 40, "the failure at t = 40 goes at t = 100")
         clock.advance(by: 40)
-        fail(throttle, "alice", "192.0.2.1")
+        await fail(throttle, "alice", "192.0.2.1")
     }
 
-    func testRetryAfterIsWholeSecondsRoundedUp() throws {
+    func testRetryAfterIsWholeSecondsRoundedUp() async throws {
         let throttle = throttle(window: 10, userAndIP: 1)
-        fail(throttle, "alice", "192.0.2.1")
+        await fail(throttle, "alice", "192.0.2.1")
         clock.advance(by: 7.2)
-        XCTAssertEqual(refusal(throttle, "alice", "192.0.2.1")?.retryAfter, 3)
+        let refused = await refusal(throttle, "alice", "192.0.2.1")
+        XCTAssertEqual(refused?.retryAfter, 3)
         clock.advance(by: 2.7)
-        XCTAssertEqual(refusal(throttle, "alice", "192.0.2.1")?.retryAfter, 1, "never 0")
+        let last = await refusal(throttle, "alice", "192.0.2.1")
+        XCTAssertEqual(last?.retryAfter, 1, "never 0")
     }
 
-    func testUserLimitCountsEveryAddress() throws {
+    func testUserLimitCountsEveryAddress() async throws {
         let throttle = throttle(userAndIP: 5, user: 4, ip: 100)
-        for host in 1...4 { fail(throttle, "alice", "198.51.100.\(host)") }
-        let error = try XCTUnwrap(refusal(throttle, "alice", "203.0.113.77"))
+        for host in 1...4 { await fail(throttle, "alice", "198.51.100.\(host)") }
+        let refused = await refusal(throttle, "alice", "203.0.113.77")
+        let error = try XCTUnwrap(refused)
         XCTAssertTrue(error.detail.contains("for this username;"), error.detail)
         XCTAssertEqual(throttle.throttledDecisions(in: .user), 1)
-        XCTAssertNotNil(refusal(throttle, "alice", nil), "without an address the username still counts")
-        fail(throttle, "bob", "203.0.113.77")
+        await assertRefused(throttle, "alice", nil)
+        await fail(throttle, "bob", "203.0.113.77")
     }
 
-    func testIPLimitCountsEveryUsername() throws {
+    func testIPLimitCountsEveryUsername() async throws {
         let throttle = throttle(userAndIP: 5, user: 20, ip: 3)
-        for name in ["u1", "u2", "u3"] { fail(throttle, name, "192.0.2.1") }
-        let error = try XCTUnwrap(refusal(throttle, "u4", "192.0.2.1"))
+        for name in ["u1", "u2", "u3"] { await fail(throttle, name, "192.0.2.1") }
+        let refused = await refusal(throttle, "u4", "192.0.2.1")
+        let error = try XCTUnwrap(refused)
         XCTAssertTrue(error.detail.contains("from this address"), error.detail)
         XCTAssertEqual(throttle.throttledDecisions(in: .ip), 1)
-        fail(throttle, "u4", "192.0.2.2")
+        await fail(throttle, "u4", "192.0.2.2")
     }
 
-    func testTheLongestWaitDecides() throws {
+    func testTheLongestWaitDecides() async throws {
         let throttle = throttle(window: 900, userAndIP: 2, user: 3)
-        fail(throttle, "alice", "198.51.100.1")  // t = 0: user
+        await fail(throttle, "alice", "198.51.100.1")  // t = 0: user
         clock.advance(by: 100)
-        fail(throttle, "alice", "192.0.2.1")  // t = 100: user, pair
+        await fail(throttle, "alice", "192.0.2.1")  // t = 100: user, pair
         clock.advance(by: 100)
-        fail(throttle, "alice", "192.0.2.1")  // t = 200: user (full, frees at 900), pair (full, frees at 1000)
-        let error = try XCTUnwrap(refusal(throttle, "alice", "192.0.2.1"))
+        await fail(throttle, "alice", "192.0.2.1")  // t = 200: user (full, frees at 900), pair (full, frees at 1000)
+        let refused = await refusal(throttle, "alice", "192.0.2.1")
+        let error = try XCTUnwrap(refused)
         XCTAssertEqual(error.retryAfter, 800)
         XCTAssertTrue(error.detail.contains("this username from this address"))
     }
 
-    func testSuccessClearsOnlyThePair() throws {
+    func testSuccessClearsOnlyThePair() async throws {
         let throttle = throttle(userAndIP: 3, user: 5, ip: 6)
-        fail(throttle, "alice", "192.0.2.1")
-        fail(throttle, "alice", "192.0.2.1")
-        fail(throttle, "bob", "192.0.2.1")
-        fail(throttle, "alice", "198.51.100.1")
-        throttle.recordSuccess(try throttle.admit(username: "alice", clientIP: "192.0.2.1"))
+        await fail(throttle, "alice", "192.0.2.1")
+        await fail(throttle, "alice", "192.0.2.1")
+        await fail(throttle, "bob", "192.0.2.1")
+        await fail(throttle, "alice", "198.51.100.1")
+        throttle.recordSuccess(try await throttle.admit(username: "alice", clientIP: "192.0.2.1"))
         // The pair starts afresh, but the username counter still holds alice's three failures
         // (two from here, one from elsewhere): two more fill it.
-        fail(throttle, "alice", "192.0.2.1")
-        fail(throttle, "alice", "192.0.2.1")
-        XCTAssertTrue(refusal(throttle, "alice", "192.0.2.1")?.detail.contains("for this username;") ?? false)
+        await fail(throttle, "alice", "192.0.2.1")
+        await fail(throttle, "alice", "192.0.2.1")
+        let byUser = await refusal(throttle, "alice", "192.0.2.1")
+        XCTAssertTrue(byUser?.detail.contains("for this username;") ?? false)
         // The address still holds its failures against alice and bob: one more fills it.
-        fail(throttle, "carol", "192.0.2.1")
-        XCTAssertTrue(refusal(throttle, "dave", "192.0.2.1")?.detail.contains("from this address") ?? false)
+        await fail(throttle, "carol", "192.0.2.1")
+        let byAddress = await refusal(throttle, "dave", "192.0.2.1")
+        XCTAssertTrue(byAddress?.detail.contains("from this address") ?? false)
     }
 
-    func testSuccessTakesBackItsOwnCount() throws {
+    func testSuccessTakesBackItsOwnCount() async throws {
         let throttle = throttle(userAndIP: 5, user: 2, ip: 100)
         for _ in 0..<5 {
-            throttle.recordSuccess(try throttle.admit(username: "alice", clientIP: "192.0.2.1"))
+            throttle.recordSuccess(try await throttle.admit(username: "alice", clientIP: "192.0.2.1"))
         }
-        fail(throttle, "alice", "198.51.100.1")
-        fail(throttle, "alice", "198.51.100.2")
-        XCTAssertNotNil(refusal(throttle, "alice", "198.51.100.3"))
+        await fail(throttle, "alice", "198.51.100.1")
+        await fail(throttle, "alice", "198.51.100.2")
+        await assertRefused(throttle, "alice", "198.51.100.3")
     }
 
-    func testWithdrawnAttemptsDoNotCount() throws {
+    func testWithdrawnAttemptsDoNotCount() async throws {
         let throttle = throttle(userAndIP: 2)
         for _ in 0..<5 {
-            throttle.withdraw(try throttle.admit(username: "alice", clientIP: "192.0.2.1"))
+            throttle.withdraw(try await throttle.admit(username: "alice", clientIP: "192.0.2.1"))
         }
         XCTAssertEqual(throttle.trackedKeys(in: .userAndIP), 0)
-        fail(throttle, "alice", "192.0.2.1")
-        fail(throttle, "alice", "192.0.2.1")
-        XCTAssertNotNil(refusal(throttle, "alice", "192.0.2.1"))
+        await fail(throttle, "alice", "192.0.2.1")
+        await fail(throttle, "alice", "192.0.2.1")
+        await assertRefused(throttle, "alice", "192.0.2.1")
     }
 
-    func testAttemptsInFlightCountBeforeTheyFinish() throws {
+    /// Polls (yielding, never sleeping) until `condition` holds.
+    func eventually(_ what: String, file: StaticString = #filePath, line: UInt = #line, _ condition: () -> Bool) async {
+        for _ in 0..<1_000_000 {
+            if condition() { return }
+            await Task.yield()
+        }
+        XCTFail("never: \(what)", file: file, line: line)
+    }
+
+    func testAttemptsInFlightHoldTheBudgetAndTheNextOneWaits() async throws {
         let throttle = throttle(userAndIP: 3)
-        // Three guesses sent at once, none finished: a fourth must not reach the password.
-        let inFlight = try (0..<3).map { _ in try throttle.admit(username: "alice", clientIP: "192.0.2.1") }
-        XCTAssertNotNil(refusal(throttle, "alice", "192.0.2.1"))
-        XCTAssertEqual(inFlight.last?.reachesLimit, [.userAndIP])
-        XCTAssertEqual(inFlight.first?.reachesLimit, [])
+        // Three guesses sent at once, none finished: a fourth must not reach the password yet.
+        let inFlight = try await withThrowingTaskGroup(of: LoginAttempt.self) { group in
+            for _ in 0..<3 { group.addTask { try await throttle.admit(username: "alice", clientIP: "192.0.2.1") } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        XCTAssertEqual(throttle.attemptsInFlight, 3)
+        let fourth = Task { try await throttle.admit(username: "alice", clientIP: "192.0.2.1") }
+        await eventually("the fourth waits") { throttle.waitingAttempts == 1 }
+        XCTAssertEqual(throttle.attemptsInFlight, 3, "waiting, not admitted")
+        // One in flight turns out a right password: the waiting attempt takes its place.
+        throttle.recordSuccess(inFlight[0])
+        let admitted = try await fourth.value
+        XCTAssertEqual(throttle.attemptsInFlight, 3)
+        XCTAssertEqual(throttle.waitingAttempts, 0)
+        XCTAssertEqual(throttle.recordFailure(inFlight[1]), [])
+        XCTAssertEqual(throttle.recordFailure(inFlight[2]), [])
+        XCTAssertEqual(throttle.recordFailure(admitted), [.userAndIP], "the third failure fills the pair")
+        await assertRefused(throttle, "alice", "192.0.2.1")
     }
 
-    func testEverythingResetsAfterTheWindow() throws {
+    func testSixteenRightPasswordsAtOnceAllGetIn() async throws {
+        let throttle = throttle(userAndIP: 5)
+        let admitted = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for _ in 0..<16 {
+                group.addTask {
+                    let attempt = try await throttle.admit(username: "alice", clientIP: "192.0.2.1")
+                    await Task.yield()  // the hash
+                    throttle.recordSuccess(attempt)
+                    return true
+                }
+            }
+            return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        XCTAssertEqual(admitted, 16)
+        XCTAssertEqual(throttle.throttledDecisions(in: .userAndIP), 0)
+        XCTAssertEqual(throttle.attemptsInFlight, 0)
+    }
+
+    func testAFloodOfWrongPasswordsIsRefusedOnceTheBudgetHasFailed() async throws {
+        let throttle = throttle(window: 900, userAndIP: 3)
+        var inFlight: [LoginAttempt] = []
+        for _ in 0..<3 { inFlight.append(try await throttle.admit(username: "alice", clientIP: "192.0.2.1")) }
+        let flood = (0..<10).map { _ in
+            Task { () -> BrokerError? in
+                do {
+                    let attempt = try await throttle.admit(username: "alice", clientIP: "192.0.2.1")
+                    throttle.recordFailure(attempt)
+                    return nil
+                } catch {
+                    return error as? BrokerError
+                }
+            }
+        }
+        await eventually("the flood waits") { throttle.waitingAttempts == 10 }
+        clock.advance(by: 100)
+        for attempt in inFlight { throttle.recordFailure(attempt) }
+        for guess in flood {
+            let error = await guess.value
+            XCTAssertEqual(error?.code, .tooManyAttempts, "only three wrong passwords are evaluated")
+            XCTAssertEqual(error?.retryAfter, 900)
+        }
+        XCTAssertEqual(throttle.throttledDecisions(in: .userAndIP), 10)
+        XCTAssertEqual(throttle.attemptsInFlight, 0)
+        XCTAssertEqual(throttle.waitingAttempts, 0)
+    }
+
+    func testTheQueueIsBoundedInLength() async throws {
+        let throttle = LoginThrottle(
+            policy: LoginThrottlePolicy(userAndIPLimit: 1, queueLength: 2), clock: clock)
+        let first = try await throttle.admit(username: "alice", clientIP: "192.0.2.1")
+        let waiting = (0..<2).map { _ in
+            Task { throttle.recordSuccess(try await throttle.admit(username: "alice", clientIP: "192.0.2.1")) }
+        }
+        await eventually("two wait") { throttle.waitingAttempts == 2 }
+        let error = await refusal(throttle, "alice", "192.0.2.1")
+        XCTAssertEqual(error?.retryAfter, 1)
+        XCTAssertTrue(error?.detail.contains("still being checked") ?? false, error?.detail ?? "")
+        // The waiting ones go in turn, each once the one before has succeeded.
+        throttle.recordSuccess(first)
+        for task in waiting { try await task.value }
+        XCTAssertEqual(throttle.attemptsInFlight, 0)
+    }
+
+    func testTheQueueIsBoundedInTime() async throws {
+        let throttle = LoginThrottle(
+            policy: LoginThrottlePolicy(userAndIPLimit: 1, queueWait: .milliseconds(20)), clock: clock)
+        let stuck = try await throttle.admit(username: "alice", clientIP: "192.0.2.1")
+        let error = await refusal(throttle, "alice", "192.0.2.1")
+        XCTAssertEqual(error?.retryAfter, 1)
+        XCTAssertEqual(throttle.waitingAttempts, 0)
+        throttle.withdraw(stuck)
+        await fail(throttle, "alice", "192.0.2.1")
+    }
+
+    func testACancelledWaiterLeavesTheQueue() async throws {
+        let throttle = throttle(userAndIP: 1)
+        let first = try await throttle.admit(username: "alice", clientIP: "192.0.2.1")
+        let waiter = Task { try await throttle.admit(username: "alice", clientIP: "192.0.2.1") }
+        await eventually("it waits") { throttle.waitingAttempts == 1 }
+        waiter.cancel()
+        do {
+            _ = try await waiter.value
+            XCTFail("a cancelled waiter is not admitted")
+        } catch is CancellationError {}
+        XCTAssertEqual(throttle.waitingAttempts, 0)
+        XCTAssertEqual(throttle.attemptsInFlight, 1)
+        throttle.withdraw(first)
+    }
+
+    func testSettlingTwiceChangesNothing() async throws {
+        let throttle = throttle(userAndIP: 2)
+        let attempt = try await throttle.admit(username: "alice", clientIP: "192.0.2.1")
+        XCTAssertEqual(throttle.recordFailure(attempt), [])
+        XCTAssertEqual(throttle.recordFailure(attempt), [], "not counted twice")
+        throttle.withdraw(attempt)
+        await fail(throttle, "alice", "192.0.2.1")
+        await assertRefused(throttle, "alice", "192.0.2.1")
+    }
+
+    func testEverythingResetsAfterTheWindow() async throws {
         let throttle = throttle(window: 900, userAndIP: 1, user: 2, ip: 3)
-        fail(throttle, "alice", "192.0.2.1")
-        fail(throttle, "alice", "192.0.2.2")
-        fail(throttle, "bob", "192.0.2.3")
-        XCTAssertNotNil(refusal(throttle, "alice", "192.0.2.4"))
+        await fail(throttle, "alice", "192.0.2.1")
+        await fail(throttle, "alice", "192.0.2.2")
+        await fail(throttle, "bob", "192.0.2.3")
+        await assertRefused(throttle, "alice", "192.0.2.4")
         clock.advance(by: 900)
-        fail(throttle, "alice", "192.0.2.1")
-        fail(throttle, "alice", "192.0.2.2")
+        await fail(throttle, "alice", "192.0.2.1")
+        await fail(throttle, "alice", "192.0.2.2")
     }
 
-    func testIPv6AddressesCountByTheirSlash64() throws {
+    func testIPv6AddressesCountByTheirSlash64() async throws {
         let throttle = throttle(userAndIP: 2, user: 100, ip: 3)
-        fail(throttle, "u1", "2001:db8:1:2::1")
-        fail(throttle, "u2", "2001:db8:1:2:ffff:ffff:ffff:ffff")
-        fail(throttle, "u3", "2001:db8:1:2:abcd::9")
-        XCTAssertNotNil(refusal(throttle, "u4", "2001:db8:1:2::4242"))
-        fail(throttle, "u4", "2001:db8:1:3::1")
+        await fail(throttle, "u1", "2001:db8:1:2::1")
+        await fail(throttle, "u2", "2001:db8:1:2:ffff:ffff:ffff:ffff")
+        await fail(throttle, "u3", "2001:db8:1:2:abcd::9")
+        await assertRefused(throttle, "u4", "2001:db8:1:2::4242")
+        await fail(throttle, "u4", "2001:db8:1:3::1")
         // The pair counts the /64 too: a fresh address in it is no fresh start.
-        fail(throttle, "alice", "2001:db8:9:9::1")
-        fail(throttle, "alice", "2001:db8:9:9::2")
-        XCTAssertNotNil(refusal(throttle, "alice", "2001:db8:9:9::3"))
+        await fail(throttle, "alice", "2001:db8:9:9::1")
+        await fail(throttle, "alice", "2001:db8:9:9::2")
+        await assertRefused(throttle, "alice", "2001:db8:9:9::3")
     }
 
-    func testIPv4MappedAddressesCountAsIPv4() throws {
+    func testIPv4MappedAddressesCountAsIPv4() async throws {
         let throttle = throttle(userAndIP: 5, user: 100, ip: 2)
-        fail(throttle, "u1", "192.0.2.1")
-        fail(throttle, "u2", "::ffff:192.0.2.1")
-        XCTAssertNotNil(refusal(throttle, "u3", "192.0.2.1"))
+        await fail(throttle, "u1", "192.0.2.1")
+        await fail(throttle, "u2", "::ffff:192.0.2.1")
+        await assertRefused(throttle, "u3", "192.0.2.1")
     }
 
-    func testTrackedKeysStayBoundedAndTheStalestGoFirst() throws {
+    func testTrackedKeysStayBoundedAndTheStalestGoFirst() async throws {
         let throttle = throttle(window: 900, userAndIP: 1, user: 1, ip: 1_000_000, maximumTrackedKeys: 10)
         for index in 0..<10 {
-            fail(throttle, "flood\(index)", nil)
+            await fail(throttle, "flood\(index)", nil)
             clock.advance(by: 1)
         }
-        fail(throttle, "victim", nil)
+        await fail(throttle, "victim", nil)
         XCTAssertLessThanOrEqual(throttle.trackedKeys(in: .user), 10)
-        XCTAssertNotNil(refusal(throttle, "victim", nil), "the freshest key stays")
-        XCTAssertNotNil(refusal(throttle, "flood9", nil))
-        fail(throttle, "flood0", nil)  // forgotten: its failure no longer counts
+        await assertRefused(throttle, "victim", nil)
+        await assertRefused(throttle, "flood9", nil)
+        await fail(throttle, "flood0", nil)  // forgotten: its failure no longer counts
 
         for index in 0..<1000 {
-            fail(throttle, "random\(index)", "198.51.100.\(index % 200)")
+            await fail(throttle, "random\(index)", "198.51.100.\(index % 200)")
             XCTAssertLessThanOrEqual(throttle.trackedKeys(in: .user), 10)
             XCTAssertLessThanOrEqual(throttle.trackedKeys(in: .userAndIP), 10)
             XCTAssertLessThanOrEqual(throttle.trackedKeys(in: .ip), 10)
         }
     }
 
-    func testExpiredKeysAreForgottenBeforeFreshOnes() throws {
+    func testExpiredKeysAreForgottenBeforeFreshOnes() async throws {
         let throttle = throttle(window: 60, user: 1, maximumTrackedKeys: 4)
-        fail(throttle, "old1", nil)
-        fail(throttle, "old2", nil)
+        await fail(throttle, "old1", nil)
+        await fail(throttle, "old2", nil)
         clock.advance(by: 120)
-        fail(throttle, "new1", nil)
-        fail(throttle, "new2", nil)
-        fail(throttle, "new3", nil)  // full: the expired go, the fresh stay
+        await fail(throttle, "new1", nil)
+        await fail(throttle, "new2", nil)
+        await fail(throttle, "new3", nil)  // full: the expired go, the fresh stay
         XCTAssertEqual(throttle.trackedKeys(in: .user), 3)
-        for name in ["new1", "new2", "new3"] { XCTAssertNotNil(refusal(throttle, name, nil)) }
+        for name in ["new1", "new2", "new3"] { await assertRefused(throttle, name, nil) }
     }
 
-    func testHugeUsernamesAreKeptAsDigests() throws {
+    func testHugeUsernamesAreKeptAsDigests() async throws {
         let throttle = throttle(userAndIP: 1)
         let huge = String(repeating: "x", count: 60_000)
-        fail(throttle, huge, "192.0.2.1")
-        XCTAssertNotNil(refusal(throttle, huge, "192.0.2.1"))
-        fail(throttle, huge + "y", "192.0.2.1")
+        await fail(throttle, huge, "192.0.2.1")
+        await assertRefused(throttle, huge, "192.0.2.1")
+        await fail(throttle, huge + "y", "192.0.2.1")
     }
 }

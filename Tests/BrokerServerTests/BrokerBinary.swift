@@ -30,6 +30,7 @@ struct BrokerBinary {
             keys_dir: "\(directory.path)/keys"
             argon2_memory_kib: 64
             argon2_iterations: 1
+            login_failure_floor_ms: 0
             \(extraConfig)
             """
         try config.write(to: directory.appendingPathComponent("broker.yaml"), atomically: true, encoding: .utf8)

@@ -31,6 +31,7 @@ final class ServerHarness: Sendable {
         configuration.keysDirectory = directory.appendingPathComponent("keys").path
         configuration.signingAlgorithm = algorithm
         configuration.argon2 = Argon2idParameters(memoryKiB: 64, iterations: 1, parallelism: 1)
+        configuration.loginFailureFloorMilliseconds = 0  // tests of the floor set their own
         configure(&configuration)
         try configuration.validate()
         // Whole seconds, as tokens and the store count them.

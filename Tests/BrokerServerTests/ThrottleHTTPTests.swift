@@ -1,9 +1,14 @@
 import BrokerCore
+import BrokerCrypto
 import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import XCTest
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
 
 /// Brute-force protection of `POST /api/org_token/` over a real loopback socket: 429 with
 /// `Retry-After` over a limit, no password evaluated while throttled, and the reset once the
@@ -171,6 +176,79 @@ final class ThrottleHTTPTests: XCTestCase {
             let throttled = try await Self.post(client, "alice", ServerHarness.password, forwardedFor: "198.51.100.9")
             XCTAssertEqual(throttled.status, .tooManyRequests, "a fresh X-Forwarded-For is no fresh start")
             XCTAssertTrue((throttled.body["detail"] as? String)?.contains("this username from this address") ?? false)
+        }
+        try await harness.shutdown()
+    }
+
+    // MARK: Concurrent logins (issue 9.13)
+
+    /// Sixteen requests on sixteen connections at the same moment, as a batch job's workers
+    /// behind one NAT send them.
+    struct ConcurrentAnswer: Sendable {
+        var status: Int
+        var retryAfter: String?
+        var error: String?
+        var hasAccessToken: Bool
+    }
+
+    static func concurrentLogins(port: Int, count: Int, password: String) async throws -> [ConcurrentAnswer] {
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.httpMaximumConnectionsPerHost = count
+        configuration.timeoutIntervalForRequest = 60
+        let session = URLSession(configuration: configuration)
+        defer { session.finishTasksAndInvalidate() }
+        let raw = try await withThrowingTaskGroup(of: (Int, String?, Data).self) { group in
+            for _ in 0..<count {
+                group.addTask {
+                    var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/api/org_token/")!)
+                    request.httpMethod = "POST"
+                    request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+                    request.httpBody = Data(login("alice", password).utf8)
+                    let (data, response) = try await session.data(for: request)
+                    let http = try XCTUnwrap(response as? HTTPURLResponse)
+                    return (http.statusCode, http.value(forHTTPHeaderField: "Retry-After"), data)
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        return try raw.map { status, retryAfter, data in
+            let body = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+            return ConcurrentAnswer(
+                status: status, retryAfter: retryAfter, error: body["error"] as? String, hasAccessToken: body["access"] is String)
+        }
+    }
+
+    /// Hashing slow enough, on one thread, that the sixteen logins are all in flight at once.
+    static func oneSlowHashingThread(_ configuration: inout BrokerConfiguration) {
+        configuration.argon2 = Argon2idParameters(memoryKiB: 8192, iterations: 2, parallelism: 1)
+        configuration.passwordHashConcurrency = 1
+    }
+
+    func testSixteenSimultaneousRightPasswordsAllSucceed() async throws {
+        let harness = try await ServerHarness.make { Self.oneSlowHashingThread(&$0) }
+        let answers = try await harness.withClient { client in
+            try await Self.concurrentLogins(port: try XCTUnwrap(client.port), count: 16, password: ServerHarness.password)
+        }
+        XCTAssertEqual(answers.map(\.status), Array(repeating: 200, count: 16), "\(answers.map { $0.error ?? "-" })")
+        XCTAssertTrue(answers.allSatisfy(\.hasAccessToken))
+        XCTAssertEqual(harness.services.loginThrottle.throttledDecisions(in: .userAndIP), 0)
+        try await harness.shutdown()
+    }
+
+    func testAFloodOfWrongPasswordsEvaluatesAtMostTheLimit() async throws {
+        let harness = try await ServerHarness.make { Self.oneSlowHashingThread(&$0) }
+        let before = harness.services.passwords.verifications
+        let answers = try await harness.withClient { client in
+            try await Self.concurrentLogins(port: try XCTUnwrap(client.port), count: 24, password: Self.wrongPassword)
+        }
+        let evaluated = harness.services.passwords.verifications - before
+        XCTAssertEqual(evaluated, 5, "login_throttle_user_ip = 5 wrong passwords per window, however many arrive at once")
+        XCTAssertEqual(answers.filter { $0.status == 401 }.count, 5)
+        let throttled = answers.filter { $0.status == 429 }
+        XCTAssertEqual(throttled.count, 19)
+        for answer in throttled {
+            XCTAssertEqual(answer.error, "too_many_attempts")
+            XCTAssertEqual(answer.retryAfter, "900", "the clock stands still: the whole window")
         }
         try await harness.shutdown()
     }

@@ -69,10 +69,11 @@ public struct BrokerSessionService: Sendable {
 
     /// Signs in with a GitHub token: the linked account, or the account of a GitHub user an
     /// organization mapping admits.
-    public func signIn(githubToken: String) async throws -> SessionToken {
+    public func signIn(githubToken: String, clientIP: String? = nil) async throws -> SessionToken {
         guard let github else {
             throw BrokerError(.githubUnavailable, "this broker has no GitHub client")
         }
+        try github.loginThrottle.admit(clientIP: clientIP)
         let identity = try await github.resolver.identity(for: githubToken)
         let holder = try await github.holder(for: identity, createAccount: true, requireAny: false)
         return try issue(for: holder.user, methods: ["github"], identityProvider: "github", subject: identity.login)

@@ -8,6 +8,13 @@ import Logging
 /// one with outdated parameters is replaced by a fresh argon2id hash on success. Failed
 /// attempts are throttled (``LoginThrottle``): over a limit the password is not even looked at.
 ///
+/// Timing: a failed login is answered no sooner than ``failureFloor`` after it started (store
+/// lookup and verification included), so that an unknown username, today's argon2id, an older
+/// argon2 cost and an imported PBKDF2 hash all answer alike. The floor hides every hash whose
+/// verification takes less; one that takes longer (PBKDF2 with millions of iterations, an
+/// overloaded machine) still shows, and is logged so that an operator can reset it. A right
+/// password is not delayed: its answer tells nothing its sender does not know.
+///
 /// ```swift
 /// let user = try await authenticator.authenticate(username: "alice", password: pw, clientIP: "203.0.113.9")
 /// ```
@@ -16,11 +23,14 @@ public struct PasswordAuthenticator: Sendable {
     public let pool: PasswordHashingPool
     public let throttle: LoginThrottle
     public let logger: Logger
+    /// The least time a failed login takes to answer (see above; `login_failure_floor_ms`).
+    public let failureFloor: Duration
 
-    public init(store: any Store, pool: PasswordHashingPool, throttle: LoginThrottle, logger: Logger) {
+    public init(store: any Store, pool: PasswordHashingPool, throttle: LoginThrottle, failureFloor: Duration, logger: Logger) {
         self.store = store
         self.pool = pool
         self.throttle = throttle
+        self.failureFloor = failureFloor
         self.logger = logger
     }
 
@@ -29,7 +39,8 @@ public struct PasswordAuthenticator: Sendable {
     /// - Throws: ``BrokerError`` `too_many_attempts` (before any store lookup or hash),
     ///   `invalid_credentials` or `account_disabled`.
     public func authenticate(username: String, password: String, clientIP: String? = nil) async throws -> User {
-        let attempt = try throttle.admit(username: username, clientIP: clientIP)
+        let attempt = try await throttle.admit(username: username, clientIP: clientIP)
+        let started = ContinuousClock.now
         let outcome: Outcome
         do {
             outcome = try await check(username: username, password: password)
@@ -40,10 +51,11 @@ public struct PasswordAuthenticator: Sendable {
         }
         switch outcome {
         case .unknownUser, .wrongPassword:
-            // The attempt stays counted as the failure it is.
-            if !attempt.reachesLimit.isEmpty {
-                logThrottlingStarts(attempt, username: outcome == .unknownUser ? nil : username, clientIP: clientIP)
+            let filled = throttle.recordFailure(attempt)
+            if !filled.isEmpty {
+                logThrottlingStarts(filled, username: outcome == .unknownUser ? nil : username, clientIP: clientIP)
             }
+            await padToFailureFloor(since: started, username: outcome == .unknownUser ? nil : username)
             throw Self.invalidCredentials
         case .disabled:
             // The right password: not a guess, whatever the account's state.
@@ -79,13 +91,31 @@ public struct PasswordAuthenticator: Sendable {
 
     /// Once per counter that fills up. The username only when it names an account: what people
     /// type into the username field is sometimes their password.
-    private func logThrottlingStarts(_ attempt: LoginAttempt, username: String?, clientIP: String?) {
+    private func logThrottlingStarts(_ filled: [ThrottleScope], username: String?, clientIP: String?) {
         logger.notice(
             "login throttling starts",
             metadata: [
-                "scopes": "\(attempt.reachesLimit.map(\.rawValue).joined(separator: ","))",
+                "scopes": "\(filled.map(\.rawValue).joined(separator: ","))",
                 "user": "\(username ?? "(unknown)")", "client_ip": "\(clientIP ?? "-")",
             ])
+    }
+
+    /// Waits until ``failureFloor`` has passed since `started` (real time: what the client sees).
+    private func padToFailureFloor(since started: ContinuousClock.Instant, username: String?) async {
+        let elapsed = ContinuousClock.now - started
+        guard elapsed < failureFloor else {
+            if failureFloor > .zero {
+                logger.warning(
+                    "a failed login took longer than login_failure_floor_ms: its timing stands out",
+                    metadata: [
+                        "user": "\(username ?? "(unknown)")",
+                        "elapsed_ms": "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
+                    ])
+            }
+            return
+        }
+        // Cancellation (the client went away) ends the wait early: nobody is left to time it.
+        try? await Task.sleep(until: started + failureFloor, clock: .continuous)
     }
 
     static let invalidCredentials = BrokerError(.invalidCredentials, "No active account found with the given credentials")

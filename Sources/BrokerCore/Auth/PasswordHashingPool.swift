@@ -1,5 +1,6 @@
 import BrokerCrypto
 import NIOPosix
+import Synchronization
 
 /// Runs password hashing on its own threads, never on an event loop or Swift's cooperative pool:
 /// argon2id takes tens of milliseconds and ~19 MiB per hash. The thread count bounds how many
@@ -15,6 +16,7 @@ public final class PasswordHashingPool: Sendable {
     /// A valid argon2id hash of a random password, verified when the username is unknown so that
     /// an unknown user costs the same time as a wrong password.
     private let dummyHash: String
+    private let verificationCount = Atomic<Int>(0)
 
     public init(hasher: PasswordHasher, concurrency: Int) {
         self.hasher = hasher
@@ -30,12 +32,19 @@ public final class PasswordHashingPool: Sendable {
 
     public func verify(_ password: String, against encoded: String) async throws -> PasswordVerification {
         let hasher = self.hasher
+        _ = verificationCount.add(1, ordering: .relaxed)
         return try await threads.runIfActive { hasher.verify(password, against: encoded) }
     }
 
     /// Spends the time of one verification, for unknown usernames and accounts without a password.
     public func verifyDummy(_ password: String) async throws {
         _ = try await verify(password, against: dummyHash)
+    }
+
+    /// How many passwords were verified since start (dummy verifications included): what the
+    /// login throttle bounds.
+    public var verifications: Int {
+        verificationCount.load(ordering: .relaxed)
     }
 
     public func shutdown() async throws {

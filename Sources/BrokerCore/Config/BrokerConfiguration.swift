@@ -85,6 +85,15 @@ public struct BrokerConfiguration: Sendable, Equatable {
     public var loginThrottleUser: Int = 20
     /// Failed logins allowed per client IP across all usernames within the window.
     public var loginThrottleIP: Int = 100
+    /// The least time, in milliseconds, a failed password login takes to answer, whatever the
+    /// account's existence or hash kind (0: no padding). Set it above the slowest verification of
+    /// any stored hash (see docs/security.md, "Timing").
+    public var loginFailureFloorMilliseconds: Int = 1000
+    /// Sliding window over which GitHub logins are counted per client IP, in seconds.
+    public var githubLoginThrottleWindow: Int = 60
+    /// GitHub logins (successful or not, device polls included) allowed per client IP within
+    /// the window: each costs a call to GitHub.
+    public var githubLoginThrottleIP: Int = 60
     /// Peers whose `X-Forwarded-For` is believed (IP addresses or CIDR blocks); the client IP is
     /// otherwise the socket's peer.
     public var trustedProxies: [String] = []
@@ -115,6 +124,7 @@ public struct BrokerConfiguration: Sendable, Equatable {
         "admin_session_lifetime", "bootstrap_admin", "bootstrap_admin_password", "bootstrap_admin_password_file",
         "audit_log", "audit_failure_mode", "login_throttle_window", "login_throttle_user_ip", "login_throttle_user",
         "login_throttle_ip", "trusted_proxies", "shutdown_grace", "metrics_host", "metrics_port",
+        "github_login_throttle_window", "github_login_throttle_ip", "login_failure_floor_ms",
     ]
 
     /// Keys whose value is structured (a mapping), set with ``setGitHubOrganizations(_:source:)``.
@@ -187,6 +197,11 @@ public struct BrokerConfiguration: Sendable, Equatable {
         case "login_throttle_user_ip": loginThrottleUserIP = try integer(1...100_000, "an integer in 1...100000")
         case "login_throttle_user": loginThrottleUser = try integer(1...100_000, "an integer in 1...100000")
         case "login_throttle_ip": loginThrottleIP = try integer(1...1_000_000, "an integer in 1...1000000")
+        case "github_login_throttle_window":
+            githubLoginThrottleWindow = try integer(1...86_400, "a whole number of seconds in 1...86400")
+        case "login_failure_floor_ms":
+            loginFailureFloorMilliseconds = try integer(0...60_000, "a whole number of milliseconds in 0...60000")
+        case "github_login_throttle_ip": githubLoginThrottleIP = try integer(1...1_000_000, "an integer in 1...1000000")
         case "trusted_proxies":
             trustedProxies = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         case "shutdown_grace": shutdownGrace = try integer(0...3600, "a whole number of seconds in 0...3600")

@@ -28,6 +28,8 @@ public struct GitHubLoginService: Sendable {
     public let homeOrganization: String
     /// The device flow needs the OAuth app's client id.
     public let deviceFlowEnabled: Bool
+    /// GitHub logins per client address (429 over the limit, before GitHub is called).
+    public let loginThrottle: GitHubLoginThrottle
     private let deviceIntervals = DeviceIntervals()
     /// A second of memory for account snapshots: a client logging in repeatedly then costs no
     /// database trip at all, and a membership change still applies within a second.
@@ -36,8 +38,10 @@ public struct GitHubLoginService: Sendable {
     public init(
         store: any Store, resolver: GitHubIdentityResolver, issuer: TokenIssuer, verifier: TokenVerifier,
         orgTokens: OrgTokenService, clock: any WallClock, logger: Logger, generation2Lifetime: Int,
-        sessionMaxLifetime: Int, homeOrganization: String, deviceFlowEnabled: Bool = true
+        sessionMaxLifetime: Int, homeOrganization: String, deviceFlowEnabled: Bool = true,
+        loginThrottle: GitHubLoginThrottle? = nil
     ) {
+        self.loginThrottle = loginThrottle ?? GitHubLoginThrottle(policy: GitHubLoginThrottlePolicy(), clock: clock)
         self.deviceFlowEnabled = deviceFlowEnabled
         self.verifier = verifier
         self.sessionMaxLifetime = sessionMaxLifetime
@@ -65,9 +69,13 @@ public struct GitHubLoginService: Sendable {
     }
 
     /// A signed generation-2 token for the holder of `githubToken`.
-    public func generation2Login(githubToken: String, method: String) async throws -> TokenIssuer.IssuedToken {
+    /// - Parameter clientIP: the client's address, for ``loginThrottle`` (`nil`: one shared counter).
+    public func generation2Login(githubToken: String, method: String, clientIP: String? = nil) async throws -> TokenIssuer.IssuedToken {
         let counted = BrokerMetrics.LoginMethod(rawValue: method) ?? .githubPAT
-        return try await BrokerMetrics.countingLogin(counted) { try await githubLogin(githubToken: githubToken, method: method) }
+        return try await BrokerMetrics.countingLogin(counted) {
+            try loginThrottle.admit(clientIP: clientIP)
+            return try await githubLogin(githubToken: githubToken, method: method)
+        }
     }
 
     private func githubLogin(githubToken: String, method: String) async throws -> TokenIssuer.IssuedToken {
@@ -119,10 +127,11 @@ public struct GitHubLoginService: Sendable {
     }
 
     /// Starts GitHub's device flow (scope `read:org`); the answer goes to the client as it is.
-    public func startDeviceFlow() async throws -> GitHubDeviceCode {
+    public func startDeviceFlow(clientIP: String? = nil) async throws -> GitHubDeviceCode {
         guard deviceFlowEnabled else {
             throw BrokerError(.unavailable, "the device flow is not configured on this broker (github_client_id)")
         }
+        try loginThrottle.admit(clientIP: clientIP)
         let code: GitHubDeviceCode
         do {
             code = try await resolver.api.requestDeviceCode(scope: "read:org")
@@ -146,10 +155,11 @@ public struct GitHubLoginService: Sendable {
     }
 
     /// Asks GitHub once whether the user approved; on approval, logs them in (generation 2).
-    public func pollDeviceFlow(deviceCode: String) async throws -> DevicePollOutcome {
+    public func pollDeviceFlow(deviceCode: String, clientIP: String? = nil) async throws -> DevicePollOutcome {
         guard deviceFlowEnabled else {
             throw BrokerError(.unavailable, "the device flow is not configured on this broker (github_client_id)")
         }
+        try loginThrottle.admit(clientIP: clientIP)
         let poll: GitHubDevicePoll
         do {
             poll = try await resolver.api.pollDeviceAuthorization(deviceCode: deviceCode)
@@ -168,14 +178,19 @@ public struct GitHubLoginService: Sendable {
         case .denied: return .failed(error: "access_denied")
         case .failed(let error): return .failed(error: error)
         case .authorized(let accessToken):
-            return .authorized(try await generation2Login(githubToken: accessToken, method: "github_device"))
+            // Not throttled again: GitHub has handed out the token, refusing now would lose it.
+            return .authorized(
+                try await BrokerMetrics.countingLogin(.githubDevice) {
+                    try await githubLogin(githubToken: accessToken, method: "github_device")
+                })
         }
     }
 
     /// A generation-1 bundle for one organization, for the holder of `githubToken`.
-    public func generation1Login(githubToken: String, organization organizationName: String) async throws -> TokenBundle {
+    public func generation1Login(githubToken: String, organization organizationName: String, clientIP: String? = nil) async throws -> TokenBundle {
         try await BrokerMetrics.countingLogin(.githubPAT) {
-            try await githubOrganizationLogin(githubToken: githubToken, organization: organizationName)
+            try loginThrottle.admit(clientIP: clientIP)
+            return try await githubOrganizationLogin(githubToken: githubToken, organization: organizationName)
         }
     }
 

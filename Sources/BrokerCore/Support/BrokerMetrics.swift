@@ -168,6 +168,11 @@ public enum BrokerMetrics {
         Counter(label: Name.throttled, dimensions: [("scope", scope.rawValue)]).increment()
     }
 
+    /// A GitHub login refused by ``GitHubLoginThrottle`` (scope `github_ip`).
+    public static func throttledGitHubLogin() {
+        Counter(label: Name.throttled, dimensions: [("scope", "github_ip")]).increment()
+    }
+
     // MARK: GitHub
 
     public static func githubRequest(_ call: GitHubCall, duration: Duration) {

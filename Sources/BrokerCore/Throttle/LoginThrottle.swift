@@ -12,7 +12,8 @@ public enum ThrottleScope: String, Sendable, CaseIterable {
     case ip
 }
 
-/// How many failed logins ``LoginThrottle`` allows within its sliding window.
+/// How many failed logins ``LoginThrottle`` allows within its sliding window, and how attempts
+/// beyond the remaining budget wait for the ones in flight.
 ///
 /// ```swift
 /// let policy = LoginThrottlePolicy(configuration)   // login_throttle_* keys
@@ -26,18 +27,28 @@ public struct LoginThrottlePolicy: Sendable, Equatable {
     public var ipLimit: Int
     /// How many usernames, addresses or pairs each counter remembers at most (memory bound).
     public var maximumTrackedKeys: Int
+    /// How many attempts may wait on one counter for the attempts in flight to finish; more are
+    /// refused at once.
+    public var queueLength: Int
+    /// How long (real time) an attempt waits for the attempts in flight before it is refused.
+    public var queueWait: Duration
 
     public static let defaultMaximumTrackedKeys = 10_000
+    public static let defaultQueueLength = 64
+    public static let defaultQueueWait = Duration.seconds(10)
 
     public init(
         window: Int = 900, userAndIPLimit: Int = 5, userLimit: Int = 20, ipLimit: Int = 100,
-        maximumTrackedKeys: Int = Self.defaultMaximumTrackedKeys
+        maximumTrackedKeys: Int = Self.defaultMaximumTrackedKeys, queueLength: Int = Self.defaultQueueLength,
+        queueWait: Duration = Self.defaultQueueWait
     ) {
         self.window = window
         self.userAndIPLimit = userAndIPLimit
         self.userLimit = userLimit
         self.ipLimit = ipLimit
         self.maximumTrackedKeys = maximumTrackedKeys
+        self.queueLength = queueLength
+        self.queueWait = queueWait
     }
 
     public init(_ configuration: BrokerConfiguration) {
@@ -55,29 +66,27 @@ public struct LoginThrottlePolicy: Sendable, Equatable {
     }
 }
 
-/// A login attempt ``LoginThrottle`` let through. It already counts as a failure; the caller
-/// reports a right password with ``LoginThrottle/recordSuccess(_:)`` or an outcome that says
-/// nothing about the password with ``LoginThrottle/withdraw(_:)``.
+/// A login attempt ``LoginThrottle`` let through, in flight until the caller settles it exactly
+/// once: ``LoginThrottle/recordFailure(_:)`` for a wrong password,
+/// ``LoginThrottle/recordSuccess(_:)`` for a right one, ``LoginThrottle/withdraw(_:)`` for an
+/// outcome that says nothing about the password. Settling twice changes nothing.
 public struct LoginAttempt: Sendable {
-    struct Count: Sendable {
-        var scope: ThrottleScope
-        var key: String
-        var time: Double
-    }
-
-    let counts: [Count]
-    /// The counters this attempt fills to their limit, should it turn out a failure: the
-    /// moment throttling starts, worth one log line.
-    public let reachesLimit: [ThrottleScope]
+    let id: UInt64
 }
 
 /// Counts failed logins per (username, client IP), per username and per client IP over a
 /// sliding window, and refuses attempts over a limit with `429 too_many_attempts` and a
 /// `Retry-After` before the password is looked at. It throttles; it never locks an account.
 ///
-/// An admitted attempt is counted as a failure at once, not when its hash is done: otherwise
-/// an attacker sending many guesses at the same moment would have them all evaluated before
-/// the first failure were counted. A right password takes its count back.
+/// The guarantee: per counter, the failures in the window plus the attempts in flight never
+/// exceed the limit, so at most `limit` wrong passwords are evaluated per window and key, however
+/// many guesses arrive at the same moment. An attempt that would exceed it while some of the
+/// budget is only *in flight* (not yet failed) waits for those attempts to finish instead of
+/// being refused: sixteen workers logging in with the right password at once all get in, while
+/// a flood of wrong ones is refused as soon as the in-flight ones have failed. The wait is
+/// bounded in length (``LoginThrottlePolicy/queueLength`` waiters per counter) and in time
+/// (``LoginThrottlePolicy/queueWait``); past either bound the attempt is refused with
+/// `Retry-After: 1`.
 ///
 /// Memory: a counter keeps at most `limit` times per key, and each counter at most
 /// ``LoginThrottlePolicy/maximumTrackedKeys`` keys. When a counter is full, keys whose failures
@@ -88,8 +97,8 @@ public struct LoginAttempt: Sendable {
 ///
 /// ```swift
 /// let throttle = LoginThrottle(policy: LoginThrottlePolicy(configuration), clock: SystemWallClock())
-/// let attempt = try throttle.admit(username: "alice", clientIP: "203.0.113.9")  // or 429
-/// if passwordIsRight { throttle.recordSuccess(attempt) }
+/// let attempt = try await throttle.admit(username: "alice", clientIP: "203.0.113.9")  // or 429
+/// if passwordIsRight { throttle.recordSuccess(attempt) } else { throttle.recordFailure(attempt) }
 /// ```
 public final class LoginThrottle: Sendable {
     public let policy: LoginThrottlePolicy
@@ -101,47 +110,112 @@ public final class LoginThrottle: Sendable {
         self.clock = clock
     }
 
-    /// Admits an attempt and counts it as a failure, or refuses it.
+    /// Admits an attempt (in flight until settled), waits for room while attempts in flight hold
+    /// the remaining budget, or refuses it.
     ///
     /// - Parameter clientIP: the client's address; `nil` (no IP transport) leaves only the
     ///   per-username counter.
     /// - Throws: ``BrokerError`` `too_many_attempts` whose `retryAfter` is the whole seconds
-    ///   until every counter involved has room again (at least 1).
-    public func admit(username: String, clientIP: String?) throws -> LoginAttempt {
-        let now = clock.now().timeIntervalSince1970
-        let keys = Self.counterKeys(username: username, clientIP: clientIP)
-        let decision = state.withLock { state in state.admit(keys, now: now, policy: policy) }
-        switch decision {
-        case .admitted(let attempt):
-            return attempt
-        case .refused(let scope, let retryAfter):
-            BrokerMetrics.throttled(scope)
-            throw BrokerError(.tooManyAttempts, Self.explanation(scope, retryAfter: retryAfter), retryAfter: retryAfter)
-        }
-    }
-
-    /// The password was right: the attempt no longer counts, and the (username, client IP)
-    /// counter starts afresh. The per-username and per-IP counts of other attempts stay, so
-    /// one right password does not reset a spraying attack against other accounts or from
-    /// other addresses.
-    public func recordSuccess(_ attempt: LoginAttempt) {
-        state.withLock { state in
-            for count in attempt.counts {
-                if count.scope == .userAndIP {
-                    state.tables[count.scope]?[count.key] = nil
-                } else {
-                    state.take(back: count)
+    ///   until every counter involved has room again (at least 1); `CancellationError` when the
+    ///   task is cancelled while waiting.
+    public func admit(username: String, clientIP: String?) async throws -> LoginAttempt {
+        let keys = Self.counterKeys(username: username, clientIP: clientIP).map { CounterKey(scope: $0.0, key: $0.1) }
+        let deadline = ContinuousClock.now + policy.queueWait
+        let id = state.withLock { state in state.newID() }
+        while true {
+            try Task.checkCancellation()
+            let decision: Decision = await withTaskCancellationHandler {
+                await withCheckedContinuation { continuation in
+                    let now = self.clock.now().timeIntervalSince1970
+                    let policy = self.policy
+                    let decision = self.state.withLock { state in
+                        state.decide(id: id, keys, now: now, policy: policy, continuation: continuation)
+                    }
+                    switch decision {
+                    case .queued:
+                        let remaining = deadline - ContinuousClock.now
+                        let timer = Task { [weak self] in
+                            try? await Task.sleep(for: remaining)
+                            if !Task.isCancelled { self?.wake(id, with: .gaveUp(timedOut: true)) }
+                        }
+                        self.state.withLock { state in state.setTimer(timer, of: id) }
+                    default:
+                        continuation.resume(returning: decision)
+                    }
                 }
+            } onCancel: {
+                self.wake(id, with: .gaveUp(timedOut: false))
+            }
+            switch decision {
+            case .admitted:
+                return LoginAttempt(id: id)
+            case .refused(let scope, let retryAfter):
+                BrokerMetrics.throttled(scope)
+                throw BrokerError(.tooManyAttempts, Self.explanation(scope, retryAfter: retryAfter), retryAfter: retryAfter)
+            case .queueFull(let scope):
+                BrokerMetrics.throttled(scope)
+                throw BrokerError(.tooManyAttempts, Self.busyExplanation(scope), retryAfter: 1)
+            case .gaveUp(let timedOut):
+                guard timedOut else { throw CancellationError() }
+                let scope = keys.first.map(\.scope) ?? .user
+                state.withLock { state in state.refusals[scope, default: 0] += 1 }
+                BrokerMetrics.throttled(scope)
+                throw BrokerError(.tooManyAttempts, Self.busyExplanation(scope), retryAfter: 1)
+            case .retry, .queued:
+                continue
             }
         }
     }
 
-    /// The attempt was no guess (a right password on a disabled account, a store failure): it
-    /// no longer counts.
-    public func withdraw(_ attempt: LoginAttempt) {
-        state.withLock { state in
-            for count in attempt.counts { state.take(back: count) }
+    /// The password was wrong (or the account unknown): the attempt becomes a failure in every
+    /// counter.
+    /// - Returns: the counters this failure fills to their limit, the moment throttling starts,
+    ///   worth one log line.
+    @discardableResult
+    public func recordFailure(_ attempt: LoginAttempt) -> [ThrottleScope] {
+        let now = clock.now().timeIntervalSince1970
+        let (filled, woken) = state.withLock { state in
+            guard let keys = state.settle(attempt.id) else { return ([ThrottleScope](), [Waiter]()) }
+            var filled: [ThrottleScope] = []
+            for counter in keys {
+                if state.tables[counter.scope]?[counter.key] == nil {
+                    state.makeRoom(
+                        in: counter.scope, cutoff: now - Double(policy.window), maximum: policy.maximumTrackedKeys)
+                }
+                state.tables[counter.scope, default: [:]][counter.key, default: FailureTimes()].append(now)
+                if state.tables[counter.scope]?[counter.key]?.count == policy.limit(for: counter.scope) {
+                    filled.append(counter.scope)
+                }
+            }
+            return (filled, state.waiters(sharing: keys))
         }
+        Self.resume(woken)
+        return filled
+    }
+
+    /// The password was right: the attempt no longer counts, and the (username, client IP)
+    /// counter starts afresh. The per-username and per-IP failures of other attempts stay, so
+    /// one right password does not reset a spraying attack against other accounts or from
+    /// other addresses.
+    public func recordSuccess(_ attempt: LoginAttempt) {
+        let woken = state.withLock { state in
+            guard let keys = state.settle(attempt.id) else { return [Waiter]() }
+            for counter in keys where counter.scope == .userAndIP {
+                state.tables[counter.scope]?[counter.key] = nil
+            }
+            return state.waiters(sharing: keys)
+        }
+        Self.resume(woken)
+    }
+
+    /// The attempt was no guess (a right password on a disabled account, a store failure, a
+    /// cancelled request): it no longer counts.
+    public func withdraw(_ attempt: LoginAttempt) {
+        let woken = state.withLock { state in
+            guard let keys = state.settle(attempt.id) else { return [Waiter]() }
+            return state.waiters(sharing: keys)
+        }
+        Self.resume(woken)
     }
 
     /// How many attempts `scope` refused since start (the decisive counter when several were full).
@@ -152,6 +226,28 @@ public final class LoginThrottle: Sendable {
     /// How many keys `scope` currently remembers.
     public func trackedKeys(in scope: ThrottleScope) -> Int {
         state.withLock { $0.tables[scope]?.count ?? 0 }
+    }
+
+    /// How many admitted attempts are not settled yet.
+    public var attemptsInFlight: Int {
+        state.withLock { $0.inFlightAttempts.count }
+    }
+
+    /// How many attempts wait for the attempts in flight.
+    public var waitingAttempts: Int {
+        state.withLock { $0.waiting.count }
+    }
+
+    private func wake(_ id: UInt64, with decision: Decision) {
+        let waiter = state.withLock { state in state.removeWaiter(id) }
+        if let waiter { Self.resume([waiter], with: decision) }
+    }
+
+    private static func resume(_ waiters: [Waiter], with decision: Decision = .retry) {
+        for waiter in waiters {
+            waiter.timer?.cancel()
+            waiter.continuation.resume(returning: decision)
+        }
     }
 
     /// Usernames of Django's rule have at most 150 characters; anything much longer names no
@@ -169,60 +265,134 @@ public final class LoginThrottle: Sendable {
     }
 
     static func explanation(_ scope: ThrottleScope, retryAfter: Int) -> String {
-        let what =
-            switch scope {
-            case .userAndIP: "too many failed logins for this username from this address"
-            case .user: "too many failed logins for this username"
-            case .ip: "too many failed logins from this address"
-            }
-        return "\(what); try again in \(retryAfter) seconds"
+        "\(subject(scope)); try again in \(retryAfter) seconds"
+    }
+
+    static func busyExplanation(_ scope: ThrottleScope) -> String {
+        "\(subject(scope)) while other logins are still being checked; try again in 1 seconds"
+    }
+
+    private static func subject(_ scope: ThrottleScope) -> String {
+        switch scope {
+        case .userAndIP: "too many failed logins for this username from this address"
+        case .user: "too many failed logins for this username"
+        case .ip: "too many failed logins from this address"
+        }
     }
 }
 
-private enum Decision {
-    case admitted(LoginAttempt)
+private struct CounterKey: Hashable, Sendable {
+    var scope: ThrottleScope
+    var key: String
+}
+
+private enum Decision: Sendable {
+    case admitted
     case refused(ThrottleScope, retryAfter: Int)
+    /// Waiting: the continuation is kept and resumed with `.retry` or `.gaveUp`.
+    case queued
+    case queueFull(ThrottleScope)
+    /// Something in flight settled: decide again.
+    case retry
+    case gaveUp(timedOut: Bool)
+}
+
+private struct Waiter {
+    var keys: [CounterKey]
+    var continuation: CheckedContinuation<Decision, Never>
+    var timer: Task<Void, Never>?
 }
 
 private struct State {
+    /// Settled failures.
     var tables: [ThrottleScope: [String: FailureTimes]] = [:]
     var refusals: [ThrottleScope: Int] = [:]
+    /// Admitted, unsettled attempts and the counters they hold.
+    var inFlightAttempts: [UInt64: [CounterKey]] = [:]
+    var inFlight: [CounterKey: Int] = [:]
+    var waiting: [UInt64: Waiter] = [:]
+    var queued: [CounterKey: Int] = [:]
+    var lastID: UInt64 = 0
 
-    mutating func admit(_ keys: [(ThrottleScope, String)], now: Double, policy: LoginThrottlePolicy) -> Decision {
+    mutating func newID() -> UInt64 {
+        lastID += 1
+        return lastID
+    }
+
+    /// Admits, refuses or queues (keeping `continuation`) the attempt `id`.
+    mutating func decide(
+        id: UInt64, _ keys: [CounterKey], now: Double, policy: LoginThrottlePolicy,
+        continuation: CheckedContinuation<Decision, Never>
+    ) -> Decision {
         let cutoff = now - Double(policy.window)
         var refusal: (scope: ThrottleScope, retryAfter: Int)?
-        for (scope, key) in keys {
-            guard var times = tables[scope]?[key] else { continue }
-            times.dropExpired(through: cutoff)
-            tables[scope]?[key] = times.isEmpty ? nil : times
-            let limit = policy.limit(for: scope)
-            guard times.count >= limit else { continue }
-            let wait = times.time(whenBelow: limit) + Double(policy.window) - now
-            let retryAfter = max(1, Int(wait.rounded(.up)))
-            // The attempt may go once every counter has room: report the longest wait.
-            if retryAfter > refusal?.retryAfter ?? 0 { refusal = (scope, retryAfter) }
+        var busy: CounterKey?
+        for counter in keys {
+            let limit = policy.limit(for: counter.scope)
+            var failures = 0
+            if var times = tables[counter.scope]?[counter.key] {
+                times.dropExpired(through: cutoff)
+                tables[counter.scope]?[counter.key] = times.isEmpty ? nil : times
+                failures = times.count
+                if failures >= limit {
+                    let wait = times.time(whenBelow: limit) + Double(policy.window) - now
+                    let retryAfter = max(1, Int(wait.rounded(.up)))
+                    // The attempt may go once every counter has room: report the longest wait.
+                    if retryAfter > refusal?.retryAfter ?? 0 { refusal = (counter.scope, retryAfter) }
+                    continue
+                }
+            }
+            if failures + inFlight[counter, default: 0] >= limit, busy == nil { busy = counter }
         }
         if let refusal {
             refusals[refusal.scope, default: 0] += 1
             return .refused(refusal.scope, retryAfter: refusal.retryAfter)
         }
-        var counts: [LoginAttempt.Count] = []
-        var reachesLimit: [ThrottleScope] = []
-        for (scope, key) in keys {
-            if tables[scope]?[key] == nil {
-                makeRoom(in: scope, cutoff: cutoff, maximum: policy.maximumTrackedKeys)
+        if busy != nil {
+            if let full = keys.first(where: { queued[$0, default: 0] >= policy.queueLength }) {
+                refusals[full.scope, default: 0] += 1
+                return .queueFull(full.scope)
             }
-            let time = tables[scope, default: [:]][key, default: FailureTimes()].append(now)
-            counts.append(LoginAttempt.Count(scope: scope, key: key, time: time))
-            if tables[scope]?[key]?.count == policy.limit(for: scope) { reachesLimit.append(scope) }
+            for counter in keys { queued[counter, default: 0] += 1 }
+            waiting[id] = Waiter(keys: keys, continuation: continuation)
+            return .queued
         }
-        return .admitted(LoginAttempt(counts: counts, reachesLimit: reachesLimit))
+        for counter in keys { inFlight[counter, default: 0] += 1 }
+        inFlightAttempts[id] = keys
+        return .admitted
     }
 
-    mutating func take(back count: LoginAttempt.Count) {
-        guard var times = tables[count.scope]?[count.key] else { return }
-        times.remove(count.time)
-        tables[count.scope]?[count.key] = times.isEmpty ? nil : times
+    /// Ends the attempt `id`'s flight; `nil` when it was settled already.
+    mutating func settle(_ id: UInt64) -> [CounterKey]? {
+        guard let keys = inFlightAttempts.removeValue(forKey: id) else { return nil }
+        for counter in keys {
+            let remaining = inFlight[counter, default: 1] - 1
+            inFlight[counter] = remaining > 0 ? remaining : nil
+        }
+        return keys
+    }
+
+    mutating func setTimer(_ timer: Task<Void, Never>, of id: UInt64) {
+        if waiting[id] != nil {
+            waiting[id]?.timer = timer
+        } else {
+            timer.cancel()
+        }
+    }
+
+    mutating func removeWaiter(_ id: UInt64) -> Waiter? {
+        guard let waiter = waiting.removeValue(forKey: id) else { return nil }
+        for counter in waiter.keys {
+            let remaining = queued[counter, default: 1] - 1
+            queued[counter] = remaining > 0 ? remaining : nil
+        }
+        return waiter
+    }
+
+    /// Takes out the waiters that wait on any of `keys`: something changed for them.
+    mutating func waiters(sharing keys: [CounterKey]) -> [Waiter] {
+        let ids = waiting.filter { _, waiter in waiter.keys.contains { keys.contains($0) } }.keys
+        return ids.compactMap { removeWaiter($0) }
     }
 
     /// Leaves room for one more key in `scope`'s table (see ``LoginThrottle``).
@@ -242,8 +412,8 @@ private struct State {
     }
 }
 
-/// The failure times of one key, oldest first, as seconds since 1970.
-private struct FailureTimes {
+/// The failure (or attempt) times of one key, oldest first, as seconds since 1970.
+struct FailureTimes {
     private var times: [Double] = []
     /// Times before this index have left the window; removed in bulk, not one by one.
     private var start = 0
@@ -254,11 +424,9 @@ private struct FailureTimes {
     var newest: Double { times.last ?? 0 }
 
     /// Counts a failure at `now`, or at the latest failure if the clock went back, so that
-    /// the times stay in order; returns the time counted.
-    mutating func append(_ now: Double) -> Double {
-        let time = max(now, times.last ?? now)
-        times.append(time)
-        return time
+    /// the times stay in order.
+    mutating func append(_ now: Double) {
+        times.append(max(now, times.last ?? now))
     }
 
     /// Forgets the failures at or before `cutoff`: they left the window.
@@ -276,10 +444,5 @@ private struct FailureTimes {
     /// The time of the failure whose leaving brings the count below `limit`.
     func time(whenBelow limit: Int) -> Double {
         times[start + count - limit]
-    }
-
-    /// Takes back one failure counted at `time`.
-    mutating func remove(_ time: Double) {
-        if let index = times[start...].lastIndex(of: time) { times.remove(at: index) }
     }
 }

@@ -13,8 +13,8 @@ struct Generation2Routes<Context: RemoteAddressRequestContext> {
         router.post("auth/github/pat") { request, context in
             await Self.generation2Errors { try await pat(request, context) }
         }
-        router.post("auth/github/device") { _, _ in
-            await Self.generation2Errors { try await device() }
+        router.post("auth/github/device") { request, context in
+            await Self.generation2Errors { try await device(request, context) }
         }
         router.post("auth/github/device/poll") { request, context in
             await Self.generation2Errors { try await poll(request, context) }
@@ -38,17 +38,17 @@ struct Generation2Routes<Context: RemoteAddressRequestContext> {
         var request = request
         let body = try await JSONRequestBody.read(&request)
         let pat = try body.string("pat")
+        let audit = services.auditContext(request, context)
         let issued = try await services.audited(
-            .loginGitHubPAT, services.auditContext(request, context),
-            attempt: AuditSubject(target: AuditEvent.tokenReference(pat))
+            .loginGitHubPAT, audit, attempt: AuditSubject(target: AuditEvent.tokenReference(pat))
         ) {
-            try await github.generation2Login(githubToken: pat, method: "github_pat")
+            try await github.generation2Login(githubToken: pat, method: "github_pat", clientIP: audit.clientIP)
         } success: { $0.auditSubject }
         return Self.success(issued)
     }
 
-    func device() async throws -> Response {
-        let code = try await github.startDeviceFlow()
+    func device(_ request: Request, _ context: Context) async throws -> Response {
+        let code = try await github.startDeviceFlow(clientIP: services.auditContext(request, context).clientIP)
         return JSONResponses.make(.ok) { json in
             json.beginObject()
             json.key("device_code"); json.string(code.deviceCode)
@@ -69,7 +69,7 @@ struct Generation2Routes<Context: RemoteAddressRequestContext> {
         let body = try await JSONRequestBody.read(&request)
         let deviceCode = try body.string("device_code")
         let audit = services.auditContext(request, context)
-        let outcome = try await github.pollDeviceFlow(deviceCode: deviceCode)
+        let outcome = try await github.pollDeviceFlow(deviceCode: deviceCode, clientIP: audit.clientIP)
         let attempt = AuditSubject(target: AuditEvent.tokenReference(deviceCode))
         switch outcome {
         case .authorized(let issued):
@@ -128,11 +128,12 @@ struct Generation2Routes<Context: RemoteAddressRequestContext> {
         let body = try await JSONRequestBody.read(&request)
         let organization = try body.string("org_name")
         let githubToken = try body.string("access_token")
+        let audit = services.auditContext(request, context)
         let bundle = try await services.audited(
-            .loginGitHubPAT, services.auditContext(request, context),
+            .loginGitHubPAT, audit,
             attempt: AuditSubject(organization: organization, target: AuditEvent.tokenReference(githubToken))
         ) {
-            try await github.generation1Login(githubToken: githubToken, organization: organization)
+            try await github.generation1Login(githubToken: githubToken, organization: organization, clientIP: audit.clientIP)
         } success: { $0.auditSubject }
         return Generation1Routes<Context>.bundleResponse(bundle)
     }

@@ -156,13 +156,13 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
                 var attemptForOrganization = attempt
                 attemptForOrganization.organization = audience
                 let bundle = try await services.audited(.tokenExchange, audit, attempt: attemptForOrganization) {
-                    try await github.generation1Login(githubToken: subjectToken, organization: audience)
+                    try await github.generation1Login(githubToken: subjectToken, organization: audience, clientIP: audit.clientIP)
                 } success: { $0.auditSubject }
                 return Self.tokenResponse(
                     access: bundle.access, expiresIn: bundle.accessLifetime, refresh: bundle.refresh, exchanged: true)
             }
             let issued = try await services.audited(.tokenExchange, audit, attempt: attempt) {
-                try await github.generation2Login(githubToken: subjectToken, method: "github_pat")
+                try await github.generation2Login(githubToken: subjectToken, method: "github_pat", clientIP: audit.clientIP)
             } success: { $0.auditSubject }
             return Self.tokenResponse(
                 access: issued.token, expiresIn: Int(issued.claims.expiresAt - issued.claims.issuedAt), refresh: nil,
@@ -217,6 +217,9 @@ struct OAuthError: AuditableFailure {
             self.init(status: .forbidden, code: "insufficient_scope", error.detail)
         case .githubRateLimited, .githubUnavailable, .unavailable, .githubBadResponse, .auditUnavailable:
             self.init(status: .serviceUnavailable, code: "temporarily_unavailable", error.detail)
+            retryAfter = error.retryAfter
+        case .tooManyAttempts:
+            self.init(status: .tooManyRequests, code: "too_many_attempts", error.detail)
             retryAfter = error.retryAfter
         case .payloadTooLarge:
             self.init(status: .contentTooLarge, code: "invalid_request", error.detail)

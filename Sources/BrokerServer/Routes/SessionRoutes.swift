@@ -38,11 +38,11 @@ struct SessionRoutes<Context: RemoteAddressRequestContext> {
         var request = request
         let body = try await JSONRequestBody.read(&request)
         let githubToken = try body.string("access_token")
+        let audit = services.auditContext(request, context)
         let session = try await services.audited(
-            .sessionLogin, services.auditContext(request, context),
-            attempt: AuditSubject(target: AuditEvent.tokenReference(githubToken), reason: "github")
+            .sessionLogin, audit, attempt: AuditSubject(target: AuditEvent.tokenReference(githubToken), reason: "github")
         ) {
-            try await services.sessions.signIn(githubToken: githubToken)
+            try await services.sessions.signIn(githubToken: githubToken, clientIP: audit.clientIP)
         } success: { Self.auditSubject($0) }
         return Self.sessionResponse(session)
     }

@@ -1,0 +1,116 @@
+import Foundation
+import Synchronization
+
+/// How many GitHub logins one client address may start within a sliding window.
+///
+/// ```swift
+/// let policy = GitHubLoginThrottlePolicy(configuration)   // github_login_throttle_* keys
+/// ```
+public struct GitHubLoginThrottlePolicy: Sendable, Equatable {
+    /// Seconds over which attempts are counted.
+    public var window: Int
+    /// Attempts allowed per client IP (IPv6: its /64) within the window, successful or not.
+    public var addressLimit: Int
+    /// How many addresses the counter remembers at most (memory bound).
+    public var maximumTrackedKeys: Int
+
+    public init(window: Int = 60, addressLimit: Int = 60, maximumTrackedKeys: Int = LoginThrottlePolicy.defaultMaximumTrackedKeys) {
+        self.window = window
+        self.addressLimit = addressLimit
+        self.maximumTrackedKeys = maximumTrackedKeys
+    }
+
+    public init(_ configuration: BrokerConfiguration) {
+        self.init(window: configuration.githubLoginThrottleWindow, addressLimit: configuration.githubLoginThrottleIP)
+    }
+}
+
+/// Counts GitHub logins (a personal access token, token exchange, a session login with a GitHub
+/// token, the device flow's start and every poll) per client address over a sliding window,
+/// and refuses those over the limit with `429 too_many_attempts` and a `Retry-After` before
+/// GitHub is called. Every attempt counts, successful or not: each costs a call to GitHub,
+/// whose rate limits the broker's address shares with every client behind it.
+///
+/// Without a known address (`nil`), attempts share one counter: forgetting to pass the address
+/// throttles more, never less.
+///
+/// ```swift
+/// let throttle = GitHubLoginThrottle(policy: GitHubLoginThrottlePolicy(configuration), clock: SystemWallClock())
+/// try throttle.admit(clientIP: "203.0.113.9")   // or 429
+/// ```
+public final class GitHubLoginThrottle: Sendable {
+    public let policy: GitHubLoginThrottlePolicy
+    private let clock: any WallClock
+    private let state = Mutex(State())
+
+    public init(policy: GitHubLoginThrottlePolicy, clock: any WallClock) {
+        self.policy = policy
+        self.clock = clock
+    }
+
+    /// Counts one GitHub login from `clientIP`, or refuses it.
+    /// - Throws: ``BrokerError`` `too_many_attempts` whose `retryAfter` is the whole seconds
+    ///   until the address has room again (at least 1).
+    public func admit(clientIP: String?) throws {
+        let now = clock.now().timeIntervalSince1970
+        let key = clientIP.map { IPAddress($0)?.throttleGroup ?? LoginThrottle.boundedKey($0) } ?? "(unknown address)"
+        let retryAfter = state.withLock { state in state.admit(key, now: now, policy: policy) }
+        guard let retryAfter else { return }
+        BrokerMetrics.throttledGitHubLogin()
+        throw BrokerError(
+            .tooManyAttempts, "too many GitHub logins from this address; try again in \(retryAfter) seconds",
+            retryAfter: retryAfter)
+    }
+
+    /// How many attempts were refused since start.
+    public var throttledDecisions: Int {
+        state.withLock { $0.refusals }
+    }
+
+    /// How many addresses the counter currently remembers.
+    public var trackedKeys: Int {
+        state.withLock { $0.table.count }
+    }
+
+    private struct State {
+        var table: [String: FailureTimes] = [:]
+        var refusals = 0
+
+        /// `nil` when admitted (and counted), else the seconds to wait.
+        mutating func admit(_ key: String, now: Double, policy: GitHubLoginThrottlePolicy) -> Int? {
+            let cutoff = now - Double(policy.window)
+            if var times = table[key] {
+                times.dropExpired(through: cutoff)
+                if times.count >= policy.addressLimit {
+                    table[key] = times
+                    refusals += 1
+                    let wait = times.time(whenBelow: policy.addressLimit) + Double(policy.window) - now
+                    return max(1, Int(wait.rounded(.up)))
+                }
+                times.append(now)
+                table[key] = times
+                return nil
+            }
+            makeRoom(cutoff: cutoff, maximum: policy.maximumTrackedKeys)
+            var times = FailureTimes()
+            times.append(now)
+            table[key] = times
+            return nil
+        }
+
+        /// Expired addresses go first, then the stalest tenth (as ``LoginThrottle`` does).
+        mutating func makeRoom(cutoff: Double, maximum: Int) {
+            guard table.count >= maximum else { return }
+            table = table.compactMapValues { times in
+                var times = times
+                times.dropExpired(through: cutoff)
+                return times.isEmpty ? nil : times
+            }
+            let target = maximum - max(1, maximum / 10)
+            if table.count > target {
+                let stalest = table.sorted { $0.value.newest < $1.value.newest }.prefix(table.count - target)
+                for (key, _) in stalest { table[key] = nil }
+            }
+        }
+    }
+}
