@@ -54,6 +54,17 @@ final class ClusterRolesGatewayTests: XCTestCase {
                     }
                 }
             }
+
+            // An online gateway (introspection) gets the same roles per cluster.
+            try await accounts.addUser("gateway", password: ServerHarness.password, by: .operator)
+            try await accounts.setGlobalRole("gateway", to: .introspector, by: .operator)
+            try await harness.withClient { client in
+                let introspector = try await client.sessionToken("gateway")
+                let answer = try await client.form("/oauth/introspect", "token=\(token)", token: introspector)
+                XCTAssertEqual(answer.status, .ok)
+                XCTAssertEqual(answer.body["org_roles"] as? [String], ["member"])
+                XCTAssertEqual(answer.body["cluster_roles"] as? [String: String], ["org1": "owner member", "org2": "member"])
+            }
         } catch {
             try? await source.shutdown()
             try? await broker.stop()
