@@ -106,13 +106,61 @@ final class GitHubLoginTests: XCTestCase {
         let claims = try harness.services.verifier.verify(issued.token)
         XCTAssertEqual(claims.audience, ["ops-cluster", "sliderule", "sliderule-dev"], "never a wildcard")
         XCTAssertEqual(claims.organization, "sliderule")
-        XCTAssertEqual(claims.organizationRoles, ["owner", "member"])
         XCTAssertEqual(claims.memberships, ["sliderule": ["owner", "member"], "teamonly": ["member"]])
+        // An owner of sliderule, a member of teamonly: owner only at sliderule's clusters.
+        XCTAssertEqual(claims.organizationRoles, ["member"], "only the roles held in every organization")
+        XCTAssertEqual(
+            claims.clusterRoles,
+            ["sliderule": ["owner", "member"], "sliderule-dev": ["owner", "member"], "ops-cluster": ["member"]])
         // A local account was created at first login, linked, without a password.
         let account = try await harness.services.store.transaction { try await $0.user(githubLogin: "CAROL") }
         XCTAssertEqual(account?.username, "carol")
         XCTAssertNil(account?.passwordHash)
         XCTAssertEqual(claims.userID, account?.id)
+    }
+
+    /// The owner of one organization who is a member of another is a member at the other's
+    /// cluster: in `cluster_roles`, and in `org_roles` for gateways that read only that.
+    func testAMultiClusterTokenCarriesTheRolesOfEachClustersOrganization() async throws {
+        try await harness.services.accounts.linkGitHub("alice", login: "alice-gh", by: .operator)
+        try await harness.services.accounts.addMember(organization: "org1", username: "alice", role: .owner, by: .operator)
+        try await harness.services.accounts.addMember(organization: "org2", username: "alice", role: .member, by: .operator)
+        let issued = try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
+        let claims = try harness.services.verifier.verify(issued.token, audience: "cluster-two")
+        XCTAssertEqual(claims.audience, ["cluster-two", "org1"])
+        XCTAssertEqual(claims.organizationRoles, ["member"])
+        XCTAssertEqual(claims.clusterRoles, ["org1": ["owner", "member"], "cluster-two": ["member"]])
+        XCTAssertEqual(claims.roles(atCluster: "cluster-two"), ["member"])
+        XCTAssertEqual(claims.roles(atCluster: "org1"), ["owner", "member"])
+        // On the wire: one space-separated string per cluster, which HAProxy 2.6 can read.
+        let payload = try JSONSerialization.jsonObject(
+            with: Data(XCTUnwrap(Base64URL.decode(String(issued.token.split(separator: ".")[1]))))) as? [String: Any]
+        XCTAssertEqual(payload?["cluster_roles"] as? [String: String], ["cluster-two": "member", "org1": "owner member"])
+        // Renewed tokens are built the same way.
+        let renewed = try await service.generation2Refresh(bearer: issued.token)
+        XCTAssertEqual(renewed.claims.clusterRoles, claims.clusterRoles)
+        XCTAssertEqual(renewed.claims.organizationRoles, ["member"])
+        // A generation-1 token names one organization and keeps its roles in org_roles.
+        let bundle = try await service.generation1Login(githubToken: "pat-alice", organization: "org1")
+        let single = try harness.services.verifier.verify(bundle.access, audience: "org1")
+        XCTAssertEqual(single.organizationRoles, ["owner", "member"])
+        XCTAssertNil(single.clusterRoles)
+    }
+
+    /// A cluster reached through two organizations gets the roles of the one owning it: a team
+    /// cluster configured for sliderule stays sliderule's even if org2's policy lists it.
+    func testAClusterReachedThroughTwoOrganizationsGetsItsOwnersRoles() async throws {
+        _ = try await service.generation2Login(githubToken: "pat-carol", method: "github_pat")  // creates carol
+        let accounts = harness.services.accounts
+        try await accounts.addMember(organization: "org2", username: "carol", role: .member, by: .operator)
+        try await accounts.setTokenPolicy(
+            organization: "org2", to: .init(audiences: ["cluster-two", "sliderule-dev"]), brokerAccessLifetime: 3600,
+            by: .operator)
+        harness.clock.advance(by: 1)
+        let claims = try await service.generation2Login(githubToken: "pat-carol", method: "github_pat").claims
+        XCTAssertEqual(claims.clusterRoles?["sliderule-dev"], ["owner", "member"], "sliderule's team cluster")
+        XCTAssertEqual(claims.clusterRoles?["cluster-two"], ["member"])
+        XCTAssertEqual(claims.organizationRoles, ["member"])
     }
 
     func testNobodyAdmitsAPendingMemberOrAStranger() async throws {

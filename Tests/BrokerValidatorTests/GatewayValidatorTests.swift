@@ -23,6 +23,45 @@ final class GatewayValidatorTests: XCTestCase {
         }
     }
 
+    /// A multi-cluster token of an owner of org A (cluster1) who is a member of org B
+    /// (cluster2), as the broker issues it: each gateway gets the roles at its own cluster,
+    /// never the other organization's.
+    func testAMultiClusterTokenGivesTheRolesAtTheValidatedCluster() async throws {
+        let validator = makeValidator(FakeJWKSSource(document: JWKSDocuments.document(TestKeys.es256)))
+        let token = try factory.good {
+            $0["aud"] = ["cluster1", "cluster2"]
+            $0["org_roles"] = ["member"]
+            $0["memberships"] = ["orgA": ["owner", "member"], "orgB": ["member"]]
+            $0["cluster_roles"] = ["cluster1": "owner member", "cluster2": "member"]
+        }
+        let atB = await validator.validate(token, cluster: "cluster2")
+        XCTAssertEqual(try atB.get().roles, ["member"])
+        XCTAssertEqual(try atB.get().claims.clusterRoles, ["cluster1": ["owner", "member"], "cluster2": ["member"]])
+        let atA = await validator.validate(token, cluster: "cluster1")
+        XCTAssertEqual(try atA.get().roles, ["owner", "member"])
+
+        // A cluster in aud without an entry gets no roles: org_roles never stands in for a
+        // token that carries cluster_roles.
+        let withoutEntry = try factory.good {
+            $0["aud"] = ["cluster1", "cluster2"]
+            $0["org_roles"] = ["member", "owner"]
+            $0["cluster_roles"] = ["cluster1": "owner member"]
+        }
+        let missing = await validator.validate(withoutEntry, cluster: "cluster2")
+        XCTAssertEqual(try missing.get().roles, [])
+    }
+
+    /// `cluster_roles` has one shape: an object of strings. Anything else is refused (401),
+    /// never read as no roles or as org_roles.
+    func testAMalformedClusterRolesClaimIs401() async throws {
+        let validator = makeValidator(FakeJWKSSource(document: JWKSDocuments.document(TestKeys.es256)))
+        for malformed: Any in [["cluster1": ["owner", "member"]], "owner member", ["cluster1": 1], ["owner"]] {
+            let token = try factory.good { $0["cluster_roles"] = malformed }
+            let result = await validator.validate(token, cluster: "cluster1")
+            XCTAssertEqual(result.refusal, .invalidToken(.missingClaim("cluster_roles")), "\(malformed)")
+        }
+    }
+
     func testMissingAndInvalidTokensAre401() async throws {
         let validator = makeValidator(FakeJWKSSource(document: JWKSDocuments.document(TestKeys.es256)))
         for token in [nil, ""] as [String?] {

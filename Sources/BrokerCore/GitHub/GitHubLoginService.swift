@@ -209,17 +209,44 @@ public struct GitHubLoginService: Sendable {
     }
 
     /// Builds the claims of a generation-2 token: `aud` lists every cluster (never a wildcard),
-    /// `org`/`org_roles` name the home organization, `memberships` every organization.
+    /// `org` names the home organization, `memberships` every organization, `cluster_roles` the
+    /// roles at each cluster, and `org_roles` only the roles held in every organization, so that
+    /// a gateway reading `org_roles` alone never grants one organization's roles at another's
+    /// cluster.
     func generation2Grant(_ holder: Holder, login: String, authenticatedAt: Date, methods: [String]) -> TokenIssuer.Grant {
         let names = holder.organizations.keys.sorted()
         let home = holder.organizations[homeOrganization] != nil ? homeOrganization : names[0]
         let audience = Array(Set(holder.organizations.values.flatMap(\.clusters))).sorted()
         var memberships: [String: [String]] = [:]
         for (name, held) in holder.organizations { memberships[name] = held.role.impliedRoles }
+        let commonRole = holder.organizations.values.map(\.role).min()!
         return TokenIssuer.Grant(
             user: holder.user, subject: login, audience: audience, organization: home,
-            organizationRoles: holder.organizations[home]!.role.impliedRoles, memberships: memberships,
+            organizationRoles: commonRole.impliedRoles, memberships: memberships,
+            clusterRoles: Self.clusterRoles(audience, of: Array(holder.organizations.values), mappings: resolver.mappings),
             authenticatedAt: authenticatedAt, authenticationMethods: methods, identityProvider: "github")
+    }
+
+    /// The holder's roles at each cluster of `audience`: those of the organization owning the
+    /// cluster. An organization owns its own cluster name and the team clusters configured for
+    /// it (`github_orgs`); a name nobody held owns belongs to the organization whose token policy
+    /// lists it. Should two organizations still claim a name alike, the lower of their roles:
+    /// never more than either of them grants.
+    static func clusterRoles(
+        _ audience: [String], of organizations: [HeldOrganization], mappings: [GitHubOrganizationMapping]
+    ) -> [String: [String]] {
+        var teamClusters: [String: Set<String>] = [:]
+        for mapping in mappings { teamClusters[mapping.organization, default: []].formUnion(mapping.teams.values) }
+        var roles: [String: [String]] = [:]
+        for cluster in audience {
+            let owners = organizations.filter {
+                $0.organization.clusterName == cluster || teamClusters[$0.organization.name]?.contains(cluster) == true
+            }
+            let claimants = owners.isEmpty ? organizations.filter { $0.clusters.contains(cluster) } : owners
+            guard let role = claimants.map(\.role).min() else { continue }
+            roles[cluster] = role.impliedRoles
+        }
+        return roles
     }
 
     /// Resolves the local account (creating it for a mapping-admitted GitHub user) and merges the

@@ -36,6 +36,8 @@ public struct TokenIssuer: Sendable {
         public var organization: String
         public var organizationRoles: [String]
         public var memberships: [String: [String]]?
+        /// `cluster_roles` of a multi-cluster token: the roles at each cluster in `audience`.
+        public var clusterRoles: [String: [String]]?
         public var authenticatedAt: Date
         public var authenticationMethods: [String]
         public var identityProvider: String
@@ -46,9 +48,11 @@ public struct TokenIssuer: Sendable {
 
         public init(
             user: User, subject: String, audience: [String], organization: String, organizationRoles: [String],
-            memberships: [String: [String]]?, authenticatedAt: Date, authenticationMethods: [String],
-            identityProvider: String, lifetimeCap: Int? = nil, sessionID: String? = nil, globalRole: GlobalRole? = nil
+            memberships: [String: [String]]?, clusterRoles: [String: [String]]?, authenticatedAt: Date,
+            authenticationMethods: [String], identityProvider: String, lifetimeCap: Int? = nil, sessionID: String? = nil,
+            globalRole: GlobalRole? = nil
         ) {
+            self.clusterRoles = clusterRoles
             self.lifetimeCap = lifetimeCap
             self.sessionID = sessionID
             self.globalRole = globalRole
@@ -70,7 +74,7 @@ public struct TokenIssuer: Sendable {
         ) -> Grant {
             Grant(
                 user: user, subject: subject ?? user.username, audience: organization.tokenAudience,
-                organization: organization.name, organizationRoles: role.impliedRoles, memberships: nil,
+                organization: organization.name, organizationRoles: role.impliedRoles, memberships: nil, clusterRoles: nil,
                 authenticatedAt: authenticatedAt, authenticationMethods: authenticationMethods,
                 identityProvider: identityProvider, lifetimeCap: organization.tokenPolicy.accessLifetime,
                 sessionID: sessionID)
@@ -84,7 +88,7 @@ public struct TokenIssuer: Sendable {
         ) -> Grant {
             Grant(
                 user: user, subject: subject ?? user.username, audience: [issuer], organization: "",
-                organizationRoles: [], memberships: nil, authenticatedAt: authenticatedAt,
+                organizationRoles: [], memberships: nil, clusterRoles: nil, authenticatedAt: authenticatedAt,
                 authenticationMethods: authenticationMethods, identityProvider: identityProvider,
                 globalRole: user.globalRole)
         }
@@ -112,7 +116,7 @@ public struct TokenIssuer: Sendable {
             identityProvider: grant.identityProvider,
             userID: grant.user.id,
             username: grant.user.username,
-            memberships: grant.memberships, sessionID: grant.sessionID, globalRole: grant.globalRole?.rawValue)
+            memberships: grant.memberships, clusterRoles: grant.clusterRoles, sessionID: grant.sessionID, globalRole: grant.globalRole?.rawValue)
         let token = try active.signer.sign(payload: claims.encoded())
         return IssuedToken(token: token, claims: claims, kid: active.kid)
     }

@@ -114,6 +114,7 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
                     json.key("org"); json.string(claims.organization)
                     json.field("org_roles", strings: claims.organizationRoles)
                 }
+                if let clusterRoles = claims.clusterRoles { AccessTokenClaims.write(clusterRoles: clusterRoles, to: &json) }
                 if let sessionID = claims.sessionID { json.key("sid"); json.string(sessionID) }
                 if let role = claims.globalRole { json.key("role"); json.string(role) }
             case .refresh(let family, let token, let user):

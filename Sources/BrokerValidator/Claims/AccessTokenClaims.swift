@@ -29,6 +29,11 @@ public struct AccessTokenClaims: Sendable, Equatable {
     /// Generation-2 tokens, which name no single org: each org the holder belongs to and the
     /// holder's roles there, e.g. `{"orgA": ["member"], "orgB": ["owner", "member"]}`.
     public var memberships: [String: [String]]?
+    /// `cluster_roles`, generation-2 tokens: the holder's roles at each cluster in `aud`, those of
+    /// the organization owning the cluster. On the wire each value is one space-separated string
+    /// (`{"cluster1": "owner member"}`), the form HAProxy 2.6 can read and forward as it is.
+    /// `org_roles` of such a token holds only the roles common to every organization it names.
+    public var clusterRoles: [String: [String]]?
     /// `sid`: the refresh family (session) an organization token belongs to, so that an online
     /// check (introspection) can tell when its session was revoked.
     public var sessionID: String?
@@ -39,8 +44,10 @@ public struct AccessTokenClaims: Sendable, Equatable {
         issuer: String, subject: String, audience: [String], organization: String, organizationRoles: [String],
         issuedAt: Int64, notBefore: Int64, expiresAt: Int64, tokenID: String, authenticatedAt: Int64,
         authenticationMethods: [String], identityProvider: String, userID: Int64, username: String,
-        memberships: [String: [String]]? = nil, sessionID: String? = nil, globalRole: String? = nil
+        memberships: [String: [String]]? = nil, clusterRoles: [String: [String]]? = nil, sessionID: String? = nil,
+        globalRole: String? = nil
     ) {
+        self.clusterRoles = clusterRoles
         self.sessionID = sessionID
         self.globalRole = globalRole
         self.issuer = issuer
@@ -89,6 +96,7 @@ public struct AccessTokenClaims: Sendable, Equatable {
             }
             json.endObject()
         }
+        if let clusterRoles { Self.write(clusterRoles: clusterRoles, to: &json) }
         if let sessionID { json.key("sid"); json.string(sessionID) }
         if let globalRole { json.key("role"); json.string(globalRole) }
         json.endObject()
@@ -149,6 +157,19 @@ public struct AccessTokenClaims: Sendable, Equatable {
         default:
             throw .missingClaim("memberships")
         }
+        switch json["cluster_roles"] {
+        case nil:
+            clusterRoles = nil
+        case .object(let clusters)?:
+            var result: [String: [String]] = [:]
+            for (cluster, roles) in clusters {
+                guard case .string(let list) = roles else { throw .missingClaim("cluster_roles") }
+                result[cluster] = list.split(separator: " ").map(String.init)
+            }
+            clusterRoles = result
+        default:
+            throw .missingClaim("cluster_roles")
+        }
         func optionalString(_ name: String) throws(TokenRejection) -> String? {
             switch json[name] {
             case nil: return nil
@@ -158,5 +179,26 @@ public struct AccessTokenClaims: Sendable, Equatable {
         }
         sessionID = try optionalString("sid")
         globalRole = try optionalString("role")
+    }
+}
+
+extension AccessTokenClaims {
+    /// `"cluster_roles": {"<cluster>": "<role> <role>", ...}`, in the token and in introspection.
+    public static func write(clusterRoles: [String: [String]], to json: inout JSONWriter) {
+        json.key("cluster_roles")
+        json.beginObject()
+        for (cluster, roles) in clusterRoles.sorted(by: { $0.key < $1.key }) {
+            json.key(cluster); json.string(roles.joined(separator: " "))
+        }
+        json.endObject()
+    }
+
+    /// The holder's roles at `cluster`, what a gateway of that cluster forwards: the token's
+    /// `cluster_roles` entry for it when the token carries `cluster_roles` (none when it has no
+    /// entry: another organization's roles never stand in), otherwise `org_roles` (a token for
+    /// one organization).
+    public func roles(atCluster cluster: String) -> [String] {
+        guard let clusterRoles else { return organizationRoles }
+        return clusterRoles[cluster] ?? []
     }
 }

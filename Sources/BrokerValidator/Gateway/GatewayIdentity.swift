@@ -9,14 +9,17 @@
 public struct GatewayIdentity: Sendable, Equatable {
     /// The token's `sub`: the local username or GitHub login.
     public let account: String
-    /// The token's `org_roles`, e.g. `["member", "owner"]`.
+    /// The holder's roles at the validated cluster, e.g. `["owner", "member"]`: its entry in a
+    /// multi-cluster token's `cluster_roles`, or a single-organization token's `org_roles`
+    /// (``AccessTokenClaims/roles(atCluster:)``).
     public let roles: [String]
     /// Every verified claim, for gateways that need more than the two above.
     public let claims: AccessTokenClaims
 
-    public init(claims: AccessTokenClaims) {
+    /// - Parameter cluster: the cluster the token was validated for; the roles are those there.
+    public init(claims: AccessTokenClaims, cluster: String) {
         account = claims.subject
-        roles = claims.organizationRoles
+        roles = claims.roles(atCluster: cluster)
         self.claims = claims
     }
 }

@@ -50,6 +50,6 @@ public struct GatewayValidator: Sendable {
         } catch {
             return .failure(.otherCluster)
         }
-        return .success(GatewayIdentity(claims: claims))
+        return .success(GatewayIdentity(claims: claims, cluster: cluster))
     }
 }
