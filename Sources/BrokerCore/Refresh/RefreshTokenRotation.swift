@@ -2,9 +2,12 @@ import BrokerCrypto
 import Foundation
 
 /// Opaque refresh tokens: 256 random bits, stored only as a SHA-256, single use, rotated on every
-/// use. A used token presented again after the grace window revokes its whole family. Inside the
-/// window the same successor is returned: it is an HMAC of the presented token under a server
-/// secret, so it is derived again instead of being stored in clear.
+/// use. A used token presented again revokes its whole family, unless it comes inside the grace
+/// window *and* its successor has not been used yet (two requests racing after a network retry):
+/// then the same successor is returned. It is an HMAC of the presented token under a server
+/// secret, so it is derived again instead of being stored in clear. Once the successor has been
+/// used, its predecessor can only be in someone else's hands: handing the successor out again
+/// (or anything after it) would give them the client's live session.
 public struct RefreshTokenRotation: Sendable {
     public static let secretName = "refresh_successor_hmac"
 
@@ -81,7 +84,7 @@ public struct RefreshTokenRotation: Sendable {
         let successorHash = Self.hash(successor)
         if let usedAt = record.usedAt {
             let withinGrace = now.timeIntervalSince(usedAt) <= TimeInterval(policy.refreshReuseGrace)
-            if withinGrace, let existing = try await tx.refreshToken(hash: successorHash) {
+            if withinGrace, let existing = try await tx.refreshToken(hash: successorHash), existing.usedAt == nil {
                 let admission = try await admit(family)
                 return .rotated(
                     family: family, successor: successor, successorExpiresAt: existing.expiresAt, admission: admission)
