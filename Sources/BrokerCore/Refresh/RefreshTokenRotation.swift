@@ -29,6 +29,9 @@ public struct RefreshTokenRotation: Sendable {
 
     public static func newToken() -> String { Base64URL.encode(SecureRandom.bytes(32)) }
 
+    /// A session's id (`sid`): random, URL-safe, safe to log.
+    public static func newFamilyID() -> String { Base64URL.encode(SecureRandom.bytes(16)) }
+
     /// What is stored for a token: hex SHA-256 of its text.
     public static func hash(_ token: String) -> String { Digest.sha256Hex(token) }
 
@@ -41,7 +44,7 @@ public struct RefreshTokenRotation: Sendable {
         in tx: any StoreTransaction, userID: Int64, organizationID: Int64, methods: [String], now: Date
     ) async throws -> (family: RefreshFamily, token: String, expiresAt: Date) {
         let family = RefreshFamily(
-            id: Base64URL.encode(SecureRandom.bytes(16)), userID: userID, organizationID: organizationID,
+            id: Self.newFamilyID(), userID: userID, organizationID: organizationID,
             authenticatedAt: now, expiresAt: now.addingTimeInterval(TimeInterval(policy.sessionMaxLifetime)),
             authenticationMethods: methods)
         try await tx.insertRefreshFamily(family)
@@ -74,11 +77,15 @@ public struct RefreshTokenRotation: Sendable {
         else {
             return .rejected(BrokerError(.invalidRefreshToken, "Token is invalid or expired"))
         }
-        if family.revokedAt != nil {
+        switch PresentedTokens.sessionRefusal(family, now: now) {
+        case .sessionRevoked?:
             return .rejected(BrokerError(.invalidRefreshToken, "Token is invalid or expired (session revoked)"))
-        }
-        if now >= family.expiresAt {
+        case .sessionExpired?:
             return .rejected(BrokerError(.sessionExpired, "session has reached its maximum lifetime; log in again"))
+        case let refusal?:
+            return .rejected(refusal.error)
+        case nil:
+            break
         }
         let successor = successor(of: presented)
         let successorHash = Self.hash(successor)
