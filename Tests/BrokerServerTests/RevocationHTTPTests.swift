@@ -94,6 +94,10 @@ final class RevocationHTTPTests: XCTestCase {
             let active = try await Self.introspect(client, token, as: root)
             XCTAssertEqual(active, false, "introspection", file: file, line: line)
         }
+        let grant = try await client.form(
+            "/oauth/token", "grant_type=refresh_token&refresh_token=\(tokens.generation1Refresh)")
+        XCTAssertEqual(grant.status, .badRequest, "/oauth/token: \(grant.body)", file: file, line: line)
+        XCTAssertEqual(grant.error, "invalid_grant", file: file, line: line)
     }
 
     func testEveryTokenIsGoodUntilRevoked() async throws {
