@@ -471,11 +471,23 @@ final class SQLiteTransaction: StoreTransaction {
 
     // MARK: Refresh families
 
+    private static let familyColumns =
+        "id, user_id, kind, organization_id, authenticated_at, expires_at, amr, revoked_at, revocation_reason"
+
+    private static func sessionScope(from row: SQLiteRow) throws -> SessionScope {
+        switch (try row.string("kind"), try row.optionalInt64("organization_id")) {
+        case ("organization", let organizationID?): .organization(id: organizationID)
+        case ("all_clusters", nil): .allClusters
+        case ("broker", nil): .broker
+        default: throw StoreError.engine("unexpected value in column kind")
+        }
+    }
+
     private static func refreshFamily(from row: SQLiteRow) throws -> RefreshFamily {
         try RefreshFamily(
             id: row.string("id"),
             userID: row.int64("user_id"),
-            organizationID: row.int64("organization_id"),
+            scope: sessionScope(from: row),
             authenticatedAt: row.date("authenticated_at"),
             expiresAt: row.date("expires_at"),
             authenticationMethods: row.stringList("amr"),
@@ -487,20 +499,18 @@ final class SQLiteTransaction: StoreTransaction {
     func insertRefreshFamily(_ family: RefreshFamily) async throws {
         _ = try await self.execute(
             """
-            INSERT INTO refresh_families
-                (id, user_id, organization_id, authenticated_at, expires_at, amr, revoked_at, revocation_reason)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO refresh_families (\(Self.familyColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
             [
-                .text(family.id), .id(family.userID), .id(family.organizationID), .date(family.authenticatedAt),
+                .text(family.id), .id(family.userID), .text(family.scope.kind),
+                family.organizationID.map(SQLiteData.id) ?? .null, .date(family.authenticatedAt),
                 .date(family.expiresAt), .stringList(family.authenticationMethods), .date(family.revokedAt),
                 .nullableText(family.revocationReason),
             ],
             duplicate: { _ in "refresh family \(family.id)" },
             missingReference: {
-                try await self.missingUserOrOrganization(
-                    userID: family.userID, organizationID: family.organizationID
-                )
+                guard let organizationID = family.organizationID else { return "user \(family.userID)" }
+                return try await self.missingUserOrOrganization(userID: family.userID, organizationID: organizationID)
             }
         )
     }
@@ -508,8 +518,7 @@ final class SQLiteTransaction: StoreTransaction {
     func refreshFamily(id: String) async throws -> RefreshFamily? {
         try await self.execute(
             """
-            SELECT id, user_id, organization_id, authenticated_at, expires_at, amr, revoked_at, revocation_reason
-            FROM refresh_families WHERE id = ?
+            SELECT \(Self.familyColumns) FROM refresh_families WHERE id = ?
             """,
             [.text(id)]
         ).first.map(Self.refreshFamily(from:))
@@ -573,8 +582,8 @@ final class SQLiteTransaction: StoreTransaction {
     func refreshFamilies(userID: Int64) async throws -> [RefreshFamily] {
         try await self.execute(
             """
-            SELECT id, user_id, organization_id, authenticated_at, expires_at, amr, revoked_at, revocation_reason
-            FROM refresh_families WHERE user_id = ? ORDER BY authenticated_at DESC, id
+            SELECT \(Self.familyColumns) FROM refresh_families WHERE user_id = ?
+            ORDER BY authenticated_at DESC, id
             """,
             [.id(userID)]
         ).map(Self.refreshFamily(from:))

@@ -117,6 +117,30 @@ final class OrgTokenServiceTests: XCTestCase {
         XCTAssertNotEqual(next.refresh, one.refresh)
     }
 
+    func testGraceWindowEndsOnceTheSuccessorIsUsed() async throws {
+        // R0 -> R1 -> R2 within the grace window: whoever still holds R0 must not get R1 again,
+        // nor the client's live R2.
+        let r0 = try await service.login(username: "alice", password: CoreHarness.password, organization: "org1")
+        let r1 = try await service.refresh(r0.refresh)
+        harness.clock.advance(by: 1)
+        let r2 = try await service.refresh(r1.refresh)
+        await XCTAssertBrokerError(.refreshTokenReused) { try await self.service.refresh(r0.refresh) }
+        await XCTAssertBrokerError(.invalidRefreshToken) { try await self.service.refresh(r2.refresh) }
+        await XCTAssertBrokerError(.invalidRefreshToken) { try await self.service.refresh(r1.refresh) }
+    }
+
+    func testGraceWindowStillServesAnUnusedSuccessorAfterAnotherRace() async throws {
+        let r0 = try await service.login(username: "alice", password: CoreHarness.password, organization: "org1")
+        let r1 = try await service.refresh(r0.refresh)
+        harness.clock.advance(by: 1)
+        // A race on R1 inside the window gets R2 twice while R2 is unused; once R2 is used, R1 is reuse.
+        let r2 = try await service.refresh(r1.refresh)
+        let r2Again = try await service.refresh(r1.refresh)
+        XCTAssertEqual(r2.refresh, r2Again.refresh, "R1's duplicate inside the window, R2 unused")
+        _ = try await service.refresh(r2.refresh)
+        await XCTAssertBrokerError(.refreshTokenReused) { try await self.service.refresh(r1.refresh) }
+    }
+
     func testGraceWindowOfZeroTreatsEveryReuseAsTheft() async throws {
         let strict = try await CoreHarness.make { $0.refreshReuseGrace = 0 }
         try await strict.seed()

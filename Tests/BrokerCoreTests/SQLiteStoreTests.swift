@@ -657,6 +657,61 @@ final class SQLiteStoreTests: XCTestCase {
         }
     }
 
+    func testSessionsMigrationKeepsFamiliesAndTokensAndTheirCascade() async throws {
+        let path = self.databasePath
+        // A database as brokers before sessions of every kind left it: one family, one token.
+        let old = try await SQLiteStore.open(path: path, logger: Fixture.logger, migrations: Array(Schema.migrations.prefix(3)))
+        try await old.withExclusiveConnection { connection in
+            for statement in [
+                "INSERT INTO users (id, username, password_hash, is_active, created_at) VALUES (7, 'alice', NULL, 1, 0)",
+                "INSERT INTO organizations (id, name, cluster_name, created_at) VALUES (3, 'physics', 'physics', 0)",
+                """
+                INSERT INTO refresh_families (id, user_id, organization_id, authenticated_at, expires_at, amr)
+                VALUES ('fam-old', 7, 3, 1700000000, 1700086400, '["pwd"]')
+                """,
+                """
+                INSERT INTO refresh_tokens (token_hash, family_id, issued_at, expires_at, used_at)
+                VALUES ('hash-old', 'fam-old', 1700000000, 1700003600, NULL)
+                """,
+            ] {
+                _ = try await connection.rows(statement)
+            }
+        }
+        try await old.close()
+
+        let store = try await self.openStore(path: path)
+        try await store.transaction { tx in
+            let family = try await tx.refreshFamily(id: "fam-old")
+            XCTAssertEqual(family?.scope, .organization(id: 3))
+            XCTAssertEqual(family?.authenticationMethods, ["pwd"])
+            let token = try await tx.refreshToken(hash: "hash-old")
+            XCTAssertEqual(token?.familyID, "fam-old")
+            for (id, scope) in [("fam-g2", SessionScope.allClusters), ("fam-broker", .broker)] {
+                try await tx.insertRefreshFamily(
+                    RefreshFamily(
+                        id: id, userID: 7, scope: scope, authenticatedAt: Fixture.t0,
+                        expiresAt: Fixture.t0.addingTimeInterval(60), authenticationMethods: ["github_pat"]))
+            }
+            let families = try await tx.refreshFamilies(userID: 7)
+            XCTAssertEqual(families.count, 3)
+            let generation2 = try await tx.refreshFamily(id: "fam-g2")
+            XCTAssertEqual(generation2?.scope, .allClusters)
+        }
+        let violations = try await store.withExclusiveConnection { connection in
+            try await connection.rows("PRAGMA foreign_key_check").count
+        }
+        XCTAssertEqual(violations, 0)
+        // The tokens still hang off their family: deleting the account removes all three.
+        try await store.transaction { tx in
+            let deleted = try await tx.deleteUser(id: 7)
+            XCTAssertTrue(deleted)
+            let token = try await tx.refreshToken(hash: "hash-old")
+            XCTAssertNil(token)
+            let families = try await tx.refreshFamilies(userID: 7)
+            XCTAssertEqual(families.count, 0)
+        }
+    }
+
     func testTheDatabaseFileIsCreatedWithMode0600() async throws {
         let store = try await self.openStore()
         _ = try await store.transaction { tx in try await tx.insertUser(Fixture.newUser("alice")) }

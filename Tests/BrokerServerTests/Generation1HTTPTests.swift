@@ -133,6 +133,27 @@ final class Generation1HTTPTests: XCTestCase {
         }
     }
 
+    func testGraceWindowNeverHandsOutAUsedSuccessorOrTheLiveToken() async throws {
+        let harness = self.harness!
+        try await harness.withClient { client in
+            let (_, login) = try await client.postJSON("/api/org_token/", Self.login)
+            let r0 = try XCTUnwrap(login["refresh"] as? String)
+            let (_, first) = try await client.postJSON("/api/org_token/refresh/", #"{"refresh":"\#(r0)"}"#)
+            let r1 = try XCTUnwrap(first["refresh"] as? String)
+            harness.clock.advance(by: 1)
+            let (_, second) = try await client.postJSON("/api/org_token/refresh/", #"{"refresh":"\#(r1)"}"#)
+            let r2 = try XCTUnwrap(second["refresh"] as? String)
+            // Still inside the 2 s window of R0's use, but R1 has been used: R0 is in other hands.
+            var (status, body) = try await client.postJSON("/api/org_token/refresh/", #"{"refresh":"\#(r0)"}"#)
+            XCTAssertEqual(status, .unauthorized)
+            XCTAssertEqual(body["error"] as? String, "refresh_token_reused")
+            XCTAssertNil(body["refresh"])
+            (status, body) = try await client.postJSON("/api/org_token/refresh/", #"{"refresh":"\#(r2)"}"#)
+            XCTAssertEqual(status, .unauthorized, "the family is revoked, the live token with it")
+            XCTAssertEqual(body["error"] as? String, "invalid_refresh_token")
+        }
+    }
+
     func testMembershipLostBetweenLoginAndRefreshIs403() async throws {
         let harness = self.harness!
         try await harness.withClient { client in

@@ -68,15 +68,18 @@ extension AccountAdministration {
 
     // MARK: Sessions
 
-    /// A user's sessions (refresh families), newest first, with their organization names.
+    /// A user's sessions (every login: generation 1, generation 2, broker sessions), newest first,
+    /// with the organization name of generation-1 sessions.
     public func sessions(
         of username: String, by actor: AdministrativeActor
-    ) async throws -> [(family: RefreshFamily, organization: String)] {
+    ) async throws -> [(family: RefreshFamily, organization: String?)] {
         try actor.requireGlobalAdmin("list sessions")
         return try await store.read { tx in
             let user = try await Self.requireUser(username, tx)
             let names = Dictionary(uniqueKeysWithValues: try await tx.organizations().map { ($0.id, $0.name) })
-            return try await tx.refreshFamilies(userID: user.id).map { ($0, names[$0.organizationID] ?? "") }
+            return try await tx.refreshFamilies(userID: user.id).map { family in
+                (family, family.organizationID.map { names[$0] ?? "" })
+            }
         }
     }
 
@@ -96,7 +99,9 @@ extension AccountAdministration {
         }
     }
 
-    /// Signs a user out everywhere; returns how many sessions were ended.
+    /// Signs a user out everywhere (every kind of session, so every token that names one:
+    /// refresh tokens at once; access, generation-2 and broker session tokens wherever the broker
+    /// is asked — renewal, introspection, the admin API); returns how many sessions were ended.
     @discardableResult
     public func revokeAllSessions(of username: String, by actor: AdministrativeActor) async throws -> Int {
         let now = clock.now()

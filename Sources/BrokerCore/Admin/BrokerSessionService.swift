@@ -4,8 +4,10 @@ import Logging
 /// Broker session tokens: JWTs whose `aud` is the broker's own issuer URL, obtained by signing in
 /// without naming an organization. They authenticate the admin and membership API, carry the
 /// holder's global role in `role`, and are never accepted by a cluster gateway (no cluster is
-/// named like a URL). Every request re-reads the account, so disabling it or withdrawing its
-/// role takes effect at once, not when the token expires.
+/// named like a URL). Each sign-in is recorded as a session (`sid`); every request re-reads the
+/// account and the session (``PresentedTokens``), so disabling the account, withdrawing its
+/// role, revoking the token or signing the holder out everywhere takes effect at once, not when
+/// the token expires.
 ///
 /// ```swift
 /// let session = try await sessions.signIn(username: "root", password: pw, clientIP: "10.0.0.7")
@@ -63,7 +65,7 @@ public struct BrokerSessionService: Sendable {
     public func signIn(username: String, password: String, clientIP: String? = nil) async throws -> SessionToken {
         try await BrokerMetrics.countingLogin(.session) {
             let user = try await authenticator.authenticate(username: username, password: password, clientIP: clientIP)
-            return try issue(for: user, methods: ["pwd"], identityProvider: "local")
+            return try await issue(for: user, methods: ["pwd"], identityProvider: "local")
         }
     }
 
@@ -76,13 +78,21 @@ public struct BrokerSessionService: Sendable {
         try github.loginThrottle.admit(clientIP: clientIP)
         let identity = try await github.resolver.identity(for: githubToken)
         let holder = try await github.holder(for: identity, createAccount: true, requireAny: false)
-        return try issue(for: holder.user, methods: ["github"], identityProvider: "github", subject: identity.login)
+        return try await issue(for: holder.user, methods: ["github"], identityProvider: "github", subject: identity.login)
     }
 
-    private func issue(for user: User, methods: [String], identityProvider: String, subject: String? = nil) throws -> SessionToken {
-        let grant = TokenIssuer.Grant.brokerSession(
-            user: user, issuer: verifier.issuer, authenticatedAt: clock.now(), authenticationMethods: methods,
+    private func issue(
+        for user: User, methods: [String], identityProvider: String, subject: String? = nil
+    ) async throws -> SessionToken {
+        let now = clock.now()
+        // The session ends with its one token: a broker session token is never renewed.
+        let session = try await PresentedTokens.startSession(
+            in: store, userID: user.id, scope: .broker, methods: methods, authenticatedAt: now,
+            expiresAt: now.addingTimeInterval(TimeInterval(lifetime)))
+        var grant = TokenIssuer.Grant.brokerSession(
+            user: user, issuer: verifier.issuer, authenticatedAt: now, authenticationMethods: methods,
             identityProvider: identityProvider, subject: subject)
+        grant.sessionID = session.id
         let issued = try issuer.issue(grant, lifetime: lifetime)
         BrokerMetrics.tokenIssued(.session)
         logger.info(
@@ -91,20 +101,16 @@ public struct BrokerSessionService: Sendable {
     }
 
     /// Verifies a session token and loads its holder.
-    /// - Throws: 401 ``ErrorCode/invalidToken`` for a bad, expired, revoked or non-session token;
-    ///   401 ``ErrorCode/accountDisabled`` when the account is disabled or gone.
+    /// - Throws: 401 ``ErrorCode/invalidToken`` for a bad, expired, revoked or non-session token
+    ///   or an ended session; 401 ``ErrorCode/accountDisabled`` when the account is disabled or gone.
     public func authenticate(bearer token: String) async throws -> Principal {
-        let claims: AccessTokenClaims
+        let presented: PresentedTokens.Accepted
         do {
-            claims = try verifier.verify(token, audience: verifier.issuer)
-        } catch {
-            throw BrokerError(.invalidToken, "not a valid broker session token: \(error.description)")
+            presented = try await PresentedTokens(store: store, verifier: verifier, clock: clock)
+                .accept(token, audience: verifier.issuer)
+        } catch let error as BrokerError where error.code == .invalidToken {
+            throw BrokerError(.invalidToken, "not a valid broker session token: \(error.detail)")
         }
-        let (user, revoked) = try await store.read { tx in
-            (try await tx.user(id: claims.userID), try await tx.isAccessTokenRevoked(jti: claims.tokenID))
-        }
-        guard !revoked else { throw BrokerError(.invalidToken, "this session token was revoked") }
-        guard let user, user.isActive else { throw BrokerError(.accountDisabled, "this account is disabled") }
-        return Principal(user: user, claims: claims)
+        return Principal(user: presented.user, claims: presented.claims)
     }
 }

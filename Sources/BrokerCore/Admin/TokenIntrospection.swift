@@ -37,21 +37,15 @@ public struct TokenIntrospection: Sendable {
         let now = clock.now()
         if Self.looksLikeJWT(token) {
             guard let claims = try? verifier.verify(token, allowSessionTokens: true) else { return .inactive }
-            let active = try await store.read { tx in
-                guard let user = try await tx.user(id: claims.userID), user.isActive,
-                    try await !tx.isAccessTokenRevoked(jti: claims.tokenID)
-                else { return false }
-                guard let sessionID = claims.sessionID else { return true }
-                guard let family = try await tx.refreshFamily(id: sessionID) else { return false }
-                return family.revokedAt == nil && now < family.expiresAt
-            }
-            return active ? .access(claims) : .inactive
+            let standing = try await store.read { tx in try await PresentedTokens.standing(of: claims, in: tx, now: now) }
+            guard case .success = standing else { return .inactive }
+            return .access(claims)
         }
         return try await store.read { tx in
             guard let record = try await tx.refreshToken(hash: RefreshTokenRotation.hash(token)),
                 record.usedAt == nil, now < record.expiresAt,
                 let family = try await tx.refreshFamily(id: record.familyID),
-                family.revokedAt == nil, now < family.expiresAt,
+                PresentedTokens.sessionRefusal(family, now: now) == nil,
                 let user = try await tx.user(id: family.userID), user.isActive
             else { return .inactive }
             return .refresh(family: family, token: record, user: user)
@@ -59,19 +53,28 @@ public struct TokenIntrospection: Sendable {
     }
 
     /// Revokes a refresh token's whole session, or one access token (remembered by `jti` until
-    /// it expires; offline gateways accept it until then, introspection no longer does).
-    /// Unknown and invalid tokens are ignored, as RFC 7009 requires. Returns what was revoked.
+    /// it expires; offline gateways accept it until then, introspection no longer does). A
+    /// token that is its own renewal credential (generation 2, renewed at `/auth/refresh`) or
+    /// a broker session token also ends its session: revoking it is logging out, and a sibling
+    /// renewed before the revocation must not live on. A generation-1 access token ends alone:
+    /// its refresh token is revoked separately. Unknown and invalid tokens are ignored, as
+    /// RFC 7009 requires. Returns what was revoked.
     @discardableResult
     public func revoke(_ token: String) async throws -> Revocation {
         let now = clock.now()
         if Self.looksLikeJWT(token) {
             guard let claims = try? verifier.verify(token, allowSessionTokens: true) else { return .nothing }
-            try await store.transaction { tx in
+            let endedSession = try await store.transaction { tx -> String? in
                 try await tx.insertRevokedAccessToken(
                     jti: claims.tokenID, expiresAt: Date(timeIntervalSince1970: TimeInterval(claims.expiresAt)))
                 try await tx.pruneRevokedAccessTokens(before: now.addingTimeInterval(-TimeInterval(verifier.leeway)))
+                guard let sessionID = claims.sessionID, let family = try await tx.refreshFamily(id: sessionID),
+                    family.userID == claims.userID, family.organizationID == nil
+                else { return nil }
+                try await tx.revokeRefreshFamily(id: family.id, at: now, reason: "revoked")
+                return family.id
             }
-            return .accessToken(jti: claims.tokenID, userID: claims.userID)
+            return .accessToken(jti: claims.tokenID, userID: claims.userID, endedSession: endedSession)
         }
         let family = try await store.transaction { tx -> RefreshFamily? in
             guard let record = try await tx.refreshToken(hash: RefreshTokenRotation.hash(token)),
@@ -85,7 +88,8 @@ public struct TokenIntrospection: Sendable {
 
     public enum Revocation: Sendable, Equatable {
         case nothing
-        case accessToken(jti: String, userID: Int64)
+        /// `endedSession`: the session ended with it (see ``TokenIntrospection/revoke(_:)``).
+        case accessToken(jti: String, userID: Int64, endedSession: String?)
         case session(familyID: String, userID: Int64)
     }
 }

@@ -101,7 +101,11 @@ public struct OrgTokenService: Sendable {
                 guard let user = try await tx.user(id: family.userID), user.isActive else {
                     throw BrokerError(.accountDisabled, "this account is disabled")
                 }
-                guard let organization = try await tx.organization(id: family.organizationID) else {
+                // Only a generation-1 session holds refresh tokens.
+                guard let organizationID = family.organizationID else {
+                    throw BrokerError(.invalidRefreshToken, "Token is invalid or expired")
+                }
+                guard let organization = try await tx.organization(id: organizationID) else {
                     throw BrokerError(.unknownOrganization, "the organization of this session no longer exists")
                 }
                 let viaGitHub = family.authenticationMethods.contains { $0.hasPrefix("github") }
@@ -158,17 +162,13 @@ public struct OrgTokenService: Sendable {
     }
 
     /// Whether the holder of `bearer` has an active membership in `organization`.
+    /// - Throws: 401 when the token is no longer good (``PresentedTokens``): revoked, its
+    ///   session ended, its account disabled.
     public func membershipStatus(bearer: String, organization organizationName: String) async throws -> Bool {
-        let claims: AccessTokenClaims
-        do {
-            claims = try verifier.verify(bearer)
-        } catch {
-            throw BrokerError(.invalidToken, error.description)
-        }
-        return try await store.transaction { tx in
-            guard let user = try await tx.user(id: claims.userID), user.isActive,
-                let organization = try await tx.organization(named: organizationName),
-                let membership = try await tx.membership(organizationID: organization.id, userID: user.id)
+        let presented = try await PresentedTokens(store: store, verifier: verifier, clock: clock).accept(bearer)
+        return try await store.read { tx in
+            guard let organization = try await tx.organization(named: organizationName),
+                let membership = try await tx.membership(organizationID: organization.id, userID: presented.user.id)
             else { return false }
             return membership.isActive
         }

@@ -82,7 +82,13 @@ public struct GitHubLoginService: Sendable {
         let identity = try await resolver.identity(for: githubToken)
         let holder = try await holder(for: identity, createAccount: true)
         let now = clock.now()
-        let issued = try issuer.issue(generation2Grant(holder, login: identity.login, authenticatedAt: now, methods: [method]), lifetime: generation2Lifetime)
+        // The login is a session (`sid`), so that revocation reaches the token and its renewals.
+        let session = try await PresentedTokens.startSession(
+            in: store, userID: holder.user.id, scope: .allClusters, methods: [method], authenticatedAt: now,
+            expiresAt: now.addingTimeInterval(TimeInterval(sessionMaxLifetime)))
+        var grant = generation2Grant(holder, login: identity.login, authenticatedAt: now, methods: [method])
+        grant.sessionID = session.id
+        let issued = try issuer.issue(grant, lifetime: generation2Lifetime)
         BrokerMetrics.tokenIssued(.generation2)
         logger.info(
             "github login", metadata: ["login": "\(identity.login)", "user": "\(holder.user.username)", "jti": "\(issued.claims.tokenID)"])
@@ -92,16 +98,17 @@ public struct GitHubLoginService: Sendable {
     /// Renews a generation-2 token (clients 5.0.4–5.4): memberships are checked again — from the
     /// store for linked accounts, from GitHub's recent answer for GitHub-mapped organizations
     /// (401 when that answer has expired: log in again). The renewed token keeps `auth_time`,
-    /// and none lives past `session_max_lifetime` after it.
+    /// and none lives past `session_max_lifetime` after it. A revoked token, an ended session or
+    /// a disabled account is refused (``PresentedTokens``); the renewed token keeps the `sid`.
     public func generation2Refresh(bearer: String) async throws -> TokenIssuer.IssuedToken {
-        let claims: AccessTokenClaims
-        do {
-            claims = try verifier.verify(bearer)
-        } catch {
-            throw BrokerError(.invalidToken, error.description)
-        }
+        let presented = try await PresentedTokens(store: store, verifier: verifier, clock: clock).accept(bearer)
+        let claims = presented.claims
         guard claims.identityProvider == "github", let previous = claims.memberships else {
             throw BrokerError(.invalidToken, "only generation-2 tokens from a GitHub login can be renewed here")
+        }
+        // A token without a session could be renewed beyond the reach of any revocation.
+        guard let session = presented.session, session.scope == .allClusters else {
+            throw BrokerError(.invalidToken, "this token names no renewable session; log in again")
         }
         let now = clock.now()
         let authenticatedAt = Date(timeIntervalSince1970: TimeInterval(claims.authenticatedAt))
@@ -119,8 +126,12 @@ public struct GitHubLoginService: Sendable {
             identity = GitHubIdentity(login: claims.subject, githubID: 0, grants: [:], verifiedAt: now)
         }
         let holder = try await holder(for: identity, createAccount: false)
-        let grant = generation2Grant(
+        guard holder.user.id == session.userID else {
+            throw BrokerError(.invalidToken, "this token's session belongs to another account; log in again")
+        }
+        var grant = generation2Grant(
             holder, login: claims.subject, authenticatedAt: authenticatedAt, methods: claims.authenticationMethods)
+        grant.sessionID = session.id
         let renewed = try issuer.issue(grant, lifetime: min(generation2Lifetime, remaining))
         BrokerMetrics.tokenIssued(.generation2)
         return renewed

@@ -1,11 +1,35 @@
 import Foundation
 
-/// Every refresh token descended from one login. Reuse of any used member revokes the family.
+/// What a session's tokens are for: this decides how they are renewed, not whether revocation
+/// reaches them (it reaches every kind).
+public enum SessionScope: Sendable, Equatable {
+    /// Generation 1: one organization's cluster; renewed with rotating refresh tokens.
+    case organization(id: Int64)
+    /// Generation 2: every cluster the holder may use; the token itself is renewed at
+    /// `/auth/refresh`, so the family holds no refresh tokens.
+    case allClusters
+    /// A broker session token (admin and membership API); never renewed.
+    case broker
+
+    /// The stored spelling (`refresh_families.kind`).
+    public var kind: String {
+        switch self {
+        case .organization: "organization"
+        case .allClusters: "all_clusters"
+        case .broker: "broker"
+        }
+    }
+}
+
+/// One login and everything descended from it: a session. Its id is the `sid` of every token the
+/// login yields; revoking it refuses them all wherever the broker is asked (renewal,
+/// introspection, the admin and membership API). A generation-1 session also holds the refresh
+/// tokens; reuse of any used member revokes the family.
 public struct RefreshFamily: Sendable, Equatable {
     /// Random, URL-safe; safe to log.
     public var id: String
     public var userID: Int64
-    public var organizationID: Int64
+    public var scope: SessionScope
     /// When the login that started the family happened (the tokens' `auth_time`).
     public var authenticatedAt: Date
     /// `authenticatedAt + session_max_lifetime`: no token of the family is valid past it.
@@ -15,18 +39,34 @@ public struct RefreshFamily: Sendable, Equatable {
     public var revokedAt: Date?
     public var revocationReason: String?
 
+    /// The organization of a generation-1 session; `nil` for the other scopes.
+    public var organizationID: Int64? {
+        if case .organization(let id) = scope { id } else { nil }
+    }
+
     public init(
-        id: String, userID: Int64, organizationID: Int64, authenticatedAt: Date, expiresAt: Date,
+        id: String, userID: Int64, scope: SessionScope, authenticatedAt: Date, expiresAt: Date,
         authenticationMethods: [String], revokedAt: Date? = nil, revocationReason: String? = nil
     ) {
         self.id = id
         self.userID = userID
-        self.organizationID = organizationID
+        self.scope = scope
         self.authenticatedAt = authenticatedAt
         self.expiresAt = expiresAt
         self.authenticationMethods = authenticationMethods
         self.revokedAt = revokedAt
         self.revocationReason = revocationReason
+    }
+
+    /// A generation-1 session of one organization.
+    public init(
+        id: String, userID: Int64, organizationID: Int64, authenticatedAt: Date, expiresAt: Date,
+        authenticationMethods: [String], revokedAt: Date? = nil, revocationReason: String? = nil
+    ) {
+        self.init(
+            id: id, userID: userID, scope: .organization(id: organizationID), authenticatedAt: authenticatedAt,
+            expiresAt: expiresAt, authenticationMethods: authenticationMethods, revokedAt: revokedAt,
+            revocationReason: revocationReason)
     }
 }
 

@@ -2,9 +2,12 @@ import BrokerCrypto
 import Foundation
 
 /// Opaque refresh tokens: 256 random bits, stored only as a SHA-256, single use, rotated on every
-/// use. A used token presented again after the grace window revokes its whole family. Inside the
-/// window the same successor is returned: it is an HMAC of the presented token under a server
-/// secret, so it is derived again instead of being stored in clear.
+/// use. A used token presented again revokes its whole family, unless it comes inside the grace
+/// window *and* its successor has not been used yet (two requests racing after a network retry):
+/// then the same successor is returned. It is an HMAC of the presented token under a server
+/// secret, so it is derived again instead of being stored in clear. Once the successor has been
+/// used, its predecessor can only be in someone else's hands: handing the successor out again
+/// (or anything after it) would give them the client's live session.
 public struct RefreshTokenRotation: Sendable {
     public static let secretName = "refresh_successor_hmac"
 
@@ -26,6 +29,9 @@ public struct RefreshTokenRotation: Sendable {
 
     public static func newToken() -> String { Base64URL.encode(SecureRandom.bytes(32)) }
 
+    /// A session's id (`sid`): random, URL-safe, safe to log.
+    public static func newFamilyID() -> String { Base64URL.encode(SecureRandom.bytes(16)) }
+
     /// What is stored for a token: hex SHA-256 of its text.
     public static func hash(_ token: String) -> String { Digest.sha256Hex(token) }
 
@@ -38,7 +44,7 @@ public struct RefreshTokenRotation: Sendable {
         in tx: any StoreTransaction, userID: Int64, organizationID: Int64, methods: [String], now: Date
     ) async throws -> (family: RefreshFamily, token: String, expiresAt: Date) {
         let family = RefreshFamily(
-            id: Base64URL.encode(SecureRandom.bytes(16)), userID: userID, organizationID: organizationID,
+            id: Self.newFamilyID(), userID: userID, organizationID: organizationID,
             authenticatedAt: now, expiresAt: now.addingTimeInterval(TimeInterval(policy.sessionMaxLifetime)),
             authenticationMethods: methods)
         try await tx.insertRefreshFamily(family)
@@ -71,17 +77,21 @@ public struct RefreshTokenRotation: Sendable {
         else {
             return .rejected(BrokerError(.invalidRefreshToken, "Token is invalid or expired"))
         }
-        if family.revokedAt != nil {
+        switch PresentedTokens.sessionRefusal(family, now: now) {
+        case .sessionRevoked?:
             return .rejected(BrokerError(.invalidRefreshToken, "Token is invalid or expired (session revoked)"))
-        }
-        if now >= family.expiresAt {
+        case .sessionExpired?:
             return .rejected(BrokerError(.sessionExpired, "session has reached its maximum lifetime; log in again"))
+        case let refusal?:
+            return .rejected(refusal.error)
+        case nil:
+            break
         }
         let successor = successor(of: presented)
         let successorHash = Self.hash(successor)
         if let usedAt = record.usedAt {
             let withinGrace = now.timeIntervalSince(usedAt) <= TimeInterval(policy.refreshReuseGrace)
-            if withinGrace, let existing = try await tx.refreshToken(hash: successorHash) {
+            if withinGrace, let existing = try await tx.refreshToken(hash: successorHash), existing.usedAt == nil {
                 let admission = try await admit(family)
                 return .rotated(
                     family: family, successor: successor, successorExpiresAt: existing.expiresAt, admission: admission)

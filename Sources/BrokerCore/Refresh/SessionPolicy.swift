@@ -5,7 +5,8 @@ public struct SessionPolicy: Sendable, Equatable {
     /// No refresh family outlives its login by more than this.
     public var sessionMaxLifetime: Int
     /// How long after a refresh token's first use a second use still gets the same successor
-    /// (two requests racing after a network retry) instead of revoking the family.
+    /// (two requests racing after a network retry) instead of revoking the family, provided that
+    /// successor has not been used itself.
     public var refreshReuseGrace: Int
 
     public init(accessLifetime: Int, refreshLifetime: Int, sessionMaxLifetime: Int, refreshReuseGrace: Int) {

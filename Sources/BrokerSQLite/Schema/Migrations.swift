@@ -111,6 +111,55 @@ enum Schema {
             """,
             "CREATE INDEX revoked_access_tokens_expires_at ON revoked_access_tokens (expires_at)",
         ]),
+        // Sessions of every kind: a generation-2 login and a broker session sign-in are recorded as
+        // families without an organization, so that revocation ("sign out everywhere", password
+        // reset) reaches their tokens through `sid`. SQLite cannot relax NOT NULL in place: both
+        // tables are rebuilt. With foreign keys on, dropping refresh_families would cascade into
+        // refresh_tokens, so the tokens move to their new table first; renaming the new families
+        // table rewrites the tokens' reference to it.
+        Migration(version: 4, statements: [
+            """
+            CREATE TABLE refresh_families_v4 (
+                id TEXT NOT NULL PRIMARY KEY,
+                user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+                kind TEXT NOT NULL CHECK (kind IN ('organization', 'all_clusters', 'broker')),
+                organization_id INTEGER REFERENCES organizations (id) ON DELETE CASCADE,
+                authenticated_at REAL NOT NULL,
+                expires_at REAL NOT NULL,
+                amr TEXT NOT NULL CHECK (json_valid(amr) AND json_type(amr) = 'array'),
+                revoked_at REAL,
+                revocation_reason TEXT,
+                CHECK ((kind = 'organization') = (organization_id IS NOT NULL))
+            ) STRICT
+            """,
+            """
+            INSERT INTO refresh_families_v4
+                (id, user_id, kind, organization_id, authenticated_at, expires_at, amr, revoked_at, revocation_reason)
+            SELECT id, user_id, 'organization', organization_id, authenticated_at, expires_at, amr, revoked_at,
+                revocation_reason
+            FROM refresh_families
+            """,
+            """
+            CREATE TABLE refresh_tokens_v4 (
+                token_hash TEXT NOT NULL PRIMARY KEY,
+                family_id TEXT NOT NULL REFERENCES refresh_families_v4 (id) ON DELETE CASCADE,
+                issued_at REAL NOT NULL,
+                expires_at REAL NOT NULL,
+                used_at REAL
+            ) STRICT
+            """,
+            """
+            INSERT INTO refresh_tokens_v4 (token_hash, family_id, issued_at, expires_at, used_at)
+            SELECT token_hash, family_id, issued_at, expires_at, used_at FROM refresh_tokens
+            """,
+            "DROP TABLE refresh_tokens",
+            "DROP TABLE refresh_families",
+            "ALTER TABLE refresh_families_v4 RENAME TO refresh_families",
+            "ALTER TABLE refresh_tokens_v4 RENAME TO refresh_tokens",
+            "CREATE INDEX refresh_families_user_id ON refresh_families (user_id)",
+            "CREATE INDEX refresh_families_organization_id ON refresh_families (organization_id)",
+            "CREATE INDEX refresh_tokens_family_id ON refresh_tokens (family_id)",
+        ]),
     ]
 }
 

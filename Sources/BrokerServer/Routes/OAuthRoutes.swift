@@ -57,7 +57,9 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
         } success: { revocation in
             switch revocation {
             case .nothing: AuditSubject(reason: "unknown_or_invalid_token")
-            case .accessToken(let jti, _): AuditSubject(target: "jti:\(jti)", reason: "access_token")
+            case .accessToken(let jti, _, .none): AuditSubject(target: "jti:\(jti)", reason: "access_token")
+            case .accessToken(let jti, _, let session?):
+                AuditSubject(target: "jti:\(jti)", reason: "access_token session=\(session)")
             case .session(let familyID, _): AuditSubject(reason: "session=\(familyID)")
             }
         }

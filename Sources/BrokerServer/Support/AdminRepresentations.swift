@@ -64,10 +64,11 @@ extension JSONWriter {
         endObject()
     }
 
-    mutating func session(_ family: RefreshFamily, organization: String) {
+    mutating func session(_ family: RefreshFamily, organization: String?) {
         beginObject()
         key("id"); string(family.id)
-        key("org"); string(organization)
+        key("kind"); string(family.scope.kind)
+        key("org"); optionalString(organization)
         key("authenticated_at"); date(family.authenticatedAt)
         key("expires_at"); date(family.expiresAt)
         field("amr", strings: family.authenticationMethods)
