@@ -4,7 +4,82 @@ import BrokerCore
 struct OrgsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "orgs", abstract: "Manage organizations.",
-        subcommands: [Add.self, List.self, Delete.self, Policy.self])
+        subcommands: [
+            Add.self, List.self, Delete.self, Policy.self, Names.self, ReleaseName.self, ServiceAudience.self,
+        ])
+
+    struct Names: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List the cluster names and audiences, and who holds each.")
+        @OptionGroup var options: GlobalOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                let names = try await options.withAccounts { try await $0.audienceNames(by: .operator) }
+                print(Table.render(
+                    ["NAME", "HOLDER", "USE"],
+                    names.map { name, organization in
+                        switch name.holder {
+                        case .organization(_, let use): [name.name, organization ?? "", use.rawValue]
+                        case .reserved(let former): [name.name, "(reserved)", "deleted organization \(former)"]
+                        case .service: [name.name, "(every organization)", "service"]
+                        }
+                    }))
+            }
+        }
+    }
+
+    struct ReleaseName: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "release-name",
+            abstract: "Free a cluster name or audience a deleted organization left reserved.",
+            discussion: """
+                Only when no gateway of the old cluster accepts tokens any more: afterwards any \
+                organization may claim the name.
+                """)
+        @OptionGroup var options: GlobalOptions
+        @Argument var name: String
+
+        func run() async throws {
+            try await reportingErrors {
+                try await options.withAccounts { try await $0.releaseAudienceName(name, by: .operator) }
+                print("released \(name)")
+            }
+        }
+    }
+
+    struct ServiceAudience: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "service-audience",
+            abstract: "Name (or remove) a service that serves every organization; any organization's policy may list it.",
+            subcommands: [Add.self, Remove.self])
+
+        struct Add: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Name a service audience (never a cluster name).")
+            @OptionGroup var options: GlobalOptions
+            @Argument var name: String
+
+            func run() async throws {
+                try await reportingErrors {
+                    try await options.withAccounts { try await $0.addServiceAudience(name, by: .operator) }
+                    print("\(name) is a service audience")
+                }
+            }
+        }
+
+        struct Remove: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Remove a service audience no policy lists.")
+            @OptionGroup var options: GlobalOptions
+            @Argument var name: String
+
+            func run() async throws {
+                try await reportingErrors {
+                    try await options.withAccounts { try await $0.removeServiceAudience(name, by: .operator) }
+                    print("\(name) is no longer a service audience")
+                }
+            }
+        }
+    }
 
     struct Delete: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -59,10 +59,6 @@ public struct BrokerServices: Sendable {
             keyRing: keyRing, issuer: configuration.issuer, leeway: configuration.clockSkew, clock: clock)
         let rotation = RefreshTokenRotation(
             secret: try await RefreshTokenRotation.loadSecret(from: store), policy: SessionPolicy(configuration))
-        if githubAPI != nil {
-            let organizations = try await store.transaction { tx in try await tx.organizations() }
-            try configuration.githubOrganizations.validate(against: organizations)
-        }
         let resolver = githubAPI.map {
             GitHubIdentityResolver(
                 api: $0, mappings: configuration.githubOrganizations, clock: clock,
@@ -77,6 +73,9 @@ public struct BrokerServices: Sendable {
             issuer: issuer, verifier: verifier, rotation: rotation, clock: clock, logger: logger,
             githubIdentities: resolver)
         accounts = AccountAdministration(store: store, pool: passwords, clock: clock, audit: audit)
+        if githubAPI != nil {
+            try await accounts.registerTeamClusters(configuration.githubOrganizations)
+        }
         try await AdminBootstrap(configuration).apply(using: accounts, logger: logger)
         github = resolver.map { [orgTokens, issuer, verifier] resolver in
             GitHubLoginService(

@@ -249,6 +249,94 @@ final class SQLiteTransaction: StoreTransaction {
         ).first.map(Self.organization(from:))
     }
 
+    // MARK: Audience names
+
+    private static func audienceName(from row: SQLiteRow) throws -> AudienceName {
+        let name = try row.string("name")
+        let kind = try row.string("kind")
+        if kind == "service" { return AudienceName(name: name, holder: .service) }
+        guard let use = AudienceName.Use(rawValue: kind) else {
+            throw StoreError.engine("unknown kind in column audience_names.kind")
+        }
+        if let organizationID = try row.optionalInt64("organization_id") {
+            return AudienceName(name: name, holder: .organization(id: organizationID, use: use))
+        }
+        return AudienceName(name: name, holder: .reserved(formerOrganization: try row.string("former_organization")))
+    }
+
+    func insertAudienceName(_ name: AudienceName) async throws {
+        let binds: [SQLiteData] =
+            switch name.holder {
+            case .organization(let id, let use): [.text(use.rawValue), .id(id), .null]
+            case .reserved(let former): [.text("cluster"), .null, .text(former)]
+            case .service: [.text("service"), .null, .null]
+            }
+        _ = try await self.execute(
+            "INSERT INTO audience_names (name, kind, organization_id, former_organization) VALUES (?, ?, ?, ?)",
+            [.text(name.name)] + binds,
+            duplicate: { _ in "audience name \(name.name)" },
+            missingReference: { "organization" }
+        )
+    }
+
+    func audienceName(_ name: String) async throws -> AudienceName? {
+        try await self.execute(
+            "SELECT name, kind, organization_id, former_organization FROM audience_names WHERE name = ?", [.text(name)]
+        ).first.map(Self.audienceName(from:))
+    }
+
+    func audienceNames() async throws -> [AudienceName] {
+        try await self.execute(
+            "SELECT name, kind, organization_id, former_organization FROM audience_names ORDER BY name"
+        ).map(Self.audienceName(from:))
+    }
+
+    func updateAudienceNameUse(_ name: String, organizationID: Int64, to use: AudienceName.Use) async throws {
+        try await self.update(
+            "UPDATE audience_names SET kind = ? WHERE name = ? AND organization_id = ? RETURNING name",
+            [.text(use.rawValue), .text(name), .id(organizationID)],
+            notFound: "audience name \(name) of organization \(organizationID)"
+        )
+    }
+
+    func deleteAudienceNames(organizationID: Int64, use: AudienceName.Use, keeping: [String]) async throws {
+        _ = try await self.execute(
+            """
+            DELETE FROM audience_names WHERE organization_id = ? AND kind = ?
+                AND name NOT IN (SELECT value FROM json_each(?))
+            """,
+            [.id(organizationID), .text(use.rawValue), try SQLiteData.stringList(keeping)]
+        )
+    }
+
+    func reserveAudienceNames(organizationID: Int64, formerOrganization: String) async throws {
+        _ = try await self.execute(
+            "UPDATE audience_names SET organization_id = NULL, former_organization = ? WHERE organization_id = ?",
+            [.text(formerOrganization), .id(organizationID)]
+        )
+    }
+
+    func deleteReservedAudienceName(_ name: String) async throws -> AudienceName? {
+        try await self.execute(
+            """
+            DELETE FROM audience_names WHERE name = ? AND kind <> 'service' AND organization_id IS NULL
+            RETURNING name, kind, organization_id, former_organization
+            """,
+            [.text(name)]
+        ).first.map(Self.audienceName(from:))
+    }
+
+    func deleteServiceAudience(_ name: String) async throws -> Bool {
+        try await self.exists(
+            """
+            DELETE FROM audience_names WHERE name = ?1 AND kind = 'service' AND NOT EXISTS (
+                SELECT 1 FROM organizations AS o, json_each(o.audiences) AS a WHERE a.value = ?1)
+            RETURNING name
+            """,
+            [.text(name)]
+        )
+    }
+
     func organization(named name: String) async throws -> Organization? {
         try await self.execute(
             "SELECT \(Self.organizationColumns) FROM organizations WHERE name = ?", [.text(name)]

@@ -87,6 +87,30 @@ final class AdminCLITests: XCTestCase {
         XCTAssertFalse(try broker.run(["orgs", "list"]).stdout.contains("org1"))
     }
 
+    func testReservedNamesAndServiceAudiencesFromTheCLI() throws {
+        XCTAssertEqual(try broker.run(["orgs", "add", "org1"]).status, 0)
+        XCTAssertEqual(try broker.run(["orgs", "add", "org2", "--cluster", "cluster-two"]).status, 0)
+        XCTAssertEqual(try broker.run(["orgs", "delete", "org2"]).status, 0)
+        var result = try broker.run(["orgs", "policy", "org1", "--audience", "org1", "--audience", "cluster-two"])
+        XCTAssertEqual(result.status, 1)
+        XCTAssertTrue(result.stderr.contains("reserved"), result.stderr)
+        result = try broker.run(["orgs", "names"])
+        XCTAssertTrue(result.stdout.contains("deleted organization org2"), result.stdout)
+        XCTAssertEqual(try broker.run(["orgs", "release-name", "org1"]).status, 1, "org1 still exists")
+        XCTAssertEqual(try broker.run(["orgs", "release-name", "cluster-two"]).status, 0)
+        XCTAssertEqual(try broker.run(["orgs", "release-name", "cluster-two"]).status, 1)
+
+        XCTAssertEqual(try broker.run(["orgs", "service-audience", "add", "monitor"]).status, 0)
+        XCTAssertEqual(try broker.run(["orgs", "service-audience", "add", "org1"]).status, 1, "a cluster name")
+        result = try broker.run(["orgs", "policy", "org1", "--audience", "org1", "--audience", "cluster-two", "--audience", "monitor"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(try broker.run(["orgs", "add", "org3", "--cluster", "monitor"]).status, 1)
+        XCTAssertEqual(try broker.run(["orgs", "service-audience", "remove", "monitor"]).status, 1, "org1's policy lists it")
+        result = try broker.run(["orgs", "names"])
+        XCTAssertTrue(result.stdout.contains("(every organization)"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("audience"), result.stdout)
+    }
+
     func testBootstrapAdminFromTheEnvironmentOnFirstStartOnly() async throws {
         var environment = broker.environment
         environment["BROKER_BOOTSTRAP_ADMIN"] = "first"

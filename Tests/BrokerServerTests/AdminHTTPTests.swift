@@ -26,6 +26,8 @@ final class AdminHTTPTests: XCTestCase {
                 (HTTPRequest.Method.get, "/api/admin/users"), (.get, "/api/admin/orgs"), (.get, "/api/admin/keys"),
                 (.post, "/api/admin/keys/rotate"), (.get, "/api/admin/users/bob/sessions"),
                 (.delete, "/api/admin/users/bob"), (.post, "/api/admin/users/bob/disable"),
+                (.get, "/api/admin/audience-names"), (.delete, "/api/admin/audience-names/org1"),
+                (.put, "/api/admin/service-audiences/monitor"), (.delete, "/api/admin/service-audiences/monitor"),
             ] {
                 let answer = try await client.api(method, path, token: alice)
                 XCTAssertEqual(answer.status, .forbidden, "\(method) \(path): an org admin is not a broker admin")

@@ -75,6 +75,30 @@ final class GitHubHTTPTests: XCTestCase {
         }
     }
 
+    /// `sliderule-dev` exists only in the configuration (a team cluster of sliderule): no other
+    /// organization's policy may put it in `aud`, or its gateway would admit their tokens.
+    func testAPolicyCannotClaimAnotherOrganizationsConfiguredTeamCluster() async throws {
+        let harness = self.harness!
+        let accounts = harness.services.accounts
+        try await accounts.addMember(organization: "org1", username: "alice", role: .owner, by: .operator)
+        try await accounts.addMember(organization: "sliderule", username: "bob", role: .owner, by: .operator)
+        try await harness.withClient { client in
+            let alice = try await client.sessionToken("alice")
+            var answer = try await client.api(
+                .put, "/api/orgs/org1/policy", token: alice, json: #"{"audiences":["org1","sliderule-dev"]}"#)
+            XCTAssertEqual(answer.status, .conflict)
+            XCTAssertEqual(answer.error, "audience_taken")
+            XCTAssertFalse(try XCTUnwrap(answer.body["detail"] as? String).contains("sliderule "), "another organization is not named")
+            let tokens = try await client.orgTokens("alice", "org1")
+            XCTAssertThrowsError(try harness.services.verifier.verify(tokens.access, audience: "sliderule-dev"))
+            // Its own organization may list it.
+            let bob = try await client.sessionToken("bob")
+            answer = try await client.api(
+                .put, "/api/orgs/sliderule/policy", token: bob, json: #"{"audiences":["sliderule","sliderule-dev"]}"#)
+            XCTAssertEqual(answer.status, .ok)
+        }
+    }
+
     func testGitHubFailuresGetTheRightStatusAndShape() async throws {
         let harness = self.harness!
         let github = self.github!

@@ -250,4 +250,104 @@ final class MembershipHTTPTests: XCTestCase {
             XCTAssertEqual(answer.status, .conflict)
         }
     }
+
+    func testAPolicyCannotClaimADeletedOrganizationsNamesUntilAnAdminReleasesThem() async throws {
+        let harness = self.harness!
+        let accounts = harness.services.accounts
+        try await accounts.addMember(organization: "org1", username: "alice", role: .owner, by: .operator)
+        try await accounts.setTokenPolicy(
+            organization: "org2", to: OrganizationTokenPolicy(audiences: ["org2", "org2-jupyter"]),
+            brokerAccessLifetime: 3600, by: .operator)
+        try await harness.withClient { client in
+            let root = try await client.sessionToken("root")
+            var answer = try await client.api(.delete, "/api/admin/orgs/org2", token: root)
+            XCTAssertEqual(answer.status, .noContent)
+            let alice = try await client.sessionToken("alice")
+            // A gateway of org2's cluster may still run: its names stay reserved.
+            for name in ["org2", "org2-jupyter"] {
+                answer = try await client.api(
+                    .put, "/api/orgs/org1/policy", token: alice, json: #"{"audiences":["org1","\#(name)"]}"#)
+                XCTAssertEqual(answer.status, .conflict, name)
+                XCTAssertEqual(answer.error, "audience_taken", name)
+                answer = try await client.api(
+                    .post, "/api/admin/orgs", token: root, json: #"{"name":"successor","cluster_name":"\#(name)"}"#)
+                XCTAssertEqual(answer.status, .conflict, name)
+                XCTAssertEqual(answer.error, "audience_taken", name)
+            }
+            answer = try await client.api(.get, "/api/admin/audience-names", token: root)
+            let names = try XCTUnwrap(answer.body["audience_names"] as? [[String: Any]])
+            let reserved = names.first { $0["name"] as? String == "org2-jupyter" }
+            XCTAssertEqual(reserved?["holder"] as? String, "reserved")
+            XCTAssertEqual(reserved?["organization"] as? String, "org2")
+            answer = try await client.api(.delete, "/api/admin/audience-names/org2-jupyter", token: alice)
+            XCTAssertEqual(answer.status, .forbidden, "only an admin releases a name")
+            answer = try await client.api(.delete, "/api/admin/audience-names/org2-jupyter", token: root)
+            XCTAssertEqual(answer.status, .noContent)
+            answer = try await client.api(
+                .put, "/api/orgs/org1/policy", token: alice, json: #"{"audiences":["org1","org2-jupyter"]}"#)
+            XCTAssertEqual(answer.status, .ok)
+            let tokens = try await client.orgTokens("alice", "org1")
+            XCTAssertEqual(try harness.services.verifier.verify(tokens.access, audience: "org2-jupyter").audience, ["org1", "org2-jupyter"])
+            answer = try await client.api(
+                .post, "/api/admin/orgs", token: root, json: #"{"name":"successor","cluster_name":"org2"}"#)
+            XCTAssertEqual(answer.error, "audience_taken", "org2 is still reserved")
+        }
+    }
+
+    func testServiceAudiencesAreOpenToEveryOrganizationAndNeverAClusterName() async throws {
+        let harness = self.harness!
+        let accounts = harness.services.accounts
+        try await accounts.addMember(organization: "org1", username: "alice", role: .owner, by: .operator)
+        try await accounts.addMember(organization: "org2", username: "bob", role: .owner, by: .operator)
+        try await harness.withClient { client in
+            let root = try await client.sessionToken("root")
+            var answer = try await client.api(.put, "/api/admin/service-audiences/provisioner", token: root)
+            XCTAssertEqual(answer.status, .noContent)
+            for (user, org) in [("alice", "org1"), ("bob", "org2")] {
+                let token = try await client.sessionToken(user)
+                answer = try await client.api(
+                    .put, "/api/orgs/\(org)/policy", token: token, json: #"{"audiences":["\#(org)","provisioner"]}"#)
+                XCTAssertEqual(answer.status, .ok, org)
+                XCTAssertEqual(answer.body["effective_audiences"] as? [String], [org, "provisioner"])
+                let tokens = try await client.orgTokens(user, org)
+                XCTAssertEqual(try harness.services.verifier.verify(tokens.access, audience: "provisioner").organization, org)
+            }
+            answer = try await client.api(
+                .post, "/api/admin/orgs", token: root, json: #"{"name":"org3","cluster_name":"provisioner"}"#)
+            XCTAssertEqual(answer.status, .conflict)
+            XCTAssertEqual(answer.error, "audience_taken")
+            answer = try await client.api(.put, "/api/admin/service-audiences/org1", token: root)
+            XCTAssertEqual(answer.status, .conflict, "a cluster name is never a service audience")
+            XCTAssertEqual(answer.error, "audience_taken")
+            answer = try await client.api(.delete, "/api/admin/service-audiences/provisioner", token: root)
+            XCTAssertEqual(answer.status, .conflict, "policies list it")
+        }
+    }
+
+    func testRacingPolicyUpdatesNeverGiveOneNameToTwoOrganizations() async throws {
+        let harness = self.harness!
+        let accounts = harness.services.accounts
+        try await accounts.addMember(organization: "org1", username: "alice", role: .owner, by: .operator)
+        try await accounts.addMember(organization: "org2", username: "bob", role: .owner, by: .operator)
+        try await harness.withClient { client in
+            let alice = try await client.sessionToken("alice")
+            let bob = try await client.sessionToken("bob")
+            @Sendable func claim(_ org: String, _ token: String, _ name: String) async throws -> (String, HTTPResponse.Status, String?) {
+                let answer = try await client.api(
+                    .put, "/api/orgs/\(org)/policy", token: token, json: #"{"audiences":["\#(org)","\#(name)"]}"#)
+                return (org, answer.status, answer.error)
+            }
+            for round in 0..<4 {
+                let contested = "contested-\(round)"
+                async let first = claim("org1", alice, contested)
+                async let second = claim("org2", bob, contested)
+                let answers = try await [first, second]
+                let winners = answers.filter { $0.1 == .ok }.map(\.0)
+                XCTAssertEqual(winners.count, 1, "round \(round): \(answers)")
+                XCTAssertEqual(answers.filter { $0.2 == "audience_taken" }.count, 1, "round \(round): \(answers)")
+                let holders = try await accounts.organizations(by: .operator).filter { $0.tokenAudience.contains(contested) }
+                XCTAssertEqual(holders.map(\.name), winners)
+            }
+        }
+    }
 }

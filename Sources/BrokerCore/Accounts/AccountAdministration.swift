@@ -128,14 +128,16 @@ public struct AccountAdministration: Sendable {
             try NamePolicy.validateOrganizationName(cluster, what: "a cluster name")
             let now = clock.now()
             return try await audited.commit(in: store, reason: "cluster=\(cluster)") { tx in
-                if let owner = try await tx.organizationUsingAudience(cluster) {
-                    throw BrokerError(.alreadyExists, "the cluster name \(cluster) is already an audience of \(owner.name)")
-                }
+                let organization: Organization
                 do {
-                    return try await tx.insertOrganization(name: name, clusterName: cluster, createdAt: now)
+                    organization = try await tx.insertOrganization(name: name, clusterName: cluster, createdAt: now)
                 } catch StoreError.duplicate(let what) {
                     throw BrokerError(.alreadyExists, "\(what) already exists")
                 }
+                if let held = try await Self.claim(cluster, for: organization, use: .cluster, tx) {
+                    throw Self.refusal(held)
+                }
+                return organization
             }
         }
     }

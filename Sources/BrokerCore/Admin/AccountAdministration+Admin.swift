@@ -54,13 +54,16 @@ extension AccountAdministration {
         }
     }
 
-    /// Deletes an organization with its memberships, requests and sessions.
+    /// Deletes an organization with its memberships, requests and sessions. Its cluster name and
+    /// audiences stay reserved (a gateway of its cluster may still run) until an admin releases
+    /// them with ``releaseAudienceName(_:by:)``.
     public func deleteOrganization(_ name: String, by actor: AdministrativeActor) async throws {
         let audited = audited(.orgDelete, by: actor, organization: name)
         try await audited.run {
             try actor.requireGlobalAdmin("delete organizations")
             try await audited.commit(in: store) { tx in
                 let organization = try await Self.requireOrganization(name, tx)
+                try await tx.reserveAudienceNames(organizationID: organization.id, formerOrganization: organization.name)
                 _ = try await tx.deleteOrganization(id: organization.id)
             }
         }

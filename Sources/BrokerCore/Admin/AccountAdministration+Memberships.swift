@@ -161,8 +161,9 @@ extension AccountAdministration {
 
     /// Sets an organization's token policy within the broker's bounds: a lifetime of at least 60
     /// seconds and at most `access_lifetime`; audiences that are names (never `*`), at most 16,
-    /// none of them another organization's cluster or audience (an owner must not mint tokens
-    /// for someone else's cluster).
+    /// none of them another organization's cluster, audience or team cluster, nor a deleted
+    /// organization's reserved name (an owner must not mint tokens for someone else's cluster):
+    /// 409 `audience_taken`. Service audiences are open to every organization.
     @discardableResult
     public func setTokenPolicy(
         organization name: String, to policy: OrganizationTokenPolicy, brokerAccessLifetime: Int,
@@ -192,11 +193,7 @@ extension AccountAdministration {
             return try await audited.commit(in: store, reason: summary) { tx in
                 var organization = try await Self.requireOrganization(name, tx)
                 try await actor.requireManager(of: organization, tx: tx)
-                for audience in policy.audiences ?? [] {
-                    if let owner = try await tx.organizationUsingAudience(audience), owner.id != organization.id {
-                        throw BrokerError(.conflict, "the audience \(audience) belongs to another organization")
-                    }
-                }
+                try await Self.claimPolicyAudiences(policy.audiences, for: organization, tx)
                 try await tx.setTokenPolicy(organizationID: organization.id, to: policy)
                 organization.tokenPolicy = policy
                 return organization

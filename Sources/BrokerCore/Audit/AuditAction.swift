@@ -43,6 +43,10 @@ public struct AuditAction: RawRepresentable, Sendable, Hashable, CustomStringCon
     public static let orgPolicyChange = AuditAction(rawValue: "org.policy_change")
     public static let orgCreate = AuditAction(rawValue: "org.create")
     public static let orgDelete = AuditAction(rawValue: "org.delete")
+    /// An admin freed the reserved cluster name or audience of a deleted organization.
+    public static let audienceRelease = AuditAction(rawValue: "audience.release")
+    public static let serviceAudienceAdd = AuditAction(rawValue: "audience.service_add")
+    public static let serviceAudienceRemove = AuditAction(rawValue: "audience.service_remove")
 
     // MARK: Accounts
     public static let userCreate = AuditAction(rawValue: "user.create")
@@ -65,6 +69,7 @@ public struct AuditAction: RawRepresentable, Sendable, Hashable, CustomStringCon
         .sessionRevoke, .sessionRevokeAll, .introspect,
         .membershipRequest, .membershipApprove, .membershipDeny, .membershipRemove, .membershipRoleChange,
         .membershipAdd, .orgPolicyChange, .orgCreate, .orgDelete,
+        .audienceRelease, .serviceAudienceAdd, .serviceAudienceRemove,
         .userCreate, .userDisable, .userEnable, .userPasswordReset, .userDelete,
         .userRoleChange, .userLinkGitHub, .keyRotate, .keyRetire, .keyPrune,
     ]

@@ -102,6 +102,26 @@ public protocol StoreTransaction: Sendable {
     /// Whether some organization has this cluster name (or lists it among its audiences).
     func organizationUsingAudience(_ name: String) async throws -> Organization?
 
+    // MARK: Audience names (see ``AudienceName``)
+    /// Records the holder of a name. Throws ``StoreError/duplicate(_:)`` if the name has one
+    /// (whoever it is: the constraint, not a prior read, decides between racing claims).
+    func insertAudienceName(_ name: AudienceName) async throws
+    func audienceName(_ name: String) async throws -> AudienceName?
+    /// Every held name, ordered by name.
+    func audienceNames() async throws -> [AudienceName]
+    /// Changes why the organization holds a name it already holds.
+    func updateAudienceNameUse(_ name: String, organizationID: Int64, to use: AudienceName.Use) async throws
+    /// Forgets the organization's names held for `use`, except those in `keeping`.
+    func deleteAudienceNames(organizationID: Int64, use: AudienceName.Use, keeping: [String]) async throws
+    /// Turns every name of the organization into a reservation under its name (before the
+    /// organization is deleted: the store refuses to delete an organization that holds names).
+    func reserveAudienceNames(organizationID: Int64, formerOrganization: String) async throws
+    /// Deletes the name if it is a reservation; returns the reservation it was.
+    func deleteReservedAudienceName(_ name: String) async throws -> AudienceName?
+    /// Deletes the service audience unless an organization's token policy lists it (checked by
+    /// the deleting statement itself); returns whether it did.
+    func deleteServiceAudience(_ name: String) async throws -> Bool
+
     // MARK: Memberships
     /// Inserts or replaces the membership of (organizationID, userID).
     func upsertMembership(_ membership: Membership) async throws

@@ -26,6 +26,9 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case payloadTooLarge = "payload_too_large"
     case unsupportedMediaType = "unsupported_media_type"
     case conflict = "conflict"
+    /// A cluster name or audience that another organization holds, a deleted organization left
+    /// reserved, or that is a service audience where a cluster name is wanted.
+    case audienceTaken = "audience_taken"
     // 429
     case tooManyAttempts = "too_many_attempts"
     // GitHub as an identity source
@@ -49,7 +52,7 @@ public enum ErrorCode: String, Sendable, CaseIterable {
         case .unknownOrganization, .notAMember, .forbidden, .githubForbidden: 403
         case .notFound: 404
         case .methodNotAllowed: 405
-        case .alreadyExists, .conflict: 409
+        case .alreadyExists, .conflict, .audienceTaken: 409
         case .payloadTooLarge: 413
         case .unsupportedMediaType: 415
         case .tooManyAttempts: 429

@@ -10,6 +10,9 @@ struct Migration: Sendable {
     /// Executed in order; one SQL statement each (sqlite-nio prepares only the first statement
     /// of a string).
     var statements: [String]
+    /// Runs first, inside the step's transaction: refuses (throws) a database the step cannot
+    /// migrate faithfully, with a message saying what to fix.
+    var preflight: (@Sendable (SQLiteConnection) async throws -> Void)? = nil
 }
 
 /// The schema of the broker's SQLite database, oldest step first.
@@ -160,7 +163,61 @@ enum Schema {
             "CREATE INDEX refresh_families_organization_id ON refresh_families (organization_id)",
             "CREATE INDEX refresh_tokens_family_id ON refresh_tokens (family_id)",
         ]),
+        // Audience names: every name a token may carry in `aud` has one holder — an organization
+        // (its cluster, a policy audience, a configured team cluster), a reservation left by a
+        // deleted organization, or a service audience open to every organization. The primary
+        // key decides between racing claims; an organization holding names cannot be deleted
+        // (no ON DELETE action) until they are turned into reservations.
+        Migration(
+            version: 5,
+            statements: [
+                """
+                CREATE TABLE audience_names (
+                    name TEXT NOT NULL PRIMARY KEY,
+                    kind TEXT NOT NULL CHECK (kind IN ('cluster', 'audience', 'team_cluster', 'service')),
+                    organization_id INTEGER REFERENCES organizations (id),
+                    former_organization TEXT,
+                    CHECK (CASE WHEN kind = 'service' THEN organization_id IS NULL AND former_organization IS NULL
+                                ELSE (organization_id IS NULL) <> (former_organization IS NULL) END)
+                ) STRICT
+                """,
+                "CREATE INDEX audience_names_organization_id ON audience_names (organization_id)",
+                "INSERT INTO audience_names (name, kind, organization_id) SELECT cluster_name, 'cluster', id FROM organizations",
+                """
+                INSERT INTO audience_names (name, kind, organization_id)
+                SELECT DISTINCT a.value, 'audience', o.id FROM organizations AS o, json_each(o.audiences) AS a
+                WHERE a.value <> o.cluster_name
+                """,
+            ],
+            preflight: AudienceNamesBackfill.refuseSharedNames),
     ]
+}
+
+/// The backfill of `audience_names` from existing organizations and policies.
+enum AudienceNamesBackfill {
+    /// Older brokers let two organizations end up with one name (a race, or a policy written
+    /// before the check existed). Which of them keeps it is the operator's decision, not the
+    /// migration's: it stops and names every shared name with its organizations.
+    @Sendable static func refuseSharedNames(_ connection: SQLiteConnection) async throws {
+        let rows = try await connection.rows(
+            """
+            WITH claims (name, organization) AS (
+                SELECT cluster_name, name FROM organizations
+                UNION
+                SELECT a.value, o.name FROM organizations AS o, json_each(o.audiences) AS a
+            )
+            SELECT name, group_concat(organization, ', ') AS organizations
+            FROM (SELECT name, organization FROM claims ORDER BY name, organization)
+            GROUP BY name HAVING COUNT(*) > 1 ORDER BY name
+            """)
+        guard !rows.isEmpty else { return }
+        let shared = try rows.map { "\(try $0.string("name")) (\(try $0.string("organizations")))" }
+        throw StoreError.engine(
+            "cannot upgrade the database: these audience names belong to more than one organization: "
+                + shared.joined(separator: "; ")
+                + ". Leave each name to one organization (with the previous broker version: "
+                + "`broker orgs policy ORG --audience ...` or `--reset`), then start this version again")
+    }
 }
 
 /// Brings a database up to the latest schema version, one migration per transaction.
@@ -211,6 +268,7 @@ struct Migrator {
                 _ = try await connection.rows("COMMIT")
                 return false
             }
+            try await next.preflight?(connection)
             for statement in next.statements {
                 _ = try await connection.rows(statement)
             }

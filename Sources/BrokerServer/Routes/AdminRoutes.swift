@@ -14,6 +14,7 @@ struct AdminRoutes<Context: RemoteAddressRequestContext> {
         registerUsers(on: admin)
         registerSessions(on: admin)
         registerOrganizations(on: admin)
+        registerAudienceNames(on: admin)
         registerKeys(on: admin)
     }
 
@@ -127,6 +128,28 @@ struct AdminRoutes<Context: RemoteAddressRequestContext> {
         }
         admin.delete("orgs/:org") { request, context in
             try await accounts.deleteOrganization(try context.parameters.decoded("org"), by: try await actor(request, context))
+            return Response(status: .noContent)
+        }
+    }
+
+    /// Who holds each cluster name and audience; releasing reserved names; service audiences.
+    private func registerAudienceNames(on admin: RouterGroup<Context>) {
+        admin.get("audience-names") { request, context in
+            let names = try await accounts.audienceNames(by: try await actor(request, context))
+            return JSONResponses.list("audience_names", names) { json, held in
+                json.audienceName(held.name, organization: held.organization)
+            }
+        }
+        admin.delete("audience-names/:name") { request, context in
+            try await accounts.releaseAudienceName(try context.parameters.decoded("name"), by: try await actor(request, context))
+            return Response(status: .noContent)
+        }
+        admin.put("service-audiences/:name") { request, context in
+            try await accounts.addServiceAudience(try context.parameters.decoded("name"), by: try await actor(request, context))
+            return Response(status: .noContent)
+        }
+        admin.delete("service-audiences/:name") { request, context in
+            try await accounts.removeServiceAudience(try context.parameters.decoded("name"), by: try await actor(request, context))
             return Response(status: .noContent)
         }
     }

@@ -34,6 +34,28 @@ extension JSONWriter {
         endObject()
     }
 
+    /// `holder`: `organization` (with `organization` and `use`), `reserved` (with the deleted
+    /// `organization`) or `service`.
+    mutating func audienceName(_ held: AudienceName, organization: String?) {
+        beginObject()
+        key("name"); string(held.name)
+        switch held.holder {
+        case .organization(_, let use):
+            key("holder"); string("organization")
+            key("organization"); optionalString(organization)
+            key("use"); string(use.rawValue)
+        case .reserved(let former):
+            key("holder"); string("reserved")
+            key("organization"); string(former)
+            key("use"); null()
+        case .service:
+            key("holder"); string("service")
+            key("organization"); null()
+            key("use"); null()
+        }
+        endObject()
+    }
+
     /// The policy as set (`null` = the broker's default) and as applied.
     mutating func tokenPolicy(_ organization: Organization) {
         beginObject()
