@@ -75,13 +75,13 @@ public struct BrokerSessionService: Sendable {
         }
         let identity = try await github.resolver.identity(for: githubToken)
         let holder = try await github.holder(for: identity, createAccount: true, requireAny: false)
-        return try issue(for: holder.user, methods: ["github"], identityProvider: "github", subject: identity.login)
+        return try issue(for: holder.user, methods: ["github"], identityProvider: "github", githubLogin: identity.login)
     }
 
-    private func issue(for user: User, methods: [String], identityProvider: String, subject: String? = nil) throws -> SessionToken {
+    private func issue(for user: User, methods: [String], identityProvider: String, githubLogin: String? = nil) throws -> SessionToken {
         let grant = TokenIssuer.Grant.brokerSession(
             user: user, issuer: verifier.issuer, authenticatedAt: clock.now(), authenticationMethods: methods,
-            identityProvider: identityProvider, subject: subject)
+            identityProvider: identityProvider, githubLogin: githubLogin)
         let issued = try issuer.issue(grant, lifetime: lifetime)
         BrokerMetrics.tokenIssued(.session)
         logger.info(

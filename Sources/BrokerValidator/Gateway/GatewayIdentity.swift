@@ -7,7 +7,8 @@
 /// }
 /// ```
 public struct GatewayIdentity: Sendable, Equatable {
-    /// The token's `sub`: the local username or GitHub login.
+    /// The token's `sub`: the broker account's unique username (for a GitHub login too; the
+    /// GitHub login, for display, is `claims.githubLogin`).
     public let account: String
     /// The token's `org_roles`, e.g. `["member", "owner"]`.
     public let roles: [String]
