@@ -113,10 +113,17 @@ struct UsersCommand: AsyncParsableCommand {
     struct LinkGitHub: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "link-github",
-            abstract: "Link a GitHub login to an account: logging in with that GitHub identity gives the account's memberships.")
+            abstract: "Link a GitHub user to an account: logging in with that GitHub identity gives the account's memberships.",
+            discussion: """
+                The GitHub identity is GitHub's numeric user id (`curl https://api.github.com/users/LOGIN` shows it as \
+                `id`), never the login, which can be renamed and re-registered by someone else. Without --github-id, \
+                the first verified GitHub login with LOGIN records its id, and from then on only that id gets the account.
+                """)
         @OptionGroup var options: GlobalOptions
         @Argument var name: String
         @Argument(help: "The GitHub login (omit with --unlink).") var login: String?
+        @Option(name: .customLong("github-id"), help: "GitHub's numeric user id of LOGIN: only this GitHub user gets the account, from the first login on.")
+        var githubID: Int64?
         @Flag(help: "Remove the link instead.") var unlink = false
 
         func run() async throws {
@@ -124,8 +131,13 @@ struct UsersCommand: AsyncParsableCommand {
                 guard unlink == (login == nil) else {
                     throw ValidationError("give either a GitHub login or --unlink")
                 }
-                try await options.withAccounts { try await $0.linkGitHub(name, login: login, by: .operator) }
-                print(login.map { "linked \(name) to GitHub login \($0)" } ?? "unlinked \(name) from GitHub")
+                if let githubID {
+                    guard !unlink else { throw ValidationError("--github-id cannot be combined with --unlink") }
+                    guard githubID > 0 else { throw ValidationError("--github-id must be a positive integer") }
+                }
+                try await options.withAccounts { try await $0.linkGitHub(name, login: login, githubID: githubID, by: .operator) }
+                let id = githubID.map { " (GitHub user id \($0))" } ?? ""
+                print(login.map { "linked \(name) to GitHub login \($0)\(id)" } ?? "unlinked \(name) from GitHub")
             }
         }
     }
@@ -138,11 +150,12 @@ struct UsersCommand: AsyncParsableCommand {
             try await reportingErrors {
                 let users = try await options.withAccounts { try await $0.users() }
                 print(Table.render(
-                    ["ID", "USERNAME", "STATE", "ROLE", "PASSWORD", "GITHUB", "CREATED"],
+                    ["ID", "USERNAME", "STATE", "ROLE", "PASSWORD", "GITHUB", "GITHUB_ID", "CREATED"],
                     users.map { user in
                         [
                             "\(user.id)", user.username, user.isActive ? "active" : "disabled", user.globalRole?.rawValue ?? "-",
-                            Self.passwordKind(user.passwordHash), user.githubLogin ?? "-", Table.date(user.createdAt),
+                            Self.passwordKind(user.passwordHash), user.githubLogin ?? "-", user.githubID.map(String.init) ?? "-",
+                            Table.date(user.createdAt),
                         ]
                     }))
             }

@@ -248,8 +248,8 @@ public final class SQLiteStore: Store {
         }
     }
 
-    public func accountSnapshot(githubLogin login: String, organizations names: [String]) async throws -> AccountSnapshot {
-        let (sql, binds) = SQLiteTransaction.accountSnapshotQuery(login: login, organizations: names)
+    public func accountSnapshot(githubID: Int64, login: String, organizations names: [String]) async throws -> AccountSnapshot {
+        let (sql, binds) = SQLiteTransaction.accountSnapshotQuery(githubID: githubID, login: login, organizations: names)
         guard case .file = self.storage else {
             return try SQLiteTransaction.accountSnapshot(
                 from: try await self.withExclusiveConnection { try await $0.rows(sql, binds) })

@@ -79,7 +79,8 @@ final class SQLiteTransaction: StoreTransaction {
 
     // MARK: Users
 
-    private static let userColumns = "id, username, password_hash, is_active, created_at, github_login, global_role"
+    private static let userColumns =
+        "id, username, password_hash, is_active, created_at, github_login, github_id, global_role"
 
     static func user(from row: SQLiteRow) throws -> User {
         try User(
@@ -89,6 +90,7 @@ final class SQLiteTransaction: StoreTransaction {
             isActive: row.bool("is_active"),
             createdAt: row.date("created_at"),
             githubLogin: row.optionalString("github_login"),
+            githubID: row.optionalInt64("github_id"),
             globalRole: row.optionalString("global_role").map { name in
                 guard let role = GlobalRole(rawValue: name) else {
                     throw StoreError.engine("unknown role in column users.global_role")
@@ -102,15 +104,19 @@ final class SQLiteTransaction: StoreTransaction {
         let rows = try await self.execute(
             // A NULL id takes the next free one.
             """
-            INSERT INTO users (id, username, password_hash, is_active, created_at, github_login, global_role)
-            VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id
+            INSERT INTO users (id, username, password_hash, is_active, created_at, github_login, github_id, global_role)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id
             """,
             [
                 user.preferredID.map(SQLiteData.id) ?? .null, .text(user.username), .nullableText(user.passwordHash),
                 .bool(user.isActive), .date(user.createdAt), .nullableText(user.githubLogin),
-                .nullableText(user.globalRole?.rawValue),
+                user.githubID.map(SQLiteData.id) ?? .null, .nullableText(user.globalRole?.rawValue),
             ],
-            duplicate: { _ in "user \(user.username)" }
+            duplicate: { message in
+                if message.contains("github_login") { return "GitHub login \(user.githubLogin ?? "")" }
+                if message.contains("github_id") { return "GitHub user id \(user.githubID.map(String.init) ?? "")" }
+                return "user \(user.username)"
+            }
         )
         guard let row = rows.first else { throw StoreError.engine("INSERT INTO users returned no id") }
         return try User(
@@ -120,6 +126,7 @@ final class SQLiteTransaction: StoreTransaction {
             isActive: user.isActive,
             createdAt: user.createdAt,
             githubLogin: user.githubLogin,
+            githubID: user.githubID,
             globalRole: user.globalRole
         )
     }
@@ -130,11 +137,19 @@ final class SQLiteTransaction: StoreTransaction {
         ).first.map(Self.user(from:))
     }
 
-    func setGitHubLogin(userID: Int64, to login: String?) async throws {
+    func user(githubID: Int64) async throws -> User? {
+        try await self.execute(
+            "SELECT \(Self.userColumns) FROM users WHERE github_id = ?", [.id(githubID)]
+        ).first.map(Self.user(from:))
+    }
+
+    func setGitHubLink(userID: Int64, login: String?, id: Int64?) async throws {
         let rows = try await self.execute(
-            "UPDATE users SET github_login = ? WHERE id = ? RETURNING id",
-            [.nullableText(login), .id(userID)],
-            duplicate: { _ in "GitHub login \(login ?? "")" }
+            "UPDATE users SET github_login = ?, github_id = ? WHERE id = ? RETURNING id",
+            [.nullableText(login), id.map(SQLiteData.id) ?? .null, .id(userID)],
+            duplicate: { message in
+                message.contains("github_id") ? "GitHub user id \(id.map(String.init) ?? "")" : "GitHub login \(login ?? "")"
+            }
         )
         if rows.isEmpty { throw StoreError.notFound("user \(userID)") }
     }
@@ -415,32 +430,37 @@ final class SQLiteTransaction: StoreTransaction {
         }
     }
 
-    /// One statement for ``Store/accountSnapshot(githubLogin:organizations:)``: a single
+    /// One statement for ``Store/accountSnapshot(githubID:login:organizations:)``: a single
     /// SELECT is a consistent snapshot by itself, and one statement is one trip to the
-    /// database thread instead of five.
-    static func accountSnapshotQuery(login: String, organizations names: [String]) -> (String, [SQLiteData]) {
+    /// database thread instead of five. The account linked to the id wins over the one linked
+    /// to the login.
+    static func accountSnapshotQuery(githubID: Int64, login: String, organizations names: [String]) -> (String, [SQLiteData]) {
         let placeholders = Array(repeating: "?", count: names.count).joined(separator: ", ")
         let organizationsPart = names.isEmpty ? "" : """
             UNION ALL
-            SELECT 'o', NULL, NULL, NULL, NULL, NULL, NULL, NULL, o.id, o.name, o.cluster_name, o.created_at,
+            SELECT 'o', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, o.id, o.name, o.cluster_name, o.created_at,
                    o.access_lifetime, o.audiences, NULL, NULL, NULL
             FROM organizations AS o WHERE o.name IN (\(placeholders))
             """
         let sql = """
+            WITH account AS (
+                SELECT id FROM users WHERE github_id = ?1 OR github_login = ?2 COLLATE NOCASE
+                ORDER BY github_id IS ?1 DESC LIMIT 1
+            )
             SELECT 'u' AS kind, u.id, u.username, u.password_hash, u.is_active, u.created_at, u.github_login,
-                   u.global_role,
+                   u.github_id, u.global_role,
                    NULL AS organization_id, NULL AS name, NULL AS cluster_name, NULL AS organization_created_at,
                    NULL AS access_lifetime, NULL AS audiences,
                    NULL AS role, NULL AS membership_active, NULL AS membership_created_at
-            FROM users AS u WHERE u.github_login = ?1 COLLATE NOCASE
+            FROM users AS u WHERE u.id IN account
             UNION ALL
-            SELECT 'm', u.id, NULL, NULL, NULL, NULL, NULL, NULL, o.id, o.name, o.cluster_name, o.created_at,
+            SELECT 'm', u.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, o.id, o.name, o.cluster_name, o.created_at,
                    o.access_lifetime, o.audiences, m.role, m.is_active, m.created_at
             FROM users AS u JOIN memberships AS m ON m.user_id = u.id JOIN organizations AS o ON o.id = m.organization_id
-            WHERE u.github_login = ?1 COLLATE NOCASE
+            WHERE u.id IN account
             \(organizationsPart)
             """
-        return (sql, [.text(login)] + names.map { .text($0) })
+        return (sql, [.id(githubID), .text(login)] + names.map { .text($0) })
     }
 
     static func accountSnapshot(from rows: [SQLiteRow]) throws -> AccountSnapshot {

@@ -114,7 +114,8 @@ public final class FakeGitHub: Sendable {
 
     // MARK: - Users and tokens
 
-    /// Adds a GitHub user reachable with `token` (and any later `addToken`).
+    /// Adds a GitHub user reachable with `token` (and any later `addToken`). Each user gets a
+    /// numeric id of their own (`id`, or the next free one), kept across renames.
     ///
     /// - Parameters:
     ///   - scopes: the token's OAuth scopes; without `read:org`, memberships and teams answer 403.
@@ -130,6 +131,27 @@ public final class FakeGitHub: Sendable {
             state.users[login] = .init(login: login, id: userID, organizations: organizations, teams: teams)
             state.tokens[token] = .init(login: login, scopes: scopes)
         }
+    }
+
+    /// The user renames their login, as GitHub allows: the numeric id and every token stay
+    /// theirs, and the old login is free for someone else (`addUser(login: old, ...)`).
+    ///
+    /// ```swift
+    /// github.renameUser("alice", to: "alice-renamed")
+    /// github.addUser(login: "alice", token: "ghp_mallory")   // a new user id takes the old login
+    /// ```
+    public func renameUser(_ login: String, to newLogin: String) {
+        state.withLock { state in
+            guard var user = state.users.removeValue(forKey: login) else { return }
+            user.login = newLogin
+            state.users[newLogin] = user
+            for (token, grant) in state.tokens where grant.login == login { state.tokens[token]?.login = newLogin }
+        }
+    }
+
+    /// GitHub's numeric user id of `login`, stable across renames.
+    public func userID(of login: String) -> Int64? {
+        state.withLock { $0.users[login]?.id }
     }
 
     /// Another token for an existing user.

@@ -91,7 +91,8 @@ final class GitHubLoginTests: XCTestCase {
         try await harness.services.accounts.linkGitHub("alice", login: "alice-gh", by: .operator)
         let issued = try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
         let claims = try harness.services.verifier.verify(issued.token, audience: "org1")
-        XCTAssertEqual(claims.subject, "Alice-GH")
+        XCTAssertEqual(claims.subject, "alice", "sub is the account, never the GitHub login")
+        XCTAssertEqual(claims.githubLogin, "Alice-GH", "the GitHub login as GitHub spells it, for display")
         XCTAssertEqual(claims.username, "alice")
         XCTAssertEqual(claims.audience, ["org1"])
         XCTAssertEqual(claims.memberships, ["org1": ["member"]])
@@ -263,7 +264,18 @@ final class GitHubLoginTests: XCTestCase {
         github.add(token: "pat-bob", .init(login: "bob", id: 9, organizations: ["SlideRuleEarth": .init(state: "active", role: "member")]))
         let issued = try await service.generation2Login(githubToken: "pat-bob", method: "github_pat")
         XCTAssertEqual(issued.claims.username, "bob@github", "the local bob is someone else")
-        XCTAssertEqual(issued.claims.subject, "bob")
+        XCTAssertEqual(issued.claims.subject, "bob@github", "two people never share a sub")
+        XCTAssertEqual(issued.claims.githubLogin, "bob")
+        // The same for generation 1 and broker sessions: the local bob's tokens say "bob".
+        let bundle = try await service.generation1Login(githubToken: "pat-bob", organization: "sliderule")
+        XCTAssertEqual(bundle.claims.subject, "bob@github")
+        XCTAssertEqual(bundle.claims.githubLogin, "bob")
+        let refreshed = try await harness.services.orgTokens.refresh(bundle.refresh)
+        XCTAssertEqual(refreshed.claims.subject, "bob@github")
+        XCTAssertEqual(refreshed.claims.githubLogin, "bob")
+        let session = try await harness.services.sessions.signIn(githubToken: "pat-bob")
+        XCTAssertEqual(session.claims.subject, "bob@github")
+        XCTAssertEqual(session.claims.githubLogin, "bob")
     }
 
     func testAMembershipChangeAppliesWithinASecond() async throws {
@@ -280,5 +292,122 @@ final class GitHubLoginTests: XCTestCase {
         await XCTAssertBrokerError(.notAMember) {
             try await self.service.generation2Login(githubToken: "pat-alice", method: "github_pat")
         }
+    }
+    // MARK: The GitHub identity is the numeric user id
+
+    func account(_ username: String) async throws -> User? {
+        try await harness.services.store.read { try await $0.user(named: username) }
+    }
+
+    func testTheFirstVerifiedLoginRecordsTheGitHubIDAndNoOtherIDGetsTheAccount() async throws {
+        try await harness.services.accounts.linkGitHub("alice", login: "alice-gh", by: .operator)
+        let linked = try await account("alice")
+        XCTAssertNil(linked?.githubID, "linked by login only")
+        let first = try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
+        let recorded = try await account("alice")
+        let alice = try XCTUnwrap(recorded)
+        XCTAssertEqual(alice.githubID, 1, "recorded at the first verified login")
+        XCTAssertEqual(alice.githubLogin, "Alice-GH", "as GitHub spells it")
+        XCTAssertEqual(first.claims.userID, alice.id)
+
+        // Alice renames her GitHub account; Mallory registers her old login.
+        github.update(token: "pat-alice") { $0.login = "alice-renamed" }
+        github.add(token: "pat-mallory", .init(login: "alice-gh", id: 666))
+        await XCTAssertBrokerError(.githubIdentityMismatch) {
+            try await self.service.generation2Login(githubToken: "pat-mallory", method: "github_pat")
+        }
+        await XCTAssertBrokerError(.githubIdentityMismatch) {
+            try await self.service.generation1Login(githubToken: "pat-mallory", organization: "org1")
+        }
+        await XCTAssertBrokerError(.githubIdentityMismatch) {
+            try await self.harness.services.sessions.signIn(githubToken: "pat-mallory")
+        }
+        XCTAssertEqual(BrokerError(.githubIdentityMismatch, "").code.httpStatus, 401)
+        let unchanged = try await account("alice")
+        XCTAssertEqual(unchanged?.githubID, 1, "a refused login changes nothing")
+    }
+
+    func testARenameKeepsTheAccountAndUpdatesTheStoredLogin() async throws {
+        try await harness.services.accounts.linkGitHub("alice", login: "alice-gh", by: .operator)
+        let first = try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
+        github.update(token: "pat-alice") { $0.login = "alice-renamed" }
+        harness.clock.advance(by: 301)  // GitHub's answer is asked again
+        let renamed = try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
+        XCTAssertEqual(renamed.claims.userID, first.claims.userID)
+        XCTAssertEqual(renamed.claims.subject, "alice")
+        XCTAssertEqual(renamed.claims.githubLogin, "alice-renamed")
+        XCTAssertEqual(renamed.claims.memberships, ["org1": ["member"]])
+        let alice = try await account("alice")
+        XCTAssertEqual(alice?.githubLogin, "alice-renamed")
+        XCTAssertEqual(alice?.githubID, 1)
+        // The old login is free: its new holder is a stranger, not alice.
+        github.add(token: "pat-mallory", .init(login: "alice-gh", id: 666))
+        await XCTAssertBrokerError(.notAMember) {
+            try await self.service.generation2Login(githubToken: "pat-mallory", method: "github_pat")
+        }
+    }
+
+    func testALinkWithAGitHubIDAdmitsOnlyThatID() async throws {
+        try await harness.services.accounts.linkGitHub("alice", login: "alice-gh", githubID: 1, by: .operator)
+        github.add(token: "pat-mallory", .init(login: "alice-gh", id: 666))
+        await XCTAssertBrokerError(.githubIdentityMismatch) {
+            try await self.service.generation2Login(githubToken: "pat-mallory", method: "github_pat")
+        }
+        let issued = try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
+        XCTAssertEqual(issued.claims.subject, "alice")
+        // Re-linking the same login keeps the recorded id; another id is refused as a duplicate.
+        try await harness.services.accounts.linkGitHub("alice", login: "ALICE-GH", by: .operator)
+        let relinked = try await account("alice")
+        XCTAssertEqual(relinked?.githubID, 1)
+        await XCTAssertBrokerError(.alreadyExists) {
+            try await self.harness.services.accounts.linkGitHub("bob", login: "bob-gh", githubID: 1, by: .operator)
+        }
+        await XCTAssertBrokerError(.invalidRequest) {
+            try await self.harness.services.accounts.linkGitHub("alice", login: "alice-gh", githubID: 0, by: .operator)
+        }
+    }
+
+    func testMappingAdmittedAccountsAreKeyedByID() async throws {
+        let first = try await service.generation2Login(githubToken: "pat-carol", method: "github_pat")
+        let carol = try await account("carol")
+        XCTAssertEqual(carol?.githubID, 3)
+        // Carol renames; Mallory, an owner in the same GitHub org, takes the login "carol".
+        github.update(token: "pat-carol") { $0.login = "carol-renamed" }
+        github.add(
+            token: "pat-mallory",
+            .init(login: "carol", id: 666, organizations: ["SlideRuleEarth": .init(state: "active", role: "admin")]))
+        await XCTAssertBrokerError(.githubIdentityMismatch) {
+            try await self.service.generation2Login(githubToken: "pat-mallory", method: "github_pat")
+        }
+        harness.clock.advance(by: 301)
+        let renamed = try await service.generation2Login(githubToken: "pat-carol", method: "github_pat")
+        XCTAssertEqual(renamed.claims.userID, first.claims.userID, "the rename keeps carol's account")
+        XCTAssertEqual(renamed.claims.subject, "carol")
+        XCTAssertEqual(renamed.claims.githubLogin, "carol-renamed")
+        // Now that carol's account carries her new login, Mallory gets an account of her own.
+        let mallory = try await service.generation2Login(githubToken: "pat-mallory", method: "github_pat")
+        XCTAssertNotEqual(mallory.claims.userID, first.claims.userID)
+        XCTAssertEqual(mallory.claims.subject, "carol@github")
+        XCTAssertEqual(mallory.claims.githubLogin, "carol")
+        let malloryAccount = try await account("carol@github")
+        XCTAssertEqual(malloryAccount?.githubID, 666)
+    }
+
+    func testARenewalFollowsTheAccountNotTheLogin() async throws {
+        let first = try await service.generation2Login(githubToken: "pat-carol", method: "github_pat")
+        XCTAssertEqual(first.claims.memberships?["sliderule"], ["owner", "member"])
+        // Carol renames; Mallory takes "carol" and is refused, but GitHub's answer about her is
+        // fresh in the cache. Carol's renewal must not pick it up by the login.
+        github.update(token: "pat-carol") { $0.login = "carol-renamed" }
+        github.add(token: "pat-mallory", .init(login: "carol", id: 666))
+        await XCTAssertBrokerError(.githubIdentityMismatch) {
+            try await self.service.generation2Login(githubToken: "pat-mallory", method: "github_pat")
+        }
+        harness.clock.advance(by: 60)
+        let renewed = try await service.generation2Refresh(bearer: first.token)
+        XCTAssertEqual(renewed.claims.userID, first.claims.userID)
+        XCTAssertEqual(renewed.claims.subject, "carol")
+        XCTAssertEqual(renewed.claims.githubLogin, "carol")
+        XCTAssertEqual(renewed.claims.memberships, first.claims.memberships)
     }
 }

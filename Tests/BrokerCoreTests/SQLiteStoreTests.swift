@@ -954,7 +954,7 @@ extension SQLiteStoreTests {
             try await tx.upsertMembership(Membership(organizationID: org1.id, userID: user.id, role: .member, isActive: false, createdAt: day))
             return (user, org1, org2)
         }
-        let snapshot = try await store.accountSnapshot(githubLogin: "carol-gh", organizations: ["org3", "missing", "org1"])
+        let snapshot = try await store.accountSnapshot(githubID: 77, login: "carol-gh", organizations: ["org3", "missing", "org1"])
         XCTAssertEqual(snapshot.user, user)
         XCTAssertEqual(snapshot.memberships.map(\.organization), [org1, org2])
         XCTAssertEqual(snapshot.memberships.map(\.membership.role), [.member, .owner])
@@ -967,7 +967,70 @@ extension SQLiteStoreTests {
                 organizations: try await tx.organizations(named: ["org3", "missing", "org1"]))
         }
         XCTAssertEqual(snapshot, composed)
-        let nobody = try await store.accountSnapshot(githubLogin: "nobody", organizations: [])
+        let nobody = try await store.accountSnapshot(githubID: 78, login: "nobody", organizations: [])
         XCTAssertEqual(nobody, AccountSnapshot(user: nil, memberships: [], organizations: []))
+    }
+
+    func testTheAccountOfAGitHubIDWinsOverTheAccountOfItsLogin() async throws {
+        let store = try await self.openStore()
+        let day = Date(timeIntervalSince1970: 86_400)
+        let (renamed, stale) = try await store.transaction { tx in
+            let renamed = try await tx.insertUser(
+                NewUser(username: "carol", passwordHash: nil, createdAt: day, githubLogin: "carol-old", githubID: 7))
+            let stale = try await tx.insertUser(
+                NewUser(username: "dave", passwordHash: nil, createdAt: day, githubLogin: "Carol-New", githubID: 8))
+            return (renamed, stale)
+        }
+        var snapshot = try await store.accountSnapshot(githubID: 7, login: "carol-new", organizations: [])
+        XCTAssertEqual(snapshot.user, renamed, "by id, though another account still holds the login")
+        snapshot = try await store.accountSnapshot(githubID: 9, login: "carol-new", organizations: [])
+        XCTAssertEqual(snapshot.user, stale, "by login when no account has the id: the caller compares the ids")
+        let byID = try await store.read { tx in try await tx.user(githubID: 8) }
+        XCTAssertEqual(byID, stale)
+        await self.assertThrows(.duplicate("GitHub user id 7")) {
+            try await store.transaction { tx in try await tx.setGitHubLink(userID: stale.id, login: "dave-gh", id: 7) }
+        }
+        await self.assertThrows(.duplicate("GitHub login carol-old")) {
+            try await store.transaction { tx in try await tx.setGitHubLink(userID: stale.id, login: "carol-old", id: 8) }
+        }
+        await self.assertThrows(.duplicate("GitHub user id 8")) {
+            _ = try await store.transaction { tx in
+                try await tx.insertUser(NewUser(username: "erin", passwordHash: nil, createdAt: day, githubID: 8))
+            }
+        }
+    }
+
+    func testMigrationGivesLoginLinkedRowsANullGitHubIDWithAUniqueIndex() async throws {
+        let path = self.databasePath
+        // The schema as it was before GitHub user ids, with a row linked by login.
+        let before = Array(Schema.migrations.prefix { !$0.statements.joined().contains("github_id") })
+        XCTAssertLessThan(before.count, Schema.migrations.count)
+        let old = try await SQLiteStore.open(path: path, logger: Fixture.logger, migrations: before)
+        try await old.withExclusiveConnection { connection in
+            _ = try await connection.rows(
+                """
+                INSERT INTO users (username, password_hash, is_active, created_at, github_login)
+                VALUES ('alice', NULL, 1, 86400, 'Alice-GH'), ('bob', NULL, 1, 86400, NULL)
+                """)
+        }
+        try await old.close()
+
+        let store = try await self.openStore(path: path)
+        let alice = try await store.read { tx in try await tx.user(named: "alice") }
+        XCTAssertEqual(alice?.githubLogin, "Alice-GH")
+        XCTAssertNil(alice?.githubID, "the id comes with the next verified login")
+        let snapshot = try await store.accountSnapshot(githubID: 42, login: "alice-gh", organizations: [])
+        XCTAssertEqual(snapshot.user, alice)
+        try await store.transaction { tx in try await tx.setGitHubLink(userID: alice!.id, login: "Alice-GH", id: 42) }
+        let recorded = try await store.read { tx in try await tx.user(githubID: 42) }
+        XCTAssertEqual(recorded?.username, "alice")
+        let bob = try await store.read { tx in try await tx.user(named: "bob") }
+        await self.assertThrows(.duplicate("GitHub user id 42")) {
+            try await store.transaction { tx in try await tx.setGitHubLink(userID: bob!.id, login: "bob-gh", id: 42) }
+        }
+        do {
+            try await store.transaction { tx in try await tx.setGitHubLink(userID: bob!.id, login: "bob-gh", id: 0) }
+            XCTFail("a GitHub user id is positive")
+        } catch is StoreError {}
     }
 }

@@ -68,6 +68,28 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(try broker.run(["users", "link-github", "bob", "alice-gh"]).status, 0)
     }
 
+    func testLinkGitHubWithTheNumericID() throws {
+        XCTAssertEqual(try broker.run(["users", "add", "alice", "--no-password"]).status, 0)
+        XCTAssertEqual(try broker.run(["users", "add", "bob", "--no-password"]).status, 0)
+        var result = try broker.run(["users", "link-github", "alice", "Alice-GH", "--github-id", "583231"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stdout.contains("583231"), result.stdout)
+        result = try broker.run(["users", "list"])
+        XCTAssertTrue(result.stdout.contains("GITHUB_ID"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("583231"), result.stdout)
+        result = try broker.run(["users", "link-github", "bob", "bob-gh", "--github-id", "583231"])
+        XCTAssertEqual(result.status, 1, "one GitHub user, one account")
+        XCTAssertTrue(result.stderr.contains("GitHub user id 583231 is linked to another account"), result.stderr)
+        for bad in ["0", "-5", "twelve"] {
+            result = try broker.run(["users", "link-github", "bob", "bob-gh", "--github-id", bad])
+            XCTAssertNotEqual(result.status, 0, bad)
+        }
+        result = try broker.run(["users", "link-github", "alice", "--unlink", "--github-id", "583231"])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertEqual(try broker.run(["users", "link-github", "alice", "--unlink"]).status, 0)
+        XCTAssertFalse(try broker.run(["users", "list"]).stdout.contains("583231"), "unlinking forgets the id")
+    }
+
     func testDjangoImport() throws {
         let dump = """
             [

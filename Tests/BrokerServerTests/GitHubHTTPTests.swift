@@ -45,6 +45,7 @@ final class GitHubHTTPTests: XCTestCase {
             let claims = try harness.services.verifier.verify(token, audience: "sliderule-dev")
             XCTAssertEqual(metadata["exp"] as? Int, Int(claims.expiresAt))
             XCTAssertEqual(metadata["sub"] as? String, "carol")
+            XCTAssertEqual(metadata["github_login"] as? String, "carol")
             XCTAssertEqual(metadata["org_roles"] as? [String], ["owner", "member"])
             XCTAssertEqual(metadata["aud"] as? [String], ["sliderule", "sliderule-dev"])
             XCTAssertEqual(metadata["memberships"] as? [String: [String]], ["sliderule": ["owner", "member"]])
@@ -271,6 +272,65 @@ final class GitHubHTTPTests: XCTestCase {
             (status, body) = try await Self.pat(client, "ghp_carol")
             XCTAssertEqual(status, .forbidden)
             XCTAssertEqual(body["error"] as? String, "not_a_member")
+        }
+    }
+    static func auditLines(_ harness: ServerHarness) throws -> [[String: Any]] {
+        let text = try String(contentsOfFile: harness.services.configuration.auditLogPath, encoding: .utf8)
+        return try text.split(separator: "\n").map {
+            try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
+    }
+
+    /// The GitHub identity is the numeric user id: a rename keeps the account; whoever registers
+    /// the old login gets 401 until the account carries the new one, then an account of their own.
+    func testARenameKeepsTheAccountAndTheOldLoginsNewHolderIsRefused() async throws {
+        let harness = self.harness!
+        let github = self.github!
+        try await harness.withClient { client in
+            var (status, body) = try await Self.pat(client, "ghp_carol")
+            XCTAssertEqual(status, .ok)
+            let carol = try XCTUnwrap(body["metadata"] as? [String: Any])
+            let carolID = try XCTUnwrap(carol["user_id"] as? Int)
+
+            github.renameUser("carol", to: "carol-renamed")
+            github.addUser(login: "carol", id: 77, token: "ghp_mallory", organizations: ["SlideRuleEarth": .admin])
+            (status, body) = try await Self.pat(client, "ghp_mallory")
+            XCTAssertEqual(status, .unauthorized)
+            XCTAssertEqual(body["status"] as? String, "error")
+            XCTAssertEqual(body["error"] as? String, "github_identity_mismatch")
+            let (generation1, refused) = try await client.postJSON(
+                "/api/org_token_github/", #"{"org_name":"sliderule","access_token":"ghp_mallory"}"#)
+            XCTAssertEqual(generation1, .unauthorized)
+            XCTAssertEqual(refused["error"] as? String, "github_identity_mismatch")
+            let audited = try Self.auditLines(harness).filter { $0["reason"] as? String == "github_identity_mismatch" }
+            XCTAssertEqual(audited.count, 2, "each refusal is audited")
+            XCTAssertEqual(audited.first?["action"] as? String, "login.github_pat")
+            XCTAssertEqual(audited.first?["outcome"] as? String, "failure")
+            XCTAssertEqual(audited.first?["client_ip"] as? String, "127.0.0.1")
+
+            harness.clock.advance(by: 301)  // GitHub is asked again
+            (status, body) = try await Self.pat(client, "ghp_carol")
+            XCTAssertEqual(status, .ok)
+            let renamed = try XCTUnwrap(body["metadata"] as? [String: Any])
+            XCTAssertEqual(renamed["user_id"] as? Int, carolID, "the same account")
+            XCTAssertEqual(renamed["sub"] as? String, "carol")
+            XCTAssertEqual(renamed["github_login"] as? String, "carol-renamed")
+            XCTAssertEqual(renamed["org_roles"] as? [String], ["owner", "member"])
+
+            (status, body) = try await Self.pat(client, "ghp_mallory")
+            XCTAssertEqual(status, .ok)
+            let mallory = try XCTUnwrap(body["metadata"] as? [String: Any])
+            XCTAssertNotEqual(mallory["user_id"] as? Int, carolID)
+            XCTAssertEqual(mallory["sub"] as? String, "carol@github", "two people never share a sub")
+            XCTAssertEqual(mallory["github_login"] as? String, "carol")
+
+            // Introspection names the account too.
+            try await harness.services.accounts.setGlobalRole("bob", to: .introspector, by: .operator)
+            let introspector = try await client.sessionToken("bob")
+            let answer = try await client.form("/oauth/introspect", "token=\(try XCTUnwrap(body["token"] as? String))", token: introspector)
+            XCTAssertEqual(answer.body["active"] as? Bool, true)
+            XCTAssertEqual(answer.body["sub"] as? String, "carol@github")
+            XCTAssertEqual(answer.body["github_login"] as? String, "carol")
         }
     }
 }

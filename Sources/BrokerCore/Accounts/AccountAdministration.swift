@@ -85,19 +85,32 @@ public struct AccountAdministration: Sendable {
         }
     }
 
-    /// Links a GitHub login to an account (the generation-1 model): a GitHub login with that
+    /// Links a GitHub user to an account (the generation-1 model): a GitHub login with that
     /// identity then gets exactly the account's memberships. `nil` unlinks.
-    public func linkGitHub(_ username: String, login: String?, by actor: AdministrativeActor) async throws {
+    ///
+    /// The identity is GitHub's numeric user id. Without `githubID` the link holds the login
+    /// alone and the first verified GitHub login with it records the id (re-linking the login
+    /// an account already has keeps the recorded id); from then on only that id gets the account.
+    public func linkGitHub(
+        _ username: String, login: String?, githubID: Int64? = nil, by actor: AdministrativeActor
+    ) async throws {
+        let reason = login.map { "github_login=\($0)" + (githubID.map { " github_id=\($0)" } ?? "") } ?? "unlinked"
         let audited = audited(.userLinkGitHub, by: actor, target: username)
         try await audited.run {
             try actor.requireGlobalAdmin("link GitHub logins")
             if let login { try NamePolicy.validateGitHubLogin(login) }
-            try await audited.commit(in: store, reason: login.map { "github_login=\($0)" } ?? "unlinked") { tx in
+            if let githubID {
+                guard login != nil else { throw BrokerError(.invalidRequest, "a GitHub user id needs a GitHub login") }
+                guard githubID > 0 else { throw BrokerError(.invalidRequest, "a GitHub user id is a positive integer") }
+            }
+            try await audited.commit(in: store, reason: reason) { tx in
                 let user = try await Self.requireUser(username, tx)
+                let sameLogin = login != nil && user.githubLogin?.lowercased() == login?.lowercased()
+                let id = githubID ?? (sameLogin ? user.githubID : nil)
                 do {
-                    try await tx.setGitHubLogin(userID: user.id, to: login)
-                } catch StoreError.duplicate {
-                    throw BrokerError(.alreadyExists, "the GitHub login \(login ?? "") is linked to another account")
+                    try await tx.setGitHubLink(userID: user.id, login: login, id: id)
+                } catch StoreError.duplicate(let what) {
+                    throw BrokerError(.alreadyExists, "the \(what) is linked to another account")
                 }
             }
         }

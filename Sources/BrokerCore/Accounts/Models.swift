@@ -10,15 +10,21 @@ public struct User: Sendable, Equatable {
     public var passwordHash: String?
     public var isActive: Bool
     public var createdAt: Date
-    /// The GitHub login linked to this account (compared case-insensitively, as GitHub does).
+    /// The GitHub login linked to this account (compared case-insensitively, as GitHub does), as
+    /// GitHub last spelled it: for display and for finding a link whose ``githubID`` is unknown.
     public var githubLogin: String?
+    /// GitHub's numeric user id, the identity itself: logins get renamed and re-registered, ids
+    /// never change hands. Recorded at the first verified GitHub login (or given when linking);
+    /// from then on only this id gets the account. `nil`: linked by login only, not yet verified.
+    public var githubID: Int64?
     /// The account's role across the whole broker (`nil`: none).
     public var globalRole: GlobalRole?
 
     public init(
         id: Int64, username: String, passwordHash: String?, isActive: Bool, createdAt: Date, githubLogin: String? = nil,
-        globalRole: GlobalRole? = nil
+        githubID: Int64? = nil, globalRole: GlobalRole? = nil
     ) {
+        self.githubID = githubID
         self.id = id
         self.username = username
         self.passwordHash = passwordHash
@@ -49,12 +55,14 @@ public struct NewUser: Sendable, Equatable {
     /// that `user_id` in tokens stays what gateways and nodes already know. Must be free.
     public var preferredID: Int64?
     public var githubLogin: String?
+    public var githubID: Int64?
     public var globalRole: GlobalRole?
 
     public init(
         username: String, passwordHash: String?, isActive: Bool = true, createdAt: Date, preferredID: Int64? = nil,
-        githubLogin: String? = nil, globalRole: GlobalRole? = nil
+        githubLogin: String? = nil, githubID: Int64? = nil, globalRole: GlobalRole? = nil
     ) {
+        self.githubID = githubID
         self.globalRole = globalRole
         self.username = username
         self.passwordHash = passwordHash

@@ -78,11 +78,11 @@ public struct BrokerSessionService: Sendable {
         try github.loginThrottle.admit(clientIP: clientIP)
         let identity = try await github.resolver.identity(for: githubToken)
         let holder = try await github.holder(for: identity, createAccount: true, requireAny: false)
-        return try await issue(for: holder.user, methods: ["github"], identityProvider: "github", subject: identity.login)
+        return try await issue(for: holder.user, methods: ["github"], identityProvider: "github", githubLogin: identity.login)
     }
 
     private func issue(
-        for user: User, methods: [String], identityProvider: String, subject: String? = nil
+        for user: User, methods: [String], identityProvider: String, githubLogin: String? = nil
     ) async throws -> SessionToken {
         let now = clock.now()
         // The session ends with its one token: a broker session token is never renewed.
@@ -91,7 +91,7 @@ public struct BrokerSessionService: Sendable {
             expiresAt: now.addingTimeInterval(TimeInterval(lifetime)))
         var grant = TokenIssuer.Grant.brokerSession(
             user: user, issuer: verifier.issuer, authenticatedAt: now, authenticationMethods: methods,
-            identityProvider: identityProvider, subject: subject)
+            identityProvider: identityProvider, githubLogin: githubLogin)
         grant.sessionID = session.id
         let issued = try issuer.issue(grant, lifetime: lifetime)
         BrokerMetrics.tokenIssued(.session)

@@ -67,7 +67,7 @@ public struct OrgTokenService: Sendable {
     /// Starts a refresh family for an authenticated user's membership and returns its first bundle.
     public func startSession(
         user: User, organization: Organization, role: Role, methods: [String], identityProvider: String,
-        subject: String? = nil
+        githubLogin: String? = nil
     ) async throws -> TokenBundle {
         let now = clock.now()
         let rotation = self.rotation
@@ -77,7 +77,7 @@ public struct OrgTokenService: Sendable {
         }
         let grant = TokenIssuer.Grant.organization(
             user: user, organization: organization, role: role, authenticatedAt: now,
-            authenticationMethods: methods, identityProvider: identityProvider, subject: subject,
+            authenticationMethods: methods, identityProvider: identityProvider, githubLogin: githubLogin,
             sessionID: refresh.family.id)
         let bundle = try bundle(for: grant, refresh: refresh.token, refreshExpiresAt: refresh.expiresAt, now: now)
         logger.info(
@@ -113,7 +113,7 @@ public struct OrgTokenService: Sendable {
                 return TokenIssuer.Grant.organization(
                     user: user, organization: organization, role: role, authenticatedAt: family.authenticatedAt,
                     authenticationMethods: family.authenticationMethods, identityProvider: viaGitHub ? "github" : "local",
-                    subject: viaGitHub ? user.githubLogin : nil, sessionID: family.id)
+                    githubLogin: viaGitHub ? user.githubLogin : nil, sessionID: family.id)
             }
         }
         switch outcome {
@@ -137,16 +137,17 @@ public struct OrgTokenService: Sendable {
         if let membership = try await tx.membership(organizationID: organization.id, userID: user.id), membership.isActive {
             return membership.role
         }
-        guard viaGitHub, let resolver = githubIdentities, let login = user.githubLogin,
+        guard viaGitHub, let resolver = githubIdentities,
             resolver.mappings.contains(where: { $0.organization == organization.name })
         else {
             throw BrokerError(.notAMember, "\(user.username) has no active membership in \(organization.name)")
         }
-        guard let identity = resolver.recentIdentity(login: login) else {
+        // By id: whoever holds the account's old login now is someone else.
+        guard let githubID = user.githubID, let identity = resolver.recentIdentity(githubID: githubID) else {
             throw BrokerError(.invalidRefreshToken, "GitHub must confirm the membership again: log in again")
         }
         guard let grant = identity.grants[organization.name] else {
-            throw BrokerError(.notAMember, "GitHub no longer admits \(login) to \(organization.name)")
+            throw BrokerError(.notAMember, "GitHub no longer admits \(identity.login) to \(organization.name)")
         }
         return grant.role
     }

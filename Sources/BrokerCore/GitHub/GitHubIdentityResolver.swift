@@ -5,8 +5,9 @@ import Synchronization
 /// Asks GitHub who holds a token and which mapped organizations admit them, and remembers the
 /// answer for a while, keyed by a SHA-256 of the token (never the token), so that a client
 /// that logs in repeatedly costs one round of GitHub calls per TTL. A token GitHub rejected is
-/// remembered briefly too. The latest identity per login is kept for the same TTL, for
-/// re-checks that only have a broker token (generation 2's `/auth/refresh`).
+/// remembered briefly too. The latest identity per GitHub user id (never per login, which changes
+/// hands) is kept for the same TTL, for re-checks that only have a broker token (generation 2's
+/// `/auth/refresh`, a generation-1 refresh).
 ///
 /// ```swift
 /// let resolver = GitHubIdentityResolver(api: client, mappings: config.githubOrganizations, clock: SystemWallClock())
@@ -23,7 +24,7 @@ public final class GitHubIdentityResolver: Sendable {
 
     private struct State {
         var byToken: [String: Entry] = [:]
-        var byLogin: [String: (identity: GitHubIdentity, expiresAt: Date)] = [:]
+        var byGitHubID: [Int64: (identity: GitHubIdentity, expiresAt: Date)] = [:]
     }
 
     private enum Entry {
@@ -84,11 +85,11 @@ public final class GitHubIdentityResolver: Sendable {
         }
     }
 
-    /// The identity last verified for `login`, if it is younger than the TTL.
-    public func recentIdentity(login: String) -> GitHubIdentity? {
+    /// The identity last verified for the GitHub user `githubID`, if it is younger than the TTL.
+    public func recentIdentity(githubID: Int64) -> GitHubIdentity? {
         let now = clock.now()
         return state.withLock { state in
-            guard let entry = state.byLogin[login.lowercased()], entry.expiresAt > now else { return nil }
+            guard let entry = state.byGitHubID[githubID], entry.expiresAt > now else { return nil }
             return entry.identity
         }
     }
@@ -102,10 +103,10 @@ public final class GitHubIdentityResolver: Sendable {
             }
             state.byToken[key] = entry
             if let identity {
-                if state.byLogin.count >= capacity {
-                    state.byLogin = state.byLogin.filter { $0.value.expiresAt > now }
+                if state.byGitHubID.count >= capacity {
+                    state.byGitHubID = state.byGitHubID.filter { $0.value.expiresAt > now }
                 }
-                state.byLogin[identity.login.lowercased()] = (identity, entry.expiresAt)
+                state.byGitHubID[identity.githubID] = (identity, entry.expiresAt)
             }
         }
     }

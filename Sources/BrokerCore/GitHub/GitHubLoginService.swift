@@ -7,10 +7,13 @@ import Synchronization
 /// every cluster the holder may use) and generation 1 (`/api/org_token_github/`: a bundle for
 /// one organization).
 ///
-/// Who gets what: a local account linked to the GitHub login brings exactly its memberships;
+/// Who gets what: a local account linked to the GitHub user brings exactly its memberships;
 /// GitHub-mapped organizations (configuration) add theirs. A GitHub user admitted only through
 /// a mapping gets a local account (linked, no password) at first login, so `user_id` is always
-/// an integer.
+/// an integer. The GitHub identity is GitHub's numeric user id, never the login: a link made by
+/// login alone records the id at its first verified login, and from then on only that id gets
+/// the account (see ``holder(for:createAccount:requireAny:)``). Tokens name the account in `sub`
+/// and carry the GitHub login only for display, in `github_login`.
 ///
 /// ```swift
 /// let token = try await service.generation2Login(githubToken: pat, method: "github_pat")
@@ -116,25 +119,35 @@ public struct GitHubLoginService: Sendable {
         guard remaining > 0 else {
             throw BrokerError(.sessionExpired, "the session has reached its maximum lifetime; log in again")
         }
-        let mapped = Set(resolver.mappings.map(\.organization))
-        let identity: GitHubIdentity
-        if let recent = resolver.recentIdentity(login: claims.subject) {
-            identity = recent
-        } else if previous.keys.contains(where: mapped.contains) {
-            throw BrokerError(.invalidToken, "GitHub must confirm the memberships again: log in again")
-        } else {
-            identity = GitHubIdentity(login: claims.subject, githubID: 0, grants: [:], verifiedAt: now)
-        }
+        let identity = try await renewedIdentity(of: claims, previous: previous, now: now)
         let holder = try await holder(for: identity, createAccount: false)
-        guard holder.user.id == session.userID else {
-            throw BrokerError(.invalidToken, "this token's session belongs to another account; log in again")
+        guard holder.user.id == session.userID, holder.user.id == claims.userID else {
+            throw BrokerError(.invalidToken, "this GitHub identity no longer names the token's account: log in again")
         }
         var grant = generation2Grant(
-            holder, login: claims.subject, authenticatedAt: authenticatedAt, methods: claims.authenticationMethods)
+            holder, login: identity.login, authenticatedAt: authenticatedAt, methods: claims.authenticationMethods)
         grant.sessionID = session.id
         let renewed = try issuer.issue(grant, lifetime: min(generation2Lifetime, remaining))
         BrokerMetrics.tokenIssued(.generation2)
         return renewed
+    }
+
+    /// The GitHub identity a renewal re-checks: the one recorded on the token's account (`sub`
+    /// and `user_id` name the account; a login could name someone else by now), with GitHub's
+    /// recent answer when there is one.
+    private func renewedIdentity(
+        of claims: AccessTokenClaims, previous: [String: [String]], now: Date
+    ) async throws -> GitHubIdentity {
+        let account = try await store.read { tx in try await tx.user(id: claims.userID) }
+        guard let account, let githubID = account.githubID, let login = account.githubLogin else {
+            throw BrokerError(.invalidToken, "this account is not linked to a verified GitHub identity: log in again")
+        }
+        if let recent = resolver.recentIdentity(githubID: githubID) { return recent }
+        let mapped = Set(resolver.mappings.map(\.organization))
+        if previous.keys.contains(where: mapped.contains) {
+            throw BrokerError(.invalidToken, "GitHub must confirm the memberships again: log in again")
+        }
+        return GitHubIdentity(login: login, githubID: githubID, grants: [:], verifiedAt: now)
     }
 
     /// Starts GitHub's device flow (scope `read:org`); the answer goes to the client as it is.
@@ -216,7 +229,7 @@ public struct GitHubLoginService: Sendable {
         }
         return try await orgTokens.startSession(
             user: holder.user, organization: held.organization, role: held.role, methods: ["github"],
-            identityProvider: "github", subject: identity.login)
+            identityProvider: "github", githubLogin: identity.login)
     }
 
     /// Builds the claims of a generation-2 token: `aud` lists every cluster (never a wildcard),
@@ -232,7 +245,7 @@ public struct GitHubLoginService: Sendable {
         for (name, held) in holder.organizations { memberships[name] = held.role.impliedRoles }
         let commonRole = holder.organizations.values.map(\.role).min()!
         return TokenIssuer.Grant(
-            user: holder.user, subject: login, audience: audience, organization: home,
+            user: holder.user, githubLogin: login, audience: audience, organization: home,
             organizationRoles: commonRole.impliedRoles, memberships: memberships,
             clusterRoles: Self.clusterRoles(audience, of: Array(holder.organizations.values), mappings: resolver.mappings),
             authenticatedAt: authenticatedAt, authenticationMethods: methods, identityProvider: "github")
@@ -262,15 +275,33 @@ public struct GitHubLoginService: Sendable {
 
     /// Resolves the local account (creating it for a mapping-admitted GitHub user) and merges the
     /// store's memberships with GitHub's grants (the higher role wins, clusters add up).
+    ///
+    /// The account is the one recorded for GitHub's user id. A link by login alone gets the id at
+    /// this first verified login; a renamed login (same id) is stored; the login of an account
+    /// recorded for another id is refused with ``ErrorCode/githubIdentityMismatch`` (401): the
+    /// login was renamed and re-registered by someone else.
     public func holder(for identity: GitHubIdentity, createAccount: Bool, requireAny: Bool = true) async throws -> Holder {
         // The hot path (a returning user) only reads, on a snapshot that does not wait for writers.
         let names = identity.grants.keys.sorted()
-        let snapshot: AccountSnapshot
-        if let recent = recentSnapshots.lookup(identity.login, names, now: clock.now()) {
+        var snapshot: AccountSnapshot
+        if let recent = recentSnapshots.lookup(identity.githubID, names, now: clock.now()) {
             snapshot = recent
         } else {
-            snapshot = try await store.accountSnapshot(githubLogin: identity.login, organizations: names)
-            if snapshot.user != nil { recentSnapshots.remember(identity.login, names, snapshot, now: clock.now()) }
+            snapshot = try await accountSnapshot(identity, names)
+            if let user = snapshot.user, Self.isRecorded(identity, on: user) {
+                recentSnapshots.remember(identity.githubID, names, snapshot, now: clock.now())
+            }
+        }
+        if let user = snapshot.user, !Self.isRecorded(identity, on: user) {
+            // The snapshot prefers the account of the id: one recorded for another id means none has ours.
+            if let recorded = user.githubID, recorded != identity.githubID {
+                throw mismatch(identity, account: user, recorded: recorded)
+            }
+            _ = try await store.transaction { tx in try await bindAccount(to: identity, tx: tx) }
+            snapshot = try await accountSnapshot(identity, names)
+            if let user = snapshot.user, !Self.isRecorded(identity, on: user) {
+                throw BrokerError(.conflict, "the account's GitHub link changed during this login; try again")
+            }
         }
         var (user, organizations) = Self.merge(snapshot, identity)
         if organizations.isEmpty && (requireAny || user == nil) {
@@ -280,15 +311,76 @@ public struct GitHubLoginService: Sendable {
             guard createAccount else { throw BrokerError(.invalidCredentials, "no account for \(identity.login)") }
             let now = clock.now()
             user = try await store.transaction { tx in
-                // Another login may have created it since the snapshot.
-                if let existing = try await tx.user(githubLogin: identity.login) { return existing }
-                return try await Self.createAccount(for: identity.login, tx: tx, now: now)
+                // Another login may have created or linked it since the snapshot.
+                if let existing = try await bindAccount(to: identity, tx: tx) { return existing }
+                return try await Self.createAccount(for: identity, tx: tx, now: now)
             }
         }
         guard let user, user.isActive else {
             throw BrokerError(.accountDisabled, "this account is disabled")
         }
         return Holder(user: user, organizations: organizations)
+    }
+
+    private func accountSnapshot(_ identity: GitHubIdentity, _ names: [String]) async throws -> AccountSnapshot {
+        try await store.accountSnapshot(githubID: identity.githubID, login: identity.login, organizations: names)
+    }
+
+    /// Whether the account already records exactly this identity (no write needed).
+    static func isRecorded(_ identity: GitHubIdentity, on user: User) -> Bool {
+        user.githubID == identity.githubID && user.githubLogin == identity.login
+    }
+
+    /// The account of a verified GitHub identity, with the identity recorded on it: by id, with
+    /// the login as GitHub spells it now (a rename); else a link by login alone, which gets the
+    /// id. `nil` when no account is linked.
+    /// - Throws: ``ErrorCode/githubIdentityMismatch`` when the login's account is recorded for
+    ///   another GitHub user id.
+    func bindAccount(to identity: GitHubIdentity, tx: any StoreTransaction) async throws -> User? {
+        if var account = try await tx.user(githubID: identity.githubID) {
+            guard account.githubLogin != identity.login else { return account }
+            // GitHub logins are unique at any moment: another account still holding this login
+            // holds a stale link (its GitHub user renamed away, or it was linked by login alone
+            // and the login is this id's now). The id keeps that account; the stale login goes.
+            if let stale = try await tx.user(githubLogin: identity.login), stale.id != account.id {
+                try await tx.setGitHubLink(userID: stale.id, login: nil, id: stale.githubID)
+                logger.warning(
+                    "stale GitHub login link removed",
+                    metadata: ["user": "\(stale.username)", "login": "\(identity.login)", "github_id": "\(identity.githubID)"])
+            }
+            try await tx.setGitHubLink(userID: account.id, login: identity.login, id: identity.githubID)
+            logger.info(
+                "GitHub login renamed",
+                metadata: [
+                    "user": "\(account.username)", "from": "\(account.githubLogin ?? "-")", "to": "\(identity.login)",
+                    "github_id": "\(identity.githubID)",
+                ])
+            account.githubLogin = identity.login
+            return account
+        }
+        guard var account = try await tx.user(githubLogin: identity.login) else { return nil }
+        if let recorded = account.githubID, recorded != identity.githubID {
+            throw mismatch(identity, account: account, recorded: recorded)
+        }
+        try await tx.setGitHubLink(userID: account.id, login: identity.login, id: identity.githubID)
+        account.githubLogin = identity.login
+        account.githubID = identity.githubID
+        return account
+    }
+
+    /// The refusal of a login whose account is recorded for another GitHub user id; the server log
+    /// names the account and both ids (the answer and the audit line carry the code).
+    private func mismatch(_ identity: GitHubIdentity, account: User, recorded: Int64) -> BrokerError {
+        logger.warning(
+            "GitHub login of another GitHub user refused",
+            metadata: [
+                "user": "\(account.username)", "login": "\(identity.login)", "github_id": "\(identity.githubID)",
+                "recorded_github_id": "\(recorded)",
+            ])
+        return BrokerError(
+            .githubIdentityMismatch,
+            "the GitHub login \(identity.login) is linked to an account of another GitHub user (a renamed and "
+                + "re-registered login); an administrator can link your GitHub user to an account")
     }
 
     /// The organizations held: the store's active memberships merged with GitHub's grants (the
@@ -315,11 +407,14 @@ public struct GitHubLoginService: Sendable {
     }
 
     /// The account of a GitHub user admitted by a mapping: named after the login (or
-    /// `<login>@github` when a local account already has that name), linked, no password.
-    static func createAccount(for login: String, tx: any StoreTransaction, now: Date) async throws -> User {
-        for candidate in [login, "\(login)@github"] where try await tx.user(named: candidate) == nil {
+    /// `<login>@github`, then `<login>@github.<id>`, when an account already has that name),
+    /// linked to the GitHub user id, no password.
+    static func createAccount(for identity: GitHubIdentity, tx: any StoreTransaction, now: Date) async throws -> User {
+        let login = identity.login
+        for candidate in [login, "\(login)@github", "\(login)@github.\(identity.githubID)"]
+        where try await tx.user(named: candidate) == nil {
             return try await tx.insertUser(
-                NewUser(username: candidate, passwordHash: nil, createdAt: now, githubLogin: login))
+                NewUser(username: candidate, passwordHash: nil, createdAt: now, githubLogin: login, githubID: identity.githubID))
         }
         throw BrokerError(.alreadyExists, "cannot name an account for the GitHub user \(login)")
     }
@@ -351,7 +446,7 @@ final class DeviceIntervals: Sendable {
     }
 }
 
-/// Account snapshots of the last `lifetime` seconds, by GitHub login and granted organizations.
+/// Account snapshots of the last `lifetime` seconds, by GitHub user id and granted organizations.
 final class RecentAccountSnapshots: Sendable {
     private let lifetime: TimeInterval
     private let entries = Mutex<[String: (snapshot: AccountSnapshot, expiresAt: Date)]>([:])
@@ -360,20 +455,20 @@ final class RecentAccountSnapshots: Sendable {
         self.lifetime = lifetime
     }
 
-    private func key(_ login: String, _ names: [String]) -> String {
-        ([login.lowercased()] + names).joined(separator: "\u{0}")
+    private func key(_ githubID: Int64, _ names: [String]) -> String {
+        (["\(githubID)"] + names).joined(separator: "\u{0}")
     }
 
-    func lookup(_ login: String, _ names: [String], now: Date) -> AccountSnapshot? {
-        let key = key(login, names)
+    func lookup(_ githubID: Int64, _ names: [String], now: Date) -> AccountSnapshot? {
+        let key = key(githubID, names)
         return entries.withLock { entries in
             guard let entry = entries[key], entry.expiresAt > now else { return nil }
             return entry.snapshot
         }
     }
 
-    func remember(_ login: String, _ names: [String], _ snapshot: AccountSnapshot, now: Date) {
-        let key = key(login, names)
+    func remember(_ githubID: Int64, _ names: [String], _ snapshot: AccountSnapshot, now: Date) {
+        let key = key(githubID, names)
         entries.withLock { entries in
             if entries.count >= 10_000 { entries = entries.filter { $0.value.expiresAt > now } }
             if entries.count >= 10_000 { entries.removeAll(keepingCapacity: true) }

@@ -22,15 +22,16 @@ public protocol Store: Sendable {
     ) async throws -> T
 
     /// What a returning GitHub user's login needs, read consistently and as cheaply as the
-    /// engine allows (SQLite: one statement): the linked account, its memberships, and the
-    /// named organizations that exist.
-    func accountSnapshot(githubLogin login: String, organizations names: [String]) async throws -> AccountSnapshot
+    /// engine allows (SQLite: one statement): the account linked to the GitHub user id, or else
+    /// the one linked to the login (whose recorded id may be unknown or another one: the caller
+    /// decides), its memberships, and the named organizations that exist.
+    func accountSnapshot(githubID: Int64, login: String, organizations names: [String]) async throws -> AccountSnapshot
 
     /// Closes the underlying connections. The store cannot be used afterwards.
     func close() async throws
 }
 
-/// See ``Store/accountSnapshot(githubLogin:organizations:)``.
+/// See ``Store/accountSnapshot(githubID:login:organizations:)``.
 public struct AccountSnapshot: Sendable, Equatable {
     public var user: User?
     /// The account's memberships (active or not), ordered by organization name.
@@ -46,9 +47,10 @@ public struct AccountSnapshot: Sendable, Equatable {
 }
 
 extension Store {
-    public func accountSnapshot(githubLogin login: String, organizations names: [String]) async throws -> AccountSnapshot {
+    public func accountSnapshot(githubID: Int64, login: String, organizations names: [String]) async throws -> AccountSnapshot {
         try await read { tx in
-            let user = try await tx.user(githubLogin: login)
+            var user = try await tx.user(githubID: githubID)
+            if user == nil { user = try await tx.user(githubLogin: login) }
             var memberships: [UserMembership] = []
             if let user { memberships = try await tx.memberships(userID: user.id) }
             return AccountSnapshot(
@@ -74,9 +76,11 @@ public protocol StoreTransaction: Sendable {
     func user(id: Int64) async throws -> User?
     /// The user linked to a GitHub login, compared case-insensitively.
     func user(githubLogin login: String) async throws -> User?
-    /// Links (or with `nil` unlinks) a GitHub login. Throws ``StoreError/duplicate(_:)`` if
-    /// another user has it.
-    func setGitHubLogin(userID: Int64, to login: String?) async throws
+    /// The user linked to a GitHub user id.
+    func user(githubID: Int64) async throws -> User?
+    /// Sets the account's GitHub link: the login and, once known, GitHub's user id (both `nil`:
+    /// unlinked). Throws ``StoreError/duplicate(_:)`` if another user has the login or the id.
+    func setGitHubLink(userID: Int64, login: String?, id: Int64?) async throws
     /// All users ordered by id.
     func users() async throws -> [User]
     /// At most `limit` users with an id greater than `afterID`, ordered by id (keyset paging).

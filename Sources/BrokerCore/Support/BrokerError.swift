@@ -37,6 +37,9 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case githubRateLimited = "github_rate_limited"
     case githubUnavailable = "github_unavailable"
     case githubBadResponse = "github_bad_response"
+    /// The GitHub login is linked to an account recorded for another GitHub user id: the login
+    /// was renamed and re-registered by someone else.
+    case githubIdentityMismatch = "github_identity_mismatch"
     // 5xx
     case internalError = "internal_error"
     case unavailable = "unavailable"
@@ -47,7 +50,7 @@ public enum ErrorCode: String, Sendable, CaseIterable {
         switch self {
         case .invalidRequest, .invalidUsername, .invalidPassword, .invalidOrganization: 400
         case .invalidCredentials, .accountDisabled, .invalidRefreshToken, .refreshTokenReused,
-            .sessionExpired, .missingToken, .invalidToken, .githubTokenInvalid:
+            .sessionExpired, .missingToken, .invalidToken, .githubTokenInvalid, .githubIdentityMismatch:
             401
         case .unknownOrganization, .notAMember, .forbidden, .githubForbidden: 403
         case .notFound: 404

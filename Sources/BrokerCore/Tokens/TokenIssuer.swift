@@ -29,9 +29,11 @@ public struct TokenIssuer: Sendable {
 
     /// What a token says about its holder; the issuer adds `iss`, times and `jti`.
     public struct Grant: Sendable {
+        /// `sub` is always this account's username, unique among accounts: two people never
+        /// share a `sub` (a GitHub login may equal another account's username).
         public var user: User
-        /// `sub`: the username, or the GitHub login for GitHub logins.
-        public var subject: String
+        /// `github_login`, for display, when the holder logged in with GitHub.
+        public var githubLogin: String?
         public var audience: [String]
         public var organization: String
         public var organizationRoles: [String]
@@ -47,7 +49,7 @@ public struct TokenIssuer: Sendable {
         public var globalRole: GlobalRole?
 
         public init(
-            user: User, subject: String, audience: [String], organization: String, organizationRoles: [String],
+            user: User, githubLogin: String? = nil, audience: [String], organization: String, organizationRoles: [String],
             memberships: [String: [String]]?, clusterRoles: [String: [String]]?, authenticatedAt: Date,
             authenticationMethods: [String], identityProvider: String, lifetimeCap: Int? = nil, sessionID: String? = nil,
             globalRole: GlobalRole? = nil
@@ -57,7 +59,7 @@ public struct TokenIssuer: Sendable {
             self.sessionID = sessionID
             self.globalRole = globalRole
             self.user = user
-            self.subject = subject
+            self.githubLogin = githubLogin
             self.audience = audience
             self.organization = organization
             self.organizationRoles = organizationRoles
@@ -70,10 +72,10 @@ public struct TokenIssuer: Sendable {
         /// A token for one organization (generation 1): its cluster is the audience.
         public static func organization(
             user: User, organization: Organization, role: Role, authenticatedAt: Date, authenticationMethods: [String],
-            identityProvider: String, subject: String? = nil, sessionID: String? = nil
+            identityProvider: String, githubLogin: String? = nil, sessionID: String? = nil
         ) -> Grant {
             Grant(
-                user: user, subject: subject ?? user.username, audience: organization.tokenAudience,
+                user: user, githubLogin: githubLogin, audience: organization.tokenAudience,
                 organization: organization.name, organizationRoles: role.impliedRoles, memberships: nil, clusterRoles: nil,
                 authenticatedAt: authenticatedAt, authenticationMethods: authenticationMethods,
                 identityProvider: identityProvider, lifetimeCap: organization.tokenPolicy.accessLifetime,
@@ -84,10 +86,10 @@ public struct TokenIssuer: Sendable {
         /// the admin and membership API and carries the holder's global role.
         public static func brokerSession(
             user: User, issuer: String, authenticatedAt: Date, authenticationMethods: [String], identityProvider: String,
-            subject: String? = nil
+            githubLogin: String? = nil
         ) -> Grant {
             Grant(
-                user: user, subject: subject ?? user.username, audience: [issuer], organization: "",
+                user: user, githubLogin: githubLogin, audience: [issuer], organization: "",
                 organizationRoles: [], memberships: nil, clusterRoles: nil, authenticatedAt: authenticatedAt,
                 authenticationMethods: authenticationMethods, identityProvider: identityProvider,
                 globalRole: user.globalRole)
@@ -103,7 +105,7 @@ public struct TokenIssuer: Sendable {
         let now = Int64(clock.now().timeIntervalSince1970.rounded(.down))
         let claims = AccessTokenClaims(
             issuer: issuer,
-            subject: grant.subject,
+            subject: grant.user.username,
             audience: grant.audience,
             organization: grant.organization,
             organizationRoles: grant.organizationRoles,
@@ -116,7 +118,8 @@ public struct TokenIssuer: Sendable {
             identityProvider: grant.identityProvider,
             userID: grant.user.id,
             username: grant.user.username,
-            memberships: grant.memberships, clusterRoles: grant.clusterRoles, sessionID: grant.sessionID, globalRole: grant.globalRole?.rawValue)
+            memberships: grant.memberships, clusterRoles: grant.clusterRoles, sessionID: grant.sessionID,
+            globalRole: grant.globalRole?.rawValue, githubLogin: grant.githubLogin)
         let token = try active.signer.sign(payload: claims.encoded())
         return IssuedToken(token: token, claims: claims, kid: active.kid)
     }

@@ -190,6 +190,13 @@ enum Schema {
                 """,
             ],
             preflight: AudienceNamesBackfill.refuseSharedNames),
+        // GitHub identities by user id: logins get renamed and re-registered, GitHub's numeric id
+        // does not change hands. Rows linked by login only keep a NULL id until their next
+        // verified GitHub login records it.
+        Migration(version: 6, statements: [
+            "ALTER TABLE users ADD COLUMN github_id INTEGER CHECK (github_id > 0)",
+            "CREATE UNIQUE INDEX users_github_id ON users (github_id)",
+        ]),
     ]
 }
 

@@ -69,8 +69,19 @@ struct Generation2Routes<Context: RemoteAddressRequestContext> {
         let body = try await JSONRequestBody.read(&request)
         let deviceCode = try body.string("device_code")
         let audit = services.auditContext(request, context)
-        let outcome = try await github.pollDeviceFlow(deviceCode: deviceCode, clientIP: audit.clientIP)
+
         let attempt = AuditSubject(target: AuditEvent.tokenReference(deviceCode))
+        let outcome: GitHubLoginService.DevicePollOutcome
+        do {
+            outcome = try await github.pollDeviceFlow(deviceCode: deviceCode, clientIP: audit.clientIP)
+        } catch let error as BrokerError where error.code != .auditUnavailable {
+            // A refused login at approval (another GitHub user's login, no membership) is audited
+            // like the same refusal at /auth/github/pat.
+            let refusal = AuditRefusal(error)
+            try await services.audit.record(
+                .loginGitHubDevice, refusal.outcome, actor: nil, target: attempt.target, reason: refusal.reason, context: audit)
+            throw error
+        }
         switch outcome {
         case .authorized(let issued):
             _ = try await services.audited(.loginGitHubDevice, audit, attempt: attempt) { issued } success: { $0.auditSubject }

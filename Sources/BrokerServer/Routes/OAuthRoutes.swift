@@ -119,6 +119,7 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
                 if let clusterRoles = claims.clusterRoles { AccessTokenClaims.write(clusterRoles: clusterRoles, to: &json) }
                 if let sessionID = claims.sessionID { json.key("sid"); json.string(sessionID) }
                 if let role = claims.globalRole { json.key("role"); json.string(role) }
+                if let githubLogin = claims.githubLogin { json.key("github_login"); json.string(githubLogin) }
             case .refresh(let family, let token, let user):
                 json.key("active"); json.bool(true)
                 json.key("token_type"); json.string("refresh_token")
@@ -211,7 +212,8 @@ struct OAuthError: AuditableFailure {
     /// `access_denied` (403); GitHub trouble is `temporarily_unavailable`.
     init(_ error: BrokerError) {
         switch error.code {
-        case .invalidRefreshToken, .refreshTokenReused, .sessionExpired, .accountDisabled, .githubTokenInvalid:
+        case .invalidRefreshToken, .refreshTokenReused, .sessionExpired, .accountDisabled, .githubTokenInvalid,
+            .githubIdentityMismatch:
             self.init(code: "invalid_grant", error.detail)
         case .notAMember, .unknownOrganization, .githubForbidden:
             self.init(status: .forbidden, code: "access_denied", error.detail)

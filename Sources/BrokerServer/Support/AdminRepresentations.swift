@@ -20,6 +20,8 @@ extension JSONWriter {
         key("active"); bool(user.isActive)
         key("global_role"); optionalString(user.globalRole?.rawValue)
         key("github_login"); optionalString(user.githubLogin)
+        key("github_id")
+        if let githubID = user.githubID { int(githubID) } else { null() }
         key("has_password"); bool(user.passwordHash != nil)
         key("created_at"); date(user.createdAt)
         endObject()

@@ -11,6 +11,8 @@ import BrokerCrypto
 /// ```
 public struct AccessTokenClaims: Sendable, Equatable {
     public var issuer: String
+    /// `sub`: the broker account's username, unique among the broker's accounts (for a GitHub
+    /// login too: never the GitHub login, which a local account may share).
     public var subject: String
     /// Cluster names the holder may use; never a wildcard.
     public var audience: [String]
@@ -39,15 +41,19 @@ public struct AccessTokenClaims: Sendable, Equatable {
     public var sessionID: String?
     /// `role`: the holder's global role in broker session tokens (`admin`, `introspector`).
     public var globalRole: String?
+    /// `github_login`: tokens of a GitHub login carry the GitHub login, for display only; the
+    /// account is `sub`.
+    public var githubLogin: String?
 
     public init(
         issuer: String, subject: String, audience: [String], organization: String, organizationRoles: [String],
         issuedAt: Int64, notBefore: Int64, expiresAt: Int64, tokenID: String, authenticatedAt: Int64,
         authenticationMethods: [String], identityProvider: String, userID: Int64, username: String,
         memberships: [String: [String]]? = nil, clusterRoles: [String: [String]]? = nil, sessionID: String? = nil,
-        globalRole: String? = nil
+        globalRole: String? = nil, githubLogin: String? = nil
     ) {
         self.clusterRoles = clusterRoles
+        self.githubLogin = githubLogin
         self.sessionID = sessionID
         self.globalRole = globalRole
         self.issuer = issuer
@@ -99,6 +105,7 @@ public struct AccessTokenClaims: Sendable, Equatable {
         if let clusterRoles { Self.write(clusterRoles: clusterRoles, to: &json) }
         if let sessionID { json.key("sid"); json.string(sessionID) }
         if let globalRole { json.key("role"); json.string(globalRole) }
+        if let githubLogin { json.key("github_login"); json.string(githubLogin) }
         json.endObject()
         return json.bytes
     }
@@ -179,6 +186,7 @@ public struct AccessTokenClaims: Sendable, Equatable {
         }
         sessionID = try optionalString("sid")
         globalRole = try optionalString("role")
+        githubLogin = try optionalString("github_login")
     }
 }
 

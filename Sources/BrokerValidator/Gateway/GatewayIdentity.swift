@@ -7,7 +7,8 @@
 /// }
 /// ```
 public struct GatewayIdentity: Sendable, Equatable {
-    /// The token's `sub`: the local username or GitHub login.
+    /// The token's `sub`: the broker account's unique username (for a GitHub login too; the
+    /// GitHub login, for display, is `claims.githubLogin`).
     public let account: String
     /// The holder's roles at the validated cluster, e.g. `["owner", "member"]`: its entry in a
     /// multi-cluster token's `cluster_roles`, or a single-organization token's `org_roles`
