@@ -154,9 +154,20 @@ final class GitHubLoginTests: XCTestCase {
         _ = try await service.generation2Login(githubToken: "pat-carol", method: "github_pat")  // creates carol
         let accounts = harness.services.accounts
         try await accounts.addMember(organization: "org2", username: "carol", role: .member, by: .operator)
-        try await accounts.setTokenPolicy(
-            organization: "org2", to: .init(audiences: ["cluster-two", "sliderule-dev"]), brokerAccessLifetime: 3600,
-            by: .operator)
+        // The API refuses a policy naming another organization's cluster (audience_taken); a
+        // store written before names had one holder may still carry one.
+        do {
+            try await accounts.setTokenPolicy(
+                organization: "org2", to: .init(audiences: ["cluster-two", "sliderule-dev"]), brokerAccessLifetime: 3600,
+                by: .operator)
+            XCTFail("a policy claimed another organization's team cluster")
+        } catch let error as BrokerError {
+            XCTAssertEqual(error.code, .audienceTaken)
+        }
+        try await accounts.store.transaction { tx in
+            let org2 = try await tx.organization(named: "org2")!
+            try await tx.setTokenPolicy(organizationID: org2.id, to: .init(audiences: ["cluster-two", "sliderule-dev"]))
+        }
         harness.clock.advance(by: 1)
         let claims = try await service.generation2Login(githubToken: "pat-carol", method: "github_pat").claims
         XCTAssertEqual(claims.clusterRoles?["sliderule-dev"], ["owner", "member"], "sliderule's team cluster")

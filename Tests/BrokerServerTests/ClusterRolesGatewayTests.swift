@@ -49,7 +49,7 @@ final class ClusterRolesGatewayTests: XCTestCase {
                 try await gateway.test(.live) { client in
                     try await client.execute(uri: "/", method: .get, headers: [.authorization: "Bearer \(token)"]) { response in
                         XCTAssertEqual(response.status, .ok, cluster)
-                        XCTAssertEqual(response.headers[HTTPField.Name("x-sliderule-account")!], "carol-gh")
+                        XCTAssertEqual(response.headers[HTTPField.Name("x-sliderule-account")!], "carol", "sub is the account, not the GitHub login")
                         XCTAssertEqual(response.headers[HTTPField.Name("x-sliderule-org-roles")!], roles, "at \(cluster)")
                     }
                 }
@@ -126,7 +126,7 @@ final class RealGatewayClusterRolesTests: XCTestCase {
                 let reply = try await RealGateway.get(
                     "http://127.0.0.1:\(port)/", token: token, headers: ["x-sliderule-org-roles": "admin owner member"])
                 XCTAssertEqual(reply.status, 200, "\(cluster): \(reply.text)\n\(haproxy.output)")
-                XCTAssertEqual(reply.echoed["x-sliderule-account"], "bob-gh")
+                XCTAssertEqual(reply.echoed["x-sliderule-account"], "bob", "sub is the account, not the GitHub login")
                 XCTAssertEqual(reply.echoed["x-sliderule-org-roles"], roles, "at \(cluster)")
             }
             // A token for one organization keeps its org_roles: bob's generation-1 token.
@@ -153,7 +153,7 @@ final class RealGatewayClusterRolesTests: XCTestCase {
                 let reply = try await RealGateway.get(
                     "http://127.0.0.1:\(port)/", token: token, headers: ["x-sliderule-org-roles": "admin owner member"])
                 XCTAssertEqual(reply.status, 200, "\(cluster): \(reply.text)\n\(gateway.output)\n\(nginx.output)")
-                XCTAssertEqual(reply.echoed["x-sliderule-account"], "bob-gh")
+                XCTAssertEqual(reply.echoed["x-sliderule-account"], "bob", "sub is the account, not the GitHub login")
                 XCTAssertEqual(reply.echoed["x-sliderule-org-roles"], roles, "at \(cluster)")
             }
         }
