@@ -96,12 +96,16 @@ base=$(await_line "$work/serve.out" 's/.*listening on \(http:[^ ]*\).*/\1/p' "$b
 # session token, and the generation-2 token of the stand-in GitHub's user octo. Written anew
 # before each run: fuzzing the admin API may disable, demote or delete the admin it signed in as,
 # so each run gets a fresh admin (created with the CLI, which works beside the running server);
-# org1, which the stand-in GitHub's user belongs to, is created again if a run deleted it, and
+# org1, which the stand-in GitHub's user belongs to, is created again (its reserved name released) if a run deleted it, and
 # that user's account (octo, made at its first login) enabled again if a run disabled it.
 configure() {
   local name=$1 password="schemathesis-admin-$RANDOM$RANDOM"
   echo "$password" | "$broker" users add "$name" --admin --password-stdin --config "$config" >/dev/null
-  "$broker" orgs list --config "$config" | grep -q '^org1 ' || "$broker" orgs add org1 --config "$config" >/dev/null
+  # A deleted org1 leaves its cluster name reserved (docs/security.md): release it, then add org1.
+  if ! "$broker" orgs list --config "$config" | grep -q '^org1 '; then
+    "$broker" orgs release-name org1 --config "$config" >/dev/null 2>&1 || true
+    "$broker" orgs add org1 --config "$config" >/dev/null
+  fi
   "$broker" users enable octo --config "$config" >/dev/null 2>&1 || true
   ADMIN_NAME="$name" ADMIN_PASSWORD="$password" "$python" - "$base" "$work" $checks <<'EOF'
 import json, os, sys, urllib.request
