@@ -100,17 +100,7 @@ public final class GitHubLoginThrottle: Sendable {
 
         /// Expired addresses go first, then the stalest tenth (as ``LoginThrottle`` does).
         mutating func makeRoom(cutoff: Double, maximum: Int) {
-            guard table.count >= maximum else { return }
-            table = table.compactMapValues { times in
-                var times = times
-                times.dropExpired(through: cutoff)
-                return times.isEmpty ? nil : times
-            }
-            let target = maximum - max(1, maximum / 10)
-            if table.count > target {
-                let stalest = table.sorted { $0.value.newest < $1.value.newest }.prefix(table.count - target)
-                for (key, _) in stalest { table[key] = nil }
-            }
+            table.makeRoom(cutoff: cutoff, maximum: maximum)
         }
     }
 }

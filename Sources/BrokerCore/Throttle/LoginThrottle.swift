@@ -398,21 +398,29 @@ private struct State {
     /// Leaves room for one more key in `scope`'s table (see ``LoginThrottle``).
     mutating func makeRoom(in scope: ThrottleScope, cutoff: Double, maximum: Int) {
         guard var table = tables[scope], table.count >= maximum else { return }
-        table = table.compactMapValues { times in
-            var times = times
-            times.dropExpired(through: cutoff)
-            return times.isEmpty ? nil : times
-        }
-        let target = maximum - max(1, maximum / 10)
-        if table.count > target {
-            let stalest = table.sorted { $0.value.newest < $1.value.newest }.prefix(table.count - target)
-            for (key, _) in stalest { table[key] = nil }
-        }
+        table.makeRoom(cutoff: cutoff, maximum: maximum)
         tables[scope] = table
     }
 }
 
 /// The failure (or attempt) times of one key, oldest first, as seconds since 1970.
+extension [String: FailureTimes] {
+    /// Bounds a table's memory: expired keys go first, then the stalest tenth.
+    mutating func makeRoom(cutoff: Double, maximum: Int) {
+        guard count >= maximum else { return }
+        self = compactMapValues { times in
+            var times = times
+            times.dropExpired(through: cutoff)
+            return times.isEmpty ? nil : times
+        }
+        let target = maximum - Swift.max(1, maximum / 10)
+        if count > target {
+            let stalest = sorted { $0.value.newest < $1.value.newest }.prefix(count - target)
+            for (key, _) in stalest { self[key] = nil }
+        }
+    }
+}
+
 struct FailureTimes {
     private var times: [Double] = []
     /// Times before this index have left the window; removed in bulk, not one by one.
