@@ -50,4 +50,10 @@ public final class PasswordHashingPool: Sendable {
     public func shutdown() async throws {
         try await threads.shutdownGracefully()
     }
+
+    /// A pool dropped without ``shutdown()`` (a CLI command, a test) still lets its threads go;
+    /// shutting down twice is harmless.
+    deinit {
+        threads.shutdownGracefully { _ in }
+    }
 }

@@ -9,7 +9,7 @@ import NIOPosix
 /// - rotates on schedule when `rotationPeriod` is set (never before the `next` key has been
 ///   published for the pre-publication window);
 /// - prunes retired keys whose retention has passed.
-/// File work runs on its own thread, never on an event loop.
+/// File work runs on NIO's blocking pool, never on an event loop.
 ///
 /// ```swift
 /// let maintenance = KeyRingMaintenance(directory: keys, ring: ring, algorithm: .rs256, policy: policy, clock: clock, logger: logger)
@@ -22,7 +22,9 @@ public final class KeyRingMaintenance: Sendable {
     public let policy: KeyLifecyclePolicy
     public let clock: any WallClock
     public let logger: Logger
-    private let thread: NIOThreadPool
+    /// NIO's process-wide pool for blocking work: building a maintainer starts nothing, and
+    /// nothing is left running when it is dropped.
+    private var thread: NIOThreadPool { .singleton }
     /// Scheduled rotations and prunes are key events: audited with the actor `scheduler`.
     public let audit: AuditTrail
 
@@ -37,8 +39,6 @@ public final class KeyRingMaintenance: Sendable {
         self.policy = policy
         self.clock = clock
         self.logger = logger
-        self.thread = NIOThreadPool(numberOfThreads: 1)
-        self.thread.start()
     }
 
     /// Runs ``tick()`` every `interval` until the task is cancelled.
@@ -55,7 +55,6 @@ public final class KeyRingMaintenance: Sendable {
                 logger.error("key ring maintenance failed", metadata: ["error": "\(error)"])
             }
         }
-        try? await thread.shutdownGracefully()
     }
 
     /// One round: reload if changed elsewhere, rotate if due, prune if due.
