@@ -20,7 +20,7 @@ struct Generation1Routes<Context: RemoteAddressRequestContext> {
         var request = request
         let body = try await JSONRequestBody.read(&request)
         let username = try body.string("username")
-        let password = try body.string("password")
+        let password = try body.password()
         let organization = try body.string("org_name")
         let audit = services.auditContext(request, context)
         let bundle = try await services.audited(
