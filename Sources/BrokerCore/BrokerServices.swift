@@ -88,7 +88,9 @@ public struct BrokerServices: Sendable {
         sessions = BrokerSessionService(
             store: store, authenticator: authenticator, issuer: issuer, verifier: verifier, github: github, clock: clock,
             lifetime: configuration.adminSessionLifetime, logger: logger)
-        introspection = TokenIntrospection(store: store, verifier: verifier, clock: clock)
+        introspection = TokenIntrospection(
+            store: store, verifier: verifier, clock: clock,
+            githubMappedOrganizations: Set(configuration.githubOrganizations.map(\.organization)))
         keys = KeyAdministration(
             directory: KeyDirectory(path: configuration.keysDirectory, clock: clock, logger: logger), ring: keyRing,
             algorithm: configuration.signingAlgorithm, policy: keyPolicy, audit: audit)
