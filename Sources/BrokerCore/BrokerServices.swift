@@ -33,6 +33,8 @@ public struct BrokerServices: Sendable {
     public let keys: KeyAdministration
     /// The audit trail: one `record` call per event.
     public let audit: AuditTrail
+    /// How audit lines name the username a login attempt typed (unknown names only hashed).
+    public let attemptedUsernames: AttemptedUsernames
 
     public init(
         configuration: BrokerConfiguration, store: any Store, keyRing: KeyRing,
@@ -47,6 +49,7 @@ public struct BrokerServices: Sendable {
         audit = AuditTrail(
             sink: auditSink ?? FileAuditSink(path: configuration.auditLogPath),
             failureMode: configuration.auditFailureMode, clock: clock, logger: logger)
+        attemptedUsernames = try await AttemptedUsernames.load(from: store)
         keyPolicy = KeyLifecyclePolicy(configuration)
         loginThrottle = LoginThrottle(policy: LoginThrottlePolicy(configuration), clock: clock)
         trustedProxies = try TrustedProxies(configuration.trustedProxies)

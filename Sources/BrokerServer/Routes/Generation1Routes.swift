@@ -24,7 +24,7 @@ struct Generation1Routes<Context: RemoteAddressRequestContext> {
         let organization = try body.string("org_name")
         let audit = services.auditContext(request, context)
         let bundle = try await services.audited(
-            .loginPassword, audit, attempt: AuditSubject(actor: username, organization: organization)
+            .loginPassword, audit, attempt: .attempt(username: username, organization: organization)
         ) {
             try await services.orgTokens.login(
                 username: username, password: password, organization: organization, clientIP: audit.clientIP)
