@@ -58,7 +58,7 @@ struct UsersCommand: AsyncParsableCommand {
             try await reportingErrors {
                 try NamePolicy.validateUsername(name)
                 let password = noPassword ? nil : try PasswordInput.read(fromStandardInput: passwordStdin)
-                if let password { try NamePolicy.validateNewPassword(password) }
+                if let password { try PasswordPolicy.validateNew(password) }
                 let user = try await options.withAccounts {
                     try await $0.addUser(name, password: password, globalRole: admin ? .admin : nil, by: .operator)
                 }
@@ -76,7 +76,7 @@ struct UsersCommand: AsyncParsableCommand {
         func run() async throws {
             try await reportingErrors {
                 let password = try PasswordInput.read(fromStandardInput: passwordStdin)
-                try NamePolicy.validateNewPassword(password)
+                try PasswordPolicy.validateNew(password)
                 try await options.withAccounts { try await $0.setPassword(name, password: password, by: .operator) }
                 print("password of \(name) changed")
             }

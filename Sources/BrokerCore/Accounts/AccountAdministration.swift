@@ -40,7 +40,7 @@ public struct AccountAdministration: Sendable {
             try NamePolicy.validateUsername(username)
             var hash: String?
             if let password {
-                try NamePolicy.validateNewPassword(password)
+                try PasswordPolicy.validateNew(password)
                 hash = try await pool.hash(password)
             }
             let user = NewUser(username: username, passwordHash: hash, createdAt: clock.now(), globalRole: globalRole)
@@ -60,7 +60,7 @@ public struct AccountAdministration: Sendable {
         let audited = audited(.userPasswordReset, by: actor, target: username)
         try await audited.run {
             try actor.requireGlobalAdmin("reset passwords")
-            try NamePolicy.validateNewPassword(password)
+            try PasswordPolicy.validateNew(password)
             let hash = try await pool.hash(password)
             let now = clock.now()
             try await audited.commit(in: store) { tx in

@@ -168,10 +168,7 @@ public struct OrgTokenService: Sendable {
     public func membershipStatus(bearer: String, organization organizationName: String) async throws -> Bool {
         let presented = try await PresentedTokens(store: store, verifier: verifier, clock: clock).accept(bearer)
         return try await store.read { tx in
-            guard let organization = try await tx.organization(named: organizationName),
-                let membership = try await tx.membership(organizationID: organization.id, userID: presented.user.id)
-            else { return false }
-            return membership.isActive
+            try await OrganizationAccess.currentRole(ofUser: presented.user.id, in: organizationName, tx: tx) != nil
         }
     }
 

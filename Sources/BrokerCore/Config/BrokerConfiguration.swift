@@ -85,6 +85,9 @@ public struct BrokerConfiguration: Sendable, Equatable {
     public var loginThrottleUser: Int = 20
     /// Failed logins allowed per client IP across all usernames within the window.
     public var loginThrottleIP: Int = 100
+    /// How many usernames, addresses or pairs each throttle counter (login and GitHub) remembers
+    /// at most; keys with failures inside the window are never forgotten (docs/brute-force.md).
+    public var loginThrottleTrackedKeys: Int = LoginThrottlePolicy.defaultMaximumTrackedKeys
     /// The least time, in milliseconds, a failed password login takes to answer, whatever the
     /// account's existence or hash kind (0: no padding). Set it above the slowest verification of
     /// any stored hash (see docs/security.md, "Timing").
@@ -125,6 +128,7 @@ public struct BrokerConfiguration: Sendable, Equatable {
         "audit_log", "audit_failure_mode", "login_throttle_window", "login_throttle_user_ip", "login_throttle_user",
         "login_throttle_ip", "trusted_proxies", "shutdown_grace", "metrics_host", "metrics_port",
         "github_login_throttle_window", "github_login_throttle_ip", "login_failure_floor_ms",
+        "login_throttle_tracked_keys",
     ]
 
     /// Keys whose value is structured (a mapping), set with ``setGitHubOrganizations(_:source:)``.
@@ -197,6 +201,8 @@ public struct BrokerConfiguration: Sendable, Equatable {
         case "login_throttle_user_ip": loginThrottleUserIP = try integer(1...100_000, "an integer in 1...100000")
         case "login_throttle_user": loginThrottleUser = try integer(1...100_000, "an integer in 1...100000")
         case "login_throttle_ip": loginThrottleIP = try integer(1...1_000_000, "an integer in 1...1000000")
+        case "login_throttle_tracked_keys":
+            loginThrottleTrackedKeys = try integer(10...10_000_000, "an integer in 10...10000000")
         case "github_login_throttle_window":
             githubLoginThrottleWindow = try integer(1...86_400, "a whole number of seconds in 1...86400")
         case "login_failure_floor_ms":
