@@ -73,7 +73,7 @@ public struct OrgTokenService: Sendable {
         let rotation = self.rotation
         let refresh = try await store.transaction { tx in
             try await rotation.startFamily(
-                in: tx, userID: user.id, organizationID: organization.id, methods: methods, now: now)
+                in: tx, for: user, organizationID: organization.id, methods: methods, now: now)
         }
         let grant = TokenIssuer.Grant.organization(
             user: user, organization: organization, role: role, authenticatedAt: now,
@@ -98,9 +98,13 @@ public struct OrgTokenService: Sendable {
         let rotation = self.rotation
         let outcome = try await store.transaction { tx in
             try await rotation.rotate(presented, in: tx, now: now) { family in
-                guard let user = try await tx.user(id: family.userID), user.isActive else {
-                    throw BrokerError(.accountDisabled, "this account is disabled")
+                let user = try await tx.user(id: family.userID)
+                switch PresentedTokens.accountRefusal(user, of: family) {
+                case .accountDisabled?: throw BrokerError(.accountDisabled, "this account is disabled")
+                case .some: throw BrokerError(.invalidRefreshToken, "Token is invalid or expired (session ended)")
+                case nil: break
                 }
+                guard let user else { throw BrokerError(.accountDisabled, "this account is disabled") }
                 // Only a generation-1 session holds refresh tokens.
                 guard let organizationID = family.organizationID else {
                     throw BrokerError(.invalidRefreshToken, "Token is invalid or expired")
