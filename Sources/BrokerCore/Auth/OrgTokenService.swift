@@ -98,13 +98,13 @@ public struct OrgTokenService: Sendable {
         let rotation = self.rotation
         let outcome = try await store.transaction { tx in
             try await rotation.rotate(presented, in: tx, now: now) { family in
-                let user = try await tx.user(id: family.userID)
-                switch PresentedTokens.accountRefusal(user, of: family) {
-                case .accountDisabled?: throw BrokerError(.accountDisabled, "this account is disabled")
-                case .some: throw BrokerError(.invalidRefreshToken, "Token is invalid or expired (session ended)")
-                case nil: break
+                guard let user = try await tx.user(id: family.userID), user.isActive else {
+                    throw BrokerError(.accountDisabled, "this account is disabled")
                 }
-                guard let user else { throw BrokerError(.accountDisabled, "this account is disabled") }
+                // A session of an earlier credential or session version has ended.
+                if PresentedTokens.accountRefusal(user, of: family) != nil {
+                    throw BrokerError(.invalidRefreshToken, "Token is invalid or expired (session ended)")
+                }
                 // Only a generation-1 session holds refresh tokens.
                 guard let organizationID = family.organizationID else {
                     throw BrokerError(.invalidRefreshToken, "Token is invalid or expired")
