@@ -149,6 +149,46 @@ final class CredentialVersionTests: XCTestCase {
     }
 }
 
+/// GitHub logins record their session under the versions of the account they resolved, which may
+/// come from a snapshot remembered for a second: a link an administrator replaced meanwhile
+/// starts no session.
+final class CredentialVersionGitHubTests: XCTestCase {
+    var harness: CoreHarness!
+
+    override func setUp() async throws {
+        let stub = StubGitHub()
+        harness = try await CoreHarness.make(githubAPI: stub)
+        try await harness.seed()
+        stub.add(token: "pat-alice", .init(login: "Alice-GH", id: 1))
+    }
+
+    override func tearDown() async throws {
+        try await harness.shutdown()
+    }
+
+    func testALinkReplacedMeanwhileStartsNoSessionFromARememberedSnapshot() async throws {
+        let service = try XCTUnwrap(harness.services.github)
+        try await harness.services.accounts.linkGitHub("alice", login: "alice-gh", by: .operator)
+        // The first login records GitHub's user id on the link; the second is remembered.
+        _ = try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
+        let before = try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
+        try await harness.services.accounts.linkGitHub("alice", login: "someone-else", by: .operator)
+        await XCTAssertBrokerError(.invalidToken) { try await service.generation2Refresh(bearer: before.token) }
+        // Within the same second the remembered snapshot still links GitHub user 1 to alice.
+        await XCTAssertBrokerError(.credentialsChanged) {
+            try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
+        }
+        let alice = try await XCTUnwrapAsync(try await harness.services.store.read { tx in try await tx.user(named: "alice") })
+        let live = try await harness.services.store.read { tx in try await tx.refreshFamilies(userID: alice.id) }
+            .filter { $0.revokedAt == nil }
+        XCTAssertEqual(live.count, 0, "no session was started")
+        // The next login reads the account afresh: GitHub user 1 no longer has one.
+        await XCTAssertBrokerError(.notAMember) {
+            try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
+        }
+    }
+}
+
 /// A migration keeps what was live and revives nothing that was not.
 final class CredentialVersionMigrationTests: XCTestCase {
     func testExistingSessionsGoOnExceptThoseOfDisabledAccounts() async throws {
