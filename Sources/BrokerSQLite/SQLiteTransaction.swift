@@ -80,7 +80,14 @@ final class SQLiteTransaction: StoreTransaction {
     // MARK: Users
 
     private static let userColumns =
-        "id, username, password_hash, is_active, created_at, github_login, github_id, global_role"
+        "id, username, password_hash, is_active, created_at, github_login, github_id, global_role, credential_version, "
+        + "session_version"
+
+    static func versions(from row: SQLiteRow) throws -> AccountVersions {
+        try AccountVersions(
+            credential: CredentialVersion(rawValue: row.int64("credential_version")),
+            session: SessionVersion(rawValue: row.int64("session_version")))
+    }
 
     static func user(from row: SQLiteRow) throws -> User {
         try User(
@@ -96,7 +103,8 @@ final class SQLiteTransaction: StoreTransaction {
                     throw StoreError.engine("unknown role in column users.global_role")
                 }
                 return role
-            }
+            },
+            versions: versions(from: row)
         )
     }
 
@@ -105,7 +113,7 @@ final class SQLiteTransaction: StoreTransaction {
             // A NULL id takes the next free one.
             """
             INSERT INTO users (id, username, password_hash, is_active, created_at, github_login, github_id, global_role)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id, credential_version, session_version
             """,
             [
                 user.preferredID.map(SQLiteData.id) ?? .null, .text(user.username), .nullableText(user.passwordHash),
@@ -127,7 +135,8 @@ final class SQLiteTransaction: StoreTransaction {
             createdAt: user.createdAt,
             githubLogin: user.githubLogin,
             githubID: user.githubID,
-            globalRole: user.globalRole
+            globalRole: user.globalRole,
+            versions: Self.versions(from: row)
         )
     }
 
@@ -203,6 +212,24 @@ final class SQLiteTransaction: StoreTransaction {
             [.bool(active), .id(userID)],
             notFound: "user \(userID)"
         )
+    }
+
+    func advanceCredentialVersion(userID: Int64) async throws -> AccountVersions {
+        try await self.advanceVersion("credential_version", userID: userID)
+    }
+
+    func advanceSessionVersion(userID: Int64) async throws -> AccountVersions {
+        try await self.advanceVersion("session_version", userID: userID)
+    }
+
+    /// `column` is one of the two version columns, never caller input.
+    private func advanceVersion(_ column: String, userID: Int64) async throws -> AccountVersions {
+        let rows = try await self.execute(
+            "UPDATE users SET \(column) = \(column) + 1 WHERE id = ? RETURNING credential_version, session_version",
+            [.id(userID)]
+        )
+        guard let row = rows.first else { throw StoreError.notFound("user \(userID)") }
+        return try Self.versions(from: row)
     }
 
     // MARK: Organizations
@@ -438,8 +465,8 @@ final class SQLiteTransaction: StoreTransaction {
         let placeholders = Array(repeating: "?", count: names.count).joined(separator: ", ")
         let organizationsPart = names.isEmpty ? "" : """
             UNION ALL
-            SELECT 'o', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, o.id, o.name, o.cluster_name, o.created_at,
-                   o.access_lifetime, o.audiences, NULL, NULL, NULL
+            SELECT 'o', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, o.id, o.name, o.cluster_name,
+                   o.created_at, o.access_lifetime, o.audiences, NULL, NULL, NULL
             FROM organizations AS o WHERE o.name IN (\(placeholders))
             """
         let sql = """
@@ -448,14 +475,14 @@ final class SQLiteTransaction: StoreTransaction {
                 ORDER BY github_id IS ?1 DESC LIMIT 1
             )
             SELECT 'u' AS kind, u.id, u.username, u.password_hash, u.is_active, u.created_at, u.github_login,
-                   u.github_id, u.global_role,
+                   u.github_id, u.global_role, u.credential_version, u.session_version,
                    NULL AS organization_id, NULL AS name, NULL AS cluster_name, NULL AS organization_created_at,
                    NULL AS access_lifetime, NULL AS audiences,
                    NULL AS role, NULL AS membership_active, NULL AS membership_created_at
             FROM users AS u WHERE u.id IN account
             UNION ALL
-            SELECT 'm', u.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, o.id, o.name, o.cluster_name, o.created_at,
-                   o.access_lifetime, o.audiences, m.role, m.is_active, m.created_at
+            SELECT 'm', u.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, o.id, o.name, o.cluster_name,
+                   o.created_at, o.access_lifetime, o.audiences, m.role, m.is_active, m.created_at
             FROM users AS u JOIN memberships AS m ON m.user_id = u.id JOIN organizations AS o ON o.id = m.organization_id
             WHERE u.id IN account
             \(organizationsPart)
@@ -580,7 +607,8 @@ final class SQLiteTransaction: StoreTransaction {
     // MARK: Refresh families
 
     private static let familyColumns =
-        "id, user_id, kind, organization_id, authenticated_at, expires_at, amr, revoked_at, revocation_reason"
+        "id, user_id, kind, organization_id, authenticated_at, expires_at, amr, revoked_at, revocation_reason, "
+        + "credential_version, session_version"
 
     private static func sessionScope(from row: SQLiteRow) throws -> SessionScope {
         switch (try row.string("kind"), try row.optionalInt64("organization_id")) {
@@ -599,6 +627,7 @@ final class SQLiteTransaction: StoreTransaction {
             authenticatedAt: row.date("authenticated_at"),
             expiresAt: row.date("expires_at"),
             authenticationMethods: row.stringList("amr"),
+            accountVersions: versions(from: row),
             revokedAt: row.optionalDate("revoked_at"),
             revocationReason: row.optionalString("revocation_reason")
         )
@@ -607,13 +636,14 @@ final class SQLiteTransaction: StoreTransaction {
     func insertRefreshFamily(_ family: RefreshFamily) async throws {
         _ = try await self.execute(
             """
-            INSERT INTO refresh_families (\(Self.familyColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO refresh_families (\(Self.familyColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
             [
                 .text(family.id), .id(family.userID), .text(family.scope.kind),
                 family.organizationID.map(SQLiteData.id) ?? .null, .date(family.authenticatedAt),
                 .date(family.expiresAt), .stringList(family.authenticationMethods), .date(family.revokedAt),
-                .nullableText(family.revocationReason),
+                .nullableText(family.revocationReason), .integer(SQLiteInt64(family.accountVersions.credential.rawValue)),
+                .integer(SQLiteInt64(family.accountVersions.session.rawValue)),
             ],
             duplicate: { _ in "refresh family \(family.id)" },
             missingReference: {
@@ -700,8 +730,8 @@ final class SQLiteTransaction: StoreTransaction {
     func revokeRefreshFamilies(userID: Int64, at date: Date, reason: String) async throws -> Int {
         try await self.execute(
             """
-            UPDATE refresh_families SET revoked_at = ?, revocation_reason = ?
-            WHERE user_id = ? AND revoked_at IS NULL RETURNING id
+            UPDATE refresh_families SET revoked_at = ?1, revocation_reason = ?2
+            WHERE user_id = ?3 AND revoked_at IS NULL AND expires_at > ?1 RETURNING id
             """,
             [.date(date), .text(reason), .id(userID)]
         ).count

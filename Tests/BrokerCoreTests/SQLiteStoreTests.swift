@@ -690,7 +690,8 @@ final class SQLiteStoreTests: XCTestCase {
                 try await tx.insertRefreshFamily(
                     RefreshFamily(
                         id: id, userID: 7, scope: scope, authenticatedAt: Fixture.t0,
-                        expiresAt: Fixture.t0.addingTimeInterval(60), authenticationMethods: ["github_pat"]))
+                        expiresAt: Fixture.t0.addingTimeInterval(60), authenticationMethods: ["github_pat"],
+                        accountVersions: .initial))
             }
             let families = try await tx.refreshFamilies(userID: 7)
             XCTAssertEqual(families.count, 3)
@@ -802,7 +803,7 @@ private enum Fixture {
     static func family(_ id: String, user: Int64, org: Int64) -> RefreshFamily {
         RefreshFamily(
             id: id, userID: user, organizationID: org, authenticatedAt: t0,
-            expiresAt: t0.addingTimeInterval(86_400), authenticationMethods: ["pwd", "otp"]
+            expiresAt: t0.addingTimeInterval(86_400), authenticationMethods: ["pwd", "otp"], accountVersions: .initial
         )
     }
 }

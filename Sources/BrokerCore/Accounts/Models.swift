@@ -19,11 +19,15 @@ public struct User: Sendable, Equatable {
     public var githubID: Int64?
     /// The account's role across the whole broker (`nil`: none).
     public var globalRole: GlobalRole?
+    /// Its current credential and session versions, read in the same row as ``passwordHash``:
+    /// a session is good only while they are the ones it started under.
+    public var versions: AccountVersions
 
     public init(
         id: Int64, username: String, passwordHash: String?, isActive: Bool, createdAt: Date, githubLogin: String? = nil,
-        githubID: Int64? = nil, globalRole: GlobalRole? = nil
+        githubID: Int64? = nil, globalRole: GlobalRole? = nil, versions: AccountVersions = .initial
     ) {
+        self.versions = versions
         self.githubID = githubID
         self.id = id
         self.username = username

@@ -58,7 +58,7 @@ public struct TokenIntrospection: Sendable {
                 record.usedAt == nil, now < record.expiresAt,
                 let family = try await tx.refreshFamily(id: record.familyID),
                 PresentedTokens.sessionRefusal(family, now: now) == nil,
-                let user = try await tx.user(id: family.userID), user.isActive
+                let user = try await tx.user(id: family.userID), PresentedTokens.accountRefusal(user, of: family) == nil
             else { return .inactive }
             if let organizationID = family.organizationID {
                 // The refresh would fail without the membership (unless GitHub grants it).

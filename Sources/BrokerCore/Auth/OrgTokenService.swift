@@ -73,7 +73,7 @@ public struct OrgTokenService: Sendable {
         let rotation = self.rotation
         let refresh = try await store.transaction { tx in
             try await rotation.startFamily(
-                in: tx, userID: user.id, organizationID: organization.id, methods: methods, now: now)
+                in: tx, for: user, organizationID: organization.id, methods: methods, now: now)
         }
         let grant = TokenIssuer.Grant.organization(
             user: user, organization: organization, role: role, authenticatedAt: now,
@@ -100,6 +100,10 @@ public struct OrgTokenService: Sendable {
             try await rotation.rotate(presented, in: tx, now: now) { family in
                 guard let user = try await tx.user(id: family.userID), user.isActive else {
                     throw BrokerError(.accountDisabled, "this account is disabled")
+                }
+                // A session of an earlier credential or session version has ended.
+                if PresentedTokens.accountRefusal(user, of: family) != nil {
+                    throw BrokerError(.invalidRefreshToken, "Token is invalid or expired (session ended)")
                 }
                 // Only a generation-1 session holds refresh tokens.
                 guard let organizationID = family.organizationID else {

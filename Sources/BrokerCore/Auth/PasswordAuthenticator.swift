@@ -78,6 +78,8 @@ public struct PasswordAuthenticator: Sendable {
     }
 
     private func check(username: String, password: String) async throws -> Outcome {
+        // The account's versions come in the same row as the hash: the session this login may
+        // start is recorded only if they are still current then (a reset may commit meanwhile).
         let found = try await store.transaction { tx in try await tx.user(named: username) }
         guard let user = found, let encoded = user.passwordHash else {
             try await pool.verifyDummy(password)

@@ -89,8 +89,16 @@ public protocol StoreTransaction: Sendable {
     /// Deletes the user with their memberships, requests and refresh families. Returns whether
     /// the user existed.
     func deleteUser(id: Int64) async throws -> Bool
+    /// Replaces the hash alone (an upgrade of the same password); a new password also calls
+    /// ``advanceCredentialVersion(userID:)``.
     func updatePasswordHash(userID: Int64, to hash: String?) async throws
     func setUserActive(userID: Int64, _ active: Bool) async throws
+    /// Advances the account's credential version (see ``CredentialVersion``); returns the new
+    /// versions. Throws ``StoreError/notFound(_:)`` for an unknown user.
+    func advanceCredentialVersion(userID: Int64) async throws -> AccountVersions
+    /// Advances the account's session version (see ``SessionVersion``): every session started
+    /// before has ended. Returns the new versions; throws ``StoreError/notFound(_:)``.
+    func advanceSessionVersion(userID: Int64) async throws -> AccountVersions
 
     // MARK: Organizations
     /// Throws ``StoreError/duplicate(_:)`` if the name or the cluster name is taken.
@@ -159,7 +167,8 @@ public protocol StoreTransaction: Sendable {
     func markRefreshTokenUsed(hash: String, at date: Date) async throws
     /// A user's refresh families (sessions), newest login first.
     func refreshFamilies(userID: Int64) async throws -> [RefreshFamily]
-    /// Revokes every unrevoked family of the user; returns how many were revoked.
+    /// Revokes every family of the user that is neither revoked nor expired at `date`; returns
+    /// how many were revoked (sessions that were live, not rows that had already ended).
     func revokeRefreshFamilies(userID: Int64, at date: Date, reason: String) async throws -> Int
 
     // MARK: Revoked access tokens

@@ -15,6 +15,9 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case sessionExpired = "session_expired"
     case missingToken = "missing_token"
     case invalidToken = "invalid_token"
+    /// The account's credential or sessions changed (password reset, sign out everywhere, ...)
+    /// while a login was checking the credential: the login starts no session.
+    case credentialsChanged = "credentials_changed"
     // 403: authenticated, not allowed
     case unknownOrganization = "unknown_organization"
     case notAMember = "not_a_member"
@@ -50,7 +53,8 @@ public enum ErrorCode: String, Sendable, CaseIterable {
         switch self {
         case .invalidRequest, .invalidUsername, .invalidPassword, .invalidOrganization: 400
         case .invalidCredentials, .accountDisabled, .invalidRefreshToken, .refreshTokenReused,
-            .sessionExpired, .missingToken, .invalidToken, .githubTokenInvalid, .githubIdentityMismatch:
+            .sessionExpired, .missingToken, .invalidToken, .credentialsChanged, .githubTokenInvalid,
+            .githubIdentityMismatch:
             401
         case .unknownOrganization, .notAMember, .forbidden, .githubForbidden: 403
         case .notFound: 404

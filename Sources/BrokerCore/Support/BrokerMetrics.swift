@@ -43,7 +43,8 @@ public enum BrokerMetrics {
         case success
         /// Wrong password, unknown user, or a token GitHub rejected.
         case failure
-        /// Authenticated, but not allowed: disabled account, no membership, unknown organization.
+        /// Authenticated, but not allowed: disabled account, no membership, unknown organization, or
+        /// the credential changed while it was being checked.
         case denied
         /// Refused by the brute-force throttle before the password was looked at.
         case throttled
@@ -59,7 +60,8 @@ public enum BrokerMetrics {
             switch error.code {
             case .invalidCredentials, .invalidPassword, .invalidUsername, .githubTokenInvalid, .invalidToken, .missingToken:
                 self = .failure
-            case .accountDisabled, .notAMember, .unknownOrganization, .forbidden, .githubForbidden, .invalidOrganization:
+            case .accountDisabled, .notAMember, .unknownOrganization, .forbidden, .githubForbidden, .invalidOrganization,
+                .credentialsChanged:
                 self = .denied
             case .tooManyAttempts:
                 self = .throttled

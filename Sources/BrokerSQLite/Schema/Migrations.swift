@@ -197,6 +197,24 @@ enum Schema {
             "ALTER TABLE users ADD COLUMN github_id INTEGER CHECK (github_id > 0)",
             "CREATE UNIQUE INDEX users_github_id ON users (github_id)",
         ]),
+        // Credential and session versions: a login reads the account's versions with its password
+        // hash, a session records them, and the session is good only while the account still has
+        // them. A password reset advances both; sign out everywhere and disabling the account
+        // advance the session version. Existing sessions carry version 1, the accounts' version,
+        // and go on, except those of disabled accounts: re-enabling must not revive them.
+        Migration(version: 7, statements: [
+            "ALTER TABLE users ADD COLUMN credential_version INTEGER NOT NULL DEFAULT 1 CHECK (credential_version > 0)",
+            "ALTER TABLE users ADD COLUMN session_version INTEGER NOT NULL DEFAULT 1 CHECK (session_version > 0)",
+            "UPDATE users SET session_version = 2 WHERE is_active = 0",
+            """
+            ALTER TABLE refresh_families ADD COLUMN credential_version INTEGER NOT NULL DEFAULT 1
+                CHECK (credential_version > 0)
+            """,
+            """
+            ALTER TABLE refresh_families ADD COLUMN session_version INTEGER NOT NULL DEFAULT 1
+                CHECK (session_version > 0)
+            """,
+        ]),
     ]
 }
 

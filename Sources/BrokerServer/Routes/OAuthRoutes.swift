@@ -213,7 +213,7 @@ struct OAuthError: AuditableFailure {
     init(_ error: BrokerError) {
         switch error.code {
         case .invalidRefreshToken, .refreshTokenReused, .sessionExpired, .accountDisabled, .githubTokenInvalid,
-            .githubIdentityMismatch:
+            .githubIdentityMismatch, .credentialsChanged:
             self.init(code: "invalid_grant", error.detail)
         case .notAMember, .unknownOrganization, .githubForbidden:
             self.init(status: .forbidden, code: "access_denied", error.detail)
