@@ -173,6 +173,11 @@ public enum BrokerMetrics {
         Counter(label: Name.throttled, dimensions: [("scope", "github_ip")]).increment()
     }
 
+    /// A renewal refused by ``SessionRefreshThrottle`` (scope `session`).
+    public static func throttledRefresh() {
+        Counter(label: Name.throttled, dimensions: [("scope", "session")]).increment()
+    }
+
     // MARK: GitHub
 
     public static func githubRequest(_ call: GitHubCall, duration: Duration) {

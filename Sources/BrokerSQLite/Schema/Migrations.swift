@@ -197,6 +197,14 @@ enum Schema {
             "ALTER TABLE users ADD COLUMN github_id INTEGER CHECK (github_id > 0)",
             "CREATE UNIQUE INDEX users_github_id ON users (github_id)",
         ]),
+        // Storage pruning (StoragePruner): find expired and revoked sessions and expired unused
+        // refresh tokens without scanning every token. The partial indexes hold only what they
+        // look for: revoked sessions, and the one unused token of each session.
+        Migration(version: 7, statements: [
+            "CREATE INDEX refresh_families_expires_at ON refresh_families (expires_at)",
+            "CREATE INDEX refresh_families_revoked ON refresh_families (revoked_at) WHERE revoked_at IS NOT NULL",
+            "CREATE INDEX refresh_tokens_unused_expires_at ON refresh_tokens (expires_at) WHERE used_at IS NULL",
+        ]),
     ]
 }
 
