@@ -203,4 +203,21 @@ final class StoragePruningTests: XCTestCase {
         XCTAssertEqual(Set(usedPages).count, 1, "the same pages in use after every round: \(usedPages)")
         XCTAssertEqual(Set(filePages.dropFirst()).count, 1, "the file stops growing after the first round: \(filePages)")
     }
+
+    /// Pruning runs every ten minutes beside logins: none of its statements may read a whole
+    /// table (`SCAN`), however many tokens the store holds.
+    func testEveryPruningStatementFindsItsRowsThroughAnIndex() async throws {
+        let statements = SQLiteTransaction.pruneStatements
+        for sql in [
+            statements.tokensOfEndedSessions, statements.expiredUnusedTokens, statements.expiredSessions,
+            statements.expiredRevocations,
+        ] {
+            let plan = try await store.withExclusiveConnection { connection in
+                let bound = sql.replacingOccurrences(of: "?1", with: "1800000000.0").replacingOccurrences(of: "?2", with: "500")
+                return try await connection.rows("EXPLAIN QUERY PLAN \(bound)").map { try $0.string("detail") }
+            }
+            XCTAssertFalse(plan.isEmpty)
+            XCTAssertFalse(plan.contains { $0.hasPrefix("SCAN") }, "\(plan) for \(sql)")
+        }
+    }
 }
