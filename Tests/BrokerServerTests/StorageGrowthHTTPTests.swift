@@ -16,6 +16,7 @@ final class StorageGrowthHTTPTests: XCTestCase {
     var store: SQLiteStore { harness.services.store as! SQLiteStore }
 
     override func setUp() async throws {
+        _ = TestMetrics.registry
         harness = try await ServerHarness.make()
     }
 
@@ -85,5 +86,25 @@ final class StorageGrowthHTTPTests: XCTestCase {
         let afterPruning = try await databaseBytes()
         XCTAssertLessThanOrEqual(afterPruning, baseline)
         XCTAssertEqual(try auditBytes(), audit)
+    }
+
+    /// What the pruner deleted and the renewals the limit refused show in `/metrics`.
+    func testPrunedRowsAndRefusedRenewalsAreCounted() async throws {
+        let harness = self.harness!
+        try await harness.withMetrics { client in
+            let before = try await client.scrape()
+            let (_, login) = try await client.postJSON("/api/org_token/", Generation1HTTPTests.login)
+            var refresh = try XCTUnwrap(login["refresh"] as? String)
+            for _ in 0..<7 {
+                let (status, body) = try await client.postJSON("/api/org_token/refresh/", #"{"refresh":"\#(refresh)"}"#)
+                if status == .ok { refresh = try XCTUnwrap(body["refresh"] as? String) }
+            }
+            harness.clock.advance(by: 8 * 86_400)
+            try await harness.services.pruner.prune()
+            let after = try await client.scrape()
+            XCTAssertEqual(after.delta(from: before, "broker_throttled_total", ["scope": "session"]), 1)
+            XCTAssertEqual(after.delta(from: before, "broker_storage_pruned_total", ["kind": "refresh_token"]), 7)
+            XCTAssertEqual(after.delta(from: before, "broker_storage_pruned_total", ["kind": "session"]), 1)
+        }
     }
 }

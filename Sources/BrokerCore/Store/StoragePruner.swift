@@ -99,6 +99,7 @@ public struct StoragePruner: Sendable {
             try Task.checkCancellation()
             let batch = try await store.transaction { tx in try await tx.pruneStorage(cutoffs, limit: limit) }
             removed = removed + batch
+            BrokerMetrics.pruned(batch)
             if batch.total < limit { break }
             // Let waiting logins and refreshes in between two batches.
             await Task.yield()
