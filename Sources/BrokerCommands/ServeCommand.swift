@@ -60,6 +60,10 @@ struct ServeCommand: AsyncParsableCommand {
             let background = KeyRingMaintenanceService(
                 maintenance: maintenance, interval: .seconds(configuration.keyReloadInterval))
             var listeners: [any Service] = [background]
+            if configuration.pruneInterval > 0 {
+                listeners.append(
+                    StoragePruningService(pruner: services.pruner, interval: .seconds(configuration.pruneInterval)))
+            }
             if let metricsPort = configuration.metricsPort {
                 let metricsHost = configuration.metricsListenHost
                 listeners.append(

@@ -73,8 +73,9 @@ public struct BrokerServices: Sendable {
         orgTokens = OrgTokenService(
             store: store,
             authenticator: authenticator,
-            issuer: issuer, verifier: verifier, rotation: rotation, clock: clock, logger: logger,
-            githubIdentities: resolver)
+            issuer: issuer, verifier: verifier, rotation: rotation,
+            refreshThrottle: SessionRefreshThrottle(policy: SessionRefreshThrottlePolicy(configuration), clock: clock),
+            clock: clock, logger: logger, githubIdentities: resolver)
         accounts = AccountAdministration(store: store, pool: passwords, clock: clock, audit: audit)
         if githubAPI != nil {
             try await accounts.registerTeamClusters(configuration.githubOrganizations)
@@ -97,6 +98,13 @@ public struct BrokerServices: Sendable {
         keys = KeyAdministration(
             directory: KeyDirectory(path: configuration.keysDirectory, clock: clock, logger: logger), ring: keyRing,
             algorithm: configuration.signingAlgorithm, policy: keyPolicy, audit: audit)
+    }
+
+    /// Deletes what the store no longer needs (see ``StoragePruner``).
+    public var pruner: StoragePruner {
+        StoragePruner(
+            store: store, clock: clock, leeway: configuration.clockSkew, batchSize: configuration.pruneBatchSize,
+            logger: logger)
     }
 
     /// Stops the hashing threads, closes the audit log and the store.

@@ -754,6 +754,61 @@ final class SQLiteTransaction: StoreTransaction {
         _ = try await self.execute("DELETE FROM revoked_access_tokens WHERE expires_at < ?", [.date(date)])
     }
 
+    // MARK: Pruning
+
+    /// The statements of ``pruneStorage(_:limit:)``, in order: `?1` is the cutoff, `?2` the
+    /// rows still allowed in the batch. Each deletes by rowid from a bounded SELECT (SQLite is
+    /// built without DELETE ... LIMIT), finds its rows through an index (never a scan of a whole
+    /// table: `StoragePruningTests` reads their query plans) and counts them with RETURNING.
+    static let pruneStatements = (
+        // A revoked session refuses its refresh tokens before looking at them, so they no longer
+        // matter; an expired one refuses them all the same.
+        tokensOfEndedSessions: """
+            DELETE FROM refresh_tokens WHERE rowid IN (
+                SELECT rowid FROM refresh_tokens WHERE family_id IN (
+                    SELECT id FROM refresh_families WHERE expires_at < ?1
+                    UNION ALL SELECT id FROM refresh_families WHERE revoked_at IS NOT NULL
+                ) LIMIT ?2
+            ) RETURNING 1
+            """,
+        expiredUnusedTokens: """
+            DELETE FROM refresh_tokens WHERE rowid IN (
+                SELECT rowid FROM refresh_tokens WHERE used_at IS NULL AND expires_at < ?1 LIMIT ?2
+            ) RETURNING 1
+            """,
+        // Only sessions without tokens left: the cascade then deletes nothing, and the batch
+        // stays within its limit.
+        expiredSessions: """
+            DELETE FROM refresh_families WHERE rowid IN (
+                SELECT f.rowid FROM refresh_families AS f
+                WHERE f.expires_at < ?1 AND NOT EXISTS (SELECT 1 FROM refresh_tokens AS t WHERE t.family_id = f.id)
+                LIMIT ?2
+            ) RETURNING 1
+            """,
+        expiredRevocations: """
+            DELETE FROM revoked_access_tokens WHERE rowid IN (
+                SELECT rowid FROM revoked_access_tokens WHERE expires_at < ?1 LIMIT ?2
+            ) RETURNING 1
+            """
+    )
+
+    func pruneStorage(_ cutoffs: PruneCutoffs, limit: Int) async throws -> PrunedRows {
+        let statements = Self.pruneStatements
+        var removed = PrunedRows()
+        var room = limit
+        func delete(_ sql: String, _ cutoff: Date) async throws -> Int {
+            guard room > 0 else { return 0 }
+            let deleted = try await self.execute(sql, [.date(cutoff), .integer(SQLiteInt64(room))]).count
+            room -= deleted
+            return deleted
+        }
+        removed.refreshTokens += try await delete(statements.tokensOfEndedSessions, cutoffs.sessionsExpiredBefore)
+        removed.refreshTokens += try await delete(statements.expiredUnusedTokens, cutoffs.unusedRefreshTokensExpiredBefore)
+        removed.sessions += try await delete(statements.expiredSessions, cutoffs.sessionsExpiredBefore)
+        removed.revokedAccessTokens += try await delete(statements.expiredRevocations, cutoffs.revocationsExpiredBefore)
+        return removed
+    }
+
     // MARK: Server secrets
 
     func serverSecret(named name: String) async throws -> [UInt8]? {

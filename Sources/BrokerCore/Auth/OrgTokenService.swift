@@ -28,11 +28,15 @@ public struct OrgTokenService: Sendable {
     public let logger: Logger
     /// Recent GitHub answers, for refreshing sessions whose membership a GitHub mapping grants.
     public let githubIdentities: GitHubIdentityResolver?
+    /// Renewals per session (429 over the limit), shared by every renewal route.
+    public let refreshThrottle: SessionRefreshThrottle
 
     public init(
         store: any Store, authenticator: PasswordAuthenticator, issuer: TokenIssuer, verifier: TokenVerifier,
-        rotation: RefreshTokenRotation, clock: any WallClock, logger: Logger, githubIdentities: GitHubIdentityResolver? = nil
+        rotation: RefreshTokenRotation, refreshThrottle: SessionRefreshThrottle, clock: any WallClock, logger: Logger,
+        githubIdentities: GitHubIdentityResolver? = nil
     ) {
+        self.refreshThrottle = refreshThrottle
         self.githubIdentities = githubIdentities
         self.store = store
         self.authenticator = authenticator
@@ -95,7 +99,7 @@ public struct OrgTokenService: Sendable {
 
     private func rotateRefreshToken(_ presented: String) async throws -> TokenBundle {
         let now = clock.now()
-        let rotation = self.rotation
+        let (rotation, refreshThrottle) = (self.rotation, self.refreshThrottle)
         let outcome = try await store.transaction { tx in
             try await rotation.rotate(presented, in: tx, now: now) { family in
                 guard let user = try await tx.user(id: family.userID), user.isActive else {
@@ -114,6 +118,8 @@ public struct OrgTokenService: Sendable {
                 }
                 let viaGitHub = family.authenticationMethods.contains { $0.hasPrefix("github") }
                 let role = try await refreshedRole(of: user, in: organization, viaGitHub: viaGitHub, tx: tx)
+                // Last: only a renewal that would succeed counts against the session.
+                try refreshThrottle.admit(sessionID: family.id)
                 return TokenIssuer.Grant.organization(
                     user: user, organization: organization, role: role, authenticatedAt: family.authenticatedAt,
                     authenticationMethods: family.authenticationMethods, identityProvider: viaGitHub ? "github" : "local",

@@ -101,6 +101,18 @@ public struct BrokerConfiguration: Sendable, Equatable {
     /// otherwise the socket's peer.
     public var trustedProxies: [String] = []
 
+    // MARK: Storage growth
+    /// Sliding window over which the renewals of one session are counted, in seconds.
+    public var refreshThrottleWindow: Int = 60
+    /// Renewals (refreshes) allowed per session within the window; never below what a SlideRule
+    /// client's own cadence needs (see ``SessionRefreshThrottlePolicy``).
+    public var refreshThrottleSession: Int = 6
+    /// How often a running server deletes expired sessions, spent refresh tokens and expired
+    /// revocations, in seconds; 0: never (run `broker maintenance prune` instead).
+    public var pruneInterval: Int = 600
+    /// Rows deleted per transaction while pruning.
+    public var pruneBatchSize: Int = 500
+
     // MARK: Operations
     /// How long SIGTERM waits for in-flight requests before the server exits, in seconds.
     public var shutdownGrace: Int = 10
@@ -129,6 +141,7 @@ public struct BrokerConfiguration: Sendable, Equatable {
         "login_throttle_ip", "trusted_proxies", "shutdown_grace", "metrics_host", "metrics_port",
         "github_login_throttle_window", "github_login_throttle_ip", "login_failure_floor_ms",
         "login_throttle_tracked_keys",
+        "refresh_throttle_window", "refresh_throttle_session", "prune_interval", "prune_batch_size",
     ]
 
     /// Keys whose value is structured (a mapping), set with ``setGitHubOrganizations(_:source:)``.
@@ -208,6 +221,11 @@ public struct BrokerConfiguration: Sendable, Equatable {
         case "login_failure_floor_ms":
             loginFailureFloorMilliseconds = try integer(0...60_000, "a whole number of milliseconds in 0...60000")
         case "github_login_throttle_ip": githubLoginThrottleIP = try integer(1...1_000_000, "an integer in 1...1000000")
+        case "refresh_throttle_window":
+            refreshThrottleWindow = try integer(1...3600, "a whole number of seconds in 1...3600")
+        case "refresh_throttle_session": refreshThrottleSession = try integer(1...10_000, "an integer in 1...10000")
+        case "prune_interval": pruneInterval = try integer(0...(7 * 86_400), "a whole number of seconds in 0...604800 (0 = off)")
+        case "prune_batch_size": pruneBatchSize = try integer(1...100_000, "an integer in 1...100000")
         case "trusted_proxies":
             trustedProxies = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         case "shutdown_grace": shutdownGrace = try integer(0...3600, "a whole number of seconds in 0...3600")

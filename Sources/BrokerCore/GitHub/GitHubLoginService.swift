@@ -129,6 +129,7 @@ public struct GitHubLoginService: Sendable {
         var grant = generation2Grant(
             holder, login: identity.login, authenticatedAt: authenticatedAt, methods: claims.authenticationMethods)
         grant.sessionID = session.id
+        try orgTokens.refreshThrottle.admit(sessionID: session.id)
         let renewed = try issuer.issue(grant, lifetime: min(generation2Lifetime, remaining))
         BrokerMetrics.tokenIssued(.generation2)
         return renewed

@@ -178,6 +178,13 @@ public protocol StoreTransaction: Sendable {
     /// Forgets revoked tokens that have expired anyway.
     func pruneRevokedAccessTokens(before date: Date) async throws
 
+    // MARK: Pruning (see ``StoragePruner``)
+    /// Deletes at most `limit` rows, in all, of what `cutoffs` says can no longer matter:
+    /// refresh tokens of sessions that expired or were revoked, unused refresh tokens that
+    /// expired, then sessions that expired and hold no refresh token any more (so that no
+    /// cascade exceeds the limit), then revocations of access tokens that expired.
+    func pruneStorage(_ cutoffs: PruneCutoffs, limit: Int) async throws -> PrunedRows
+
     // MARK: Server secrets
     /// A named random secret shared by every broker process using this store.
     func serverSecret(named name: String) async throws -> [UInt8]?

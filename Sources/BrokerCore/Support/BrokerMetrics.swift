@@ -27,6 +27,7 @@ public enum BrokerMetrics {
         public static let signingKeys = "broker_signing_keys"
         public static let httpRequests = "broker_http_requests_total"
         public static let httpRequestDuration = "broker_http_request_duration_seconds"
+        public static let storagePruned = "broker_storage_pruned_total"
     }
 
     /// How a client logged in (label `method`).
@@ -173,6 +174,22 @@ public enum BrokerMetrics {
     /// A GitHub login refused by ``GitHubLoginThrottle`` (scope `github_ip`).
     public static func throttledGitHubLogin() {
         Counter(label: Name.throttled, dimensions: [("scope", "github_ip")]).increment()
+    }
+
+    /// Rows ``StoragePruner`` deleted, by kind: `refresh_token`, `session`,
+    /// `revoked_access_token`.
+    public static func pruned(_ rows: PrunedRows) {
+        for (kind, count) in [
+            ("refresh_token", rows.refreshTokens), ("session", rows.sessions),
+            ("revoked_access_token", rows.revokedAccessTokens),
+        ] where count > 0 {
+            Counter(label: Name.storagePruned, dimensions: [("kind", kind)]).increment(by: count)
+        }
+    }
+
+    /// A renewal refused by ``SessionRefreshThrottle`` (scope `session`).
+    public static func throttledRefresh() {
+        Counter(label: Name.throttled, dimensions: [("scope", "session")]).increment()
     }
 
     // MARK: GitHub

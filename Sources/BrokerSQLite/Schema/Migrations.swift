@@ -215,6 +215,14 @@ enum Schema {
                 CHECK (session_version > 0)
             """,
         ]),
+        // Storage pruning (StoragePruner): find expired and revoked sessions and expired unused
+        // refresh tokens without scanning every token. The partial indexes hold only what they
+        // look for: revoked sessions, and the one unused token of each session.
+        Migration(version: 8, statements: [
+            "CREATE INDEX refresh_families_expires_at ON refresh_families (expires_at)",
+            "CREATE INDEX refresh_families_revoked ON refresh_families (revoked_at) WHERE revoked_at IS NOT NULL",
+            "CREATE INDEX refresh_tokens_unused_expires_at ON refresh_tokens (expires_at) WHERE used_at IS NULL",
+        ]),
     ]
 }
 
