@@ -54,7 +54,7 @@ public struct AccountName: Sendable, Hashable {
             if scalar.properties.isDefaultIgnorableCodePoint || scalar.properties.isWhitespace {
                 throw BrokerError(
                     .invalidUsername,
-                    "a username must not contain invisible characters or spaces (U+\(Self.hex(scalar)))")
+                    "a username may contain only letters, digits and @.+-_: no spaces, nothing invisible (U+\(Self.hex(scalar)))")
             }
             switch category {
             case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter,
