@@ -121,7 +121,7 @@ public struct AccountName: Sendable, Hashable {
     static func skeleton(ofKey key: String) -> String {
         var mapped = String.UnicodeScalarView()
         for scalar in key.decomposedStringWithCanonicalMapping.unicodeScalars {
-            if let prototype = Tables.shared.confusables[scalar.value] {
+            if let prototype = Tables.confusables[scalar.value] {
                 mapped.append(contentsOf: prototype)
             } else if !scalar.properties.isDefaultIgnorableCodePoint {
                 mapped.append(scalar)
@@ -133,7 +133,7 @@ public struct AccountName: Sendable, Hashable {
     static func folded(_ text: String) -> String {
         var folded = String.UnicodeScalarView()
         for scalar in text.unicodeScalars {
-            if let mapping = Tables.shared.caseFolding[scalar.value] {
+            if let mapping = Tables.caseFolding[scalar.value] {
                 folded.append(contentsOf: mapping)
             } else {
                 folded.append(scalar)
@@ -145,7 +145,7 @@ public struct AccountName: Sendable, Hashable {
     static func widthMapped(_ text: String) -> String {
         var mapped = String.UnicodeScalarView()
         for scalar in text.unicodeScalars {
-            if let mapping = Tables.shared.widthMapping[scalar.value] {
+            if let mapping = Tables.widthMapping[scalar.value] {
                 mapped.append(contentsOf: mapping)
             } else {
                 mapped.append(scalar)
@@ -159,21 +159,18 @@ public struct AccountName: Sendable, Hashable {
         return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
     }
 
-    /// The generated tables, parsed once.
-    private struct Tables: Sendable {
-        let confusables: [UInt32: [Unicode.Scalar]]
-        let caseFolding: [UInt32: [Unicode.Scalar]]
-        let widthMapping: [UInt32: [Unicode.Scalar]]
-
-        static let shared = Tables(
-            confusables: parse(UnicodeNameTables.confusables),
-            caseFolding: parse(UnicodeNameTables.caseFolding),
-            widthMapping: parse(UnicodeNameTables.widthMapping))
+    /// The generated tables, each parsed at its first use: a login needs only the small ones.
+    private enum Tables {
+        static let confusables = parse(UnicodeNameTables.confusables)
+        static let caseFolding = parse(UnicodeNameTables.caseFolding)
+        static let widthMapping = parse(UnicodeNameTables.widthMapping)
 
         private static func parse(_ table: String) -> [UInt32: [Unicode.Scalar]] {
             var mapping: [UInt32: [Unicode.Scalar]] = [:]
-            for line in table.split(separator: "\n") {
-                let values = line.split(separator: " ").compactMap { UInt32($0, radix: 16) }
+            for line in table.utf8.split(separator: UInt8(ascii: "\n")) {
+                let values = line.split(separator: UInt8(ascii: " ")).compactMap { field in
+                    UInt32(Substring(field), radix: 16)
+                }
                 guard let source = values.first else { continue }
                 mapping[source] = values.dropFirst().compactMap { Unicode.Scalar($0) }
             }
