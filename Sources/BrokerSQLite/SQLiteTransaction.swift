@@ -222,7 +222,24 @@ final class SQLiteTransaction: StoreTransaction {
     }
 
     func deleteUser(id: Int64) async throws -> Bool {
-        try await self.exists("DELETE FROM users WHERE id = ? RETURNING id", [.id(id)])
+        guard try await self.exists("DELETE FROM users WHERE id = ? RETURNING id", [.id(id)]) else { return false }
+        try await self.handOverName(table: "users", name: "username", from: id)
+        return true
+    }
+
+    /// A deleted row that held a name others were flagged as colliding with (see the name-key
+    /// migration) leaves it to the oldest of them, which is then no longer a collision.
+    /// `table` and `name` are fixed identifiers, never input.
+    private func handOverName(table: String, name: String, from deletedID: Int64) async throws {
+        let heir = try await self.execute(
+            """
+            UPDATE \(table) SET \(name)_collision = NULL
+            WHERE id = (SELECT MIN(id) FROM \(table) WHERE \(name)_collision = ?) RETURNING id
+            """,
+            [.id(deletedID)])
+        guard let heirID = try heir.first?.int64("id") else { return }
+        _ = try await self.execute(
+            "UPDATE \(table) SET \(name)_collision = ? WHERE \(name)_collision = ?", [.id(heirID), .id(deletedID)])
     }
 
     func updatePasswordHash(userID: Int64, to hash: String?) async throws {
@@ -290,7 +307,11 @@ final class SQLiteTransaction: StoreTransaction {
     }
 
     func deleteOrganization(id: Int64) async throws -> Bool {
-        try await self.exists("DELETE FROM organizations WHERE id = ? RETURNING id", [.id(id)])
+        guard try await self.exists("DELETE FROM organizations WHERE id = ? RETURNING id", [.id(id)]) else {
+            return false
+        }
+        try await self.handOverName(table: "organizations", name: "name", from: id)
+        return true
     }
 
     func organizationUsingAudience(_ name: String) async throws -> Organization? {

@@ -96,4 +96,31 @@ final class NameMigrationTests: XCTestCase {
         } catch StoreError.duplicate {}
         try await store.close()
     }
+
+    /// Deleting the older of two look-alikes leaves the name to the newer one: no longer
+    /// reported, and again guarding the name against new look-alikes.
+    func testDeletingTheOlderRowHandsTheNameOver() async throws {
+        let path = directory.appendingPathComponent("broker.sqlite3").path
+        try await Self.seedOldDatabase(at: path)
+        let store = try await SQLiteStore.open(path: path, logger: Self.logger)
+        try await store.transaction { tx in
+            _ = try await tx.deleteUser(id: 1)  // alice; Alice and аlice remain
+            _ = try await tx.deleteOrganization(id: 1)  // org1; ORG1 and Org1 remain
+        }
+        let collisions = try await store.read { tx in try await tx.nameCollisions() }
+        XCTAssertEqual(
+            collisions,
+            [
+                NameCollision(kind: .user, name: "jose\u{301}", readsLike: "jos\u{E9}"),
+                NameCollision(kind: .user, name: "\u{0430}lice", readsLike: "Alice"),
+                NameCollision(kind: .organization, name: "Org1", readsLike: "ORG1"),
+            ])
+        do {
+            _ = try await store.transaction { tx in
+                try await tx.insertUser(NewUser(username: "alice", passwordHash: nil, createdAt: Date()))
+            }
+            XCTFail("alice was created beside Alice")
+        } catch StoreError.duplicate {}
+        try await store.close()
+    }
 }
