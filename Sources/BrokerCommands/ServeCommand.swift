@@ -41,6 +41,7 @@ struct ServeCommand: AsyncParsableCommand {
             } catch {
                 throw ConfigurationError("GitHub client: \(error)")
             }
+            try await Self.warnOfNameCollisions(environment.store, logger: environment.logger)
             let services = try await BrokerServices(
                 configuration: configuration, store: environment.store, keyRing: keyRing,
                 logger: environment.logger, githubAPI: github)
@@ -101,6 +102,19 @@ struct ServeCommand: AsyncParsableCommand {
             // Past the grace period the group cancels what is left; a service may report that
             // as an error, but the shutdown was asked for all the same.
             logger.warning("shutdown grace exceeded; what was still running was cancelled")
+        }
+    }
+
+    /// Names from before the name profile that read like another's keep working; each start
+    /// says so until an operator resolves them (`broker users collisions`, docs/operations.md).
+    static func warnOfNameCollisions(_ store: any Store, logger: Logger) async throws {
+        for collision in try await store.read({ tx in try await tx.nameCollisions() }) {
+            logger.warning(
+                "name collision: resolve with broker users collisions",
+                metadata: [
+                    "kind": "\(collision.kind.rawValue)", "name": "\(collision.name)",
+                    "reads_like": "\(collision.readsLike ?? "(deleted)")",
+                ])
         }
     }
 

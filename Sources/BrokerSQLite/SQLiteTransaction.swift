@@ -109,16 +109,19 @@ final class SQLiteTransaction: StoreTransaction {
     }
 
     func insertUser(_ user: NewUser) async throws -> User {
+        let forms = AccountName.storedForms(of: user.username)
         let rows = try await self.execute(
             // A NULL id takes the next free one.
             """
-            INSERT INTO users (id, username, password_hash, is_active, created_at, github_login, github_id, global_role)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id, credential_version, session_version
+            INSERT INTO users (id, username, password_hash, is_active, created_at, github_login, github_id, global_role,
+                username_key, username_skeleton)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id, credential_version, session_version
             """,
             [
                 user.preferredID.map(SQLiteData.id) ?? .null, .text(user.username), .nullableText(user.passwordHash),
                 .bool(user.isActive), .date(user.createdAt), .nullableText(user.githubLogin),
                 user.githubID.map(SQLiteData.id) ?? .null, .nullableText(user.globalRole?.rawValue),
+                .text(forms.key), .text(forms.skeleton),
             ],
             duplicate: { message in
                 if message.contains("github_login") { return "GitHub login \(user.githubLogin ?? "")" }
@@ -165,8 +168,41 @@ final class SQLiteTransaction: StoreTransaction {
 
     func user(named username: String) async throws -> User? {
         try await self.execute(
-            "SELECT \(Self.userColumns) FROM users WHERE username = ?", [.text(username)]
+            """
+            SELECT \(Self.userColumns) FROM users WHERE username_key = ?
+            ORDER BY username = ? DESC, username_collision IS NOT NULL, id LIMIT 1
+            """,
+            [.text(AccountName.key(of: username)), .text(username)]
         ).first.map(Self.user(from:))
+    }
+
+    func user(confusableWith name: String) async throws -> User? {
+        try await self.execute(
+            """
+            SELECT \(Self.userColumns) FROM users WHERE username_skeleton = ?
+            ORDER BY username_collision IS NOT NULL, id LIMIT 1
+            """,
+            [.text(AccountName.storedForms(of: name).skeleton)]
+        ).first.map(Self.user(from:))
+    }
+
+    func nameCollisions() async throws -> [NameCollision] {
+        try await self.execute(
+            """
+            SELECT 'user' AS kind, n.username AS name, o.username AS reads_like
+            FROM users AS n LEFT JOIN users AS o ON o.id = n.username_collision
+            WHERE n.username_collision IS NOT NULL
+            UNION ALL
+            SELECT 'organization', n.name, o.name
+            FROM organizations AS n LEFT JOIN organizations AS o ON o.id = n.name_collision
+            WHERE n.name_collision IS NOT NULL
+            ORDER BY kind DESC, name
+            """
+        ).map { row in
+            NameCollision(
+                kind: try row.string("kind") == "user" ? .user : .organization, name: try row.string("name"),
+                readsLike: try row.optionalString("reads_like"))
+        }
     }
 
     func user(id: Int64) async throws -> User? {
@@ -195,7 +231,24 @@ final class SQLiteTransaction: StoreTransaction {
     }
 
     func deleteUser(id: Int64) async throws -> Bool {
-        try await self.exists("DELETE FROM users WHERE id = ? RETURNING id", [.id(id)])
+        guard try await self.exists("DELETE FROM users WHERE id = ? RETURNING id", [.id(id)]) else { return false }
+        try await self.handOverName(table: "users", name: "username", from: id)
+        return true
+    }
+
+    /// A deleted row that held a name others were flagged as colliding with (see the name-key
+    /// migration) leaves it to the oldest of them, which is then no longer a collision.
+    /// `table` and `name` are fixed identifiers, never input.
+    private func handOverName(table: String, name: String, from deletedID: Int64) async throws {
+        let heir = try await self.execute(
+            """
+            UPDATE \(table) SET \(name)_collision = NULL
+            WHERE id = (SELECT MIN(id) FROM \(table) WHERE \(name)_collision = ?) RETURNING id
+            """,
+            [.id(deletedID)])
+        guard let heirID = try heir.first?.int64("id") else { return }
+        _ = try await self.execute(
+            "UPDATE \(table) SET \(name)_collision = ? WHERE \(name)_collision = ?", [.id(heirID), .id(deletedID)])
     }
 
     func updatePasswordHash(userID: Int64, to hash: String?) async throws {
@@ -253,9 +306,13 @@ final class SQLiteTransaction: StoreTransaction {
     }
 
     func insertOrganization(name: String, clusterName: String, createdAt: Date) async throws -> Organization {
+        let forms = AccountName.storedForms(of: name)
         let rows = try await self.execute(
-            "INSERT INTO organizations (name, cluster_name, created_at) VALUES (?, ?, ?) RETURNING id",
-            [.text(name), .text(clusterName), .date(createdAt)],
+            """
+            INSERT INTO organizations (name, cluster_name, created_at, name_key, name_skeleton)
+            VALUES (?, ?, ?, ?, ?) RETURNING id
+            """,
+            [.text(name), .text(clusterName), .date(createdAt), .text(forms.key), .text(forms.skeleton)],
             duplicate: { message in
                 message.contains("organizations.cluster_name")
                     ? "organization cluster name \(clusterName)" : "organization \(name)"
@@ -277,7 +334,11 @@ final class SQLiteTransaction: StoreTransaction {
     }
 
     func deleteOrganization(id: Int64) async throws -> Bool {
-        try await self.exists("DELETE FROM organizations WHERE id = ? RETURNING id", [.id(id)])
+        guard try await self.exists("DELETE FROM organizations WHERE id = ? RETURNING id", [.id(id)]) else {
+            return false
+        }
+        try await self.handOverName(table: "organizations", name: "name", from: id)
+        return true
     }
 
     func organizationUsingAudience(_ name: String) async throws -> Organization? {
@@ -381,7 +442,21 @@ final class SQLiteTransaction: StoreTransaction {
 
     func organization(named name: String) async throws -> Organization? {
         try await self.execute(
-            "SELECT \(Self.organizationColumns) FROM organizations WHERE name = ?", [.text(name)]
+            """
+            SELECT \(Self.organizationColumns) FROM organizations WHERE name_key = ?
+            ORDER BY name = ? DESC, name_collision IS NOT NULL, id LIMIT 1
+            """,
+            [.text(AccountName.key(of: name)), .text(name)]
+        ).first.map(Self.organization(from:))
+    }
+
+    func organization(confusableWith name: String) async throws -> Organization? {
+        try await self.execute(
+            """
+            SELECT \(Self.organizationColumns) FROM organizations WHERE name_skeleton = ?
+            ORDER BY name_collision IS NOT NULL, id LIMIT 1
+            """,
+            [.text(AccountName.storedForms(of: name).skeleton)]
         ).first.map(Self.organization(from:))
     }
 

@@ -132,21 +132,19 @@ final class SQLiteStoreTests: XCTestCase {
         }
     }
 
-    func testUsernamesAreCaseSensitive() async throws {
+    /// Names are compared by their key (``AccountName``), not byte for byte: `alice` is `Alice`.
+    func testUsernamesAreComparedAsAPersonReadsThem() async throws {
         let store = try await self.openStore()
-        let users = try await store.transaction { tx in
-            let upper = try await tx.insertUser(Fixture.newUser("Alice"))
-            let lower = try await tx.insertUser(Fixture.newUser("alice"))
-            return (upper, lower)
+        let upper = try await store.transaction { tx in try await tx.insertUser(Fixture.newUser("Alice")) }
+        await self.assertThrows(.duplicate("user alice")) {
+            _ = try await store.transaction { tx in try await tx.insertUser(Fixture.newUser("alice")) }
         }
-        XCTAssertNotEqual(users.0.id, users.1.id)
         try await store.transaction { tx in
-            let upper = try await tx.user(named: "Alice")
-            XCTAssertEqual(upper?.id, users.0.id)
-            let lower = try await tx.user(named: "alice")
-            XCTAssertEqual(lower?.id, users.1.id)
-            let other = try await tx.user(named: "ALICE")
-            XCTAssertNil(other)
+            for spelling in ["Alice", "alice", "ALICE"] {
+                let found = try await tx.user(named: spelling)
+                XCTAssertEqual(found?.id, upper.id, spelling)
+                XCTAssertEqual(found?.username, "Alice", "stored as first spelled")
+            }
         }
     }
 

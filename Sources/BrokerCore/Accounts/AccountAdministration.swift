@@ -37,18 +37,19 @@ public struct AccountAdministration: Sendable {
         let audited = audited(.userCreate, by: actor, target: username)
         return try await audited.run {
             try actor.requireGlobalAdmin("create accounts")
-            try NamePolicy.validateUsername(username)
+            let name = try NamePolicy.validateUsername(username)
             var hash: String?
             if let password {
                 try PasswordPolicy.validateNew(password)
                 hash = try await pool.hash(password)
             }
-            let user = NewUser(username: username, passwordHash: hash, createdAt: clock.now(), globalRole: globalRole)
+            let user = NewUser(username: name.display, passwordHash: hash, createdAt: clock.now(), globalRole: globalRole)
             return try await audited.commit(in: store, reason: globalRole.map { "global_role=\($0.rawValue)" }) { tx in
                 do {
                     return try await tx.insertUser(user)
                 } catch StoreError.duplicate {
-                    throw BrokerError(.alreadyExists, "user \(username) already exists")
+                    let holder = try await tx.user(confusableWith: name.display)
+                    throw Self.nameTaken("user", name.display, holder?.username)
                 }
             }
         }
@@ -144,6 +145,19 @@ public struct AccountAdministration: Sendable {
         }
     }
 
+    /// `alice` exists and `Alice`, `аlice` (Cyrillic а) or `ａｌｉｃｅ` was asked for: the
+    /// refusal names the holder, so that the admin sees why.
+    static func nameTaken(_ what: String, _ name: String, _ holder: String?) -> BrokerError {
+        guard let holder, holder != name else { return BrokerError(.alreadyExists, "\(what) \(name) already exists") }
+        return BrokerError(.alreadyExists, "\(what) \(name) reads the same as the existing \(what) \(holder)")
+    }
+
+    /// Names from before the name profile that read like an older one's (see
+    /// ``StoreTransaction/nameCollisions()``).
+    public func nameCollisions() async throws -> [NameCollision] {
+        try await store.read { tx in try await tx.nameCollisions() }
+    }
+
     public func users() async throws -> [User] {
         try await store.transaction { tx in try await tx.users() }
     }
@@ -173,6 +187,10 @@ public struct AccountAdministration: Sendable {
                 do {
                     organization = try await tx.insertOrganization(name: name, clusterName: cluster, createdAt: now)
                 } catch StoreError.duplicate(let what) {
+                    guard what.hasPrefix("organization cluster name") else {
+                        let holder = try await tx.organization(confusableWith: name)
+                        throw Self.nameTaken("organization", name, holder?.name)
+                    }
                     throw BrokerError(.alreadyExists, "\(what) already exists")
                 }
                 if let held = try await Self.claim(cluster, for: organization, use: .cluster, tx) {

@@ -1,7 +1,8 @@
 import Foundation
 
-/// A broker account. Usernames follow Django's rule (1–150 of letters, digits and `@.+-_`),
-/// compared case-sensitively, because the accounts of the system we replace are imported as-is.
+/// A broker account. Usernames follow Django's rule (1–150 of letters, digits and `@.+-_`) within
+/// the name profile of ``AccountName``: stored as first spelled (imports keep Django's spelling),
+/// compared by their key, so `ALICE` finds `alice`.
 public struct User: Sendable, Equatable {
     public var id: Int64
     public var username: String

@@ -1,15 +1,11 @@
 /// The rules for names, shared by the CLI, the HTTP routes and imports (passwords: ``PasswordPolicy``).
 public enum NamePolicy {
-    /// Django's rule, which the imported accounts already follow: 1–150 letters, digits and
-    /// `@.+-_`, case-sensitive. Letters and digits may be non-ASCII, as with Django's default
-    /// `UnicodeUsernameValidator`.
-    public static func validateUsername(_ name: String) throws {
-        guard !name.isEmpty, name.count <= 150 else {
-            throw BrokerError(.invalidUsername, "a username has 1 to 150 characters")
-        }
-        guard name.allSatisfy({ $0.isLetter || $0.isNumber || "@.+-_".contains($0) }) else {
-            throw BrokerError(.invalidUsername, "a username may contain only letters, digits and @.+-_")
-        }
+    /// Django's rule (1–150 letters, digits and `@.+-_`; letters and digits may be non-ASCII,
+    /// as with Django's default `UnicodeUsernameValidator`) within the name profile of
+    /// ``AccountName``: nothing invisible, at most 255 bytes, compared as a person reads it.
+    @discardableResult
+    public static func validateUsername(_ name: String) throws -> AccountName {
+        try AccountName(username: name)
     }
 
     /// Organization and cluster names appear in URLs and in the `aud` claim: 1–100 ASCII letters,

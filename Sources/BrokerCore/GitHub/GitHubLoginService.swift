@@ -425,14 +425,20 @@ public struct GitHubLoginService: Sendable {
     }
 
     /// The account of a GitHub user admitted by a mapping: named after the login (or
-    /// `<login>@github`, then `<login>@github.<id>`, when an account already has that name),
-    /// linked to the GitHub user id, no password.
+    /// `<login>@github`, then `<login>@github.<id>`, when an account already has a name that
+    /// reads the same: see ``AccountName``), linked to the GitHub user id, no password.
     static func createAccount(for identity: GitHubIdentity, tx: any StoreTransaction, now: Date) async throws -> User {
         let login = identity.login
         for candidate in [login, "\(login)@github", "\(login)@github.\(identity.githubID)"]
         where try await tx.user(named: candidate) == nil {
-            return try await tx.insertUser(
-                NewUser(username: candidate, passwordHash: nil, createdAt: now, githubLogin: login, githubID: identity.githubID))
+            do {
+                return try await tx.insertUser(
+                    NewUser(
+                        username: candidate, passwordHash: nil, createdAt: now, githubLogin: login,
+                        githubID: identity.githubID))
+            } catch StoreError.duplicate(let what) where what.hasPrefix("user ") {
+                continue  // its skeleton is another account's
+            }
         }
         throw BrokerError(.alreadyExists, "cannot name an account for the GitHub user \(login)")
     }

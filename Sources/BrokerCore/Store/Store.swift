@@ -70,9 +70,15 @@ extension Store {
 /// and throw ``StoreError`` for constraint violations and engine failures.
 public protocol StoreTransaction: Sendable {
     // MARK: Users
-    /// Throws ``StoreError/duplicate(_:)`` if the username exists (case-sensitive).
+    /// Throws ``StoreError/duplicate(_:)`` if a username reads the same: its key or its
+    /// confusable skeleton (``AccountName``) is another account's.
     func insertUser(_ user: NewUser) async throws -> User
+    /// The account whose name has the key of `username` (``AccountName/key(of:)``): `JOSÉ` finds
+    /// `josé`. Where rows from before the name profile share a key, the exact spelling wins,
+    /// then the oldest account.
     func user(named username: String) async throws -> User?
+    /// The account whose name looks like `name` (the same TS #39 skeleton), if any.
+    func user(confusableWith name: String) async throws -> User?
     func user(id: Int64) async throws -> User?
     /// The user linked to a GitHub login, compared case-insensitively.
     func user(githubLogin login: String) async throws -> User?
@@ -103,7 +109,13 @@ public protocol StoreTransaction: Sendable {
     // MARK: Organizations
     /// Throws ``StoreError/duplicate(_:)`` if the name or the cluster name is taken.
     func insertOrganization(name: String, clusterName: String, createdAt: Date) async throws -> Organization
+    /// Compared like ``user(named:)``: `ORG1` finds `org1`.
     func organization(named name: String) async throws -> Organization?
+    /// The organization whose name looks like `name` (the same TS #39 skeleton), if any.
+    func organization(confusableWith name: String) async throws -> Organization?
+    /// Users and organizations whose names read like an older one's: rows from before the
+    /// name profile, kept working and reported (`broker users collisions`, and at start-up).
+    func nameCollisions() async throws -> [NameCollision]
     func organization(id: Int64) async throws -> Organization?
     /// All organizations ordered by name.
     func organizations() async throws -> [Organization]
@@ -193,6 +205,21 @@ public protocol StoreTransaction: Sendable {
 }
 
 /// Failures a store reports in engine-independent terms.
+/// A name that reads like an older one's (see ``StoreTransaction/nameCollisions()``).
+public struct NameCollision: Sendable, Equatable {
+    public enum Kind: String, Sendable { case user, organization }
+    public var kind: Kind
+    public var name: String
+    /// The older user's or organization's name; `nil` when it was deleted since.
+    public var readsLike: String?
+
+    public init(kind: Kind, name: String, readsLike: String?) {
+        self.kind = kind
+        self.name = name
+        self.readsLike = readsLike
+    }
+}
+
 public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     /// A uniqueness constraint was violated; the associated value names what was duplicated.
     case duplicate(String)

@@ -13,6 +13,8 @@ struct Migration: Sendable {
     /// Runs first, inside the step's transaction: refuses (throws) a database the step cannot
     /// migrate faithfully, with a message saying what to fix.
     var preflight: (@Sendable (SQLiteConnection) async throws -> Void)? = nil
+    /// Runs after the statements, inside the step's transaction: fills in what SQL cannot compute.
+    var backfill: (@Sendable (SQLiteConnection) async throws -> Void)? = nil
 }
 
 /// The schema of the broker's SQLite database, oldest step first.
@@ -223,7 +225,48 @@ enum Schema {
             "CREATE INDEX refresh_families_revoked ON refresh_families (revoked_at) WHERE revoked_at IS NOT NULL",
             "CREATE INDEX refresh_tokens_unused_expires_at ON refresh_tokens (expires_at) WHERE used_at IS NULL",
         ]),
+        // Names as a person reads them (``AccountName``): each user and organization keeps its
+        // comparison key (lookups) and its TS #39 skeleton (unique: no two names look alike).
+        // Older rows may collide; they are not merged: the newer of each pair records the id of
+        // the older one it reads like, keeps working, stays out of the unique index and is
+        // reported until an operator resolves it (docs/operations.md).
+        Migration(
+            version: 9,
+            statements: [
+                "ALTER TABLE users ADD COLUMN username_key TEXT",
+                "ALTER TABLE users ADD COLUMN username_skeleton TEXT",
+                "ALTER TABLE users ADD COLUMN username_collision INTEGER",
+                "ALTER TABLE organizations ADD COLUMN name_key TEXT",
+                "ALTER TABLE organizations ADD COLUMN name_skeleton TEXT",
+                "ALTER TABLE organizations ADD COLUMN name_collision INTEGER",
+            ],
+            backfill: NameKeysBackfill.run),
     ]
+}
+
+/// The backfill of the name keys and skeletons of existing users and organizations.
+enum NameKeysBackfill {
+    @Sendable static func run(_ connection: SQLiteConnection) async throws {
+        try await fill(connection, table: "users", name: "username")
+        try await fill(connection, table: "organizations", name: "name")
+    }
+
+    /// `table` and `name` are fixed identifiers, never input.
+    private static func fill(_ connection: SQLiteConnection, table: String, name: String) async throws {
+        var holders: [String: Int64] = [:]
+        for row in try await connection.rows("SELECT id, \(name) AS name FROM \(table) ORDER BY id") {
+            let id = try row.int64("id")
+            let forms = AccountName.storedForms(of: try row.string("name"))
+            let collision = holders[forms.skeleton]
+            if collision == nil { holders[forms.skeleton] = id }
+            _ = try await connection.rows(
+                "UPDATE \(table) SET \(name)_key = ?, \(name)_skeleton = ?, \(name)_collision = ? WHERE id = ?",
+                [.text(forms.key), .text(forms.skeleton), collision.map(SQLiteData.id) ?? .null, .id(id)])
+        }
+        _ = try await connection.rows("CREATE INDEX \(table)_\(name)_key ON \(table) (\(name)_key)")
+        _ = try await connection.rows(
+            "CREATE UNIQUE INDEX \(table)_\(name)_skeleton ON \(table) (\(name)_skeleton) WHERE \(name)_collision IS NULL")
+    }
 }
 
 /// The backfill of `audience_names` from existing organizations and policies.
@@ -305,6 +348,7 @@ struct Migrator {
             for statement in next.statements {
                 _ = try await connection.rows(statement)
             }
+            try await next.backfill?(connection)
             _ = try await connection.rows(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
                 [.integer(SQLiteInt64(next.version)), .date(Date())]
