@@ -101,4 +101,30 @@ final class ContentTypeHTTPTests: XCTestCase {
             XCTAssertEqual(oauth.error, "invalid_grant", "\(oauth.body)")
         }
     }
+
+    /// The 415s are the ones openapi.yaml declares, in each family's shape.
+    func testTheRefusalsKeepTheContract() async throws {
+        let contract = try OpenAPIContract.load()
+        try await harness.withClient { client in
+            let token = try await client.sessionToken("root")
+            let routes: [(String, String)] = [
+                ("/api/org_token/", Self.login), ("/api/org_token/refresh/", #"{"refresh":"x"}"#),
+                ("/auth/github/pat", #"{"pat":"x"}"#), ("/auth/github/device/poll", #"{"device_code":"x"}"#),
+                ("/api/session", #"{"username":"alice","password":"x"}"#), ("/api/admin/users", #"{"username":"carol"}"#),
+                ("/api/admin/keys/rotate", "{}"),
+            ]
+            for (path, body) in routes {
+                try await client.execute(
+                    uri: path, method: .post, headers: [.contentType: "text/plain", .authorization: "Bearer \(token)"],
+                    body: ByteBuffer(string: body)
+                ) { response in
+                    XCTAssertEqual(response.status, .unsupportedMediaType, path)
+                    let answer = LiveAnswer(
+                        method: .post, uri: path, status: response.status, headers: response.headers,
+                        body: Array(response.body.readableBytesView))
+                    XCTAssertEqual(contract.violations(of: answer), [], path)
+                }
+            }
+        }
+    }
 }

@@ -91,6 +91,7 @@ final class FramingHTTPTests: XCTestCase {
         let harness = self.harness!
         try await harness.withMetrics { client in
             let port = try XCTUnwrap(client.port)
+            let contract = try OpenAPIContract.load()
             let before = try await client.scrape()
             for framing in Self.cases {
                 let bytes = try await RawHTTPClient.exchange(port: port, framing.request)
@@ -98,6 +99,11 @@ final class FramingHTTPTests: XCTestCase {
                     XCTFail("\(framing.name): no HTTP answer: \(String(decoding: bytes, as: UTF8.self))")
                     continue
                 }
+                var headers = HTTPFields()
+                for (name, value) in answer.headers { headers[HTTPField.Name(name)!] = value }
+                let live = LiveAnswer(
+                    method: .post, uri: framing.path, status: .init(code: answer.status), headers: headers, body: answer.body)
+                XCTAssertEqual(contract.violations(of: live), [], "\(framing.name): as openapi.yaml declares")
                 XCTAssertEqual(answer.status, framing.status, "\(framing.name): \(String(decoding: bytes, as: UTF8.self))")
                 XCTAssertEqual(answer.headers["content-type"], "application/json", framing.name)
                 XCTAssertEqual(answer.responseCount, 1, "\(framing.name): one answer, nothing after it")
