@@ -67,7 +67,7 @@ public enum BrokerMetrics {
             case .tooManyAttempts:
                 self = .throttled
             default:
-                self = error.code.httpStatus >= 500 ? .error : .failure
+                self = error.code.isServerFailure ? .error : .failure
             }
         }
     }
@@ -103,7 +103,7 @@ public enum BrokerMetrics {
             case .refreshTokenReused?: self = .reused
             case .invalidRefreshToken?, .sessionExpired?, .invalidRequest?: self = .rejected
             case .accountDisabled?, .notAMember?, .unknownOrganization?, .forbidden?: self = .denied
-            case let code?: self = code.httpStatus >= 500 ? .error : .rejected
+            case let code?: self = code.isServerFailure ? .error : .rejected
             case nil: self = .error
             }
         }
