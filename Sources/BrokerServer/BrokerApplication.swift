@@ -1,3 +1,4 @@
+import BrokerConnections
 import BrokerCore
 import Hummingbird
 import Logging
@@ -50,12 +51,20 @@ public enum BrokerApplication {
             logger: logger)
     }
 
+    /// - Parameter connections: timeouts and caps of the listener's connections; a trusted proxy
+    ///   (`trusted_proxies`) is capped only by the total.
     public static func make(
         services: BrokerServices, host: String, port: Int, logger: Logger, metrics: PrometheusCollectorRegistry? = nil,
+        connections: ConnectionLimits = ConnectionLimits(),
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
-        Application(
+        let proxies = services.trustedProxies
+        let guarded = ConnectionGuard(limits: connections, logger: logger) { peer in
+            IPAddress(peer).map(proxies.isTrusted) ?? false
+        }
+        return Application(
             router: router(services: services, metrics: metrics),
+            server: guarded.http1(),
             configuration: .init(address: .hostname(host, port: port), serverName: "broker"),
             onServerRunning: onServerRunning,
             logger: logger)
