@@ -14,15 +14,21 @@ public struct ConnectionGuard: Sendable {
     public let limits: ConnectionLimits
     public let registry: ConnectionRegistry
     private let logger: Logger
+    private let reportsMetrics: Bool
 
-    /// - Parameter isExemptFromAddressCap: peers (by IP address text) limited only by the total:
-    ///   reverse proxies that speak for many clients.
+    /// - Parameters:
+    ///   - reportsMetrics: whether this listener's connections are the ones ``ConnectionMetrics``
+    ///     counts (one listener per process: the public one).
+    ///   - isExemptFromAddressCap: peers (by IP address text) limited only by the total: reverse
+    ///     proxies that speak for many clients.
     public init(
-        limits: ConnectionLimits, logger: Logger, isExemptFromAddressCap: @escaping @Sendable (String) -> Bool = { _ in false }
+        limits: ConnectionLimits, logger: Logger, reportsMetrics: Bool = true,
+        isExemptFromAddressCap: @escaping @Sendable (String) -> Bool = { _ in false }
     ) {
         self.limits = limits
         self.registry = ConnectionRegistry(limits: limits, isExemptFromAddressCap: isExemptFromAddressCap)
         self.logger = logger
+        self.reportsMetrics = reportsMetrics
     }
 
     /// An HTTP/1.1 server with `configuration`'s handlers, plus this guard in every connection.
@@ -33,8 +39,9 @@ public struct ConnectionGuard: Sendable {
         let registry = registry
         let limits = limits
         let logger = logger
+        let reportsMetrics = reportsMetrics
         configuration.additionalChannelHandlers = {
-            [ConnectionGuardHandler(registry: registry, limits: limits, logger: logger)] + others()
+            [ConnectionGuardHandler(registry: registry, limits: limits, logger: logger, reportsMetrics: reportsMetrics)] + others()
         }
         configuration.idleTimeout = nil
         return .http1(configuration: configuration)

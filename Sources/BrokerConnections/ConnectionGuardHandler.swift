@@ -31,6 +31,7 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     private let registry: ConnectionRegistry
     private let limits: ConnectionLimits
     private let logger: Logger
+    private let reportsMetrics: Bool
     private var id: ConnectionTable<any Channel>.ID?
     private var wasRefused = false
     /// Requests whose head has been read and whose answer has not been written in full.
@@ -38,10 +39,11 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     private var isReadingRequest = false
     private var pending: (deadline: Deadline, task: Scheduled<Void>)?
 
-    init(registry: ConnectionRegistry, limits: ConnectionLimits, logger: Logger) {
+    init(registry: ConnectionRegistry, limits: ConnectionLimits, logger: Logger, reportsMetrics: Bool = true) {
         self.registry = registry
         self.limits = limits
         self.logger = logger
+        self.reportsMetrics = reportsMetrics
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -108,14 +110,14 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
         case .admitted(let id, let evicted):
             self.id = id
             if !evicted.isEmpty {
-                ConnectionMetrics.closed(.evicted, count: evicted.count)
+                if reportsMetrics { ConnectionMetrics.closed(.evicted, count: evicted.count) }
                 logger.debug("connection cap reached; closed the longest-waiting connections", metadata: ["closed": "\(evicted.count)"])
             }
-            ConnectionMetrics.open(registry.count)
+            if reportsMetrics { ConnectionMetrics.open(registry.count) }
             arm(.header, context, from: now)
         case .refused(let refusal):
             wasRefused = true
-            ConnectionMetrics.refused(refusal)
+            if reportsMetrics { ConnectionMetrics.refused(refusal) }
             logger.debug("connection refused", metadata: ["reason": "\(refusal.rawValue)"])
             context.close(promise: nil)
         }
@@ -126,7 +128,7 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
         guard let id else { return }
         self.id = nil
         registry.forget(id)
-        ConnectionMetrics.open(registry.count)
+        if reportsMetrics { ConnectionMetrics.open(registry.count) }
     }
 
     private func awaitNextRequest(_ context: ChannelHandlerContext) {
@@ -161,7 +163,7 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
 
     private func expire(_ deadline: Deadline, _ context: ChannelHandlerContext) {
         pending = nil
-        ConnectionMetrics.closed(deadline.closeReason)
+        if reportsMetrics { ConnectionMetrics.closed(deadline.closeReason) }
         logger.debug("connection closed", metadata: ["reason": "\(deadline.closeReason.rawValue)"])
         context.close(promise: nil)
     }

@@ -37,6 +37,9 @@ public enum BrokerApplication {
         return router
     }
 
+    /// Connections the metrics listener keeps open at once (the longest-waiting makes room).
+    static let metricsConnectionCap = 16
+
     /// `GET /metrics` alone, for a listener of its own (`metrics_port`): every other path is 404.
     public static func makeMetrics(
         registry: PrometheusCollectorRegistry, host: String, port: Int, logger: Logger,
@@ -44,8 +47,13 @@ public enum BrokerApplication {
     ) -> some ApplicationProtocol {
         let router = Router(context: BasicRequestContext.self)
         MetricsRoutes(registry: registry).register(on: router)
+        // Its connections hold descriptors too: a few suffice for the scrapers.
+        var connections = ConnectionLimits()
+        connections.maximumConnections = min(connections.maximumConnections, metricsConnectionCap)
+        connections.maximumConnectionsPerAddress = connections.maximumConnections
         return Application(
             router: router,
+            server: ConnectionGuard(limits: connections, logger: logger, reportsMetrics: false).http1(),
             configuration: .init(address: .hostname(host, port: port), serverName: "broker-metrics"),
             onServerRunning: onServerRunning,
             logger: logger)

@@ -46,6 +46,19 @@ final class ConnectionLimitsProcessTests: XCTestCase {
         }
     }
 
+    func testIdleConnectionsToTheMetricsListenerStarveNeitherListener() throws {
+        let server = try Server.broker(config: "metrics_port: 0")
+        defer { server.stop() }
+        let metricsPort = try XCTUnwrap(server.metricsPort)
+        var idle: [LoopbackConnection] = []
+        for index in 0..<Self.idleConnections {
+            idle.append(try LoopbackConnection(port: metricsPort, from: Self.idleAddresses[index % Self.idleAddresses.count]))
+        }
+        XCTAssertEqual(try LoopbackConnection(port: server.port).status(of: Self.get("/healthz"), within: 2), 200)
+        XCTAssertEqual(try LoopbackConnection(port: metricsPort).status(of: Self.get("/metrics"), within: 2), 200)
+        XCTAssertTrue(idle[0].waitForClose(within: 2), "the longest-idle metrics connection was closed to make room")
+    }
+
     // MARK: broker gateway
 
     func testGatewayPastTheCapClosesTheLongestIdleAndStillAnswersPromptly() throws {
@@ -141,6 +154,8 @@ final class ConnectionLimitsProcessTests: XCTestCase {
     struct Server {
         let process: Process
         let port: Int
+        /// The metrics listener's, when `metrics_port` is set.
+        var metricsPort: Int?
         var cleanUp: () -> Void = {}
 
         static func broker(config: String) throws -> Server {
@@ -180,8 +195,15 @@ final class ConnectionLimitsProcessTests: XCTestCase {
                 let chunk = out.fileHandleForReading.availableData
                 if chunk.isEmpty { break }
                 seen += String(decoding: chunk, as: UTF8.self)
-                if let range = seen.range(of: #"listening on http://127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
-                    return Server(process: process, port: Int(seen[range].split(separator: ":").last!)!)
+                let metricsExpected = environment["BROKER_CONFIG"].flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }?
+                    .contains("metrics_port:") ?? false
+                let metrics = seen.range(of: #"metrics served on http://127\.0\.0\.1:(\d+)"#, options: .regularExpression)
+                if let range = seen.range(of: #"listening on http://127\.0\.0\.1:(\d+)"#, options: .regularExpression),
+                    metrics != nil || !metricsExpected
+                {
+                    return Server(
+                        process: process, port: Int(seen[range].split(separator: ":").last!)!,
+                        metricsPort: metrics.map { Int(seen[$0].split(separator: ":").last!)! })
                 }
             }
             process.terminate()
