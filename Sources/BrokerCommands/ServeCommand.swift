@@ -1,4 +1,5 @@
 import ArgumentParser
+import BrokerConnections
 import BrokerCore
 import BrokerCrypto
 import BrokerServer
@@ -49,10 +50,11 @@ struct ServeCommand: AsyncParsableCommand {
                 directory: keyDirectory, ring: keyRing, algorithm: configuration.signingAlgorithm,
                 policy: services.keyPolicy, clock: SystemWallClock(), logger: environment.logger, audit: services.audit)
             let kid = snapshot.activeSigner(for: configuration.signingAlgorithm)?.kid ?? "-"
+            let connections = try ConnectionLimits(configuration)
             // With a metrics listener of its own, the public one does not serve /metrics at all.
             let app = BrokerApplication.make(
                 services: services, host: configuration.host, port: configuration.port, logger: environment.logger,
-                metrics: configuration.metricsPort == nil ? metrics : nil
+                metrics: configuration.metricsPort == nil ? metrics : nil, connections: connections
             ) { channel in
                 let bound = channel.localAddress?.port ?? configuration.port
                 Self.printBanner(configuration: configuration, port: bound, kid: kid)

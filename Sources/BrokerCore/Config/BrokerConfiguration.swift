@@ -123,6 +123,20 @@ public struct BrokerConfiguration: Sendable, Equatable {
     /// listener; set: only on this one, and the public listener answers 404 for it.
     public var metricsPort: Int?
 
+    // MARK: Connections (both listeners; see docs/operations.md, "Connections")
+    /// Seconds a client has to send a request's head, from the connection's start or from the
+    /// first byte after a keep-alive pause.
+    public var httpHeaderTimeout: Int = 10
+    /// Seconds a client has to send a request's body, from the end of its head.
+    public var httpBodyTimeout: Int = 30
+    /// Seconds a kept-alive connection may wait for its next request.
+    public var httpIdleTimeout: Int = 60
+    /// Connections open at once. nil: derived from the descriptor limit (`ulimit -n`).
+    public var maxConnections: Int?
+    /// Connections open at once from one address (trusted proxies excepted). nil: a quarter of
+    /// `max_connections`.
+    public var maxConnectionsPerAddress: Int?
+
     /// Where the metrics listener binds, when there is one: loopback unless `metrics_host` says.
     public var metricsListenHost: String { metricsHost ?? "127.0.0.1" }
 
@@ -142,6 +156,7 @@ public struct BrokerConfiguration: Sendable, Equatable {
         "github_login_throttle_window", "github_login_throttle_ip", "login_failure_floor_ms",
         "login_throttle_tracked_keys",
         "refresh_throttle_window", "refresh_throttle_session", "prune_interval", "prune_batch_size",
+        "http_header_timeout", "http_body_timeout", "http_idle_timeout", "max_connections", "max_connections_per_address",
     ]
 
     /// Keys whose value is structured (a mapping), set with ``setGitHubOrganizations(_:source:)``.
@@ -231,6 +246,12 @@ public struct BrokerConfiguration: Sendable, Equatable {
         case "shutdown_grace": shutdownGrace = try integer(0...3600, "a whole number of seconds in 0...3600")
         case "metrics_host": metricsHost = text
         case "metrics_port": metricsPort = try integer(0...65_535, "a port number (0...65535)")
+        case "http_header_timeout": httpHeaderTimeout = try integer(1...3600, "a whole number of seconds in 1...3600")
+        case "http_body_timeout": httpBodyTimeout = try integer(1...3600, "a whole number of seconds in 1...3600")
+        case "http_idle_timeout": httpIdleTimeout = try integer(1...86_400, "a whole number of seconds in 1...86400")
+        case "max_connections": maxConnections = try integer(1...1_000_000, "an integer in 1...1000000")
+        case "max_connections_per_address":
+            maxConnectionsPerAddress = try integer(1...1_000_000, "an integer in 1...1000000")
         default:
             throw ConfigurationError("\(source): unknown key \(key) (known: \(Self.keys.joined(separator: ", ")))")
         }
@@ -281,6 +302,10 @@ public struct BrokerConfiguration: Sendable, Equatable {
             guard metricsPort != nil else {
                 throw ConfigurationError("metrics_host needs metrics_port: without it /metrics stays on the public listener")
             }
+        }
+        if let maxConnections, let maxConnectionsPerAddress, maxConnectionsPerAddress > maxConnections {
+            throw ConfigurationError(
+                "max_connections_per_address (\(maxConnectionsPerAddress)) must not exceed max_connections (\(maxConnections))")
         }
         if let metricsPort, metricsPort != 0, metricsPort == port, metricsListenHost == host {
             throw ConfigurationError("metrics_port \(metricsPort) on \(metricsListenHost) is the public listener: choose another port")
