@@ -85,7 +85,7 @@ final class MaintenanceCLITests: XCTestCase {
                 try await tx.insertRefreshFamily(
                     RefreshFamily(
                         id: id, userID: alice.id, scope: .allClusters, authenticatedAt: expiresAt - 7 * day,
-                        expiresAt: expiresAt, authenticationMethods: ["pwd"]))
+                        expiresAt: expiresAt, authenticationMethods: ["pwd"], accountVersions: alice.versions))
             }
             // A used token of the live session: reuse detection needs it although it expired.
             try await tx.insertRefreshToken(
