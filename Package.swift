@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0", traits: [.defaults, "YAML"]),
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
@@ -89,15 +90,29 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The connection timeouts and caps both HTTP servers (`serve`, `gateway`) are built with.
+        .target(
+            name: "BrokerConnections",
+            dependencies: [
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // HTTP only: decode, call the core, encode.
         .target(
             name: "BrokerServer",
             dependencies: [
-                "BrokerCore",
+                "BrokerCore", "BrokerConnections",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             resources: [.copy("Resources/openapi.yaml")],
             swiftSettings: swiftSettings
@@ -106,7 +121,7 @@ let package = Package(
         .target(
             name: "BrokerGateway",
             dependencies: [
-                "BrokerValidator",
+                "BrokerValidator", "BrokerConnections",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -120,7 +135,7 @@ let package = Package(
         .target(
             name: "BrokerCommands",
             dependencies: [
-                "BrokerCore", "BrokerCrypto", "BrokerSQLite", "BrokerServer", "GitHubClient", "BrokerGateway",
+                "BrokerCore", "BrokerCrypto", "BrokerSQLite", "BrokerServer", "GitHubClient", "BrokerGateway", "BrokerConnections",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Yams", package: "Yams"),
@@ -151,8 +166,10 @@ let package = Package(
         .testTarget(
             name: "BrokerServerTests",
             dependencies: [
-                "BrokerCommands", "BrokerServer", "BrokerSQLite", "GitHubClient", "FakeGitHub", "BrokerGateway",
+                "BrokerCommands", "BrokerServer", "BrokerSQLite", "GitHubClient", "FakeGitHub", "BrokerGateway", "BrokerConnections",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Yams", package: "Yams"),

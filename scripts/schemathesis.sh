@@ -71,9 +71,12 @@ port: 0
 argon2_memory_kib: 64
 argon2_iterations: 1
 # Fuzzing sends thousands of logins: no padding of failures, and GitHub routes left unthrottled
-# (their 429 is in the contract; the throttle's own tests are GitHubThrottleHTTPTests).
+# (their 429 is in the contract; the throttle's own tests are GitHubThrottleHTTPTests). The same
+# for renewals of one session, /auth/refresh with the one accessToken above all
+# (RefreshThrottleHTTPTests).
 login_failure_floor_ms: 0
 github_login_throttle_ip: 1000000
+refresh_throttle_session: 10000
 github_api_url: "http://127.0.0.1:$github_port"
 github_web_url: "http://127.0.0.1:$github_port"
 github_client_id: "schemathesis"

@@ -7,7 +7,7 @@ public struct BrokerCommand: AsyncParsableCommand {
         abstract: "An authentication and credential broker for private compute clusters.",
         subcommands: [
             ServeCommand.self, UsersCommand.self, OrgsCommand.self, MembersCommand.self, KeysCommand.self,
-            TokenCommand.self, GatewayCommand.self, AuditCommand.self,
+            TokenCommand.self, GatewayCommand.self, AuditCommand.self, MaintenanceCommand.self,
         ])
 
     public init() {}

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BrokerConnections
 import BrokerGateway
 import BrokerValidator
 import Foundation
@@ -26,6 +27,22 @@ struct GatewayCommand: AsyncParsableCommand {
     var refetchInterval: Int = 30
     @Option(help: "Seconds of clock skew tolerated on exp, nbf and iat (0...300).") var leeway: Int = 30
     @Option(
+        name: .customLong("header-timeout"),
+        help: "Seconds a client has to send a request's head, from connecting or from its first byte after a pause.")
+    var headerTimeout: Int = 10
+    @Option(name: .customLong("body-timeout"), help: "Seconds a client has to send a request's body, from the end of its head.")
+    var bodyTimeout: Int = 30
+    @Option(name: .customLong("idle-timeout"), help: "Seconds a kept-alive connection may wait for its next request.")
+    var idleTimeout: Int = 60
+    @Option(
+        name: .customLong("max-connections"),
+        help: "Connections open at once; at the cap the longest-waiting one is closed (default: from ulimit -n).")
+    var maxConnections: Int?
+    @Option(
+        name: .customLong("max-connections-per-address"),
+        help: "Connections open at once from one address; past it a new one is closed (default: a quarter of --max-connections).")
+    var maxConnectionsPerAddress: Int?
+    @Option(
         name: .customLong("log-level"),
         help: "trace, debug, info, notice, warning, error or critical (default: BROKER_LOG_LEVEL, else LOG_LEVEL, else info).")
     var logLevel: String?
@@ -40,11 +57,29 @@ struct GatewayCommand: AsyncParsableCommand {
         }
         guard refetchInterval >= 1 else { throw ValidationError("--refetch-interval must be at least 1 second") }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be within 0...65535") }
+        for (flag, seconds) in [("--header-timeout", headerTimeout), ("--body-timeout", bodyTimeout), ("--idle-timeout", idleTimeout)] {
+            guard (1...86_400).contains(seconds) else { throw ValidationError("\(flag) must be within 1...86400 seconds") }
+        }
+        if let problem = connectionLimits.problem { throw ValidationError(problem) }
         do {
             _ = try loggingSettings()
         } catch {
             throw ValidationError("\(error)")
         }
+    }
+
+    /// The timeouts and caps of the listener's connections.
+    private var connectionLimits: ConnectionLimits {
+        var limits = ConnectionLimits()
+        limits.headerTimeout = .seconds(headerTimeout)
+        limits.bodyTimeout = .seconds(bodyTimeout)
+        limits.idleTimeout = .seconds(idleTimeout)
+        if let maxConnections {
+            limits.maximumConnections = maxConnections
+            limits.maximumConnectionsPerAddress = ConnectionLimits.defaultMaximumConnectionsPerAddress(maximumConnections: maxConnections)
+        }
+        if let maxConnectionsPerAddress { limits.maximumConnectionsPerAddress = maxConnectionsPerAddress }
+        return limits
     }
 
     /// The level and format, from the flags and the environment as `broker serve` reads them.
@@ -70,7 +105,7 @@ struct GatewayCommand: AsyncParsableCommand {
             // Warm the cache; a broker that is down now is not fatal, the cache retries.
             await validator.keys.refresh()
             let app = GatewayApplication.make(
-                validator: validator, cluster: cluster, host: host, port: port, logger: logger
+                validator: validator, cluster: cluster, host: host, port: port, logger: logger, connections: connectionLimits
             ) { [host, cluster, jwks] channel in
                 let bound = channel.localAddress?.port ?? port
                 // Unbuffered: a test or supervisor reads the port before we exit.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BrokerConnections
 import BrokerCore
 import BrokerCrypto
 import BrokerServer
@@ -41,6 +42,7 @@ struct ServeCommand: AsyncParsableCommand {
             } catch {
                 throw ConfigurationError("GitHub client: \(error)")
             }
+            try await Self.warnOfNameCollisions(environment.store, logger: environment.logger)
             let services = try await BrokerServices(
                 configuration: configuration, store: environment.store, keyRing: keyRing,
                 logger: environment.logger, githubAPI: github)
@@ -48,10 +50,11 @@ struct ServeCommand: AsyncParsableCommand {
                 directory: keyDirectory, ring: keyRing, algorithm: configuration.signingAlgorithm,
                 policy: services.keyPolicy, clock: SystemWallClock(), logger: environment.logger, audit: services.audit)
             let kid = snapshot.activeSigner(for: configuration.signingAlgorithm)?.kid ?? "-"
+            let connections = try ConnectionLimits(configuration)
             // With a metrics listener of its own, the public one does not serve /metrics at all.
             let app = BrokerApplication.make(
                 services: services, host: configuration.host, port: configuration.port, logger: environment.logger,
-                metrics: configuration.metricsPort == nil ? metrics : nil
+                metrics: configuration.metricsPort == nil ? metrics : nil, connections: connections
             ) { channel in
                 let bound = channel.localAddress?.port ?? configuration.port
                 Self.printBanner(configuration: configuration, port: bound, kid: kid)
@@ -60,6 +63,10 @@ struct ServeCommand: AsyncParsableCommand {
             let background = KeyRingMaintenanceService(
                 maintenance: maintenance, interval: .seconds(configuration.keyReloadInterval))
             var listeners: [any Service] = [background]
+            if configuration.pruneInterval > 0 {
+                listeners.append(
+                    StoragePruningService(pruner: services.pruner, interval: .seconds(configuration.pruneInterval)))
+            }
             if let metricsPort = configuration.metricsPort {
                 let metricsHost = configuration.metricsListenHost
                 listeners.append(
@@ -97,6 +104,19 @@ struct ServeCommand: AsyncParsableCommand {
             // Past the grace period the group cancels what is left; a service may report that
             // as an error, but the shutdown was asked for all the same.
             logger.warning("shutdown grace exceeded; what was still running was cancelled")
+        }
+    }
+
+    /// Names from before the name profile that read like another's keep working; each start
+    /// says so until an operator resolves them (`broker users collisions`, docs/operations.md).
+    static func warnOfNameCollisions(_ store: any Store, logger: Logger) async throws {
+        for collision in try await store.read({ tx in try await tx.nameCollisions() }) {
+            logger.warning(
+                "name collision: resolve with broker users collisions",
+                metadata: [
+                    "kind": "\(collision.kind.rawValue)", "name": "\(collision.name)",
+                    "reads_like": "\(collision.readsLike ?? "(deleted)")",
+                ])
         }
     }
 

@@ -7,8 +7,29 @@ struct UsersCommand: AsyncParsableCommand {
         commandName: "users", abstract: "Manage accounts (works directly on the store).",
         subcommands: [
             Add.self, Passwd.self, Disable.self, Enable.self, List.self, Import.self, LinkGitHub.self, SetRole.self,
-            Delete.self,
+            Delete.self, Collisions.self,
         ])
+
+    struct Collisions: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List users and organizations whose names read like an older one's.",
+            discussion: """
+                Rows created before names were compared as a person reads them (case, Unicode \
+                normalization, look-alike characters) may collide. They keep working; this lists them \
+                until one of each pair is deleted (docs/operations.md).
+                """)
+        @OptionGroup var options: GlobalOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                let collisions = try await options.withAccounts { try await $0.nameCollisions() }
+                for collision in collisions {
+                    print("\(collision.kind.rawValue) \(collision.name) reads like \(collision.readsLike ?? "(a deleted \(collision.kind.rawValue))")")
+                }
+                if collisions.isEmpty { print("no name collisions") }
+            }
+        }
+    }
 
     struct SetRole: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -58,7 +79,7 @@ struct UsersCommand: AsyncParsableCommand {
             try await reportingErrors {
                 try NamePolicy.validateUsername(name)
                 let password = noPassword ? nil : try PasswordInput.read(fromStandardInput: passwordStdin)
-                if let password { try NamePolicy.validateNewPassword(password) }
+                if let password { try PasswordPolicy.validateNew(password) }
                 let user = try await options.withAccounts {
                     try await $0.addUser(name, password: password, globalRole: admin ? .admin : nil, by: .operator)
                 }
@@ -76,7 +97,7 @@ struct UsersCommand: AsyncParsableCommand {
         func run() async throws {
             try await reportingErrors {
                 let password = try PasswordInput.read(fromStandardInput: passwordStdin)
-                try NamePolicy.validateNewPassword(password)
+                try PasswordPolicy.validateNew(password)
                 try await options.withAccounts { try await $0.setPassword(name, password: password, by: .operator) }
                 print("password of \(name) changed")
             }

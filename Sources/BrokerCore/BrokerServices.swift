@@ -33,6 +33,8 @@ public struct BrokerServices: Sendable {
     public let keys: KeyAdministration
     /// The audit trail: one `record` call per event.
     public let audit: AuditTrail
+    /// How audit lines name the username a login attempt typed (unknown names only hashed).
+    public let attemptedUsernames: AttemptedUsernames
 
     public init(
         configuration: BrokerConfiguration, store: any Store, keyRing: KeyRing,
@@ -47,6 +49,7 @@ public struct BrokerServices: Sendable {
         audit = AuditTrail(
             sink: auditSink ?? FileAuditSink(path: configuration.auditLogPath),
             failureMode: configuration.auditFailureMode, clock: clock, logger: logger)
+        attemptedUsernames = try await AttemptedUsernames.load(from: store)
         keyPolicy = KeyLifecyclePolicy(configuration)
         loginThrottle = LoginThrottle(policy: LoginThrottlePolicy(configuration), clock: clock)
         trustedProxies = try TrustedProxies(configuration.trustedProxies)
@@ -70,8 +73,9 @@ public struct BrokerServices: Sendable {
         orgTokens = OrgTokenService(
             store: store,
             authenticator: authenticator,
-            issuer: issuer, verifier: verifier, rotation: rotation, clock: clock, logger: logger,
-            githubIdentities: resolver)
+            issuer: issuer, verifier: verifier, rotation: rotation,
+            refreshThrottle: SessionRefreshThrottle(policy: SessionRefreshThrottlePolicy(configuration), clock: clock),
+            clock: clock, logger: logger, githubIdentities: resolver)
         accounts = AccountAdministration(store: store, pool: passwords, clock: clock, audit: audit)
         if githubAPI != nil {
             try await accounts.registerTeamClusters(configuration.githubOrganizations)
@@ -88,10 +92,19 @@ public struct BrokerServices: Sendable {
         sessions = BrokerSessionService(
             store: store, authenticator: authenticator, issuer: issuer, verifier: verifier, github: github, clock: clock,
             lifetime: configuration.adminSessionLifetime, logger: logger)
-        introspection = TokenIntrospection(store: store, verifier: verifier, clock: clock)
+        introspection = TokenIntrospection(
+            store: store, verifier: verifier, clock: clock,
+            githubMappedOrganizations: Set(configuration.githubOrganizations.map(\.organization)))
         keys = KeyAdministration(
             directory: KeyDirectory(path: configuration.keysDirectory, clock: clock, logger: logger), ring: keyRing,
             algorithm: configuration.signingAlgorithm, policy: keyPolicy, audit: audit)
+    }
+
+    /// Deletes what the store no longer needs (see ``StoragePruner``).
+    public var pruner: StoragePruner {
+        StoragePruner(
+            store: store, clock: clock, leeway: configuration.clockSkew, batchSize: configuration.pruneBatchSize,
+            logger: logger)
     }
 
     /// Stops the hashing threads, closes the audit log and the store.

@@ -2,6 +2,8 @@ import BrokerValidator
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOCore
+import NIOHTTP1
 
 /// The forward-auth decision for nginx `auth_request`, Traefik ForwardAuth and Envoy's HTTP
 /// ext_authz: any method, any path; the bearer token in `Authorization` decides.
@@ -30,6 +32,18 @@ public struct ForwardAuthResponder: HTTPResponder {
     }
 
     public func respond(to request: Request, context: Context) async throws -> Response {
+        // The decision reads only headers, but the body is read (and dropped) first: a message
+        // whose framing is broken gets one answer, 400, instead of a decision followed by the
+        // HTTP server's own 400 on the same connection.
+        do {
+            for try await _ in request.body {}
+        } catch let error as HTTPParserError {
+            context.logger.debug("malformed request", metadata: ["error": "\(error)"])
+            return Self.malformed
+        } catch is ChannelError, is IOError {
+            context.logger.debug("the client closed the connection before its request was complete")
+            return Self.malformed
+        }
         let result = await validator.validate(BearerToken.from(request.headers), cluster: cluster)
         switch result {
         case .success(let identity):
@@ -52,6 +66,15 @@ public struct ForwardAuthResponder: HTTPResponder {
             context.logger.info("refused", metadata: ["status": "\(refusal.httpStatus)", "reason": "\(refusal)"])
             return Self.refusal(refusal)
         }
+    }
+
+    /// A request whose HTTP framing is broken (bad chunk size, a body cut short, a
+    /// `Transfer-Encoding` not ending in `chunked`): the client's error, never a 5xx.
+    static var malformed: Response {
+        Response(
+            status: .badRequest,
+            headers: [.contentType: "text/plain; charset=utf-8", .cacheControl: "no-store"],
+            body: .init(byteBuffer: ByteBuffer(string: "malformed request\n")))
     }
 
     /// A tiny body and the RFC 6750 challenge; proxies pass the status on, not the body.

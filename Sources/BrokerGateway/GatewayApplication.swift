@@ -1,3 +1,4 @@
+import BrokerConnections
 import BrokerValidator
 import Hummingbird
 import Logging
@@ -37,14 +38,15 @@ public enum GatewayApplication {
         return GatewayValidator(keys: keys, checks: AccessTokenChecks(issuer: issuer, leeway: leeway), clock: clock)
     }
 
+    /// - Parameter connections: timeouts and caps of the listener's connections.
     public static func make(
         validator: GatewayValidator, cluster: String, host: String, port: Int, logger: Logger,
+        connections: ConnectionLimits = ConnectionLimits(),
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         Application(
             responder: ForwardAuthResponder(validator: validator, cluster: cluster),
-            // A client that opens a connection and never finishes its request gives it up.
-            server: .http1(configuration: .init(idleTimeout: .seconds(60))),
+            server: ConnectionGuard(limits: connections, logger: logger).http1(),
             configuration: .init(address: .hostname(host, port: port), serverName: "broker-gateway"),
             onServerRunning: onServerRunning,
             logger: logger)

@@ -80,7 +80,14 @@ final class SQLiteTransaction: StoreTransaction {
     // MARK: Users
 
     private static let userColumns =
-        "id, username, password_hash, is_active, created_at, github_login, github_id, global_role"
+        "id, username, password_hash, is_active, created_at, github_login, github_id, global_role, credential_version, "
+        + "session_version"
+
+    static func versions(from row: SQLiteRow) throws -> AccountVersions {
+        try AccountVersions(
+            credential: CredentialVersion(rawValue: row.int64("credential_version")),
+            session: SessionVersion(rawValue: row.int64("session_version")))
+    }
 
     static func user(from row: SQLiteRow) throws -> User {
         try User(
@@ -96,21 +103,25 @@ final class SQLiteTransaction: StoreTransaction {
                     throw StoreError.engine("unknown role in column users.global_role")
                 }
                 return role
-            }
+            },
+            versions: versions(from: row)
         )
     }
 
     func insertUser(_ user: NewUser) async throws -> User {
+        let forms = AccountName.storedForms(of: user.username)
         let rows = try await self.execute(
             // A NULL id takes the next free one.
             """
-            INSERT INTO users (id, username, password_hash, is_active, created_at, github_login, github_id, global_role)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id
+            INSERT INTO users (id, username, password_hash, is_active, created_at, github_login, github_id, global_role,
+                username_key, username_skeleton)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id, credential_version, session_version
             """,
             [
                 user.preferredID.map(SQLiteData.id) ?? .null, .text(user.username), .nullableText(user.passwordHash),
                 .bool(user.isActive), .date(user.createdAt), .nullableText(user.githubLogin),
                 user.githubID.map(SQLiteData.id) ?? .null, .nullableText(user.globalRole?.rawValue),
+                .text(forms.key), .text(forms.skeleton),
             ],
             duplicate: { message in
                 if message.contains("github_login") { return "GitHub login \(user.githubLogin ?? "")" }
@@ -127,7 +138,8 @@ final class SQLiteTransaction: StoreTransaction {
             createdAt: user.createdAt,
             githubLogin: user.githubLogin,
             githubID: user.githubID,
-            globalRole: user.globalRole
+            globalRole: user.globalRole,
+            versions: Self.versions(from: row)
         )
     }
 
@@ -156,8 +168,41 @@ final class SQLiteTransaction: StoreTransaction {
 
     func user(named username: String) async throws -> User? {
         try await self.execute(
-            "SELECT \(Self.userColumns) FROM users WHERE username = ?", [.text(username)]
+            """
+            SELECT \(Self.userColumns) FROM users WHERE username_key = ?
+            ORDER BY username = ? DESC, username_collision IS NOT NULL, id LIMIT 1
+            """,
+            [.text(AccountName.key(of: username)), .text(username)]
         ).first.map(Self.user(from:))
+    }
+
+    func user(confusableWith name: String) async throws -> User? {
+        try await self.execute(
+            """
+            SELECT \(Self.userColumns) FROM users WHERE username_skeleton = ?
+            ORDER BY username_collision IS NOT NULL, id LIMIT 1
+            """,
+            [.text(AccountName.storedForms(of: name).skeleton)]
+        ).first.map(Self.user(from:))
+    }
+
+    func nameCollisions() async throws -> [NameCollision] {
+        try await self.execute(
+            """
+            SELECT 'user' AS kind, n.username AS name, o.username AS reads_like
+            FROM users AS n LEFT JOIN users AS o ON o.id = n.username_collision
+            WHERE n.username_collision IS NOT NULL
+            UNION ALL
+            SELECT 'organization', n.name, o.name
+            FROM organizations AS n LEFT JOIN organizations AS o ON o.id = n.name_collision
+            WHERE n.name_collision IS NOT NULL
+            ORDER BY kind DESC, name
+            """
+        ).map { row in
+            NameCollision(
+                kind: try row.string("kind") == "user" ? .user : .organization, name: try row.string("name"),
+                readsLike: try row.optionalString("reads_like"))
+        }
     }
 
     func user(id: Int64) async throws -> User? {
@@ -186,7 +231,24 @@ final class SQLiteTransaction: StoreTransaction {
     }
 
     func deleteUser(id: Int64) async throws -> Bool {
-        try await self.exists("DELETE FROM users WHERE id = ? RETURNING id", [.id(id)])
+        guard try await self.exists("DELETE FROM users WHERE id = ? RETURNING id", [.id(id)]) else { return false }
+        try await self.handOverName(table: "users", name: "username", from: id)
+        return true
+    }
+
+    /// A deleted row that held a name others were flagged as colliding with (see the name-key
+    /// migration) leaves it to the oldest of them, which is then no longer a collision.
+    /// `table` and `name` are fixed identifiers, never input.
+    private func handOverName(table: String, name: String, from deletedID: Int64) async throws {
+        let heir = try await self.execute(
+            """
+            UPDATE \(table) SET \(name)_collision = NULL
+            WHERE id = (SELECT MIN(id) FROM \(table) WHERE \(name)_collision = ?) RETURNING id
+            """,
+            [.id(deletedID)])
+        guard let heirID = try heir.first?.int64("id") else { return }
+        _ = try await self.execute(
+            "UPDATE \(table) SET \(name)_collision = ? WHERE \(name)_collision = ?", [.id(heirID), .id(deletedID)])
     }
 
     func updatePasswordHash(userID: Int64, to hash: String?) async throws {
@@ -203,6 +265,24 @@ final class SQLiteTransaction: StoreTransaction {
             [.bool(active), .id(userID)],
             notFound: "user \(userID)"
         )
+    }
+
+    func advanceCredentialVersion(userID: Int64) async throws -> AccountVersions {
+        try await self.advanceVersion("credential_version", userID: userID)
+    }
+
+    func advanceSessionVersion(userID: Int64) async throws -> AccountVersions {
+        try await self.advanceVersion("session_version", userID: userID)
+    }
+
+    /// `column` is one of the two version columns, never caller input.
+    private func advanceVersion(_ column: String, userID: Int64) async throws -> AccountVersions {
+        let rows = try await self.execute(
+            "UPDATE users SET \(column) = \(column) + 1 WHERE id = ? RETURNING credential_version, session_version",
+            [.id(userID)]
+        )
+        guard let row = rows.first else { throw StoreError.notFound("user \(userID)") }
+        return try Self.versions(from: row)
     }
 
     // MARK: Organizations
@@ -226,9 +306,13 @@ final class SQLiteTransaction: StoreTransaction {
     }
 
     func insertOrganization(name: String, clusterName: String, createdAt: Date) async throws -> Organization {
+        let forms = AccountName.storedForms(of: name)
         let rows = try await self.execute(
-            "INSERT INTO organizations (name, cluster_name, created_at) VALUES (?, ?, ?) RETURNING id",
-            [.text(name), .text(clusterName), .date(createdAt)],
+            """
+            INSERT INTO organizations (name, cluster_name, created_at, name_key, name_skeleton)
+            VALUES (?, ?, ?, ?, ?) RETURNING id
+            """,
+            [.text(name), .text(clusterName), .date(createdAt), .text(forms.key), .text(forms.skeleton)],
             duplicate: { message in
                 message.contains("organizations.cluster_name")
                     ? "organization cluster name \(clusterName)" : "organization \(name)"
@@ -250,7 +334,11 @@ final class SQLiteTransaction: StoreTransaction {
     }
 
     func deleteOrganization(id: Int64) async throws -> Bool {
-        try await self.exists("DELETE FROM organizations WHERE id = ? RETURNING id", [.id(id)])
+        guard try await self.exists("DELETE FROM organizations WHERE id = ? RETURNING id", [.id(id)]) else {
+            return false
+        }
+        try await self.handOverName(table: "organizations", name: "name", from: id)
+        return true
     }
 
     func organizationUsingAudience(_ name: String) async throws -> Organization? {
@@ -354,7 +442,21 @@ final class SQLiteTransaction: StoreTransaction {
 
     func organization(named name: String) async throws -> Organization? {
         try await self.execute(
-            "SELECT \(Self.organizationColumns) FROM organizations WHERE name = ?", [.text(name)]
+            """
+            SELECT \(Self.organizationColumns) FROM organizations WHERE name_key = ?
+            ORDER BY name = ? DESC, name_collision IS NOT NULL, id LIMIT 1
+            """,
+            [.text(AccountName.key(of: name)), .text(name)]
+        ).first.map(Self.organization(from:))
+    }
+
+    func organization(confusableWith name: String) async throws -> Organization? {
+        try await self.execute(
+            """
+            SELECT \(Self.organizationColumns) FROM organizations WHERE name_skeleton = ?
+            ORDER BY name_collision IS NOT NULL, id LIMIT 1
+            """,
+            [.text(AccountName.storedForms(of: name).skeleton)]
         ).first.map(Self.organization(from:))
     }
 
@@ -438,8 +540,8 @@ final class SQLiteTransaction: StoreTransaction {
         let placeholders = Array(repeating: "?", count: names.count).joined(separator: ", ")
         let organizationsPart = names.isEmpty ? "" : """
             UNION ALL
-            SELECT 'o', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, o.id, o.name, o.cluster_name, o.created_at,
-                   o.access_lifetime, o.audiences, NULL, NULL, NULL
+            SELECT 'o', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, o.id, o.name, o.cluster_name,
+                   o.created_at, o.access_lifetime, o.audiences, NULL, NULL, NULL
             FROM organizations AS o WHERE o.name IN (\(placeholders))
             """
         let sql = """
@@ -448,14 +550,14 @@ final class SQLiteTransaction: StoreTransaction {
                 ORDER BY github_id IS ?1 DESC LIMIT 1
             )
             SELECT 'u' AS kind, u.id, u.username, u.password_hash, u.is_active, u.created_at, u.github_login,
-                   u.github_id, u.global_role,
+                   u.github_id, u.global_role, u.credential_version, u.session_version,
                    NULL AS organization_id, NULL AS name, NULL AS cluster_name, NULL AS organization_created_at,
                    NULL AS access_lifetime, NULL AS audiences,
                    NULL AS role, NULL AS membership_active, NULL AS membership_created_at
             FROM users AS u WHERE u.id IN account
             UNION ALL
-            SELECT 'm', u.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, o.id, o.name, o.cluster_name, o.created_at,
-                   o.access_lifetime, o.audiences, m.role, m.is_active, m.created_at
+            SELECT 'm', u.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, o.id, o.name, o.cluster_name,
+                   o.created_at, o.access_lifetime, o.audiences, m.role, m.is_active, m.created_at
             FROM users AS u JOIN memberships AS m ON m.user_id = u.id JOIN organizations AS o ON o.id = m.organization_id
             WHERE u.id IN account
             \(organizationsPart)
@@ -580,7 +682,8 @@ final class SQLiteTransaction: StoreTransaction {
     // MARK: Refresh families
 
     private static let familyColumns =
-        "id, user_id, kind, organization_id, authenticated_at, expires_at, amr, revoked_at, revocation_reason"
+        "id, user_id, kind, organization_id, authenticated_at, expires_at, amr, revoked_at, revocation_reason, "
+        + "credential_version, session_version"
 
     private static func sessionScope(from row: SQLiteRow) throws -> SessionScope {
         switch (try row.string("kind"), try row.optionalInt64("organization_id")) {
@@ -599,6 +702,7 @@ final class SQLiteTransaction: StoreTransaction {
             authenticatedAt: row.date("authenticated_at"),
             expiresAt: row.date("expires_at"),
             authenticationMethods: row.stringList("amr"),
+            accountVersions: versions(from: row),
             revokedAt: row.optionalDate("revoked_at"),
             revocationReason: row.optionalString("revocation_reason")
         )
@@ -607,13 +711,14 @@ final class SQLiteTransaction: StoreTransaction {
     func insertRefreshFamily(_ family: RefreshFamily) async throws {
         _ = try await self.execute(
             """
-            INSERT INTO refresh_families (\(Self.familyColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO refresh_families (\(Self.familyColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
             [
                 .text(family.id), .id(family.userID), .text(family.scope.kind),
                 family.organizationID.map(SQLiteData.id) ?? .null, .date(family.authenticatedAt),
                 .date(family.expiresAt), .stringList(family.authenticationMethods), .date(family.revokedAt),
-                .nullableText(family.revocationReason),
+                .nullableText(family.revocationReason), .integer(SQLiteInt64(family.accountVersions.credential.rawValue)),
+                .integer(SQLiteInt64(family.accountVersions.session.rawValue)),
             ],
             duplicate: { _ in "refresh family \(family.id)" },
             missingReference: {
@@ -700,8 +805,8 @@ final class SQLiteTransaction: StoreTransaction {
     func revokeRefreshFamilies(userID: Int64, at date: Date, reason: String) async throws -> Int {
         try await self.execute(
             """
-            UPDATE refresh_families SET revoked_at = ?, revocation_reason = ?
-            WHERE user_id = ? AND revoked_at IS NULL RETURNING id
+            UPDATE refresh_families SET revoked_at = ?1, revocation_reason = ?2
+            WHERE user_id = ?3 AND revoked_at IS NULL AND expires_at > ?1 RETURNING id
             """,
             [.date(date), .text(reason), .id(userID)]
         ).count
@@ -722,6 +827,61 @@ final class SQLiteTransaction: StoreTransaction {
 
     func pruneRevokedAccessTokens(before date: Date) async throws {
         _ = try await self.execute("DELETE FROM revoked_access_tokens WHERE expires_at < ?", [.date(date)])
+    }
+
+    // MARK: Pruning
+
+    /// The statements of ``pruneStorage(_:limit:)``, in order: `?1` is the cutoff, `?2` the
+    /// rows still allowed in the batch. Each deletes by rowid from a bounded SELECT (SQLite is
+    /// built without DELETE ... LIMIT), finds its rows through an index (never a scan of a whole
+    /// table: `StoragePruningTests` reads their query plans) and counts them with RETURNING.
+    static let pruneStatements = (
+        // A revoked session refuses its refresh tokens before looking at them, so they no longer
+        // matter; an expired one refuses them all the same.
+        tokensOfEndedSessions: """
+            DELETE FROM refresh_tokens WHERE rowid IN (
+                SELECT rowid FROM refresh_tokens WHERE family_id IN (
+                    SELECT id FROM refresh_families WHERE expires_at < ?1
+                    UNION ALL SELECT id FROM refresh_families WHERE revoked_at IS NOT NULL
+                ) LIMIT ?2
+            ) RETURNING 1
+            """,
+        expiredUnusedTokens: """
+            DELETE FROM refresh_tokens WHERE rowid IN (
+                SELECT rowid FROM refresh_tokens WHERE used_at IS NULL AND expires_at < ?1 LIMIT ?2
+            ) RETURNING 1
+            """,
+        // Only sessions without tokens left: the cascade then deletes nothing, and the batch
+        // stays within its limit.
+        expiredSessions: """
+            DELETE FROM refresh_families WHERE rowid IN (
+                SELECT f.rowid FROM refresh_families AS f
+                WHERE f.expires_at < ?1 AND NOT EXISTS (SELECT 1 FROM refresh_tokens AS t WHERE t.family_id = f.id)
+                LIMIT ?2
+            ) RETURNING 1
+            """,
+        expiredRevocations: """
+            DELETE FROM revoked_access_tokens WHERE rowid IN (
+                SELECT rowid FROM revoked_access_tokens WHERE expires_at < ?1 LIMIT ?2
+            ) RETURNING 1
+            """
+    )
+
+    func pruneStorage(_ cutoffs: PruneCutoffs, limit: Int) async throws -> PrunedRows {
+        let statements = Self.pruneStatements
+        var removed = PrunedRows()
+        var room = limit
+        func delete(_ sql: String, _ cutoff: Date) async throws -> Int {
+            guard room > 0 else { return 0 }
+            let deleted = try await self.execute(sql, [.date(cutoff), .integer(SQLiteInt64(room))]).count
+            room -= deleted
+            return deleted
+        }
+        removed.refreshTokens += try await delete(statements.tokensOfEndedSessions, cutoffs.sessionsExpiredBefore)
+        removed.refreshTokens += try await delete(statements.expiredUnusedTokens, cutoffs.unusedRefreshTokensExpiredBefore)
+        removed.sessions += try await delete(statements.expiredSessions, cutoffs.sessionsExpiredBefore)
+        removed.revokedAccessTokens += try await delete(statements.expiredRevocations, cutoffs.revocationsExpiredBefore)
+        return removed
     }
 
     // MARK: Server secrets

@@ -1,3 +1,4 @@
+import BrokerConnections
 import BrokerCore
 import Hummingbird
 import Logging
@@ -36,6 +37,9 @@ public enum BrokerApplication {
         return router
     }
 
+    /// Connections the metrics listener keeps open at once (the longest-waiting makes room).
+    static let metricsConnectionCap = 16
+
     /// `GET /metrics` alone, for a listener of its own (`metrics_port`): every other path is 404.
     public static func makeMetrics(
         registry: PrometheusCollectorRegistry, host: String, port: Int, logger: Logger,
@@ -43,19 +47,32 @@ public enum BrokerApplication {
     ) -> some ApplicationProtocol {
         let router = Router(context: BasicRequestContext.self)
         MetricsRoutes(registry: registry).register(on: router)
+        // Its connections hold descriptors too: a few suffice for the scrapers.
+        var connections = ConnectionLimits()
+        connections.maximumConnections = min(connections.maximumConnections, metricsConnectionCap)
+        connections.maximumConnectionsPerAddress = connections.maximumConnections
         return Application(
             router: router,
+            server: ConnectionGuard(limits: connections, logger: logger, reportsMetrics: false).http1(),
             configuration: .init(address: .hostname(host, port: port), serverName: "broker-metrics"),
             onServerRunning: onServerRunning,
             logger: logger)
     }
 
+    /// - Parameter connections: timeouts and caps of the listener's connections; a trusted proxy
+    ///   (`trusted_proxies`) is capped only by the total.
     public static func make(
         services: BrokerServices, host: String, port: Int, logger: Logger, metrics: PrometheusCollectorRegistry? = nil,
+        connections: ConnectionLimits = ConnectionLimits(),
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
-        Application(
+        let proxies = services.trustedProxies
+        let guarded = ConnectionGuard(limits: connections, logger: logger) { peer in
+            IPAddress(peer).map(proxies.isTrusted) ?? false
+        }
+        return Application(
             router: router(services: services, metrics: metrics),
+            server: guarded.http1(),
             configuration: .init(address: .hostname(host, port: port), serverName: "broker"),
             onServerRunning: onServerRunning,
             logger: logger)

@@ -261,11 +261,13 @@ final class AudienceNameTests: XCTestCase {
 
     func testTheMigrationBackfillsTheNamesOfExistingOrganizations() async throws {
         let old = try await openStore(through: Self.audienceNamesStep.version - 1)
-        try await old.transaction { tx in
-            let org1 = try await tx.insertOrganization(name: "org1", clusterName: "org1", createdAt: Date())
-            _ = try await tx.insertOrganization(name: "org2", clusterName: "cluster-two", createdAt: Date())
-            try await tx.setTokenPolicy(
-                organizationID: org1.id, to: OrganizationTokenPolicy(audiences: ["org1", "org1-jupyter", "org1-jupyter"]))
+        // Rows as that schema held them (today's store writes columns it did not have yet).
+        try await old.withExclusiveConnection { connection in
+            _ = try await connection.rows(
+                """
+                INSERT INTO organizations (name, cluster_name, created_at, audiences) VALUES
+                    ('org1', 'org1', 0, '["org1", "org1-jupyter", "org1-jupyter"]'), ('org2', 'cluster-two', 0, NULL)
+                """)
         }
         try await old.close()
         let store = try await SQLiteStore.open(path: configuration.databasePath, logger: Logger(label: "test"))
@@ -279,12 +281,13 @@ final class AudienceNameTests: XCTestCase {
 
     func testTheMigrationRefusesNamesThatTwoOrganizationsShareAndNamesThem() async throws {
         let old = try await openStore(through: Self.audienceNamesStep.version - 1)
-        try await old.transaction { tx in
-            let org1 = try await tx.insertOrganization(name: "org1", clusterName: "org1", createdAt: Date())
-            let org2 = try await tx.insertOrganization(name: "org2", clusterName: "org2", createdAt: Date())
-            // Written by an older broker, or by two racing requests.
-            try await tx.setTokenPolicy(organizationID: org1.id, to: OrganizationTokenPolicy(audiences: ["org1", "shared"]))
-            try await tx.setTokenPolicy(organizationID: org2.id, to: OrganizationTokenPolicy(audiences: ["shared", "org1"]))
+        // Written by an older broker, or by two racing requests.
+        try await old.withExclusiveConnection { connection in
+            _ = try await connection.rows(
+                """
+                INSERT INTO organizations (name, cluster_name, created_at, audiences) VALUES
+                    ('org1', 'org1', 0, '["org1", "shared"]'), ('org2', 'org2', 0, '["shared", "org1"]')
+                """)
         }
         try await old.close()
         do {

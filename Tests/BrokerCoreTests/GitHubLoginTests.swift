@@ -289,6 +289,18 @@ final class GitHubLoginTests: XCTestCase {
         XCTAssertEqual(session.claims.githubLogin, "bob")
     }
 
+    /// A GitHub login that reads like a local account's name (another case, a look-alike) is
+    /// someone else too: the admitted account gets the suffix, never a second `bob`.
+    func testAGitHubLoginThatReadsLikeALocalNameGetsASuffix() async throws {
+        let member = ["SlideRuleEarth": GitHubOrganizationMembership(state: "active", role: "member")]
+        github.add(token: "pat-upper", .init(login: "BOB", id: 31, organizations: member))
+        github.add(token: "pat-lookalike", .init(login: "a1ice", id: 32, organizations: member))
+        let upper = try await service.generation2Login(githubToken: "pat-upper", method: "github_pat")
+        XCTAssertEqual(upper.claims.subject, "BOB@github")
+        let lookalike = try await service.generation2Login(githubToken: "pat-lookalike", method: "github_pat")
+        XCTAssertEqual(lookalike.claims.subject, "a1ice@github")
+    }
+
     func testAMembershipChangeAppliesWithinASecond() async throws {
         try await harness.services.accounts.linkGitHub("alice", login: "alice-gh", by: .operator)
         let first = try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")

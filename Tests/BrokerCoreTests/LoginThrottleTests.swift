@@ -357,20 +357,22 @@ final class LoginThrottleTests: XCTestCase {
         await assertRefused(throttle, "u3", "192.0.2.1")
     }
 
-    func testTrackedKeysStayBoundedAndTheStalestGoFirst() async throws {
+    func testTrackedKeysStayBoundedAndLiveKeysAreNeverForgotten() async throws {
         let throttle = throttle(window: 900, userAndIP: 1, user: 1, ip: 1_000_000, maximumTrackedKeys: 10)
         for index in 0..<10 {
             await fail(throttle, "flood\(index)", nil)
             clock.advance(by: 1)
         }
-        await fail(throttle, "victim", nil)
+        await fail(throttle, "victim", nil)  // the table is full: the overflow key counts it
         XCTAssertLessThanOrEqual(throttle.trackedKeys(in: .user), 10)
         await assertRefused(throttle, "victim", nil)
         await assertRefused(throttle, "flood9", nil)
-        await fail(throttle, "flood0", nil)  // forgotten: its failure no longer counts
+        await assertRefused(throttle, "flood0", nil)  // the oldest is not forgotten while its failure counts
 
         for index in 0..<1000 {
-            await fail(throttle, "random\(index)", "198.51.100.\(index % 200)")
+            if let attempt = try? await throttle.admit(username: "random\(index)", clientIP: "198.51.100.\(index % 200)") {
+                throttle.recordFailure(attempt)
+            }
             XCTAssertLessThanOrEqual(throttle.trackedKeys(in: .user), 10)
             XCTAssertLessThanOrEqual(throttle.trackedKeys(in: .userAndIP), 10)
             XCTAssertLessThanOrEqual(throttle.trackedKeys(in: .ip), 10)

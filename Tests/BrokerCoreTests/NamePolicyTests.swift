@@ -7,11 +7,11 @@ final class NamePolicyTests: XCTestCase {
     func testPasswordLengthCountsCodePoints() throws {
         let accented = String(repeating: "e\u{301}", count: 6)
         XCTAssertEqual(accented.count, 6)
-        XCTAssertNoThrow(try NamePolicy.validateNewPassword(accented))
-        XCTAssertThrowsError(try NamePolicy.validateNewPassword(String(repeating: "e\u{301}", count: 5) + "e")) { error in
+        XCTAssertNoThrow(try PasswordPolicy.validateNew(accented))
+        XCTAssertThrowsError(try PasswordPolicy.validateNew(String(repeating: "e\u{301}", count: 5) + "e")) { error in
             XCTAssertEqual((error as? BrokerError)?.code, .invalidPassword)
         }
-        XCTAssertNoThrow(try NamePolicy.validateNewPassword(String(repeating: "x", count: 1024)))
-        XCTAssertThrowsError(try NamePolicy.validateNewPassword(String(repeating: "e\u{301}", count: 513)))
+        XCTAssertNoThrow(try PasswordPolicy.validateNew(String(repeating: "x", count: 1024)))
+        XCTAssertThrowsError(try PasswordPolicy.validateNew(String(repeating: "e\u{301}", count: 513)))
     }
 }

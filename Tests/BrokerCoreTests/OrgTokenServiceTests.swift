@@ -62,7 +62,7 @@ final class OrgTokenServiceTests: XCTestCase {
             try await self.service.login(username: "nobody", password: CoreHarness.password, organization: "org1")
         }
         await XCTAssertBrokerError(.invalidCredentials) {
-            try await self.service.login(username: "Alice", password: CoreHarness.password, organization: "org1")
+            try await self.service.login(username: "alice\u{200D}", password: CoreHarness.password, organization: "org1")
         }
         try await harness.services.accounts.setActive("alice", false, by: .operator)
         await XCTAssertBrokerError(.accountDisabled) {

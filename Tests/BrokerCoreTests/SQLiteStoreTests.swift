@@ -132,21 +132,19 @@ final class SQLiteStoreTests: XCTestCase {
         }
     }
 
-    func testUsernamesAreCaseSensitive() async throws {
+    /// Names are compared by their key (``AccountName``), not byte for byte: `alice` is `Alice`.
+    func testUsernamesAreComparedAsAPersonReadsThem() async throws {
         let store = try await self.openStore()
-        let users = try await store.transaction { tx in
-            let upper = try await tx.insertUser(Fixture.newUser("Alice"))
-            let lower = try await tx.insertUser(Fixture.newUser("alice"))
-            return (upper, lower)
+        let upper = try await store.transaction { tx in try await tx.insertUser(Fixture.newUser("Alice")) }
+        await self.assertThrows(.duplicate("user alice")) {
+            _ = try await store.transaction { tx in try await tx.insertUser(Fixture.newUser("alice")) }
         }
-        XCTAssertNotEqual(users.0.id, users.1.id)
         try await store.transaction { tx in
-            let upper = try await tx.user(named: "Alice")
-            XCTAssertEqual(upper?.id, users.0.id)
-            let lower = try await tx.user(named: "alice")
-            XCTAssertEqual(lower?.id, users.1.id)
-            let other = try await tx.user(named: "ALICE")
-            XCTAssertNil(other)
+            for spelling in ["Alice", "alice", "ALICE"] {
+                let found = try await tx.user(named: spelling)
+                XCTAssertEqual(found?.id, upper.id, spelling)
+                XCTAssertEqual(found?.username, "Alice", "stored as first spelled")
+            }
         }
     }
 
@@ -690,7 +688,8 @@ final class SQLiteStoreTests: XCTestCase {
                 try await tx.insertRefreshFamily(
                     RefreshFamily(
                         id: id, userID: 7, scope: scope, authenticatedAt: Fixture.t0,
-                        expiresAt: Fixture.t0.addingTimeInterval(60), authenticationMethods: ["github_pat"]))
+                        expiresAt: Fixture.t0.addingTimeInterval(60), authenticationMethods: ["github_pat"],
+                        accountVersions: .initial))
             }
             let families = try await tx.refreshFamilies(userID: 7)
             XCTAssertEqual(families.count, 3)
@@ -802,7 +801,7 @@ private enum Fixture {
     static func family(_ id: String, user: Int64, org: Int64) -> RefreshFamily {
         RefreshFamily(
             id: id, userID: user, organizationID: org, authenticatedAt: t0,
-            expiresAt: t0.addingTimeInterval(86_400), authenticationMethods: ["pwd", "otp"]
+            expiresAt: t0.addingTimeInterval(86_400), authenticationMethods: ["pwd", "otp"], accountVersions: .initial
         )
     }
 }

@@ -94,6 +94,10 @@ final class OAuthTokenHTTPTests: XCTestCase {
             XCTAssertEqual(
                 discovery["grant_types_supported"] as? [String],
                 ["refresh_token", "urn:ietf:params:oauth:grant-type:token-exchange"])
+            let advertised = try XCTUnwrap(discovery["claims_supported"] as? [String])
+            for claim in ["sub", "org_roles", "cluster_roles", "memberships", "sid", "github_login", "role"] {
+                XCTAssertTrue(advertised.contains(claim), "claims_supported lacks \(claim)")
+            }
         }
     }
 }

@@ -22,7 +22,8 @@ final class ServerHarness: Sendable {
 
     static func make(
         algorithm: JWSAlgorithm = .rs256, githubAPI: (any GitHubAPI)? = nil, clock: ManualWallClock? = nil,
-        configure: (inout BrokerConfiguration) -> Void = { _ in }
+        configure: (inout BrokerConfiguration) -> Void = { _ in },
+        wrapStore: (any Store) -> any Store = { $0 }
     ) async throws -> ServerHarness {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("broker-http-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -40,7 +41,7 @@ final class ServerHarness: Sendable {
         var logger = Logger(label: "test") { _ in logs.handler() }
         logger.logLevel = .trace
         try FilePermissions.ensurePrivateDirectory(configuration.dataDirectory)
-        let store = try await SQLiteStore.open(path: configuration.databasePath, logger: logger)
+        let store = wrapStore(try await SQLiteStore.open(path: configuration.databasePath, logger: logger))
         let ring = KeyRing(try KeyDirectory(path: configuration.keysDirectory, clock: clock).loadOrInitialize(algorithm: algorithm))
         // Organizations first: a GitHub mapping must name existing ones.
         let accounts = AccountAdministration(

@@ -63,7 +63,7 @@ private func domainChecks(_ name: String, _ text: String) {
     switch name {
     case "username": _ = try? NamePolicy.validateUsername(text)
     case "org_name", "name", "cluster_name": _ = try? NamePolicy.validateOrganizationName(text)
-    case "password": _ = try? NamePolicy.validateNewPassword(text)
+    case "password": _ = try? PasswordPolicy.validateNew(text)
     case "role": _ = Role(rawValue: text)
     case "global_role": _ = GlobalRole(rawValue: text)
     default: break

@@ -37,52 +37,73 @@ public struct AccountAdministration: Sendable {
         let audited = audited(.userCreate, by: actor, target: username)
         return try await audited.run {
             try actor.requireGlobalAdmin("create accounts")
-            try NamePolicy.validateUsername(username)
+            let name = try NamePolicy.validateUsername(username)
             var hash: String?
             if let password {
-                try NamePolicy.validateNewPassword(password)
+                try PasswordPolicy.validateNew(password)
                 hash = try await pool.hash(password)
             }
-            let user = NewUser(username: username, passwordHash: hash, createdAt: clock.now(), globalRole: globalRole)
+            let user = NewUser(username: name.display, passwordHash: hash, createdAt: clock.now(), globalRole: globalRole)
             return try await audited.commit(in: store, reason: globalRole.map { "global_role=\($0.rawValue)" }) { tx in
                 do {
                     return try await tx.insertUser(user)
                 } catch StoreError.duplicate {
-                    throw BrokerError(.alreadyExists, "user \(username) already exists")
+                    let holder = try await tx.user(confusableWith: name.display)
+                    throw Self.nameTaken("user", name.display, holder?.username)
                 }
             }
         }
     }
 
-    /// Sets a new password and signs the account out everywhere (its refresh families are
-    /// revoked): whoever knew the old password must not keep a session.
+    /// Sets a new password and signs the account out everywhere: whoever knew the old password
+    /// must not keep a session, nor start one with a login that was checking the old password
+    /// while this committed (the credential and session versions advance; see
+    /// ``PresentedTokens/record(_:in:)``).
     public func setPassword(_ username: String, password: String, by actor: AdministrativeActor) async throws {
         let audited = audited(.userPasswordReset, by: actor, target: username)
         try await audited.run {
             try actor.requireGlobalAdmin("reset passwords")
-            try NamePolicy.validateNewPassword(password)
+            try PasswordPolicy.validateNew(password)
             let hash = try await pool.hash(password)
             let now = clock.now()
             try await audited.commit(in: store) { tx in
                 let user = try await Self.requireUser(username, tx)
                 try await tx.updatePasswordHash(userID: user.id, to: hash)
-                _ = try await tx.revokeRefreshFamilies(userID: user.id, at: now, reason: "password_reset")
+                _ = try await tx.advanceCredentialVersion(userID: user.id)
+                _ = try await Self.endSessions(of: user, reason: "password_reset", at: now, tx)
             }
         }
     }
 
     /// Disables or enables an account. A disabled account cannot sign in, refresh or use the
-    /// admin API, and introspection reports its tokens inactive.
+    /// admin API, and introspection reports its tokens inactive. Disabling ends every session
+    /// (the session version advances), so enabling the account again revives none of them:
+    /// while it is disabled its tokens are refused as `account_disabled`, afterwards as ended
+    /// sessions, and enabling marks those sessions revoked.
     public func setActive(_ username: String, _ active: Bool, by actor: AdministrativeActor) async throws {
         let audited = audited(active ? .userEnable : .userDisable, by: actor, target: username)
+        let now = clock.now()
         try await audited.run {
             try actor.requireGlobalAdmin(active ? "enable accounts" : "disable accounts")
             try await audited.commit(in: store) { tx in
                 let user = try await Self.requireUser(username, tx)
                 if !active { try await Self.requireAnotherAdmin(besides: user, tx) }
                 try await tx.setUserActive(userID: user.id, active)
+                if !active {
+                    _ = try await tx.advanceSessionVersion(userID: user.id)
+                } else if !user.isActive {
+                    _ = try await tx.revokeRefreshFamilies(userID: user.id, at: now, reason: "account_disabled")
+                }
             }
         }
+    }
+
+    /// Signs an account out everywhere, in the caller's transaction: the session version
+    /// advances (every session started before has ended, and a login under way starts none)
+    /// and the sessions are marked revoked. Returns how many live sessions were ended.
+    static func endSessions(of user: User, reason: String, at now: Date, _ tx: any StoreTransaction) async throws -> Int {
+        _ = try await tx.advanceSessionVersion(userID: user.id)
+        return try await tx.revokeRefreshFamilies(userID: user.id, at: now, reason: reason)
     }
 
     /// Links a GitHub user to an account (the generation-1 model): a GitHub login with that
@@ -91,11 +112,14 @@ public struct AccountAdministration: Sendable {
     /// The identity is GitHub's numeric user id. Without `githubID` the link holds the login
     /// alone and the first verified GitHub login with it records the id (re-linking the login
     /// an account already has keeps the recorded id); from then on only that id gets the account.
+    /// Replacing or removing a link the account had is a credential change: the account is
+    /// signed out everywhere, as after a password reset.
     public func linkGitHub(
         _ username: String, login: String?, githubID: Int64? = nil, by actor: AdministrativeActor
     ) async throws {
         let reason = login.map { "github_login=\($0)" + (githubID.map { " github_id=\($0)" } ?? "") } ?? "unlinked"
         let audited = audited(.userLinkGitHub, by: actor, target: username)
+        let now = clock.now()
         try await audited.run {
             try actor.requireGlobalAdmin("link GitHub logins")
             if let login { try NamePolicy.validateGitHubLogin(login) }
@@ -112,8 +136,26 @@ public struct AccountAdministration: Sendable {
                 } catch StoreError.duplicate(let what) {
                     throw BrokerError(.alreadyExists, "the \(what) is linked to another account")
                 }
+                let withdrawn = user.githubLogin != nil && (!sameLogin || (user.githubID != nil && id != user.githubID))
+                if withdrawn {
+                    _ = try await tx.advanceCredentialVersion(userID: user.id)
+                    _ = try await Self.endSessions(of: user, reason: "github_link_changed", at: now, tx)
+                }
             }
         }
+    }
+
+    /// `alice` exists and `Alice`, `аlice` (Cyrillic а) or `ａｌｉｃｅ` was asked for: the
+    /// refusal names the holder, so that the admin sees why.
+    static func nameTaken(_ what: String, _ name: String, _ holder: String?) -> BrokerError {
+        guard let holder, holder != name else { return BrokerError(.alreadyExists, "\(what) \(name) already exists") }
+        return BrokerError(.alreadyExists, "\(what) \(name) reads the same as the existing \(what) \(holder)")
+    }
+
+    /// Names from before the name profile that read like an older one's (see
+    /// ``StoreTransaction/nameCollisions()``).
+    public func nameCollisions() async throws -> [NameCollision] {
+        try await store.read { tx in try await tx.nameCollisions() }
     }
 
     public func users() async throws -> [User] {
@@ -145,6 +187,10 @@ public struct AccountAdministration: Sendable {
                 do {
                     organization = try await tx.insertOrganization(name: name, clusterName: cluster, createdAt: now)
                 } catch StoreError.duplicate(let what) {
+                    guard what.hasPrefix("organization cluster name") else {
+                        let holder = try await tx.organization(confusableWith: name)
+                        throw Self.nameTaken("organization", name, holder?.name)
+                    }
                     throw BrokerError(.alreadyExists, "\(what) already exists")
                 }
                 if let held = try await Self.claim(cluster, for: organization, use: .cluster, tx) {

@@ -52,10 +52,18 @@ public struct DjangoUserImport: Sendable {
                 if let key = candidate.primaryKey, key > 0, try await tx.user(id: key) == nil {
                     preferredID = key
                 }
-                _ = try await tx.insertUser(
-                    NewUser(
-                        username: candidate.username, passwordHash: candidate.passwordHash,
-                        isActive: candidate.isActive, createdAt: candidate.joined ?? now, preferredID: preferredID))
+                // Django's spelling is kept (it is the `sub` gateways know); the store compares
+                // its key and refuses one that reads like an existing name.
+                do {
+                    _ = try await tx.insertUser(
+                        NewUser(
+                            username: candidate.username, passwordHash: candidate.passwordHash,
+                            isActive: candidate.isActive, createdAt: candidate.joined ?? now, preferredID: preferredID))
+                } catch StoreError.duplicate {
+                    report.skipped.append(
+                        Entry(name: candidate.username, reason: "a user whose name reads the same exists"))
+                    continue
+                }
                 report.imported.append(candidate.username)
             }
             return report
@@ -88,8 +96,9 @@ public struct DjangoUserImport: Sendable {
                 report.rejected.append(Entry(name: position, reason: "no username"))
                 continue
             }
+            let name: AccountName
             do {
-                try NamePolicy.validateUsername(username)
+                name = try NamePolicy.validateUsername(username)
             } catch let error as BrokerError {
                 report.rejected.append(Entry(name: position, reason: error.detail))
                 continue
@@ -104,7 +113,7 @@ public struct DjangoUserImport: Sendable {
                 report.rejected.append(Entry(name: username, reason: "unsupported password hash format"))
                 continue
             }
-            guard seen.insert(username).inserted else {
+            guard seen.insert(name.key).inserted else {
                 report.skipped.append(Entry(name: username, reason: "appears more than once in the file"))
                 continue
             }

@@ -1,7 +1,8 @@
 import Foundation
 
-/// A broker account. Usernames follow Django's rule (1–150 of letters, digits and `@.+-_`),
-/// compared case-sensitively, because the accounts of the system we replace are imported as-is.
+/// A broker account. Usernames follow Django's rule (1–150 of letters, digits and `@.+-_`) within
+/// the name profile of ``AccountName``: stored as first spelled (imports keep Django's spelling),
+/// compared by their key, so `ALICE` finds `alice`.
 public struct User: Sendable, Equatable {
     public var id: Int64
     public var username: String
@@ -19,11 +20,15 @@ public struct User: Sendable, Equatable {
     public var githubID: Int64?
     /// The account's role across the whole broker (`nil`: none).
     public var globalRole: GlobalRole?
+    /// Its current credential and session versions, read in the same row as ``passwordHash``:
+    /// a session is good only while they are the ones it started under.
+    public var versions: AccountVersions
 
     public init(
         id: Int64, username: String, passwordHash: String?, isActive: Bool, createdAt: Date, githubLogin: String? = nil,
-        githubID: Int64? = nil, globalRole: GlobalRole? = nil
+        githubID: Int64? = nil, globalRole: GlobalRole? = nil, versions: AccountVersions = .initial
     ) {
+        self.versions = versions
         self.githubID = githubID
         self.id = id
         self.username = username

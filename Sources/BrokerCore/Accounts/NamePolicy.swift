@@ -1,15 +1,11 @@
-/// The rules for names and new passwords, shared by the CLI, the HTTP routes and imports.
+/// The rules for names, shared by the CLI, the HTTP routes and imports (passwords: ``PasswordPolicy``).
 public enum NamePolicy {
-    /// Django's rule, which the imported accounts already follow: 1–150 letters, digits and
-    /// `@.+-_`, case-sensitive. Letters and digits may be non-ASCII, as with Django's default
-    /// `UnicodeUsernameValidator`.
-    public static func validateUsername(_ name: String) throws {
-        guard !name.isEmpty, name.count <= 150 else {
-            throw BrokerError(.invalidUsername, "a username has 1 to 150 characters")
-        }
-        guard name.allSatisfy({ $0.isLetter || $0.isNumber || "@.+-_".contains($0) }) else {
-            throw BrokerError(.invalidUsername, "a username may contain only letters, digits and @.+-_")
-        }
+    /// Django's rule (1–150 letters, digits and `@.+-_`; letters and digits may be non-ASCII,
+    /// as with Django's default `UnicodeUsernameValidator`) within the name profile of
+    /// ``AccountName``: nothing invisible, at most 255 bytes, compared as a person reads it.
+    @discardableResult
+    public static func validateUsername(_ name: String) throws -> AccountName {
+        try AccountName(username: name)
     }
 
     /// Organization and cluster names appear in URLs and in the `aud` claim: 1–100 ASCII letters,
@@ -22,25 +18,6 @@ public enum NamePolicy {
         guard !name.isEmpty, name.utf8.count <= 100, allowed, !name.hasPrefix(".") else {
             throw BrokerError(
                 .invalidOrganization, "\(what) has 1 to 100 characters: letters, digits and -_. (not starting with .)")
-        }
-    }
-
-    public static let minimumPasswordLength = 12
-    public static let maximumPasswordLength = 1024
-
-    /// New passwords: 12 to 1024 characters, no composition rules (NIST SP 800-63B, which counts
-    /// each Unicode code point as one character: a combining accent counts). Migrated hashes are
-    /// not subject to this: they keep working whatever their length.
-    public static func validateNewPassword(_ password: String) throws {
-        let length = password.unicodeScalars.count
-        guard length >= minimumPasswordLength else {
-            throw BrokerError(.invalidPassword, "a password needs at least \(minimumPasswordLength) characters")
-        }
-        guard length <= maximumPasswordLength else {
-            throw BrokerError(.invalidPassword, "a password has at most \(maximumPasswordLength) characters")
-        }
-        guard !password.unicodeScalars.contains(where: { $0.value == 0 }) else {
-            throw BrokerError(.invalidPassword, "a password must not contain a NUL character")
         }
     }
 

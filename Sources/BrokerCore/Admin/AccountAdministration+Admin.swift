@@ -104,7 +104,8 @@ extension AccountAdministration {
 
     /// Signs a user out everywhere (every kind of session, so every token that names one:
     /// refresh tokens at once; access, generation-2 and broker session tokens wherever the broker
-    /// is asked — renewal, introspection, the admin API); returns how many sessions were ended.
+    /// is asked — renewal, introspection, the admin API; and a login under way starts none);
+    /// returns how many live sessions were ended.
     @discardableResult
     public func revokeAllSessions(of username: String, by actor: AdministrativeActor) async throws -> Int {
         let now = clock.now()
@@ -113,7 +114,7 @@ extension AccountAdministration {
             try actor.requireGlobalAdmin("revoke sessions")
             return try await audited.commit(in: store) { tx in
                 let user = try await Self.requireUser(username, tx)
-                return try await tx.revokeRefreshFamilies(userID: user.id, at: now, reason: "admin")
+                return try await Self.endSessions(of: user, reason: "admin", at: now, tx)
             }
         }
     }

@@ -2,7 +2,10 @@ import Foundation
 
 /// RFC 7662 introspection and RFC 7009 revocation for the broker's tokens. Introspection is
 /// the online answer for gateways that want one: unlike an offline check it sees disabled
-/// accounts, revoked sessions and revoked tokens at once.
+/// accounts, revoked sessions and revoked tokens at once, and memberships as they are now: a
+/// token whose organization roles (or, for a broker session token, global role) are no longer
+/// the holder's current ones is inactive, as `membership_status` says at the same moment
+/// (``OrganizationAccess/claimsStillHold(_:user:isSessionToken:githubMapped:tx:)``).
 ///
 /// ```swift
 /// switch try await introspection.introspect(token) {
@@ -15,11 +18,14 @@ public struct TokenIntrospection: Sendable {
     public let store: any Store
     public let verifier: TokenVerifier
     public let clock: any WallClock
+    /// Organizations a `github_orgs` mapping admits to: GitHub may grant their memberships.
+    public let githubMappedOrganizations: Set<String>
 
-    public init(store: any Store, verifier: TokenVerifier, clock: any WallClock) {
+    public init(store: any Store, verifier: TokenVerifier, clock: any WallClock, githubMappedOrganizations: Set<String> = []) {
         self.store = store
         self.verifier = verifier
         self.clock = clock
+        self.githubMappedOrganizations = githubMappedOrganizations
     }
 
     public enum Answer: Sendable {
@@ -37,17 +43,33 @@ public struct TokenIntrospection: Sendable {
         let now = clock.now()
         if Self.looksLikeJWT(token) {
             guard let claims = try? verifier.verify(token, allowSessionTokens: true) else { return .inactive }
-            let standing = try await store.read { tx in try await PresentedTokens.standing(of: claims, in: tx, now: now) }
-            guard case .success = standing else { return .inactive }
-            return .access(claims)
+            let isSessionToken = claims.audience.contains(verifier.issuer)
+            let active = try await store.read { [githubMappedOrganizations] tx -> Bool in
+                guard case .success(let (user, _)) = try await PresentedTokens.standing(of: claims, in: tx, now: now) else {
+                    return false
+                }
+                return try await OrganizationAccess.claimsStillHold(
+                    claims, user: user, isSessionToken: isSessionToken, githubMapped: githubMappedOrganizations, tx: tx)
+            }
+            return active ? .access(claims) : .inactive
         }
         return try await store.read { tx in
             guard let record = try await tx.refreshToken(hash: RefreshTokenRotation.hash(token)),
                 record.usedAt == nil, now < record.expiresAt,
                 let family = try await tx.refreshFamily(id: record.familyID),
                 PresentedTokens.sessionRefusal(family, now: now) == nil,
-                let user = try await tx.user(id: family.userID), user.isActive
+                let user = try await tx.user(id: family.userID), PresentedTokens.accountRefusal(user, of: family) == nil
             else { return .inactive }
+            if let organizationID = family.organizationID {
+                // The refresh would fail without the membership (unless GitHub grants it).
+                guard let organization = try await tx.organization(id: organizationID) else { return .inactive }
+                let viaGitHub = family.authenticationMethods.contains { $0.hasPrefix("github") }
+                if !(viaGitHub && githubMappedOrganizations.contains(organization.name)),
+                    try await OrganizationAccess.currentRole(ofUser: user.id, in: organization.name, tx: tx) == nil
+                {
+                    return .inactive
+                }
+            }
             return .refresh(family: family, token: record, user: user)
         }
     }

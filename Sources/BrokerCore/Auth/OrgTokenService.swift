@@ -28,11 +28,15 @@ public struct OrgTokenService: Sendable {
     public let logger: Logger
     /// Recent GitHub answers, for refreshing sessions whose membership a GitHub mapping grants.
     public let githubIdentities: GitHubIdentityResolver?
+    /// Renewals per session (429 over the limit), shared by every renewal route.
+    public let refreshThrottle: SessionRefreshThrottle
 
     public init(
         store: any Store, authenticator: PasswordAuthenticator, issuer: TokenIssuer, verifier: TokenVerifier,
-        rotation: RefreshTokenRotation, clock: any WallClock, logger: Logger, githubIdentities: GitHubIdentityResolver? = nil
+        rotation: RefreshTokenRotation, refreshThrottle: SessionRefreshThrottle, clock: any WallClock, logger: Logger,
+        githubIdentities: GitHubIdentityResolver? = nil
     ) {
+        self.refreshThrottle = refreshThrottle
         self.githubIdentities = githubIdentities
         self.store = store
         self.authenticator = authenticator
@@ -73,7 +77,7 @@ public struct OrgTokenService: Sendable {
         let rotation = self.rotation
         let refresh = try await store.transaction { tx in
             try await rotation.startFamily(
-                in: tx, userID: user.id, organizationID: organization.id, methods: methods, now: now)
+                in: tx, for: user, organizationID: organization.id, methods: methods, now: now)
         }
         let grant = TokenIssuer.Grant.organization(
             user: user, organization: organization, role: role, authenticatedAt: now,
@@ -95,11 +99,15 @@ public struct OrgTokenService: Sendable {
 
     private func rotateRefreshToken(_ presented: String) async throws -> TokenBundle {
         let now = clock.now()
-        let rotation = self.rotation
+        let (rotation, refreshThrottle) = (self.rotation, self.refreshThrottle)
         let outcome = try await store.transaction { tx in
             try await rotation.rotate(presented, in: tx, now: now) { family in
                 guard let user = try await tx.user(id: family.userID), user.isActive else {
                     throw BrokerError(.accountDisabled, "this account is disabled")
+                }
+                // A session of an earlier credential or session version has ended.
+                if PresentedTokens.accountRefusal(user, of: family) != nil {
+                    throw BrokerError(.invalidRefreshToken, "Token is invalid or expired (session ended)")
                 }
                 // Only a generation-1 session holds refresh tokens.
                 guard let organizationID = family.organizationID else {
@@ -110,6 +118,8 @@ public struct OrgTokenService: Sendable {
                 }
                 let viaGitHub = family.authenticationMethods.contains { $0.hasPrefix("github") }
                 let role = try await refreshedRole(of: user, in: organization, viaGitHub: viaGitHub, tx: tx)
+                // Last: only a renewal that would succeed counts against the session.
+                try refreshThrottle.admit(sessionID: family.id)
                 return TokenIssuer.Grant.organization(
                     user: user, organization: organization, role: role, authenticatedAt: family.authenticatedAt,
                     authenticationMethods: family.authenticationMethods, identityProvider: viaGitHub ? "github" : "local",
@@ -168,10 +178,7 @@ public struct OrgTokenService: Sendable {
     public func membershipStatus(bearer: String, organization organizationName: String) async throws -> Bool {
         let presented = try await PresentedTokens(store: store, verifier: verifier, clock: clock).accept(bearer)
         return try await store.read { tx in
-            guard let organization = try await tx.organization(named: organizationName),
-                let membership = try await tx.membership(organizationID: organization.id, userID: presented.user.id)
-            else { return false }
-            return membership.isActive
+            try await OrganizationAccess.currentRole(ofUser: presented.user.id, in: organizationName, tx: tx) != nil
         }
     }
 

@@ -39,7 +39,9 @@ public struct PasswordAuthenticator: Sendable {
     /// - Throws: ``BrokerError`` `too_many_attempts` (before any store lookup or hash),
     ///   `invalid_credentials` or `account_disabled`.
     public func authenticate(username: String, password: String, clientIP: String? = nil) async throws -> User {
-        let attempt = try await throttle.admit(username: username, clientIP: clientIP)
+        // The throttle counts per name as the store finds it: `JOSÉ`, `josé` and a decomposed
+        // `josé` are one account, so one counter.
+        let attempt = try await throttle.admit(username: AccountName.key(of: username), clientIP: clientIP)
         let started = ContinuousClock.now
         let outcome: Outcome
         do {
@@ -78,6 +80,8 @@ public struct PasswordAuthenticator: Sendable {
     }
 
     private func check(username: String, password: String) async throws -> Outcome {
+        // The account's versions come in the same row as the hash: the session this login may
+        // start is recorded only if they are still current then (a reset may commit meanwhile).
         let found = try await store.transaction { tx in try await tx.user(named: username) }
         guard let user = found, let encoded = user.passwordHash else {
             try await pool.verifyDummy(password)

@@ -85,6 +85,9 @@ public struct BrokerConfiguration: Sendable, Equatable {
     public var loginThrottleUser: Int = 20
     /// Failed logins allowed per client IP across all usernames within the window.
     public var loginThrottleIP: Int = 100
+    /// How many usernames, addresses or pairs each throttle counter (login and GitHub) remembers
+    /// at most; keys with failures inside the window are never forgotten (docs/brute-force.md).
+    public var loginThrottleTrackedKeys: Int = LoginThrottlePolicy.defaultMaximumTrackedKeys
     /// The least time, in milliseconds, a failed password login takes to answer, whatever the
     /// account's existence or hash kind (0: no padding). Set it above the slowest verification of
     /// any stored hash (see docs/security.md, "Timing").
@@ -98,6 +101,18 @@ public struct BrokerConfiguration: Sendable, Equatable {
     /// otherwise the socket's peer.
     public var trustedProxies: [String] = []
 
+    // MARK: Storage growth
+    /// Sliding window over which the renewals of one session are counted, in seconds.
+    public var refreshThrottleWindow: Int = 60
+    /// Renewals (refreshes) allowed per session within the window; never below what a SlideRule
+    /// client's own cadence needs (see ``SessionRefreshThrottlePolicy``).
+    public var refreshThrottleSession: Int = 6
+    /// How often a running server deletes expired sessions, spent refresh tokens and expired
+    /// revocations, in seconds; 0: never (run `broker maintenance prune` instead).
+    public var pruneInterval: Int = 600
+    /// Rows deleted per transaction while pruning.
+    public var pruneBatchSize: Int = 500
+
     // MARK: Operations
     /// How long SIGTERM waits for in-flight requests before the server exits, in seconds.
     public var shutdownGrace: Int = 10
@@ -107,6 +122,20 @@ public struct BrokerConfiguration: Sendable, Equatable {
     /// The port of that listener (0 picks a free one). nil: `/metrics` is served on the public
     /// listener; set: only on this one, and the public listener answers 404 for it.
     public var metricsPort: Int?
+
+    // MARK: Connections (both listeners; see docs/operations.md, "Connections")
+    /// Seconds a client has to send a request's head, from the connection's start or from the
+    /// first byte after a keep-alive pause.
+    public var httpHeaderTimeout: Int = 10
+    /// Seconds a client has to send a request's body, from the end of its head.
+    public var httpBodyTimeout: Int = 30
+    /// Seconds a kept-alive connection may wait for its next request.
+    public var httpIdleTimeout: Int = 60
+    /// Connections open at once. nil: derived from the descriptor limit (`ulimit -n`).
+    public var maxConnections: Int?
+    /// Connections open at once from one address (trusted proxies excepted). nil: a quarter of
+    /// `max_connections`.
+    public var maxConnectionsPerAddress: Int?
 
     /// Where the metrics listener binds, when there is one: loopback unless `metrics_host` says.
     public var metricsListenHost: String { metricsHost ?? "127.0.0.1" }
@@ -125,6 +154,9 @@ public struct BrokerConfiguration: Sendable, Equatable {
         "audit_log", "audit_failure_mode", "login_throttle_window", "login_throttle_user_ip", "login_throttle_user",
         "login_throttle_ip", "trusted_proxies", "shutdown_grace", "metrics_host", "metrics_port",
         "github_login_throttle_window", "github_login_throttle_ip", "login_failure_floor_ms",
+        "login_throttle_tracked_keys",
+        "refresh_throttle_window", "refresh_throttle_session", "prune_interval", "prune_batch_size",
+        "http_header_timeout", "http_body_timeout", "http_idle_timeout", "max_connections", "max_connections_per_address",
     ]
 
     /// Keys whose value is structured (a mapping), set with ``setGitHubOrganizations(_:source:)``.
@@ -197,16 +229,29 @@ public struct BrokerConfiguration: Sendable, Equatable {
         case "login_throttle_user_ip": loginThrottleUserIP = try integer(1...100_000, "an integer in 1...100000")
         case "login_throttle_user": loginThrottleUser = try integer(1...100_000, "an integer in 1...100000")
         case "login_throttle_ip": loginThrottleIP = try integer(1...1_000_000, "an integer in 1...1000000")
+        case "login_throttle_tracked_keys":
+            loginThrottleTrackedKeys = try integer(10...10_000_000, "an integer in 10...10000000")
         case "github_login_throttle_window":
             githubLoginThrottleWindow = try integer(1...86_400, "a whole number of seconds in 1...86400")
         case "login_failure_floor_ms":
             loginFailureFloorMilliseconds = try integer(0...60_000, "a whole number of milliseconds in 0...60000")
         case "github_login_throttle_ip": githubLoginThrottleIP = try integer(1...1_000_000, "an integer in 1...1000000")
+        case "refresh_throttle_window":
+            refreshThrottleWindow = try integer(1...3600, "a whole number of seconds in 1...3600")
+        case "refresh_throttle_session": refreshThrottleSession = try integer(1...10_000, "an integer in 1...10000")
+        case "prune_interval": pruneInterval = try integer(0...(7 * 86_400), "a whole number of seconds in 0...604800 (0 = off)")
+        case "prune_batch_size": pruneBatchSize = try integer(1...100_000, "an integer in 1...100000")
         case "trusted_proxies":
             trustedProxies = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         case "shutdown_grace": shutdownGrace = try integer(0...3600, "a whole number of seconds in 0...3600")
         case "metrics_host": metricsHost = text
         case "metrics_port": metricsPort = try integer(0...65_535, "a port number (0...65535)")
+        case "http_header_timeout": httpHeaderTimeout = try integer(1...3600, "a whole number of seconds in 1...3600")
+        case "http_body_timeout": httpBodyTimeout = try integer(1...3600, "a whole number of seconds in 1...3600")
+        case "http_idle_timeout": httpIdleTimeout = try integer(1...86_400, "a whole number of seconds in 1...86400")
+        case "max_connections": maxConnections = try integer(1...1_000_000, "an integer in 1...1000000")
+        case "max_connections_per_address":
+            maxConnectionsPerAddress = try integer(1...1_000_000, "an integer in 1...1000000")
         default:
             throw ConfigurationError("\(source): unknown key \(key) (known: \(Self.keys.joined(separator: ", ")))")
         }
@@ -257,6 +302,10 @@ public struct BrokerConfiguration: Sendable, Equatable {
             guard metricsPort != nil else {
                 throw ConfigurationError("metrics_host needs metrics_port: without it /metrics stays on the public listener")
             }
+        }
+        if let maxConnections, let maxConnectionsPerAddress, maxConnectionsPerAddress > maxConnections {
+            throw ConfigurationError(
+                "max_connections_per_address (\(maxConnectionsPerAddress)) must not exceed max_connections (\(maxConnections))")
         }
         if let metricsPort, metricsPort != 0, metricsPort == port, metricsListenHost == host {
             throw ConfigurationError("metrics_port \(metricsPort) on \(metricsListenHost) is the public listener: choose another port")

@@ -86,9 +86,11 @@ public struct GitHubLoginService: Sendable {
         let holder = try await holder(for: identity, createAccount: true)
         let now = clock.now()
         // The login is a session (`sid`), so that revocation reaches the token and its renewals.
-        let session = try await PresentedTokens.startSession(
-            in: store, userID: holder.user.id, scope: .allClusters, methods: [method], authenticatedAt: now,
-            expiresAt: now.addingTimeInterval(TimeInterval(sessionMaxLifetime)))
+        let session = try await forgettingStaleSnapshot(of: identity) {
+            try await PresentedTokens.startSession(
+                in: store, for: holder.user, scope: .allClusters, methods: [method], authenticatedAt: now,
+                expiresAt: now.addingTimeInterval(TimeInterval(sessionMaxLifetime)))
+        }
         var grant = generation2Grant(holder, login: identity.login, authenticatedAt: now, methods: [method])
         grant.sessionID = session.id
         let issued = try issuer.issue(grant, lifetime: generation2Lifetime)
@@ -127,6 +129,7 @@ public struct GitHubLoginService: Sendable {
         var grant = generation2Grant(
             holder, login: identity.login, authenticatedAt: authenticatedAt, methods: claims.authenticationMethods)
         grant.sessionID = session.id
+        try orgTokens.refreshThrottle.admit(sessionID: session.id)
         let renewed = try issuer.issue(grant, lifetime: min(generation2Lifetime, remaining))
         BrokerMetrics.tokenIssued(.generation2)
         return renewed
@@ -227,9 +230,24 @@ public struct GitHubLoginService: Sendable {
                 ? BrokerError(.notAMember, "\(identity.login) has no active membership in \(organizationName)")
                 : BrokerError(.unknownOrganization, "unknown organization \(organizationName)")
         }
-        return try await orgTokens.startSession(
-            user: holder.user, organization: held.organization, role: held.role, methods: ["github"],
-            identityProvider: "github", githubLogin: identity.login)
+        return try await forgettingStaleSnapshot(of: identity) {
+            try await orgTokens.startSession(
+                user: holder.user, organization: held.organization, role: held.role, methods: ["github"],
+                identityProvider: "github", githubLogin: identity.login)
+        }
+    }
+
+    /// A session starts only under the account's current versions (``PresentedTokens/record(_:in:)``);
+    /// when a remembered snapshot held older ones, the next login reads the account afresh.
+    private func forgettingStaleSnapshot<Value>(
+        of identity: GitHubIdentity, _ start: () async throws -> Value
+    ) async throws -> Value {
+        do {
+            return try await start()
+        } catch let error as BrokerError where error.code == .credentialsChanged || error.code == .accountDisabled {
+            recentSnapshots.forget(identity.githubID)
+            throw error
+        }
     }
 
     /// Builds the claims of a generation-2 token: `aud` lists every cluster (never a wildcard),
@@ -407,14 +425,20 @@ public struct GitHubLoginService: Sendable {
     }
 
     /// The account of a GitHub user admitted by a mapping: named after the login (or
-    /// `<login>@github`, then `<login>@github.<id>`, when an account already has that name),
-    /// linked to the GitHub user id, no password.
+    /// `<login>@github`, then `<login>@github.<id>`, when an account already has a name that
+    /// reads the same: see ``AccountName``), linked to the GitHub user id, no password.
     static func createAccount(for identity: GitHubIdentity, tx: any StoreTransaction, now: Date) async throws -> User {
         let login = identity.login
         for candidate in [login, "\(login)@github", "\(login)@github.\(identity.githubID)"]
         where try await tx.user(named: candidate) == nil {
-            return try await tx.insertUser(
-                NewUser(username: candidate, passwordHash: nil, createdAt: now, githubLogin: login, githubID: identity.githubID))
+            do {
+                return try await tx.insertUser(
+                    NewUser(
+                        username: candidate, passwordHash: nil, createdAt: now, githubLogin: login,
+                        githubID: identity.githubID))
+            } catch StoreError.duplicate(let what) where what.hasPrefix("user ") {
+                continue  // its skeleton is another account's
+            }
         }
         throw BrokerError(.alreadyExists, "cannot name an account for the GitHub user \(login)")
     }
@@ -464,6 +488,14 @@ final class RecentAccountSnapshots: Sendable {
         return entries.withLock { entries in
             guard let entry = entries[key], entry.expiresAt > now else { return nil }
             return entry.snapshot
+        }
+    }
+
+    /// Forgets every snapshot of the GitHub user.
+    func forget(_ githubID: Int64) {
+        let prefix = "\(githubID)\u{0}"
+        entries.withLock { entries in
+            entries = entries.filter { !$0.key.hasPrefix(prefix) && $0.key != "\(githubID)" }
         }
     }
 

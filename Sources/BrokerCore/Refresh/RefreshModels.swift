@@ -38,6 +38,10 @@ public struct RefreshFamily: Sendable, Equatable {
     public var authenticationMethods: [String]
     public var revokedAt: Date?
     public var revocationReason: String?
+    /// The account's versions the login read before checking its credential. The session is
+    /// recorded only if they are still the account's, and is good only while they stay so
+    /// (see ``PresentedTokens``).
+    public var accountVersions: AccountVersions
 
     /// The organization of a generation-1 session; `nil` for the other scopes.
     public var organizationID: Int64? {
@@ -46,8 +50,10 @@ public struct RefreshFamily: Sendable, Equatable {
 
     public init(
         id: String, userID: Int64, scope: SessionScope, authenticatedAt: Date, expiresAt: Date,
-        authenticationMethods: [String], revokedAt: Date? = nil, revocationReason: String? = nil
+        authenticationMethods: [String], accountVersions: AccountVersions, revokedAt: Date? = nil,
+        revocationReason: String? = nil
     ) {
+        self.accountVersions = accountVersions
         self.id = id
         self.userID = userID
         self.scope = scope
@@ -61,12 +67,13 @@ public struct RefreshFamily: Sendable, Equatable {
     /// A generation-1 session of one organization.
     public init(
         id: String, userID: Int64, organizationID: Int64, authenticatedAt: Date, expiresAt: Date,
-        authenticationMethods: [String], revokedAt: Date? = nil, revocationReason: String? = nil
+        authenticationMethods: [String], accountVersions: AccountVersions, revokedAt: Date? = nil,
+        revocationReason: String? = nil
     ) {
         self.init(
             id: id, userID: userID, scope: .organization(id: organizationID), authenticatedAt: authenticatedAt,
-            expiresAt: expiresAt, authenticationMethods: authenticationMethods, revokedAt: revokedAt,
-            revocationReason: revocationReason)
+            expiresAt: expiresAt, authenticationMethods: authenticationMethods, accountVersions: accountVersions,
+            revokedAt: revokedAt, revocationReason: revocationReason)
     }
 }
 

@@ -39,15 +39,17 @@ public struct RefreshTokenRotation: Sendable {
         Base64URL.encode(Digest.hmacSHA256(key: secret, message: Array(presented.utf8)))
     }
 
-    /// Starts a family for a login and returns its first refresh token.
+    /// Starts a family for a login and returns its first refresh token. `user` is the account as
+    /// the login read it: the family is recorded only if it is still so
+    /// (``PresentedTokens/record(_:in:)``).
     public func startFamily(
-        in tx: any StoreTransaction, userID: Int64, organizationID: Int64, methods: [String], now: Date
+        in tx: any StoreTransaction, for user: User, organizationID: Int64, methods: [String], now: Date
     ) async throws -> (family: RefreshFamily, token: String, expiresAt: Date) {
         let family = RefreshFamily(
-            id: Self.newFamilyID(), userID: userID, organizationID: organizationID,
+            id: Self.newFamilyID(), userID: user.id, organizationID: organizationID,
             authenticatedAt: now, expiresAt: now.addingTimeInterval(TimeInterval(policy.sessionMaxLifetime)),
-            authenticationMethods: methods)
-        try await tx.insertRefreshFamily(family)
+            authenticationMethods: methods, accountVersions: user.versions)
+        try await PresentedTokens.record(family, in: tx)
         let token = Self.newToken()
         let expiresAt = min(now.addingTimeInterval(TimeInterval(policy.refreshLifetime)), family.expiresAt)
         try await tx.insertRefreshToken(

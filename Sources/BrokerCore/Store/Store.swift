@@ -70,9 +70,15 @@ extension Store {
 /// and throw ``StoreError`` for constraint violations and engine failures.
 public protocol StoreTransaction: Sendable {
     // MARK: Users
-    /// Throws ``StoreError/duplicate(_:)`` if the username exists (case-sensitive).
+    /// Throws ``StoreError/duplicate(_:)`` if a username reads the same: its key or its
+    /// confusable skeleton (``AccountName``) is another account's.
     func insertUser(_ user: NewUser) async throws -> User
+    /// The account whose name has the key of `username` (``AccountName/key(of:)``): `JOSÉ` finds
+    /// `josé`. Where rows from before the name profile share a key, the exact spelling wins,
+    /// then the oldest account.
     func user(named username: String) async throws -> User?
+    /// The account whose name looks like `name` (the same TS #39 skeleton), if any.
+    func user(confusableWith name: String) async throws -> User?
     func user(id: Int64) async throws -> User?
     /// The user linked to a GitHub login, compared case-insensitively.
     func user(githubLogin login: String) async throws -> User?
@@ -89,13 +95,27 @@ public protocol StoreTransaction: Sendable {
     /// Deletes the user with their memberships, requests and refresh families. Returns whether
     /// the user existed.
     func deleteUser(id: Int64) async throws -> Bool
+    /// Replaces the hash alone (an upgrade of the same password); a new password also calls
+    /// ``advanceCredentialVersion(userID:)``.
     func updatePasswordHash(userID: Int64, to hash: String?) async throws
     func setUserActive(userID: Int64, _ active: Bool) async throws
+    /// Advances the account's credential version (see ``CredentialVersion``); returns the new
+    /// versions. Throws ``StoreError/notFound(_:)`` for an unknown user.
+    func advanceCredentialVersion(userID: Int64) async throws -> AccountVersions
+    /// Advances the account's session version (see ``SessionVersion``): every session started
+    /// before has ended. Returns the new versions; throws ``StoreError/notFound(_:)``.
+    func advanceSessionVersion(userID: Int64) async throws -> AccountVersions
 
     // MARK: Organizations
     /// Throws ``StoreError/duplicate(_:)`` if the name or the cluster name is taken.
     func insertOrganization(name: String, clusterName: String, createdAt: Date) async throws -> Organization
+    /// Compared like ``user(named:)``: `ORG1` finds `org1`.
     func organization(named name: String) async throws -> Organization?
+    /// The organization whose name looks like `name` (the same TS #39 skeleton), if any.
+    func organization(confusableWith name: String) async throws -> Organization?
+    /// Users and organizations whose names read like an older one's: rows from before the
+    /// name profile, kept working and reported (`broker users collisions`, and at start-up).
+    func nameCollisions() async throws -> [NameCollision]
     func organization(id: Int64) async throws -> Organization?
     /// All organizations ordered by name.
     func organizations() async throws -> [Organization]
@@ -159,7 +179,8 @@ public protocol StoreTransaction: Sendable {
     func markRefreshTokenUsed(hash: String, at date: Date) async throws
     /// A user's refresh families (sessions), newest login first.
     func refreshFamilies(userID: Int64) async throws -> [RefreshFamily]
-    /// Revokes every unrevoked family of the user; returns how many were revoked.
+    /// Revokes every family of the user that is neither revoked nor expired at `date`; returns
+    /// how many were revoked (sessions that were live, not rows that had already ended).
     func revokeRefreshFamilies(userID: Int64, at date: Date, reason: String) async throws -> Int
 
     // MARK: Revoked access tokens
@@ -169,6 +190,13 @@ public protocol StoreTransaction: Sendable {
     /// Forgets revoked tokens that have expired anyway.
     func pruneRevokedAccessTokens(before date: Date) async throws
 
+    // MARK: Pruning (see ``StoragePruner``)
+    /// Deletes at most `limit` rows, in all, of what `cutoffs` says can no longer matter:
+    /// refresh tokens of sessions that expired or were revoked, unused refresh tokens that
+    /// expired, then sessions that expired and hold no refresh token any more (so that no
+    /// cascade exceeds the limit), then revocations of access tokens that expired.
+    func pruneStorage(_ cutoffs: PruneCutoffs, limit: Int) async throws -> PrunedRows
+
     // MARK: Server secrets
     /// A named random secret shared by every broker process using this store.
     func serverSecret(named name: String) async throws -> [UInt8]?
@@ -177,6 +205,21 @@ public protocol StoreTransaction: Sendable {
 }
 
 /// Failures a store reports in engine-independent terms.
+/// A name that reads like an older one's (see ``StoreTransaction/nameCollisions()``).
+public struct NameCollision: Sendable, Equatable {
+    public enum Kind: String, Sendable { case user, organization }
+    public var kind: Kind
+    public var name: String
+    /// The older user's or organization's name; `nil` when it was deleted since.
+    public var readsLike: String?
+
+    public init(kind: Kind, name: String, readsLike: String?) {
+        self.kind = kind
+        self.name = name
+        self.readsLike = readsLike
+    }
+}
+
 public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     /// A uniqueness constraint was violated; the associated value names what was duplicated.
     case duplicate(String)

@@ -7,6 +7,9 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case invalidUsername = "invalid_username"
     case invalidPassword = "invalid_password"
     case invalidOrganization = "invalid_organization"
+    /// The HTTP message itself is broken: a bad chunk size, a body cut short, a
+    /// `Transfer-Encoding` not ending in `chunked`.
+    case invalidFraming = "invalid_framing"
     // 401: authenticate again
     case invalidCredentials = "invalid_credentials"
     case accountDisabled = "account_disabled"
@@ -15,6 +18,9 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case sessionExpired = "session_expired"
     case missingToken = "missing_token"
     case invalidToken = "invalid_token"
+    /// The account's credential or sessions changed (password reset, sign out everywhere, ...)
+    /// while a login was checking the credential: the login starts no session.
+    case credentialsChanged = "credentials_changed"
     // 403: authenticated, not allowed
     case unknownOrganization = "unknown_organization"
     case notAMember = "not_a_member"
@@ -44,13 +50,17 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case internalError = "internal_error"
     case unavailable = "unavailable"
     case auditUnavailable = "audit_unavailable"
+    /// A transfer coding the broker does not implement (`gzip, chunked`): the client's doing,
+    /// answered 501 as RFC 9112 section 6.1 asks.
+    case unsupportedTransferCoding = "unsupported_transfer_coding"
 
     /// The HTTP status this code is answered with on every route.
     public var httpStatus: Int {
         switch self {
-        case .invalidRequest, .invalidUsername, .invalidPassword, .invalidOrganization: 400
+        case .invalidRequest, .invalidUsername, .invalidPassword, .invalidOrganization, .invalidFraming: 400
         case .invalidCredentials, .accountDisabled, .invalidRefreshToken, .refreshTokenReused,
-            .sessionExpired, .missingToken, .invalidToken, .githubTokenInvalid, .githubIdentityMismatch:
+            .sessionExpired, .missingToken, .invalidToken, .credentialsChanged, .githubTokenInvalid,
+            .githubIdentityMismatch:
             401
         case .unknownOrganization, .notAMember, .forbidden, .githubForbidden: 403
         case .notFound: 404
@@ -60,9 +70,16 @@ public enum ErrorCode: String, Sendable, CaseIterable {
         case .unsupportedMediaType: 415
         case .tooManyAttempts: 429
         case .internalError: 500
+        case .unsupportedTransferCoding: 501
         case .githubBadResponse: 502
         case .unavailable, .auditUnavailable, .githubRateLimited, .githubUnavailable: 503
         }
+    }
+
+    /// A failure of the broker or of what it depends on, worth an error-level log line: a 5xx
+    /// other than the 501 a client earns with a transfer coding the broker does not implement.
+    public var isServerFailure: Bool {
+        httpStatus >= 500 && self != .unsupportedTransferCoding
     }
 }
 

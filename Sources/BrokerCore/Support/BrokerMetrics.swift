@@ -27,6 +27,7 @@ public enum BrokerMetrics {
         public static let signingKeys = "broker_signing_keys"
         public static let httpRequests = "broker_http_requests_total"
         public static let httpRequestDuration = "broker_http_request_duration_seconds"
+        public static let storagePruned = "broker_storage_pruned_total"
     }
 
     /// How a client logged in (label `method`).
@@ -43,7 +44,8 @@ public enum BrokerMetrics {
         case success
         /// Wrong password, unknown user, or a token GitHub rejected.
         case failure
-        /// Authenticated, but not allowed: disabled account, no membership, unknown organization.
+        /// Authenticated, but not allowed: disabled account, no membership, unknown organization, or
+        /// the credential changed while it was being checked.
         case denied
         /// Refused by the brute-force throttle before the password was looked at.
         case throttled
@@ -59,12 +61,13 @@ public enum BrokerMetrics {
             switch error.code {
             case .invalidCredentials, .invalidPassword, .invalidUsername, .githubTokenInvalid, .invalidToken, .missingToken:
                 self = .failure
-            case .accountDisabled, .notAMember, .unknownOrganization, .forbidden, .githubForbidden, .invalidOrganization:
+            case .accountDisabled, .notAMember, .unknownOrganization, .forbidden, .githubForbidden, .invalidOrganization,
+                .credentialsChanged:
                 self = .denied
             case .tooManyAttempts:
                 self = .throttled
             default:
-                self = error.code.httpStatus >= 500 ? .error : .failure
+                self = error.code.isServerFailure ? .error : .failure
             }
         }
     }
@@ -100,7 +103,7 @@ public enum BrokerMetrics {
             case .refreshTokenReused?: self = .reused
             case .invalidRefreshToken?, .sessionExpired?, .invalidRequest?: self = .rejected
             case .accountDisabled?, .notAMember?, .unknownOrganization?, .forbidden?: self = .denied
-            case let code?: self = code.httpStatus >= 500 ? .error : .rejected
+            case let code?: self = code.isServerFailure ? .error : .rejected
             case nil: self = .error
             }
         }
@@ -171,6 +174,22 @@ public enum BrokerMetrics {
     /// A GitHub login refused by ``GitHubLoginThrottle`` (scope `github_ip`).
     public static func throttledGitHubLogin() {
         Counter(label: Name.throttled, dimensions: [("scope", "github_ip")]).increment()
+    }
+
+    /// Rows ``StoragePruner`` deleted, by kind: `refresh_token`, `session`,
+    /// `revoked_access_token`.
+    public static func pruned(_ rows: PrunedRows) {
+        for (kind, count) in [
+            ("refresh_token", rows.refreshTokens), ("session", rows.sessions),
+            ("revoked_access_token", rows.revokedAccessTokens),
+        ] where count > 0 {
+            Counter(label: Name.storagePruned, dimensions: [("kind", kind)]).increment(by: count)
+        }
+    }
+
+    /// A renewal refused by ``SessionRefreshThrottle`` (scope `session`).
+    public static func throttledRefresh() {
+        Counter(label: Name.throttled, dimensions: [("scope", "session")]).increment()
     }
 
     // MARK: GitHub

@@ -21,7 +21,9 @@ public struct GitHubLoginThrottlePolicy: Sendable, Equatable {
     }
 
     public init(_ configuration: BrokerConfiguration) {
-        self.init(window: configuration.githubLoginThrottleWindow, addressLimit: configuration.githubLoginThrottleIP)
+        self.init(
+            window: configuration.githubLoginThrottleWindow, addressLimit: configuration.githubLoginThrottleIP,
+            maximumTrackedKeys: configuration.loginThrottleTrackedKeys)
     }
 }
 
@@ -41,11 +43,12 @@ public struct GitHubLoginThrottlePolicy: Sendable, Equatable {
 public final class GitHubLoginThrottle: Sendable {
     public let policy: GitHubLoginThrottlePolicy
     private let clock: any WallClock
-    private let state = Mutex(State())
+    private let state: Mutex<State>
 
     public init(policy: GitHubLoginThrottlePolicy, clock: any WallClock) {
         self.policy = policy
         self.clock = clock
+        state = Mutex(State(table: ThrottleTable(maximum: policy.maximumTrackedKeys)))
     }
 
     /// Counts one GitHub login from `clientIP`, or refuses it.
@@ -73,34 +76,21 @@ public final class GitHubLoginThrottle: Sendable {
     }
 
     private struct State {
-        var table: [String: FailureTimes] = [:]
+        var table: ThrottleTable
         var refusals = 0
 
-        /// `nil` when admitted (and counted), else the seconds to wait.
+        /// `nil` when admitted (and counted), else the seconds to wait. A flood of fresh addresses
+        /// never pushes out one with attempts in the window (see ``ThrottleTable``).
         mutating func admit(_ key: String, now: Double, policy: GitHubLoginThrottlePolicy) -> Int? {
             let cutoff = now - Double(policy.window)
-            if var times = table[key] {
-                times.dropExpired(through: cutoff)
-                if times.count >= policy.addressLimit {
-                    table[key] = times
-                    refusals += 1
-                    let wait = times.time(whenBelow: policy.addressLimit) + Double(policy.window) - now
-                    return max(1, Int(wait.rounded(.up)))
-                }
-                times.append(now)
-                table[key] = times
-                return nil
+            let (times, _) = table.times(of: key, cutoff: cutoff)
+            if times.count >= policy.addressLimit {
+                refusals += 1
+                let wait = times.time(whenBelow: policy.addressLimit) + Double(policy.window) - now
+                return max(1, Int(wait.rounded(.up)))
             }
-            makeRoom(cutoff: cutoff, maximum: policy.maximumTrackedKeys)
-            var times = FailureTimes()
-            times.append(now)
-            table[key] = times
+            table.record(key, at: now, cutoff: cutoff)
             return nil
-        }
-
-        /// Expired addresses go first, then the stalest tenth (as ``LoginThrottle`` does).
-        mutating func makeRoom(cutoff: Double, maximum: Int) {
-            table.makeRoom(cutoff: cutoff, maximum: maximum)
         }
     }
 }

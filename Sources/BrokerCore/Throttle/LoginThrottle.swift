@@ -54,7 +54,8 @@ public struct LoginThrottlePolicy: Sendable, Equatable {
     public init(_ configuration: BrokerConfiguration) {
         self.init(
             window: configuration.loginThrottleWindow, userAndIPLimit: configuration.loginThrottleUserIP,
-            userLimit: configuration.loginThrottleUser, ipLimit: configuration.loginThrottleIP)
+            userLimit: configuration.loginThrottleUser, ipLimit: configuration.loginThrottleIP,
+            maximumTrackedKeys: configuration.loginThrottleTrackedKeys)
     }
 
     public func limit(for scope: ThrottleScope) -> Int {
@@ -89,11 +90,13 @@ public struct LoginAttempt: Sendable {
 /// `Retry-After: 1`.
 ///
 /// Memory: a counter keeps at most `limit` times per key, and each counter at most
-/// ``LoginThrottlePolicy/maximumTrackedKeys`` keys. When a counter is full, keys whose failures
-/// have all left the window go first, then the keys whose last failure is oldest (a tenth of
-/// the table at once, so a flood pays for the sort rarely). Forgetting a key can only let an
-/// attempt through that would have been refused, never refuse one, and the keys an attack is
-/// busy with are the freshest, so the last to go.
+/// ``LoginThrottlePolicy/maximumTrackedKeys`` keys (``ThrottleTable``). Only keys whose failures
+/// have all left the window are forgotten: a key with a failure inside the window is never
+/// pushed out by fresh ones, so a flood of other usernames cannot start a throttled account
+/// afresh. When every key of a counter still holds a failure, keys new to it share one overflow
+/// key with the same limit (an attempt holds it in flight too), and a key that gets a place of
+/// its own while the overflow holds failures starts with them. Under such a flood new usernames
+/// (or addresses) are refused sooner than they would be alone, never later.
 ///
 /// ```swift
 /// let throttle = LoginThrottle(policy: LoginThrottlePolicy(configuration), clock: SystemWallClock())
@@ -103,11 +106,12 @@ public struct LoginAttempt: Sendable {
 public final class LoginThrottle: Sendable {
     public let policy: LoginThrottlePolicy
     private let clock: any WallClock
-    private let state = Mutex(State())
+    private let state: Mutex<State>
 
     public init(policy: LoginThrottlePolicy, clock: any WallClock) {
         self.policy = policy
         self.clock = clock
+        state = Mutex(State(maximumTrackedKeys: policy.maximumTrackedKeys))
     }
 
     /// Admits an attempt (in flight until settled), waits for room while attempts in flight hold
@@ -177,15 +181,10 @@ public final class LoginThrottle: Sendable {
         let (filled, woken) = state.withLock { state in
             guard let keys = state.settle(attempt.id) else { return ([ThrottleScope](), [Waiter]()) }
             var filled: [ThrottleScope] = []
-            for counter in keys {
-                if state.tables[counter.scope]?[counter.key] == nil {
-                    state.makeRoom(
-                        in: counter.scope, cutoff: now - Double(policy.window), maximum: policy.maximumTrackedKeys)
-                }
-                state.tables[counter.scope, default: [:]][counter.key, default: FailureTimes()].append(now)
-                if state.tables[counter.scope]?[counter.key]?.count == policy.limit(for: counter.scope) {
-                    filled.append(counter.scope)
-                }
+            for counter in keys where !counter.isOverflow {
+                let limit = policy.limit(for: counter.scope)
+                let count = state.record(counter, at: now, cutoff: now - Double(policy.window))
+                if count.before < limit && count.after >= limit { filled.append(counter.scope) }
             }
             return (filled, state.waiters(sharing: keys))
         }
@@ -200,8 +199,8 @@ public final class LoginThrottle: Sendable {
     public func recordSuccess(_ attempt: LoginAttempt) {
         let woken = state.withLock { state in
             guard let keys = state.settle(attempt.id) else { return [Waiter]() }
-            for counter in keys where counter.scope == .userAndIP {
-                state.tables[counter.scope]?[counter.key] = nil
+            for counter in keys where counter.scope == .userAndIP && !counter.isOverflow {
+                state.forget(counter)
             }
             return state.waiters(sharing: keys)
         }
@@ -226,6 +225,12 @@ public final class LoginThrottle: Sendable {
     /// How many keys `scope` currently remembers.
     public func trackedKeys(in scope: ThrottleScope) -> Int {
         state.withLock { $0.tables[scope]?.count ?? 0 }
+    }
+
+    /// How many failures `scope`'s overflow key holds: those of keys that found every place of
+    /// the counter taken by a key with failures in the window.
+    public func overflowFailures(in scope: ThrottleScope) -> Int {
+        state.withLock { $0.tables[scope]?.overflowCount ?? 0 }
     }
 
     /// How many admitted attempts are not settled yet.
@@ -284,6 +289,13 @@ public final class LoginThrottle: Sendable {
 private struct CounterKey: Hashable, Sendable {
     var scope: ThrottleScope
     var key: String
+    /// The overflow key of `scope` (see ``ThrottleTable``), which an attempt holds in flight
+    /// besides its own key when its own has no place in the table.
+    var isOverflow = false
+
+    static func overflow(of scope: ThrottleScope) -> CounterKey {
+        CounterKey(scope: scope, key: "", isOverflow: true)
+    }
 }
 
 private enum Decision: Sendable {
@@ -304,8 +316,9 @@ private struct Waiter {
 }
 
 private struct State {
+    let maximumTrackedKeys: Int
     /// Settled failures.
-    var tables: [ThrottleScope: [String: FailureTimes]] = [:]
+    var tables: [ThrottleScope: ThrottleTable] = [:]
     var refusals: [ThrottleScope: Int] = [:]
     /// Admitted, unsettled attempts and the counters they hold.
     var inFlightAttempts: [UInt64: [CounterKey]] = [:]
@@ -313,6 +326,10 @@ private struct State {
     var waiting: [UInt64: Waiter] = [:]
     var queued: [CounterKey: Int] = [:]
     var lastID: UInt64 = 0
+
+    init(maximumTrackedKeys: Int) {
+        self.maximumTrackedKeys = maximumTrackedKeys
+    }
 
     mutating func newID() -> UInt64 {
         lastID += 1
@@ -327,38 +344,42 @@ private struct State {
         let cutoff = now - Double(policy.window)
         var refusal: (scope: ThrottleScope, retryAfter: Int)?
         var busy: CounterKey?
+        var held: [CounterKey] = []
         for counter in keys {
             let limit = policy.limit(for: counter.scope)
-            var failures = 0
-            if var times = tables[counter.scope]?[counter.key] {
-                times.dropExpired(through: cutoff)
-                tables[counter.scope]?[counter.key] = times.isEmpty ? nil : times
-                failures = times.count
-                if failures >= limit {
-                    let wait = times.time(whenBelow: limit) + Double(policy.window) - now
-                    let retryAfter = max(1, Int(wait.rounded(.up)))
-                    // The attempt may go once every counter has room: report the longest wait.
-                    if retryAfter > refusal?.retryAfter ?? 0 { refusal = (counter.scope, retryAfter) }
-                    continue
-                }
+            let (times, overflows) = tables[counter.scope, default: ThrottleTable(maximum: maximumTrackedKeys)]
+                .times(of: counter.key, cutoff: cutoff)
+            if times.count >= limit {
+                let wait = times.time(whenBelow: limit) + Double(policy.window) - now
+                let retryAfter = max(1, Int(wait.rounded(.up)))
+                // The attempt may go once every counter has room: report the longest wait.
+                if retryAfter > refusal?.retryAfter ?? 0 { refusal = (counter.scope, retryAfter) }
+                continue
             }
-            if failures + inFlight[counter, default: 0] >= limit, busy == nil { busy = counter }
+            held.append(counter)
+            if times.count + inFlight[counter, default: 0] >= limit, busy == nil { busy = counter }
+            if overflows {
+                // Its failure will count in the overflow key: attempts in flight there share its budget.
+                let shared = CounterKey.overflow(of: counter.scope)
+                held.append(shared)
+                if times.count + inFlight[shared, default: 0] >= limit, busy == nil { busy = shared }
+            }
         }
         if let refusal {
             refusals[refusal.scope, default: 0] += 1
             return .refused(refusal.scope, retryAfter: refusal.retryAfter)
         }
         if busy != nil {
-            if let full = keys.first(where: { queued[$0, default: 0] >= policy.queueLength }) {
+            if let full = held.first(where: { queued[$0, default: 0] >= policy.queueLength }) {
                 refusals[full.scope, default: 0] += 1
                 return .queueFull(full.scope)
             }
-            for counter in keys { queued[counter, default: 0] += 1 }
-            waiting[id] = Waiter(keys: keys, continuation: continuation)
+            for counter in held { queued[counter, default: 0] += 1 }
+            waiting[id] = Waiter(keys: held, continuation: continuation)
             return .queued
         }
-        for counter in keys { inFlight[counter, default: 0] += 1 }
-        inFlightAttempts[id] = keys
+        for counter in held { inFlight[counter, default: 0] += 1 }
+        inFlightAttempts[id] = held
         return .admitted
     }
 
@@ -395,32 +416,17 @@ private struct State {
         return ids.compactMap { removeWaiter($0) }
     }
 
-    /// Leaves room for one more key in `scope`'s table (see ``LoginThrottle``).
-    mutating func makeRoom(in scope: ThrottleScope, cutoff: Double, maximum: Int) {
-        guard var table = tables[scope], table.count >= maximum else { return }
-        table.makeRoom(cutoff: cutoff, maximum: maximum)
-        tables[scope] = table
+    /// Counts a failure for `counter` (see ``ThrottleTable/record(_:at:cutoff:)``).
+    mutating func record(_ counter: CounterKey, at now: Double, cutoff: Double) -> (before: Int, after: Int) {
+        tables[counter.scope, default: ThrottleTable(maximum: maximumTrackedKeys)].record(counter.key, at: now, cutoff: cutoff)
+    }
+
+    mutating func forget(_ counter: CounterKey) {
+        tables[counter.scope]?.remove(counter.key)
     }
 }
 
 /// The failure (or attempt) times of one key, oldest first, as seconds since 1970.
-extension [String: FailureTimes] {
-    /// Bounds a table's memory: expired keys go first, then the stalest tenth.
-    mutating func makeRoom(cutoff: Double, maximum: Int) {
-        guard count >= maximum else { return }
-        self = compactMapValues { times in
-            var times = times
-            times.dropExpired(through: cutoff)
-            return times.isEmpty ? nil : times
-        }
-        let target = maximum - Swift.max(1, maximum / 10)
-        if count > target {
-            let stalest = sorted { $0.value.newest < $1.value.newest }.prefix(count - target)
-            for (key, _) in stalest { self[key] = nil }
-        }
-    }
-}
-
 struct FailureTimes {
     private var times: [Double] = []
     /// Times before this index have left the window; removed in bulk, not one by one.

@@ -9,10 +9,18 @@ import Foundation
 /// - the token itself was not revoked (`/oauth/revoke`, by `jti`);
 /// - its session (`sid`) exists, was not revoked (logout, "sign out everywhere", password reset,
 ///   reuse detection) and has not outlived `session_max_lifetime`;
-/// - its account exists and is enabled.
+/// - its account exists and is enabled;
+/// - the account still has the credential and session versions the session started under
+///   (``AccountVersions``): a password reset, sign out everywhere or disabling the account
+///   advances them, so nothing started before comes back, not even after re-enabling.
 ///
 /// Refresh tokens are opaque and have no claims: ``RefreshTokenRotation`` and introspection
-/// check their family with ``sessionRefusal(_:now:)`` and their account the same way.
+/// check their family with ``sessionRefusal(_:now:)`` and their account with
+/// ``accountRefusal(_:of:)``.
+///
+/// Sessions are recorded with ``record(_:in:)`` only: in the transaction that inserts the
+/// session it re-reads the account and refuses a login whose credential was replaced (or whose
+/// account's sessions were ended) while it was being checked.
 ///
 /// ```swift
 /// let presented = try await PresentedTokens(store: store, verifier: verifier, clock: clock).accept(bearer)
@@ -74,6 +82,7 @@ public struct PresentedTokens: Sendable {
             session = family
         }
         guard let user = try await tx.user(id: claims.userID), user.isActive else { return .failure(.accountDisabled) }
+        if let session, let refusal = accountRefusal(user, of: session) { return .failure(refusal) }
         return .success((user, session))
     }
 
@@ -81,6 +90,15 @@ public struct PresentedTokens: Sendable {
     public static func sessionRefusal(_ family: RefreshFamily, now: Date) -> Refusal? {
         if family.revokedAt != nil { return .sessionRevoked }
         if now >= family.expiresAt { return .sessionExpired }
+        return nil
+    }
+
+    /// Whether the account (as stored now) still stands behind a session: it exists, is enabled
+    /// and has the versions the session started under. A session of an earlier credential or
+    /// session version has ended, whatever its row says.
+    public static func accountRefusal(_ user: User?, of family: RefreshFamily) -> Refusal? {
+        guard let user, user.id == family.userID, user.isActive else { return .accountDisabled }
+        guard user.versions == family.accountVersions else { return .sessionRevoked }
         return nil
     }
 
@@ -104,15 +122,36 @@ public struct PresentedTokens: Sendable {
     }
 
     /// Records the session of a login whose tokens are not renewed with refresh tokens
-    /// (generation 2, broker sessions): its id goes into the tokens as `sid`.
+    /// (generation 2, broker sessions): its id goes into the tokens as `sid`. `user` is the
+    /// account as the login read it, before checking the credential (see ``record(_:in:)``).
     public static func startSession(
-        in store: any Store, userID: Int64, scope: SessionScope, methods: [String], authenticatedAt: Date,
+        in store: any Store, for user: User, scope: SessionScope, methods: [String], authenticatedAt: Date,
         expiresAt: Date
     ) async throws -> RefreshFamily {
         let family = RefreshFamily(
-            id: RefreshTokenRotation.newFamilyID(), userID: userID, scope: scope, authenticatedAt: authenticatedAt,
-            expiresAt: expiresAt, authenticationMethods: methods)
-        try await store.transaction { tx in try await tx.insertRefreshFamily(family) }
+            id: RefreshTokenRotation.newFamilyID(), userID: user.id, scope: scope, authenticatedAt: authenticatedAt,
+            expiresAt: expiresAt, authenticationMethods: methods, accountVersions: user.versions)
+        try await store.transaction { tx in try await record(family, in: tx) }
         return family
+    }
+
+    /// Inserts a login's session, in the caller's transaction, only if the account is still as
+    /// the login saw it: enabled, with the credential and session versions the login read
+    /// together with the credential it checked. A password reset, a changed GitHub link, sign
+    /// out everywhere or a disable that committed while the login was verifying leaves the
+    /// login without a session.
+    /// - Throws: 401 ``ErrorCode/credentialsChanged`` (log in again) or 401
+    ///   ``ErrorCode/accountDisabled``.
+    public static func record(_ family: RefreshFamily, in tx: any StoreTransaction) async throws {
+        switch accountRefusal(try await tx.user(id: family.userID), of: family) {
+        case .accountDisabled?:
+            throw BrokerError(.accountDisabled, "this account is disabled")
+        case .some:
+            throw BrokerError(
+                .credentialsChanged,
+                "the account's password or sessions changed while this login was being checked; log in again")
+        case nil:
+            try await tx.insertRefreshFamily(family)
+        }
     }
 }

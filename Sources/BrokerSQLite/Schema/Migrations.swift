@@ -13,6 +13,8 @@ struct Migration: Sendable {
     /// Runs first, inside the step's transaction: refuses (throws) a database the step cannot
     /// migrate faithfully, with a message saying what to fix.
     var preflight: (@Sendable (SQLiteConnection) async throws -> Void)? = nil
+    /// Runs after the statements, inside the step's transaction: fills in what SQL cannot compute.
+    var backfill: (@Sendable (SQLiteConnection) async throws -> Void)? = nil
 }
 
 /// The schema of the broker's SQLite database, oldest step first.
@@ -197,7 +199,74 @@ enum Schema {
             "ALTER TABLE users ADD COLUMN github_id INTEGER CHECK (github_id > 0)",
             "CREATE UNIQUE INDEX users_github_id ON users (github_id)",
         ]),
+        // Credential and session versions: a login reads the account's versions with its password
+        // hash, a session records them, and the session is good only while the account still has
+        // them. A password reset advances both; sign out everywhere and disabling the account
+        // advance the session version. Existing sessions carry version 1, the accounts' version,
+        // and go on, except those of disabled accounts: re-enabling must not revive them.
+        Migration(version: 7, statements: [
+            "ALTER TABLE users ADD COLUMN credential_version INTEGER NOT NULL DEFAULT 1 CHECK (credential_version > 0)",
+            "ALTER TABLE users ADD COLUMN session_version INTEGER NOT NULL DEFAULT 1 CHECK (session_version > 0)",
+            "UPDATE users SET session_version = 2 WHERE is_active = 0",
+            """
+            ALTER TABLE refresh_families ADD COLUMN credential_version INTEGER NOT NULL DEFAULT 1
+                CHECK (credential_version > 0)
+            """,
+            """
+            ALTER TABLE refresh_families ADD COLUMN session_version INTEGER NOT NULL DEFAULT 1
+                CHECK (session_version > 0)
+            """,
+        ]),
+        // Storage pruning (StoragePruner): find expired and revoked sessions and expired unused
+        // refresh tokens without scanning every token. The partial indexes hold only what they
+        // look for: revoked sessions, and the one unused token of each session.
+        Migration(version: 8, statements: [
+            "CREATE INDEX refresh_families_expires_at ON refresh_families (expires_at)",
+            "CREATE INDEX refresh_families_revoked ON refresh_families (revoked_at) WHERE revoked_at IS NOT NULL",
+            "CREATE INDEX refresh_tokens_unused_expires_at ON refresh_tokens (expires_at) WHERE used_at IS NULL",
+        ]),
+        // Names as a person reads them (``AccountName``): each user and organization keeps its
+        // comparison key (lookups) and its TS #39 skeleton (unique: no two names look alike).
+        // Older rows may collide; they are not merged: the newer of each pair records the id of
+        // the older one it reads like, keeps working, stays out of the unique index and is
+        // reported until an operator resolves it (docs/operations.md).
+        Migration(
+            version: 9,
+            statements: [
+                "ALTER TABLE users ADD COLUMN username_key TEXT",
+                "ALTER TABLE users ADD COLUMN username_skeleton TEXT",
+                "ALTER TABLE users ADD COLUMN username_collision INTEGER",
+                "ALTER TABLE organizations ADD COLUMN name_key TEXT",
+                "ALTER TABLE organizations ADD COLUMN name_skeleton TEXT",
+                "ALTER TABLE organizations ADD COLUMN name_collision INTEGER",
+            ],
+            backfill: NameKeysBackfill.run),
     ]
+}
+
+/// The backfill of the name keys and skeletons of existing users and organizations.
+enum NameKeysBackfill {
+    @Sendable static func run(_ connection: SQLiteConnection) async throws {
+        try await fill(connection, table: "users", name: "username")
+        try await fill(connection, table: "organizations", name: "name")
+    }
+
+    /// `table` and `name` are fixed identifiers, never input.
+    private static func fill(_ connection: SQLiteConnection, table: String, name: String) async throws {
+        var holders: [String: Int64] = [:]
+        for row in try await connection.rows("SELECT id, \(name) AS name FROM \(table) ORDER BY id") {
+            let id = try row.int64("id")
+            let forms = AccountName.storedForms(of: try row.string("name"))
+            let collision = holders[forms.skeleton]
+            if collision == nil { holders[forms.skeleton] = id }
+            _ = try await connection.rows(
+                "UPDATE \(table) SET \(name)_key = ?, \(name)_skeleton = ?, \(name)_collision = ? WHERE id = ?",
+                [.text(forms.key), .text(forms.skeleton), collision.map(SQLiteData.id) ?? .null, .id(id)])
+        }
+        _ = try await connection.rows("CREATE INDEX \(table)_\(name)_key ON \(table) (\(name)_key)")
+        _ = try await connection.rows(
+            "CREATE UNIQUE INDEX \(table)_\(name)_skeleton ON \(table) (\(name)_skeleton) WHERE \(name)_collision IS NULL")
+    }
 }
 
 /// The backfill of `audience_names` from existing organizations and policies.
@@ -279,6 +348,7 @@ struct Migrator {
             for statement in next.statements {
                 _ = try await connection.rows(statement)
             }
+            try await next.backfill?(connection)
             _ = try await connection.rows(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
                 [.integer(SQLiteInt64(next.version)), .date(Date())]

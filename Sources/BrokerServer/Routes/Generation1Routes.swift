@@ -20,11 +20,11 @@ struct Generation1Routes<Context: RemoteAddressRequestContext> {
         var request = request
         let body = try await JSONRequestBody.read(&request)
         let username = try body.string("username")
-        let password = try body.string("password")
+        let password = try body.password()
         let organization = try body.string("org_name")
         let audit = services.auditContext(request, context)
         let bundle = try await services.audited(
-            .loginPassword, audit, attempt: AuditSubject(actor: username, organization: organization)
+            .loginPassword, audit, attempt: .attempt(username: username, organization: organization)
         ) {
             try await services.orgTokens.login(
                 username: username, password: password, organization: organization, clientIP: audit.clientIP)

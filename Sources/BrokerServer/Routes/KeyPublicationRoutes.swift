@@ -73,9 +73,7 @@ struct KeyPublicationRoutes<Context: RemoteAddressRequestContext> {
             for algorithm in JWSAlgorithm.allCases { json.string(algorithm.rawValue) }
             json.endArray()
             json.key("claims_supported"); json.beginArray()
-            for claim in ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "auth_time", "amr", "idp", "org", "org_roles", "org_name", "user_id", "user_name", "token_type"] {
-                json.string(claim)
-            }
+            for claim in AccessTokenClaims.claimNames { json.string(claim) }
             json.endArray()
             json.endObject()
         }

@@ -213,7 +213,7 @@ struct OAuthError: AuditableFailure {
     init(_ error: BrokerError) {
         switch error.code {
         case .invalidRefreshToken, .refreshTokenReused, .sessionExpired, .accountDisabled, .githubTokenInvalid,
-            .githubIdentityMismatch:
+            .githubIdentityMismatch, .credentialsChanged:
             self.init(code: "invalid_grant", error.detail)
         case .notAMember, .unknownOrganization, .githubForbidden:
             self.init(status: .forbidden, code: "access_denied", error.detail)
@@ -228,6 +228,8 @@ struct OAuthError: AuditableFailure {
             retryAfter = error.retryAfter
         case .payloadTooLarge:
             self.init(status: .contentTooLarge, code: "invalid_request", error.detail)
+        case .unsupportedTransferCoding:
+            self.init(status: .notImplemented, code: "invalid_request", error.detail)
         case .missingToken, .invalidToken:
             self.init(status: .unauthorized, code: "invalid_token", error.detail)
         case .internalError:
@@ -259,12 +261,7 @@ struct FormBody {
         guard contentType.hasPrefix("application/x-www-form-urlencoded") else {
             throw OAuthError(code: "invalid_request", "the body must be application/x-www-form-urlencoded")
         }
-        let buffer: ByteBuffer
-        do {
-            buffer = try await request.collectBody(upTo: JSONRequestBody.maximumSize)
-        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
-            throw OAuthError(status: .contentTooLarge, code: "invalid_request", "the request body exceeds 64 KiB")
-        }
+        let buffer = try await RequestBodyReading.collect(&request, upTo: JSONRequestBody.maximumSize)
         guard let text = String(validating: buffer.readableBytesView, as: UTF8.self) else {
             throw OAuthError(code: "invalid_request", "the body is not UTF-8")
         }

@@ -26,9 +26,9 @@ struct SessionRoutes<Context: RemoteAddressRequestContext> {
     func signIn(_ request: Request, _ context: Context) async throws -> Response {
         var request = request
         let body = try await JSONRequestBody.read(&request)
-        let (username, password) = (try body.string("username"), try body.string("password"))
+        let (username, password) = (try body.string("username"), try body.password())
         let audit = services.auditContext(request, context)
-        let session = try await services.audited(.sessionLogin, audit, attempt: AuditSubject(actor: username, reason: "pwd")) {
+        let session = try await services.audited(.sessionLogin, audit, attempt: .attempt(username: username, reason: "pwd")) {
             try await services.sessions.signIn(username: username, password: password, clientIP: audit.clientIP)
         } success: { Self.auditSubject($0) }
         return Self.sessionResponse(session)

@@ -12,13 +12,21 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         do {
             return try await next(request, context)
         } catch let error as BrokerError {
-            if error.code.httpStatus >= 500 {
+            if error.code.isServerFailure {
                 context.logger.error("request failed", metadata: ["error": "\(error)"])
+            } else if error.code == .invalidFraming || error.code == .unsupportedTransferCoding {
+                // The client's doing, and cheap for anyone to repeat: not worth more than debug.
+                context.logger.debug("malformed request", metadata: ["error": "\(error)"])
             }
             return JSONResponses.error(error)
         } catch let error as any HTTPResponseError {
             return JSONResponses.error(Self.brokerError(for: error.status, path: "\(request.method) \(request.uri.path)"))
         } catch {
+            if let framing = RequestBodyReading.framingError(error, headers: request.headers) {
+                // A body read outside `RequestBodyReading` failed the same way.
+                context.logger.debug("malformed request", metadata: ["error": "\(framing)"])
+                return JSONResponses.error(framing)
+            }
             context.logger.error("unexpected error", metadata: ["error": "\(String(describing: type(of: error)))"])
             return JSONResponses.error(BrokerError(.internalError, "internal error"))
         }

@@ -70,6 +70,14 @@ struct JSONRequestBody {
         }
     }
 
+    /// A required password member, by the login rule of ``PasswordPolicy`` (which every
+    /// password setter applies too).
+    func password(_ name: String = "password") throws -> String {
+        guard case .string(let text)? = members[name] else { return try string(name) }
+        try PasswordPolicy.validatePresented(text, field: name)
+        return text
+    }
+
     /// A required, non-empty string member without control characters.
     func string(_ name: String) throws -> String {
         guard let value = members[name] else {

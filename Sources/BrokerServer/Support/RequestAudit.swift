@@ -33,12 +33,22 @@ struct AuditSubject: Sendable {
     var organization: String?
     var target: String?
     var reason: String?
+    /// `actor` is what a login attempt typed as the username, not an authenticated name: a
+    /// refusal records it only if it names an account (``AttemptedUsernames``).
+    var actorIsAttempted = false
 
     init(actor: String? = nil, organization: String? = nil, target: String? = nil, reason: String? = nil) {
         self.actor = actor
         self.organization = organization
         self.target = target
         self.reason = reason
+    }
+
+    /// A login attempt naming `username`.
+    static func attempt(username: String, organization: String? = nil, reason: String? = nil) -> AuditSubject {
+        var subject = AuditSubject(actor: username, organization: organization, reason: reason)
+        subject.actorIsAttempted = true
+        return subject
     }
 }
 
@@ -60,9 +70,11 @@ extension BrokerServices {
             throw error
         } catch {
             let refusal = AuditRefusal(error)
+            var actor = attempt.actor
+            if attempt.actorIsAttempted, let typed = actor { actor = await attemptedUsernames.auditName(typed) }
             try await audit.record(
                 refusal.reason == ErrorCode.refreshTokenReused.rawValue ? .refreshReuseDetected : action,
-                refusal.outcome, actor: attempt.actor, organization: attempt.organization, target: attempt.target,
+                refusal.outcome, actor: actor, organization: attempt.organization, target: attempt.target,
                 reason: refusal.reason, context: context)
             throw error
         }

@@ -73,6 +73,14 @@ public struct AccessTokenClaims: Sendable, Equatable {
         self.memberships = memberships
     }
 
+    /// Every claim name `encoded()` can write, in its order: what the OpenID configuration
+    /// advertises as `claims_supported`.
+    public static let claimNames = [
+        "iss", "sub", "aud", "org", "org_roles", "iat", "nbf", "exp", "jti", "auth_time", "amr", "idp",
+        "token_type", "org_name", "user_id", "user_name", "memberships", "cluster_roles", "sid", "role",
+        "github_login",
+    ]
+
     /// The JWT payload. Written by hand: Foundation's JSONEncoder alone costs more than the
     /// whole per-token budget (see BENCHMARKS.md).
     public func encoded() -> [UInt8] {

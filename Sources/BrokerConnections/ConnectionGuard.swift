@@ -1,0 +1,83 @@
+import HummingbirdCore
+import Logging
+import Metrics
+import NIOCore
+
+/// The connection limits of one HTTP/1.1 listener (``ConnectionLimits``), as a Hummingbird
+/// server builder: `broker serve` and `broker gateway` both build their server with it.
+///
+/// ```swift
+/// let guarded = ConnectionGuard(limits: ConnectionLimits(), logger: logger)
+/// let app = Application(router: router, server: guarded.http1(), configuration: configuration)
+/// ```
+public struct ConnectionGuard: Sendable {
+    public let limits: ConnectionLimits
+    public let registry: ConnectionRegistry
+    private let logger: Logger
+    private let reportsMetrics: Bool
+
+    /// - Parameters:
+    ///   - reportsMetrics: whether this listener's connections are the ones ``ConnectionMetrics``
+    ///     counts (one listener per process: the public one).
+    ///   - isExemptFromAddressCap: peers (by IP address text) limited only by the total: reverse
+    ///     proxies that speak for many clients.
+    public init(
+        limits: ConnectionLimits, logger: Logger, reportsMetrics: Bool = true,
+        isExemptFromAddressCap: @escaping @Sendable (String) -> Bool = { _ in false }
+    ) {
+        self.limits = limits
+        self.registry = ConnectionRegistry(limits: limits, isExemptFromAddressCap: isExemptFromAddressCap)
+        self.logger = logger
+        self.reportsMetrics = reportsMetrics
+    }
+
+    /// An HTTP/1.1 server with `configuration`'s handlers, plus this guard in every connection.
+    /// Hummingbird's own idle timeout is turned off: the guard's deadlines replace it.
+    public func http1(_ configuration: HTTP1Channel.Configuration = .init()) -> HTTPServerBuilder {
+        var configuration = configuration
+        let others = configuration.additionalChannelHandlers
+        let registry = registry
+        let limits = limits
+        let logger = logger
+        let reportsMetrics = reportsMetrics
+        configuration.additionalChannelHandlers = {
+            [ConnectionGuardHandler(registry: registry, limits: limits, logger: logger, reportsMetrics: reportsMetrics)] + others()
+        }
+        configuration.idleTimeout = nil
+        return .http1(configuration: configuration)
+    }
+}
+
+/// The connection metrics (prefix `broker_`, like every metric of the broker; listed in
+/// docs/operations.md). Labels take only the closed sets below.
+public enum ConnectionMetrics {
+    public enum Name {
+        public static let open = "broker_connections_open"
+        public static let refused = "broker_connections_refused_total"
+        public static let closed = "broker_connections_closed_total"
+    }
+
+    /// Why the server closed a connection (label `reason`).
+    public enum CloseReason: String, Sendable, CaseIterable {
+        /// The head of a request was not complete within the header timeout.
+        case headerTimeout = "header_timeout"
+        /// The body of a request was not complete within the body timeout.
+        case bodyTimeout = "body_timeout"
+        /// No new request within the idle timeout.
+        case idleTimeout = "idle_timeout"
+        /// Closed at the cap to make room for a new connection: it had waited longest.
+        case evicted
+    }
+
+    static func open(_ count: Int) {
+        Gauge(label: Name.open).record(count)
+    }
+
+    static func refused(_ refusal: ConnectionTable<any Channel>.Refusal) {
+        Counter(label: Name.refused, dimensions: [("reason", refusal.rawValue)]).increment()
+    }
+
+    static func closed(_ reason: CloseReason, count: Int = 1) {
+        Counter(label: Name.closed, dimensions: [("reason", reason.rawValue)]).increment(by: count)
+    }
+}

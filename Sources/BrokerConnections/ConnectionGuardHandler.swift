@@ -1,0 +1,173 @@
+import HTTPTypes
+import Logging
+import NIOCore
+import NIOHTTPTypes
+
+/// One connection's side of ``ConnectionGuard``: admits it into the registry (or closes it at
+/// once), keeps the registry told what it is doing, and closes it when a deadline passes.
+///
+/// Sits between the HTTP/1.1 codec and the application, so it sees whole request heads, body
+/// parts and ends, and the answer's parts. A socket read that decoded nothing still reaches it
+/// (`channelReadComplete`): that is how it sees the first bytes of a request after a keep-alive
+/// pause. Every deadline is absolute: a client trickling bytes does not push it back.
+final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    enum Deadline {
+        case header, body, idle
+
+        var closeReason: ConnectionMetrics.CloseReason {
+            switch self {
+            case .header: .headerTimeout
+            case .body: .bodyTimeout
+            case .idle: .idleTimeout
+            }
+        }
+    }
+
+    private let registry: ConnectionRegistry
+    private let limits: ConnectionLimits
+    private let logger: Logger
+    private let reportsMetrics: Bool
+    private var id: ConnectionTable<any Channel>.ID?
+    private var wasRefused = false
+    /// Requests whose head has been read and whose answer has not been written in full.
+    private var requestsInFlight = 0
+    private var isReadingRequest = false
+    private var pending: (deadline: Deadline, task: Scheduled<Void>)?
+
+    init(registry: ConnectionRegistry, limits: ConnectionLimits, logger: Logger, reportsMetrics: Bool = true) {
+        self.registry = registry
+        self.limits = limits
+        self.logger = logger
+        self.reportsMetrics = reportsMetrics
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { admit(context) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        release()
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        admit(context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        release()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head:
+            requestsInFlight += 1
+            isReadingRequest = true
+            let now = context.eventLoop.now
+            arm(.body, context, from: now)
+            report(.readingBody(since: now))
+        case .body:
+            break
+        case .end:
+            isReadingRequest = false
+            if requestsInFlight > 0 {
+                disarm()
+                report(.answering)
+            } else {
+                // Answered before its body was read (an early error): nothing more is coming.
+                awaitNextRequest(context)
+            }
+        }
+        context.fireChannelRead(data)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        // Bytes after a keep-alive pause: a request has begun, and has the header timeout to finish its head.
+        if pending?.deadline == .idle { arm(.header, context, from: context.eventLoop.now) }
+        context.fireChannelReadComplete()
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = unwrapOutboundIn(data) {
+            requestsInFlight = max(0, requestsInFlight - 1)
+            if requestsInFlight == 0, !isReadingRequest { awaitNextRequest(context) }
+        }
+        context.write(data, promise: promise)
+    }
+
+    // MARK: -
+
+    private func admit(_ context: ChannelHandlerContext) {
+        guard id == nil, !wasRefused else { return }
+        let now = context.eventLoop.now
+        switch registry.admit(context.channel, at: now) {
+        case .admitted(let id, let evicted):
+            self.id = id
+            if !evicted.isEmpty {
+                if reportsMetrics { ConnectionMetrics.closed(.evicted, count: evicted.count) }
+                logger.debug("connection cap reached; closed the longest-waiting connections", metadata: ["closed": "\(evicted.count)"])
+            }
+            if reportsMetrics { ConnectionMetrics.open(registry.count) }
+            arm(.header, context, from: now)
+        case .refused(let refusal):
+            wasRefused = true
+            if reportsMetrics { ConnectionMetrics.refused(refusal) }
+            logger.debug("connection refused", metadata: ["reason": "\(refusal.rawValue)"])
+            context.close(promise: nil)
+        }
+    }
+
+    private func release() {
+        disarm()
+        guard let id else { return }
+        self.id = nil
+        registry.forget(id)
+        if reportsMetrics { ConnectionMetrics.open(registry.count) }
+    }
+
+    private func awaitNextRequest(_ context: ChannelHandlerContext) {
+        let now = context.eventLoop.now
+        arm(.idle, context, from: now)
+        report(.waiting(since: now))
+    }
+
+    private func report(_ activity: ConnectionTable<any Channel>.Activity) {
+        if let id { registry.update(id, to: activity) }
+    }
+
+    private func arm(_ deadline: Deadline, _ context: ChannelHandlerContext, from now: NIODeadline) {
+        guard id != nil else { return }
+        disarm()
+        let timeout: Duration =
+            switch deadline {
+            case .header: limits.headerTimeout
+            case .body: limits.bodyTimeout
+            case .idle: limits.idleTimeout
+            }
+        let task = context.eventLoop.assumeIsolated().scheduleTask(deadline: now + TimeAmount(timeout)) {
+            self.expire(deadline, context)
+        }
+        pending = (deadline, task)
+    }
+
+    private func disarm() {
+        pending?.task.cancel()
+        pending = nil
+    }
+
+    private func expire(_ deadline: Deadline, _ context: ChannelHandlerContext) {
+        pending = nil
+        if reportsMetrics { ConnectionMetrics.closed(deadline.closeReason) }
+        logger.debug("connection closed", metadata: ["reason": "\(deadline.closeReason.rawValue)"])
+        context.close(promise: nil)
+    }
+}
+
+@available(*, unavailable)
+extension ConnectionGuardHandler: Sendable {}

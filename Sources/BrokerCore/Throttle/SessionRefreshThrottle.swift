@@ -1,0 +1,112 @@
+import Foundation
+import Synchronization
+
+/// How often one session may be renewed.
+///
+/// ```swift
+/// let policy = SessionRefreshThrottlePolicy(configuration)   // refresh_throttle_* keys
+/// ```
+public struct SessionRefreshThrottlePolicy: Sendable, Equatable {
+    /// Seconds over which renewals are counted.
+    public var window: Int
+    /// Renewals allowed per session within the window.
+    public var sessionLimit: Int
+
+    public init(window: Int = 60, sessionLimit: Int = 6) {
+        precondition(window > 0 && sessionLimit > 0, "a refresh throttle must admit something")
+        self.window = window
+        self.sessionLimit = sessionLimit
+    }
+
+    /// The configured limit, raised if needed to what a SlideRule client's own cadence needs:
+    /// generation 1 renews at half the access lifetime, which is at most `access_lifetime` and
+    /// never below 60 s for an organization's policy, so a session renews at most every
+    /// `min(access_lifetime, 60) / 2` seconds. A sliding window holds one more renewal than
+    /// fits evenly, and a retried request after a network error one more again.
+    public init(_ configuration: BrokerConfiguration) {
+        self.init(
+            window: configuration.refreshThrottleWindow,
+            sessionLimit: max(
+                configuration.refreshThrottleSession,
+                Self.clientCadence(window: configuration.refreshThrottleWindow, accessLifetime: configuration.accessLifetime)))
+    }
+
+    /// Renewals a well-behaved client makes within `window` at the shortest access lifetime.
+    public static func clientCadence(window: Int, accessLifetime: Int) -> Int {
+        let interval = max(1, min(accessLifetime, 60) / 2)
+        return window / interval + 2
+    }
+}
+
+/// Counts the renewals of each session (generation-1 refresh tokens, `/oauth/token`'s refresh
+/// grant, generation-2 `/auth/refresh`) over a sliding window and refuses those over the limit
+/// with `429 too_many_attempts` and a `Retry-After`, before anything is written: every renewal
+/// adds a refresh token to the store and a line to the audit log, and a client renewing in a
+/// loop would otherwise grow both without bound. A refused renewal leaves its refresh token
+/// unused: the client retries with the same token after `Retry-After`.
+///
+/// Only renewals that passed every other check are counted, so the table holds at most the
+/// sessions renewed within the last window (each the fruit of a login); a session is forgotten
+/// once its window is empty, never while it still counts.
+///
+/// ```swift
+/// let throttle = SessionRefreshThrottle(policy: SessionRefreshThrottlePolicy(configuration), clock: SystemWallClock())
+/// try throttle.admit(sessionID: family.id)   // or 429
+/// ```
+public final class SessionRefreshThrottle: Sendable {
+    public let policy: SessionRefreshThrottlePolicy
+    private let clock: any WallClock
+    private let state = Mutex(State())
+
+    public init(policy: SessionRefreshThrottlePolicy, clock: any WallClock) {
+        self.policy = policy
+        self.clock = clock
+    }
+
+    /// Counts one renewal of the session, or refuses it.
+    /// - Throws: ``BrokerError`` `too_many_attempts` whose `retryAfter` is the whole seconds
+    ///   until the session may be renewed again (at least 1).
+    public func admit(sessionID: String) throws {
+        let now = clock.now().timeIntervalSince1970
+        let retryAfter = state.withLock { $0.admit(sessionID, now: now, policy: policy) }
+        guard let retryAfter else { return }
+        BrokerMetrics.throttledRefresh()
+        throw BrokerError(
+            .tooManyAttempts,
+            "this session was renewed \(policy.sessionLimit) times in \(policy.window) seconds; try again in \(retryAfter) seconds",
+            retryAfter: retryAfter)
+    }
+
+    /// How many sessions the counter currently remembers.
+    public var trackedSessions: Int {
+        state.withLock { $0.table.count }
+    }
+
+    private struct State {
+        /// The admitted renewals of each session within the window, oldest first.
+        var table: [String: [Double]] = [:]
+        /// The table's size after the last sweep: the next one comes when it has doubled.
+        var sweptSize = 0
+
+        mutating func admit(_ sessionID: String, now: Double, policy: SessionRefreshThrottlePolicy) -> Int? {
+            let cutoff = now - Double(policy.window)
+            var times = table[sessionID, default: []]
+            times.removeAll { $0 <= cutoff }
+            if times.count >= policy.sessionLimit {
+                table[sessionID] = times
+                let wait = times[times.count - policy.sessionLimit] + Double(policy.window) - now
+                return max(1, Int(wait.rounded(.up)))
+            }
+            times.append(now)
+            table[sessionID] = times
+            if table.count > max(1024, 2 * sweptSize) { sweep(cutoff: cutoff) }
+            return nil
+        }
+
+        /// Forgets the sessions without a renewal inside the window: they count as nothing.
+        mutating func sweep(cutoff: Double) {
+            table = table.filter { $0.value.contains { $0 > cutoff } }
+            sweptSize = table.count
+        }
+    }
+}
