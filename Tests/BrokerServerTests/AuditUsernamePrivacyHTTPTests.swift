@@ -30,13 +30,16 @@ final class AuditUsernamePrivacyHTTPTests: XCTestCase {
             let known = try await client.api(
                 .post, "/api/org_token/", json: #"{"username":"alice","password":"wrong password 1","org_name":"org1"}"#)
             XCTAssertEqual(known.status, .unauthorized)
+            let shouted = try await client.api(
+                .post, "/api/org_token/", json: #"{"username":"ALICE","password":"wrong password 2","org_name":"org1"}"#)
+            XCTAssertEqual(shouted.status, .unauthorized)
         }
         let text = try String(contentsOfFile: harness.services.configuration.auditLogPath, encoding: .utf8)
         XCTAssertFalse(text.contains(misplaced), "the typed text never reaches the audit log")
         XCTAssertFalse(text.contains("Tr0ub4dor"))
 
         let failures = try lines(harness).filter { $0["outcome"] as? String == "failure" }
-        XCTAssertEqual(failures.count, 4)
+        XCTAssertEqual(failures.count, 5)
         let hashed = failures.prefix(3).compactMap { $0["actor"] as? String }
         XCTAssertEqual(hashed.count, 3)
         XCTAssertTrue(hashed[0].hasPrefix("hmac:") && hashed[0].count == 5 + 16, hashed[0])
@@ -46,6 +49,7 @@ final class AuditUsernamePrivacyHTTPTests: XCTestCase {
             hashed[0], "hmac:" + String(Digest.sha256Hex(misplaced).prefix(16)), "keyed: not a plain hash anyone can compute")
         XCTAssertEqual(failures[3]["actor"] as? String, "alice", "a known account stays readable")
         XCTAssertEqual(failures[3]["reason"] as? String, "invalid_credentials")
+        XCTAssertEqual(failures[4]["actor"] as? String, "alice", "the account as stored, however the name was typed")
         try await harness.shutdown()
     }
 

@@ -45,10 +45,11 @@ public struct AttemptedUsernames: Sendable {
         }.joined()
     }
 
-    /// `name` when it names an account, else its ``pseudonym(_:)``. When the store cannot say,
-    /// the pseudonym: the log never holds a name that might not be one.
+    /// The account's username when `name` names one (as stored: `ALICE` typed is `alice` in the
+    /// log, so that filtering by actor finds every attempt), else its ``pseudonym(_:)``. When
+    /// the store cannot say, the pseudonym: the log never holds a name that might not be one.
     public func auditName(_ name: String) async -> String {
-        let known = try? await store.read { tx in try await tx.user(named: name) != nil }
-        return known == true ? name : pseudonym(name)
+        let account = try? await store.read { tx in try await tx.user(named: name)?.username }
+        return account ?? pseudonym(name)
     }
 }
