@@ -42,17 +42,20 @@ let package = Package(
         .target(name: "CCurlShims", dependencies: ["CCurl"]),
 
         // JOSE and password hashing: no networking, no storage.
+        // Locks ThreadSanitizer can see (see Sources/BrokerSync/Locked.swift).
+        .target(name: "BrokerSync", swiftSettings: swiftSettings),
         .target(
             name: "BrokerCrypto",
-            dependencies: ["COpenSSL", "CArgon2", "CBrokerShims"],
+            dependencies: ["BrokerSync", "COpenSSL", "CArgon2", "CBrokerShims"],
             swiftSettings: swiftSettings
         ),
         // What a gateway embeds: the token rules, a JWKS cache, allow/deny decisions. No networking.
-        .target(name: "BrokerValidator", dependencies: ["BrokerCrypto"], swiftSettings: swiftSettings),
+        .target(name: "BrokerValidator", dependencies: ["BrokerSync", "BrokerCrypto"], swiftSettings: swiftSettings),
         // The domain: accounts, orgs, memberships, token policy, refresh families, the key ring.
         .target(
             name: "BrokerCore",
             dependencies: [
+                "BrokerSync",
                 "BrokerCrypto",
                 "BrokerValidator",
                 .product(name: "Logging", package: "swift-log"),
@@ -65,6 +68,7 @@ let package = Package(
         .target(
             name: "BrokerSQLite",
             dependencies: [
+                "BrokerSync",
                 "BrokerCore",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -75,13 +79,14 @@ let package = Package(
         // The libcurl client for GitHub's REST API and device flow.
         .target(
             name: "GitHubClient",
-            dependencies: ["BrokerCore", "BrokerCrypto", "CCurl", "CCurlShims"],
+            dependencies: ["BrokerSync", "BrokerCore", "BrokerCrypto", "CCurl", "CCurlShims"],
             swiftSettings: swiftSettings
         ),
         // A fake GitHub on loopback (REST shapes, device flow, rate limits, faults) for tests.
         .target(
             name: "FakeGitHub",
             dependencies: [
+                "BrokerSync",
                 "BrokerCrypto",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -94,6 +99,7 @@ let package = Package(
         .target(
             name: "BrokerConnections",
             dependencies: [
+                "BrokerSync",
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
@@ -121,6 +127,7 @@ let package = Package(
         .target(
             name: "BrokerGateway",
             dependencies: [
+                "BrokerSync",
                 "BrokerValidator", "BrokerConnections",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -135,6 +142,7 @@ let package = Package(
         .target(
             name: "BrokerCommands",
             dependencies: [
+                "BrokerSync",
                 "BrokerCore", "BrokerCrypto", "BrokerSQLite", "BrokerServer", "GitHubClient", "BrokerGateway", "BrokerConnections",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Configuration", package: "swift-configuration"),
@@ -157,15 +165,16 @@ let package = Package(
 
         .testTarget(name: "BrokerCryptoTests", dependencies: ["BrokerCrypto"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "BrokerValidatorTests", dependencies: ["BrokerValidator", "BrokerCrypto"], swiftSettings: swiftSettings),
+            name: "BrokerValidatorTests", dependencies: ["BrokerSync", "BrokerValidator", "BrokerCrypto"], swiftSettings: swiftSettings),
         .testTarget(
             name: "BrokerCoreTests",
-            dependencies: ["BrokerCore", "BrokerSQLite"],
+            dependencies: ["BrokerSync", "BrokerCore", "BrokerSQLite"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "BrokerServerTests",
             dependencies: [
+                "BrokerSync",
                 "BrokerCommands", "BrokerServer", "BrokerSQLite", "GitHubClient", "FakeGitHub", "BrokerGateway", "BrokerConnections",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -1,7 +1,7 @@
 import BrokerCrypto
+import BrokerSync
 import Foundation
 import Logging
-import Synchronization
 
 /// `log_format: json`: every log line is one JSON object, for log collectors:
 /// `{"time":"2026-01-31T12:00:00.123Z","level":"info","label":"broker","message":"...","request_id":"..."}`.
@@ -82,7 +82,7 @@ public struct JSONLogHandler: LogHandler {
 
 /// Whole lines to standard error: one lock, so that lines of concurrent requests never mix.
 enum StandardErrorLines {
-    private static let lock = Mutex(())
+    private static let lock = Locked(())
 
     static func write(_ line: [UInt8]) {
         lock.withLock { _ in

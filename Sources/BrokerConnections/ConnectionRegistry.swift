@@ -1,18 +1,18 @@
+import BrokerSync
 import NIOCore
-import Synchronization
 
 /// The open connections of one listener, shared by the event loops that serve them: admits a
 /// new connection (closing the longest-waiting ones when at the cap), tracks what each is doing,
 /// forgets it when it closes. Its lock is held only for the table's bookkeeping, never across
 /// I/O: closing an evicted channel is asked of that channel's own event loop.
 public final class ConnectionRegistry: Sendable {
-    private let table: Mutex<ConnectionTable<any Channel>>
+    private let table: Locked<ConnectionTable<any Channel>>
     private let isExemptFromAddressCap: @Sendable (String) -> Bool
 
     /// - Parameter isExemptFromAddressCap: peers capped only by the total, e.g. trusted reverse
     ///   proxies, which speak for many clients.
     public init(limits: ConnectionLimits, isExemptFromAddressCap: @escaping @Sendable (String) -> Bool = { _ in false }) {
-        table = Mutex(ConnectionTable(maximum: limits.maximumConnections, maximumPerAddress: limits.maximumConnectionsPerAddress))
+        table = Locked(ConnectionTable(maximum: limits.maximumConnections, maximumPerAddress: limits.maximumConnectionsPerAddress))
         self.isExemptFromAddressCap = isExemptFromAddressCap
     }
 

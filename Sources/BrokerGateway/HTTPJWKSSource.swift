@@ -1,7 +1,7 @@
 import AsyncHTTPClient
+import BrokerSync
 import BrokerValidator
 import Foundation
-import Synchronization
 import NIOCore
 import NIOHTTP1
 
@@ -174,7 +174,7 @@ enum Deadline {
             case delivered
         }
 
-        private let state = Mutex(State.pending)
+        private let state = Locked(State.pending)
 
         /// Records `result` if it is the first; returns whether it was.
         @discardableResult

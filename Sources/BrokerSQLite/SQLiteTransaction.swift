@@ -1,4 +1,5 @@
 import BrokerCore
+import BrokerSync
 import Foundation
 import SQLiteNIO
 

@@ -1,8 +1,8 @@
+import BrokerSync
 import Foundation
 import Hummingbird
 import Logging
 import NIOCore
-import Synchronization
 
 /// A fake GitHub for tests: the REST calls and device flow the broker uses, on loopback,
 /// with GitHub's shapes (pagination `Link` headers, rate-limit headers, OAuth error bodies)
@@ -32,12 +32,12 @@ public final class FakeGitHub: Sendable {
     public let clientID: String
 
     let apiPathPrefix: String
-    let state: Mutex<FakeGitHubState>
+    let state: Locked<FakeGitHubState>
     let now: @Sendable () -> Date
     let maximumPerPage: Int
     let deviceInterval: Int
     let deviceExpiresIn: Int
-    private let server: Mutex<Task<Void, Never>?>
+    private let server: Locked<Task<Void, Never>?>
 
     /// Starts a fake on 127.0.0.1 with a free port.
     ///
@@ -97,12 +97,12 @@ public final class FakeGitHub: Sendable {
         self.port = port
         self.clientID = clientID
         self.apiPathPrefix = apiPathPrefix
-        self.state = Mutex(FakeGitHubState())
+        self.state = Locked(FakeGitHubState())
         self.now = now
         self.maximumPerPage = maximumPerPage
         self.deviceInterval = deviceInterval
         self.deviceExpiresIn = deviceExpiresIn
-        self.server = Mutex(server)
+        self.server = Locked(server)
     }
 
     /// Stops the server; requests in flight are abandoned.
@@ -242,7 +242,7 @@ public struct FakeGitHubStartError: Error, CustomStringConvertible {
 
 /// Gives the routes, which are built before the server starts, the fake they serve.
 final class RouterBox: Sendable {
-    let fake = Mutex<FakeGitHub?>(nil)
+    let fake = Locked<FakeGitHub?>(nil)
 }
 
 /// Hummingbird's basic context plus the connection, which the reset and close faults need.

@@ -1,4 +1,5 @@
 import BrokerCrypto
+import BrokerSync
 import Foundation
 import HTTPTypes
 import Hummingbird

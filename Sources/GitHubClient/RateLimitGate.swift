@@ -1,7 +1,7 @@
 import BrokerCore
 import BrokerCrypto
+import BrokerSync
 import Foundation
-import Synchronization
 
 /// Remembers, per token, until when GitHub told us to stop calling, so that a rate-limited
 /// token costs no further round trips (and does not dig its hole deeper) until the reset.
@@ -9,7 +9,7 @@ import Synchronization
 /// Keys are SHA-256 digests of the tokens: the table outlives requests and must not become a
 /// store of credentials.
 final class RateLimitGate: Sendable {
-    private let blockedUntil = Mutex<[[UInt8]: Date]>([:])
+    private let blockedUntil = Locked<[[UInt8]: Date]>([:])
     private let clock: any WallClock
     /// Bounds the table under a flood of distinct rate-limited tokens.
     private static let maximumEntries = 10_000

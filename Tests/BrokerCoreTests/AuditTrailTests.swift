@@ -1,8 +1,8 @@
 import BrokerCore
 import BrokerCrypto
+import BrokerSync
 import Foundation
 import Logging
-import Synchronization
 import XCTest
 
 #if canImport(Glibc)
@@ -329,7 +329,7 @@ final class AuditTrailTests: XCTestCase {
 
     /// Asserts which actors' lines `filter` picks, in file order.
     private func expectActors(_ filter: AuditFilter, _ expected: [String?], line: UInt = #line) async throws {
-        let found = Mutex<[String?]>([])
+        let found = Locked<[String?]>([])
         _ = try await AuditReader(path: logPath).scan(filter) { record in found.withLock { $0.append(record.event.actor) } }
         XCTAssertEqual(found.withLock { $0 }, expected, line: line)
     }
@@ -409,7 +409,7 @@ private func XCTAssertThrowsAuditUnavailable(
 
 /// The log lines a logger wrote, as "<level> <message> <metadata>".
 private final class CapturedAuditLogs: Sendable {
-    private let captured = Mutex<[String]>([])
+    private let captured = Locked<[String]>([])
 
     var lines: [String] { captured.withLock { $0 } }
 

@@ -1,7 +1,7 @@
 import BrokerCore
 import BrokerCrypto
+import BrokerSync
 import Foundation
-import Synchronization
 import XCTest
 
 /// An in-memory GitHub for the rules; the wire-level client is tested against the fake server.
@@ -13,9 +13,9 @@ final class StubGitHub: GitHubAPI {
         var teams: [GitHubTeam] = []
     }
 
-    private let accounts = Mutex<[String: Account]>([:])
-    private let calls = Mutex(0)
-    private let failure = Mutex<GitHubError?>(nil)
+    private let accounts = Locked<[String: Account]>([:])
+    private let calls = Locked(0)
+    private let failure = Locked<GitHubError?>(nil)
 
     func add(token: String, _ account: Account) { accounts.withLock { $0[token] = account } }
     func remove(token: String) { accounts.withLock { $0[token] = nil } }

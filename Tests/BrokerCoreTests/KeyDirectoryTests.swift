@@ -1,7 +1,7 @@
 import BrokerCore
 import BrokerCrypto
+import BrokerSync
 import Foundation
-import Synchronization
 import XCTest
 
 final class KeyDirectoryTests: XCTestCase {
@@ -110,7 +110,7 @@ final class KeyDirectoryTests: XCTestCase {
         for writeIndex in 0..<3 {
             for step in SecureFileStep.allCases {
                 let path = root.appendingPathComponent("keys-\(writeIndex)-\(step.rawValue)").path
-                let writes = Mutex(0)
+                let writes = Locked(0)
                 let crashing = KeyDirectory(path: path) { current in
                     let index = writes.withLock { count -> Int in
                         if current == .afterCreateTemp { count += 1 }

@@ -1,8 +1,8 @@
 import BrokerCore
 import BrokerCrypto
+import BrokerSync
 import Foundation
 import Logging
-import Synchronization
 import XCTest
 
 final class KeyRotationTests: XCTestCase {
@@ -92,7 +92,7 @@ final class KeyRotationTests: XCTestCase {
             for step in SecureFileStep.allCases {
                 let path = root.appendingPathComponent("ring-\(writeIndex)-\(step.rawValue)").path
                 let before = try directory(path).loadOrInitialize(algorithm: .es256)
-                let writes = Mutex(0)
+                let writes = Locked(0)
                 let crashing = directory(path) { current in
                     let index = writes.withLock { count -> Int in
                         if current == .afterCreateTemp { count += 1 }
@@ -120,7 +120,7 @@ final class KeyRotationTests: XCTestCase {
         let path = keysPath
         let clock = self.clock!
         let policy = self.policy
-        let failures = Mutex(0)
+        let failures = Locked(0)
         DispatchQueue.concurrentPerform(iterations: 6) { _ in
             do {
                 _ = try KeyDirectory(path: path, clock: clock).rotate(algorithm: .es256, policy: policy, force: true)

@@ -1,5 +1,6 @@
 import BrokerCrypto
 import BrokerGateway
+import BrokerSync
 import BrokerValidator
 import Foundation
 import HTTPTypes
@@ -7,7 +8,6 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import NIOCore
-import Synchronization
 import XCTest
 
 /// `broker gateway` against a JWKS server that answers whatever an attacker (or a broken proxy)
@@ -87,7 +87,7 @@ final class GatewayHostileInputTests: XCTestCase {
     }
 
     func testAFailingJWKSServerLeavesTheHeldKeysInService() async throws {
-        let broken = Mutex(false)
+        let broken = Locked(false)
         let server = try ScriptedHTTPServer { _ in
             broken.withLock { $0 }
                 ? .bytes(ScriptedAnswer.http(headers: ["Cache-Control: ="], body: Array("{\"keys\":[{".utf8)))

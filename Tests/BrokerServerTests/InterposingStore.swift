@@ -1,6 +1,6 @@
 import BrokerCore
+import BrokerSync
 import Foundation
-import Synchronization
 
 /// A store that runs one step of the test's right after its next transaction commits. A
 /// password login reads the account (hash and versions) in one transaction, verifies the
@@ -9,7 +9,7 @@ import Synchronization
 /// would — deterministically, without sleeping.
 final class InterposingStore: Store {
     let base: any Store
-    private let pending = Mutex<(@Sendable () async throws -> Void)?>(nil)
+    private let pending = Locked<(@Sendable () async throws -> Void)?>(nil)
 
     init(_ base: any Store) {
         self.base = base
@@ -46,7 +46,7 @@ final class InterposingStore: Store {
 
 /// What a step run by ``InterposingStore`` saw, for the test to check afterwards.
 final class StepRecord<Value: Sendable>: Sendable {
-    private let stored = Mutex<Value?>(nil)
+    private let stored = Locked<Value?>(nil)
 
     func record(_ value: Value) { stored.withLock { $0 = value } }
     var value: Value? { stored.withLock { $0 } }

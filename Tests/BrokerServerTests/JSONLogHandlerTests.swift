@@ -1,13 +1,13 @@
 import BrokerCommands
+import BrokerSync
 import Foundation
 import Logging
-import Synchronization
 import XCTest
 
 /// `log_format: json` lines: one parseable object per event, whatever the message and metadata hold.
 final class JSONLogHandlerTests: XCTestCase {
     final class Lines: Sendable {
-        private let lines = Mutex<[String]>([])
+        private let lines = Locked<[String]>([])
         func append(_ bytes: [UInt8]) { lines.withLock { $0.append(String(decoding: bytes, as: UTF8.self)) } }
         var all: [String] { lines.withLock { $0 } }
     }

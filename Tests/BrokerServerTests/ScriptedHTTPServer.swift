@@ -1,3 +1,4 @@
+import BrokerSync
 import Foundation
 import Synchronization
 
@@ -22,7 +23,7 @@ final class ScriptedHTTPServer: Sendable {
     let port: Int
     private let listener: Int32
     private let stopped = Atomic<Bool>(false)
-    private let requests = Mutex<[String]>([])
+    private let requests = Locked<[String]>([])
 
     /// The request heads received so far.
     var received: [String] { requests.withLock { $0 } }

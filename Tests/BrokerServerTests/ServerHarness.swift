@@ -2,11 +2,11 @@ import BrokerCore
 import BrokerCrypto
 import BrokerSQLite
 import BrokerServer
+import BrokerSync
 import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Logging
-import Synchronization
 import XCTest
 
 /// A broker on a temporary directory, a manual clock and cheap argon2id, served over a real
@@ -112,7 +112,7 @@ struct NotAnObject: Error { var text: String }
 
 /// Collects every log line (message and metadata) of a harness.
 final class CapturedLogs: Sendable {
-    private let lines = Mutex<[String]>([])
+    private let lines = Locked<[String]>([])
 
     func append(_ line: String) { lines.withLock { $0.append(line) } }
     var all: [String] { lines.withLock { $0 } }

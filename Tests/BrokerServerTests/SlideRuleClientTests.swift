@@ -1,6 +1,6 @@
+import BrokerSync
 import FakeGitHub
 import Foundation
-import Synchronization
 import XCTest
 
 /// The official SlideRule Python client (`sliderule==5.7.0` from PyPI, installed in
@@ -345,8 +345,8 @@ final class ChildProcess: @unchecked Sendable {
     // `process` is configured and started in `init`; afterwards only the reader thread and the
     // watchdog touch it, through Foundation's thread-safe `waitUntilExit`/`isRunning`/`terminate`.
     private let process = Process()
-    private let collected = Mutex(Data())
-    private let exitStatus = Mutex<Int32?>(nil)
+    private let collected = Locked(Data())
+    private let exitStatus = Locked<Int32?>(nil)
 
     init(executable: String, arguments: [String], environment: [String: String], directory: URL, timeout: TimeInterval) throws {
         process.executableURL = URL(fileURLWithPath: executable)

@@ -1,7 +1,7 @@
 import BrokerCrypto
+import BrokerSync
 import BrokerValidator
 import Foundation
-import Synchronization
 
 /// Keys generated once per test run: RSA generation costs tens of milliseconds.
 enum TestKeys {
@@ -81,10 +81,10 @@ final class FakeJWKSSource: JWKSSource {
         var delay: Duration = .zero
     }
 
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     init(_ answer: @escaping @Sendable (String?) throws -> JWKSFetchResult) {
-        state = Mutex(State(answer: answer))
+        state = Locked(State(answer: answer))
     }
 
     /// Serves `document` with `etag`; a request carrying that ETag gets 304.
@@ -125,7 +125,7 @@ final class FakeJWKSSource: JWKSSource {
 
 /// Collects a cache's events.
 final class EventLog: Sendable {
-    private let events = Mutex<[JWKSCacheEvent]>([])
+    private let events = Locked<[JWKSCacheEvent]>([])
     func record(_ event: JWKSCacheEvent) { events.withLock { $0.append(event) } }
     var all: [JWKSCacheEvent] { events.withLock { $0 } }
 }

@@ -1,6 +1,6 @@
+import BrokerSync
 import Foundation
 import Logging
-import Synchronization
 
 /// Where audit lines go: a file (``FileAuditSink``), memory for tests (``InMemoryAuditSink``),
 /// or nowhere (``DiscardingAuditSink``).
@@ -143,7 +143,7 @@ public final class InMemoryAuditSink: AuditSink {
         var failing = false
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     public init() {}
 

@@ -1,6 +1,6 @@
 import BrokerCrypto
+import BrokerSync
 import Foundation
-import Synchronization
 
 /// Asks GitHub who holds a token and which mapped organizations admit them, and remembers the
 /// answer for a while, keyed by a SHA-256 of the token (never the token), so that a client
@@ -38,7 +38,7 @@ public final class GitHubIdentityResolver: Sendable {
         }
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     public init(
         api: any GitHubAPI, mappings: [GitHubOrganizationMapping], clock: any WallClock, identityTTL: Int = 300,

@@ -1,7 +1,7 @@
 import BrokerCrypto
+import BrokerSync
 import Foundation
 import Logging
-import Synchronization
 
 /// Logins with a GitHub token: generation 2 (`/auth/github/pat`, device flow: one token for
 /// every cluster the holder may use) and generation 1 (`/api/org_token_github/`: a bundle for
@@ -447,7 +447,7 @@ public struct GitHubLoginService: Sendable {
 /// The polling interval GitHub set for each device code (by hash), so that every answer to the
 /// client carries GitHub's interval.
 final class DeviceIntervals: Sendable {
-    private let entries = Mutex<[String: (interval: Int, expiresAt: Date)]>([:])
+    private let entries = Locked<[String: (interval: Int, expiresAt: Date)]>([:])
 
     func remember(_ deviceCode: String, interval: Int, now: Date, until expiry: Date?) {
         let key = Digest.sha256Hex(deviceCode)
@@ -473,7 +473,7 @@ final class DeviceIntervals: Sendable {
 /// Account snapshots of the last `lifetime` seconds, by GitHub user id and granted organizations.
 final class RecentAccountSnapshots: Sendable {
     private let lifetime: TimeInterval
-    private let entries = Mutex<[String: (snapshot: AccountSnapshot, expiresAt: Date)]>([:])
+    private let entries = Locked<[String: (snapshot: AccountSnapshot, expiresAt: Date)]>([:])
 
     init(lifetime: TimeInterval) {
         self.lifetime = lifetime

@@ -1,6 +1,6 @@
 import BrokerCrypto
+import BrokerSync
 import Foundation
-import Synchronization
 
 /// Where a signing key is in its life: published before it signs, published after it stops
 /// signing until its last token has expired.
@@ -126,10 +126,10 @@ public struct JWKSet: Sendable, Codable, Equatable {
 /// let signer = ring.snapshot.activeSigner(for: .rs256)
 /// ```
 public final class KeyRing: Sendable {
-    private let current: Mutex<KeyRingSnapshot>
+    private let current: Locked<KeyRingSnapshot>
 
     public init(_ snapshot: KeyRingSnapshot) {
-        current = Mutex(snapshot)
+        current = Locked(snapshot)
         BrokerMetrics.signingKeys(snapshot)
     }
 

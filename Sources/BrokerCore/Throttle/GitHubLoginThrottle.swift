@@ -1,5 +1,5 @@
+import BrokerSync
 import Foundation
-import Synchronization
 
 /// How many GitHub logins one client address may start within a sliding window.
 ///
@@ -43,12 +43,12 @@ public struct GitHubLoginThrottlePolicy: Sendable, Equatable {
 public final class GitHubLoginThrottle: Sendable {
     public let policy: GitHubLoginThrottlePolicy
     private let clock: any WallClock
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     public init(policy: GitHubLoginThrottlePolicy, clock: any WallClock) {
         self.policy = policy
         self.clock = clock
-        state = Mutex(State(table: ThrottleTable(maximum: policy.maximumTrackedKeys)))
+        state = Locked(State(table: ThrottleTable(maximum: policy.maximumTrackedKeys)))
     }
 
     /// Counts one GitHub login from `clientIP`, or refuses it.

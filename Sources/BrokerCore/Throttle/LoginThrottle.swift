@@ -1,6 +1,6 @@
 import BrokerCrypto
+import BrokerSync
 import Foundation
-import Synchronization
 
 /// The counter of failed logins that refused an attempt.
 public enum ThrottleScope: String, Sendable, CaseIterable {
@@ -106,12 +106,12 @@ public struct LoginAttempt: Sendable {
 public final class LoginThrottle: Sendable {
     public let policy: LoginThrottlePolicy
     private let clock: any WallClock
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     public init(policy: LoginThrottlePolicy, clock: any WallClock) {
         self.policy = policy
         self.clock = clock
-        state = Mutex(State(maximumTrackedKeys: policy.maximumTrackedKeys))
+        state = Locked(State(maximumTrackedKeys: policy.maximumTrackedKeys))
     }
 
     /// Admits an attempt (in flight until settled), waits for room while attempts in flight hold

@@ -1,5 +1,5 @@
+import BrokerSync
 import Foundation
-import Synchronization
 
 /// How often one session may be renewed.
 ///
@@ -56,7 +56,7 @@ public struct SessionRefreshThrottlePolicy: Sendable, Equatable {
 public final class SessionRefreshThrottle: Sendable {
     public let policy: SessionRefreshThrottlePolicy
     private let clock: any WallClock
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     public init(policy: SessionRefreshThrottlePolicy, clock: any WallClock) {
         self.policy = policy

@@ -1,5 +1,5 @@
+import BrokerSync
 import COpenSSL
-import Synchronization
 
 /// An OpenSSL object pointer that may cross threads.
 ///
@@ -46,13 +46,13 @@ final class ContextPool: @unchecked Sendable {
         let context: OpaquePointer
     }
 
-    private let free: Mutex<[Parked]>
+    private let free: Locked<[Parked]>
     private let factory: () -> OpaquePointer?
     private let destroy: (OpaquePointer) -> Void
     private let limit: Int
 
     init(limit: Int = 64, factory: @escaping () -> OpaquePointer?, destroy: @escaping (OpaquePointer) -> Void) {
-        self.free = Mutex([])
+        self.free = Locked([])
         self.factory = factory
         self.destroy = destroy
         self.limit = limit

@@ -1,3 +1,5 @@
+import BrokerSync
+
 
 /// A first-in, first-out mutual exclusion for Swift tasks.
 ///

@@ -1,3 +1,4 @@
+import BrokerSync
 import Foundation
 import NIOCore
 import SQLiteNIO

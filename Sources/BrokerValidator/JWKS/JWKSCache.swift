@@ -1,6 +1,6 @@
 import BrokerCrypto
+import BrokerSync
 import Foundation
-import Synchronization
 
 /// The broker's published keys as a gateway last saw them, kept fresh without ever letting
 /// the traffic it checks decide how often the broker is asked.
@@ -39,7 +39,7 @@ public actor JWKSCache {
     }
     /// A copy of the fresh set readable without entering the actor: the hot path of a gateway
     /// (a known `kid` in a fresh set) then costs no executor hop.
-    private nonisolated let published = Mutex<(keys: JWKSKeySet?, freshUntil: Date)>((nil, .distantPast))
+    private nonisolated let published = Locked<(keys: JWKSKeySet?, freshUntil: Date)>((nil, .distantPast))
     private var lastFetchStarted: Date?
     private var inFlight: Task<Void, Never>?
 

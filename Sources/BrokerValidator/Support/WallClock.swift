@@ -1,5 +1,5 @@
+import BrokerSync
 import Foundation
-import Synchronization
 
 /// The source of "now" for every rule that depends on time (lifetimes, grace windows, expiry).
 /// Injected so that tests move time forward instead of sleeping.
@@ -30,10 +30,10 @@ public struct SystemWallClock: WallClock {
 /// clock.advance(by: 3600)
 /// ```
 public final class ManualWallClock: WallClock {
-    private let current: Mutex<Date>
+    private let current: Locked<Date>
 
     public init(_ start: Date = Date(timeIntervalSince1970: 1_800_000_000)) {
-        current = Mutex(start)
+        current = Locked(start)
     }
 
     public func now() -> Date { current.withLock { $0 } }

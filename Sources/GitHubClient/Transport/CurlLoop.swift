@@ -1,3 +1,4 @@
+import BrokerSync
 import CCurl
 import CCurlShims
 import Foundation
@@ -41,7 +42,7 @@ final class CurlLoop: @unchecked Sendable {
     }
 
     private let multi: UnsafeMutableRawPointer
-    private let inbox = Mutex(Inbox())
+    private let inbox = Locked(Inbox())
     private let maximumBodyBytes: Int
     private let proxy: String?
     private var running: [UnsafeMutableRawPointer: CurlTransfer] = [:]
