@@ -29,7 +29,9 @@ fi
 # The Swift runtime's crash reporter and the sanitizer's both want the dying process.
 export SWIFT_BACKTRACE=enable=no
 # Stop at the first report, so that the test that caused it is the one that fails.
-export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:detect_leaks=1:detect_stack_use_after_return=1}
+# Full unwinding on malloc: with the fast default, stacks stop inside libraries built without
+# frame pointers (libcurl), and the suppressions of scripts/sanitize-leaks.supp cannot match.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:detect_leaks=1:detect_stack_use_after_return=1:fast_unwind_on_malloc=0}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/scripts/sanitize-leaks.supp:print_suppressions=0}
 export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
 

@@ -17,12 +17,23 @@ final class ConnectionGuardHandlerTests: XCTestCase {
         return limits
     }
 
+    /// Every channel a test opened: finished in `tearDown`, since an embedded channel left open
+    /// keeps its pipeline alive (LeakSanitizer reports it).
+    private var channels: [EmbeddedChannel] = []
+
+    override func tearDown() {
+        for channel in channels { _ = try? channel.finish() }
+        channels = []
+        super.tearDown()
+    }
+
     func connection(_ registry: ConnectionRegistry? = nil, from address: String = "10.0.0.1") throws -> EmbeddedChannel {
         let registry = registry ?? ConnectionRegistry(limits: Self.limits)
         let channel = EmbeddedChannel(
             handler: ConnectionGuardHandler(registry: registry, limits: Self.limits, logger: Logger(label: "test")))
         channel.remoteAddress = try SocketAddress(ipAddress: address, port: 40000)
         try channel.connect(to: SocketAddress(ipAddress: address, port: 40000)).wait()
+        channels.append(channel)
         return channel
     }
 
