@@ -18,12 +18,14 @@ struct AuditCommand: AsyncParsableCommand {
     var since: String?
     @Option(help: "Only events by this actor (exact).") var actor: String?
     @Option(help: "Only events in this organization (exact).") var org: String?
+    @Option(help: "Only events about this session (its id, exact).") var session: String?
     @Option(help: "Only this action (exact), e.g. login.password.") var action: String?
     @Option(help: "Only the last N matching events.") var limit: Int?
 
     func run() async throws {
         try await reportingErrors {
-            var filter = AuditFilter(actor: actor, organization: org, action: action.map(AuditAction.init(rawValue:)))
+            var filter = AuditFilter(
+                actor: actor, organization: org, session: session, action: action.map(AuditAction.init(rawValue:)))
             if let since {
                 guard let instant = AuditFilter.since(since, now: Date()) else {
                     throw ValidationError(

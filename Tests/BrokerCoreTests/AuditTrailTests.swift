@@ -50,23 +50,24 @@ final class AuditTrailTests: XCTestCase {
         XCTAssertEqual(
             line,
             #"{"time":"2027-01-15T08:00:00.123Z","request_id":"r-42","actor":"alice","action":"login.password","#
-                + #""org":"org1","target":null,"outcome":"failure","client_ip":"192.0.2.7","reason":"invalid_credentials"}"#
+                + #""org":"org1","session":null,"target":null,"outcome":"failure","client_ip":"192.0.2.7","reason":"invalid_credentials"}"#
                 + "\n")
 
         let parsed = try JSONParser.parse(Array(event.jsonLine.dropLast()))
         XCTAssertEqual(parsed["target"], .null)
         XCTAssertEqual(parsed["time"]?.string, "2027-01-15T08:00:00.123Z")
         let keys = line.matches(of: /"([a-z_]+)":/).map { String($0.output.1) }
-        XCTAssertEqual(keys, ["time", "request_id", "actor", "action", "org", "target", "outcome", "client_ip", "reason"])
+        XCTAssertEqual(
+            keys, ["time", "request_id", "actor", "action", "org", "session", "target", "outcome", "client_ip", "reason"])
     }
 
     func testAbsentFieldsAreNullAndALineReadsBackAsTheSameEvent() throws {
         let sparse = AuditEvent(time: Self.instant, action: .keyRotate, outcome: .success)
         let parsed = try JSONParser.parse(Array(sparse.jsonLine.dropLast()))
-        for key in ["request_id", "actor", "org", "target", "client_ip", "reason"] {
+        for key in ["request_id", "actor", "org", "session", "target", "client_ip", "reason"] {
             XCTAssertEqual(parsed[key], .null, key)
         }
-        XCTAssertEqual(parsed.object?.count, 9)
+        XCTAssertEqual(parsed.object?.count, 10)
         XCTAssertEqual(AuditEvent(jsonLine: sparse.jsonLine), sparse)
 
         let full = AuditEvent(

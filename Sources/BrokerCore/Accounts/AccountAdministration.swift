@@ -23,9 +23,10 @@ public struct AccountAdministration: Sendable {
     }
 
     func audited(
-        _ action: AuditAction, by actor: AdministrativeActor, organization: String? = nil, target: String? = nil
+        _ action: AuditAction, by actor: AdministrativeActor, organization: String? = nil, session: String? = nil,
+        target: String? = nil
     ) -> AuditedAction {
-        AuditedAction(action, by: actor, organization: organization, target: target, trail: audit)
+        AuditedAction(action, by: actor, organization: organization, session: session, target: target, trail: audit)
     }
 
     // MARK: Users

@@ -89,10 +89,16 @@ extension AccountAdministration {
     /// Ends one session: its refresh tokens stop working at once.
     public func revokeSession(_ familyID: String, of username: String, by actor: AdministrativeActor) async throws {
         let now = clock.now()
-        let audited = audited(.sessionRevoke, by: actor, target: username)
+        // The line names the session's organization; an organization never changes its id.
+        let session = try await store.read { tx -> AuditedSession? in
+            guard let family = try await tx.refreshFamily(id: familyID) else { return nil }
+            return try await AuditedSession.of(family, in: tx)
+        }
+        let organization = session?.username == username ? session?.organization : nil
+        let audited = audited(.sessionRevoke, by: actor, organization: organization, session: familyID, target: username)
         try await audited.run {
             try actor.requireGlobalAdmin("revoke sessions")
-            try await audited.commit(in: store, reason: "session=\(familyID)") { tx in
+            try await audited.commit(in: store, reason: "admin") { tx in
                 let user = try await Self.requireUser(username, tx)
                 guard let family = try await tx.refreshFamily(id: familyID), family.userID == user.id else {
                     throw BrokerError(.notFound, "\(username) has no session \(familyID)")
@@ -112,7 +118,7 @@ extension AccountAdministration {
         let audited = audited(.sessionRevokeAll, by: actor, target: username)
         return try await audited.run {
             try actor.requireGlobalAdmin("revoke sessions")
-            return try await audited.commit(in: store) { tx in
+            return try await audited.commit(in: store, reason: "admin") { tx in
                 let user = try await Self.requireUser(username, tx)
                 return try await Self.endSessions(of: user, reason: "admin", at: now, tx)
             }

@@ -13,16 +13,19 @@ struct AuditedAction: Sendable {
     let action: AuditAction
     let actor: AdministrativeActor
     let organization: String?
+    /// The session acted on (its id), for the actions that end one.
+    let session: String?
     let target: String?
     let trail: AuditTrail
 
     init(
-        _ action: AuditAction, by actor: AdministrativeActor, organization: String? = nil, target: String? = nil,
-        trail: AuditTrail
+        _ action: AuditAction, by actor: AdministrativeActor, organization: String? = nil, session: String? = nil,
+        target: String? = nil, trail: AuditTrail
     ) {
         self.action = action
         self.actor = actor
         self.organization = organization
+        self.session = session
         self.target = target
         self.trail = trail
     }
@@ -36,7 +39,7 @@ struct AuditedAction: Sendable {
         } catch {
             let refusal = AuditRefusal(error)
             try await trail.record(
-                action, refusal.outcome, actor: actor.name, organization: organization, target: target,
+                action, refusal.outcome, actor: actor.name, organization: organization, session: session, target: target,
                 reason: refusal.reason, context: actor.context)
             throw error
         }
@@ -46,12 +49,12 @@ struct AuditedAction: Sendable {
     func commit<T: Sendable>(
         in store: any Store, reason: String? = nil, _ body: @Sendable @escaping (any StoreTransaction) async throws -> T
     ) async throws -> T {
-        let (trail, action, actor, organization, target) = (trail, action, actor, organization, target)
+        let (trail, action, actor, organization, session, target) = (trail, action, actor, organization, session, target)
         return try await store.transaction { tx in
             let result = try await body(tx)
             try await trail.record(
-                action, .success, actor: actor.name, organization: organization, target: target, reason: reason,
-                context: actor.context)
+                action, .success, actor: actor.name, organization: organization, session: session, target: target,
+                reason: reason, context: actor.context)
             return result
         }
     }

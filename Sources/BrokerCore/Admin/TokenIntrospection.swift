@@ -96,22 +96,24 @@ public struct TokenIntrospection: Sendable {
                 try await tx.revokeRefreshFamily(id: family.id, at: now, reason: "revoked")
                 return family.id
             }
-            return .accessToken(jti: claims.tokenID, userID: claims.userID, endedSession: endedSession)
+            return .accessToken(jti: claims.tokenID, of: AuditedSession(claims), endedSession: endedSession != nil)
         }
-        let family = try await store.transaction { tx -> RefreshFamily? in
+        let ended = try await store.transaction { tx -> AuditedSession? in
             guard let record = try await tx.refreshToken(hash: RefreshTokenRotation.hash(token)),
                 let family = try await tx.refreshFamily(id: record.familyID)
             else { return nil }
             try await tx.revokeRefreshFamily(id: family.id, at: now, reason: "revoked")
-            return family
+            return try await AuditedSession.of(family, in: tx)
         }
-        return family.map { .session(familyID: $0.id, userID: $0.userID) } ?? .nothing
+        return ended.map { .session($0) } ?? .nothing
     }
 
     public enum Revocation: Sendable, Equatable {
         case nothing
-        /// `endedSession`: the session ended with it (see ``TokenIntrospection/revoke(_:)``).
-        case accessToken(jti: String, userID: Int64, endedSession: String?)
-        case session(familyID: String, userID: Int64)
+        /// One access token, of the session `of`; `endedSession`: the session ended with it (see
+        /// ``TokenIntrospection/revoke(_:)``).
+        case accessToken(jti: String, of: AuditedSession, endedSession: Bool)
+        /// A refresh token's whole session.
+        case session(AuditedSession)
     }
 }

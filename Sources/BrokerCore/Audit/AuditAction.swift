@@ -63,14 +63,88 @@ public struct AuditAction: RawRepresentable, Sendable, Hashable, CustomStringCon
     public static let keyPrune = AuditAction(rawValue: "key.prune")
 
     /// Every action above, in the order `docs/audit.md` lists them.
-    public static let all: [AuditAction] = [
-        .loginPassword, .loginGitHubPAT, .loginGitHubDevice, .sessionLogin,
-        .tokenRefresh, .tokenExchange, .refreshReuseDetected, .tokenRevoke,
-        .sessionRevoke, .sessionRevokeAll, .introspect,
-        .membershipRequest, .membershipApprove, .membershipDeny, .membershipRemove, .membershipRoleChange,
-        .membershipAdd, .orgPolicyChange, .orgCreate, .orgDelete,
-        .audienceRelease, .serviceAudienceAdd, .serviceAudienceRemove,
-        .userCreate, .userDisable, .userEnable, .userPasswordReset, .userDelete,
-        .userRoleChange, .userLinkGitHub, .keyRotate, .keyRetire, .keyPrune,
-    ]
+    public static var all: [AuditAction] { catalogue.map(\.action) }
+
+    /// What `docs/audit.md` promises about each action, in its order: the outcomes its lines can
+    /// have and the fields a line fills whenever the action went ahead (its `success` lines;
+    /// for `refresh.reuse_detected`, which is never a success, every line). A test holds the
+    /// page and this list to each other, and the HTTP tests hold the lines to this list.
+    public static let catalogue: [AuditCatalogueEntry] = {
+        func entry(_ action: AuditAction, _ outcomes: [AuditOutcome]? = nil, names: [AuditField]) -> AuditCatalogueEntry {
+            AuditCatalogueEntry(action: action, outcomes: outcomes ?? [.success, .failure, .denied], names: names)
+        }
+        // The lines of a session (logins that start one, renewals, reuse, sign-outs) name its
+        // account, its session and, for generation 1, its organization.
+        let session: [AuditField] = [.actor, .session, .target]
+        let administration: [AuditField] = [.actor, .target]
+        let membership: [AuditField] = [.actor, .org, .target]
+        return [
+            entry(.loginPassword, names: [.actor, .org, .session, .target]),
+            entry(.loginGitHubPAT, names: session),
+            entry(.loginGitHubDevice, names: session),
+            entry(.sessionLogin, names: session),
+            entry(.tokenRefresh, names: session),
+            entry(.tokenExchange, names: session),
+            entry(.refreshReuseDetected, [.denied], names: [.actor, .org, .session, .target]),
+            entry(.tokenRevoke, [.success, .failure], names: [.target]),
+            entry(.sessionRevoke, names: [.actor, .session]),
+            entry(.sessionRevokeAll, names: administration),
+            entry(.introspect, [.success, .failure], names: [.actor, .target]),
+            entry(.membershipRequest, names: membership),
+            entry(.membershipApprove, names: membership),
+            entry(.membershipDeny, names: membership),
+            entry(.membershipRemove, names: membership),
+            entry(.membershipRoleChange, names: membership),
+            entry(.membershipAdd, names: membership),
+            entry(.orgPolicyChange, names: [.actor, .org]),
+            entry(.orgCreate, names: [.actor, .org]),
+            entry(.orgDelete, names: [.actor, .org]),
+            entry(.audienceRelease, names: administration),
+            entry(.serviceAudienceAdd, names: administration),
+            entry(.serviceAudienceRemove, names: administration),
+            entry(.userCreate, names: administration),
+            entry(.userDisable, names: administration),
+            entry(.userEnable, names: administration),
+            entry(.userPasswordReset, names: administration),
+            entry(.userDelete, names: administration),
+            entry(.userRoleChange, names: administration),
+            entry(.userLinkGitHub, names: administration),
+            entry(.keyRotate, names: administration),
+            entry(.keyRetire, names: administration),
+            entry(.keyPrune, [.success], names: administration),
+        ]
+    }()
+}
+
+/// A field of an audit line that may be `null`, as the catalogue of actions lists it
+/// (`time`, `action` and `outcome` are always set; `request_id` and `client_ip` are set for
+/// every line of an HTTP request and for none of a CLI command).
+public enum AuditField: String, Sendable, CaseIterable {
+    case actor
+    case org
+    case session
+    case target
+}
+
+/// One action of ``AuditAction/catalogue``.
+public struct AuditCatalogueEntry: Sendable, Equatable {
+    public var action: AuditAction
+    /// The outcomes its lines can have.
+    public var outcomes: [AuditOutcome]
+    /// The fields its lines fill whenever the action went ahead.
+    public var names: [AuditField]
+
+    /// Whether `event` (a line of this action) keeps the promise.
+    public func admits(_ event: AuditEvent) -> Bool {
+        guard event.action == action, outcomes.contains(event.outcome) else { return false }
+        guard event.outcome == .success || !outcomes.contains(.success) else { return true }
+        return names.allSatisfy { field in
+            switch field {
+            case .actor: event.actor != nil
+            case .org: event.organization != nil
+            case .session: event.session != nil
+            case .target: event.target != nil
+            }
+        }
+    }
 }

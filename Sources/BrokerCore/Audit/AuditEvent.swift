@@ -16,7 +16,7 @@ public enum AuditOutcome: String, Sendable, Equatable, CaseIterable {
 ///
 /// Fields are plain text, never secrets: a token is named by its `jti` or by
 /// ``tokenReference(_:)``, a password never appears. Every field is cleaned on the way in
-/// (see ``init(time:action:outcome:actor:organization:target:requestID:clientIP:reason:)``), so
+/// (see ``init(time:action:outcome:actor:organization:session:target:requestID:clientIP:reason:)``), so
 /// a hostile username cannot start a second line or hide text from a terminal, and `time` is
 /// kept to the millisecond the line records.
 ///
@@ -26,7 +26,7 @@ public enum AuditOutcome: String, Sendable, Equatable, CaseIterable {
 ///     organization: "org1", requestID: "r-42", clientIP: "192.0.2.7", reason: "invalid_credentials")
 /// String(decoding: event.jsonLine, as: UTF8.self)
 /// // {"time":"2026-11-29T12:00:00.123Z","request_id":"r-42","actor":"alice","action":"login.password",
-/// //  "org":"org1","target":null,"outcome":"failure","client_ip":"192.0.2.7","reason":"invalid_credentials"}\n
+/// //  "org":"org1","session":null,"target":null,"outcome":"failure","client_ip":"192.0.2.7","reason":"invalid_credentials"}\n
 /// ```
 public struct AuditEvent: Sendable, Equatable {
     public let time: Date
@@ -36,6 +36,8 @@ public struct AuditEvent: Sendable, Equatable {
     public let actor: String?
     public let action: AuditAction
     public let organization: String?
+    /// The session the line is about: its id (`sid`), random and safe to log, never a token.
+    public let session: String?
     /// What was acted on: a user, a membership, a key id, a token's `jti` or reference.
     public let target: String?
     public let outcome: AuditOutcome
@@ -54,13 +56,15 @@ public struct AuditEvent: Sendable, Equatable {
     /// `"ali\nce"` from being recorded as `alice`.
     public init(
         time: Date, action: AuditAction, outcome: AuditOutcome, actor: String? = nil, organization: String? = nil,
-        target: String? = nil, requestID: String? = nil, clientIP: String? = nil, reason: String? = nil
+        session: String? = nil, target: String? = nil, requestID: String? = nil, clientIP: String? = nil,
+        reason: String? = nil
     ) {
         self.time = AuditTimestamp.truncated(time)
         self.action = AuditAction(rawValue: Self.clean(action.rawValue))
         self.outcome = outcome
         self.actor = actor.map(Self.clean)
         self.organization = organization.map(Self.clean)
+        self.session = session.map(Self.clean)
         self.target = target.map(Self.clean)
         self.requestID = requestID.map(Self.clean)
         self.clientIP = clientIP.map(Self.clean)
@@ -84,6 +88,7 @@ public struct AuditEvent: Sendable, Equatable {
         Self.write("actor", actor, to: &json)
         json.field("action", action.rawValue)
         Self.write("org", organization, to: &json)
+        Self.write("session", session, to: &json)
         Self.write("target", target, to: &json)
         json.field("outcome", outcome.rawValue)
         Self.write("client_ip", clientIP, to: &json)
@@ -111,12 +116,15 @@ public struct AuditEvent: Sendable, Equatable {
             default: return .none
             }
         }
+        // `session` is missing from lines written before it existed.
         guard let requestID = text("request_id"), let actor = text("actor"), let organization = text("org"),
-            let target = text("target"), let clientIP = text("client_ip"), let reason = text("reason")
+            let session = text("session"), let target = text("target"), let clientIP = text("client_ip"),
+            let reason = text("reason")
         else { return nil }
         self.init(
             time: time, action: AuditAction(rawValue: action), outcome: outcome, actor: actor,
-            organization: organization, target: target, requestID: requestID, clientIP: clientIP, reason: reason)
+            organization: organization, session: session, target: target, requestID: requestID, clientIP: clientIP,
+            reason: reason)
     }
 
     private static func write(_ name: String, _ value: String?, to json: inout JSONWriter) {

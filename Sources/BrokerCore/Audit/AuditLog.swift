@@ -84,12 +84,12 @@ public struct AuditTrail: Sendable {
     /// Records that `actor` did `action` now, with the outcome; see ``record(_:)``.
     public func record(
         _ action: AuditAction, _ outcome: AuditOutcome, actor: String?, organization: String? = nil,
-        target: String? = nil, reason: String? = nil, context: AuditContext = .none
+        session: String? = nil, target: String? = nil, reason: String? = nil, context: AuditContext = .none
     ) async throws {
         try await record(
             AuditEvent(
                 time: clock.now(), action: action, outcome: outcome, actor: actor, organization: organization,
-                target: target, requestID: context.requestID, clientIP: context.clientIP, reason: reason))
+                session: session, target: target, requestID: context.requestID, clientIP: context.clientIP, reason: reason))
     }
 
     /// Writes `event` and returns once it is durable.

@@ -19,12 +19,18 @@ public struct AuditFilter: Sendable, Equatable {
     public var since: Date?
     public var actor: String?
     public var organization: String?
+    /// A session's id: every line about one session.
+    public var session: String?
     public var action: AuditAction?
 
-    public init(since: Date? = nil, actor: String? = nil, organization: String? = nil, action: AuditAction? = nil) {
+    public init(
+        since: Date? = nil, actor: String? = nil, organization: String? = nil, session: String? = nil,
+        action: AuditAction? = nil
+    ) {
         self.since = since
         self.actor = actor
         self.organization = organization
+        self.session = session
         self.action = action
     }
 
@@ -32,6 +38,7 @@ public struct AuditFilter: Sendable, Equatable {
         if let since, event.time < AuditTimestamp.truncated(since) { return false }
         if let actor, event.actor != actor { return false }
         if let organization, event.organization != organization { return false }
+        if let session, event.session != session { return false }
         if let action, event.action != action { return false }
         return true
     }

@@ -129,10 +129,11 @@ public struct OrgTokenService: Sendable {
         switch outcome {
         case .rejected(let error):
             throw error
-        case .reused(let familyID):
+        case .reused(let familyID, let session):
             BrokerMetrics.refreshReuseDetected()
             logger.warning("refresh token reuse detected; session revoked", metadata: ["family": "\(familyID)"])
             throw BrokerError(.refreshTokenReused, "Token is invalid or expired (reused; the session has been revoked)")
+                .concerning(session)
         case .rotated(let family, let successor, let successorExpiresAt, let grant):
             let bundle = try bundle(for: grant, refresh: successor, refreshExpiresAt: successorExpiresAt, now: now)
             logger.info("refresh", metadata: ["family": "\(family.id)", "jti": "\(bundle.claims.tokenID)"])
@@ -162,14 +163,20 @@ public struct OrgTokenService: Sendable {
         return grant.role
     }
 
-    /// Ends the session the refresh token belongs to (generation 1's blacklist).
-    public func revoke(_ presented: String) async throws {
+    /// Ends the session the refresh token belongs to (generation 1's blacklist) and returns whose
+    /// it was.
+    @discardableResult
+    public func revoke(_ presented: String) async throws -> AuditedSession {
         let now = clock.now()
         let rotation = self.rotation
-        let known = try await store.transaction { tx in
-            try await rotation.revokeFamily(of: presented, in: tx, now: now, reason: "logout")
+        let ended = try await store.transaction { tx -> AuditedSession? in
+            guard let family = try await rotation.revokeFamily(of: presented, in: tx, now: now, reason: "logout") else {
+                return nil
+            }
+            return try await AuditedSession.of(family, in: tx)
         }
-        guard known else { throw BrokerError(.invalidRefreshToken, "Token is invalid or expired") }
+        guard let ended else { throw BrokerError(.invalidRefreshToken, "Token is invalid or expired") }
+        return ended
     }
 
     /// Whether the holder of `bearer` has an active membership in `organization`.

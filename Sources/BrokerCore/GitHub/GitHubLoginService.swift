@@ -106,6 +106,15 @@ public struct GitHubLoginService: Sendable {
     /// and none lives past `session_max_lifetime` after it. A revoked token, an ended session or
     /// a disabled account is refused (``PresentedTokens``); the renewed token keeps the `sid`.
     public func generation2Refresh(bearer: String) async throws -> TokenIssuer.IssuedToken {
+        do {
+            return try await renewGeneration2(bearer: bearer)
+        } catch let error as BrokerError {
+            // A signed token names its session even when it may no longer be renewed.
+            throw error.concerning((try? verifier.verify(bearer)).map { AuditedSession($0) })
+        }
+    }
+
+    private func renewGeneration2(bearer: String) async throws -> TokenIssuer.IssuedToken {
         let presented = try await PresentedTokens(store: store, verifier: verifier, clock: clock).accept(bearer)
         let claims = presented.claims
         guard claims.identityProvider == "github", let previous = claims.memberships else {

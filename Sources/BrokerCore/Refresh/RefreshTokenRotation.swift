@@ -61,15 +61,17 @@ public struct RefreshTokenRotation: Sendable {
     public enum Outcome<Admission: Sendable>: Sendable {
         /// The token was valid (or a racing duplicate inside the grace window).
         case rotated(family: RefreshFamily, successor: String, successorExpiresAt: Date, admission: Admission)
-        /// Unknown, expired, or of a revoked or expired family.
+        /// Unknown, expired, or of a revoked or expired family (then the error names the
+        /// session: ``BrokerError/session``).
         case rejected(BrokerError)
         /// A used token was presented again: the family has been revoked (commit this!).
-        case reused(familyID: String)
+        case reused(familyID: String, session: AuditedSession)
     }
 
     /// Exchanges `presented` for its successor. `admit` re-checks the account and membership
     /// before anything is written (an error it throws leaves the token unused); what it returns
-    /// is handed back with the successor.
+    /// is handed back with the successor. A refusal of a token of a known session names the
+    /// session (``BrokerError/session``), for its audit line.
     public func rotate<Admission: Sendable>(
         _ presented: String, in tx: any StoreTransaction, now: Date,
         admit: @Sendable (RefreshFamily) async throws -> Admission
@@ -79,13 +81,27 @@ public struct RefreshTokenRotation: Sendable {
         else {
             return .rejected(BrokerError(.invalidRefreshToken, "Token is invalid or expired"))
         }
+        // Whose session a refusal concerns; only read when there is one.
+        func session() async -> AuditedSession {
+            let known = try? await AuditedSession.of(family, in: tx)
+            return known ?? AuditedSession(username: nil, organization: nil, sessionID: family.id)
+        }
+        func admitting() async throws -> Admission {
+            do {
+                return try await admit(family)
+            } catch let error as BrokerError {
+                throw error.concerning(await session())
+            }
+        }
         switch PresentedTokens.sessionRefusal(family, now: now) {
         case .sessionRevoked?:
-            return .rejected(BrokerError(.invalidRefreshToken, "Token is invalid or expired (session revoked)"))
+            return .rejected(
+                BrokerError(.invalidRefreshToken, "Token is invalid or expired (session revoked)").concerning(await session()))
         case .sessionExpired?:
-            return .rejected(BrokerError(.sessionExpired, "session has reached its maximum lifetime; log in again"))
+            return .rejected(
+                BrokerError(.sessionExpired, "session has reached its maximum lifetime; log in again").concerning(await session()))
         case let refusal?:
-            return .rejected(refusal.error)
+            return .rejected(refusal.error.concerning(await session()))
         case nil:
             break
         }
@@ -94,17 +110,17 @@ public struct RefreshTokenRotation: Sendable {
         if let usedAt = record.usedAt {
             let withinGrace = now.timeIntervalSince(usedAt) <= TimeInterval(policy.refreshReuseGrace)
             if withinGrace, let existing = try await tx.refreshToken(hash: successorHash), existing.usedAt == nil {
-                let admission = try await admit(family)
+                let admission = try await admitting()
                 return .rotated(
                     family: family, successor: successor, successorExpiresAt: existing.expiresAt, admission: admission)
             }
             try await tx.revokeRefreshFamily(id: family.id, at: now, reason: "refresh token reused")
-            return .reused(familyID: family.id)
+            return .reused(familyID: family.id, session: await session())
         }
         if now >= record.expiresAt {
-            return .rejected(BrokerError(.invalidRefreshToken, "Token is invalid or expired"))
+            return .rejected(BrokerError(.invalidRefreshToken, "Token is invalid or expired").concerning(await session()))
         }
-        let admission = try await admit(family)
+        let admission = try await admitting()
         try await tx.markRefreshTokenUsed(hash: record.tokenHash, at: now)
         let expiresAt = min(now.addingTimeInterval(TimeInterval(policy.refreshLifetime)), family.expiresAt)
         try await tx.insertRefreshToken(
@@ -112,10 +128,14 @@ public struct RefreshTokenRotation: Sendable {
         return .rotated(family: family, successor: successor, successorExpiresAt: expiresAt, admission: admission)
     }
 
-    /// Revokes the family of `presented`. Returns false for an unknown token.
-    public func revokeFamily(of presented: String, in tx: any StoreTransaction, now: Date, reason: String) async throws -> Bool {
-        guard let record = try await tx.refreshToken(hash: Self.hash(presented)) else { return false }
-        try await tx.revokeRefreshFamily(id: record.familyID, at: now, reason: reason)
-        return true
+    /// Revokes the family of `presented` and returns it; nil for an unknown token.
+    public func revokeFamily(
+        of presented: String, in tx: any StoreTransaction, now: Date, reason: String
+    ) async throws -> RefreshFamily? {
+        guard let record = try await tx.refreshToken(hash: Self.hash(presented)),
+            let family = try await tx.refreshFamily(id: record.familyID)
+        else { return nil }
+        try await tx.revokeRefreshFamily(id: family.id, at: now, reason: reason)
+        return family
     }
 }

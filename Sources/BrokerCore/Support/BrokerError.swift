@@ -94,6 +94,10 @@ public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
     public var detail: String
     /// Whole seconds after which the caller may try again (sent as `Retry-After`).
     public var retryAfter: Int?
+    /// The session a refusal concerns, when the broker could tell whose it is (a refresh token
+    /// of a revoked session, a reused one), so that its audit line names it. Never answered to
+    /// the caller, and not part of equality: it says whom the error is about, not what it is.
+    public var session: AuditedSession?
 
     public init(_ code: ErrorCode, _ detail: String, retryAfter: Int? = nil) {
         self.code = code
@@ -101,5 +105,16 @@ public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
         self.retryAfter = retryAfter
     }
 
+    /// This error, marked as concerning `session`.
+    public func concerning(_ session: AuditedSession?) -> BrokerError {
+        var error = self
+        error.session = error.session ?? session
+        return error
+    }
+
     public var description: String { "\(code.rawValue): \(detail)" }
+
+    public static func == (lhs: BrokerError, rhs: BrokerError) -> Bool {
+        lhs.code == rhs.code && lhs.detail == rhs.detail && lhs.retryAfter == rhs.retryAfter
+    }
 }

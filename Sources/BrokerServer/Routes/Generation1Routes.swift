@@ -54,7 +54,11 @@ struct Generation1Routes<Context: RemoteAddressRequestContext> {
             attempt: AuditSubject(target: AuditEvent.tokenReference(presented), reason: "logout")
         ) {
             try await services.orgTokens.revoke(presented)
-        } success: { _ in AuditSubject(reason: "logout") }
+        } success: { session in
+            var subject = session.auditSubject
+            subject.reason = "logout"
+            return subject
+        }
         return JSONResponses.make(.ok) { json in
             json.beginObject()
             json.endObject()

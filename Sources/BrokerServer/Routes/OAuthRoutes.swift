@@ -56,11 +56,16 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
             try await services.introspection.revoke(token)
         } success: { revocation in
             switch revocation {
-            case .nothing: AuditSubject(reason: "unknown_or_invalid_token")
-            case .accessToken(let jti, _, .none): AuditSubject(target: "jti:\(jti)", reason: "access_token")
-            case .accessToken(let jti, _, let session?):
-                AuditSubject(target: "jti:\(jti)", reason: "access_token session=\(session)")
-            case .session(let familyID, _): AuditSubject(reason: "session=\(familyID)")
+            case .nothing:
+                return AuditSubject(reason: "unknown_or_invalid_token")
+            case .accessToken(let jti, let session, let endedSession):
+                var subject = session.auditSubject
+                (subject.target, subject.reason) = ("jti:\(jti)", endedSession ? "access_token session_ended" : "access_token")
+                return subject
+            case .session(let session):
+                var subject = session.auditSubject
+                subject.reason = "refresh_token session_ended"
+                return subject
             }
         }
         return JSONResponses.make(.ok) { json in
@@ -89,10 +94,16 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
         ) {
             try await services.introspection.introspect(token)
         } success: { answer in
+            // The introspector stays the actor; the line names the token's session.
             switch answer {
-            case .inactive: AuditSubject(reason: "inactive")
-            case .access(let claims): AuditSubject(target: "jti:\(claims.tokenID)", reason: "active")
-            case .refresh(let family, _, _): AuditSubject(reason: "active session=\(family.id)")
+            case .inactive:
+                AuditSubject(reason: "inactive")
+            case .access(let claims):
+                AuditSubject(
+                    organization: AuditedSession(claims).organization, session: claims.sessionID,
+                    target: "jti:\(claims.tokenID)", reason: "active")
+            case .refresh(let family, _, _):
+                AuditSubject(session: family.id, reason: "active")
             }
         }
         return JSONResponses.make(.ok) { json in

@@ -30,7 +30,7 @@ struct SessionRoutes<Context: RemoteAddressRequestContext> {
         let audit = services.auditContext(request, context)
         let session = try await services.audited(.sessionLogin, audit, attempt: .attempt(username: username, reason: "pwd")) {
             try await services.sessions.signIn(username: username, password: password, clientIP: audit.clientIP)
-        } success: { Self.auditSubject($0) }
+        } success: { $0.auditSubject }
         return Self.sessionResponse(session)
     }
 
@@ -43,14 +43,8 @@ struct SessionRoutes<Context: RemoteAddressRequestContext> {
             .sessionLogin, audit, attempt: AuditSubject(target: AuditEvent.tokenReference(githubToken), reason: "github")
         ) {
             try await services.sessions.signIn(githubToken: githubToken, clientIP: audit.clientIP)
-        } success: { Self.auditSubject($0) }
+        } success: { $0.auditSubject }
         return Self.sessionResponse(session)
-    }
-
-    static func auditSubject(_ session: BrokerSessionService.SessionToken) -> AuditSubject {
-        AuditSubject(
-            actor: session.user.username, target: "jti:\(session.claims.tokenID)",
-            reason: session.user.globalRole.map { "role=\($0.rawValue)" })
     }
 
     static func sessionResponse(_ session: BrokerSessionService.SessionToken) -> Response {

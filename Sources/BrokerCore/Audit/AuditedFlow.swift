@@ -1,0 +1,150 @@
+/// The session an audit line is about, as an operator needs it in an incident: whose it is (the
+/// account), for which organization (generation-1 sessions; `nil` for the others) and which
+/// session it is (its `sid`: random, safe to log, unlike the tokens it issues).
+///
+/// ```swift
+/// let session = AuditedSession(username: "alice", organization: "org1", sessionID: family.id)
+/// throw BrokerError(.refreshTokenReused, "...").concerning(session)
+/// ```
+public struct AuditedSession: Sendable, Equatable {
+    /// `nil` only if the account is gone.
+    public var username: String?
+    public var organization: String?
+    /// `nil` only for a token issued before tokens named their session.
+    public var sessionID: String?
+
+    public init(username: String?, organization: String?, sessionID: String?) {
+        self.username = username
+        self.organization = organization.flatMap { $0.isEmpty ? nil : $0 }
+        self.sessionID = sessionID
+    }
+
+    /// The session `claims` belong to, as the token names it.
+    public init(_ claims: AccessTokenClaims) {
+        self.init(username: claims.username, organization: claims.organization, sessionID: claims.sessionID)
+    }
+
+    /// Reads whose `family` is: the account's username and the organization's name.
+    static func of(_ family: RefreshFamily, in tx: any StoreTransaction) async throws -> AuditedSession {
+        let user = try await tx.user(id: family.userID)
+        var organization: String?
+        if let organizationID = family.organizationID { organization = try await tx.organization(id: organizationID)?.name }
+        return AuditedSession(username: user?.username, organization: organization, sessionID: family.id)
+    }
+
+    /// The line's fields for a session its own holder acted on.
+    public var auditSubject: AuditSubject {
+        AuditSubject(actor: username, organization: organization, session: sessionID)
+    }
+}
+
+/// What an audit line names besides the action: who, which organization, which session, which
+/// token.
+public struct AuditSubject: Sendable, Equatable {
+    public var actor: String?
+    public var organization: String?
+    public var session: String?
+    public var target: String?
+    public var reason: String?
+    /// `actor` is what a login attempt typed as the username, not an authenticated name: a
+    /// refusal records it only if it names an account (``AttemptedUsernames``).
+    public var actorIsAttempted = false
+
+    public init(
+        actor: String? = nil, organization: String? = nil, session: String? = nil, target: String? = nil,
+        reason: String? = nil
+    ) {
+        self.actor = actor
+        self.organization = organization
+        self.session = session
+        self.target = target
+        self.reason = reason
+    }
+
+    /// A login attempt naming `username`.
+    public static func attempt(username: String, organization: String? = nil, reason: String? = nil) -> AuditSubject {
+        var subject = AuditSubject(actor: username, organization: organization, reason: reason)
+        subject.actorIsAttempted = true
+        return subject
+    }
+
+    /// `self`, with what `other` names taking precedence.
+    func overlaid(by other: AuditSubject) -> AuditSubject {
+        var merged = self
+        merged.actor = other.actor ?? actor
+        merged.actorIsAttempted = other.actor == nil && actorIsAttempted
+        merged.organization = other.organization ?? organization
+        merged.session = other.session ?? session
+        merged.target = other.target ?? target
+        merged.reason = other.reason ?? reason
+        return merged
+    }
+}
+
+extension BrokerServices {
+    /// Runs an authentication or token flow and writes its audit line: `success` with what
+    /// the result names (the account, the organization, the session, the token's `jti`), or
+    /// `failure`/`denied` with the error code, what the request claimed and, when the service
+    /// could tell (``BrokerError/session``), whose session the refusal concerns. A used refresh
+    /// token presented again is recorded as `refresh.reuse_detected`, `denied`. In `closed` mode
+    /// a success that cannot be recorded throws `audit_unavailable` and the token is not handed
+    /// out.
+    @discardableResult
+    public func audited<Result>(
+        _ action: AuditAction, _ context: AuditContext, attempt: AuditSubject = AuditSubject(),
+        _ work: () async throws -> Result, success: (Result) -> AuditSubject
+    ) async throws -> Result {
+        let result: Result
+        do {
+            result = try await work()
+        } catch let error as BrokerError where error.code == .auditUnavailable {
+            throw error
+        } catch {
+            var refusal = AuditRefusal(error)
+            var subject = attempt
+            if let session = (error as? BrokerError)?.session { subject = attempt.overlaid(by: session.auditSubject) }
+            if subject.actorIsAttempted, let typed = subject.actor { subject.actor = await attemptedUsernames.auditName(typed) }
+            let reused = refusal.reason == ErrorCode.refreshTokenReused.rawValue
+            // Someone else holds a token of the session: identified, and refused.
+            if reused { refusal.outcome = .denied }
+            try await audit.record(
+                reused ? .refreshReuseDetected : action, refusal.outcome, actor: subject.actor,
+                organization: subject.organization, session: subject.session, target: subject.target,
+                reason: refusal.reason, context: context)
+            throw error
+        }
+        let named = success(result)
+        let subject = attempt.overlaid(by: named)
+        // The attempt's reason ("pwd") explains a refusal; a success says its own.
+        try await audit.record(
+            action, .success, actor: subject.actor, organization: subject.organization, session: subject.session,
+            target: subject.target, reason: named.reason, context: context)
+        return result
+    }
+}
+
+extension TokenBundle {
+    public var auditSubject: AuditSubject {
+        var subject = AuditedSession(claims).auditSubject
+        subject.target = "jti:\(claims.tokenID)"
+        return subject
+    }
+}
+
+extension TokenIssuer.IssuedToken {
+    public var auditSubject: AuditSubject {
+        var subject = AuditedSession(claims).auditSubject
+        subject.target = "jti:\(claims.tokenID)"
+        return subject
+    }
+}
+
+extension BrokerSessionService.SessionToken {
+    /// A broker session names no organization; `reason` says which global role it carries.
+    public var auditSubject: AuditSubject {
+        var subject = AuditedSession(claims).auditSubject
+        subject.target = "jti:\(claims.tokenID)"
+        subject.reason = user.globalRole.map { "role=\($0.rawValue)" }
+        return subject
+    }
+}
