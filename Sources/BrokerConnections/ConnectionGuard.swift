@@ -69,6 +69,16 @@ public enum ConnectionMetrics {
         case evicted
     }
 
+    /// Creates every connection series at zero (see `BrokerMetrics.registerEverySeries()`), so a
+    /// scrape shows them before the first refusal or timeout.
+    public static func registerEverySeries() {
+        open(0)
+        for refusal in ConnectionTable<any Channel>.Refusal.allCases {
+            _ = Counter(label: Name.refused, dimensions: [("reason", refusal.rawValue)])
+        }
+        for reason in CloseReason.allCases { _ = Counter(label: Name.closed, dimensions: [("reason", reason.rawValue)]) }
+    }
+
     static func open(_ count: Int) {
         Gauge(label: Name.open).record(count)
     }

@@ -118,6 +118,37 @@ public enum BrokerMetrics {
         case devicePoll = "device_poll"
     }
 
+    // MARK: Start-up
+
+    /// The `scope` labels of ``Name/throttled``: the login throttle's, GitHub logins', renewals'.
+    static let throttleScopes = ThrottleScope.allCases.map(\.rawValue) + ["github_ip", "session"]
+    /// The `kind` labels of ``Name/storagePruned``.
+    static let prunedKinds = ["refresh_token", "session", "revoked_access_token"]
+
+    /// Creates every series whose labels take only known values, at zero, so that a scrape shows
+    /// them before their first event: `increase(...) > 0` and `rate(...)` see the first event
+    /// only if the series existed before it. Call once, right after the metrics system is
+    /// bootstrapped; creating a series again is harmless. The HTTP series are labelled by the
+    /// routes and statuses served, and appear with their first request. The connection series
+    /// are ``ConnectionMetrics``'s.
+    public static func registerEverySeries() {
+        for method in LoginMethod.allCases {
+            for outcome in LoginOutcome.allCases {
+                _ = Counter(label: Name.logins, dimensions: [("method", method.rawValue), ("outcome", outcome.rawValue)])
+            }
+        }
+        for kind in TokenKind.allCases { _ = Counter(label: Name.tokensIssued, dimensions: [("kind", kind.rawValue)]) }
+        for outcome in RefreshOutcome.allCases { _ = Counter(label: Name.refreshes, dimensions: [("outcome", outcome.rawValue)]) }
+        _ = Counter(label: Name.refreshReuseDetected)
+        for scope in throttleScopes { _ = Counter(label: Name.throttled, dimensions: [("scope", scope)]) }
+        for kind in prunedKinds { _ = Counter(label: Name.storagePruned, dimensions: [("kind", kind)]) }
+        for call in GitHubCall.allCases {
+            _ = CoreMetrics.Timer(label: Name.githubRequestDuration, dimensions: [("call", call.rawValue)])
+        }
+        for kind in GitHubError.metricKinds { _ = Counter(label: Name.githubErrors, dimensions: [("kind", kind)]) }
+        // `broker_signing_keys` is set, every combination, whenever a key ring is loaded.
+    }
+
     // MARK: Logins and tokens
 
     public static func login(_ method: LoginMethod, _ outcome: LoginOutcome) {
@@ -179,10 +210,7 @@ public enum BrokerMetrics {
     /// Rows ``StoragePruner`` deleted, by kind: `refresh_token`, `session`,
     /// `revoked_access_token`.
     public static func pruned(_ rows: PrunedRows) {
-        for (kind, count) in [
-            ("refresh_token", rows.refreshTokens), ("session", rows.sessions),
-            ("revoked_access_token", rows.revokedAccessTokens),
-        ] where count > 0 {
+        for (kind, count) in zip(prunedKinds, [rows.refreshTokens, rows.sessions, rows.revokedAccessTokens]) where count > 0 {
             Counter(label: Name.storagePruned, dimensions: [("kind", kind)]).increment(by: count)
         }
     }
@@ -233,6 +261,11 @@ public enum BrokerMetrics {
 }
 
 extension GitHubError {
+    /// Every value of the `kind` label of `broker_github_errors_total`.
+    static let metricKinds = [
+        GitHubError.unauthorized, .forbidden(""), .rateLimited(retryAfter: 0), .unavailable(""), .malformedResponse(""),
+    ].map(\.metricKind)
+
     /// The `kind` label of `broker_github_errors_total`.
     var metricKind: String {
         switch self {
