@@ -76,6 +76,31 @@ extension ServerHarness {
     }
 }
 
+extension ServerHarness {
+    /// A harness whose GitHub is a fake on loopback, sharing the harness's clock, with the GitHub
+    /// organization `SlideRuleEarth` admitted into `sliderule` (the home organization) through
+    /// `teams` (GitHub team slug: cluster). `configure` runs after that set-up.
+    static func withFakeGitHub(
+        teams: [String: String] = [:], configure: (inout BrokerConfiguration) -> Void = { _ in }
+    ) async throws -> (FakeGitHub, ServerHarness) {
+        let (github, client, clock) = try await FakeGitHub.startWithClient()
+        do {
+            let harness = try await make(githubAPI: client, clock: clock) { configuration in
+                configuration.githubClientID = "fake-client-id"
+                configuration.githubOrganizations = [
+                    GitHubOrganizationMapping(organization: "sliderule", githubOrganization: "SlideRuleEarth", teams: teams)
+                ]
+                configuration.homeOrganization = "sliderule"
+                configure(&configuration)
+            }
+            return (github, harness)
+        } catch {
+            await github.stop()
+            throw error
+        }
+    }
+}
+
 extension FakeGitHub {
     /// A fake GitHub on loopback and the libcurl client that talks to it, on one manual clock
     /// (whole seconds, as tokens count them).

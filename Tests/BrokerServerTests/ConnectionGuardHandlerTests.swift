@@ -17,12 +17,17 @@ final class ConnectionGuardHandlerTests: XCTestCase {
         return limits
     }
 
-    /// Every channel a test opened: finished in `tearDown`, since an embedded channel left open
-    /// keeps its pipeline alive (LeakSanitizer reports it).
+    /// Every channel a test opened: finished and its loop shut down in `tearDown`. An embedded
+    /// channel left open keeps its pipeline alive, and so does one closed from inside
+    /// `channelActive` (a refused connection): the pipeline's teardown then waits in the embedded
+    /// loop's queue for a `run()` nobody calls (LeakSanitizer reports both).
     private var channels: [EmbeddedChannel] = []
 
     override func tearDown() {
-        for channel in channels { _ = try? channel.finish() }
+        for channel in channels {
+            _ = try? channel.finish()
+            try? channel.embeddedEventLoop.syncShutdownGracefully()
+        }
         channels = []
         super.tearDown()
     }

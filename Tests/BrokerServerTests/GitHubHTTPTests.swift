@@ -12,15 +12,7 @@ final class GitHubHTTPTests: XCTestCase {
     var harness: ServerHarness!
 
     override func setUp() async throws {
-        let (github, client, clock) = try await FakeGitHub.startWithClient()
-        self.github = github
-        harness = try await ServerHarness.make(githubAPI: client, clock: clock) { configuration in
-            configuration.githubClientID = "fake-client-id"
-            configuration.githubOrganizations = [
-                GitHubOrganizationMapping(organization: "sliderule", githubOrganization: "SlideRuleEarth", teams: ["devs": "sliderule-dev"])
-            ]
-            configuration.homeOrganization = "sliderule"
-        }
+        (github, harness) = try await ServerHarness.withFakeGitHub(teams: ["devs": "sliderule-dev"])
         github.addUser(login: "carol", id: 30, token: "ghp_carol", organizations: ["SlideRuleEarth": .admin], teams: [("SlideRuleEarth", "devs")])
         github.addUser(login: "dan", id: 31, token: "ghp_dan_noscope", scopes: [], organizations: ["SlideRuleEarth": .member])
     }

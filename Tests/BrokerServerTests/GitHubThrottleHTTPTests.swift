@@ -19,14 +19,7 @@ final class GitHubThrottleHTTPTests: XCTestCase {
     static let forwardedFor = HTTPField.Name("X-Forwarded-For")!
 
     override func setUp() async throws {
-        let (github, client, clock) = try await FakeGitHub.startWithClient()
-        self.github = github
-        harness = try await ServerHarness.make(githubAPI: client, clock: clock) { configuration in
-            configuration.githubClientID = "fake-client-id"
-            configuration.githubOrganizations = [
-                GitHubOrganizationMapping(organization: "sliderule", githubOrganization: "SlideRuleEarth", teams: [:])
-            ]
-            configuration.homeOrganization = "sliderule"
+        (github, harness) = try await ServerHarness.withFakeGitHub { configuration in
             configuration.githubLoginThrottleWindow = 60
             configuration.githubLoginThrottleIP = 3
             configuration.trustedProxies = ["127.0.0.1"]

@@ -15,15 +15,7 @@ final class RevocationHTTPTests: XCTestCase {
     var harness: ServerHarness!
 
     override func setUp() async throws {
-        let (github, client, clock) = try await FakeGitHub.startWithClient()
-        self.github = github
-        harness = try await ServerHarness.make(githubAPI: client, clock: clock) { configuration in
-            configuration.githubClientID = "fake-client-id"
-            configuration.githubOrganizations = [
-                GitHubOrganizationMapping(organization: "sliderule", githubOrganization: "SlideRuleEarth", teams: [:])
-            ]
-            configuration.homeOrganization = "sliderule"
-        }
+        (github, harness) = try await ServerHarness.withFakeGitHub()
         let fixtures = AccountAdministration(
             store: harness.services.store, pool: harness.services.passwords, clock: harness.clock)
         try await fixtures.addUser("root", password: ServerHarness.password, globalRole: .admin, by: .operator)
