@@ -23,7 +23,8 @@ struct ServeCommand: AsyncParsableCommand {
             var flags: [String: String] = [:]
             if let host { flags["host"] = host }
             if let port { flags["port"] = String(port) }
-            let environment = try await CommandEnvironment.open(options, extraFlags: flags)
+            let environment = try await CommandEnvironment.open(options, extraFlags: flags, use: .serving)
+            defer { environment.servingLock?.release() }
             let configuration = environment.configuration
             // Before the key ring exists, so that its first state is already counted.
             let metrics = MetricsBootstrap.registry
