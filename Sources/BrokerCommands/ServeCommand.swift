@@ -25,69 +25,81 @@ struct ServeCommand: AsyncParsableCommand {
             if let port { flags["port"] = String(port) }
             let environment = try await CommandEnvironment.open(options, extraFlags: flags, use: .serving)
             defer { environment.servingLock?.release() }
-            let configuration = environment.configuration
-            // Before the key ring exists, so that its first state is already counted.
-            let metrics = MetricsBootstrap.registry
-            let keyDirectory = KeyDirectory(path: configuration.keysDirectory, logger: environment.logger)
-            let snapshot = try keyDirectory.loadOrInitialize(algorithm: configuration.signingAlgorithm)
-            let keyRing = KeyRing(snapshot)
-            let github: LibcurlGitHubClient
+            // Every way out closes the store (and, once they exist, the services around it): a
+            // store released open warns, and that warning would stand before the error that
+            // says what failed.
+            var close: () async throws -> Void = { try await environment.store.close() }
             do {
-                github = try LibcurlGitHubClient(
-                    configuration: .init(
-                        apiURL: configuration.githubAPIURL, webURL: configuration.githubWebURL,
-                        clientID: configuration.githubClientID,
-                        connectTimeout: .seconds(configuration.githubConnectTimeout),
-                        totalTimeout: .seconds(configuration.githubTimeout), userAgent: "broker",
-                        proxy: configuration.githubProxy.isEmpty ? nil : configuration.githubProxy))
-            } catch {
-                throw ConfigurationError("GitHub client: \(error)")
-            }
-            try await Self.warnOfNameCollisions(environment.store, logger: environment.logger)
-            let services = try await BrokerServices(
-                configuration: configuration, store: environment.store, keyRing: keyRing,
-                logger: environment.logger, githubAPI: github)
-            let maintenance = KeyRingMaintenance(
-                directory: keyDirectory, ring: keyRing, algorithm: configuration.signingAlgorithm,
-                policy: services.keyPolicy, clock: SystemWallClock(), logger: environment.logger, audit: services.audit)
-            let kid = snapshot.activeSigner(for: configuration.signingAlgorithm)?.kid ?? "-"
-            let connections = try ConnectionLimits(configuration)
-            // With a metrics listener of its own, the public one does not serve /metrics at all.
-            let app = BrokerApplication.make(
-                services: services, host: configuration.host, port: configuration.port, logger: environment.logger,
-                metrics: configuration.metricsPort == nil ? metrics : nil, connections: connections
-            ) { channel in
-                let bound = channel.localAddress?.port ?? configuration.port
-                Self.printBanner(configuration: configuration, port: bound, kid: kid)
-            }
-            // Reloads a ring changed by `broker keys`, rotates on schedule, prunes expired keys.
-            let background = KeyRingMaintenanceService(
-                maintenance: maintenance, interval: .seconds(configuration.keyReloadInterval))
-            var listeners: [any Service] = [background]
-            if configuration.pruneInterval > 0 {
-                listeners.append(
-                    StoragePruningService(pruner: services.pruner, interval: .seconds(configuration.pruneInterval)))
-            }
-            if let metricsPort = configuration.metricsPort {
-                let metricsHost = configuration.metricsListenHost
-                listeners.append(
-                    BrokerApplication.makeMetrics(
-                        registry: metrics, host: metricsHost, port: metricsPort, logger: environment.logger
+                let configuration = environment.configuration
+                // Before the key ring exists, so that its first state is already counted.
+                let metrics = MetricsBootstrap.registry
+                let keyDirectory = KeyDirectory(path: configuration.keysDirectory, logger: environment.logger)
+                let snapshot = try keyDirectory.loadOrInitialize(algorithm: configuration.signingAlgorithm)
+                let keyRing = KeyRing(snapshot)
+                let github: LibcurlGitHubClient
+                do {
+                    github = try LibcurlGitHubClient(
+                        configuration: .init(
+                            apiURL: configuration.githubAPIURL, webURL: configuration.githubWebURL,
+                            clientID: configuration.githubClientID,
+                            connectTimeout: .seconds(configuration.githubConnectTimeout),
+                            totalTimeout: .seconds(configuration.githubTimeout), userAgent: "broker",
+                            proxy: configuration.githubProxy.isEmpty ? nil : configuration.githubProxy))
+                } catch {
+                    throw ConfigurationError("GitHub client: \(error)")
+                }
+                try await Self.warnOfNameCollisions(environment.store, logger: environment.logger)
+                let services = try await BrokerServices(
+                    configuration: configuration, store: environment.store, keyRing: keyRing,
+                    logger: environment.logger, githubAPI: github)
+                close = { try await services.shutdown() }
+                let maintenance = KeyRingMaintenance(
+                    directory: keyDirectory, ring: keyRing, algorithm: configuration.signingAlgorithm,
+                    policy: services.keyPolicy, clock: SystemWallClock(), logger: environment.logger, audit: services.audit)
+                let kid = snapshot.activeSigner(for: configuration.signingAlgorithm)?.kid ?? "-"
+                let connections = try ConnectionLimits(configuration)
+                // With a metrics listener of its own, the public one does not serve /metrics at all.
+                let app = NamedListener(host: configuration.host, port: configuration.port) { onRunning in
+                    BrokerApplication.make(
+                        services: services, host: configuration.host, port: configuration.port, logger: environment.logger,
+                        metrics: configuration.metricsPort == nil ? metrics : nil, connections: connections
                     ) { channel in
-                        let bound = channel.localAddress?.port ?? metricsPort
-                        FileHandle.standardOutput.write(Data("metrics served on http://\(metricsHost):\(bound)/metrics\n".utf8))
-                    })
-            }
-            // Shut down last listed first: the public listener before the metrics one.
-            listeners.append(app)
-            do {
+                        onRunning()
+                        let bound = channel.localAddress?.port ?? configuration.port
+                        Self.printBanner(configuration: configuration, port: bound, kid: kid)
+                    }
+                }
+                // Reloads a ring changed by `broker keys`, rotates on schedule, prunes expired keys.
+                let background = KeyRingMaintenanceService(
+                    maintenance: maintenance, interval: .seconds(configuration.keyReloadInterval))
+                var listeners: [any Service] = [background]
+                if configuration.pruneInterval > 0 {
+                    listeners.append(
+                        StoragePruningService(pruner: services.pruner, interval: .seconds(configuration.pruneInterval)))
+                }
+                if let metricsPort = configuration.metricsPort {
+                    let metricsHost = configuration.metricsListenHost
+                    listeners.append(
+                        NamedListener(role: "metrics", host: metricsHost, port: metricsPort) { onRunning in
+                            BrokerApplication.makeMetrics(
+                                registry: metrics, host: metricsHost, port: metricsPort, logger: environment.logger
+                            ) { channel in
+                                onRunning()
+                                let bound = channel.localAddress?.port ?? metricsPort
+                                FileHandle.standardOutput.write(
+                                    Data("metrics served on http://\(metricsHost):\(bound)/metrics\n".utf8))
+                            }
+                        })
+                }
+                // Shut down last listed first: the public listener before the metrics one.
+                listeners.append(app)
                 try await Self.runUntilShutdown(
                     listeners, grace: .seconds(configuration.shutdownGrace), logger: environment.logger)
             } catch {
-                try? await services.shutdown()
+                try? await close()
                 throw error
             }
-            try await services.shutdown()
+            try await close()
             environment.logger.notice("stopped")
         }
     }
