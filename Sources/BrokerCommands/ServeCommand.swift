@@ -57,6 +57,9 @@ struct ServeCommand: AsyncParsableCommand {
                     directory: keyDirectory, ring: keyRing, algorithm: configuration.signingAlgorithm,
                     policy: services.keyPolicy, clock: SystemWallClock(), logger: environment.logger, audit: services.audit)
                 let kid = snapshot.activeSigner(for: configuration.signingAlgorithm)?.kid ?? "-"
+                // After BrokerServices, which may have created the bootstrap admin.
+                let hasAccounts = try await environment.store.read { tx in try await !tx.users(afterID: 0, limit: 1).isEmpty }
+                let firstSteps = hasAccounts ? nil : FirstSteps(options: options, environment: ProcessInfo.processInfo.environment)
                 let connections = try ConnectionLimits(configuration)
                 // With a metrics listener of its own, the public one does not serve /metrics at all.
                 let app = NamedListener(host: configuration.host, port: configuration.port) { onRunning in
@@ -66,7 +69,7 @@ struct ServeCommand: AsyncParsableCommand {
                     ) { channel in
                         onRunning()
                         let bound = channel.localAddress?.port ?? configuration.port
-                        Self.printBanner(configuration: configuration, port: bound, kid: kid)
+                        Self.printBanner(configuration: configuration, port: bound, kid: kid, firstSteps: firstSteps)
                     }
                 }
                 // Reloads a ring changed by `broker keys`, rotates on schedule, prunes expired keys.
@@ -133,23 +136,62 @@ struct ServeCommand: AsyncParsableCommand {
         }
     }
 
-    static func printBanner(configuration: BrokerConfiguration, port: Int, kid: String) {
-        let me = CommandLine.arguments.first ?? "broker"
+    /// Says where the broker listens and, for a store without accounts, how to create the first
+    /// admin and a first user (a populated store has an operator who knows).
+    static func printBanner(
+        configuration: BrokerConfiguration, port: Int, kid: String, firstSteps: FirstSteps?
+    ) {
         let base = "http://\(configuration.host):\(port)"
-        // Written unbuffered: whoever started us (a person, a test) reads it before we exit.
-        FileHandle.standardOutput.write(Data(
-            """
+        var banner = """
             broker listening on \(base)
               issuer \(configuration.issuer), data \(configuration.dataDirectory), keys \(configuration.keysDirectory)
               signing \(configuration.signingAlgorithm.rawValue) with kid \(kid)
 
-            First steps (in another terminal):
-              \(me) users add alice                 # asks for a password (12+ characters)
-              \(me) orgs add org1
-              \(me) members add org1 alice
+            """
+        if let firstSteps { banner += "\n" + firstSteps.text(base: base) }
+        // Written unbuffered: whoever started us (a person, a test) reads it before we exit.
+        FileHandle.standardOutput.write(Data(banner.utf8))
+    }
+
+    /// The commands that bring an empty store to a first token, spelled to reach this store
+    /// from another terminal: this executable, with the options that chose the configuration.
+    struct FirstSteps {
+        let executable: String
+        /// Options come after the subcommand (`broker users add NAME --config FILE`).
+        let options: String
+
+        init(options given: GlobalOptions, environment: [String: String]) {
+            executable = Self.quoted(CommandLine.arguments.first ?? "broker")
+            var words: [String] = []
+            if let config = given.config ?? environment[EnvironmentNames.configurationFile] { words += ["--config", config] }
+            if let dataDir = given.dataDir { words += ["--data-dir", dataDir] }
+            if let keysDir = given.keysDir { words += ["--keys-dir", keysDir] }
+            options = words.map(Self.quoted).joined(separator: " ")
+        }
+
+        func run(_ subcommand: String) -> String {
+            [executable, subcommand, options].filter { !$0.isEmpty }.joined(separator: " ")
+        }
+
+        func text(base: String) -> String {
+            """
+            First steps (the store has no accounts yet; in another terminal):
+              \(run("users add admin --admin"))
+                  # the first admin, for the admin API: asks for a password (12+ characters)
+              printf '%s\\n' "$ADMIN_PASSWORD" | \(run("users add admin --admin --password-stdin"))
+                  # the same from a script: the password as one line on standard input
+              \(run("users add alice"))
+              \(run("orgs add org1"))
+              \(run("members add org1 alice"))
               curl -s \(base)/api/org_token/ -H 'Content-Type: application/json' \\
                    -d '{"username":"alice","password":"<password>","org_name":"org1"}'
 
-            """.utf8))
+            """
+        }
+
+        static func quoted(_ word: String) -> String {
+            let plain = word.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_./=:@%+,".contains($0)) }
+            return plain && !word.isEmpty ? word : "'" + word.replacingOccurrences(of: "'", with: #"'\''"#) + "'"
+        }
     }
 }

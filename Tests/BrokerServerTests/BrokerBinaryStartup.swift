@@ -47,3 +47,30 @@ extension BrokerBinary {
             stillRunning: stillRunning)
     }
 }
+
+extension BrokerBinary {
+    /// Starts `broker serve` on a free port and returns it with everything it printed up to and
+    /// including its banner (written at once, so it arrives whole).
+    func serveCapturingBanner(environment: [String: String]? = nil) throws -> (process: Process, port: Int, banner: String) {
+        let process = Process()
+        process.executableURL = try Self.executable
+        process.arguments = ["serve", "--port", "0"]
+        process.environment = environment ?? self.environment
+        process.currentDirectoryURL = workDirectory
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+        var seen = ""
+        while true {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            seen += String(decoding: chunk, as: UTF8.self)
+            if let range = seen.range(of: #"listening on http://127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
+                return (process, Int(seen[range].split(separator: ":").last!)!, seen)
+            }
+        }
+        process.terminate()
+        throw ServeFailed(output: seen)
+    }
+}
