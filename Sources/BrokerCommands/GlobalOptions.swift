@@ -139,7 +139,10 @@ func reportingErrors(_ body: () async throws -> Void) async throws {
     } catch let error as CleanExit {
         throw error
     } catch let error as BrokerError {
-        FileHandle.standardError.write(Data("error: \(error.detail)\n".utf8))
+        FileHandle.standardError.write(Data("error: \(error.detail(spelling: CommandLineSpelling.term))\n".utf8))
+        throw ExitCode.failure
+    } catch let error as KeyRingError {
+        FileHandle.standardError.write(Data("error: \(error.message.spelled(CommandLineSpelling.term))\n".utf8))
         throw ExitCode.failure
     } catch {
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))

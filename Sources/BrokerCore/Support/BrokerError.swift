@@ -95,10 +95,23 @@ public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Whole seconds after which the caller may try again (sent as `Retry-After`).
     public var retryAfter: Int?
 
+    /// The detail with inputs each interface names its own way; `detail` spells them plainly.
+    public var message: InterfaceMessage?
+
     public init(_ code: ErrorCode, _ detail: String, retryAfter: Int? = nil) {
         self.code = code
         self.detail = detail
         self.retryAfter = retryAfter
+    }
+
+    public init(_ code: ErrorCode, phrased message: InterfaceMessage, retryAfter: Int? = nil) {
+        self.init(code, message.description, retryAfter: retryAfter)
+        self.message = message
+    }
+
+    /// The detail as an interface shows it, its inputs spelled by `spell`.
+    public func detail(spelling spell: (InterfaceTerm) -> String) -> String {
+        message?.spelled(spell) ?? detail
     }
 
     public var description: String { "\(code.rawValue): \(detail)" }
