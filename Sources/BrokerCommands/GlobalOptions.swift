@@ -63,7 +63,7 @@ struct CommandEnvironment {
         // The lock guards a store that lives in data_dir (SQLite): two servers of it would each
         // keep their own throttles and timers. A store shared by design (PostgreSQL, issue 12)
         // is served by several brokers at once and must not take it: decide here by its kind.
-        let lock = use == .serving ? try DataDirectoryLock.acquire(in: configuration.dataDirectory) : nil
+        let lock = try use == .serving ? DataDirectoryLock.acquire(in: configuration.dataDirectory) : nil
         do {
             let store = try await SQLiteStore.open(path: configuration.databasePath, logger: logger)
             return CommandEnvironment(configuration: configuration, store: store, logger: logger, servingLock: lock)

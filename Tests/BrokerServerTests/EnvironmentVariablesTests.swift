@@ -45,7 +45,7 @@ final class EnvironmentVariablesTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: broker.workDirectory.appendingPathComponent("data").path))
     }
 
-    func testEveryKeyAndTheProjectsToolVariablesStayAccepted() async throws {
+    func testEveryKeyAndTheProjectsToolVariablesStayAccepted() throws {
         // Every key's variable is known: a key added to the table is known in the environment.
         var everyKey = Dictionary(uniqueKeysWithValues: EnvironmentNames.settings.map { ($0, "x") })
         everyKey["BROKER_TEST_PYTHON"] = "/usr/bin/python3"

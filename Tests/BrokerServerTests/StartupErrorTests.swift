@@ -65,21 +65,28 @@ struct OccupiedPort {
     let port: Int
 
     init() throws {
-        descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard descriptor >= 0 else { throw POSIXError(.EMFILE) }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.EMFILE) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         address.sin_port = 0
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
         }
-        guard bound == 0, listen(descriptor, 1) == 0 else { close(descriptor); throw POSIXError(.EADDRINUSE) }
+        guard bound == 0, listen(fd, 1) == 0 else {
+            close(fd)
+            throw POSIXError(.EADDRINUSE)
+        }
         let named = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
-        guard named == 0 else { close(descriptor); throw POSIXError(.EINVAL) }
+        guard named == 0 else {
+            close(fd)
+            throw POSIXError(.EINVAL)
+        }
+        descriptor = fd
         port = Int(UInt16(bigEndian: address.sin_port))
     }
 
