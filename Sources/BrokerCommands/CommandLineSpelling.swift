@@ -1,4 +1,5 @@
 import BrokerCore
+import Foundation
 
 /// How the command line names the inputs of a message (``InterfaceTerm``): as its options.
 enum CommandLineSpelling {

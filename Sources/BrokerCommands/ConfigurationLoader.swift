@@ -153,7 +153,7 @@ public enum EnvironmentNames {
         throw ConfigurationError(
             "environment: unknown variable\(unknown.count == 1 ? "" : "s") \(named.joined(separator: ", ")): "
                 + "the broker reads BROKER_<KEY> for each key of config/broker.yaml and BROKER_CONFIG; "
-                + "unset it, or give another program's variables another prefix")
+                + "unset \(unknown.count == 1 ? "it" : "them"), or give another program's variables another prefix")
     }
 
     /// The known name within a few edits of `name`, if exactly one is nearest.

@@ -2,6 +2,7 @@ import ArgumentParser
 import BrokerConnections
 import BrokerCore
 import BrokerCrypto
+import BrokerSQLite
 import BrokerServer
 import GitHubClient
 import Foundation
