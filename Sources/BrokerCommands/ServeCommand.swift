@@ -162,11 +162,17 @@ struct ServeCommand: AsyncParsableCommand {
         let options: String
 
         init(options given: GlobalOptions, environment: [String: String]) {
-            executable = Self.quoted(CommandLine.arguments.first ?? "broker")
+            // Absolute: the other terminal may be in another directory.
+            func absolute(_ path: String) -> String {
+                path.hasPrefix("/") ? path : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(path)
+            }
+            // A name found on PATH stays a name; a relative path becomes absolute.
+            let me = CommandLine.arguments.first ?? "broker"
+            executable = Self.quoted(me.contains("/") ? absolute(me) : me)
             var words: [String] = []
-            if let config = given.config ?? environment[EnvironmentNames.configurationFile] { words += ["--config", config] }
-            if let dataDir = given.dataDir { words += ["--data-dir", dataDir] }
-            if let keysDir = given.keysDir { words += ["--keys-dir", keysDir] }
+            if let config = given.config ?? environment[EnvironmentNames.configurationFile] { words += ["--config", absolute(config)] }
+            if let dataDir = given.dataDir { words += ["--data-dir", absolute(dataDir)] }
+            if let keysDir = given.keysDir { words += ["--keys-dir", absolute(keysDir)] }
             options = words.map(Self.quoted).joined(separator: " ")
         }
 
