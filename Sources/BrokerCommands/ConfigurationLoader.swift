@@ -26,21 +26,27 @@ public struct ConfigurationLoader: Sendable {
     ///     file if present.
     ///   - flags: values given as flags, by key name.
     public func load(file: String?, flags: [String: String]) async throws -> BrokerConfiguration {
+        try EnvironmentNames.refuseUnknown(in: environment)
         var configuration = BrokerConfiguration()
-        let explicit = file ?? environment["BROKER_CONFIG"]
+        let explicit = file ?? environment[EnvironmentNames.configurationFile]
         let path = explicit ?? Self.defaultFile
         if explicit != nil || FileManager.default.fileExists(atPath: path) {
             try await apply(file: path, to: &configuration)
         }
         try applyGenericLogLevel(to: &configuration)
-        let variables = EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: "broker")
-        try apply(ConfigReader(provider: variables), source: "environment", prefix: "BROKER_", to: &configuration)
-        if let json = environment["BROKER_GITHUB_ORGS"] {
+        for key in BrokerConfiguration.keys {
+            let variable = EnvironmentNames.variable(for: key)
+            guard let text = environment[variable] else { continue }
+            try configuration.set(key, to: text, source: "environment \(variable)")
+        }
+        for key in BrokerConfiguration.structuredKeys {
+            let variable = EnvironmentNames.variable(for: key)
+            guard let json = environment[variable] else { continue }
             // Structured settings in the environment are JSON (YAML's subset).
             guard let value = try? JSONSerialization.jsonObject(with: Data(json.utf8)) else {
-                throw ConfigurationError("environment BROKER_GITHUB_ORGS must be JSON")
+                throw ConfigurationError("environment \(variable) must be JSON")
             }
-            try configuration.setGitHubOrganizations(value, source: "environment BROKER_GITHUB_ORGS")
+            try configuration.setGitHubOrganizations(value, source: "environment \(variable)")
         }
         for (key, value) in flags.sorted(by: { $0.key < $1.key }) {
             try configuration.set(key, to: value, source: "command line")
@@ -56,7 +62,7 @@ public struct ConfigurationLoader: Sendable {
         var configuration = BrokerConfiguration()
         try applyGenericLogLevel(to: &configuration)
         for key in ["log_level", "log_format"] {
-            let variable = "BROKER_\(key.uppercased())"
+            let variable = EnvironmentNames.variable(for: key)
             if let text = environment[variable] { try configuration.set(key, to: text, source: "environment \(variable)") }
         }
         for (key, value) in flags.sorted(by: { $0.key < $1.key }) {
@@ -105,15 +111,71 @@ public struct ConfigurationLoader: Sendable {
             }
         }
         let provider = try await FileProvider<YAMLSnapshot>(filePath: FilePath(path))
-        try apply(ConfigReader(provider: provider), source: path, prefix: "", to: &configuration)
-    }
-
-    private func apply(
-        _ reader: ConfigReader, source: String, prefix: String, to configuration: inout BrokerConfiguration
-    ) throws {
+        let reader = ConfigReader(provider: provider)
         for key in BrokerConfiguration.keys {
             guard let text = reader.string(forKey: ConfigKey(key)) else { continue }
-            try configuration.set(key, to: text, source: prefix.isEmpty ? source : "\(source) \(prefix)\(key.uppercased())")
+            try configuration.set(key, to: text, source: path)
         }
+    }
+}
+
+/// The `BROKER_*` environment variables the broker knows, all derived from the configuration's
+/// keys, so that a new key is known in the environment the day it is added. Any other
+/// `BROKER_*` name is refused rather than ignored: a typo (`BROKER_ACESS_LIFETIME`) would
+/// otherwise fall back to the default without a word, and another program's variable that
+/// happens to share the prefix could be taken for a setting.
+public enum EnvironmentNames {
+    public static let prefix = "BROKER_"
+    /// Names another configuration file, like `--config`.
+    public static let configurationFile = "BROKER_CONFIG"
+    /// Read by the project's own test scripts, never by the broker; a developer's shell that
+    /// exports them for `scripts/test.sh` must still be able to start a broker.
+    public static let developmentTools: Set<String> = ["BROKER_TEST_PYTHON", "BROKER_BINARY"]
+
+    /// The variable that sets `key`: `BROKER_` and the key in upper case.
+    public static func variable(for key: String) -> String { prefix + key.uppercased() }
+
+    /// Every variable that sets a key, and `BROKER_CONFIG`.
+    public static var settings: [String] {
+        (BrokerConfiguration.keys + BrokerConfiguration.structuredKeys).map(variable(for:)) + [configurationFile]
+    }
+
+    /// - Throws: ``ConfigurationError`` naming every unknown `BROKER_*` variable, with the known
+    ///   name it most likely misspells.
+    public static func refuseUnknown(in environment: [String: String]) throws {
+        let known = Set(settings).union(developmentTools)
+        let unknown = environment.keys.filter { $0.hasPrefix(prefix) && !known.contains($0) }.sorted()
+        guard !unknown.isEmpty else { return }
+        let named = unknown.map { name in
+            guard let guess = closest(to: name, among: settings) else { return name }
+            return "\(name) (did you mean \(guess)?)"
+        }
+        throw ConfigurationError(
+            "environment: unknown variable\(unknown.count == 1 ? "" : "s") \(named.joined(separator: ", ")): "
+                + "the broker reads BROKER_<KEY> for each key of config/broker.yaml and BROKER_CONFIG; "
+                + "unset \(unknown.count == 1 ? "it" : "them"), or give another program's variables another prefix")
+    }
+
+    /// The known name within a few edits of `name`, if exactly one is nearest.
+    static func closest(to name: String, among candidates: [String]) -> String? {
+        let scored = candidates.map { (name: $0, distance: editDistance(name, $0)) }
+        guard let best = scored.map({ $0.distance }).min(), best <= max(2, name.count / 5) else { return nil }
+        let nearest = scored.filter { $0.distance == best }
+        return nearest.count == 1 ? nearest[0].name : nil
+    }
+
+    /// Levenshtein distance: insertions, deletions and substitutions.
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a.utf8), b = Array(b.utf8)
+        guard !a.isEmpty, !b.isEmpty else { return max(a.count, b.count) }
+        var previous = Array(0...b.count)
+        for i in 1...a.count {
+            var current = [i] + Array(repeating: 0, count: b.count)
+            for j in 1...b.count {
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            previous = current
+        }
+        return previous[b.count]
     }
 }

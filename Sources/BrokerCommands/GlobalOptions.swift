@@ -37,19 +37,40 @@ extension GlobalOptions {
     }
 }
 
+/// How a command uses the store.
+enum StoreUse {
+    /// `broker serve`: the one server of this store.
+    case serving
+    /// A CLI command: works beside a running server, as an admin's request would.
+    case administering
+}
+
 /// What a command needs to work on the store directly, without a server.
 struct CommandEnvironment {
     let configuration: BrokerConfiguration
     let store: SQLiteStore
     let logger: Logger
+    /// Held while serving a store that lives in `data_dir`; nil for the CLI commands.
+    let servingLock: DataDirectoryLock?
 
-    static func open(_ options: GlobalOptions, extraFlags: [String: String] = [:]) async throws -> CommandEnvironment {
+    static func open(
+        _ options: GlobalOptions, extraFlags: [String: String] = [:], use: StoreUse = .administering
+    ) async throws -> CommandEnvironment {
         let configuration = try await options.configuration(extraFlags: extraFlags)
         LoggingBootstrap.run(configuration)
         let logger = Logger(label: "broker")
         try FilePermissions.ensurePrivateDirectory(configuration.dataDirectory)
-        let store = try await SQLiteStore.open(path: configuration.databasePath, logger: logger)
-        return CommandEnvironment(configuration: configuration, store: store, logger: logger)
+        // The lock guards a store that lives in data_dir (SQLite): two servers of it would each
+        // keep their own throttles and timers. A store shared by design (PostgreSQL, issue 12)
+        // is served by several brokers at once and must not take it: decide here by its kind.
+        let lock = try use == .serving ? DataDirectoryLock.acquire(in: configuration.dataDirectory) : nil
+        do {
+            let store = try await SQLiteStore.open(path: configuration.databasePath, logger: logger)
+            return CommandEnvironment(configuration: configuration, store: store, logger: logger, servingLock: lock)
+        } catch {
+            lock?.release()
+            throw error
+        }
     }
 
     /// The configured audit log, for commands that change state.
@@ -118,7 +139,10 @@ func reportingErrors(_ body: () async throws -> Void) async throws {
     } catch let error as CleanExit {
         throw error
     } catch let error as BrokerError {
-        FileHandle.standardError.write(Data("error: \(error.detail)\n".utf8))
+        FileHandle.standardError.write(Data("error: \(error.detail(spelling: CommandLineSpelling.term))\n".utf8))
+        throw ExitCode.failure
+    } catch let error as KeyRingError {
+        FileHandle.standardError.write(Data("error: \(error.message.spelled(CommandLineSpelling.term))\n".utf8))
         throw ExitCode.failure
     } catch {
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))

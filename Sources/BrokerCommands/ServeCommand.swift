@@ -2,6 +2,7 @@ import ArgumentParser
 import BrokerConnections
 import BrokerCore
 import BrokerCrypto
+import BrokerSQLite
 import BrokerServer
 import GitHubClient
 import Foundation
@@ -23,70 +24,86 @@ struct ServeCommand: AsyncParsableCommand {
             var flags: [String: String] = [:]
             if let host { flags["host"] = host }
             if let port { flags["port"] = String(port) }
-            let environment = try await CommandEnvironment.open(options, extraFlags: flags)
-            let configuration = environment.configuration
-            // Before the key ring exists, so that its first state is already counted.
-            let metrics = MetricsBootstrap.registry
-            let keyDirectory = KeyDirectory(path: configuration.keysDirectory, logger: environment.logger)
-            let snapshot = try keyDirectory.loadOrInitialize(algorithm: configuration.signingAlgorithm)
-            let keyRing = KeyRing(snapshot)
-            let github: LibcurlGitHubClient
+            let environment = try await CommandEnvironment.open(options, extraFlags: flags, use: .serving)
+            defer { environment.servingLock?.release() }
+            // Every way out closes the store (and, once they exist, the services around it): a
+            // store released open warns, and that warning would stand before the error that
+            // says what failed.
+            var close: () async throws -> Void = { try await environment.store.close() }
             do {
-                github = try LibcurlGitHubClient(
-                    configuration: .init(
-                        apiURL: configuration.githubAPIURL, webURL: configuration.githubWebURL,
-                        clientID: configuration.githubClientID,
-                        connectTimeout: .seconds(configuration.githubConnectTimeout),
-                        totalTimeout: .seconds(configuration.githubTimeout), userAgent: "broker",
-                        proxy: configuration.githubProxy.isEmpty ? nil : configuration.githubProxy))
-            } catch {
-                throw ConfigurationError("GitHub client: \(error)")
-            }
-            try await Self.warnOfNameCollisions(environment.store, logger: environment.logger)
-            let services = try await BrokerServices(
-                configuration: configuration, store: environment.store, keyRing: keyRing,
-                logger: environment.logger, githubAPI: github)
-            let maintenance = KeyRingMaintenance(
-                directory: keyDirectory, ring: keyRing, algorithm: configuration.signingAlgorithm,
-                policy: services.keyPolicy, clock: SystemWallClock(), logger: environment.logger, audit: services.audit)
-            let kid = snapshot.activeSigner(for: configuration.signingAlgorithm)?.kid ?? "-"
-            let connections = try ConnectionLimits(configuration)
-            // With a metrics listener of its own, the public one does not serve /metrics at all.
-            let app = BrokerApplication.make(
-                services: services, host: configuration.host, port: configuration.port, logger: environment.logger,
-                metrics: configuration.metricsPort == nil ? metrics : nil, connections: connections
-            ) { channel in
-                let bound = channel.localAddress?.port ?? configuration.port
-                Self.printBanner(configuration: configuration, port: bound, kid: kid)
-            }
-            // Reloads a ring changed by `broker keys`, rotates on schedule, prunes expired keys.
-            let background = KeyRingMaintenanceService(
-                maintenance: maintenance, interval: .seconds(configuration.keyReloadInterval))
-            var listeners: [any Service] = [background]
-            if configuration.pruneInterval > 0 {
-                listeners.append(
-                    StoragePruningService(pruner: services.pruner, interval: .seconds(configuration.pruneInterval)))
-            }
-            if let metricsPort = configuration.metricsPort {
-                let metricsHost = configuration.metricsListenHost
-                listeners.append(
-                    BrokerApplication.makeMetrics(
-                        registry: metrics, host: metricsHost, port: metricsPort, logger: environment.logger
+                let configuration = environment.configuration
+                // Before the key ring exists, so that its first state is already counted.
+                let metrics = MetricsBootstrap.registry
+                let keyDirectory = KeyDirectory(path: configuration.keysDirectory, logger: environment.logger)
+                let snapshot = try keyDirectory.loadOrInitialize(algorithm: configuration.signingAlgorithm)
+                let keyRing = KeyRing(snapshot)
+                let github: LibcurlGitHubClient
+                do {
+                    github = try LibcurlGitHubClient(
+                        configuration: .init(
+                            apiURL: configuration.githubAPIURL, webURL: configuration.githubWebURL,
+                            clientID: configuration.githubClientID,
+                            connectTimeout: .seconds(configuration.githubConnectTimeout),
+                            totalTimeout: .seconds(configuration.githubTimeout), userAgent: "broker",
+                            proxy: configuration.githubProxy.isEmpty ? nil : configuration.githubProxy))
+                } catch {
+                    throw ConfigurationError("GitHub client: \(error)")
+                }
+                try await Self.warnOfNameCollisions(environment.store, logger: environment.logger)
+                let services = try await BrokerServices(
+                    configuration: configuration, store: environment.store, keyRing: keyRing,
+                    logger: environment.logger, githubAPI: github)
+                close = { try await services.shutdown() }
+                let maintenance = KeyRingMaintenance(
+                    directory: keyDirectory, ring: keyRing, algorithm: configuration.signingAlgorithm,
+                    policy: services.keyPolicy, clock: SystemWallClock(), logger: environment.logger, audit: services.audit)
+                let kid = snapshot.activeSigner(for: configuration.signingAlgorithm)?.kid ?? "-"
+                // After BrokerServices, which may have created the bootstrap admin.
+                let hasAccounts = try await environment.store.read { tx in try await !tx.users(afterID: 0, limit: 1).isEmpty }
+                let firstSteps = hasAccounts ? nil : FirstSteps(options: options, environment: ProcessInfo.processInfo.environment)
+                let connections = try ConnectionLimits(configuration)
+                // With a metrics listener of its own, the public one does not serve /metrics at all.
+                let app = NamedListener(host: configuration.host, port: configuration.port) { onRunning in
+                    BrokerApplication.make(
+                        services: services, host: configuration.host, port: configuration.port, logger: environment.logger,
+                        metrics: configuration.metricsPort == nil ? metrics : nil, connections: connections
                     ) { channel in
-                        let bound = channel.localAddress?.port ?? metricsPort
-                        FileHandle.standardOutput.write(Data("metrics served on http://\(metricsHost):\(bound)/metrics\n".utf8))
-                    })
-            }
-            // Shut down last listed first: the public listener before the metrics one.
-            listeners.append(app)
-            do {
+                        onRunning()
+                        let bound = channel.localAddress?.port ?? configuration.port
+                        Self.printBanner(configuration: configuration, port: bound, kid: kid, firstSteps: firstSteps)
+                    }
+                }
+                // Reloads a ring changed by `broker keys`, rotates on schedule, prunes expired keys.
+                let background = KeyRingMaintenanceService(
+                    maintenance: maintenance, interval: .seconds(configuration.keyReloadInterval))
+                var listeners: [any Service] = [background]
+                if configuration.pruneInterval > 0 {
+                    listeners.append(
+                        StoragePruningService(pruner: services.pruner, interval: .seconds(configuration.pruneInterval)))
+                }
+                if let metricsPort = configuration.metricsPort {
+                    let metricsHost = configuration.metricsListenHost
+                    listeners.append(
+                        NamedListener(role: "metrics", host: metricsHost, port: metricsPort) { onRunning in
+                            BrokerApplication.makeMetrics(
+                                registry: metrics, host: metricsHost, port: metricsPort, logger: environment.logger
+                            ) { channel in
+                                onRunning()
+                                let bound = channel.localAddress?.port ?? metricsPort
+                                FileHandle.standardOutput.write(
+                                    Data("metrics served on http://\(metricsHost):\(bound)/metrics\n".utf8))
+                            }
+                        })
+                }
+                // Shut down last listed first: the public listener before the metrics one.
+                listeners.append(app)
                 try await Self.runUntilShutdown(
                     listeners, grace: .seconds(configuration.shutdownGrace), logger: environment.logger)
             } catch {
-                try? await services.shutdown()
+                try? await close()
                 throw error
             }
-            try await services.shutdown()
+            try await close()
             environment.logger.notice("stopped")
         }
     }
@@ -120,23 +137,68 @@ struct ServeCommand: AsyncParsableCommand {
         }
     }
 
-    static func printBanner(configuration: BrokerConfiguration, port: Int, kid: String) {
-        let me = CommandLine.arguments.first ?? "broker"
+    /// Says where the broker listens and, for a store without accounts, how to create the first
+    /// admin and a first user (a populated store has an operator who knows).
+    static func printBanner(
+        configuration: BrokerConfiguration, port: Int, kid: String, firstSteps: FirstSteps?
+    ) {
         let base = "http://\(configuration.host):\(port)"
-        // Written unbuffered: whoever started us (a person, a test) reads it before we exit.
-        FileHandle.standardOutput.write(Data(
-            """
+        var banner = """
             broker listening on \(base)
               issuer \(configuration.issuer), data \(configuration.dataDirectory), keys \(configuration.keysDirectory)
               signing \(configuration.signingAlgorithm.rawValue) with kid \(kid)
 
-            First steps (in another terminal):
-              \(me) users add alice                 # asks for a password (12+ characters)
-              \(me) orgs add org1
-              \(me) members add org1 alice
+            """
+        if let firstSteps { banner += "\n" + firstSteps.text(base: base) }
+        // Written unbuffered: whoever started us (a person, a test) reads it before we exit.
+        FileHandle.standardOutput.write(Data(banner.utf8))
+    }
+
+    /// The commands that bring an empty store to a first token, spelled to reach this store
+    /// from another terminal: this executable, with the options that chose the configuration.
+    struct FirstSteps {
+        let executable: String
+        /// Options come after the subcommand (`broker users add NAME --config FILE`).
+        let options: String
+
+        init(options given: GlobalOptions, environment: [String: String]) {
+            // Absolute: the other terminal may be in another directory.
+            func absolute(_ path: String) -> String {
+                path.hasPrefix("/") ? path : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(path)
+            }
+            // A name found on PATH stays a name; a relative path becomes absolute.
+            let me = CommandLine.arguments.first ?? "broker"
+            executable = Self.quoted(me.contains("/") ? absolute(me) : me)
+            var words: [String] = []
+            if let config = given.config ?? environment[EnvironmentNames.configurationFile] { words += ["--config", absolute(config)] }
+            if let dataDir = given.dataDir { words += ["--data-dir", absolute(dataDir)] }
+            if let keysDir = given.keysDir { words += ["--keys-dir", absolute(keysDir)] }
+            options = words.map(Self.quoted).joined(separator: " ")
+        }
+
+        func run(_ subcommand: String) -> String {
+            [executable, subcommand, options].filter { !$0.isEmpty }.joined(separator: " ")
+        }
+
+        func text(base: String) -> String {
+            """
+            First steps (the store has no accounts yet; in another terminal):
+              \(run("users add admin --admin"))
+                  # the first admin, for the admin API: asks for a password (12+ characters)
+              printf '%s\\n' "$ADMIN_PASSWORD" | \(run("users add admin --admin --password-stdin"))
+                  # the same from a script: the password as one line on standard input
+              \(run("users add alice"))
+              \(run("orgs add org1"))
+              \(run("members add org1 alice"))
               curl -s \(base)/api/org_token/ -H 'Content-Type: application/json' \\
                    -d '{"username":"alice","password":"<password>","org_name":"org1"}'
 
-            """.utf8))
+            """
+        }
+
+        static func quoted(_ word: String) -> String {
+            let plain = word.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_./=:@%+,".contains($0)) }
+            return plain && !word.isEmpty ? word : "'" + word.replacingOccurrences(of: "'", with: #"'\''"#) + "'"
+        }
     }
 }

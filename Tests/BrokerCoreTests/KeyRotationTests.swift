@@ -32,7 +32,8 @@ final class KeyRotationTests: XCTestCase {
     func testRotationWaitsForThePrepublicationWindowUnlessForced() throws {
         let first = try directory().loadOrInitialize(algorithm: .es256)
         XCTAssertThrowsError(try directory().rotate(algorithm: .es256, policy: policy, force: false)) { error in
-            XCTAssertTrue("\(error)".contains("--force"), "\(error)")
+            // The core names the override; each interface spells it (`--force`, `{"force": true}`).
+            XCTAssertTrue((error as? KeyRingError)?.message.pieces.contains(.term(.override("force"))) == true, "\(error)")
             XCTAssertTrue("\(error)".contains("before"), "says when it is safe: \(error)")
         }
         clock.advance(by: 599)

@@ -186,7 +186,7 @@ final class AdminHTTPTests: XCTestCase {
 
             answer = try await client.api(.post, "/api/admin/keys/rotate", token: root)
             XCTAssertEqual(answer.status, .conflict, "the next key is younger than key_prepublication")
-            XCTAssertTrue((answer.body["detail"] as? String ?? "").contains("--force"))
+            XCTAssertTrue((answer.body["detail"] as? String ?? "").contains(#"{"force": true}"#))
             harness.clock.advance(by: 601)
             answer = try await client.api(.post, "/api/admin/keys/rotate", token: root)
             XCTAssertEqual(answer.status, .ok)

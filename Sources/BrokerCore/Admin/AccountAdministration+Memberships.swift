@@ -176,11 +176,15 @@ extension AccountAdministration {
         return try await audited.run {
             if let lifetime = policy.accessLifetime, !(60...brokerAccessLifetime).contains(lifetime) {
                 throw BrokerError(
-                    .invalidRequest, "access_lifetime must be between 60 and the broker's access_lifetime (\(brokerAccessLifetime)) seconds")
+                    .invalidRequest,
+                    phrased: """
+                        \(.input("access_lifetime")) must be between 60 and the broker's access_lifetime \
+                        (\(brokerAccessLifetime)) seconds
+                        """)
             }
             if let audiences = policy.audiences {
                 guard (1...16).contains(audiences.count), Set(audiences).count == audiences.count else {
-                    throw BrokerError(.invalidRequest, "audiences must list 1 to 16 distinct names")
+                    throw BrokerError(.invalidRequest, phrased: "\(.input("audiences")) must list 1 to 16 distinct names")
                 }
                 for audience in audiences {
                     do {

@@ -69,7 +69,7 @@ public struct KeyAdministration: Sendable {
         do {
             snapshot = try await NIOThreadPool.singleton.runIfActive(change)
         } catch let error as KeyRingError {
-            throw BrokerError(.conflict, error.description)
+            throw BrokerError(.conflict, phrased: error.message)
         }
         ring.replace(with: snapshot)
         return snapshot

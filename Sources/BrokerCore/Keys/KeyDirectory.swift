@@ -131,10 +131,13 @@ public struct KeyDirectory: Sendable {
             }
             let safeAt = metadata[nextIndex].createdAt.addingTimeInterval(TimeInterval(policy.prepublication))
             if !force && now < safeAt {
+                let (kid, published, safe) = (metadata[nextIndex].kid, Self.format(metadata[nextIndex].createdAt), Self.format(safeAt))
                 throw KeyRingError(
-                    "the next key \(metadata[nextIndex].kid) was published at \(Self.format(metadata[nextIndex].createdAt)); "
-                        + "a gateway caching the JWKS may not have it before \(Self.format(safeAt)). "
-                        + "Rotate after that, or now with --force (tokens it signs may be rejected until caches refresh)")
+                    phrased: """
+                        the next key \(kid) was published at \(published); \
+                        a gateway caching the JWKS may not have it before \(safe). Rotate after that, \
+                        or now with \(.override("force")) (tokens it signs may be rejected until caches refresh)
+                        """)
             }
             for index in metadata.indices where metadata[index].algorithm == algorithm && metadata[index].state == .active {
                 metadata[index].state = .retired

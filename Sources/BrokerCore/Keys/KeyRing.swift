@@ -143,6 +143,8 @@ public final class KeyRing: Sendable {
 
 /// A key ring that cannot be loaded or changed, with a message for the operator.
 public struct KeyRingError: Error, Sendable, CustomStringConvertible {
-    public var description: String
-    public init(_ description: String) { self.description = description }
+    public var message: InterfaceMessage
+    public var description: String { message.description }
+    public init(_ description: String) { self.message = InterfaceMessage(stringLiteral: description) }
+    public init(phrased message: InterfaceMessage) { self.message = message }
 }

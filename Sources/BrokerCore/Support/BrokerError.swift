@@ -99,6 +99,9 @@ public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
     /// the caller, and not part of equality: it says whom the error is about, not what it is.
     public var session: AuditedSession?
 
+    /// The detail with inputs each interface names its own way; `detail` spells them plainly.
+    public var message: InterfaceMessage?
+
     public init(_ code: ErrorCode, _ detail: String, retryAfter: Int? = nil) {
         self.code = code
         self.detail = detail
@@ -110,6 +113,16 @@ public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
         var error = self
         error.session = error.session ?? session
         return error
+    }
+
+    public init(_ code: ErrorCode, phrased message: InterfaceMessage, retryAfter: Int? = nil) {
+        self.init(code, message.description, retryAfter: retryAfter)
+        self.message = message
+    }
+
+    /// The detail as an interface shows it, its inputs spelled by `spell`.
+    public func detail(spelling spell: (InterfaceTerm) -> String) -> String {
+        message?.spelled(spell) ?? detail
     }
 
     public var description: String { "\(code.rawValue): \(detail)" }

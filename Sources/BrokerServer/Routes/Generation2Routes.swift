@@ -186,7 +186,7 @@ struct Generation2Routes<Context: RemoteAddressRequestContext> {
             json.beginObject()
             json.key("status"); json.string("error")
             json.key("error"); json.string(error.code.rawValue)
-            json.key("detail"); json.string(error.detail)
+            json.key("detail"); json.string(error.httpDetail)
             json.endObject()
         }
         if let seconds = error.retryAfter { response.headers[.retryAfter] = String(max(1, seconds)) }

@@ -81,7 +81,7 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
         do {
             principal = try await services.sessions.authenticate(bearer: try request.bearerToken())
         } catch let error as BrokerError where error.code.httpStatus == 401 {
-            var response = OAuthError(status: .unauthorized, code: "invalid_token", error.detail).response
+            var response = OAuthError(status: .unauthorized, code: "invalid_token", error.httpDetail).response
             response.headers[.wwwAuthenticate] = "Bearer error=\"invalid_token\""
             return response
         }
@@ -225,28 +225,28 @@ struct OAuthError: AuditableFailure {
         switch error.code {
         case .invalidRefreshToken, .refreshTokenReused, .sessionExpired, .accountDisabled, .githubTokenInvalid,
             .githubIdentityMismatch, .credentialsChanged:
-            self.init(code: "invalid_grant", error.detail)
+            self.init(code: "invalid_grant", error.httpDetail)
         case .notAMember, .unknownOrganization, .githubForbidden:
-            self.init(status: .forbidden, code: "access_denied", error.detail)
+            self.init(status: .forbidden, code: "access_denied", error.httpDetail)
         case .forbidden:
             // RFC 6750 section 3.1: the bearer token lacks the privileges the request needs.
-            self.init(status: .forbidden, code: "insufficient_scope", error.detail)
+            self.init(status: .forbidden, code: "insufficient_scope", error.httpDetail)
         case .githubRateLimited, .githubUnavailable, .unavailable, .githubBadResponse, .auditUnavailable:
-            self.init(status: .serviceUnavailable, code: "temporarily_unavailable", error.detail)
+            self.init(status: .serviceUnavailable, code: "temporarily_unavailable", error.httpDetail)
             retryAfter = error.retryAfter
         case .tooManyAttempts:
-            self.init(status: .tooManyRequests, code: "too_many_attempts", error.detail)
+            self.init(status: .tooManyRequests, code: "too_many_attempts", error.httpDetail)
             retryAfter = error.retryAfter
         case .payloadTooLarge:
-            self.init(status: .contentTooLarge, code: "invalid_request", error.detail)
+            self.init(status: .contentTooLarge, code: "invalid_request", error.httpDetail)
         case .unsupportedTransferCoding:
-            self.init(status: .notImplemented, code: "invalid_request", error.detail)
+            self.init(status: .notImplemented, code: "invalid_request", error.httpDetail)
         case .missingToken, .invalidToken:
-            self.init(status: .unauthorized, code: "invalid_token", error.detail)
+            self.init(status: .unauthorized, code: "invalid_token", error.httpDetail)
         case .internalError:
             self.init(status: .internalServerError, code: "server_error", "internal error")
         default:
-            self.init(code: "invalid_request", error.detail)
+            self.init(code: "invalid_request", error.httpDetail)
         }
     }
 

@@ -34,7 +34,7 @@ enum JSONResponses {
         var response = make(.init(code: error.code.httpStatus)) { json in
             json.beginObject()
             json.key("error"); json.string(error.code.rawValue)
-            json.key("detail"); json.string(error.detail)
+            json.key("detail"); json.string(error.httpDetail)
             json.endObject()
         }
         if let seconds = error.retryAfter {
