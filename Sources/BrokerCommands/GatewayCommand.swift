@@ -23,7 +23,9 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "This cluster's name: tokens must name it in aud.") var cluster: String
     @Option(help: "Address to listen on.") var host: String = "127.0.0.1"
     @Option(help: "Port to listen on (0 picks a free one).") var port: Int = 9000
-    @Option(name: .customLong("refetch-interval"), help: "Seconds between JWKS fetches caused by unknown kids or failures.")
+    @Option(
+        name: .customLong("refetch-interval"),
+        help: "Seconds before a kid still unpublished after a fetch may cause another, and before retrying a failed fetch.")
     var refetchInterval: Int = 30
     @Option(help: "Seconds of clock skew tolerated on exp, nbf and iat (0...300).") var leeway: Int = 30
     @Option(
