@@ -15,7 +15,8 @@ struct GatewayCommand: AsyncParsableCommand {
         abstract: "Run a forward-auth endpoint (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz).",
         discussion: """
             Any request path: 200 with x-sliderule-account and x-sliderule-org-roles for a valid \
-            token of this cluster, 401 for a missing or invalid token, 403 for another cluster's token.
+            token of this cluster, 401 for a missing or invalid token, 403 for another cluster's token \
+            or for a request with an x-sliderule-* header that only a gateway may set.
             """)
 
     @Option(help: "The broker's JWKS URL, e.g. https://login.example.org/.well-known/jwks.json.") var jwks: String
