@@ -16,7 +16,8 @@ struct GatewayCommand: AsyncParsableCommand {
         discussion: """
             Any request path: 200 with x-sliderule-account and x-sliderule-org-roles for a valid \
             token of this cluster, 401 for a missing or invalid token, 403 for another cluster's token \
-            or for a request with an x-sliderule-* header that only a gateway may set.
+            or for a request with an x-sliderule-* header that only a gateway may set. HEAD: the \
+            same answer without its body.
             """)
 
     @Option(help: "The broker's JWKS URL, e.g. https://login.example.org/.well-known/jwks.json.") var jwks: String

@@ -15,6 +15,7 @@ import NIOHTTP1
 ///   that is neither one of the two above (which the proxy replaces with this answer's) nor
 ///   one SlideRule's client sends (`GatewayHeaders`): the proxies this answers for cannot
 ///   remove headers by pattern, so such a request is refused rather than passed on with it.
+/// - `HEAD`: the same answer without its body.
 ///
 /// The token is never logged; a refusal's reason is, and it never quotes the token.
 ///
@@ -35,6 +36,12 @@ public struct ForwardAuthResponder: HTTPResponder {
     }
 
     public func respond(to request: Request, context: Context) async throws -> Response {
+        let response = try await decide(request, context: context)
+        // A body after the head of a HEAD answer would be read as the start of the next answer.
+        return request.method == .head ? response.createHeadResponse() : response
+    }
+
+    private func decide(_ request: Request, context: Context) async throws -> Response {
         // The decision reads only headers, but the body is read (and dropped) first: a message
         // whose framing is broken gets one answer, 400, instead of a decision followed by the
         // HTTP server's own 400 on the same connection.
