@@ -4,6 +4,7 @@ import BrokerServer
 import BrokerValidator
 import Foundation
 import Hummingbird
+import Prometheus
 import XCTest
 
 /// `HEAD` is `GET` without the body (RFC 9110 section 9.3.2), on every GET route of the broker
@@ -94,6 +95,23 @@ final class HeadHTTPTests: XCTestCase {
         }
         try await broker.stop()
         try await harness.shutdown()
+    }
+
+    func testTheMetricsListenerAnswersHeadToo() async throws {
+        let registry = PrometheusCollectorRegistry()
+        registry.makeCounter(descriptor: MetricNameDescriptor(metricName: "head_test_total", unitName: "", helpText: "a HEAD test")).increment()
+        let metrics = try await LiveServer.start { onRunning in
+            BrokerApplication.makeMetrics(
+                registry: registry, host: "127.0.0.1", port: 0, logger: GatewayTests.quietLogger, onServerRunning: onRunning)
+        }
+        do {
+            let status = try await Self.assertHeadIsGetWithoutBody(port: metrics.port, "/metrics")
+            XCTAssertEqual(status, 200)
+        } catch {
+            try? await metrics.stop()
+            throw error
+        }
+        try await metrics.stop()
     }
 
     func testTheSidecarAnswersHeadWithoutABody() async throws {
