@@ -15,7 +15,9 @@ struct GatewayCommand: AsyncParsableCommand {
         abstract: "Run a forward-auth endpoint (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz).",
         discussion: """
             Any request path: 200 with x-sliderule-account and x-sliderule-org-roles for a valid \
-            token of this cluster, 401 for a missing or invalid token, 403 for another cluster's token.
+            token of this cluster, 401 for a missing or invalid token, 403 for another cluster's token \
+            or for a request with an x-sliderule-* header that only a gateway may set. HEAD: the \
+            same answer without its body.
             """)
 
     @Option(help: "The broker's JWKS URL, e.g. https://login.example.org/.well-known/jwks.json.") var jwks: String
@@ -23,7 +25,9 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "This cluster's name: tokens must name it in aud.") var cluster: String
     @Option(help: "Address to listen on.") var host: String = "127.0.0.1"
     @Option(help: "Port to listen on (0 picks a free one).") var port: Int = 9000
-    @Option(name: .customLong("refetch-interval"), help: "Seconds between JWKS fetches caused by unknown kids or failures.")
+    @Option(
+        name: .customLong("refetch-interval"),
+        help: "Seconds before a kid still unpublished after a fetch may cause another, and before retrying a failed fetch.")
     var refetchInterval: Int = 30
     @Option(help: "Seconds of clock skew tolerated on exp, nbf and iat (0...300).") var leeway: Int = 30
     @Option(

@@ -11,7 +11,11 @@ import NIOHTTP1
 /// - 200, empty body, `x-sliderule-account` and `x-sliderule-org-roles`: a valid token for
 ///   this cluster.
 /// - 401 with `WWW-Authenticate: Bearer`: no token, or an invalid one.
-/// - 403: a valid token for another cluster.
+/// - 403: a valid token for another cluster; or a request carrying an `x-sliderule-*` header
+///   that is neither one of the two above (which the proxy replaces with this answer's) nor
+///   one SlideRule's client sends (`GatewayHeaders`): the proxies this answers for cannot
+///   remove headers by pattern, so such a request is refused rather than passed on with it.
+/// - `HEAD`: the same answer without its body.
 ///
 /// The token is never logged; a refusal's reason is, and it never quotes the token.
 ///
@@ -32,6 +36,12 @@ public struct ForwardAuthResponder: HTTPResponder {
     }
 
     public func respond(to request: Request, context: Context) async throws -> Response {
+        let response = try await decide(request, context: context)
+        // A body after the head of a HEAD answer would be read as the start of the next answer.
+        return request.method == .head ? response.createHeadResponse() : response
+    }
+
+    private func decide(_ request: Request, context: Context) async throws -> Response {
         // The decision reads only headers, but the body is read (and dropped) first: a message
         // whose framing is broken gets one answer, 400, instead of a decision followed by the
         // HTTP server's own 400 on the same connection.
@@ -43,6 +53,14 @@ public struct ForwardAuthResponder: HTTPResponder {
         } catch is ChannelError, is IOError {
             context.logger.debug("the client closed the connection before its request was complete")
             return Self.malformed
+        }
+        let foreign = GatewayHeaders.reservedNames(in: request.headers.map(\.name.canonicalName))
+            .filter { !GatewayHeaders.identity.contains($0) }
+        if !foreign.isEmpty {
+            context.logger.info(
+                "refused: the request carries x-sliderule-* headers only a gateway may set",
+                metadata: ["headers": "\(foreign.prefix(8).map { LogText.escaped($0, limit: 64) }.joined(separator: ","))"])
+            return Self.reservedHeaderRefusal
         }
         let result = await validator.validate(BearerToken.from(request.headers), cluster: cluster)
         switch result {
@@ -75,6 +93,15 @@ public struct ForwardAuthResponder: HTTPResponder {
             status: .badRequest,
             headers: [.contentType: "text/plain; charset=utf-8", .cacheControl: "no-store"],
             body: .init(byteBuffer: ByteBuffer(string: "malformed request\n")))
+    }
+
+    /// A request with a client-made `x-sliderule-*` header. No challenge: another token would
+    /// not help.
+    static var reservedHeaderRefusal: Response {
+        Response(
+            status: .forbidden,
+            headers: [.contentType: "text/plain; charset=utf-8", .cacheControl: "no-store"],
+            body: .init(byteBuffer: ByteBuffer(string: "x-sliderule-* request headers are set by the gateway\n")))
     }
 
     /// A tiny body and the RFC 6750 challenge; proxies pass the status on, not the body.

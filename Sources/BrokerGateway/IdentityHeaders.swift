@@ -4,8 +4,8 @@ import HTTPTypes
 /// The headers that carry a verified identity to the cluster's nodes, as SlideRule's gateways
 /// have always sent them.
 enum IdentityHeaders {
-    static let account = HTTPField.Name("x-sliderule-account")!
-    static let roles = HTTPField.Name("x-sliderule-org-roles")!
+    static let account = HTTPField.Name(GatewayHeaders.account)!
+    static let roles = HTTPField.Name(GatewayHeaders.orgRoles)!
 
     /// The two headers, or nil if the account cannot be sent faithfully in a header (a control
     /// character in `sub`). Roles that would break the space-separated list are left out.

@@ -16,9 +16,11 @@ import Prometheus
 /// ```
 public enum BrokerApplication {
     public static func router(services: BrokerServices, metrics: PrometheusCollectorRegistry? = nil) -> Router<BrokerRequestContext> {
-        let router = Router(context: BrokerRequestContext.self)
+        // Every GET route also answers HEAD, as GET without the body.
+        let router = Router(context: BrokerRequestContext.self, options: .autoGenerateHeadEndpoints)
         // Outermost first: the id must be in the logger before anything logs, and on every
         // response the inner middleware produced, error answers included.
+        router.add(middleware: HeadResponseMiddleware())
         router.add(middleware: RequestIDMiddleware())
         router.add(middleware: HTTPMetricsMiddleware())
         router.add(middleware: AccessLogMiddleware())
@@ -45,7 +47,8 @@ public enum BrokerApplication {
         registry: PrometheusCollectorRegistry, host: String, port: Int, logger: Logger,
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
-        let router = Router(context: BasicRequestContext.self)
+        let router = Router(context: BasicRequestContext.self, options: .autoGenerateHeadEndpoints)
+        router.add(middleware: HeadResponseMiddleware())
         MetricsRoutes(registry: registry).register(on: router)
         // Its connections hold descriptors too: a few suffice for the scrapers.
         var connections = ConnectionLimits()

@@ -330,9 +330,9 @@ final class ContractHTTPTests: XCTestCase {
         let contract = self.contract!
         try await harness.withClient { client in
             for (method, path, allow) in [
-                (HTTPRequest.Method.trace, "/healthz", "GET"), (.head, "/healthz/", "GET"), (.delete, "/api/org_token/", "POST"),
-                (.get, "/api/session/github", "POST"), (.patch, "/api/admin/users/bob", "DELETE, GET"),
-                (.options, "/api/session", "GET, POST"), (.get, "/api/orgs/org1/members/bob", "DELETE, PUT"),
+                (HTTPRequest.Method.trace, "/healthz", "GET, HEAD"), (.head, "/api/org_token/", "POST"), (.delete, "/api/org_token/", "POST"),
+                (.get, "/api/session/github", "POST"), (.patch, "/api/admin/users/bob", "DELETE, GET, HEAD"),
+                (.options, "/api/session", "GET, HEAD, POST"), (.get, "/api/orgs/org1/members/bob", "DELETE, PUT"),
             ] {
                 let answer = try await client.api(method, path)
                 XCTAssertEqual(answer.status, .methodNotAllowed, "\(method) \(path)")

@@ -27,6 +27,8 @@ struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
             let path = route.path.description
             let segments = path.split(separator: "/").map { $0.hasPrefix("{") && $0.hasSuffix("}") ? nil : $0 }
             byPath[path, default: RoutedPath(segments: segments, methods: [])].methods.append(route.method)
+            // The router answers HEAD wherever it answers GET (`autoGenerateHeadEndpoints`).
+            if route.method == .get { byPath[path]?.methods.append(.head) }
         }
         paths = Array(byPath.values)
     }
@@ -40,7 +42,7 @@ struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
             let allowed = allowedMethods(for: request.uri.path)
             // With the method among them, the 404 came from elsewhere than method dispatch.
             guard !allowed.isEmpty, !allowed.contains(request.method) else { throw error }
-            let names = allowed.map(\.rawValue).sorted().joined(separator: ", ")
+            let names = Set(allowed.map(\.rawValue)).sorted().joined(separator: ", ")
             var response = JSONResponses.error(
                 BrokerError(.methodNotAllowed, "\(request.method) is not allowed on \(request.uri.path); allowed: \(names)"))
             response.headers[.allow] = names

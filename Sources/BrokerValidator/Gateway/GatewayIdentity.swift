@@ -2,8 +2,8 @@
 ///
 /// ```swift
 /// if case .success(let identity) = await validator.validate(bearer, cluster: "cluster1") {
-///     headers["x-sliderule-account"] = identity.account
-///     headers["x-sliderule-org-roles"] = identity.roles.joined(separator: " ")
+///     headers[GatewayHeaders.account] = identity.account   // after removing GatewayHeaders.reservedNames(in:)
+///     headers[GatewayHeaders.orgRoles] = identity.roles.joined(separator: " ")
 /// }
 /// ```
 public struct GatewayIdentity: Sendable, Equatable {

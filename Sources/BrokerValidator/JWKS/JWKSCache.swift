@@ -9,9 +9,14 @@ import Foundation
 ///   first lookup after that fetches again (conditionally, with the last `ETag`). With
 ///   `serveStaleWhileRevalidating` it answers known keys from the set it holds while that
 ///   fetch runs in the background, so a slow or unreachable broker never delays a request.
-/// - A `kid` not in the set causes a refetch, but at most once per `refetchInterval` (counted
-///   from the start of the last fetch of any kind): a rotation's new key is picked up at once,
-///   while a flood of tokens with invented `kid`s costs the broker one request per interval.
+/// - A `kid` not in the set causes a refetch, limited per kid and overall: a kid that caused a
+///   fetch and was still absent (or that a new document withdrew) causes none for
+///   `refetchInterval`, and at most `maximumUnknownKeyFetches` such fetches start within any
+///   `refetchInterval`. So a key the broker has just published is fetched at once even right
+///   after tokens of a withdrawn key (or another fetch) came in, while a flood of tokens with
+///   invented `kid`s costs the broker a few requests per interval. The kids remembered are
+///   those few per interval and the kids a document withdrew (at most
+///   `maximumRememberedKeyIDs`), forgotten after `refetchInterval`.
 /// - Concurrent lookups that need a fetch share the one in flight.
 /// - A failed fetch, or a document that cannot be used, leaves the last good set in service:
 ///   gateways keep validating while the broker is down. The next attempt waits
@@ -40,8 +45,17 @@ public actor JWKSCache {
     /// A copy of the fresh set readable without entering the actor: the hot path of a gateway
     /// (a known `kid` in a fresh set) then costs no executor hop.
     private nonisolated let published = Locked<(keys: JWKSKeySet?, freshUntil: Date)>((nil, .distantPast))
-    private var lastFetchStarted: Date?
     private var inFlight: Task<Void, Never>?
+    /// When each fetch caused by an unknown kid started, within the last `refetchInterval`.
+    private var unknownKeyFetchStarts: [Date] = []
+    /// Kids known to be absent, with when they were found so: no fetch for them until
+    /// `refetchInterval` after that.
+    private var absentKeyIDs: [String: Date] = [:]
+    /// No fetch for an unknown kid before this: set by a failed fetch.
+    private var retryNotBefore = Date.distantPast
+
+    /// A bound on the kids remembered as absent, whatever a document withdraws at once.
+    public static let maximumRememberedKeyIDs = 1024
 
     public init(
         source: any JWKSSource, configuration: JWKSCacheConfiguration = JWKSCacheConfiguration(),
@@ -58,19 +72,26 @@ public actor JWKSCache {
     public func key(for kid: String) async -> PublicKey? {
         if clock.now() >= freshUntil {
             if keySet == nil || !configuration.serveStaleWhileRevalidating {
+                // A fetch has just been waited for: another for an unknown kid would ask the same.
                 await refresh()
+                return keySet?.key(for: kid)
             } else if inFlight == nil {
                 startFetch()
             }
         }
         if let key = keySet?.key(for: kid) { return key }
         if inFlight != nil {
+            // Joining costs the broker nothing, so it is not counted, and the kid not remembered.
             await refresh()
-        } else if mayRefetchForUnknownKey() {
-            await refresh()
-        } else {
-            return nil
+            return keySet?.key(for: kid)
         }
+        guard mayFetch(forUnknown: kid) else { return nil }
+        let now = clock.now()
+        unknownKeyFetchStarts.append(now)
+        // Remembered before the fetch, so that lookups of this kid meanwhile join it rather
+        // than start another; a document that has the kid forgets it.
+        remember(absent: [kid], at: now)
+        await refresh()
         return keySet?.key(for: kid)
     }
 
@@ -109,14 +130,27 @@ public actor JWKSCache {
     /// The keys currently served, if any document has been loaded.
     public var currentKeys: JWKSKeySet? { keySet }
 
-    private func mayRefetchForUnknownKey() -> Bool {
-        guard let lastFetchStarted else { return true }
-        return clock.now() >= lastFetchStarted.addingTimeInterval(TimeInterval(configuration.refetchInterval))
+    private func mayFetch(forUnknown kid: String) -> Bool {
+        let now = clock.now()
+        guard now >= retryNotBefore else { return false }
+        let window = TimeInterval(configuration.refetchInterval)
+        if let absent = absentKeyIDs[kid], now < absent.addingTimeInterval(window) { return false }
+        unknownKeyFetchStarts.removeAll { now >= $0.addingTimeInterval(window) }
+        return unknownKeyFetchStarts.count < configuration.maximumUnknownKeyFetches
+    }
+
+    /// Records `kids` as absent at `time`, first forgetting the kids whose wait is over.
+    private func remember(absent kids: some Collection<String>, at time: Date) {
+        let window = TimeInterval(configuration.refetchInterval)
+        let now = clock.now()
+        absentKeyIDs = absentKeyIDs.filter { now < $0.value.addingTimeInterval(window) }
+        for kid in kids where absentKeyIDs.count < Self.maximumRememberedKeyIDs || absentKeyIDs[kid] != nil {
+            absentKeyIDs[kid] = time
+        }
     }
 
     private func fetchAndApply() async {
         let started = clock.now()
-        lastFetchStarted = started
         defer { inFlight = nil }
         let result: JWKSFetchResult
         do {
@@ -143,6 +177,11 @@ public actor JWKSCache {
                 failed("\(error)", at: started)
                 return
             }
+            // A withdrawn key's tokens then cause no fetch either: they cannot use up the
+            // ceiling that a newly published key's tokens may need.
+            let withdrawn = keySet.map { Set($0.keys.keys).subtracting(parsed.keys.keys) } ?? []
+            absentKeyIDs = absentKeyIDs.filter { parsed.keys[$0.key] == nil }
+            remember(absent: withdrawn, at: started)
             keySet = parsed
             etag = newETag
             freshUntil = started.addingTimeInterval(TimeInterval(configuration.freshness(maxAge: maxAge)))
@@ -154,6 +193,7 @@ public actor JWKSCache {
         // Back off, but never shorten the freshness of a set that is still fresh (an
         // unknown-kid refetch can fail while the set is).
         freshUntil = max(freshUntil, started.addingTimeInterval(TimeInterval(configuration.refetchInterval)))
+        retryNotBefore = started.addingTimeInterval(TimeInterval(configuration.refetchInterval))
         onEvent(.failed(reason: reason, servingKeys: keySet?.keys.count ?? 0))
     }
 }

@@ -15,10 +15,16 @@ public struct JWKSCacheConfiguration: Sendable, Equatable {
     public var maximumMaxAge: Int
     /// Freshness when the server sends no `max-age`.
     public var defaultMaxAge: Int
-    /// Seconds between fetches caused by a token with an unknown `kid`, and before retrying a
-    /// failed fetch. Anyone can send tokens with made-up `kid`s; without this limit each would
-    /// cost the broker a request.
+    /// Seconds before a `kid` that caused a fetch, and was still absent from its answer (or
+    /// that a new document withdrew), may cause another; also the wait before retrying a failed
+    /// fetch. Anyone can send tokens with made-up `kid`s; without this limit each would cost the
+    /// broker a request.
     public var refetchInterval: Int
+    /// At most this many fetches caused by unknown `kid`s within any `refetchInterval`, whatever
+    /// the kids: the ceiling that a flood of invented kids (each new to the per-kid rule) meets.
+    /// Several, not one, so that a token of a withdrawn key cannot use up the fetch that a
+    /// token of a just-published key needs.
+    public var maximumUnknownKeyFetches: Int
     /// Documents larger than this many bytes are refused whole.
     public var maximumDocumentSize: Int
     /// Once the document is stale, answer known keys from it while the refetch runs in the
@@ -28,8 +34,9 @@ public struct JWKSCacheConfiguration: Sendable, Equatable {
 
     public init(
         minimumMaxAge: Int = 10, maximumMaxAge: Int = 3600, defaultMaxAge: Int = 300, refetchInterval: Int = 30,
-        maximumDocumentSize: Int = 256 * 1024, serveStaleWhileRevalidating: Bool = false
+        maximumDocumentSize: Int = 256 * 1024, serveStaleWhileRevalidating: Bool = false, maximumUnknownKeyFetches: Int = 4
     ) {
+        self.maximumUnknownKeyFetches = maximumUnknownKeyFetches
         self.serveStaleWhileRevalidating = serveStaleWhileRevalidating
         self.minimumMaxAge = minimumMaxAge
         self.maximumMaxAge = maximumMaxAge
