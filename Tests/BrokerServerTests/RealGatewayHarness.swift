@@ -311,12 +311,12 @@ extension RealGateway {
         let haproxy = try program("/usr/sbin/haproxy", package: "haproxy")
         let port = try freePort()
         var environment = ProcessInfo.processInfo.environment
-        environment["BROKER_ISSUER"] = issuer
-        environment["CLUSTER_NAME"] = cluster
-        environment["BROKER_ALG"] = alg
-        environment["BROKER_KEYS_DIR"] = keysDirectory.path
-        environment["HAPROXY_BIND"] = "127.0.0.1:\(port)"
-        environment["CLUSTER_NODE"] = "127.0.0.1:\(backendPort)"
+        environment["GATEWAY_ISSUER"] = issuer
+        environment["GATEWAY_CLUSTER_NAME"] = cluster
+        environment["GATEWAY_ALG"] = alg
+        environment["GATEWAY_KEYS_DIR"] = keysDirectory.path
+        environment["GATEWAY_BIND"] = "127.0.0.1:\(port)"
+        environment["GATEWAY_NODE"] = "127.0.0.1:\(backendPort)"
         let process = try GatewayProcess(
             name: "haproxy", executable: haproxy,
             arguments: [
