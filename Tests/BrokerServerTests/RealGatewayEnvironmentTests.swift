@@ -10,12 +10,15 @@ import FoundationNetworking
 /// affected by it: the recipes' variables are read from the shipped files themselves, so a
 /// variable added to a recipe later is covered too.
 final class RealGatewayEnvironmentTests: XCTestCase {
-    /// Every environment variable the shipped recipes read: `${NAME` in haproxy.cfg and
-    /// nginx.conf, `environ.get("NAME"` / `environ["NAME"` in refresh-broker-keys.
+    /// Every environment variable the shipped recipes read: `${NAME` in the directives of
+    /// haproxy.cfg and nginx.conf, `environ.get("NAME"` / `environ["NAME"` in refresh-broker-keys.
     static func recipeVariables() throws -> Set<String> {
         var names = Set<String>()
         for file in ["haproxy.cfg", "nginx.conf"] {
+            // The directives, not the comments (which show the syntax as `${NAME-default}`).
             let text = try String(contentsOf: RealGateway.examples.appendingPathComponent(file), encoding: .utf8)
+                .split(separator: "\n").filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("#") }
+                .joined(separator: "\n")
             names.formUnion(captures(#"\$\{([A-Za-z_][A-Za-z0-9_]*)"#, in: text))
         }
         let script = try String(contentsOf: RealGateway.refreshScript, encoding: .utf8)
@@ -59,7 +62,7 @@ final class RealGatewayEnvironmentTests: XCTestCase {
             broker.environment[name] = Self.plausibleValue(name, slots: slots)
         }
         let log = broker.workDirectory.appendingPathComponent("serve.log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let (server, port): (Process, Int)
         do {
             (server, port) = try broker.serve(standardError: try FileHandle(forWritingTo: log))

@@ -164,13 +164,14 @@ final class RealGatewayRunbookTests: XCTestCase {
         for rotation in 1...3 {
             try await Self.retrying { try run("rotate") }
             let token = try await Self.firstToken(brokerPort: brokerPort, notSignedBy: RealGateway.kid(tokens.last!))
-            // Loaded by the previous cron run's reload (which may still be starting workers).
-            try await eventually(url, token, 200, "rotation \(rotation), before any refresh\n\(haproxy.output)")
+            // Loaded by the previous cron run's reload.
+            try await expect(url, token, 200, "rotation \(rotation), before any refresh\n\(haproxy.output)")
             tokens.append(token)
             let cron = try run("cron")
             XCTAssertEqual(cron.0, 0, "rotation \(rotation): \(cron.1)")
+            try await Self.waitForReloads(rotation, haproxy)
             for (index, each) in tokens.enumerated() {
-                try await eventually(url, each, 200, "rotation \(rotation), token \(index)\n\(haproxy.output)")
+                try await expect(url, each, 200, "rotation \(rotation), token \(index)\n\(haproxy.output)")
             }
         }
         let jwks = try await RealGateway.request("http://127.0.0.1:\(brokerPort)/.well-known/jwks.json")
@@ -205,7 +206,8 @@ final class RealGatewayRunbookTests: XCTestCase {
         try await expect(url, compromised, 200, "HAProxy keeps a withdrawn key until it is reloaded")
         let reloaded = try run("emergency-haproxy")
         XCTAssertEqual(reloaded.0, 0, reloaded.1)
-        try await eventually(url, compromised, 401, "the withdrawn key's token after the refresh and reload\n\(haproxy.output)")
+        try await Self.waitForReloads(4, haproxy)
+        try await expect(url, compromised, 401, "the withdrawn key's token after the refresh and reload\n\(haproxy.output)")
         for (index, each) in (tokens.dropLast() + [fresh]).enumerated() {
             try await expect(url, each, 200, "token \(index) after the emergency\n\(haproxy.output)")
         }
@@ -272,17 +274,16 @@ final class RealGatewayRunbookTests: XCTestCase {
         XCTAssertEqual(reply.status, status, "\(message()) \(reply.text)", file: file, line: line)
     }
 
-    /// The status once a reload has taken effect (new workers start within a moment).
-    func eventually(
-        _ url: String, _ token: String, _ status: Int, _ message: @autoclosure () -> String = "",
-        file: StaticString = #filePath, line: UInt = #line
-    ) async throws {
-        let deadline = Date().addingTimeInterval(15)
-        var reply = try await RealGateway.get(url, token: token)
-        while reply.status != status && Date() < deadline {
-            try await Task.sleep(for: .milliseconds(100))
-            reply = try await RealGateway.get(url, token: token)
+    /// Until `count` reloads have taken effect: a reload's new worker is up once the master has
+    /// told the old one to stop (its proxies stop; it only finishes the connections it has).
+    static func waitForReloads(_ count: Int, _ haproxy: GatewayProcess) async throws {
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            let log = (try? String(contentsOf: haproxy.log, encoding: .utf8)) ?? ""
+            let stopped = log.split(separator: "\n").filter { $0.hasPrefix("[WARNING]") && $0.contains("Proxy cluster stopped") }
+            if stopped.count >= count { return }
+            try await Task.sleep(for: .milliseconds(50))
         }
-        XCTAssertEqual(reply.status, status, "\(message()) \(reply.text)", file: file, line: line)
+        throw RealGateway.Missing(description: "HAProxy has not completed \(count) reloads after 20 s: \(haproxy.output)")
     }
 }
