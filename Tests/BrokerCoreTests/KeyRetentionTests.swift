@@ -84,7 +84,7 @@ final class KeyRetentionTests: XCTestCase {
         _ = try directory.loadOrInitialize(algorithm: .es256)
         var most = 0
         // The prune runs at the last moment of each reload interval: the latest a server prunes.
-        for second in 1...400 {
+        for second in 1...200 {
             clock.advance(by: 1)
             var ring = try XCTUnwrap(try directory.load())
             if second % 20 == 0 {
