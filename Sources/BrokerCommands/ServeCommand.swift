@@ -48,7 +48,8 @@ struct ServeCommand: AsyncParsableCommand {
                 logger: environment.logger, githubAPI: github)
             let maintenance = KeyRingMaintenance(
                 directory: keyDirectory, ring: keyRing, algorithm: configuration.signingAlgorithm,
-                policy: services.keyPolicy, clock: SystemWallClock(), logger: environment.logger, audit: services.audit)
+                policy: services.keyPolicy, clock: SystemWallClock(), logger: environment.logger, audit: services.audit,
+                signedLifetimes: { [services] kids in try await services.signedLifetimes(kids: kids) })
             let kid = snapshot.activeSigner(for: configuration.signingAlgorithm)?.kid ?? "-"
             let connections = try ConnectionLimits(configuration)
             // With a metrics listener of its own, the public one does not serve /metrics at all.
