@@ -115,11 +115,11 @@ extension KeysCommand {
                     + "published keys; set key_prepublication (e.g. 600) to bound it"
             }
             return "\(slots) key slots: 1 active + 1 next + up to \(slots - 2) retired keys "
-                + "(a retired key stays published \(policy.retention) s = longest token lifetime "
+                + "(a retired key stays published at most \(policy.retention) s = longest token lifetime "
                 + "\(KeyLifecyclePolicy.longestTokenLifetime(configuration)) s + clock_skew \(configuration.clockSkew) s "
                 + "+ key_reload_interval \(configuration.keyReloadInterval) s, and is unpublished within "
                 + "\(policy.reloadInterval) s after; rotations without --force are at least key_prepublication "
-                + "\(policy.prepublication) s apart)"
+                + "\(policy.prepublication) s apart; a key that signed only shorter tokens, or nothing, leaves earlier)"
         }
     }
 }
