@@ -6,7 +6,7 @@ import Foundation
 struct KeysCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keys", abstract: "Inspect and rotate the signing key ring (works while the server runs).",
-        subcommands: [List.self, Rotate.self, Retire.self])
+        subcommands: [List.self, Rotate.self, Retire.self, Slots.self])
 
     /// The admin API's key operations, run by the operator on the ring on disk: the same rules,
     /// file locking and audit lines (actor `cli`) as over HTTP.
@@ -51,7 +51,7 @@ struct KeysCommand: AsyncParsableCommand {
 
     struct Retire: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Withdraw a key immediately (a compromised key): its tokens stop validating.")
+            abstract: "Withdraw a key from the JWKS now (a compromised key): the broker refuses its tokens at once, offline gateways when they renew their keys (docs/gateways.md).")
         @OptionGroup var options: GlobalOptions
         @Argument(help: "The kid of the key to withdraw.") var kid: String
         @Flag(help: "Required: withdraw now, without waiting for its tokens to expire.") var now = false
@@ -91,6 +91,35 @@ struct KeysCommand: AsyncParsableCommand {
                         ]
                     }))
             }
+        }
+    }
+}
+
+extension KeysCommand {
+    /// How many keys a gateway that loads them one by one (HAProxy's key slots) must hold.
+    struct Slots: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print how many keys of one algorithm the JWKS can publish at once with these settings (HAProxy's key slots).")
+        @OptionGroup var options: GlobalOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                let configuration = try await options.configuration()
+                print(Self.describe(KeyLifecyclePolicy(configuration), configuration))
+            }
+        }
+
+        static func describe(_ policy: KeyLifecyclePolicy, _ configuration: BrokerConfiguration) -> String {
+            guard let slots = policy.maximumPublishedKeys else {
+                return "unbounded: key_prepublication is 0, so rotations are not limited and neither is the number of "
+                    + "published keys; set key_prepublication (e.g. 600) to bound it"
+            }
+            return "\(slots) key slots: 1 active + 1 next + up to \(slots - 2) retired keys "
+                + "(a retired key stays published at most \(policy.retention) s = longest token lifetime "
+                + "\(KeyLifecyclePolicy.longestTokenLifetime(configuration)) s + clock_skew \(configuration.clockSkew) s "
+                + "+ key_reload_interval \(configuration.keyReloadInterval) s, and is unpublished within "
+                + "\(policy.reloadInterval) s after; rotations without --force are at least key_prepublication "
+                + "\(policy.prepublication) s apart; a key that signed only shorter tokens, or nothing, leaves earlier)"
         }
     }
 }

@@ -56,7 +56,8 @@ struct ServeCommand: AsyncParsableCommand {
                 close = { try await services.shutdown() }
                 let maintenance = KeyRingMaintenance(
                     directory: keyDirectory, ring: keyRing, algorithm: configuration.signingAlgorithm,
-                    policy: services.keyPolicy, clock: SystemWallClock(), logger: environment.logger, audit: services.audit)
+                    policy: services.keyPolicy, clock: SystemWallClock(), logger: environment.logger, audit: services.audit,
+                    signedLifetimes: { [services] kids in try await services.signedLifetimes(kids: kids) })
                 let kid = snapshot.activeSigner(for: configuration.signingAlgorithm)?.kid ?? "-"
                 // After BrokerServices, which may have created the bootstrap admin.
                 let hasAccounts = try await environment.store.read { tx in try await !tx.users(afterID: 0, limit: 1).isEmpty }

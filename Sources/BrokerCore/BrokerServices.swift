@@ -57,7 +57,8 @@ public struct BrokerServices: Sendable {
             hasher: PasswordHasher(parameters: configuration.argon2),
             concurrency: configuration.passwordHashConcurrency)
         issuer = TokenIssuer(
-            keyRing: keyRing, issuer: configuration.issuer, algorithm: configuration.signingAlgorithm, clock: clock)
+            keyRing: keyRing, issuer: configuration.issuer, algorithm: configuration.signingAlgorithm, clock: clock,
+            signedLifetimes: SignedLifetimeLog(store: store))
         verifier = TokenVerifier(
             keyRing: keyRing, issuer: configuration.issuer, leeway: configuration.clockSkew, clock: clock)
         let rotation = RefreshTokenRotation(
@@ -98,6 +99,12 @@ public struct BrokerServices: Sendable {
         keys = KeyAdministration(
             directory: KeyDirectory(path: configuration.keysDirectory, clock: clock, logger: logger), ring: keyRing,
             algorithm: configuration.signingAlgorithm, policy: keyPolicy, audit: audit)
+    }
+
+    /// What these signing keys signed, as the store records it (see ``SignedLifetimeLog``): what
+    /// ``KeyRingMaintenance`` needs to unpublish a retired key as soon as its tokens are invalid.
+    public func signedLifetimes(kids: [String]) async throws -> SignedLifetimes {
+        try await SignedLifetimes.read(kids: kids, from: store, clock: clock)
     }
 
     /// Deletes what the store no longer needs (see ``StoragePruner``).

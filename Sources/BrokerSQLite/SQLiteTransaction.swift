@@ -902,4 +902,26 @@ final class SQLiteTransaction: StoreTransaction {
         }
         return stored
     }
+
+    func recordSignedLifetime(kid: String, lifetime: Int) async throws {
+        _ = try await self.execute(
+            """
+            INSERT INTO signing_key_lifetimes (kid, longest_lifetime) VALUES (?, ?)
+            ON CONFLICT (kid) DO UPDATE SET longest_lifetime = MAX(longest_lifetime, excluded.longest_lifetime)
+            """,
+            [.text(kid), .integer(SQLiteInt64(max(0, lifetime)))]
+        )
+    }
+
+    func longestSignedLifetimes(kids: [String]) async throws -> [String: Int] {
+        guard !kids.isEmpty else { return [:] }
+        let placeholders = Array(repeating: "?", count: kids.count).joined(separator: ", ")
+        var longest: [String: Int] = [:]
+        for row in try await self.execute(
+            "SELECT kid, longest_lifetime FROM signing_key_lifetimes WHERE kid IN (\(placeholders))", kids.map { .text($0) })
+        {
+            longest[try row.string("kid")] = Int(try row.int64("longest_lifetime"))
+        }
+        return longest
+    }
 }

@@ -39,7 +39,7 @@ struct LoginBenchmark {
         for algorithm in algorithms {
             let fixture = try await Fixture.make(algorithm)
             for concurrency in concurrencies {
-                let sign = try await measure(concurrency) { try fixture.sign() }
+                let sign = try await measure(concurrency) { try await fixture.sign() }
                 let pat = try await measure(concurrency) { try await fixture.patLogin() }
                 let refresh = try await measure(concurrency) { try await fixture.refresh() }
                 print(
@@ -103,8 +103,8 @@ private struct Fixture: Sendable {
             directory: directory, services: services, github: github, grant: grant, refreshTokens: RefreshSupply(chains))
     }
 
-    func sign() throws {
-        _ = try services.issuer.issue(grant, lifetime: 3600)
+    func sign() async throws {
+        _ = try await services.issuer.issue(grant, lifetime: 3600)
     }
 
     func patLogin() async throws {

@@ -79,9 +79,9 @@ final class KeyRotationTests: XCTestCase {
         let rotated = try directory().rotate(algorithm: .es256, policy: policy, force: false)
         let retired = kids(rotated, .retired)[0]
         clock.advance(by: 3629)
-        XCTAssertEqual(try directory().prune(policy: policy).map { kids($0, .retired) }, [retired])
+        XCTAssertEqual(try directory().prune(policy: policy, signed: .unknown).map { kids($0, .retired) }, [retired])
         clock.advance(by: 1)
-        let pruned = try XCTUnwrap(try directory().prune(policy: policy))
+        let pruned = try XCTUnwrap(try directory().prune(policy: policy, signed: .unknown))
         XCTAssertEqual(kids(pruned, .retired), [])
         XCTAssertFalse(FileManager.default.fileExists(atPath: keysPath + "/\(retired).pem"))
     }
@@ -144,7 +144,8 @@ final class KeyRotationTests: XCTestCase {
         let ring = KeyRing(try directory().loadOrInitialize(algorithm: .es256))
         let scheduled = KeyLifecyclePolicy(prepublication: 600, retention: 3630, jwksMaxAge: 300, rotationPeriod: 86_400)
         let maintenance = KeyRingMaintenance(
-            directory: directory(), ring: ring, algorithm: .es256, policy: scheduled, clock: clock, logger: Logger(label: "test"))
+            directory: directory(), ring: ring, algorithm: .es256, policy: scheduled, clock: clock, logger: Logger(label: "test"),
+            signedLifetimes: nil)
         try await maintenance.tick()
         let original = kids(ring.snapshot, .active)
         // Another process (a CLI) rotates: the running ring follows without a restart.

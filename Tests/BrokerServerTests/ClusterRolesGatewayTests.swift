@@ -106,9 +106,9 @@ final class ClusterRolesGatewayTests: XCTestCase {
 final class RealGatewayClusterRolesTests: XCTestCase {
     static let pat = "ghp_bob_real_gateway_roles"
     /// bob is an owner of org1 (cluster1) and a member of org2 (cluster2) and org3 (`lab.three`,
-    /// a name with a dot): cluster, HAProxy's CLUSTER_NAME, and the roles forwarded there.
+    /// a name with a dot): cluster, HAProxy's GATEWAY_CLUSTER_NAME, and the roles forwarded there.
     static let expected = [
-        ("cluster1", "cluster1", "owner member"), ("cluster2", "cluster2", "member"), ("lab.three", "lab[.]three", "member"),
+        ("cluster1", "cluster1", "owner member"), ("cluster2", "cluster2", "member"), ("lab.three", "lab.three", "member"),
     ]
 
     func testHAProxyForwardsTheRolesAtItsOwnCluster() async throws {

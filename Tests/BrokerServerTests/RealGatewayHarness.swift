@@ -278,17 +278,19 @@ enum RealGateway {
 }
 
 extension RealGateway {
-    /// The key-slot script of config/gateways/README.md (between its `begin`/`end` markers),
-    /// run as documented: exit 0 changed, 2 unchanged, 1 error.
-    static func refreshHAProxyKeys(brokerPort: Int, keysDirectory: URL, alg: String) throws -> (Int32, String) {
-        let readme = try String(contentsOf: examples.appendingPathComponent("README.md"), encoding: .utf8)
-        guard let begin = readme.range(of: "<!-- begin refresh-broker-keys -->\n```python\n"),
-            let end = readme.range(of: "```\n<!-- end refresh-broker-keys -->")
-        else { throw Missing(description: "README.md has no refresh-broker-keys script between its markers") }
-        let script = String(readme[begin.upperBound..<end.lowerBound])
+    /// The shipped key-slot script, `config/gateways/refresh-broker-keys`, executed as it is
+    /// (exit 0 changed, 2 unchanged, 1 error). `haproxyConfig` is the file whose slots it counts
+    /// (`GATEWAY_HAPROXY_CFG`): the shipped haproxy.cfg unless a test gives another.
+    static func refreshHAProxyKeys(
+        brokerPort: Int, keysDirectory: URL, alg: String, haproxyConfig: URL? = nil, environment: [String: String] = [:]
+    ) throws -> (Int32, String) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = ["-c", script, "http://127.0.0.1:\(brokerPort)", keysDirectory.path, alg]
+        process.executableURL = refreshScript
+        process.arguments = ["http://127.0.0.1:\(brokerPort)", keysDirectory.path, alg]
+        var variables = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("GATEWAY_") }
+        variables["GATEWAY_HAPROXY_CFG"] = (haproxyConfig ?? examples.appendingPathComponent("haproxy.cfg")).path
+        variables.merge(environment) { $1 }
+        process.environment = variables
         let output = Pipe()
         process.standardOutput = output
         process.standardError = output
@@ -298,6 +300,9 @@ extension RealGateway {
         return (process.terminationStatus, text)
     }
 
+    /// `config/gateways/refresh-broker-keys`, the file operators install.
+    static var refreshScript: URL { examples.appendingPathComponent("refresh-broker-keys") }
+
     /// HAProxy (master-worker, in the foreground) running `config/gateways/haproxy.cfg`, set up
     /// through the environment variables the file documents.
     static func startHAProxy(
@@ -306,12 +311,12 @@ extension RealGateway {
         let haproxy = try program("/usr/sbin/haproxy", package: "haproxy")
         let port = try freePort()
         var environment = ProcessInfo.processInfo.environment
-        environment["BROKER_ISSUER"] = issuer
-        environment["CLUSTER_NAME"] = cluster
-        environment["BROKER_ALG"] = alg
-        environment["BROKER_KEYS_DIR"] = keysDirectory.path
-        environment["HAPROXY_BIND"] = "127.0.0.1:\(port)"
-        environment["CLUSTER_NODE"] = "127.0.0.1:\(backendPort)"
+        environment["GATEWAY_ISSUER"] = issuer
+        environment["GATEWAY_CLUSTER_NAME"] = cluster
+        environment["GATEWAY_ALG"] = alg
+        environment["GATEWAY_KEYS_DIR"] = keysDirectory.path
+        environment["GATEWAY_BIND"] = "127.0.0.1:\(port)"
+        environment["GATEWAY_NODE"] = "127.0.0.1:\(backendPort)"
         let process = try GatewayProcess(
             name: "haproxy", executable: haproxy,
             arguments: [

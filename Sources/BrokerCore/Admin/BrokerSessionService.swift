@@ -93,7 +93,7 @@ public struct BrokerSessionService: Sendable {
             user: user, issuer: verifier.issuer, authenticatedAt: now, authenticationMethods: methods,
             identityProvider: identityProvider, githubLogin: githubLogin)
         grant.sessionID = session.id
-        let issued = try issuer.issue(grant, lifetime: lifetime)
+        let issued = try await issuer.issue(grant, lifetime: lifetime)
         BrokerMetrics.tokenIssued(.session)
         logger.info(
             "broker session", metadata: ["user": "\(user.username)", "jti": "\(issued.claims.tokenID)"])

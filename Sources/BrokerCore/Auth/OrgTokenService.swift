@@ -83,7 +83,7 @@ public struct OrgTokenService: Sendable {
             user: user, organization: organization, role: role, authenticatedAt: now,
             authenticationMethods: methods, identityProvider: identityProvider, githubLogin: githubLogin,
             sessionID: refresh.family.id)
-        let bundle = try bundle(for: grant, refresh: refresh.token, refreshExpiresAt: refresh.expiresAt, now: now)
+        let bundle = try await bundle(for: grant, refresh: refresh.token, refreshExpiresAt: refresh.expiresAt, now: now)
         logger.info(
             "login",
             metadata: [
@@ -135,7 +135,7 @@ public struct OrgTokenService: Sendable {
             throw BrokerError(.refreshTokenReused, "Token is invalid or expired (reused; the session has been revoked)")
                 .concerning(session)
         case .rotated(let family, let successor, let successorExpiresAt, let grant):
-            let bundle = try bundle(for: grant, refresh: successor, refreshExpiresAt: successorExpiresAt, now: now)
+            let bundle = try await bundle(for: grant, refresh: successor, refreshExpiresAt: successorExpiresAt, now: now)
             logger.info("refresh", metadata: ["family": "\(family.id)", "jti": "\(bundle.claims.tokenID)"])
             return bundle
         }
@@ -189,8 +189,8 @@ public struct OrgTokenService: Sendable {
         }
     }
 
-    private func bundle(for grant: TokenIssuer.Grant, refresh: String, refreshExpiresAt: Date, now: Date) throws -> TokenBundle {
-        let issued = try issuer.issue(grant, lifetime: policy.accessLifetime)
+    private func bundle(for grant: TokenIssuer.Grant, refresh: String, refreshExpiresAt: Date, now: Date) async throws -> TokenBundle {
+        let issued = try await issuer.issue(grant, lifetime: policy.accessLifetime)
         BrokerMetrics.tokenIssued(.org)
         return TokenBundle(
             access: issued.token, refresh: refresh, accessLifetime: Int(issued.claims.expiresAt - issued.claims.issuedAt),

@@ -93,7 +93,7 @@ public struct GitHubLoginService: Sendable {
         }
         var grant = generation2Grant(holder, login: identity.login, authenticatedAt: now, methods: [method])
         grant.sessionID = session.id
-        let issued = try issuer.issue(grant, lifetime: generation2Lifetime)
+        let issued = try await issuer.issue(grant, lifetime: generation2Lifetime)
         BrokerMetrics.tokenIssued(.generation2)
         logger.info(
             "github login", metadata: ["login": "\(identity.login)", "user": "\(holder.user.username)", "jti": "\(issued.claims.tokenID)"])
@@ -139,7 +139,7 @@ public struct GitHubLoginService: Sendable {
             holder, login: identity.login, authenticatedAt: authenticatedAt, methods: claims.authenticationMethods)
         grant.sessionID = session.id
         try orgTokens.refreshThrottle.admit(sessionID: session.id)
-        let renewed = try issuer.issue(grant, lifetime: min(generation2Lifetime, remaining))
+        let renewed = try await issuer.issue(grant, lifetime: min(generation2Lifetime, remaining))
         BrokerMetrics.tokenIssued(.generation2)
         return renewed
     }

@@ -119,7 +119,7 @@ public struct KeyDirectory: Sendable {
     // MARK: Lifecycle
 
     /// Promotes the `next` key of `algorithm` to active, retires the active one (published for
-    /// `policy.retention` more), and generates a new `next`. Refused, unless `force`, while the
+    /// at most `policy.retention` more: its `retires_at`), and generates a new `next`. Refused, unless `force`, while the
     /// `next` key is younger than `policy.prepublication`: some gateway may not have it yet.
     public func rotate(algorithm: JWSAlgorithm, policy: KeyLifecyclePolicy, force: Bool) throws -> KeyRingSnapshot {
         try withExclusiveLock {
@@ -178,13 +178,14 @@ public struct KeyDirectory: Sendable {
         }
     }
 
-    /// Removes retired keys whose retention has passed. Returns the ring (unchanged if nothing
-    /// was due).
-    public func prune(policy: KeyLifecyclePolicy) throws -> KeyRingSnapshot? {
+    /// Removes retired keys whose retention has passed: by what each signed, as far as `signed`
+    /// knows (``KeyLifecyclePolicy/isDue(_:at:signed:)``), else by their worst-case `retires_at`.
+    /// Returns the ring (unchanged if nothing was due).
+    public func prune(policy: KeyLifecyclePolicy, signed: SignedLifetimes) throws -> KeyRingSnapshot? {
         try withExclusiveLock {
             guard let ring = try load() else { return nil }
             let now = wholeSecondsNow()
-            let due = ring.keys.map(\.metadata).filter { $0.state == .retired && ($0.retiresAt ?? .distantFuture) <= now }
+            let due = ring.keys.map(\.metadata).filter { policy.isDue($0, at: now, signed: signed) }
             guard !due.isEmpty else { return ring }
             let kept = ring.keys.map(\.metadata).filter { key in !due.contains { $0.kid == key.kid } }
             return try commit(ring, metadata: kept, adding: [], removing: due.map(\.kid), now: now, policy: policy)

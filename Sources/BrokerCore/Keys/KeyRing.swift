@@ -22,7 +22,8 @@ public struct KeyMetadata: Sendable, Equatable, Codable {
     public var createdAt: Date
     public var activatedAt: Date?
     public var retiredAt: Date?
-    /// When a retired key leaves the JWKS: every token it signed has expired, plus leeway.
+    /// The latest moment a retired key leaves the JWKS (the worst case, set when it is retired);
+    /// it leaves earlier when the tokens it actually signed expire sooner (``KeyLifecyclePolicy``).
     public var retiresAt: Date?
 
     enum CodingKeys: String, CodingKey {

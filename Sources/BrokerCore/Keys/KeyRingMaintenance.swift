@@ -8,7 +8,8 @@ import NIOPosix
 ///   it, so a rotation needs no restart;
 /// - rotates on schedule when `rotationPeriod` is set (never before the `next` key has been
 ///   published for the pre-publication window);
-/// - prunes retired keys whose retention has passed.
+/// - prunes retired keys whose retention has passed, by the lifetimes each signed (read from the
+///   store through `signedLifetimes`) or else by their worst-case `retires_at`.
 /// File work runs on NIO's blocking pool, never on an event loop.
 ///
 /// ```swift
@@ -27,11 +28,15 @@ public final class KeyRingMaintenance: Sendable {
     private var thread: NIOThreadPool { .singleton }
     /// Scheduled rotations and prunes are key events: audited with the actor `scheduler`.
     public let audit: AuditTrail
+    /// What the retired keys signed (the store's records); `nil`: unknown, the worst case applies.
+    public let signedLifetimes: (@Sendable (_ kids: [String]) async throws -> SignedLifetimes)?
 
     public init(
         directory: KeyDirectory, ring: KeyRing, algorithm: JWSAlgorithm, policy: KeyLifecyclePolicy, clock: any WallClock,
-        logger: Logger, audit: AuditTrail = .discarding
+        logger: Logger, audit: AuditTrail = .discarding,
+        signedLifetimes: (@Sendable (_ kids: [String]) async throws -> SignedLifetimes)?
     ) {
+        self.signedLifetimes = signedLifetimes
         self.audit = audit
         self.directory = directory
         self.ring = ring
@@ -82,11 +87,20 @@ public final class KeyRingMaintenance: Sendable {
             logger.notice("scheduled key rotation", metadata: ["active": "\(kid)"])
             try await audit.record(.keyRotate, .success, actor: "scheduler", target: kid, reason: "scheduled")
         }
-        let due = ring.snapshot.keys.contains { $0.metadata.state == .retired && ($0.metadata.retiresAt ?? .distantFuture) <= now }
+        let retired = ring.snapshot.keys.map(\.metadata).filter { $0.state == .retired }
+        var signed = SignedLifetimes.unknown
+        // The store is read only once a key would be due had it signed nothing.
+        let mayBeDue = retired.contains { key in
+            self.policy.isDue(key, at: now, signed: SignedLifetimes(readAt: now, longest: [key.kid: 0]))
+        }
+        if let signedLifetimes, mayBeDue {
+            signed = try await signedLifetimes(retired.map(\.kid))
+        }
+        let due = retired.contains { self.policy.isDue($0, at: now, signed: signed) }
         if due {
-            let policy = self.policy
+            let (policy, signed) = (self.policy, signed)
             let before = Set(ring.snapshot.keys.map(\.metadata.kid))
-            if let pruned = try await thread.runIfActive({ try directory.prune(policy: policy) }) {
+            if let pruned = try await thread.runIfActive({ try directory.prune(policy: policy, signed: signed) }) {
                 ring.replace(with: pruned)
                 let removed = before.subtracting(pruned.keys.map(\.metadata.kid)).sorted()
                 if !removed.isEmpty {

@@ -202,6 +202,14 @@ public protocol StoreTransaction: Sendable {
     func serverSecret(named name: String) async throws -> [UInt8]?
     /// Inserts the secret unless one of that name exists; returns the stored value either way.
     func insertServerSecretIfAbsent(named name: String, value: [UInt8]) async throws -> [UInt8]
+
+    // MARK: Signed lifetimes (see ``SignedLifetimeLog``)
+    /// Records that the signing key `kid` signs a token living `lifetime` seconds; the store
+    /// keeps the longest per key.
+    func recordSignedLifetime(kid: String, lifetime: Int) async throws
+    /// The longest lifetime recorded for each of `kids` that signed anything; a key that signed
+    /// nothing is absent.
+    func longestSignedLifetimes(kids: [String]) async throws -> [String: Int]
 }
 
 /// Failures a store reports in engine-independent terms.

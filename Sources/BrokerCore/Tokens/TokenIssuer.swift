@@ -1,19 +1,27 @@
 import BrokerCrypto
 import Foundation
 
-/// Signs access tokens with the active key of the configured algorithm.
+/// Signs access tokens with the active key of the configured algorithm. Every token of every
+/// family passes here: the key's signed lifetime is recorded (``SignedLifetimeLog``) before it
+/// signs, which keeps the key published as long as the token can be valid.
 ///
 /// ```swift
-/// let issuer = TokenIssuer(keyRing: ring, issuer: "https://login.example.org", algorithm: .rs256, clock: SystemWallClock())
-/// let token = try issuer.issue(subject: ..., lifetime: 3600)
+/// let issuer = TokenIssuer(
+///     keyRing: ring, issuer: "https://login.example.org", algorithm: .rs256, clock: SystemWallClock(),
+///     signedLifetimes: SignedLifetimeLog(store: store))
+/// let token = try await issuer.issue(grant, lifetime: 3600)
 /// ```
 public struct TokenIssuer: Sendable {
     public let keyRing: KeyRing
     public let issuer: String
     public let algorithm: JWSAlgorithm
     public let clock: any WallClock
+    public let signedLifetimes: SignedLifetimeLog
 
-    public init(keyRing: KeyRing, issuer: String, algorithm: JWSAlgorithm, clock: any WallClock) {
+    public init(
+        keyRing: KeyRing, issuer: String, algorithm: JWSAlgorithm, clock: any WallClock, signedLifetimes: SignedLifetimeLog
+    ) {
+        self.signedLifetimes = signedLifetimes
         self.keyRing = keyRing
         self.issuer = issuer
         self.algorithm = algorithm
@@ -97,10 +105,15 @@ public struct TokenIssuer: Sendable {
     }
 
     /// - Parameter lifetime: seconds; the grant's ``Grant/lifetimeCap`` shortens it.
-    public func issue(_ grant: Grant, lifetime: Int) throws -> IssuedToken {
+    public func issue(_ grant: Grant, lifetime: Int) async throws -> IssuedToken {
         let lifetime = min(lifetime, grant.lifetimeCap ?? lifetime)
-        guard let active = keyRing.snapshot.activeSigner(for: algorithm) else {
-            throw BrokerError(.unavailable, "no active \(algorithm.rawValue) signing key")
+        var active = try activeSigner()
+        // Recorded before it signs; if the ring changed meanwhile, the new active key signs instead.
+        while true {
+            try await signedLifetimes.willSign(kid: active.kid, lifetime: lifetime)
+            let current = try activeSigner()
+            if current.kid == active.kid { break }
+            active = current
         }
         let now = Int64(clock.now().timeIntervalSince1970.rounded(.down))
         let claims = AccessTokenClaims(
@@ -122,5 +135,12 @@ public struct TokenIssuer: Sendable {
             globalRole: grant.globalRole?.rawValue, githubLogin: grant.githubLogin)
         let token = try active.signer.sign(payload: claims.encoded())
         return IssuedToken(token: token, claims: claims, kid: active.kid)
+    }
+
+    private func activeSigner() throws -> KeyRingSnapshot.ActiveSigner {
+        guard let active = keyRing.snapshot.activeSigner(for: algorithm) else {
+            throw BrokerError(.unavailable, "no active \(algorithm.rawValue) signing key")
+        }
+        return active
     }
 }

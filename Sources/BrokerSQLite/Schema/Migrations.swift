@@ -241,6 +241,16 @@ enum Schema {
                 "ALTER TABLE organizations ADD COLUMN name_collision INTEGER",
             ],
             backfill: NameKeysBackfill.run),
+        // The longest lifetime of a token each signing key signed (KeyLifecyclePolicy): recorded
+        // before the key signs it, read when a retired key may leave the JWKS.
+        Migration(version: 10, statements: [
+            """
+            CREATE TABLE signing_key_lifetimes (
+                kid TEXT PRIMARY KEY,
+                longest_lifetime INTEGER NOT NULL CHECK (longest_lifetime >= 0)
+            ) STRICT
+            """,
+        ]),
     ]
 }
 
