@@ -248,7 +248,7 @@ public struct KeyDirectory: Sendable {
         let key = try PrivateKey.generate(algorithm)
         let metadata = KeyMetadata(
             kid: key.publicKey.thumbprint, algorithm: algorithm, state: state, createdAt: now,
-            activatedAt: state == .active ? now : nil)
+            activatedAt: state == .active ? now : nil, signedLifetimesRecorded: true)
         return RingKey(metadata: metadata, privateKey: key)
     }
 
