@@ -21,11 +21,10 @@ import Foundation
 /// is pruned (``isDue(_:at:signed:)``): a site that issues no generation-2 tokens does not keep
 /// its keys published for their 12 hours. Keys generated before the broker recorded lifetimes
 /// (``KeyMetadata/signedLifetimesRecorded``) may have signed unrecorded tokens and keep the
-/// worst case. The worst case, ``retention``, is the longest lifetime
-/// of a token family the broker can issue: organization tokens (`access_lifetime`, the cap of
-/// every organization's policy), admin sessions (`admin_session_lifetime`) and generation-2
-/// tokens (`generation2_access_lifetime`; GitHub logins cannot be switched off), plus the same
-/// leeways. The configuration cannot know what will be signed, so ``maximumPublishedKeys``
+/// worst case. The worst case, ``retention``, is the longest lifetime of a token family the
+/// broker can issue: organization tokens (`access_lifetime`, the cap of every organization's
+/// policy), admin sessions (`admin_session_lifetime`) and generation-2 tokens
+/// (`generation2_access_lifetime`; GitHub logins cannot be switched off), plus the same leeways. The configuration cannot know what will be signed, so ``maximumPublishedKeys``
 /// (`broker keys slots`, HAProxy's key slots) counts the worst case.
 ///
 /// ```swift
