@@ -139,6 +139,30 @@ final class SignedLifetimeRetentionTests: XCTestCase {
         try await reopened.close()
     }
 
+    /// An upgrade: the keys of a ring written by a broker that did not record lifetimes may have
+    /// signed 12 h tokens without a record. They keep the worst case.
+    func testKeysFromARingWrittenBeforeTheRecordsKeepTheWorstCase() async throws {
+        let manifest = URL(fileURLWithPath: harness.keyDirectory.path).appendingPathComponent(KeyDirectory.manifestName)
+        var json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: manifest)) as? [String: Any])
+        let keys = try XCTUnwrap(json["keys"] as? [[String: Any]])
+        XCTAssertTrue(keys.allSatisfy { $0["signed_lifetimes_recorded"] as? Bool == true })
+        json["keys"] = keys.map { $0.filter { $0.key != "signed_lifetimes_recorded" } }
+        json["version"] = try XCTUnwrap(json["version"] as? Int) + 1
+        try JSONSerialization.data(withJSONObject: json).write(to: manifest)
+        let maintenance = self.maintenance()
+        try await maintenance.tick()
+        let old = activeKid
+        let retiredAt = try await rotateElsewhere(maintenance)
+
+        let afterAnHour = try await isPublished(old, at: retiredAt.addingTimeInterval(3600 + leeway + 1), maintenance)
+        XCTAssertTrue(afterAnHour, "no record, yet it may have signed a 12 h token")
+        let lastValid = retiredAt.addingTimeInterval(43_200 + leeway)
+        let stillPublished = try await isPublished(old, at: lastValid.addingTimeInterval(-1), maintenance)
+        XCTAssertTrue(stillPublished)
+        let publishedAfter = try await isPublished(old, at: lastValid, maintenance)
+        XCTAssertFalse(publishedAfter)
+    }
+
     /// One write per key and longer lifetime, not one per token; a failed write signs nothing
     /// and is not remembered.
     func testTheLogWritesOncePerKeyAndLongerLifetime() async throws {
@@ -172,7 +196,7 @@ final class SignedLifetimeRetentionTests: XCTestCase {
         let retiredAt = Date(timeIntervalSince1970: 1_000_000)
         let key = KeyMetadata(
             kid: "k", algorithm: .es256, state: .retired, createdAt: retiredAt, activatedAt: retiredAt, retiredAt: retiredAt,
-            retiresAt: retiredAt.addingTimeInterval(43_200 + leeway))
+            retiresAt: retiredAt.addingTimeInterval(43_200 + leeway), signedLifetimesRecorded: true)
         let now = retiredAt.addingTimeInterval(leeway + 60)
         let earlyRead = SignedLifetimes(readAt: retiredAt.addingTimeInterval(leeway - 1), longest: ["k": 0])
         XCTAssertFalse(policy.isDue(key, at: now, signed: earlyRead))

@@ -119,8 +119,9 @@ public struct KeyDirectory: Sendable {
     // MARK: Lifecycle
 
     /// Promotes the `next` key of `algorithm` to active, retires the active one (published for
-    /// at most `policy.retention` more: its `retires_at`), and generates a new `next`. Refused, unless `force`, while the
-    /// `next` key is younger than `policy.prepublication`: some gateway may not have it yet.
+    /// at most `policy.retention` more: its `retires_at`), and generates a new `next`. Refused,
+    /// unless `force`, while the `next` key is younger than `policy.prepublication`: some gateway
+    /// may not have it yet.
     public func rotate(algorithm: JWSAlgorithm, policy: KeyLifecyclePolicy, force: Bool) throws -> KeyRingSnapshot {
         try withExclusiveLock {
             guard let ring = try load() else { throw KeyRingError("no key ring in \(path) yet: start the broker once") }
@@ -251,7 +252,7 @@ public struct KeyDirectory: Sendable {
         let key = try PrivateKey.generate(algorithm)
         let metadata = KeyMetadata(
             kid: key.publicKey.thumbprint, algorithm: algorithm, state: state, createdAt: now,
-            activatedAt: state == .active ? now : nil)
+            activatedAt: state == .active ? now : nil, signedLifetimesRecorded: true)
         return RingKey(metadata: metadata, privateKey: key)
     }
 

@@ -19,11 +19,12 @@ import Foundation
 /// where L is the longest lifetime of a token the key actually signed, recorded in the store
 /// before the signature (``SignedLifetimeLog``; 0 when it signed nothing) and read when the key
 /// is pruned (``isDue(_:at:signed:)``): a site that issues no generation-2 tokens does not keep
-/// its keys published for their 12 hours. The worst case, ``retention``, is the longest lifetime
-/// of a token family the broker can issue: organization tokens (`access_lifetime`, the cap of
-/// every organization's policy), admin sessions (`admin_session_lifetime`) and generation-2
-/// tokens (`generation2_access_lifetime`; GitHub logins cannot be switched off), plus the same
-/// leeways. The configuration cannot know what will be signed, so ``maximumPublishedKeys``
+/// its keys published for their 12 hours. Keys generated before the broker recorded lifetimes
+/// (``KeyMetadata/signedLifetimesRecorded``) may have signed unrecorded tokens and keep the
+/// worst case. The worst case, ``retention``, is the longest lifetime of a token family the
+/// broker can issue: organization tokens (`access_lifetime`, the cap of every organization's
+/// policy), admin sessions (`admin_session_lifetime`) and generation-2 tokens
+/// (`generation2_access_lifetime`; GitHub logins cannot be switched off), plus the same leeways. The configuration cannot know what will be signed, so ``maximumPublishedKeys``
 /// (`broker keys slots`, HAProxy's key slots) counts the worst case.
 ///
 /// ```swift
@@ -66,12 +67,14 @@ public struct KeyLifecyclePolicy: Sendable, Equatable {
     }
 
     /// When the retired `key` may leave the JWKS: `retired_at` + the longest lifetime it signed
-    /// + clock skew + reload interval, or its worst-case `retires_at` if earlier or if `signed`
-    /// does not know the key. `nil` for a key that is not retired.
+    /// + clock skew + reload interval, or its worst-case `retires_at` if earlier, if `signed`
+    /// does not know the key, or if the key comes from a ring written before lifetimes were
+    /// recorded (it may have signed without a record). `nil` for a key that is not retired.
     public func unpublishesAt(_ key: KeyMetadata, signed: SignedLifetimes) -> Date? {
         guard key.state == .retired else { return nil }
         let worst = key.retiresAt ?? .distantFuture
-        guard let retiredAt = key.retiredAt, let longest = signed.longest[key.kid] else { return worst }
+        guard key.signedLifetimesRecorded == true, let retiredAt = key.retiredAt, let longest = signed.longest[key.kid]
+        else { return worst }
         return min(worst, retiredAt.addingTimeInterval(TimeInterval(longest + clockSkew + reloadInterval)))
     }
 
