@@ -172,8 +172,13 @@ struct ServeCommand: AsyncParsableCommand {
             executable = Self.quoted(me.contains("/") ? absolute(me) : me)
             var words: [String] = []
             if let config = given.config ?? environment[EnvironmentNames.configurationFile] { words += ["--config", absolute(config)] }
-            if let dataDir = given.dataDir { words += ["--data-dir", absolute(dataDir)] }
-            if let keysDir = given.keysDir { words += ["--keys-dir", absolute(keysDir)] }
+            // Set by the environment, they are repeated too: the other terminal may not export it.
+            if let dataDir = given.dataDir ?? environment[EnvironmentNames.variable(for: "data_dir")] {
+                words += ["--data-dir", absolute(dataDir)]
+            }
+            if let keysDir = given.keysDir ?? environment[EnvironmentNames.variable(for: "keys_dir")] {
+                words += ["--keys-dir", absolute(keysDir)]
+            }
             options = words.map(Self.quoted).joined(separator: " ")
         }
 

@@ -41,6 +41,19 @@ final class FirstStepsTests: XCTestCase {
         XCTAssertEqual(admin[4], "argon2id", listed.stdout)
     }
 
+    /// A data directory set by the environment is repeated as an option: the terminal the
+    /// operator types the commands into may not export the variable.
+    func testDirectoriesSetByTheEnvironmentAreRepeatedInTheCommands() throws {
+        var environment = broker.environment
+        let data = broker.workDirectory.appendingPathComponent("env-data").path
+        let keys = broker.workDirectory.appendingPathComponent("env-keys").path
+        environment["BROKER_DATA_DIR"] = data
+        environment["BROKER_KEYS_DIR"] = keys
+        let (server, _, banner) = try broker.serveCapturingBanner(environment: environment)
+        defer { server.terminate(); server.waitUntilExit() }
+        XCTAssertTrue(banner.contains(" users add alice --config \(environment["BROKER_CONFIG"]!) --data-dir \(data) --keys-dir \(keys)\n"), banner)
+    }
+
     func testAStoreWithAccountsGetsNoFirstSteps() throws {
         XCTAssertEqual(
             try broker.run(["users", "add", "alice", "--password-stdin"], stdin: "correct horse battery staple\n").status, 0)
