@@ -113,15 +113,10 @@ final class RealGatewayClusterRolesTests: XCTestCase {
 
     func testHAProxyForwardsTheRolesAtItsOwnCluster() async throws {
         try await withGeneration2Token { broker, brokerPort, token in
-            let directory = try RealGateway.directory(broker, "haproxy")
-            let keys = directory.appendingPathComponent("keys")
-            let (refreshed, output) = try RealGateway.refreshHAProxyKeys(brokerPort: brokerPort, keysDirectory: keys, alg: "RS256")
-            XCTAssertEqual(refreshed, 0, output)
-            let (echo, backendPort) = try RealGateway.startEcho(in: directory)
-            defer { echo.stop() }
+            let stage = try HAProxyStage.prepare(broker, brokerPort: brokerPort)
+            defer { stage.stop() }
             for (cluster, pattern, roles) in Self.expected {
-                let (haproxy, port) = try RealGateway.startHAProxy(
-                    keysDirectory: keys, alg: "RS256", cluster: pattern, backendPort: backendPort, in: directory)
+                let (haproxy, port) = try stage.startHAProxy(cluster: pattern)
                 defer { haproxy.stop() }
                 let reply = try await RealGateway.get(
                     "http://127.0.0.1:\(port)/", token: token, headers: ["x-sliderule-org-roles": "admin owner member"])
@@ -130,8 +125,7 @@ final class RealGatewayClusterRolesTests: XCTestCase {
                 XCTAssertEqual(reply.echoed["x-sliderule-org-roles"], roles, "at \(cluster)")
             }
             // A token for one organization keeps its org_roles: bob's generation-1 token.
-            let (haproxy, port) = try RealGateway.startHAProxy(
-                keysDirectory: keys, alg: "RS256", cluster: "cluster1", backendPort: backendPort, in: directory)
+            let (haproxy, port) = try stage.startHAProxy()
             defer { haproxy.stop() }
             let generation1 = try await RealGateway.accessToken(broker: brokerPort, user: "bob", org: "org1")
             let reply = try await RealGateway.get("http://127.0.0.1:\(port)/", token: generation1)

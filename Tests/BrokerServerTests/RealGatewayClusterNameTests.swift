@@ -29,15 +29,10 @@ final class RealGatewayClusterNameTests: XCTestCase {
 
     func testHAProxyMatchesTheClusterNameLiterally() async throws {
         try await withTokens { broker, brokerPort, tokens in
-            let directory = try RealGateway.directory(broker, "haproxy")
-            let keys = directory.appendingPathComponent("keys")
-            let (refreshed, output) = try RealGateway.refreshHAProxyKeys(brokerPort: brokerPort, keysDirectory: keys, alg: "RS256")
-            XCTAssertEqual(refreshed, 0, output)
-            let (echo, backendPort) = try RealGateway.startEcho(in: directory)
-            defer { echo.stop() }
+            let stage = try HAProxyStage.prepare(broker, brokerPort: brokerPort)
+            defer { stage.stop() }
             for gatewayCluster in [Self.cluster, Self.lookalike] {
-                let (haproxy, port) = try RealGateway.startHAProxy(
-                    keysDirectory: keys, alg: "RS256", cluster: gatewayCluster, backendPort: backendPort, in: directory)
+                let (haproxy, port) = try stage.startHAProxy(cluster: gatewayCluster)
                 defer { haproxy.stop() }
                 try await checks(url: "http://127.0.0.1:\(port)/", at: gatewayCluster, tokens, logs: { haproxy.output })
             }

@@ -328,6 +328,35 @@ extension RealGateway {
     }
 }
 
+/// HAProxy's side of a test: a working directory beside the test broker, key slots filled by the
+/// shipped refresh script from the broker on `brokerPort`, and an echo backend (`stop()` ends
+/// it); ``startHAProxy(cluster:)`` puts an HAProxy in front of it.
+struct HAProxyStage {
+    let directory: URL
+    let keys: URL
+    let alg: String
+    let echo: GatewayProcess
+    let backendPort: Int
+
+    static func prepare(
+        _ broker: BrokerBinary, brokerPort: Int, alg: String = "RS256", file: StaticString = #filePath, line: UInt = #line
+    ) throws -> HAProxyStage {
+        let directory = try RealGateway.directory(broker, "haproxy")
+        let keys = directory.appendingPathComponent("keys")
+        let (refreshed, output) = try RealGateway.refreshHAProxyKeys(brokerPort: brokerPort, keysDirectory: keys, alg: alg)
+        XCTAssertEqual(refreshed, 0, output, file: file, line: line)
+        let (echo, backendPort) = try RealGateway.startEcho(in: directory)
+        return HAProxyStage(directory: directory, keys: keys, alg: alg, echo: echo, backendPort: backendPort)
+    }
+
+    /// HAProxy for `cluster`, forwarding to the echo backend: the process and its port.
+    func startHAProxy(cluster: String = "cluster1") throws -> (GatewayProcess, Int) {
+        try RealGateway.startHAProxy(keysDirectory: keys, alg: alg, cluster: cluster, backendPort: backendPort, in: directory)
+    }
+
+    func stop() { echo.stop() }
+}
+
 /// A process a real-gateway test started; its output goes to a file (never a pipe nobody
 /// reads), `stop()` ends it.
 final class GatewayProcess: @unchecked Sendable {

@@ -38,14 +38,9 @@ final class RealGatewayHeaderTests: XCTestCase {
         defer { broker.cleanUp() }
         let (server, brokerPort) = try broker.serve()
         defer { server.terminate(); server.waitUntilExit() }
-        let directory = try RealGateway.directory(broker, "haproxy")
-        let keys = directory.appendingPathComponent("keys")
-        let (refreshed, output) = try RealGateway.refreshHAProxyKeys(brokerPort: brokerPort, keysDirectory: keys, alg: "RS256")
-        XCTAssertEqual(refreshed, 0, output)
-        let (echo, backendPort) = try RealGateway.startEcho(in: directory)
-        defer { echo.stop() }
-        let (haproxy, port) = try RealGateway.startHAProxy(
-            keysDirectory: keys, alg: "RS256", cluster: "cluster1", backendPort: backendPort, in: directory)
+        let stage = try HAProxyStage.prepare(broker, brokerPort: brokerPort)
+        defer { stage.stop() }
+        let (haproxy, port) = try stage.startHAProxy()
         defer { haproxy.stop() }
         let url = "http://127.0.0.1:\(port)/source/status"
         let token = try await RealGateway.accessToken(broker: brokerPort, org: "org1")
