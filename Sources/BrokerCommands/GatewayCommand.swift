@@ -6,6 +6,8 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import ServiceLifecycle
+import UnixSignals
 
 /// `broker gateway`: the forward-auth sidecar. It needs only the broker's JWKS URL, so it runs
 /// on a cluster's gateway host with no access to the broker's data or keys.
@@ -108,16 +110,22 @@ struct GatewayCommand: AsyncParsableCommand {
                 source: source, issuer: issuer, leeway: leeway, cache: cache, logger: logger)
             // Warm the cache; a broker that is down now is not fatal, the cache retries.
             await validator.keys.refresh()
-            let app = GatewayApplication.make(
-                validator: validator, cluster: cluster, host: host, port: port, logger: logger, connections: connectionLimits
-            ) { [host, cluster, jwks] channel in
-                let bound = channel.localAddress?.port ?? port
-                // Unbuffered: a test or supervisor reads the port before we exit.
-                FileHandle.standardOutput.write(Data(
-                    "gateway listening on http://\(host):\(bound)\n  cluster \(cluster), keys from \(jwks)\n".utf8))
+            let limits = connectionLimits
+            let app = NamedListener(host: host, port: port) { [host, port, cluster, jwks] onRunning in
+                GatewayApplication.make(
+                    validator: validator, cluster: cluster, host: host, port: port, logger: logger, connections: limits
+                ) { channel in
+                    onRunning()
+                    let bound = channel.localAddress?.port ?? port
+                    // Unbuffered: a test or supervisor reads the port before we exit.
+                    FileHandle.standardOutput.write(Data(
+                        "gateway listening on http://\(host):\(bound)\n  cluster \(cluster), keys from \(jwks)\n".utf8))
+                }
             }
             do {
-                try await app.runService()
+                try await ServiceGroup(
+                    configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+                ).run()
             } catch {
                 try? await source.shutdown()
                 throw error

@@ -43,6 +43,19 @@ final class StartupErrorTests: XCTestCase {
         XCTAssertFalse(result.stderr.contains(Self.unclosedStoreWarning), result.stderr)
     }
 
+    func testTheGatewayNamesTheAddressItCannotListenOn() throws {
+        let occupied = try OccupiedPort()
+        defer { occupied.release() }
+        let result = try broker.runExpectingExit([
+            "gateway", "--jwks", "http://127.0.0.1:1/.well-known/jwks.json", "--issuer", "http://127.0.0.1:1",
+            "--cluster", "cluster1", "--port", "\(occupied.port)",
+        ])
+        XCTAssertFalse(result.stillRunning, result.stdout)
+        XCTAssertEqual(result.status, 1)
+        XCTAssertTrue(
+            result.stderr.contains("error: cannot listen on 127.0.0.1:\(occupied.port): address already in use"), result.stderr)
+    }
+
     func testOtherStartupErrorsCloseTheStoreToo() throws {
         // Refused after the store is open: the bootstrap admin has no password.
         let result = try broker.runExpectingExit(["serve", "--port", "0"], environment: withVariable("BROKER_BOOTSTRAP_ADMIN", "root"))
