@@ -79,13 +79,19 @@ struct KeyPublicationRoutes<Context: RemoteAddressRequestContext> {
         }
     }
 
+    /// A read, never a write transaction, so that it answers while a CLI holds the store's write
+    /// lock.
     func health() async throws -> Response {
         do {
-            try await services.store.transaction { _ in }
+            try await services.store.checkReachable()
         } catch {
             throw BrokerError(.unavailable, "the store is not reachable")
         }
-        return JSONResponses.make(.ok) { json in
+        return Self.statusOK()
+    }
+
+    private static func statusOK() -> Response {
+        JSONResponses.make(.ok) { json in
             json.beginObject()
             json.key("status"); json.string("ok")
             json.endObject()
