@@ -147,6 +147,8 @@ final class ContractHTTPTests: XCTestCase {
 
             // Key publication and operations.
             expect(try await call(.get, "/healthz"), .ok)
+            expect(try await call(.get, "/livez"), .ok)
+            expect(try await call(.get, "/readyz"), .ok)
             let jwks = try await call(.get, "/.well-known/jwks.json")
             expect(jwks, .ok)
             let etag = try XCTUnwrap(jwks.headers[.eTag])

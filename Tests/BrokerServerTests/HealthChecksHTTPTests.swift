@@ -1,5 +1,6 @@
 import BrokerCore
 import BrokerSQLite
+import BrokerSync
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -41,6 +42,155 @@ final class HealthChecksHTTPTests: XCTestCase {
             throw error
         }
         try await harness.shutdown()
+    }
+
+    /// `/livez` and `/readyz` answer `{"status":"ok"}` on a healthy broker, and HEAD as GET.
+    func testLivezAndReadyzAnswerOKToGetAndHead() async throws {
+        let harness = try await ServerHarness.make()
+        do {
+            try await harness.withClient { client in
+                for path in ["/livez", "/readyz", "/livez/", "/readyz/"] {
+                    let (status, body) = try await client.getJSON(path)
+                    XCTAssertEqual(status, .ok, path)
+                    XCTAssertEqual(body as NSDictionary, ["status": "ok"], path)
+                    try await client.execute(uri: path, method: .head) { response in
+                        XCTAssertEqual(response.status, .ok, "HEAD \(path)")
+                        XCTAssertEqual(response.body.readableBytes, 0, "HEAD \(path)")
+                    }
+                }
+            }
+        } catch {
+            try await harness.shutdown()
+            throw error
+        }
+        try await harness.shutdown()
+    }
+
+    /// A store that cannot be read: the replica is alive but not ready, and says when to ask again.
+    func testReadyzIs503WithRetryAfterWhenTheStoreCannotBeRead() async throws {
+        let outage = StoreOutage()
+        let harness = try await ServerHarness.make(wrapStore: { UnreachableWhenToldStore($0, outage: outage) })
+        do {
+            try await harness.withClient { client in
+                outage.begin()
+                try await Self.assertNotReady(client, detail: "the store is not reachable")
+                let (live, _) = try await client.getJSON("/livez")
+                XCTAssertEqual(live, .ok, "/livez consults no store")
+                let (health, _) = try await client.getJSON("/healthz")
+                XCTAssertEqual(health, .serviceUnavailable)
+                outage.end()
+                let (ready, _) = try await client.getJSON("/readyz")
+                XCTAssertEqual(ready, .ok, "ready again once the store answers")
+            }
+        } catch {
+            try await harness.shutdown()
+            throw error
+        }
+        try await harness.shutdown()
+    }
+
+    /// A ring without an active signing key cannot issue tokens: not ready.
+    func testReadyzIs503WithoutAnActiveSigningKey() async throws {
+        let harness = try await ServerHarness.make()
+        do {
+            harness.services.keyRing.replace(with: try KeyRingSnapshot(version: 99, keys: []))
+            try await harness.withClient { client in
+                try await Self.assertNotReady(client, detail: "no active signing key")
+                let (live, _) = try await client.getJSON("/livez")
+                XCTAssertEqual(live, .ok)
+            }
+        } catch {
+            try await harness.shutdown()
+            throw error
+        }
+        try await harness.shutdown()
+    }
+
+    /// Readiness reads too: a CLI holding the write lock does not take replicas out of rotation.
+    func testReadyzAnswersWhileAnotherConnectionHoldsTheWriteLock() async throws {
+        let harness = try await ServerHarness.make()
+        do {
+            let writer = try await SQLiteStore.open(
+                path: harness.services.configuration.databasePath, logger: Logger(label: "test.cli"))
+            let lock = try await WriteLockHolder.hold(writer)
+            do {
+                try await harness.withClient { client in
+                    let start = ContinuousClock.now
+                    let (status, _) = try await client.getJSON("/readyz")
+                    XCTAssertEqual(status, .ok)
+                    XCTAssertLessThan(ContinuousClock.now - start, Self.writeLockWait, "/readyz waited for the write lock")
+                }
+            } catch {
+                try await lock.release()
+                throw error
+            }
+            try await lock.release()
+            try await writer.close()
+        } catch {
+            try await harness.shutdown()
+            throw error
+        }
+        try await harness.shutdown()
+    }
+
+    private static func assertNotReady(
+        _ client: any TestClientProtocol, detail: String, file: StaticString = #filePath, line: UInt = #line
+    ) async throws {
+        for method in [HTTPRequest.Method.get, .head] {
+            try await client.execute(uri: "/readyz", method: method) { response in
+                XCTAssertEqual(response.status, .serviceUnavailable, "\(method)", file: file, line: line)
+                XCTAssertEqual(response.headers[.retryAfter], "5", "\(method)", file: file, line: line)
+                guard method == .get else { return }
+                let body = try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? NSDictionary
+                XCTAssertEqual(body, ["error": "unavailable", "detail": detail], file: file, line: line)
+                let answer = LiveAnswer(
+                    method: method, uri: "/readyz", status: response.status, headers: response.headers,
+                    body: Array(response.body.readableBytesView))
+                XCTAssertEqual(try OpenAPIContract.load().violations(of: answer), [], file: file, line: line)
+            }
+        }
+    }
+}
+
+/// Whether ``UnreachableWhenToldStore`` fails.
+final class StoreOutage: Sendable {
+    private let down = Locked(false)
+    func begin() { down.withLock { $0 = true } }
+    func end() { down.withLock { $0 = false } }
+    var isDown: Bool { down.withLock { $0 } }
+}
+
+/// A store whose every access fails during an outage, as a database that went away does.
+final class UnreachableWhenToldStore: Store {
+    let base: any Store
+    let outage: StoreOutage
+
+    init(_ base: any Store, outage: StoreOutage) {
+        self.base = base
+        self.outage = outage
+    }
+
+    private func checkOutage() throws {
+        if outage.isDown { throw StoreError.engine("unable to open database file") }
+    }
+
+    func transaction<T: Sendable>(_ body: @Sendable (any StoreTransaction) async throws -> T) async throws -> T {
+        try checkOutage()
+        return try await base.transaction(body)
+    }
+
+    func read<T: Sendable>(_ body: @Sendable (any StoreTransaction) async throws -> T) async throws -> T {
+        try checkOutage()
+        return try await base.read(body)
+    }
+
+    func accountSnapshot(githubID: Int64, login: String, organizations names: [String]) async throws -> AccountSnapshot {
+        try checkOutage()
+        return try await base.accountSnapshot(githubID: githubID, login: login, organizations: names)
+    }
+
+    func close() async throws {
+        try await base.close()
     }
 }
 

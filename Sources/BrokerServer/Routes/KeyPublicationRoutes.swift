@@ -4,7 +4,7 @@ import BrokerCrypto
 import Hummingbird
 
 /// What gateways and OIDC libraries read: the JWKS, the active key as PEM, the discovery
-/// document, and a health check.
+/// document, and the health checks of load balancers and orchestrators.
 struct KeyPublicationRoutes<Context: RemoteAddressRequestContext> {
     let services: BrokerServices
     /// Never longer than the pre-publication window, so a gateway that honours it always holds
@@ -16,6 +16,8 @@ struct KeyPublicationRoutes<Context: RemoteAddressRequestContext> {
         router.get("auth/pem") { request, _ in try pem(request) }
         router.get(".well-known/openid-configuration") { _, _ in discovery() }
         router.get("healthz") { _, _ in try await health() }
+        router.get("livez") { _, _ in liveness() }
+        router.get("readyz") { _, _ in try await readiness() }
     }
 
     /// The published keys. `ETag` names the ring version; `If-None-Match` gets a 304.
@@ -79,8 +81,8 @@ struct KeyPublicationRoutes<Context: RemoteAddressRequestContext> {
         }
     }
 
-    /// A read, never a write transaction, so that it answers while a CLI holds the store's write
-    /// lock.
+    /// Kept for compatibility (`/readyz` also checks the key ring). A read, never a write
+    /// transaction, so that it answers while a CLI holds the store's write lock.
     func health() async throws -> Response {
         do {
             try await services.store.checkReachable()
@@ -89,6 +91,29 @@ struct KeyPublicationRoutes<Context: RemoteAddressRequestContext> {
         }
         return Self.statusOK()
     }
+
+    /// The process answers. Nothing else is consulted: an orchestrator restarts a process that
+    /// fails this, and a restart cures no store outage.
+    func liveness() -> Response {
+        Self.statusOK()
+    }
+
+    /// Whether this replica can serve logins: the store answers a read and the ring holds an
+    /// active signing key.
+    func readiness() async throws -> Response {
+        do {
+            try await services.store.checkReachable()
+        } catch {
+            throw BrokerError(.unavailable, "the store is not reachable", retryAfter: Self.notReadyRetryAfter)
+        }
+        guard services.keyRing.snapshot.activeSigner(for: services.configuration.signingAlgorithm) != nil else {
+            throw BrokerError(.unavailable, "no active signing key", retryAfter: Self.notReadyRetryAfter)
+        }
+        return Self.statusOK()
+    }
+
+    /// Seconds a balancer waits before asking a replica that is not ready again.
+    static var notReadyRetryAfter: Int { 5 }
 
     private static func statusOK() -> Response {
         JSONResponses.make(.ok) { json in
