@@ -10,7 +10,7 @@ public struct BrokerCommand: AsyncParsableCommand {
         subcommands: [
             ServeCommand.self, UsersCommand.self, OrgsCommand.self, MembersCommand.self, KeysCommand.self,
             TokenCommand.self, GatewayCommand.self, AuditCommand.self, MaintenanceCommand.self,
-            DatabaseCommand.self,
+            DatabaseCommand.self, ConfigCommand.self,
         ])
 
     public init() {}
