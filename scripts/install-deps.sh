@@ -2,8 +2,9 @@
 # Installs the Debian packages the broker builds and tests with, only those missing (idempotent).
 set -euo pipefail
 
-# haproxy and nginx-light: the real gateways of Tests/BrokerServerTests/RealGatewayTests.swift.
-packages=(libssl-dev libcurl4-openssl-dev libargon2-dev pkg-config openssl python3 python3-venv haproxy nginx-light)
+# haproxy and nginx-light: the real gateways of Tests/BrokerServerTests/RealGatewayTests.swift;
+# sqlite3: an independent reader of `broker db backup` copies (DatabaseBackupCLITests).
+packages=(libssl-dev libcurl4-openssl-dev libargon2-dev pkg-config openssl python3 python3-venv haproxy nginx-light sqlite3)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

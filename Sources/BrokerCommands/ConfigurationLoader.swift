@@ -78,6 +78,24 @@ public struct ConfigurationLoader: Sendable {
     }
 
     private func apply(file path: String, to configuration: inout BrokerConfiguration) async throws {
+        let file = try await Self.read(file: path)
+        if let organizations = file.githubOrganizations {
+            try configuration.setGitHubOrganizations(organizations, source: path)
+        }
+        for key in BrokerConfiguration.keys {
+            guard let text = file.values[key] else { continue }
+            try configuration.set(key, to: text, source: path)
+        }
+    }
+
+    /// What a configuration file sets: each plain key as text, and `github_orgs` as parsed.
+    struct FileLayer {
+        var values: [String: String] = [:]
+        var githubOrganizations: Any?
+    }
+
+    /// Reads and checks the shape of a configuration file (not yet the values).
+    static func read(file path: String) async throws -> FileLayer {
         guard FileManager.default.fileExists(atPath: path) else {
             throw ConfigurationError("configuration file \(path) does not exist")
         }
@@ -90,13 +108,14 @@ public struct ConfigurationLoader: Sendable {
         } catch {
             throw ConfigurationError("\(path) is not valid YAML: \(error)")
         }
+        var layer = FileLayer()
         if let document {
             guard let mapping = document as? [String: Any] else {
                 throw ConfigurationError("\(path) must be a mapping of key: value")
             }
             for key in mapping.keys.sorted() {
                 if BrokerConfiguration.structuredKeys.contains(key) {
-                    try configuration.setGitHubOrganizations(mapping[key] as Any, source: path)
+                    layer.githubOrganizations = mapping[key] as Any
                     continue
                 }
                 guard BrokerConfiguration.keys.contains(key) else {
@@ -113,9 +132,9 @@ public struct ConfigurationLoader: Sendable {
         let provider = try await FileProvider<YAMLSnapshot>(filePath: FilePath(path))
         let reader = ConfigReader(provider: provider)
         for key in BrokerConfiguration.keys {
-            guard let text = reader.string(forKey: ConfigKey(key)) else { continue }
-            try configuration.set(key, to: text, source: path)
+            if let text = reader.string(forKey: ConfigKey(key)) { layer.values[key] = text }
         }
+        return layer
     }
 }
 

@@ -65,6 +65,15 @@ final class MetricsStartupProcessTests: XCTestCase {
         for (name, cell) in documented {
             let type = try XCTUnwrap(types[name], name)
             if cell == "with the first request" { continue }
+            if cell == "one series at 1, `version`: the running version" {
+                let printed = try binary.run(["--version"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+                let version = try XCTUnwrap(printed.split(separator: " ").last.map(String.init), printed)
+                XCTAssertEqual(
+                    scrape.samples.filter { $0.name == name }, [.init(name: name, labels: ["version": version], value: 1)],
+                    "\(name) carries what `broker --version` prints")
+                checked += 1
+                continue
+            }
             if cell == "when the key ring is loaded" {
                 XCTAssertFalse(scrape.series(name).isEmpty, "\(name) is set from the loaded ring")
                 continue

@@ -28,6 +28,7 @@ public enum BrokerMetrics {
         public static let httpRequests = "broker_http_requests_total"
         public static let httpRequestDuration = "broker_http_request_duration_seconds"
         public static let storagePruned = "broker_storage_pruned_total"
+        public static let buildInfo = "broker_build_info"
     }
 
     /// How a client logged in (label `method`).
@@ -147,6 +148,8 @@ public enum BrokerMetrics {
         }
         for kind in GitHubError.metricKinds { _ = Counter(label: Name.githubErrors, dimensions: [("kind", kind)]) }
         // `broker_signing_keys` is set, every combination, whenever a key ring is loaded.
+        // Always 1: the information is the label, which a query joins onto other series.
+        Gauge(label: Name.buildInfo, dimensions: [("version", BrokerVersion.current)]).record(1)
     }
 
     // MARK: Logins and tokens

@@ -1,0 +1,39 @@
+import ArgumentParser
+import BrokerCore
+import BrokerSQLite
+import Foundation
+
+/// `broker db`: the database itself, as opposed to what is stored in it.
+struct DatabaseCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "db", abstract: "Operations on the database (work while the server runs).",
+        subcommands: [Backup.self])
+
+    struct Backup: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a consistent copy of the SQLite database to a new file.",
+            discussion: """
+                Uses SQLite's VACUUM INTO: the copy is one snapshot of every committed transaction, \
+                taken while broker serve keeps answering. FILE is created with mode 0600 (it holds \
+                password hashes and server secrets) and must not exist: a backup never overwrites. \
+                The copy is a complete database: to restore, stop the server and put it in place \
+                of <data_dir>/broker.sqlite3 (removing broker.sqlite3-wal and -shm).
+                """)
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The new file to write the copy to.") var file: String
+
+        func run() async throws {
+            try await reportingErrors {
+                let environment = try await CommandEnvironment.open(options)
+                do {
+                    try await environment.store.backUp(to: file)
+                } catch {
+                    try? await environment.store.close()
+                    throw error
+                }
+                try await environment.store.close()
+                print("backup written to \(URL(fileURLWithPath: file).standardizedFileURL.path)")
+            }
+        }
+    }
+}
