@@ -24,6 +24,11 @@ struct DatabaseCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
+                // Opening a store creates it: a mistyped data_dir would back up a new, empty one.
+                let databasePath = try await options.configuration(extraFlags: [:]).databasePath
+                guard FileManager.default.fileExists(atPath: databasePath) else {
+                    throw ConfigurationError("no database at \(databasePath): check data_dir (--data-dir, --config)")
+                }
                 let environment = try await CommandEnvironment.open(options)
                 do {
                     try await environment.store.backUp(to: file)

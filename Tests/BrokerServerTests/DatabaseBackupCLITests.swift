@@ -74,6 +74,18 @@ final class DatabaseBackupCLITests: XCTestCase {
         XCTAssertTrue(result.stderr.contains("cannot create the backup"), result.stderr)
     }
 
+    func testBackupOfAStoreThatDoesNotExistIsRefusedAndCreatesNothing() throws {
+        let broker = try BrokerBinary.make()
+        defer { broker.cleanUp() }
+        let missing = broker.workDirectory.appendingPathComponent("mistyped")
+        let copy = broker.workDirectory.appendingPathComponent("copy.sqlite3")
+        let result = try broker.run(["db", "backup", copy.path, "--data-dir", missing.path])
+        XCTAssertEqual(result.status, 1)
+        XCTAssertTrue(result.stderr.contains("no database at \(missing.path)/"), result.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: missing.path), "no store was created")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: copy.path))
+    }
+
     /// Rows per table, read by the sqlite3 shell.
     static func rowCounts(_ path: String) throws -> [String: Int] {
         let tables = try sqlite(path, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
