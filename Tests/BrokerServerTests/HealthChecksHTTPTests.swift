@@ -17,31 +17,14 @@ final class HealthChecksHTTPTests: XCTestCase {
     /// A CLI import holds SQLite's write lock for as long as it runs; `/healthz` reads, so it
     /// answers meanwhile instead of waiting for the lock and then calling the store unreachable.
     func testHealthzAnswersWhileAnotherConnectionHoldsTheWriteLock() async throws {
-        let harness = try await ServerHarness.make()
-        do {
-            let writer = try await SQLiteStore.open(
-                path: harness.services.configuration.databasePath, logger: Logger(label: "test.cli"))
-            let lock = try await WriteLockHolder.hold(writer)
-            do {
-                try await harness.withClient { client in
-                    let start = ContinuousClock.now
-                    let (status, body) = try await client.getJSON("/healthz")
-                    let elapsed = ContinuousClock.now - start
-                    XCTAssertEqual(status, .ok)
-                    XCTAssertEqual(body["status"] as? String, "ok")
-                    XCTAssertLessThan(elapsed, Self.writeLockWait, "/healthz waited for the write lock")
-                }
-            } catch {
-                try await lock.release()
-                throw error
-            }
-            try await lock.release()
-            try await writer.close()
-        } catch {
-            try await harness.shutdown()
-            throw error
+        try await Self.whileAnotherConnectionHoldsTheWriteLock { client in
+            let start = ContinuousClock.now
+            let (status, body) = try await client.getJSON("/healthz")
+            let elapsed = ContinuousClock.now - start
+            XCTAssertEqual(status, .ok)
+            XCTAssertEqual(body["status"] as? String, "ok")
+            XCTAssertLessThan(elapsed, Self.writeLockWait, "/healthz waited for the write lock")
         }
-        try await harness.shutdown()
     }
 
     /// `/livez` and `/readyz` answer `{"status":"ok"}` on a healthy broker, and HEAD as GET.
@@ -108,18 +91,26 @@ final class HealthChecksHTTPTests: XCTestCase {
 
     /// Readiness reads too: a CLI holding the write lock does not take replicas out of rotation.
     func testReadyzAnswersWhileAnotherConnectionHoldsTheWriteLock() async throws {
+        try await Self.whileAnotherConnectionHoldsTheWriteLock { client in
+            let start = ContinuousClock.now
+            let (status, _) = try await client.getJSON("/readyz")
+            XCTAssertEqual(status, .ok)
+            XCTAssertLessThan(ContinuousClock.now - start, Self.writeLockWait, "/readyz waited for the write lock")
+        }
+    }
+
+    /// Runs `body` against a broker while a second connection to its database (a CLI import,
+    /// say) holds SQLite's write lock.
+    private static func whileAnotherConnectionHoldsTheWriteLock(
+        _ body: @Sendable (any TestClientProtocol) async throws -> Void
+    ) async throws {
         let harness = try await ServerHarness.make()
         do {
             let writer = try await SQLiteStore.open(
                 path: harness.services.configuration.databasePath, logger: Logger(label: "test.cli"))
             let lock = try await WriteLockHolder.hold(writer)
             do {
-                try await harness.withClient { client in
-                    let start = ContinuousClock.now
-                    let (status, _) = try await client.getJSON("/readyz")
-                    XCTAssertEqual(status, .ok)
-                    XCTAssertLessThan(ContinuousClock.now - start, Self.writeLockWait, "/readyz waited for the write lock")
-                }
+                try await harness.withClient(body)
             } catch {
                 try await lock.release()
                 throw error
