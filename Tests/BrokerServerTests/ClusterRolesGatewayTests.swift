@@ -168,21 +168,14 @@ final class RealGatewayClusterRolesTests: XCTestCase {
                 github_client_id: "\(github.clientID)"
                 """)
             defer { broker.cleanUp() }
-            for command in [
-                ["orgs", "add", "org3", "--cluster", "lab.three"], ["members", "add", "org2", "bob"],
-                ["members", "add", "org3", "bob"], ["users", "link-github", "bob", "bob-gh"],
-            ] {
-                let result = try broker.run(command)
-                XCTAssertEqual(result.status, 0, "\(command): \(result.stderr)")
-            }
+            try RealGateway.run(
+                [
+                    ["orgs", "add", "org3", "--cluster", "lab.three"], ["members", "add", "org2", "bob"],
+                    ["members", "add", "org3", "bob"], ["users", "link-github", "bob", "bob-gh"],
+                ], on: broker)
             let (server, brokerPort) = try broker.serve()
             defer { server.terminate(); server.waitUntilExit() }
-            let login = try JSONSerialization.data(withJSONObject: ["pat": Self.pat])
-            let reply = try await RealGateway.request(
-                "http://127.0.0.1:\(brokerPort)/auth/github/pat", method: "POST",
-                headers: ["Content-Type": "application/json"], body: login)
-            let answer = try JSONSerialization.jsonObject(with: reply.body) as? [String: Any]
-            let token = try XCTUnwrap(answer?["token"] as? String, "\(reply.status): \(reply.text)")
+            let token = try await RealGateway.githubPATToken(broker: brokerPort, pat: Self.pat)
             let claims = RealGateway.part(token, 1)
             XCTAssertEqual(claims["aud"] as? [String], ["cluster1", "cluster2", "lab.three"])
             XCTAssertEqual(claims["org_roles"] as? [String], ["member"])

@@ -88,22 +88,15 @@ final class RealGatewayClusterNameTests: XCTestCase {
                 github_client_id: "\(github.clientID)"
                 """)
             defer { broker.cleanUp() }
-            for command in [
-                ["orgs", "add", "west", "--cluster", Self.cluster], ["orgs", "add", "lookalike", "--cluster", Self.lookalike],
-                ["members", "add", "west", "bob"], ["members", "add", "lookalike", "bob", "--role", "owner"],
-                ["members", "add", "lookalike", "alice"], ["users", "link-github", "bob", "bob-gh"],
-            ] {
-                let result = try broker.run(command)
-                XCTAssertEqual(result.status, 0, "\(command): \(result.stderr)")
-            }
+            try RealGateway.run(
+                [
+                    ["orgs", "add", "west", "--cluster", Self.cluster], ["orgs", "add", "lookalike", "--cluster", Self.lookalike],
+                    ["members", "add", "west", "bob"], ["members", "add", "lookalike", "bob", "--role", "owner"],
+                    ["members", "add", "lookalike", "alice"], ["users", "link-github", "bob", "bob-gh"],
+                ], on: broker)
             let (server, brokerPort) = try broker.serve()
             defer { server.terminate(); server.waitUntilExit() }
-            let login = try JSONSerialization.data(withJSONObject: ["pat": Self.pat])
-            let reply = try await RealGateway.request(
-                "http://127.0.0.1:\(brokerPort)/auth/github/pat", method: "POST",
-                headers: ["Content-Type": "application/json"], body: login)
-            let answer = try JSONSerialization.jsonObject(with: reply.body) as? [String: Any]
-            let multi = try XCTUnwrap(answer?["token"] as? String, "\(reply.status): \(reply.text)")
+            let multi = try await RealGateway.githubPATToken(broker: brokerPort, pat: Self.pat)
             let claims = RealGateway.part(multi, 1)
             XCTAssertEqual(Set(claims["aud"] as? [String] ?? []), ["cluster1", Self.cluster, Self.lookalike])
             let roles = try XCTUnwrap(claims["cluster_roles"] as? [String: String])

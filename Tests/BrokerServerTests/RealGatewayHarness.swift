@@ -151,6 +151,24 @@ enum RealGateway {
         return access
     }
 
+    /// A generation-2 token from a GitHub PAT login (`POST /auth/github/pat`) at the broker on `port`.
+    static func githubPATToken(broker port: Int, pat: String) async throws -> String {
+        let login = try JSONSerialization.data(withJSONObject: ["pat": pat])
+        let reply = try await request(
+            "http://127.0.0.1:\(port)/auth/github/pat", method: "POST", headers: ["Content-Type": "application/json"],
+            body: login)
+        let answer = try JSONSerialization.jsonObject(with: reply.body) as? [String: Any]
+        return try XCTUnwrap(answer?["token"] as? String, "\(reply.status): \(reply.text)")
+    }
+
+    /// Runs each of `commands` with the broker's CLI, asserting it succeeds.
+    static func run(_ commands: [[String]], on broker: BrokerBinary, file: StaticString = #filePath, line: UInt = #line) throws {
+        for command in commands {
+            let result = try broker.run(command)
+            XCTAssertEqual(result.status, 0, "\(command): \(result.stderr)", file: file, line: line)
+        }
+    }
+
     static func base64URLDecode(_ text: Substring) -> Data? {
         var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
