@@ -2,15 +2,16 @@
 SWIFT ?= swift
 BROKER := .build/release/broker
 
-.PHONY: run test deps build bench fuzz sanitize clean
+.PHONY: run test deps deps-test build bench fuzz sanitize clean
 
-run: deps build
+# `run` needs only what building and running need; `build` waits for it, also under make -j.
+run: build
 	$(BROKER) serve
 
-build:
+build: deps
 	$(SWIFT) build -c release --product broker
 
-test: deps
+test: deps-test
 	scripts/test.sh
 
 bench: deps
@@ -22,12 +23,16 @@ fuzz: deps
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # The test suite under AddressSanitizer, then ThreadSanitizer (not part of `make test`).
-sanitize: deps
+sanitize: deps-test
 	scripts/sanitize.sh address
 	scripts/sanitize.sh thread
 
 deps:
-	@scripts/install-deps.sh
+	@scripts/install-deps.sh run
+
+# What the tests use besides: Python, HAProxy, nginx, sqlite3 (scripts/install-deps.sh).
+deps-test:
+	@scripts/install-deps.sh test
 
 clean:
 	rm -rf .build .build-fuzz .build-sanitize-address .build-sanitize-thread .venv-tests

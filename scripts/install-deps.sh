@@ -1,10 +1,27 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the broker builds and tests with, only those missing (idempotent).
+# Installs the Debian packages the broker needs, only those missing (idempotent).
+#
+#   scripts/install-deps.sh run          # building and running the broker (make run)
+#   scripts/install-deps.sh test         # those, and what the tests use besides (make test)
+#   scripts/install-deps.sh --list KIND  # print the packages of KIND, install nothing
 set -euo pipefail
 
-# haproxy and nginx-light: the real gateways of Tests/BrokerServerTests/RealGatewayTests.swift;
-# sqlite3: an independent reader of `broker db backup` copies (DatabaseBackupCLITests).
-packages=(libssl-dev libcurl4-openssl-dev libargon2-dev pkg-config openssl python3 python3-venv haproxy nginx-light sqlite3)
+# Building and running: OpenSSL (JOSE, AES), libcurl (GitHub), libargon2 (passwords).
+run_packages=(libssl-dev libcurl4-openssl-dev libargon2-dev pkg-config openssl)
+# The tests only: python3 and venv for PyJWT, the sliderule client and schemathesis; haproxy
+# and nginx-light, the real gateways of the RealGateway* tests; sqlite3, an independent reader
+# of `broker db backup` copies (DatabaseBackupCLITests).
+test_packages=(python3 python3-venv haproxy nginx-light sqlite3)
+
+list=false
+if [ "${1:-}" = "--list" ]; then list=true; shift; fi
+case "${1:-test}" in
+  run) packages=("${run_packages[@]}") ;;
+  test) packages=("${run_packages[@]}" "${test_packages[@]}") ;;
+  *) echo "usage: $0 [--list] [run|test]" >&2; exit 2 ;;
+esac
+if $list; then printf '%s\n' "${packages[@]}"; exit 0; fi
+
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
