@@ -84,3 +84,17 @@ func XCTAssertBrokerError<T>(
         XCTFail("expected \(code.rawValue), got \(error)", file: file, line: line)
     }
 }
+
+/// A test case with a fresh ``CoreHarness``, seeded (``CoreHarness/seed()``), for every test.
+class SeededCoreTestCase: XCTestCase {
+    var harness: CoreHarness!
+
+    override func setUp() async throws {
+        harness = try await CoreHarness.make()
+        try await harness.seed()
+    }
+
+    override func tearDown() async throws {
+        try await harness.shutdown()
+    }
+}

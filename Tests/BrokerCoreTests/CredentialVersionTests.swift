@@ -9,18 +9,7 @@ import XCTest
 /// Credential and session versions: what advances them, that a session is recorded only under
 /// the versions its login read with the credential, and that a session of older versions is
 /// refused wherever it is presented.
-final class CredentialVersionTests: XCTestCase {
-    var harness: CoreHarness!
-
-    override func setUp() async throws {
-        harness = try await CoreHarness.make()
-        try await harness.seed()
-    }
-
-    override func tearDown() async throws {
-        try await harness.shutdown()
-    }
-
+final class CredentialVersionTests: SeededCoreTestCase {
     var store: any Store { harness.services.store }
 
     func account(_ name: String) async throws -> User {

@@ -3,18 +3,7 @@ import BrokerCrypto
 import Foundation
 import XCTest
 
-final class OrgTokenServiceTests: XCTestCase {
-    var harness: CoreHarness!
-
-    override func setUp() async throws {
-        harness = try await CoreHarness.make()
-        try await harness.seed()
-    }
-
-    override func tearDown() async throws {
-        try await harness.shutdown()
-    }
-
+final class OrgTokenServiceTests: SeededCoreTestCase {
     var service: OrgTokenService { harness.services.orgTokens }
 
     func testLoginIssuesTokenWithEveryClaim() async throws {

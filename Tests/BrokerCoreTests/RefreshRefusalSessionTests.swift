@@ -6,18 +6,7 @@ import XCTest
 /// line can name the account, the organization and the session: for a reused token, a revoked
 /// or expired session, a credential change and a disabled account; never for a token the broker
 /// does not know.
-final class RefreshRefusalSessionTests: XCTestCase {
-    var harness: CoreHarness!
-
-    override func setUp() async throws {
-        harness = try await CoreHarness.make()
-        try await harness.seed()
-    }
-
-    override func tearDown() async throws {
-        try await harness.shutdown()
-    }
-
+final class RefreshRefusalSessionTests: SeededCoreTestCase {
     func refusal(_ presented: String) async -> BrokerError? {
         do {
             _ = try await harness.services.orgTokens.refresh(presented)
