@@ -27,11 +27,7 @@ final class ClusterRolesGatewayTests: XCTestCase {
         try await accounts.linkGitHub("carol", login: "carol-gh", by: .operator)
         try await accounts.addMember(organization: "org1", username: "carol", role: .owner, by: .operator)
         try await accounts.addMember(organization: "org2", username: "carol", role: .member, by: .operator)
-        let broker = try await LiveServer.start { onRunning in
-            BrokerApplication.make(
-                services: harness.services, host: "127.0.0.1", port: 0, logger: GatewayTests.quietLogger,
-                onServerRunning: onRunning)
-        }
+        let broker = try await LiveServer.broker(harness)
         let source = HTTPJWKSSource(url: "http://127.0.0.1:\(broker.port)/.well-known/jwks.json")
         do {
             let token = try await Self.githubLogin(port: broker.port, pat: Self.pat)

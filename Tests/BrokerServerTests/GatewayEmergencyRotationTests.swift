@@ -11,11 +11,7 @@ import XCTest
 final class GatewayEmergencyRotationTests: XCTestCase {
     func testNewTokensPassAtOnceAfterAForcedRotationAndRetire() async throws {
         let harness = try await ServerHarness.make()
-        let broker = try await LiveServer.start { onRunning in
-            BrokerApplication.make(
-                services: harness.services, host: "127.0.0.1", port: 0, logger: GatewayTests.quietLogger,
-                onServerRunning: onRunning)
-        }
+        let broker = try await LiveServer.broker(harness)
         do {
             let before = try await GatewayTests.login(port: broker.port, username: "alice", organization: "org1")
             // The default --refetch-interval (30 s): the gateway fetches the JWKS as it starts,

@@ -27,11 +27,7 @@ final class GatewayTests: XCTestCase {
 
     func testForwardAuthDecisionsAndTheCacheOutlivingTheBroker() async throws {
         let harness = self.harness!
-        let broker = try await LiveServer.start { onRunning in
-            BrokerApplication.make(
-                services: harness.services, host: "127.0.0.1", port: 0, logger: Self.quietLogger,
-                onServerRunning: onRunning)
-        }
+        let broker = try await LiveServer.broker(harness)
         let alice = try await Self.login(port: broker.port, username: "alice", organization: "org1")
         let bob = try await Self.login(port: broker.port, username: "bob", organization: "org2")
 
@@ -114,11 +110,7 @@ final class GatewayTests: XCTestCase {
 
     func testTheGatewayCommandServesForwardAuth() async throws {
         let harness = self.harness!
-        let broker = try await LiveServer.start { onRunning in
-            BrokerApplication.make(
-                services: harness.services, host: "127.0.0.1", port: 0, logger: Self.quietLogger,
-                onServerRunning: onRunning)
-        }
+        let broker = try await LiveServer.broker(harness)
         do {
             let alice = try await Self.login(port: broker.port, username: "alice", organization: "org1")
             let (process, port) = try Self.startGatewayCommand([
@@ -209,6 +201,15 @@ final class LiveServer: Sendable {
             throw CancellationError()
         }
         return LiveServer(port: port, task: task)
+    }
+
+    /// The broker of `harness`, serving its services on a free loopback port.
+    static func broker(_ harness: ServerHarness) async throws -> LiveServer {
+        try await start { onRunning in
+            BrokerApplication.make(
+                services: harness.services, host: "127.0.0.1", port: 0, logger: GatewayTests.quietLogger,
+                onServerRunning: onRunning)
+        }
     }
 
     /// Stops listening and waits until the server has closed.

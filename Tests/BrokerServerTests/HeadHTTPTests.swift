@@ -46,11 +46,7 @@ final class HeadHTTPTests: XCTestCase {
 
     func testEveryGetRouteAnswersHeadAsGetWithoutTheBody() async throws {
         let harness = try await ServerHarness.withAdmin()
-        let broker = try await LiveServer.start { onRunning in
-            BrokerApplication.make(
-                services: harness.services, host: "127.0.0.1", port: 0, logger: GatewayTests.quietLogger,
-                onServerRunning: onRunning)
-        }
+        let broker = try await LiveServer.broker(harness)
         do {
             let port = broker.port
             let (jwks, _) = try await Self.exchange(port: port, "GET", "/.well-known/jwks.json")
@@ -116,11 +112,7 @@ final class HeadHTTPTests: XCTestCase {
 
     func testTheSidecarAnswersHeadWithoutABody() async throws {
         let harness = try await ServerHarness.make()
-        let broker = try await LiveServer.start { onRunning in
-            BrokerApplication.make(
-                services: harness.services, host: "127.0.0.1", port: 0, logger: GatewayTests.quietLogger,
-                onServerRunning: onRunning)
-        }
+        let broker = try await LiveServer.broker(harness)
         let source = HTTPJWKSSource(url: "http://127.0.0.1:\(broker.port)/.well-known/jwks.json")
         do {
             let alice = try await GatewayTests.login(port: broker.port, username: "alice", organization: "org1")
