@@ -235,12 +235,17 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     case notFound(String)
     /// The engine failed (I/O, corruption, busy past the timeout). Never contains secrets.
     case engine(String)
+    /// The engine cannot be reached now (database down, connection refused, pool exhausted past
+    /// its timeout): nothing was written, and the same request may succeed later. Answered 503
+    /// with `Retry-After`. Never contains secrets.
+    case unavailable(String)
 
     public var description: String {
         switch self {
         case .duplicate(let what): "already exists: \(what)"
         case .notFound(let what): "not found: \(what)"
         case .engine(let message): "storage error: \(message)"
+        case .unavailable(let message): "storage unavailable: \(message)"
         }
     }
 }
