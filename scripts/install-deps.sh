@@ -10,8 +10,10 @@ set -euo pipefail
 run_packages=(libssl-dev libcurl4-openssl-dev libargon2-dev pkg-config openssl)
 # The tests only: python3 and venv for PyJWT, the sliderule client and schemathesis; haproxy
 # and nginx-light, the real gateways of the RealGateway* tests; sqlite3, an independent reader
-# of `broker db backup` copies (DatabaseBackupCLITests).
-test_packages=(python3 python3-venv haproxy nginx-light sqlite3)
+# of `broker db backup` copies (DatabaseBackupCLITests); postgresql, whose server the test command
+# starts itself in a temporary directory (scripts/postgres-test-server.sh) for the PostgreSQL
+# store and replica tests; systemd, whose `systemd-analyze verify` checks deploy/'s unit.
+test_packages=(python3 python3-venv haproxy nginx-light sqlite3 postgresql systemd)
 
 list=false
 if [ "${1:-}" = "--list" ]; then list=true; shift; fi
