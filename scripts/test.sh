@@ -19,6 +19,18 @@ if ! "$venv/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(m.vers
 fi
 export BROKER_TEST_PYTHON="$PWD/$venv/bin/python"
 
+# A throwaway PostgreSQL for the PostgreSQL store, replica and conformance tests: its own
+# temporary directory, loopback only, a free port; stopped on every way out. Each test makes its
+# own database on it.
+postgres_dir=$(mktemp -d "${TMPDIR:-/tmp}/broker-test-postgres.XXXXXX")
+stop_postgres() {
+  scripts/postgres-test-server.sh stop "$postgres_dir" >/dev/null 2>&1 || true
+  rm -rf "$postgres_dir"
+}
+trap stop_postgres EXIT
+BROKER_TEST_POSTGRES_URL=$(scripts/postgres-test-server.sh start "$postgres_dir")
+export BROKER_TEST_POSTGRES_URL
+
 swift build --build-tests
 swift test --skip-build "$@"
 # The contract, fuzzed: Schemathesis against a broker of its own (docs/api.md).
