@@ -50,7 +50,7 @@ enum DeployRecipes {
         throws -> Outcome
     {
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("deploy-tool-\(UUID().uuidString).log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: log) }
         let handle = try FileHandle(forWritingTo: log)
         let process = Process()
@@ -89,5 +89,36 @@ enum DeployRecipes {
             rest = rest[match.range.upperBound...]
         }
         return total
+    }
+}
+
+/// Navigating parsed YAML (`Yams.load`) in assertions: a missing or mistyped member is an empty
+/// value, which the assertion that needed it then reports.
+enum YAMLValue {
+    static func map(_ value: Any?) -> [String: Any] {
+        if let map = value as? [String: Any] { return map }
+        guard let loose = value as? [AnyHashable: Any] else { return [:] }
+        return Dictionary(uniqueKeysWithValues: loose.compactMap { key, item in (key.base as? String).map { ($0, item) } })
+    }
+
+    static func list(_ value: Any?) -> [Any] { value as? [Any] ?? [] }
+
+    static func string(_ value: Any?) -> String? {
+        switch value {
+        case let text as String: text
+        case let number as Int: String(number)
+        case let flag as Bool: flag ? "true" : "false"
+        default: nil
+        }
+    }
+
+    static func int(_ value: Any?) -> Int? {
+        if let number = value as? Int { return number }
+        return (value as? String).flatMap { Int($0) }
+    }
+
+    /// `a.b.c` through nested mappings.
+    static func at(_ value: Any?, _ path: String) -> Any? {
+        path.split(separator: ".").reduce(value) { current, key in map(current)[String(key)] }
     }
 }

@@ -138,7 +138,7 @@ final class SystemdUnitTests: XCTestCase {
         process.currentDirectoryURL = broker.workDirectory
         let out = Pipe()
         let errors = broker.workDirectory.appendingPathComponent("stderr.log")
-        FileManager.default.createFile(atPath: errors.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
         process.standardOutput = out
         process.standardError = try FileHandle(forWritingTo: errors)
         try process.run()
