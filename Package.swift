@@ -159,6 +159,9 @@ let package = Package(
             name: "broker-bench",
             dependencies: [
                 "BrokerCore", "BrokerCrypto", "BrokerSQLite", "BrokerValidator", .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

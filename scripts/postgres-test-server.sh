@@ -81,9 +81,10 @@ start)
     password=$(cat "$dir/password")
     port=$(free_port)
     # Loopback only, the socket in DIR (not /var/run/postgresql, which may not exist), and enough
-    # connections for several stores' pools in parallel tests.
+    # connections for several stores' pools in parallel tests. fsync is off unless POSTGRES_FSYNC=on
+    # (benchmarks): the tests kill brokers, never the server's machine.
     as_owner "$bin/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories='$dir' -c max_connections=200 -c fsync=off" \
+        -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories='$dir' -c max_connections=200 -c fsync=${POSTGRES_FSYNC:-off}" \
         start >/dev/null || {
         tail -n 20 "$dir/server.log" >&2
         exit 1

@@ -23,6 +23,12 @@ let usage = """
              --samples N        logins per case (default 20)
              --floor-ms N       the floor to measure (default 1000, the default setting)
              --pbkdf2-iterations N   of the imported hash (default 1000000, Django 5.2's)
+      http   refresh grants or password logins over HTTP against running brokers, round-robin
+             over the targets (replicas); prints rate, p50, p99 (scripts/bench-replicas.sh)
+             --target URL       a broker's base URL; repeatable
+             --mode refresh|login   (default refresh: each client rotates its own chain)
+             --clients N (default 16), --seconds N (default 10), --label TEXT
+             --user NAME --password-file FILE --org NAME   the account the clients use
 
     """
 
@@ -43,6 +49,8 @@ do {
         try await LoginBenchmark(parsing: Array(arguments.dropFirst())).run()
     case "audit":
         try await AuditBenchmark(parsing: Array(arguments.dropFirst())).run()
+    case "http":
+        try await HTTPLoadBenchmark(parsing: Array(arguments.dropFirst())).run()
     case "timing":
         try await TimingBenchmark(parsing: Array(arguments.dropFirst())).run()
     case "help", "-h", "--help":
