@@ -15,8 +15,10 @@ import Logging
 /// the account (see ``holder(for:createAccount:requireAny:)``). Tokens name the account in `sub`
 /// and carry the GitHub login only for display, in `github_login`.
 ///
+/// Every login, renewal and device-flow outcome writes its audit line itself (``FlowAudit``).
+///
 /// ```swift
-/// let token = try await service.generation2Login(githubToken: pat, method: "github_pat")
+/// let token = try await service.generation2Login(githubToken: pat, method: "github_pat", context: origin)
 /// ```
 public struct GitHubLoginService: Sendable {
     public let store: any Store
@@ -37,13 +39,16 @@ public struct GitHubLoginService: Sendable {
     /// A second of memory for account snapshots: a client logging in repeatedly then costs no
     /// database trip at all, and a membership change still applies within a second.
     private let recentSnapshots = RecentAccountSnapshots(lifetime: 1)
+    /// Where logins and renewals are recorded.
+    public let flows: FlowAudit
 
     public init(
         store: any Store, resolver: GitHubIdentityResolver, issuer: TokenIssuer, verifier: TokenVerifier,
         orgTokens: OrgTokenService, clock: any WallClock, logger: Logger, generation2Lifetime: Int,
-        sessionMaxLifetime: Int, homeOrganization: String, deviceFlowEnabled: Bool = true,
+        sessionMaxLifetime: Int, homeOrganization: String, flows: FlowAudit, deviceFlowEnabled: Bool = true,
         loginThrottle: GitHubLoginThrottle? = nil
     ) {
+        self.flows = flows
         self.loginThrottle = loginThrottle ?? GitHubLoginThrottle(policy: GitHubLoginThrottlePolicy(), clock: clock)
         self.deviceFlowEnabled = deviceFlowEnabled
         self.verifier = verifier
@@ -71,14 +76,35 @@ public struct GitHubLoginService: Sendable {
         public var organizations: [String: HeldOrganization]
     }
 
-    /// A signed generation-2 token for the holder of `githubToken`.
-    /// - Parameter clientIP: the client's address, for ``loginThrottle`` (`nil`: one shared counter).
-    public func generation2Login(githubToken: String, method: String, clientIP: String? = nil) async throws -> TokenIssuer.IssuedToken {
-        let counted = BrokerMetrics.LoginMethod(rawValue: method) ?? .githubPAT
-        return try await BrokerMetrics.countingLogin(counted) {
-            try loginThrottle.admit(clientIP: clientIP)
-            return try await githubLogin(githubToken: githubToken, method: method)
+    /// How a caller presents a GitHub token, which names the audit line.
+    public enum TokenUse: Sendable {
+        /// A login (`/auth/github/pat`, `/api/org_token_github/`): `login.github_pat`.
+        case login
+        /// An RFC 8693 exchange (`/oauth/token`): `token.exchange`, reason `github`.
+        case exchange
+
+        var action: AuditAction { self == .login ? .loginGitHubPAT : .tokenExchange }
+
+        func attempt(_ githubToken: String, organization: String?) -> AuditSubject {
+            AuditSubject(
+                organization: organization, target: AuditEvent.tokenReference(githubToken),
+                reason: self == .exchange ? "github" : nil)
         }
+    }
+
+    /// A signed generation-2 token for the holder of `githubToken`, audited as `use` says.
+    /// - Parameter context: the request; its client IP is what ``loginThrottle`` counts (`nil`:
+    ///   one shared counter).
+    public func generation2Login(
+        githubToken: String, method: String, as use: TokenUse = .login, context: AuditContext = .none
+    ) async throws -> TokenIssuer.IssuedToken {
+        try await flows.run(use.action, context, attempt: use.attempt(githubToken, organization: nil)) {
+            let counted = BrokerMetrics.LoginMethod(rawValue: method) ?? .githubPAT
+            return try await BrokerMetrics.countingLogin(counted) {
+                try loginThrottle.admit(clientIP: context.clientIP)
+                return try await githubLogin(githubToken: githubToken, method: method)
+            }
+        } success: { $0.auditSubject }
     }
 
     private func githubLogin(githubToken: String, method: String) async throws -> TokenIssuer.IssuedToken {
@@ -105,13 +131,16 @@ public struct GitHubLoginService: Sendable {
     /// (401 when that answer has expired: log in again). The renewed token keeps `auth_time`,
     /// and none lives past `session_max_lifetime` after it. A revoked token, an ended session or
     /// a disabled account is refused (``PresentedTokens``); the renewed token keeps the `sid`.
-    public func generation2Refresh(bearer: String) async throws -> TokenIssuer.IssuedToken {
-        do {
-            return try await renewGeneration2(bearer: bearer)
-        } catch let error as BrokerError {
-            // A signed token names its session even when it may no longer be renewed.
-            throw error.concerning((try? verifier.verify(bearer)).map { AuditedSession($0) })
-        }
+    /// Audited as `token.refresh`.
+    public func generation2Refresh(bearer: String, context: AuditContext = .none) async throws -> TokenIssuer.IssuedToken {
+        try await flows.run(.tokenRefresh, context, attempt: AuditSubject(target: AuditEvent.tokenReference(bearer))) {
+            do {
+                return try await renewGeneration2(bearer: bearer)
+            } catch let error as BrokerError {
+                // A signed token names its session even when it may no longer be renewed.
+                throw error.concerning((try? verifier.verify(bearer)).map { AuditedSession($0) })
+            }
+        } success: { $0.auditSubject }
     }
 
     private func renewGeneration2(bearer: String) async throws -> TokenIssuer.IssuedToken {
@@ -191,7 +220,37 @@ public struct GitHubLoginService: Sendable {
     }
 
     /// Asks GitHub once whether the user approved; on approval, logs them in (generation 2).
-    public func pollDeviceFlow(deviceCode: String, clientIP: String? = nil) async throws -> DevicePollOutcome {
+    /// Audited as `login.github_device` once the flow ends: approved (success), expired or
+    /// denied, or refused at approval (another GitHub user's login, no membership); a pending
+    /// poll writes nothing.
+    public func pollDeviceFlow(deviceCode: String, context: AuditContext = .none) async throws -> DevicePollOutcome {
+        let target = AuditEvent.tokenReference(deviceCode)
+        let outcome: DevicePollOutcome
+        do {
+            outcome = try await pollDeviceAuthorization(deviceCode: deviceCode, clientIP: context.clientIP)
+        } catch let error as BrokerError where error.code != .auditUnavailable {
+            // Refused like the same login at /auth/github/pat, but the line names no session.
+            let refusal = AuditRefusal(error)
+            try await flows.trail.record(
+                .loginGitHubDevice, refusal.outcome, actor: nil, target: target, reason: refusal.reason, context: context)
+            throw error
+        }
+        switch outcome {
+        case .authorized(let issued):
+            try await flows.run(.loginGitHubDevice, context, attempt: AuditSubject(target: target)) { issued } success: {
+                $0.auditSubject
+            }
+        case .failed(let error):
+            try await flows.trail.record(
+                .loginGitHubDevice, error == "access_denied" ? .denied : .failure, actor: nil, target: target, reason: error,
+                context: context)
+        case .pending:
+            break
+        }
+        return outcome
+    }
+
+    private func pollDeviceAuthorization(deviceCode: String, clientIP: String?) async throws -> DevicePollOutcome {
         guard deviceFlowEnabled else {
             throw BrokerError(.unavailable, "the device flow is not configured on this broker (github_client_id)")
         }
@@ -222,12 +281,18 @@ public struct GitHubLoginService: Sendable {
         }
     }
 
-    /// A generation-1 bundle for one organization, for the holder of `githubToken`.
-    public func generation1Login(githubToken: String, organization organizationName: String, clientIP: String? = nil) async throws -> TokenBundle {
-        try await BrokerMetrics.countingLogin(.githubPAT) {
-            try loginThrottle.admit(clientIP: clientIP)
-            return try await githubOrganizationLogin(githubToken: githubToken, organization: organizationName)
-        }
+    /// A generation-1 bundle for one organization, for the holder of `githubToken`, audited as
+    /// `use` says.
+    public func generation1Login(
+        githubToken: String, organization organizationName: String, as use: TokenUse = .login,
+        context: AuditContext = .none
+    ) async throws -> TokenBundle {
+        try await flows.run(use.action, context, attempt: use.attempt(githubToken, organization: organizationName)) {
+            try await BrokerMetrics.countingLogin(.githubPAT) {
+                try loginThrottle.admit(clientIP: context.clientIP)
+                return try await githubOrganizationLogin(githubToken: githubToken, organization: organizationName)
+            }
+        } success: { $0.auditSubject }
     }
 
     private func githubOrganizationLogin(githubToken: String, organization organizationName: String) async throws -> TokenBundle {
