@@ -389,7 +389,8 @@ public struct GitHubLoginService: Sendable {
             if let recorded = user.githubID, recorded != identity.githubID {
                 throw mismatch(identity, account: user, recorded: recorded)
             }
-            _ = try await store.transaction { tx in try await bindAccount(to: identity, tx: tx) }
+            let binding = try await store.transaction { tx in try await bindAccount(to: identity, tx: tx) }
+            log(binding, identity)
             snapshot = try await accountSnapshot(identity, names)
             if let user = snapshot.user, !Self.isRecorded(identity, on: user) {
                 throw BrokerError(.conflict, "the account's GitHub link changed during this login; try again")
@@ -402,11 +403,14 @@ public struct GitHubLoginService: Sendable {
         if user == nil {
             guard createAccount else { throw BrokerError(.invalidCredentials, "no account for \(identity.login)") }
             let now = clock.now()
-            user = try await store.transaction { tx in
+            let binding = try await store.transaction { tx in
                 // Another login may have created or linked it since the snapshot.
-                if let existing = try await bindAccount(to: identity, tx: tx) { return existing }
-                return try await Self.createAccount(for: identity, tx: tx, now: now)
+                let binding = try await bindAccount(to: identity, tx: tx)
+                if binding.account != nil { return binding }
+                return Binding(account: try await Self.createAccount(for: identity, tx: tx, now: now))
             }
+            log(binding, identity)
+            user = binding.account
         }
         guard let user, user.isActive else {
             throw BrokerError(.accountDisabled, "this account is disabled")
@@ -428,36 +432,56 @@ public struct GitHubLoginService: Sendable {
     /// id. `nil` when no account is linked.
     /// - Throws: ``ErrorCode/githubIdentityMismatch`` when the login's account is recorded for
     ///   another GitHub user id.
-    func bindAccount(to identity: GitHubIdentity, tx: any StoreTransaction) async throws -> User? {
+    func bindAccount(to identity: GitHubIdentity, tx: any StoreTransaction) async throws -> Binding {
         if var account = try await tx.user(githubID: identity.githubID) {
-            guard account.githubLogin != identity.login else { return account }
+            guard account.githubLogin != identity.login else { return Binding(account: account) }
+            var binding = Binding(account: nil, renamedFrom: account.githubLogin ?? "-")
             // GitHub logins are unique at any moment: another account still holding this login
             // holds a stale link (its GitHub user renamed away, or it was linked by login alone
             // and the login is this id's now). The id keeps that account; the stale login goes.
             if let stale = try await tx.user(githubLogin: identity.login), stale.id != account.id {
                 try await tx.setGitHubLink(userID: stale.id, login: nil, id: stale.githubID)
-                logger.warning(
-                    "stale GitHub login link removed",
-                    metadata: ["user": "\(stale.username)", "login": "\(identity.login)", "github_id": "\(identity.githubID)"])
+                binding.unlinkedStaleUser = stale.username
             }
             try await tx.setGitHubLink(userID: account.id, login: identity.login, id: identity.githubID)
-            logger.info(
-                "GitHub login renamed",
-                metadata: [
-                    "user": "\(account.username)", "from": "\(account.githubLogin ?? "-")", "to": "\(identity.login)",
-                    "github_id": "\(identity.githubID)",
-                ])
             account.githubLogin = identity.login
-            return account
+            binding.account = account
+            return binding
         }
-        guard var account = try await tx.user(githubLogin: identity.login) else { return nil }
+        guard var account = try await tx.user(githubLogin: identity.login) else { return Binding(account: nil) }
         if let recorded = account.githubID, recorded != identity.githubID {
             throw mismatch(identity, account: account, recorded: recorded)
         }
         try await tx.setGitHubLink(userID: account.id, login: identity.login, id: identity.githubID)
         account.githubLogin = identity.login
         account.githubID = identity.githubID
-        return account
+        return Binding(account: account)
+    }
+
+    /// What ``bindAccount(to:tx:)`` did, logged once its transaction has committed (a body may
+    /// run more than once).
+    struct Binding: Sendable {
+        var account: User?
+        /// The login the account had before a rename.
+        var renamedFrom: String?
+        /// The account whose stale link to the login was removed.
+        var unlinkedStaleUser: String?
+    }
+
+    private func log(_ binding: Binding, _ identity: GitHubIdentity) {
+        if let stale = binding.unlinkedStaleUser {
+            logger.warning(
+                "stale GitHub login link removed",
+                metadata: ["user": "\(stale)", "login": "\(identity.login)", "github_id": "\(identity.githubID)"])
+        }
+        if let from = binding.renamedFrom, let account = binding.account {
+            logger.info(
+                "GitHub login renamed",
+                metadata: [
+                    "user": "\(account.username)", "from": "\(from)", "to": "\(identity.login)",
+                    "github_id": "\(identity.githubID)",
+                ])
+        }
     }
 
     /// The refusal of a login whose account is recorded for another GitHub user id; the server log
