@@ -54,12 +54,13 @@ struct ServeCommand: AsyncParsableCommand {
                     configuration: configuration, store: environment.store, keyRing: keyRing,
                     logger: environment.logger, githubAPI: github)
                 close = { try await services.shutdown() }
+                try await services.start()
                 let maintenance = KeyRingMaintenance(
                     directory: keyDirectory, ring: keyRing, algorithm: configuration.signingAlgorithm,
                     policy: services.keyPolicy, clock: SystemWallClock(), logger: environment.logger, audit: services.audit,
                     signedLifetimes: { [services] kids in try await services.signedLifetimes(kids: kids) })
                 let kid = snapshot.activeSigner(for: configuration.signingAlgorithm)?.kid ?? "-"
-                // After BrokerServices, which may have created the bootstrap admin.
+                // After start-up, which may have created the bootstrap admin.
                 let hasAccounts = try await environment.store.read { tx in try await !tx.users(afterID: 0, limit: 1).isEmpty }
                 let firstSteps = hasAccounts ? nil : FirstSteps(options: options, environment: ProcessInfo.processInfo.environment)
                 let connections = try ConnectionLimits(configuration)

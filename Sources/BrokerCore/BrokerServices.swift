@@ -5,8 +5,13 @@ import Logging
 /// Everything a running broker (or one CLI command) works with, assembled once from the
 /// configuration, a store and the key ring.
 ///
+/// Building the services has no side effect: no store access, no file. ``start()`` does the
+/// start-up work, once, before the services are used; a service that needs what start-up loads
+/// throws ``ServicesNotStarted`` until then.
+///
 /// ```swift
 /// let services = try await BrokerServices(configuration: config, store: store, keyRing: ring)
+/// try await services.start()
 /// let bundle = try await services.orgTokens.login(username: "alice", password: pw, organization: "org1")
 /// ```
 public struct BrokerServices: Sendable {
@@ -35,7 +40,13 @@ public struct BrokerServices: Sendable {
     public let audit: AuditTrail
     /// How audit lines name the username a login attempt typed (unknown names only hashed).
     public let attemptedUsernames: AttemptedUsernames
+    /// The audit of logins, renewals and sign-outs, which the services write themselves.
+    public let flows: FlowAudit
+    /// What ``start()`` loads from the store.
+    private let refreshSecret = StartupValue<[UInt8]>(RefreshTokenRotation.secretName)
+    private let attemptedUsernameKey = StartupValue<[UInt8]>(AttemptedUsernames.secretName)
 
+    /// Assembles the services; touches neither the store nor any file (see ``start()``).
     public init(
         configuration: BrokerConfiguration, store: any Store, keyRing: KeyRing,
         clock: any WallClock = SystemWallClock(), logger: Logger = Logger(label: "broker"),
@@ -49,7 +60,9 @@ public struct BrokerServices: Sendable {
         audit = AuditTrail(
             sink: auditSink ?? FileAuditSink(path: configuration.auditLogPath),
             failureMode: configuration.auditFailureMode, clock: clock, logger: logger)
-        attemptedUsernames = try await AttemptedUsernames.load(from: store)
+        attemptedUsernames = AttemptedUsernames(store: store, key: attemptedUsernameKey)
+        let flows = FlowAudit(trail: audit, attemptedUsernames: attemptedUsernames)
+        self.flows = flows
         keyPolicy = KeyLifecyclePolicy(configuration)
         loginThrottle = LoginThrottle(policy: LoginThrottlePolicy(configuration), clock: clock)
         trustedProxies = try TrustedProxies(configuration.trustedProxies)
@@ -62,7 +75,7 @@ public struct BrokerServices: Sendable {
         verifier = TokenVerifier(
             keyRing: keyRing, issuer: configuration.issuer, leeway: configuration.clockSkew, clock: clock)
         let rotation = RefreshTokenRotation(
-            secret: try await RefreshTokenRotation.loadSecret(from: store), policy: SessionPolicy(configuration))
+            secret: refreshSecret, policy: SessionPolicy(configuration))
         let resolver = githubAPI.map {
             GitHubIdentityResolver(
                 api: $0, mappings: configuration.githubOrganizations, clock: clock,
@@ -76,30 +89,47 @@ public struct BrokerServices: Sendable {
             authenticator: authenticator,
             issuer: issuer, verifier: verifier, rotation: rotation,
             refreshThrottle: SessionRefreshThrottle(policy: SessionRefreshThrottlePolicy(configuration), clock: clock),
-            clock: clock, logger: logger, githubIdentities: resolver)
+            clock: clock, logger: logger, flows: flows, githubIdentities: resolver)
         accounts = AccountAdministration(store: store, pool: passwords, clock: clock, audit: audit)
-        if githubAPI != nil {
-            try await accounts.registerTeamClusters(configuration.githubOrganizations)
-        }
-        try await AdminBootstrap(configuration).apply(using: accounts, logger: logger)
         github = resolver.map { [orgTokens, issuer, verifier] resolver in
             GitHubLoginService(
                 store: store, resolver: resolver, issuer: issuer, verifier: verifier, orgTokens: orgTokens, clock: clock,
                 logger: logger, generation2Lifetime: configuration.generation2AccessLifetime,
                 sessionMaxLifetime: configuration.sessionMaxLifetime, homeOrganization: configuration.homeOrganization,
-                deviceFlowEnabled: !configuration.githubClientID.isEmpty,
+                flows: flows, deviceFlowEnabled: !configuration.githubClientID.isEmpty,
                 loginThrottle: GitHubLoginThrottle(policy: GitHubLoginThrottlePolicy(configuration), clock: clock))
         }
         sessions = BrokerSessionService(
             store: store, authenticator: authenticator, issuer: issuer, verifier: verifier, github: github, clock: clock,
-            lifetime: configuration.adminSessionLifetime, logger: logger)
+            lifetime: configuration.adminSessionLifetime, logger: logger, flows: flows)
         introspection = TokenIntrospection(
-            store: store, verifier: verifier, clock: clock,
+            store: store, verifier: verifier, clock: clock, flows: flows,
             githubMappedOrganizations: Set(configuration.githubOrganizations.map(\.organization)))
         keys = KeyAdministration(
             directory: KeyDirectory(path: configuration.keysDirectory, clock: clock, logger: logger), ring: keyRing,
             algorithm: configuration.signingAlgorithm, policy: keyPolicy, audit: audit)
     }
+
+    /// The start-up work, in this order, each step idempotent (every replica and every restart
+    /// runs it):
+    /// 1. the server secrets every process on this store shares, created on the first start:
+    ///    the refresh-successor HMAC key and the key that hashes unknown usernames in audit lines;
+    /// 2. with GitHub logins, the check of `github_orgs` against the store, recording each team
+    ///    cluster as its organization's name (a conflict stops the start);
+    /// 3. the bootstrap admin of an empty store (`bootstrap_admin`), audited as the operator's.
+    ///
+    /// - Throws: a store error, or a ``ConfigurationError`` that must stop the start.
+    public func start() async throws {
+        refreshSecret.set(try await RefreshTokenRotation.loadSecret(from: store))
+        attemptedUsernameKey.set(try await AttemptedUsernames.loadKey(from: store))
+        if github != nil {
+            try await accounts.registerTeamClusters(configuration.githubOrganizations)
+        }
+        try await AdminBootstrap(configuration).apply(using: accounts, logger: logger)
+    }
+
+    /// Whether ``start()`` has run.
+    public var isStarted: Bool { refreshSecret.isLoaded && attemptedUsernameKey.isLoaded }
 
     /// What these signing keys signed, as the store records it (see ``SignedLifetimeLog``): what
     /// ``KeyRingMaintenance`` needs to unpublish a retired key as soon as its tokens are invalid.

@@ -85,6 +85,7 @@ private struct Fixture: Sendable {
         let ring = KeyRing(try KeyDirectory(path: configuration.keysDirectory, logger: logger).loadOrInitialize(algorithm: algorithm))
         let services = try await BrokerServices(
             configuration: configuration, store: store, keyRing: ring, logger: logger, githubAPI: ConstantGitHub())
+        try await services.start()
         let github = services.github!
         _ = try await github.generation2Login(githubToken: "ghp_bench", method: "github_pat")
         let user = try await store.transaction { tx in try await tx.user(githubLogin: "bench-user") }!

@@ -115,6 +115,7 @@ private struct TimingFixture {
         let store = try await SQLiteStore.open(path: configuration.databasePath, logger: logger)
         let ring = KeyRing(try KeyDirectory(path: configuration.keysDirectory, logger: logger).loadOrInitialize(algorithm: .es256))
         let services = try await BrokerServices(configuration: configuration, store: store, keyRing: ring, logger: logger)
+        try await services.start()
         let accounts = AccountAdministration(store: store, pool: services.passwords, clock: SystemWallClock())
         try await accounts.addUser("current", password: password, by: .operator)
         let djangoArgon2 = try PasswordHasher(parameters: Argon2idParameters(memoryKiB: 102_400, iterations: 2, parallelism: 8))

@@ -57,6 +57,12 @@ final class AudienceNameTests: XCTestCase {
         do {
             let services = try await BrokerServices(
                 configuration: configuration, store: store, keyRing: ring, clock: clock, githubAPI: StubGitHub())
+            do {
+                try await services.start()
+            } catch {
+                try? await services.shutdown()
+                throw error
+            }
             try await services.shutdown()
         } catch {
             try? await store.close()

@@ -16,8 +16,9 @@ final class CoreHarness {
     static let password = "correct horse battery staple"
 
     static func make(
-        algorithm: JWSAlgorithm = .es256, githubAPI: (any GitHubAPI)? = nil,
-        configure: (inout BrokerConfiguration) -> Void = { _ in }
+        algorithm: JWSAlgorithm = .es256, githubAPI: (any GitHubAPI)? = nil, auditSink: (any AuditSink)? = nil,
+        configure: (inout BrokerConfiguration) -> Void = { _ in },
+        wrapStore: (any Store) -> any Store = { $0 }
     ) async throws -> CoreHarness {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("broker-core-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -33,7 +34,7 @@ final class CoreHarness {
         let clock = ManualWallClock()
         let logger = Logger(label: "test")
         try FilePermissions.ensurePrivateDirectory(configuration.dataDirectory)
-        let store = try await SQLiteStore.open(path: configuration.databasePath, logger: logger)
+        let store = wrapStore(try await SQLiteStore.open(path: configuration.databasePath, logger: logger))
         let keys = KeyDirectory(path: configuration.keysDirectory, clock: clock)
         let ring = KeyRing(try keys.loadOrInitialize(algorithm: algorithm))
         // A GitHub mapping must name existing organizations.
@@ -44,7 +45,8 @@ final class CoreHarness {
         }
         let services = try await BrokerServices(
             configuration: configuration, store: store, keyRing: ring, clock: clock, logger: logger,
-            githubAPI: githubAPI)
+            githubAPI: githubAPI, auditSink: auditSink)
+        try await services.start()
         return CoreHarness(directory: directory, clock: clock, services: services, keyDirectory: keys)
     }
 

@@ -104,6 +104,9 @@ final class CredentialVersionTests: SeededCoreTestCase {
         let services = harness.services
         let bundle = try await services.orgTokens.login(username: "alice", password: CoreHarness.password, organization: "org1")
         let session = try await services.sessions.signIn(username: "alice", password: CoreHarness.password)
+        try await services.accounts.addUser("root", password: CoreHarness.password, globalRole: .admin, by: .operator)
+        let introspector = try await services.sessions.authenticate(
+            bearer: try await services.sessions.signIn(username: "root", password: CoreHarness.password).token)
         // Only the versions change (as an older broker's revocation would leave a row unrevoked).
         let user = try await account("alice")
         _ = try await store.transaction { tx in try await tx.advanceSessionVersion(userID: user.id) }
@@ -113,7 +116,7 @@ final class CredentialVersionTests: SeededCoreTestCase {
         }
         await XCTAssertBrokerError(.invalidRefreshToken) { try await services.orgTokens.refresh(bundle.refresh) }
         for token in [bundle.access, bundle.refresh, session.token] {
-            guard case .inactive = try await services.introspection.introspect(token) else {
+            guard case .inactive = try await services.introspection.introspect(token, by: introspector) else {
                 return XCTFail("introspection calls a token of an ended session active")
             }
         }

@@ -55,6 +55,7 @@ final class ServerHarness: Sendable {
         try await accounts.pool.shutdown()
         let services = try await BrokerServices(
             configuration: configuration, store: store, keyRing: ring, clock: clock, logger: logger, githubAPI: githubAPI)
+        try await services.start()
         // The fixtures are not under test: they bypass the audit trail (which may be /dev/full).
         let fixtures = AccountAdministration(store: store, pool: services.passwords, clock: clock)
         try await fixtures.addUser("alice", password: password, by: .operator)

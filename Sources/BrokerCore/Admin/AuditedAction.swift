@@ -1,6 +1,13 @@
-/// One administrative action and its audit line. Success is written inside the action's
-/// transaction, just before the commit, so that in `closed` mode an action the trail cannot
-/// record does not happen; a refusal or failure is written after the rollback.
+/// One administrative action and its audit line, never written inside a transaction body: a
+/// store may run a body more than once (a retried serialization failure), and a line written by
+/// a run that was then rolled back would record what did not happen, or record it twice.
+///
+/// So that in `closed` mode an action the trail cannot record does not happen, the success line
+/// is durable before the change commits: the change is first rehearsed in a transaction that is
+/// rolled back (every refusal comes out there, with no line but its own), then the success line
+/// is written, then the change runs for real. Should the real run fail where the rehearsal
+/// succeeded (another change committed in between), its refusal line follows the success line.
+/// A refusal or failure is written after the rollback.
 ///
 /// ```swift
 /// let audited = AuditedAction(.userDelete, by: actor, target: username, trail: audit)
@@ -45,17 +52,24 @@ struct AuditedAction: Sendable {
         }
     }
 
-    /// Runs `body` in one transaction and records success before it commits.
+    /// Rehearses `body`, records success, then runs `body` in one transaction that commits.
     func commit<T: Sendable>(
         in store: any Store, reason: String? = nil, _ body: @Sendable @escaping (any StoreTransaction) async throws -> T
     ) async throws -> T {
-        let (trail, action, actor, organization, session, target) = (trail, action, actor, organization, session, target)
-        return try await store.transaction { tx in
-            let result = try await body(tx)
-            try await trail.record(
-                action, .success, actor: actor.name, organization: organization, session: session, target: target,
-                reason: reason, context: actor.context)
-            return result
+        do {
+            _ = try await store.transaction { tx -> T in
+                _ = try await body(tx)
+                throw Rehearsal()
+            }
+        } catch is Rehearsal {
+            // It would succeed; nothing was written.
         }
+        try await trail.record(
+            action, .success, actor: actor.name, organization: organization, session: session, target: target,
+            reason: reason, context: actor.context)
+        return try await store.transaction(body)
     }
+
+    /// Rolls a rehearsal back.
+    private struct Rehearsal: Error {}
 }

@@ -10,7 +10,7 @@ import Logging
 /// the token expires.
 ///
 /// ```swift
-/// let session = try await sessions.signIn(username: "root", password: pw, clientIP: "10.0.0.7")
+/// let session = try await sessions.signIn(username: "root", password: pw, context: AuditContext(clientIP: "10.0.0.7"))
 /// let principal = try await sessions.authenticate(bearer: session.token)
 /// ```
 public struct BrokerSessionService: Sendable {
@@ -22,11 +22,14 @@ public struct BrokerSessionService: Sendable {
     public let clock: any WallClock
     public let lifetime: Int
     public let logger: Logger
+    /// Where sign-ins are recorded (`session.login`).
+    public let flows: FlowAudit
 
     public init(
         store: any Store, authenticator: PasswordAuthenticator, issuer: TokenIssuer, verifier: TokenVerifier,
-        github: GitHubLoginService?, clock: any WallClock, lifetime: Int, logger: Logger
+        github: GitHubLoginService?, clock: any WallClock, lifetime: Int, logger: Logger, flows: FlowAudit
     ) {
+        self.flows = flows
         self.store = store
         self.authenticator = authenticator
         self.issuer = issuer
@@ -62,23 +65,30 @@ public struct BrokerSessionService: Sendable {
         }
     }
 
-    public func signIn(username: String, password: String, clientIP: String? = nil) async throws -> SessionToken {
-        try await BrokerMetrics.countingLogin(.session) {
-            let user = try await authenticator.authenticate(username: username, password: password, clientIP: clientIP)
-            return try await issue(for: user, methods: ["pwd"], identityProvider: "local")
-        }
+    /// Signs in with a password; audited as `session.login`, reason `pwd` on a refusal.
+    public func signIn(username: String, password: String, context: AuditContext = .none) async throws -> SessionToken {
+        try await flows.run(.sessionLogin, context, attempt: .attempt(username: username, reason: "pwd")) {
+            try await BrokerMetrics.countingLogin(.session) {
+                let user = try await authenticator.authenticate(username: username, password: password, clientIP: context.clientIP)
+                return try await issue(for: user, methods: ["pwd"], identityProvider: "local")
+            }
+        } success: { $0.auditSubject }
     }
 
     /// Signs in with a GitHub token: the linked account, or the account of a GitHub user an
-    /// organization mapping admits.
-    public func signIn(githubToken: String, clientIP: String? = nil) async throws -> SessionToken {
-        guard let github else {
-            throw BrokerError(.githubUnavailable, "this broker has no GitHub client")
-        }
-        try github.loginThrottle.admit(clientIP: clientIP)
-        let identity = try await github.resolver.identity(for: githubToken)
-        let holder = try await github.holder(for: identity, createAccount: true, requireAny: false)
-        return try await issue(for: holder.user, methods: ["github"], identityProvider: "github", githubLogin: identity.login)
+    /// organization mapping admits. Audited as `session.login`, reason `github` on a refusal.
+    public func signIn(githubToken: String, context: AuditContext = .none) async throws -> SessionToken {
+        try await flows.run(
+            .sessionLogin, context, attempt: AuditSubject(target: AuditEvent.tokenReference(githubToken), reason: "github")
+        ) {
+            guard let github else {
+                throw BrokerError(.githubUnavailable, "this broker has no GitHub client")
+            }
+            try github.loginThrottle.admit(clientIP: context.clientIP)
+            let identity = try await github.resolver.identity(for: githubToken)
+            let holder = try await github.holder(for: identity, createAccount: true, requireAny: false)
+            return try await issue(for: holder.user, methods: ["github"], identityProvider: "github", githubLogin: identity.login)
+        } success: { $0.auditSubject }
     }
 
     private func issue(

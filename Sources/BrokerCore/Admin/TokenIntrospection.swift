@@ -8,7 +8,7 @@ import Foundation
 /// (``OrganizationAccess/claimsStillHold(_:user:isSessionToken:githubMapped:tx:)``).
 ///
 /// ```swift
-/// switch try await introspection.introspect(token) {
+/// switch try await introspection.introspect(token, by: principal, context: origin) {
 /// case .inactive: ...
 /// case .access(let claims): ...
 /// case .refresh(let family, let record, let user): ...
@@ -20,8 +20,14 @@ public struct TokenIntrospection: Sendable {
     public let clock: any WallClock
     /// Organizations a `github_orgs` mapping admits to: GitHub may grant their memberships.
     public let githubMappedOrganizations: Set<String>
+    /// Where revocations and introspections are recorded.
+    public let flows: FlowAudit
 
-    public init(store: any Store, verifier: TokenVerifier, clock: any WallClock, githubMappedOrganizations: Set<String> = []) {
+    public init(
+        store: any Store, verifier: TokenVerifier, clock: any WallClock, flows: FlowAudit,
+        githubMappedOrganizations: Set<String> = []
+    ) {
+        self.flows = flows
         self.store = store
         self.verifier = verifier
         self.clock = clock
@@ -39,7 +45,34 @@ public struct TokenIntrospection: Sendable {
     /// A JWT has two dots; our refresh tokens are base64url without any.
     static func looksLikeJWT(_ token: String) -> Bool { token.utf8.contains(UInt8(ascii: ".")) }
 
-    public func introspect(_ token: String) async throws -> Answer {
+    /// What `token` is right now, for a holder allowed to ask
+    /// (``BrokerSessionService/Principal/requireIntrospection()``, 403 otherwise, unaudited);
+    /// audited as `introspect` with the introspector as the actor.
+    public func introspect(
+        _ token: String, by introspector: BrokerSessionService.Principal, context: AuditContext = .none
+    ) async throws -> Answer {
+        try introspector.requireIntrospection()
+        return try await flows.run(
+            .introspect, context,
+            attempt: AuditSubject(actor: introspector.user.username, target: AuditEvent.tokenReference(token))
+        ) {
+            try await answer(token)
+        } success: { answer in
+            // The introspector stays the actor; the line names the token's session.
+            switch answer {
+            case .inactive:
+                AuditSubject(reason: "inactive")
+            case .access(let claims):
+                AuditSubject(
+                    organization: AuditedSession(claims).organization, session: claims.sessionID,
+                    target: "jti:\(claims.tokenID)", reason: "active")
+            case .refresh(let family, _, _):
+                AuditSubject(session: family.id, reason: "active")
+            }
+        }
+    }
+
+    private func answer(_ token: String) async throws -> Answer {
         let now = clock.now()
         if Self.looksLikeJWT(token) {
             guard let claims = try? verifier.verify(token, allowSessionTokens: true) else { return .inactive }
@@ -81,8 +114,28 @@ public struct TokenIntrospection: Sendable {
     /// renewed before the revocation must not live on. A generation-1 access token ends alone:
     /// its refresh token is revoked separately. Unknown and invalid tokens are ignored, as
     /// RFC 7009 requires. Returns what was revoked.
+    /// Audited as `token.revoke`.
     @discardableResult
-    public func revoke(_ token: String) async throws -> Revocation {
+    public func revoke(_ token: String, context: AuditContext = .none) async throws -> Revocation {
+        try await flows.run(.tokenRevoke, context, attempt: AuditSubject(target: AuditEvent.tokenReference(token))) {
+            try await revokeToken(token)
+        } success: { revocation in
+            switch revocation {
+            case .nothing:
+                return AuditSubject(reason: "unknown_or_invalid_token")
+            case .accessToken(let jti, let session, let endedSession):
+                var subject = session.auditSubject
+                (subject.target, subject.reason) = ("jti:\(jti)", endedSession ? "access_token session_ended" : "access_token")
+                return subject
+            case .session(let session):
+                var subject = session.auditSubject
+                subject.reason = "refresh_token session_ended"
+                return subject
+            }
+        }
+    }
+
+    private func revokeToken(_ token: String) async throws -> Revocation {
         let now = clock.now()
         if Self.looksLikeJWT(token) {
             guard let claims = try? verifier.verify(token, allowSessionTokens: true) else { return .nothing }

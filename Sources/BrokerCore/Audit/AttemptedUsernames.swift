@@ -20,24 +20,40 @@ public struct AttemptedUsernames: Sendable {
     public static let prefix = "hmac:"
 
     public let store: any Store
-    private let key: [UInt8]
+    private let key: StartupValue<[UInt8]>
 
     public init(store: any Store, key: [UInt8]) {
+        self.init(store: store, key: StartupValue(Self.secretName, value: key))
+    }
+
+    /// Names hashed under a key that start-up loads (``BrokerServices/start()``).
+    public init(store: any Store, key: StartupValue<[UInt8]>) {
         self.store = store
         self.key = key
     }
 
     /// Reads the key, creating it on first start.
     public static func load(from store: any Store) async throws -> AttemptedUsernames {
-        let candidate = SecureRandom.bytes(32)
-        let key = try await store.transaction { tx in
-            try await tx.insertServerSecretIfAbsent(named: secretName, value: candidate)
-        }
-        return AttemptedUsernames(store: store, key: key)
+        AttemptedUsernames(store: store, key: try await loadKey(from: store))
     }
 
-    /// The keyed hash of `text` as typed.
+    /// The key, created on first start.
+    public static func loadKey(from store: any Store) async throws -> [UInt8] {
+        let candidate = SecureRandom.bytes(32)
+        return try await store.transaction { tx in
+            try await tx.insertServerSecretIfAbsent(named: secretName, value: candidate)
+        }
+    }
+
+    /// The keyed hash of `text` as typed. Only after start-up: without the key no name may be
+    /// written at all, so a call before it stops the process.
     public func pseudonym(_ text: String) -> String {
+        let key: [UInt8]
+        do {
+            key = try self.key.get()
+        } catch {
+            preconditionFailure("\(error)")
+        }
         let mac = Digest.hmacSHA256(key: key, message: Array(text.utf8))
         return Self.prefix + mac.prefix(8).map { byte in
             let hex = String(byte, radix: 16)

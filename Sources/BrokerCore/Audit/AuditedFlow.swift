@@ -81,16 +81,39 @@ public struct AuditSubject: Sendable, Equatable {
     }
 }
 
-extension BrokerServices {
-    /// Runs an authentication or token flow and writes its audit line: `success` with what
-    /// the result names (the account, the organization, the session, the token's `jti`), or
-    /// `failure`/`denied` with the error code, what the request claimed and, when the service
-    /// could tell (``BrokerError/session``), whose session the refusal concerns. A used refresh
-    /// token presented again is recorded as `refresh.reuse_detected`, `denied`. In `closed` mode
-    /// a success that cannot be recorded throws `audit_unavailable` and the token is not handed
-    /// out.
+/// The audit of the authentication and token flows (logins, renewals, sign-outs, revocation,
+/// introspection), held by the services that run them: whoever calls a service (a route, a
+/// test, a tool) gets the same lines. Administrative changes use ``AuditedAction``.
+///
+/// Lines are written after the flow's transactions have committed, never inside one (a store
+/// may run a transaction body again), and before the result is returned: in `closed` mode a
+/// success that cannot be recorded throws `audit_unavailable` and the result (a token) is not
+/// handed out.
+///
+/// ```swift
+/// let flows = FlowAudit(trail: trail, attemptedUsernames: names)
+/// let bundle = try await flows.run(.loginPassword, context, attempt: .attempt(username: "alice")) {
+///     try await login()
+/// } success: { $0.auditSubject }
+/// ```
+public struct FlowAudit: Sendable {
+    public let trail: AuditTrail
+    /// How a refused login's typed username is recorded.
+    public let attemptedUsernames: AttemptedUsernames
+
+    public init(trail: AuditTrail, attemptedUsernames: AttemptedUsernames) {
+        self.trail = trail
+        self.attemptedUsernames = attemptedUsernames
+    }
+
+    /// Runs a flow and writes its audit line: `success` with what the result names (the
+    /// account, the organization, the session, the token's `jti`), or `failure`/`denied` with
+    /// the error code, what the request claimed and, when the service could tell
+    /// (``BrokerError/session``), whose session the refusal concerns. A used refresh token
+    /// presented again is recorded as `refresh.reuse_detected`, `denied`. In `closed` mode a
+    /// success that cannot be recorded throws `audit_unavailable` and the result is not returned.
     @discardableResult
-    public func audited<Result>(
+    public func run<Result>(
         _ action: AuditAction, _ context: AuditContext, attempt: AuditSubject = AuditSubject(),
         _ work: () async throws -> Result, success: (Result) -> AuditSubject
     ) async throws -> Result {
@@ -100,26 +123,31 @@ extension BrokerServices {
         } catch let error as BrokerError where error.code == .auditUnavailable {
             throw error
         } catch {
-            var refusal = AuditRefusal(error)
-            var subject = attempt
-            if let session = (error as? BrokerError)?.session { subject = attempt.overlaid(by: session.auditSubject) }
-            if subject.actorIsAttempted, let typed = subject.actor { subject.actor = await attemptedUsernames.auditName(typed) }
-            let reused = refusal.reason == ErrorCode.refreshTokenReused.rawValue
-            // Someone else holds a token of the session: identified, and refused.
-            if reused { refusal.outcome = .denied }
-            try await audit.record(
-                reused ? .refreshReuseDetected : action, refusal.outcome, actor: subject.actor,
-                organization: subject.organization, session: subject.session, target: subject.target,
-                reason: refusal.reason, context: context)
+            try await recordRefusal(action, error, context, attempt: attempt)
             throw error
         }
         let named = success(result)
         let subject = attempt.overlaid(by: named)
         // The attempt's reason ("pwd") explains a refusal; a success says its own.
-        try await audit.record(
+        try await trail.record(
             action, .success, actor: subject.actor, organization: subject.organization, session: subject.session,
             target: subject.target, reason: named.reason, context: context)
         return result
+    }
+
+    /// Writes the line of a flow that `error` refused (see ``run(_:_:attempt:_:success:)``).
+    public func recordRefusal(_ action: AuditAction, _ error: any Error, _ context: AuditContext, attempt: AuditSubject) async throws {
+        var refusal = AuditRefusal(error)
+        var subject = attempt
+        if let session = (error as? BrokerError)?.session { subject = attempt.overlaid(by: session.auditSubject) }
+        if subject.actorIsAttempted, let typed = subject.actor { subject.actor = await attemptedUsernames.auditName(typed) }
+        let reused = refusal.reason == ErrorCode.refreshTokenReused.rawValue
+        // Someone else holds a token of the session: identified, and refused.
+        if reused { refusal.outcome = .denied }
+        try await trail.record(
+            reused ? .refreshReuseDetected : action, refusal.outcome, actor: subject.actor,
+            organization: subject.organization, session: subject.session, target: subject.target,
+            reason: refusal.reason, context: context)
     }
 }
 

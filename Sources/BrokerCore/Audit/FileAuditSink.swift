@@ -64,11 +64,11 @@ public final class FileAuditSink: AuditSink {
     public let path: String
     private let writer: AuditFileWriter
 
-    /// Starts the writer thread; the file is opened by the first append.
+    /// Does nothing yet: the writer thread starts and the file is opened by the first append,
+    /// so that building the services touches no file (start-up and the first event do).
     public init(path: String) {
         self.path = path
         writer = AuditFileWriter(path: path)
-        writer.start()
     }
 
     deinit {
@@ -99,6 +99,8 @@ private final class AuditFileWriter: @unchecked Sendable {
         var queued: [QueuedLine] = []
         var stopRequested = false
         var stopped = false
+        /// The writer thread runs from the first append on.
+        var threadStarted = false
         var stopWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
@@ -115,7 +117,10 @@ private final class AuditFileWriter: @unchecked Sendable {
         self.path = path
     }
 
-    func start() {
+    /// Called with `condition` locked.
+    private func startThreadIfNeeded() {
+        guard !inbox.threadStarted else { return }
+        inbox.threadStarted = true
         // The thread keeps the writer alive until it has stopped.
         let thread = Thread { [self] in run() }
         thread.name = "broker.audit"
@@ -131,6 +136,7 @@ private final class AuditFileWriter: @unchecked Sendable {
                 return
             }
             inbox.queued.append(QueuedLine(bytes: line, continuation: continuation))
+            startThreadIfNeeded()
             condition.signal()
             condition.unlock()
         }
@@ -141,7 +147,10 @@ private final class AuditFileWriter: @unchecked Sendable {
     func stop() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             condition.lock()
-            if inbox.stopped {
+            if inbox.stopped || !inbox.threadStarted {
+                // Never started: nothing was queued and no file is open.
+                inbox.stopRequested = true
+                inbox.stopped = true
                 condition.unlock()
                 continuation.resume()
                 return

@@ -12,11 +12,13 @@ public struct TokenBundle: Sendable {
 }
 
 /// The organization-scoped token flows of generation 1: password login, refresh with rotation
-/// and reuse detection, logout (blacklist) and membership status.
+/// and reuse detection, logout (blacklist) and membership status. Logins, renewals and logouts
+/// write their audit line themselves (``FlowAudit``), whoever calls them.
 ///
 /// ```swift
-/// let bundle = try await service.login(username: "alice", password: pw, organization: "org1")
-/// let next = try await service.refresh(bundle.refresh)
+/// let origin = AuditContext(requestID: "r-1", clientIP: "192.0.2.7")
+/// let bundle = try await service.login(username: "alice", password: pw, organization: "org1", context: origin)
+/// let next = try await service.refresh(bundle.refresh, context: origin)
 /// ```
 public struct OrgTokenService: Sendable {
     public let store: any Store
@@ -30,12 +32,15 @@ public struct OrgTokenService: Sendable {
     public let githubIdentities: GitHubIdentityResolver?
     /// Renewals per session (429 over the limit), shared by every renewal route.
     public let refreshThrottle: SessionRefreshThrottle
+    /// Where logins, renewals and logouts are recorded.
+    public let flows: FlowAudit
 
     public init(
         store: any Store, authenticator: PasswordAuthenticator, issuer: TokenIssuer, verifier: TokenVerifier,
         rotation: RefreshTokenRotation, refreshThrottle: SessionRefreshThrottle, clock: any WallClock, logger: Logger,
-        githubIdentities: GitHubIdentityResolver? = nil
+        flows: FlowAudit, githubIdentities: GitHubIdentityResolver? = nil
     ) {
+        self.flows = flows
         self.refreshThrottle = refreshThrottle
         self.githubIdentities = githubIdentities
         self.store = store
@@ -49,12 +54,17 @@ public struct OrgTokenService: Sendable {
 
     var policy: SessionPolicy { rotation.policy }
 
+    /// A password login for one organization, audited as `login.password`.
+    /// - Parameter context: the request (its id; the client IP, which the login throttle counts).
     public func login(
-        username: String, password: String, organization organizationName: String, clientIP: String? = nil
+        username: String, password: String, organization organizationName: String, context: AuditContext = .none
     ) async throws -> TokenBundle {
-        try await BrokerMetrics.countingLogin(.password) {
-            try await passwordLogin(username: username, password: password, organization: organizationName, clientIP: clientIP)
-        }
+        try await flows.run(.loginPassword, context, attempt: .attempt(username: username, organization: organizationName)) {
+            try await BrokerMetrics.countingLogin(.password) {
+                try await passwordLogin(
+                    username: username, password: password, organization: organizationName, clientIP: context.clientIP)
+            }
+        } success: { $0.auditSubject }
     }
 
     private func passwordLogin(
@@ -93,8 +103,12 @@ public struct OrgTokenService: Sendable {
         return bundle
     }
 
-    public func refresh(_ presented: String) async throws -> TokenBundle {
-        try await BrokerMetrics.countingRefresh { try await rotateRefreshToken(presented) }
+    /// Exchanges a refresh token for a new bundle, audited as `token.refresh` (a reused token:
+    /// `refresh.reuse_detected`).
+    public func refresh(_ presented: String, context: AuditContext = .none) async throws -> TokenBundle {
+        try await flows.run(.tokenRefresh, context, attempt: AuditSubject(target: AuditEvent.tokenReference(presented))) {
+            try await BrokerMetrics.countingRefresh { try await rotateRefreshToken(presented) }
+        } success: { $0.auditSubject }
     }
 
     private func rotateRefreshToken(_ presented: String) async throws -> TokenBundle {
@@ -118,8 +132,9 @@ public struct OrgTokenService: Sendable {
                 }
                 let viaGitHub = family.authenticationMethods.contains { $0.hasPrefix("github") }
                 let role = try await refreshedRole(of: user, in: organization, viaGitHub: viaGitHub, tx: tx)
-                // Last: only a renewal that would succeed counts against the session.
-                try refreshThrottle.admit(sessionID: family.id)
+                // Last, and only a check: the renewal is counted once it has committed (this body
+                // may run more than once), so that only renewals that happened count.
+                try refreshThrottle.check(sessionID: family.id)
                 return TokenIssuer.Grant.organization(
                     user: user, organization: organization, role: role, authenticatedAt: family.authenticatedAt,
                     authenticationMethods: family.authenticationMethods, identityProvider: viaGitHub ? "github" : "local",
@@ -135,6 +150,7 @@ public struct OrgTokenService: Sendable {
             throw BrokerError(.refreshTokenReused, "Token is invalid or expired (reused; the session has been revoked)")
                 .concerning(session)
         case .rotated(let family, let successor, let successorExpiresAt, let grant):
+            refreshThrottle.record(sessionID: family.id)
             let bundle = try await bundle(for: grant, refresh: successor, refreshExpiresAt: successorExpiresAt, now: now)
             logger.info("refresh", metadata: ["family": "\(family.id)", "jti": "\(bundle.claims.tokenID)"])
             return bundle
@@ -164,9 +180,21 @@ public struct OrgTokenService: Sendable {
     }
 
     /// Ends the session the refresh token belongs to (generation 1's blacklist) and returns whose
-    /// it was.
+    /// it was; audited as `session.revoke`, reason `logout`.
     @discardableResult
-    public func revoke(_ presented: String) async throws -> AuditedSession {
+    public func revoke(_ presented: String, context: AuditContext = .none) async throws -> AuditedSession {
+        try await flows.run(
+            .sessionRevoke, context, attempt: AuditSubject(target: AuditEvent.tokenReference(presented), reason: "logout")
+        ) {
+            try await endSession(of: presented)
+        } success: { session in
+            var subject = session.auditSubject
+            subject.reason = "logout"
+            return subject
+        }
+    }
+
+    private func endSession(of presented: String) async throws -> AuditedSession {
         let now = clock.now()
         let rotation = self.rotation
         let ended = try await store.transaction { tx -> AuditedSession? in

@@ -15,8 +15,10 @@ import Logging
 /// the account (see ``holder(for:createAccount:requireAny:)``). Tokens name the account in `sub`
 /// and carry the GitHub login only for display, in `github_login`.
 ///
+/// Every login, renewal and device-flow outcome writes its audit line itself (``FlowAudit``).
+///
 /// ```swift
-/// let token = try await service.generation2Login(githubToken: pat, method: "github_pat")
+/// let token = try await service.generation2Login(githubToken: pat, method: "github_pat", context: origin)
 /// ```
 public struct GitHubLoginService: Sendable {
     public let store: any Store
@@ -37,13 +39,16 @@ public struct GitHubLoginService: Sendable {
     /// A second of memory for account snapshots: a client logging in repeatedly then costs no
     /// database trip at all, and a membership change still applies within a second.
     private let recentSnapshots = RecentAccountSnapshots(lifetime: 1)
+    /// Where logins and renewals are recorded.
+    public let flows: FlowAudit
 
     public init(
         store: any Store, resolver: GitHubIdentityResolver, issuer: TokenIssuer, verifier: TokenVerifier,
         orgTokens: OrgTokenService, clock: any WallClock, logger: Logger, generation2Lifetime: Int,
-        sessionMaxLifetime: Int, homeOrganization: String, deviceFlowEnabled: Bool = true,
+        sessionMaxLifetime: Int, homeOrganization: String, flows: FlowAudit, deviceFlowEnabled: Bool = true,
         loginThrottle: GitHubLoginThrottle? = nil
     ) {
+        self.flows = flows
         self.loginThrottle = loginThrottle ?? GitHubLoginThrottle(policy: GitHubLoginThrottlePolicy(), clock: clock)
         self.deviceFlowEnabled = deviceFlowEnabled
         self.verifier = verifier
@@ -71,14 +76,35 @@ public struct GitHubLoginService: Sendable {
         public var organizations: [String: HeldOrganization]
     }
 
-    /// A signed generation-2 token for the holder of `githubToken`.
-    /// - Parameter clientIP: the client's address, for ``loginThrottle`` (`nil`: one shared counter).
-    public func generation2Login(githubToken: String, method: String, clientIP: String? = nil) async throws -> TokenIssuer.IssuedToken {
-        let counted = BrokerMetrics.LoginMethod(rawValue: method) ?? .githubPAT
-        return try await BrokerMetrics.countingLogin(counted) {
-            try loginThrottle.admit(clientIP: clientIP)
-            return try await githubLogin(githubToken: githubToken, method: method)
+    /// How a caller presents a GitHub token, which names the audit line.
+    public enum TokenUse: Sendable {
+        /// A login (`/auth/github/pat`, `/api/org_token_github/`): `login.github_pat`.
+        case login
+        /// An RFC 8693 exchange (`/oauth/token`): `token.exchange`, reason `github`.
+        case exchange
+
+        var action: AuditAction { self == .login ? .loginGitHubPAT : .tokenExchange }
+
+        func attempt(_ githubToken: String, organization: String?) -> AuditSubject {
+            AuditSubject(
+                organization: organization, target: AuditEvent.tokenReference(githubToken),
+                reason: self == .exchange ? "github" : nil)
         }
+    }
+
+    /// A signed generation-2 token for the holder of `githubToken`, audited as `use` says.
+    /// - Parameter context: the request; its client IP is what ``loginThrottle`` counts (`nil`:
+    ///   one shared counter).
+    public func generation2Login(
+        githubToken: String, method: String, as use: TokenUse = .login, context: AuditContext = .none
+    ) async throws -> TokenIssuer.IssuedToken {
+        try await flows.run(use.action, context, attempt: use.attempt(githubToken, organization: nil)) {
+            let counted = BrokerMetrics.LoginMethod(rawValue: method) ?? .githubPAT
+            return try await BrokerMetrics.countingLogin(counted) {
+                try loginThrottle.admit(clientIP: context.clientIP)
+                return try await githubLogin(githubToken: githubToken, method: method)
+            }
+        } success: { $0.auditSubject }
     }
 
     private func githubLogin(githubToken: String, method: String) async throws -> TokenIssuer.IssuedToken {
@@ -105,13 +131,16 @@ public struct GitHubLoginService: Sendable {
     /// (401 when that answer has expired: log in again). The renewed token keeps `auth_time`,
     /// and none lives past `session_max_lifetime` after it. A revoked token, an ended session or
     /// a disabled account is refused (``PresentedTokens``); the renewed token keeps the `sid`.
-    public func generation2Refresh(bearer: String) async throws -> TokenIssuer.IssuedToken {
-        do {
-            return try await renewGeneration2(bearer: bearer)
-        } catch let error as BrokerError {
-            // A signed token names its session even when it may no longer be renewed.
-            throw error.concerning((try? verifier.verify(bearer)).map { AuditedSession($0) })
-        }
+    /// Audited as `token.refresh`.
+    public func generation2Refresh(bearer: String, context: AuditContext = .none) async throws -> TokenIssuer.IssuedToken {
+        try await flows.run(.tokenRefresh, context, attempt: AuditSubject(target: AuditEvent.tokenReference(bearer))) {
+            do {
+                return try await renewGeneration2(bearer: bearer)
+            } catch let error as BrokerError {
+                // A signed token names its session even when it may no longer be renewed.
+                throw error.concerning((try? verifier.verify(bearer)).map { AuditedSession($0) })
+            }
+        } success: { $0.auditSubject }
     }
 
     private func renewGeneration2(bearer: String) async throws -> TokenIssuer.IssuedToken {
@@ -191,7 +220,37 @@ public struct GitHubLoginService: Sendable {
     }
 
     /// Asks GitHub once whether the user approved; on approval, logs them in (generation 2).
-    public func pollDeviceFlow(deviceCode: String, clientIP: String? = nil) async throws -> DevicePollOutcome {
+    /// Audited as `login.github_device` once the flow ends: approved (success), expired or
+    /// denied, or refused at approval (another GitHub user's login, no membership); a pending
+    /// poll writes nothing.
+    public func pollDeviceFlow(deviceCode: String, context: AuditContext = .none) async throws -> DevicePollOutcome {
+        let target = AuditEvent.tokenReference(deviceCode)
+        let outcome: DevicePollOutcome
+        do {
+            outcome = try await pollDeviceAuthorization(deviceCode: deviceCode, clientIP: context.clientIP)
+        } catch let error as BrokerError where error.code != .auditUnavailable {
+            // Refused like the same login at /auth/github/pat, but the line names no session.
+            let refusal = AuditRefusal(error)
+            try await flows.trail.record(
+                .loginGitHubDevice, refusal.outcome, actor: nil, target: target, reason: refusal.reason, context: context)
+            throw error
+        }
+        switch outcome {
+        case .authorized(let issued):
+            try await flows.run(.loginGitHubDevice, context, attempt: AuditSubject(target: target)) { issued } success: {
+                $0.auditSubject
+            }
+        case .failed(let error):
+            try await flows.trail.record(
+                .loginGitHubDevice, error == "access_denied" ? .denied : .failure, actor: nil, target: target, reason: error,
+                context: context)
+        case .pending:
+            break
+        }
+        return outcome
+    }
+
+    private func pollDeviceAuthorization(deviceCode: String, clientIP: String?) async throws -> DevicePollOutcome {
         guard deviceFlowEnabled else {
             throw BrokerError(.unavailable, "the device flow is not configured on this broker (github_client_id)")
         }
@@ -222,12 +281,18 @@ public struct GitHubLoginService: Sendable {
         }
     }
 
-    /// A generation-1 bundle for one organization, for the holder of `githubToken`.
-    public func generation1Login(githubToken: String, organization organizationName: String, clientIP: String? = nil) async throws -> TokenBundle {
-        try await BrokerMetrics.countingLogin(.githubPAT) {
-            try loginThrottle.admit(clientIP: clientIP)
-            return try await githubOrganizationLogin(githubToken: githubToken, organization: organizationName)
-        }
+    /// A generation-1 bundle for one organization, for the holder of `githubToken`, audited as
+    /// `use` says.
+    public func generation1Login(
+        githubToken: String, organization organizationName: String, as use: TokenUse = .login,
+        context: AuditContext = .none
+    ) async throws -> TokenBundle {
+        try await flows.run(use.action, context, attempt: use.attempt(githubToken, organization: organizationName)) {
+            try await BrokerMetrics.countingLogin(.githubPAT) {
+                try loginThrottle.admit(clientIP: context.clientIP)
+                return try await githubOrganizationLogin(githubToken: githubToken, organization: organizationName)
+            }
+        } success: { $0.auditSubject }
     }
 
     private func githubOrganizationLogin(githubToken: String, organization organizationName: String) async throws -> TokenBundle {
@@ -324,7 +389,8 @@ public struct GitHubLoginService: Sendable {
             if let recorded = user.githubID, recorded != identity.githubID {
                 throw mismatch(identity, account: user, recorded: recorded)
             }
-            _ = try await store.transaction { tx in try await bindAccount(to: identity, tx: tx) }
+            let binding = try await store.transaction { tx in try await bindAccount(to: identity, tx: tx) }
+            log(binding, identity)
             snapshot = try await accountSnapshot(identity, names)
             if let user = snapshot.user, !Self.isRecorded(identity, on: user) {
                 throw BrokerError(.conflict, "the account's GitHub link changed during this login; try again")
@@ -337,11 +403,14 @@ public struct GitHubLoginService: Sendable {
         if user == nil {
             guard createAccount else { throw BrokerError(.invalidCredentials, "no account for \(identity.login)") }
             let now = clock.now()
-            user = try await store.transaction { tx in
+            let binding = try await store.transaction { tx in
                 // Another login may have created or linked it since the snapshot.
-                if let existing = try await bindAccount(to: identity, tx: tx) { return existing }
-                return try await Self.createAccount(for: identity, tx: tx, now: now)
+                let binding = try await bindAccount(to: identity, tx: tx)
+                if binding.account != nil { return binding }
+                return Binding(account: try await Self.createAccount(for: identity, tx: tx, now: now))
             }
+            log(binding, identity)
+            user = binding.account
         }
         guard let user, user.isActive else {
             throw BrokerError(.accountDisabled, "this account is disabled")
@@ -363,36 +432,56 @@ public struct GitHubLoginService: Sendable {
     /// id. `nil` when no account is linked.
     /// - Throws: ``ErrorCode/githubIdentityMismatch`` when the login's account is recorded for
     ///   another GitHub user id.
-    func bindAccount(to identity: GitHubIdentity, tx: any StoreTransaction) async throws -> User? {
+    func bindAccount(to identity: GitHubIdentity, tx: any StoreTransaction) async throws -> Binding {
         if var account = try await tx.user(githubID: identity.githubID) {
-            guard account.githubLogin != identity.login else { return account }
+            guard account.githubLogin != identity.login else { return Binding(account: account) }
+            var binding = Binding(account: nil, renamedFrom: account.githubLogin ?? "-")
             // GitHub logins are unique at any moment: another account still holding this login
             // holds a stale link (its GitHub user renamed away, or it was linked by login alone
             // and the login is this id's now). The id keeps that account; the stale login goes.
             if let stale = try await tx.user(githubLogin: identity.login), stale.id != account.id {
                 try await tx.setGitHubLink(userID: stale.id, login: nil, id: stale.githubID)
-                logger.warning(
-                    "stale GitHub login link removed",
-                    metadata: ["user": "\(stale.username)", "login": "\(identity.login)", "github_id": "\(identity.githubID)"])
+                binding.unlinkedStaleUser = stale.username
             }
             try await tx.setGitHubLink(userID: account.id, login: identity.login, id: identity.githubID)
-            logger.info(
-                "GitHub login renamed",
-                metadata: [
-                    "user": "\(account.username)", "from": "\(account.githubLogin ?? "-")", "to": "\(identity.login)",
-                    "github_id": "\(identity.githubID)",
-                ])
             account.githubLogin = identity.login
-            return account
+            binding.account = account
+            return binding
         }
-        guard var account = try await tx.user(githubLogin: identity.login) else { return nil }
+        guard var account = try await tx.user(githubLogin: identity.login) else { return Binding(account: nil) }
         if let recorded = account.githubID, recorded != identity.githubID {
             throw mismatch(identity, account: account, recorded: recorded)
         }
         try await tx.setGitHubLink(userID: account.id, login: identity.login, id: identity.githubID)
         account.githubLogin = identity.login
         account.githubID = identity.githubID
-        return account
+        return Binding(account: account)
+    }
+
+    /// What ``bindAccount(to:tx:)`` did, logged once its transaction has committed (a body may
+    /// run more than once).
+    struct Binding: Sendable {
+        var account: User?
+        /// The login the account had before a rename.
+        var renamedFrom: String?
+        /// The account whose stale link to the login was removed.
+        var unlinkedStaleUser: String?
+    }
+
+    private func log(_ binding: Binding, _ identity: GitHubIdentity) {
+        if let stale = binding.unlinkedStaleUser {
+            logger.warning(
+                "stale GitHub login link removed",
+                metadata: ["user": "\(stale)", "login": "\(identity.login)", "github_id": "\(identity.githubID)"])
+        }
+        if let from = binding.renamedFrom, let account = binding.account {
+            logger.info(
+                "GitHub login renamed",
+                metadata: [
+                    "user": "\(account.username)", "from": "\(from)", "to": "\(identity.login)",
+                    "github_id": "\(identity.githubID)",
+                ])
+        }
     }
 
     /// The refusal of a login whose account is recorded for another GitHub user id; the server log

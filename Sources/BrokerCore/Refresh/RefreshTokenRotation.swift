@@ -11,10 +11,16 @@ import Foundation
 public struct RefreshTokenRotation: Sendable {
     public static let secretName = "refresh_successor_hmac"
 
-    private let secret: [UInt8]
+    private let secret: StartupValue<[UInt8]>
     public let policy: SessionPolicy
 
     public init(secret: [UInt8], policy: SessionPolicy) {
+        self.init(secret: StartupValue(Self.secretName, value: secret), policy: policy)
+    }
+
+    /// A rotation whose secret start-up loads (``BrokerServices/start()``); until then a renewal
+    /// throws ``ServicesNotStarted``.
+    public init(secret: StartupValue<[UInt8]>, policy: SessionPolicy) {
         self.secret = secret
         self.policy = policy
     }
@@ -35,8 +41,8 @@ public struct RefreshTokenRotation: Sendable {
     /// What is stored for a token: hex SHA-256 of its text.
     public static func hash(_ token: String) -> String { Digest.sha256Hex(token) }
 
-    func successor(of presented: String) -> String {
-        Base64URL.encode(Digest.hmacSHA256(key: secret, message: Array(presented.utf8)))
+    func successor(of presented: String) throws -> String {
+        Base64URL.encode(Digest.hmacSHA256(key: try secret.get(), message: Array(presented.utf8)))
     }
 
     /// Starts a family for a login and returns its first refresh token. `user` is the account as
@@ -105,7 +111,7 @@ public struct RefreshTokenRotation: Sendable {
         case nil:
             break
         }
-        let successor = successor(of: presented)
+        let successor = try successor(of: presented)
         let successorHash = Self.hash(successor)
         if let usedAt = record.usedAt {
             let withinGrace = now.timeIntervalSince(usedAt) <= TimeInterval(policy.refreshReuseGrace)

@@ -50,6 +50,9 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case internalError = "internal_error"
     case unavailable = "unavailable"
     case auditUnavailable = "audit_unavailable"
+    /// The database cannot be reached now (down, failing over, its pool exhausted): nothing was
+    /// done; try again after `Retry-After`.
+    case storeUnavailable = "store_unavailable"
     /// A transfer coding the broker does not implement (`gzip, chunked`): the client's doing,
     /// answered 501 as RFC 9112 section 6.1 asks.
     case unsupportedTransferCoding = "unsupported_transfer_coding"
@@ -72,7 +75,7 @@ public enum ErrorCode: String, Sendable, CaseIterable {
         case .internalError: 500
         case .unsupportedTransferCoding: 501
         case .githubBadResponse: 502
-        case .unavailable, .auditUnavailable, .githubRateLimited, .githubUnavailable: 503
+        case .unavailable, .auditUnavailable, .storeUnavailable, .githubRateLimited, .githubUnavailable: 503
         }
     }
 

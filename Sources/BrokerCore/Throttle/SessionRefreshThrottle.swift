@@ -68,7 +68,25 @@ public final class SessionRefreshThrottle: Sendable {
     ///   until the session may be renewed again (at least 1).
     public func admit(sessionID: String) throws {
         let now = clock.now().timeIntervalSince1970
-        let retryAfter = state.withLock { $0.admit(sessionID, now: now, policy: policy) }
+        try refuseIfOver(state.withLock { $0.admit(sessionID, now: now, policy: policy) })
+    }
+
+    /// Refuses a renewal over the limit, counting nothing: the check of a renewal that commits
+    /// in a store transaction, whose body may run more than once. ``record(sessionID:)`` counts
+    /// it once the renewal has committed.
+    /// - Throws: as ``admit(sessionID:)``.
+    public func check(sessionID: String) throws {
+        let now = clock.now().timeIntervalSince1970
+        try refuseIfOver(state.withLock { $0.wait(sessionID, now: now, policy: policy) })
+    }
+
+    /// Counts one renewal that ``check(sessionID:)`` let through and that has happened.
+    public func record(sessionID: String) {
+        let now = clock.now().timeIntervalSince1970
+        state.withLock { $0.record(sessionID, now: now, policy: policy) }
+    }
+
+    private func refuseIfOver(_ retryAfter: Int?) throws {
         guard let retryAfter else { return }
         BrokerMetrics.throttledRefresh()
         throw BrokerError(
@@ -89,18 +107,29 @@ public final class SessionRefreshThrottle: Sendable {
         var sweptSize = 0
 
         mutating func admit(_ sessionID: String, now: Double, policy: SessionRefreshThrottlePolicy) -> Int? {
+            if let wait = wait(sessionID, now: now, policy: policy) { return wait }
+            record(sessionID, now: now, policy: policy)
+            return nil
+        }
+
+        /// The seconds until the session may be renewed again; `nil`: now.
+        mutating func wait(_ sessionID: String, now: Double, policy: SessionRefreshThrottlePolicy) -> Int? {
+            let cutoff = now - Double(policy.window)
+            guard var times = table[sessionID] else { return nil }
+            times.removeAll { $0 <= cutoff }
+            table[sessionID] = times.isEmpty ? nil : times
+            guard times.count >= policy.sessionLimit else { return nil }
+            let wait = times[times.count - policy.sessionLimit] + Double(policy.window) - now
+            return max(1, Int(wait.rounded(.up)))
+        }
+
+        mutating func record(_ sessionID: String, now: Double, policy: SessionRefreshThrottlePolicy) {
             let cutoff = now - Double(policy.window)
             var times = table[sessionID, default: []]
             times.removeAll { $0 <= cutoff }
-            if times.count >= policy.sessionLimit {
-                table[sessionID] = times
-                let wait = times[times.count - policy.sessionLimit] + Double(policy.window) - now
-                return max(1, Int(wait.rounded(.up)))
-            }
             times.append(now)
             table[sessionID] = times
             if table.count > max(1024, 2 * sweptSize) { sweep(cutoff: cutoff) }
-            return nil
         }
 
         /// Forgets the sessions without a renewal inside the window: they count as nothing.

@@ -22,13 +22,9 @@ struct Generation1Routes<Context: RemoteAddressRequestContext> {
         let username = try body.string("username")
         let password = try body.password()
         let organization = try body.string("org_name")
-        let audit = services.auditContext(request, context)
-        let bundle = try await services.audited(
-            .loginPassword, audit, attempt: .attempt(username: username, organization: organization)
-        ) {
-            try await services.orgTokens.login(
-                username: username, password: password, organization: organization, clientIP: audit.clientIP)
-        } success: { $0.auditSubject }
+        let bundle = try await services.orgTokens.login(
+            username: username, password: password, organization: organization,
+            context: services.auditContext(request, context))
         return Self.bundleResponse(bundle)
     }
 
@@ -36,12 +32,7 @@ struct Generation1Routes<Context: RemoteAddressRequestContext> {
         var request = request
         let body = try await JSONRequestBody.read(&request)
         let presented = try body.string("refresh")
-        let bundle = try await services.audited(
-            .tokenRefresh, services.auditContext(request, context),
-            attempt: AuditSubject(target: AuditEvent.tokenReference(presented))
-        ) {
-            try await services.orgTokens.refresh(presented)
-        } success: { $0.auditSubject }
+        let bundle = try await services.orgTokens.refresh(presented, context: services.auditContext(request, context))
         return Self.bundleResponse(bundle)
     }
 
@@ -49,16 +40,7 @@ struct Generation1Routes<Context: RemoteAddressRequestContext> {
         var request = request
         let body = try await JSONRequestBody.read(&request)
         let presented = try body.string("refresh")
-        try await services.audited(
-            .sessionRevoke, services.auditContext(request, context),
-            attempt: AuditSubject(target: AuditEvent.tokenReference(presented), reason: "logout")
-        ) {
-            try await services.orgTokens.revoke(presented)
-        } success: { session in
-            var subject = session.auditSubject
-            subject.reason = "logout"
-            return subject
-        }
+        try await services.orgTokens.revoke(presented, context: services.auditContext(request, context))
         return JSONResponses.make(.ok) { json in
             json.beginObject()
             json.endObject()

@@ -38,12 +38,8 @@ struct Generation2Routes<Context: RemoteAddressRequestContext> {
         var request = request
         let body = try await JSONRequestBody.read(&request)
         let pat = try body.string("pat")
-        let audit = services.auditContext(request, context)
-        let issued = try await services.audited(
-            .loginGitHubPAT, audit, attempt: AuditSubject(target: AuditEvent.tokenReference(pat))
-        ) {
-            try await github.generation2Login(githubToken: pat, method: "github_pat", clientIP: audit.clientIP)
-        } success: { $0.auditSubject }
+        let issued = try await github.generation2Login(
+            githubToken: pat, method: "github_pat", context: services.auditContext(request, context))
         return Self.success(issued)
     }
 
@@ -68,23 +64,9 @@ struct Generation2Routes<Context: RemoteAddressRequestContext> {
         var request = request
         let body = try await JSONRequestBody.read(&request)
         let deviceCode = try body.string("device_code")
-        let audit = services.auditContext(request, context)
-
-        let attempt = AuditSubject(target: AuditEvent.tokenReference(deviceCode))
-        let outcome: GitHubLoginService.DevicePollOutcome
-        do {
-            outcome = try await github.pollDeviceFlow(deviceCode: deviceCode, clientIP: audit.clientIP)
-        } catch let error as BrokerError where error.code != .auditUnavailable {
-            // A refused login at approval (another GitHub user's login, no membership) is audited
-            // like the same refusal at /auth/github/pat.
-            let refusal = AuditRefusal(error)
-            try await services.audit.record(
-                .loginGitHubDevice, refusal.outcome, actor: nil, target: attempt.target, reason: refusal.reason, context: audit)
-            throw error
-        }
+        let outcome = try await github.pollDeviceFlow(deviceCode: deviceCode, context: services.auditContext(request, context))
         switch outcome {
         case .authorized(let issued):
-            _ = try await services.audited(.loginGitHubDevice, audit, attempt: attempt) { issued } success: { $0.auditSubject }
             return Self.success(issued)
         case .pending(let reason, let interval):
             return JSONResponses.make(.accepted) { json in
@@ -95,10 +77,6 @@ struct Generation2Routes<Context: RemoteAddressRequestContext> {
                 json.endObject()
             }
         case .failed(let error):
-            try await services.audit.record(
-                .loginGitHubDevice, error == "access_denied" ? .denied : .failure, actor: nil, target: attempt.target,
-                reason: error,
-                context: audit)
             return JSONResponses.make(.badRequest) { json in
                 json.beginObject()
                 json.key("status"); json.string("error")
@@ -120,12 +98,7 @@ struct Generation2Routes<Context: RemoteAddressRequestContext> {
 
     func refresh(_ request: Request, _ context: Context) async throws -> Response {
         let bearer = try request.bearerToken()
-        let issued = try await services.audited(
-            .tokenRefresh, services.auditContext(request, context),
-            attempt: AuditSubject(target: AuditEvent.tokenReference(bearer))
-        ) {
-            try await github.generation2Refresh(bearer: bearer)
-        } success: { $0.auditSubject }
+        let issued = try await github.generation2Refresh(bearer: bearer, context: services.auditContext(request, context))
         return JSONResponses.make(.ok) { json in
             json.beginObject()
             json.key("token"); json.string(issued.token)
@@ -139,13 +112,8 @@ struct Generation2Routes<Context: RemoteAddressRequestContext> {
         let body = try await JSONRequestBody.read(&request)
         let organization = try body.string("org_name")
         let githubToken = try body.string("access_token")
-        let audit = services.auditContext(request, context)
-        let bundle = try await services.audited(
-            .loginGitHubPAT, audit,
-            attempt: AuditSubject(organization: organization, target: AuditEvent.tokenReference(githubToken))
-        ) {
-            try await github.generation1Login(githubToken: githubToken, organization: organization, clientIP: audit.clientIP)
-        } success: { $0.auditSubject }
+        let bundle = try await github.generation1Login(
+            githubToken: githubToken, organization: organization, context: services.auditContext(request, context))
         return Generation1Routes<Context>.bundleResponse(bundle)
     }
 
@@ -173,6 +141,8 @@ struct Generation2Routes<Context: RemoteAddressRequestContext> {
             return try await body()
         } catch let brokerError as BrokerError {
             error = brokerError
+        } catch let storeError as StoreError where storeError.isUnavailable {
+            error = BrokerError(storeUnavailable: storeError)
         } catch let httpError as any HTTPResponseError {
             error = ErrorMiddleware<BrokerRequestContext>.brokerError(for: httpError.status, path: "")
         } catch {

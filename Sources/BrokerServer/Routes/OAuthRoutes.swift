@@ -35,6 +35,8 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
                 return error.response
             } catch let error as BrokerError {
                 return OAuthError(error).response
+            } catch let error as StoreError where error.isUnavailable {
+                return OAuthError(BrokerError(storeUnavailable: error)).response
             } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
                 return OAuthError(status: .contentTooLarge, code: "invalid_request", "the request body exceeds 64 KiB").response
             } catch {
@@ -52,22 +54,7 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
         if let hint = try form.optional("token_type_hint"), !["access_token", "refresh_token"].contains(hint) {
             throw OAuthError(code: "unsupported_token_type", "token_type_hint must be access_token or refresh_token")
         }
-        try await services.audited(.tokenRevoke, audit, attempt: AuditSubject(target: AuditEvent.tokenReference(token))) {
-            try await services.introspection.revoke(token)
-        } success: { revocation in
-            switch revocation {
-            case .nothing:
-                return AuditSubject(reason: "unknown_or_invalid_token")
-            case .accessToken(let jti, let session, let endedSession):
-                var subject = session.auditSubject
-                (subject.target, subject.reason) = ("jti:\(jti)", endedSession ? "access_token session_ended" : "access_token")
-                return subject
-            case .session(let session):
-                var subject = session.auditSubject
-                subject.reason = "refresh_token session_ended"
-                return subject
-            }
-        }
+        try await services.introspection.revoke(token, context: audit)
         return JSONResponses.make(.ok) { json in
             json.beginObject()
             json.endObject()
@@ -89,23 +76,7 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
         var request = request
         let form = try await FormBody.read(&request)
         let token = try form.required("token")
-        let answer = try await services.audited(
-            .introspect, audit, attempt: AuditSubject(actor: principal.user.username, target: AuditEvent.tokenReference(token))
-        ) {
-            try await services.introspection.introspect(token)
-        } success: { answer in
-            // The introspector stays the actor; the line names the token's session.
-            switch answer {
-            case .inactive:
-                AuditSubject(reason: "inactive")
-            case .access(let claims):
-                AuditSubject(
-                    organization: AuditedSession(claims).organization, session: claims.sessionID,
-                    target: "jti:\(claims.tokenID)", reason: "active")
-            case .refresh(let family, _, _):
-                AuditSubject(session: family.id, reason: "active")
-            }
-        }
+        let answer = try await services.introspection.introspect(token, by: principal, context: audit)
         return JSONResponses.make(.ok) { json in
             json.beginObject()
             switch answer {
@@ -151,11 +122,7 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
         switch try form.required("grant_type") {
         case "refresh_token":
             let presented = try form.required("refresh_token")
-            let bundle = try await services.audited(
-                .tokenRefresh, audit, attempt: AuditSubject(target: AuditEvent.tokenReference(presented))
-            ) {
-                try await services.orgTokens.refresh(presented)
-            } success: { $0.auditSubject }
+            let bundle = try await services.orgTokens.refresh(presented, context: audit)
             return Self.tokenResponse(access: bundle.access, expiresIn: bundle.accessLifetime, refresh: bundle.refresh)
         case Self.tokenExchange:
             let subjectTokenType = try form.required("subject_token_type")
@@ -166,19 +133,14 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
                 throw OAuthError(status: .serviceUnavailable, code: "temporarily_unavailable", "GitHub logins are not enabled")
             }
             let subjectToken = try form.required("subject_token")
-            let attempt = AuditSubject(target: AuditEvent.tokenReference(subjectToken), reason: "github")
             if let audience = try form.optional("audience") {
-                var attemptForOrganization = attempt
-                attemptForOrganization.organization = audience
-                let bundle = try await services.audited(.tokenExchange, audit, attempt: attemptForOrganization) {
-                    try await github.generation1Login(githubToken: subjectToken, organization: audience, clientIP: audit.clientIP)
-                } success: { $0.auditSubject }
+                let bundle = try await github.generation1Login(
+                    githubToken: subjectToken, organization: audience, as: .exchange, context: audit)
                 return Self.tokenResponse(
                     access: bundle.access, expiresIn: bundle.accessLifetime, refresh: bundle.refresh, exchanged: true)
             }
-            let issued = try await services.audited(.tokenExchange, audit, attempt: attempt) {
-                try await github.generation2Login(githubToken: subjectToken, method: "github_pat", clientIP: audit.clientIP)
-            } success: { $0.auditSubject }
+            let issued = try await github.generation2Login(
+                githubToken: subjectToken, method: "github_pat", as: .exchange, context: audit)
             return Self.tokenResponse(
                 access: issued.token, expiresIn: Int(issued.claims.expiresAt - issued.claims.issuedAt), refresh: nil,
                 exchanged: true)
@@ -231,7 +193,7 @@ struct OAuthError: AuditableFailure {
         case .forbidden:
             // RFC 6750 section 3.1: the bearer token lacks the privileges the request needs.
             self.init(status: .forbidden, code: "insufficient_scope", error.httpDetail)
-        case .githubRateLimited, .githubUnavailable, .unavailable, .githubBadResponse, .auditUnavailable:
+        case .githubRateLimited, .githubUnavailable, .unavailable, .githubBadResponse, .auditUnavailable, .storeUnavailable:
             self.init(status: .serviceUnavailable, code: "temporarily_unavailable", error.httpDetail)
             retryAfter = error.retryAfter
         case .tooManyAttempts:

@@ -27,10 +27,8 @@ struct SessionRoutes<Context: RemoteAddressRequestContext> {
         var request = request
         let body = try await JSONRequestBody.read(&request)
         let (username, password) = (try body.string("username"), try body.password())
-        let audit = services.auditContext(request, context)
-        let session = try await services.audited(.sessionLogin, audit, attempt: .attempt(username: username, reason: "pwd")) {
-            try await services.sessions.signIn(username: username, password: password, clientIP: audit.clientIP)
-        } success: { $0.auditSubject }
+        let session = try await services.sessions.signIn(
+            username: username, password: password, context: services.auditContext(request, context))
         return Self.sessionResponse(session)
     }
 
@@ -38,12 +36,7 @@ struct SessionRoutes<Context: RemoteAddressRequestContext> {
         var request = request
         let body = try await JSONRequestBody.read(&request)
         let githubToken = try body.string("access_token")
-        let audit = services.auditContext(request, context)
-        let session = try await services.audited(
-            .sessionLogin, audit, attempt: AuditSubject(target: AuditEvent.tokenReference(githubToken), reason: "github")
-        ) {
-            try await services.sessions.signIn(githubToken: githubToken, clientIP: audit.clientIP)
-        } success: { $0.auditSubject }
+        let session = try await services.sessions.signIn(githubToken: githubToken, context: services.auditContext(request, context))
         return Self.sessionResponse(session)
     }
 

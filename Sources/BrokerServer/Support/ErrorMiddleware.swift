@@ -19,6 +19,9 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
                 context.logger.debug("malformed request", metadata: ["error": "\(error)"])
             }
             return JSONResponses.error(error)
+        } catch let error as StoreError where error.isUnavailable {
+            context.logger.error("store unavailable", metadata: ["error": "\(error)"])
+            return JSONResponses.error(BrokerError(storeUnavailable: error))
         } catch let error as any HTTPResponseError {
             return JSONResponses.error(Self.brokerError(for: error.status, path: "\(request.method) \(request.uri.path)"))
         } catch {
