@@ -73,6 +73,16 @@ struct CommandEnvironment {
         }
     }
 
+    /// Where this installation keeps its signing key ring: with SQLite (one host), the files of
+    /// `keys_dir`. A store shared by replicas (PostgreSQL) keeps it in the database, sealed under
+    /// `key_encryption_key_file`: decided here by the store's kind.
+    var keyRingPlacement: KeyRingPlacement { .keysDirectory }
+
+    /// The key ring's storage for ``keyRingPlacement``.
+    func keyRingStorage() throws -> any KeyRingStorage {
+        try keyRingPlacement.storage(configuration: configuration, store: store, logger: logger)
+    }
+
     /// The configured audit log, for commands that change state.
     func auditTrail() -> AuditTrail {
         .file(path: configuration.auditLogPath, failureMode: configuration.auditFailureMode, logger: logger)

@@ -1,12 +1,13 @@
 import ArgumentParser
 import BrokerCore
 import BrokerCrypto
+import BrokerSQLite
 import Foundation
 
 struct KeysCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keys", abstract: "Inspect and rotate the signing key ring (works while the server runs).",
-        subcommands: [List.self, Rotate.self, Retire.self, Slots.self])
+        subcommands: [List.self, Rotate.self, Retire.self, Slots.self, Rewrap.self])
 
     /// The admin API's key operations, run by the operator on the ring on disk: the same rules,
     /// file locking and audit lines (actor `cli`) as over HTTP.
@@ -20,7 +21,7 @@ struct KeysCommand: AsyncParsableCommand {
         }
         let audit = AuditTrail.file(path: configuration.auditLogPath, failureMode: configuration.auditFailureMode)
         let keys = KeyAdministration(
-            directory: directory, ring: KeyRing(snapshot), algorithm: configuration.signingAlgorithm,
+            storage: directory, ring: KeyRing(snapshot), algorithm: configuration.signingAlgorithm,
             policy: KeyLifecyclePolicy(configuration), audit: audit)
         do {
             let result = try await body(keys)
@@ -96,6 +97,34 @@ struct KeysCommand: AsyncParsableCommand {
 }
 
 extension KeysCommand {
+    /// Re-seals a key ring kept in the database under a new key-encryption key.
+    struct Rewrap: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Re-seal every private key and server secret of a key ring kept in the database under a new key-encryption key (then point key_encryption_key_file at the new file on every replica).")
+        @OptionGroup var options: GlobalOptions
+        @Option(name: .customLong("new-kek"), help: "A file holding the new key-encryption key: 32 random bytes in base64 (openssl rand -base64 32), mode 0600.")
+        var newKEK: String
+
+        func run() async throws {
+            try await reportingErrors {
+                let environment = try await CommandEnvironment.open(options)
+                do {
+                    let newKey = try KeyEncryptionKey(file: newKEK, setting: "--new-kek")
+                    let storage = try environment.keyRingStorage()
+                    let rewrapped = try await KeyRingRewrap.rewrap(storage, to: newKey)
+                    let version = try await rewrapped.ringVersion() ?? 0
+                    print(
+                        "re-sealed the key ring under KEK id \(newKey.identifier) (ring version \(version)); now set "
+                            + "key_encryption_key_file to \(newKEK) on every replica and restart them")
+                } catch {
+                    try? await environment.store.close()
+                    throw error
+                }
+                try await environment.store.close()
+            }
+        }
+    }
+
     /// How many keys a gateway that loads them one by one (HAProxy's key slots) must hold.
     struct Slots: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

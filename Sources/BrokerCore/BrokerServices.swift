@@ -31,6 +31,8 @@ public struct BrokerServices: Sendable {
     public let sessions: BrokerSessionService
     public let introspection: TokenIntrospection
     public let keys: KeyAdministration
+    /// Where the key ring and the server secrets live (files and the store, or sealed in the database).
+    public let keyStorage: any KeyRingStorage
     /// The audit trail: one `record` call per event.
     public let audit: AuditTrail
     /// How audit lines name the username a login attempt typed (unknown names only hashed).
@@ -39,8 +41,11 @@ public struct BrokerServices: Sendable {
     public init(
         configuration: BrokerConfiguration, store: any Store, keyRing: KeyRing,
         clock: any WallClock = SystemWallClock(), logger: Logger = Logger(label: "broker"),
-        githubAPI: (any GitHubAPI)? = nil, auditSink: (any AuditSink)? = nil
+        githubAPI: (any GitHubAPI)? = nil, auditSink: (any AuditSink)? = nil,
+        keyStorage: (any KeyRingStorage)? = nil
     ) async throws {
+        let keyStorage = keyStorage ?? KeyDirectory(path: configuration.keysDirectory, clock: clock, logger: logger)
+        self.keyStorage = keyStorage
         self.configuration = configuration
         self.store = store
         self.keyRing = keyRing
@@ -49,7 +54,7 @@ public struct BrokerServices: Sendable {
         audit = AuditTrail(
             sink: auditSink ?? FileAuditSink(path: configuration.auditLogPath),
             failureMode: configuration.auditFailureMode, clock: clock, logger: logger)
-        attemptedUsernames = try await AttemptedUsernames.load(from: store)
+        attemptedUsernames = try await AttemptedUsernames.load(from: store, beside: keyStorage)
         keyPolicy = KeyLifecyclePolicy(configuration)
         loginThrottle = LoginThrottle(policy: LoginThrottlePolicy(configuration), clock: clock)
         trustedProxies = try TrustedProxies(configuration.trustedProxies)
@@ -62,7 +67,8 @@ public struct BrokerServices: Sendable {
         verifier = TokenVerifier(
             keyRing: keyRing, issuer: configuration.issuer, leeway: configuration.clockSkew, clock: clock)
         let rotation = RefreshTokenRotation(
-            secret: try await RefreshTokenRotation.loadSecret(from: store), policy: SessionPolicy(configuration))
+            secret: try await RefreshTokenRotation.loadSecret(from: store, beside: keyStorage),
+            policy: SessionPolicy(configuration))
         let resolver = githubAPI.map {
             GitHubIdentityResolver(
                 api: $0, mappings: configuration.githubOrganizations, clock: clock,
@@ -97,7 +103,7 @@ public struct BrokerServices: Sendable {
             store: store, verifier: verifier, clock: clock,
             githubMappedOrganizations: Set(configuration.githubOrganizations.map(\.organization)))
         keys = KeyAdministration(
-            directory: KeyDirectory(path: configuration.keysDirectory, clock: clock, logger: logger), ring: keyRing,
+            storage: keyStorage, ring: keyRing,
             algorithm: configuration.signingAlgorithm, policy: keyPolicy, audit: audit)
     }
 

@@ -36,6 +36,12 @@ public struct AttemptedUsernames: Sendable {
         return AttemptedUsernames(store: store, key: key)
     }
 
+    /// Reads the key from where `keys` keeps server secrets (sealed beside a ring in the
+    /// database), creating it on first start.
+    public static func load(from store: any Store, beside keys: any KeyRingStorage) async throws -> AttemptedUsernames {
+        AttemptedUsernames(store: store, key: try await keys.serverSecret(named: secretName, store: store))
+    }
+
     /// The keyed hash of `text` as typed.
     public func pseudonym(_ text: String) -> String {
         let mac = Digest.hmacSHA256(key: key, message: Array(text.utf8))
