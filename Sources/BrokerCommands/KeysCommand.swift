@@ -1,7 +1,6 @@
 import ArgumentParser
 import BrokerCore
 import BrokerCrypto
-import BrokerSQLite
 import Foundation
 
 struct KeysCommand: AsyncParsableCommand {
@@ -12,24 +11,26 @@ struct KeysCommand: AsyncParsableCommand {
     /// The admin API's key operations, run by the operator on the ring on disk: the same rules,
     /// file locking and audit lines (actor `cli`) as over HTTP.
     static func withKeyAdministration(
-        _ configuration: BrokerConfiguration, _ body: (KeyAdministration) async throws -> KeyRingSnapshot
+        _ options: GlobalOptions, _ configuration: BrokerConfiguration,
+        _ body: (KeyAdministration) async throws -> KeyRingSnapshot
     ) async throws -> KeyRingSnapshot {
         LoggingBootstrap.run(configuration)
-        let directory = KeyDirectory(path: configuration.keysDirectory)
-        guard let snapshot = try directory.load() else {
-            throw KeyRingError("no key ring in \(configuration.keysDirectory) yet: start the broker once")
-        }
-        let audit = AuditTrail.file(path: configuration.auditLogPath, failureMode: configuration.auditFailureMode)
-        let keys = KeyAdministration(
-            storage: directory, ring: KeyRing(snapshot), algorithm: configuration.signingAlgorithm,
-            policy: KeyLifecyclePolicy(configuration), audit: audit)
-        do {
-            let result = try await body(keys)
-            await audit.close()
-            return result
-        } catch {
-            await audit.close()
-            throw error
+        return try await CommandEnvironment.withKeyRingStorage(options, configuration) { storage in
+            guard let snapshot = try await storage.loadRing() else {
+                throw KeyRingError("no key ring in \(storage.location) yet: start the broker once")
+            }
+            let audit = AuditTrail.file(path: configuration.auditLogPath, failureMode: configuration.auditFailureMode)
+            let keys = KeyAdministration(
+                storage: storage, ring: KeyRing(snapshot), algorithm: configuration.signingAlgorithm,
+                policy: KeyLifecyclePolicy(configuration), audit: audit)
+            do {
+                let result = try await body(keys)
+                await audit.close()
+                return result
+            } catch {
+                await audit.close()
+                throw error
+            }
         }
     }
 
@@ -42,7 +43,7 @@ struct KeysCommand: AsyncParsableCommand {
         func run() async throws {
             try await reportingErrors {
                 let configuration = try await options.configuration()
-                let ring = try await KeysCommand.withKeyAdministration(configuration) { keys in
+                let ring = try await KeysCommand.withKeyAdministration(options, configuration) { keys in
                     try await keys.rotate(force: force, by: .operator)
                 }
                 print("rotated: \(ring.activeSigner(for: configuration.signingAlgorithm)?.kid ?? "-") now signs (ring version \(ring.version))")
@@ -63,7 +64,7 @@ struct KeysCommand: AsyncParsableCommand {
                     throw ValidationError("retiring a key ahead of its schedule withdraws it at once; confirm with --now")
                 }
                 let configuration = try await options.configuration()
-                let ring = try await KeysCommand.withKeyAdministration(configuration) { keys in
+                let ring = try await KeysCommand.withKeyAdministration(options, configuration) { keys in
                     try await keys.retire(kid: kid, by: .operator)
                 }
                 print("withdrew \(kid); \(ring.activeSigner(for: configuration.signingAlgorithm)?.kid ?? "-") signs (ring version \(ring.version))")
@@ -79,8 +80,11 @@ struct KeysCommand: AsyncParsableCommand {
             try await reportingErrors {
                 let configuration = try await options.configuration()
                 LoggingBootstrap.run(configuration)
-                guard let ring = try KeyDirectory(path: configuration.keysDirectory).load() else {
-                    print("no key ring in \(configuration.keysDirectory) yet: `broker serve` creates one on first start")
+                let loaded = try await CommandEnvironment.withKeyRingStorage(options, configuration) { storage in
+                    (try await storage.loadRing(), storage.location)
+                }
+                guard let ring = loaded.0 else {
+                    print("no key ring in \(loaded.1) yet: `broker serve` creates one on first start")
                     return
                 }
                 print(Table.render(
@@ -107,20 +111,15 @@ extension KeysCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let environment = try await CommandEnvironment.open(options)
-                do {
-                    let newKey = try KeyEncryptionKey(file: newKEK, setting: "--new-kek")
-                    let storage = try environment.keyRingStorage()
-                    let rewrapped = try await KeyRingRewrap.rewrap(storage, to: newKey)
-                    let version = try await rewrapped.ringVersion() ?? 0
-                    print(
-                        "re-sealed the key ring under KEK id \(newKey.identifier) (ring version \(version)); now set "
-                            + "key_encryption_key_file to \(newKEK) on every replica and restart them")
-                } catch {
-                    try? await environment.store.close()
-                    throw error
+                let configuration = try await options.configuration()
+                LoggingBootstrap.run(configuration)
+                let newKey = try KeyEncryptionKey(file: newKEK, setting: "--new-kek")
+                let version = try await CommandEnvironment.withKeyRingStorage(options, configuration) { storage in
+                    try await KeyRingRewrap.rewrap(storage, to: newKey).ringVersion() ?? 0
                 }
-                try await environment.store.close()
+                print(
+                    "re-sealed the key ring under KEK id \(newKey.identifier) (ring version \(version)); now set "
+                        + "key_encryption_key_file to \(newKEK) on every replica and restart them")
             }
         }
     }
@@ -169,8 +168,11 @@ struct TokenCommand: AsyncParsableCommand {
             try await reportingErrors {
                 let configuration = try await options.configuration()
                 LoggingBootstrap.run(configuration)
-                guard let snapshot = try KeyDirectory(path: configuration.keysDirectory).load() else {
-                    throw BrokerError(.notFound, "no key ring in \(configuration.keysDirectory)")
+                let loaded = try await CommandEnvironment.withKeyRingStorage(options, configuration) { storage in
+                    (try await storage.loadRing(), storage.location)
+                }
+                guard let snapshot = loaded.0 else {
+                    throw BrokerError(.notFound, "no key ring in \(loaded.1)")
                 }
                 let verifier = TokenVerifier(
                     keyRing: KeyRing(snapshot), issuer: issuer ?? configuration.issuer,
