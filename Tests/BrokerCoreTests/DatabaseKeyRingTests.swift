@@ -337,6 +337,25 @@ final class DatabaseKeyRingTests: XCTestCase {
         }
     }
 
+    // MARK: Moving a single-node installation
+
+    func testASingleNodeRingAndItsSecretsAreAdoptedSealedOnce() async throws {
+        let files = KeyDirectory(path: directory.appendingPathComponent("keys").path, clock: clock)
+        let snapshot = try files.loadOrInitialize(algorithm: .es256)
+        let secret = try await files.serverSecret(named: RefreshTokenRotation.secretName, store: store)
+        let adopted = try await ring().adopt(snapshot, secrets: [RefreshTokenRotation.secretName: secret])
+        XCTAssertTrue(adopted)
+        let loaded = try await XCTUnwrapAsync(try await ring().loadRing())
+        XCTAssertEqual(loaded.keys.map(\.metadata), snapshot.keys.map(\.metadata))
+        XCTAssertEqual(loaded.jwksJSON, snapshot.jwksJSON, "gateways see the same keys")
+        let shared = try await ring().serverSecret(named: RefreshTokenRotation.secretName, store: store)
+        XCTAssertEqual(shared, secret, "refresh tokens' successors are derived alike")
+        let again = try await ring().adopt(try files.rotate(algorithm: .es256, policy: policy, force: true), secrets: [:])
+        XCTAssertFalse(again, "a ring already in the database is never overwritten")
+        let unchanged = try await XCTUnwrapAsync(try await ring().loadRing())
+        XCTAssertEqual(unchanged.version, loaded.version)
+    }
+
     // MARK: Helpers
 
     func sign(with ring: KeyRing) throws -> String {
