@@ -113,6 +113,13 @@ extension ConfigurationLoader {
         } catch {
             check.problems.append("\(error)")
         }
+        if !configuration.keyEncryptionKeyFile.isEmpty {
+            do {
+                _ = try KeyEncryptionKey(file: configuration.keyEncryptionKeyFile)
+            } catch {
+                check.problems.append("\(error)")
+            }
+        }
 
         for key in BrokerConfiguration.keys + BrokerConfiguration.structuredKeys {
             let value = configuration.shownValue(of: key)
@@ -178,6 +185,7 @@ extension BrokerConfiguration {
         case "key_prepublication": "\(keyPrepublication)"
         case "key_rotation_period": "\(keyRotationPeriod)"
         case "key_reload_interval": "\(keyReloadInterval)"
+        case "key_encryption_key_file": keyEncryptionKeyFile
         case "github_api_url": githubAPIURL
         case "github_web_url": githubWebURL
         case "github_client_id": githubClientID

@@ -73,6 +73,35 @@ struct CommandEnvironment {
         }
     }
 
+    /// Where this installation keeps its signing key ring: with SQLite (one host), the files of
+    /// `keys_dir`. A store shared by replicas (PostgreSQL) keeps it in the database, sealed under
+    /// `key_encryption_key_file`: decided here, by the store the configuration names, and only here.
+    static func keyRingPlacement(for configuration: BrokerConfiguration) -> KeyRingPlacement { .keysDirectory }
+
+    /// The key ring's storage (``keyRingPlacement(for:)``).
+    func keyRingStorage() throws -> any KeyRingStorage {
+        try Self.keyRingPlacement(for: configuration).storage(configuration: configuration, store: store, logger: logger)
+    }
+
+    /// Runs `body` with the key ring's storage; the store is opened (and closed after) only for a
+    /// ring in the database, so that `broker keys` on a ring in `keys_dir` touches nothing else.
+    static func withKeyRingStorage<T>(
+        _ options: GlobalOptions, _ configuration: BrokerConfiguration, _ body: (any KeyRingStorage) async throws -> T
+    ) async throws -> T {
+        guard keyRingPlacement(for: configuration) == .database else {
+            return try await body(KeyDirectory(path: configuration.keysDirectory))
+        }
+        let environment = try await open(options)
+        do {
+            let result = try await body(try environment.keyRingStorage())
+            try await environment.store.close()
+            return result
+        } catch {
+            try? await environment.store.close()
+            throw error
+        }
+    }
+
     /// The configured audit log, for commands that change state.
     func auditTrail() -> AuditTrail {
         .file(path: configuration.auditLogPath, failureMode: configuration.auditFailureMode, logger: logger)

@@ -6,29 +6,31 @@ import Foundation
 struct KeysCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keys", abstract: "Inspect and rotate the signing key ring (works while the server runs).",
-        subcommands: [List.self, Rotate.self, Retire.self, Slots.self])
+        subcommands: [List.self, Rotate.self, Retire.self, Slots.self, Rewrap.self])
 
     /// The admin API's key operations, run by the operator on the ring on disk: the same rules,
     /// file locking and audit lines (actor `cli`) as over HTTP.
     static func withKeyAdministration(
-        _ configuration: BrokerConfiguration, _ body: (KeyAdministration) async throws -> KeyRingSnapshot
+        _ options: GlobalOptions, _ configuration: BrokerConfiguration,
+        _ body: (KeyAdministration) async throws -> KeyRingSnapshot
     ) async throws -> KeyRingSnapshot {
         LoggingBootstrap.run(configuration)
-        let directory = KeyDirectory(path: configuration.keysDirectory)
-        guard let snapshot = try directory.load() else {
-            throw KeyRingError("no key ring in \(configuration.keysDirectory) yet: start the broker once")
-        }
-        let audit = AuditTrail.file(path: configuration.auditLogPath, failureMode: configuration.auditFailureMode)
-        let keys = KeyAdministration(
-            directory: directory, ring: KeyRing(snapshot), algorithm: configuration.signingAlgorithm,
-            policy: KeyLifecyclePolicy(configuration), audit: audit)
-        do {
-            let result = try await body(keys)
-            await audit.close()
-            return result
-        } catch {
-            await audit.close()
-            throw error
+        return try await CommandEnvironment.withKeyRingStorage(options, configuration) { storage in
+            guard let snapshot = try await storage.loadRing() else {
+                throw KeyRingError("no key ring in \(storage.location) yet: start the broker once")
+            }
+            let audit = AuditTrail.file(path: configuration.auditLogPath, failureMode: configuration.auditFailureMode)
+            let keys = KeyAdministration(
+                storage: storage, ring: KeyRing(snapshot), algorithm: configuration.signingAlgorithm,
+                policy: KeyLifecyclePolicy(configuration), audit: audit)
+            do {
+                let result = try await body(keys)
+                await audit.close()
+                return result
+            } catch {
+                await audit.close()
+                throw error
+            }
         }
     }
 
@@ -41,7 +43,7 @@ struct KeysCommand: AsyncParsableCommand {
         func run() async throws {
             try await reportingErrors {
                 let configuration = try await options.configuration()
-                let ring = try await KeysCommand.withKeyAdministration(configuration) { keys in
+                let ring = try await KeysCommand.withKeyAdministration(options, configuration) { keys in
                     try await keys.rotate(force: force, by: .operator)
                 }
                 print("rotated: \(ring.activeSigner(for: configuration.signingAlgorithm)?.kid ?? "-") now signs (ring version \(ring.version))")
@@ -62,7 +64,7 @@ struct KeysCommand: AsyncParsableCommand {
                     throw ValidationError("retiring a key ahead of its schedule withdraws it at once; confirm with --now")
                 }
                 let configuration = try await options.configuration()
-                let ring = try await KeysCommand.withKeyAdministration(configuration) { keys in
+                let ring = try await KeysCommand.withKeyAdministration(options, configuration) { keys in
                     try await keys.retire(kid: kid, by: .operator)
                 }
                 print("withdrew \(kid); \(ring.activeSigner(for: configuration.signingAlgorithm)?.kid ?? "-") signs (ring version \(ring.version))")
@@ -78,8 +80,11 @@ struct KeysCommand: AsyncParsableCommand {
             try await reportingErrors {
                 let configuration = try await options.configuration()
                 LoggingBootstrap.run(configuration)
-                guard let ring = try KeyDirectory(path: configuration.keysDirectory).load() else {
-                    print("no key ring in \(configuration.keysDirectory) yet: `broker serve` creates one on first start")
+                let loaded = try await CommandEnvironment.withKeyRingStorage(options, configuration) { storage in
+                    (try await storage.loadRing(), storage.location)
+                }
+                guard let ring = loaded.0 else {
+                    print("no key ring in \(loaded.1) yet: `broker serve` creates one on first start")
                     return
                 }
                 print(Table.render(
@@ -96,6 +101,29 @@ struct KeysCommand: AsyncParsableCommand {
 }
 
 extension KeysCommand {
+    /// Re-seals a key ring kept in the database under a new key-encryption key.
+    struct Rewrap: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Re-seal every private key and server secret of a key ring kept in the database under a new key-encryption key (then point key_encryption_key_file at the new file on every replica).")
+        @OptionGroup var options: GlobalOptions
+        @Option(name: .customLong("new-kek"), help: "A file holding the new key-encryption key: 32 random bytes in base64 (openssl rand -base64 32), mode 0600.")
+        var newKEK: String
+
+        func run() async throws {
+            try await reportingErrors {
+                let configuration = try await options.configuration()
+                LoggingBootstrap.run(configuration)
+                let newKey = try KeyEncryptionKey(file: newKEK, setting: "--new-kek")
+                let version = try await CommandEnvironment.withKeyRingStorage(options, configuration) { storage in
+                    try await KeyRingRewrap.rewrap(storage, to: newKey).ringVersion() ?? 0
+                }
+                print(
+                    "re-sealed the key ring under KEK id \(newKey.identifier) (ring version \(version)); now set "
+                        + "key_encryption_key_file to \(newKEK) on every replica and restart them")
+            }
+        }
+    }
+
     /// How many keys a gateway that loads them one by one (HAProxy's key slots) must hold.
     struct Slots: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -140,8 +168,11 @@ struct TokenCommand: AsyncParsableCommand {
             try await reportingErrors {
                 let configuration = try await options.configuration()
                 LoggingBootstrap.run(configuration)
-                guard let snapshot = try KeyDirectory(path: configuration.keysDirectory).load() else {
-                    throw BrokerError(.notFound, "no key ring in \(configuration.keysDirectory)")
+                let loaded = try await CommandEnvironment.withKeyRingStorage(options, configuration) { storage in
+                    (try await storage.loadRing(), storage.location)
+                }
+                guard let snapshot = loaded.0 else {
+                    throw BrokerError(.notFound, "no key ring in \(loaded.1)")
                 }
                 let verifier = TokenVerifier(
                     keyRing: KeyRing(snapshot), issuer: issuer ?? configuration.issuer,

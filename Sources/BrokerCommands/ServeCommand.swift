@@ -34,8 +34,8 @@ struct ServeCommand: AsyncParsableCommand {
                 let configuration = environment.configuration
                 // Before the key ring exists, so that its first state is already counted.
                 let metrics = MetricsBootstrap.registry
-                let keyDirectory = KeyDirectory(path: configuration.keysDirectory, logger: environment.logger)
-                let snapshot = try keyDirectory.loadOrInitialize(algorithm: configuration.signingAlgorithm)
+                let keyStorage = try environment.keyRingStorage()
+                let snapshot = try await keyStorage.loadOrInitializeRing(algorithm: configuration.signingAlgorithm)
                 let keyRing = KeyRing(snapshot)
                 let github: LibcurlGitHubClient
                 do {
@@ -52,11 +52,11 @@ struct ServeCommand: AsyncParsableCommand {
                 try await Self.warnOfNameCollisions(environment.store, logger: environment.logger)
                 let services = try await BrokerServices(
                     configuration: configuration, store: environment.store, keyRing: keyRing,
-                    logger: environment.logger, githubAPI: github)
+                    logger: environment.logger, githubAPI: github, keyStorage: keyStorage)
                 close = { try await services.shutdown() }
                 try await services.start()
                 let maintenance = KeyRingMaintenance(
-                    directory: keyDirectory, ring: keyRing, algorithm: configuration.signingAlgorithm,
+                    storage: keyStorage, ring: keyRing, algorithm: configuration.signingAlgorithm,
                     policy: services.keyPolicy, clock: SystemWallClock(), logger: environment.logger, audit: services.audit,
                     signedLifetimes: { [services] kids in try await services.signedLifetimes(kids: kids) })
                 let kid = snapshot.activeSigner(for: configuration.signingAlgorithm)?.kid ?? "-"

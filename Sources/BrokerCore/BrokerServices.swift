@@ -36,6 +36,8 @@ public struct BrokerServices: Sendable {
     public let sessions: BrokerSessionService
     public let introspection: TokenIntrospection
     public let keys: KeyAdministration
+    /// Where the key ring and the server secrets live (files and the store, or sealed in the database).
+    public let keyStorage: any KeyRingStorage
     /// The audit trail: one `record` call per event.
     public let audit: AuditTrail
     /// How audit lines name the username a login attempt typed (unknown names only hashed).
@@ -50,8 +52,11 @@ public struct BrokerServices: Sendable {
     public init(
         configuration: BrokerConfiguration, store: any Store, keyRing: KeyRing,
         clock: any WallClock = SystemWallClock(), logger: Logger = Logger(label: "broker"),
-        githubAPI: (any GitHubAPI)? = nil, auditSink: (any AuditSink)? = nil
+        githubAPI: (any GitHubAPI)? = nil, auditSink: (any AuditSink)? = nil,
+        keyStorage: (any KeyRingStorage)? = nil
     ) async throws {
+        let keyStorage = keyStorage ?? KeyDirectory(path: configuration.keysDirectory, clock: clock, logger: logger)
+        self.keyStorage = keyStorage
         self.configuration = configuration
         self.store = store
         self.keyRing = keyRing
@@ -106,7 +111,7 @@ public struct BrokerServices: Sendable {
             store: store, verifier: verifier, clock: clock, flows: flows,
             githubMappedOrganizations: Set(configuration.githubOrganizations.map(\.organization)))
         keys = KeyAdministration(
-            directory: KeyDirectory(path: configuration.keysDirectory, clock: clock, logger: logger), ring: keyRing,
+            storage: keyStorage, ring: keyRing,
             algorithm: configuration.signingAlgorithm, policy: keyPolicy, audit: audit)
     }
 
@@ -120,8 +125,9 @@ public struct BrokerServices: Sendable {
     ///
     /// - Throws: a store error, or a ``ConfigurationError`` that must stop the start.
     public func start() async throws {
-        refreshSecret.set(try await RefreshTokenRotation.loadSecret(from: store))
-        attemptedUsernameKey.set(try await AttemptedUsernames.loadKey(from: store))
+        // Sealed beside the ring when it lives in the database; the store's table otherwise.
+        refreshSecret.set(try await RefreshTokenRotation.loadSecret(from: store, beside: keyStorage))
+        attemptedUsernameKey.set(try await keyStorage.serverSecret(named: AttemptedUsernames.secretName, store: store))
         if github != nil {
             try await accounts.registerTeamClusters(configuration.githubOrganizations)
         }

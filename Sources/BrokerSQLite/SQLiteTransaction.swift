@@ -924,4 +924,21 @@ final class SQLiteTransaction: StoreTransaction {
         }
         return longest
     }
+
+    func storedKeyRing() async throws -> StoredKeyRing? {
+        try await self.execute("SELECT version, document FROM key_ring WHERE id = 1").first.map { row in
+            StoredKeyRing(version: Int(try row.int64("version")), document: try row.bytes("document"))
+        }
+    }
+
+    func replaceStoredKeyRing(_ ring: StoredKeyRing, expectedVersion: Int?) async throws -> Bool {
+        guard let expectedVersion else {
+            return try await self.exists(
+                "INSERT INTO key_ring (id, version, document) VALUES (1, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING id",
+                [.integer(SQLiteInt64(ring.version)), .bytes(ring.document)])
+        }
+        return try await self.exists(
+            "UPDATE key_ring SET version = ?, document = ? WHERE id = 1 AND version = ? RETURNING id",
+            [.integer(SQLiteInt64(ring.version)), .bytes(ring.document), .integer(SQLiteInt64(expectedVersion))])
+    }
 }

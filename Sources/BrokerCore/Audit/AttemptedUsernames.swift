@@ -45,6 +45,12 @@ public struct AttemptedUsernames: Sendable {
         }
     }
 
+    /// Reads the key from where `keys` keeps server secrets (sealed beside a ring in the
+    /// database), creating it on first start.
+    public static func load(from store: any Store, beside keys: any KeyRingStorage) async throws -> AttemptedUsernames {
+        AttemptedUsernames(store: store, key: try await keys.serverSecret(named: secretName, store: store))
+    }
+
     /// The keyed hash of `text` as typed. Only after start-up: without the key no name may be
     /// written at all, so a call before it stops the process.
     public func pseudonym(_ text: String) -> String {

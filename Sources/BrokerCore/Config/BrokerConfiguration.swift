@@ -37,6 +37,10 @@ public struct BrokerConfiguration: Sendable, Equatable {
     public var keyRotationPeriod: Int = 0
     /// How often a running server looks for a ring changed by another process (`broker keys`).
     public var keyReloadInterval: Int = 2
+    /// A file holding 32 random bytes in base64 (`openssl rand -base64 32`): the key-encryption
+    /// key that seals the private keys and server secrets of a key ring kept in the database
+    /// (``KeyEncryptionKey``). Empty: none (a ring in `keys_dir` needs none).
+    public var keyEncryptionKeyFile: String = ""
 
     // MARK: GitHub (generation-2 logins and GitHub-linked accounts)
     public var githubAPIURL: String = "https://api.github.com"
@@ -148,6 +152,7 @@ public struct BrokerConfiguration: Sendable, Equatable {
         "refresh_lifetime", "session_max_lifetime", "refresh_reuse_grace", "clock_skew",
         "argon2_memory_kib", "argon2_iterations", "argon2_parallelism", "password_hash_concurrency",
         "log_level", "log_format", "jwks_max_age", "key_prepublication", "key_rotation_period", "key_reload_interval",
+        "key_encryption_key_file",
         "github_api_url", "github_web_url", "github_client_id", "github_proxy", "github_connect_timeout",
         "github_timeout", "github_identity_ttl", "github_rejection_ttl", "generation2_access_lifetime", "home_org",
         "admin_session_lifetime", "bootstrap_admin", "bootstrap_admin_password", "bootstrap_admin_password_file",
@@ -207,6 +212,7 @@ public struct BrokerConfiguration: Sendable, Equatable {
         case "key_prepublication": keyPrepublication = try integer(0...(30 * 86_400), "a whole number of seconds in 0...2592000")
         case "key_rotation_period": keyRotationPeriod = try integer(0...(3650 * 86_400), "a whole number of seconds (0 = off)")
         case "key_reload_interval": keyReloadInterval = try integer(1...300, "a whole number of seconds in 1...300")
+        case "key_encryption_key_file": keyEncryptionKeyFile = text
         case "github_api_url": githubAPIURL = text
         case "github_web_url": githubWebURL = text
         case "github_client_id": githubClientID = text

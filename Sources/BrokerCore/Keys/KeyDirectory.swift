@@ -71,19 +71,11 @@ public struct KeyDirectory: Sendable {
         let existing = try prepareDirectory()
         var metadata = existing?.keys.map(\.metadata) ?? []
         var keys = existing?.keys ?? []
-        let hasActive = metadata.contains { $0.algorithm == algorithm && $0.state == .active }
-        let hasNext = metadata.contains { $0.algorithm == algorithm && $0.state == .next }
-        if hasActive && hasNext, let existing { return existing }
-
-        // Whole seconds: the manifest stores integers, and a reload must give equal metadata.
-        let now = Date(timeIntervalSince1970: clock.now().timeIntervalSince1970.rounded(.down))
-        var created: [RingKey] = []
-        if !hasActive {
-            created.append(try generateKey(algorithm, state: .active, now: now))
+        guard let change = try KeyRingChanges.initialize(keys, algorithm: algorithm, now: wholeSecondsNow()) else {
+            if let existing { return existing }
+            throw KeyRingError("\(path): nothing to initialize")
         }
-        if !hasNext {
-            created.append(try generateKey(algorithm, state: .next, now: now))
-        }
+        let created = change.added
         // Key files first; the manifest that names them is written last and commits the change.
         for key in created {
             try writer.write(Array(try key.privateKey.pkcs8PEM().utf8), to: keyFileName(key.metadata.kid))
@@ -125,30 +117,9 @@ public struct KeyDirectory: Sendable {
     public func rotate(algorithm: JWSAlgorithm, policy: KeyLifecyclePolicy, force: Bool) throws -> KeyRingSnapshot {
         try withExclusiveLock {
             guard let ring = try load() else { throw KeyRingError("no key ring in \(path) yet: start the broker once") }
-            let now = wholeSecondsNow()
-            var metadata = ring.keys.map(\.metadata)
-            guard let nextIndex = metadata.firstIndex(where: { $0.algorithm == algorithm && $0.state == .next }) else {
-                throw KeyRingError("the ring has no next \(algorithm.rawValue) key to promote")
-            }
-            let safeAt = metadata[nextIndex].createdAt.addingTimeInterval(TimeInterval(policy.prepublication))
-            if !force && now < safeAt {
-                let (kid, published, safe) = (metadata[nextIndex].kid, Self.format(metadata[nextIndex].createdAt), Self.format(safeAt))
-                throw KeyRingError(
-                    phrased: """
-                        the next key \(kid) was published at \(published); \
-                        a gateway caching the JWKS may not have it before \(safe). Rotate after that, \
-                        or now with \(.override("force")) (tokens it signs may be rejected until caches refresh)
-                        """)
-            }
-            for index in metadata.indices where metadata[index].algorithm == algorithm && metadata[index].state == .active {
-                metadata[index].state = .retired
-                metadata[index].retiredAt = now
-                metadata[index].retiresAt = now.addingTimeInterval(TimeInterval(policy.retention))
-            }
-            metadata[nextIndex].state = .active
-            metadata[nextIndex].activatedAt = now
-            let fresh = try generateKey(algorithm, state: .next, now: now)
-            return try commit(ring, metadata: metadata, adding: [fresh], removing: [], now: now, policy: policy)
+            let change = try KeyRingChanges.rotate(
+                ring.keys, algorithm: algorithm, policy: policy, force: force, now: wholeSecondsNow())
+            return try commit(ring, change)
         }
     }
 
@@ -158,24 +129,7 @@ public struct KeyDirectory: Sendable {
     public func retireNow(kid: String, policy: KeyLifecyclePolicy) throws -> KeyRingSnapshot {
         try withExclusiveLock {
             guard let ring = try load() else { throw KeyRingError("no key ring in \(path)") }
-            guard let withdrawn = ring.keys.first(where: { $0.metadata.kid == kid })?.metadata else {
-                throw KeyRingError("no key \(kid) in the ring")
-            }
-            let now = wholeSecondsNow()
-            var metadata = ring.keys.map(\.metadata).filter { $0.kid != kid }
-            var added: [RingKey] = []
-            let algorithm = withdrawn.algorithm
-            if withdrawn.state == .active {
-                guard let nextIndex = metadata.firstIndex(where: { $0.algorithm == algorithm && $0.state == .next }) else {
-                    throw KeyRingError("no next \(algorithm.rawValue) key to take over from \(kid)")
-                }
-                metadata[nextIndex].state = .active
-                metadata[nextIndex].activatedAt = now
-            }
-            if withdrawn.state != .retired {
-                added.append(try generateKey(algorithm, state: .next, now: now))
-            }
-            return try commit(ring, metadata: metadata, adding: added, removing: [kid], now: now, policy: policy)
+            return try commit(ring, try KeyRingChanges.retire(ring.keys, kid: kid, now: wholeSecondsNow()))
         }
     }
 
@@ -185,21 +139,17 @@ public struct KeyDirectory: Sendable {
     public func prune(policy: KeyLifecyclePolicy, signed: SignedLifetimes) throws -> KeyRingSnapshot? {
         try withExclusiveLock {
             guard let ring = try load() else { return nil }
-            let now = wholeSecondsNow()
-            let due = ring.keys.map(\.metadata).filter { policy.isDue($0, at: now, signed: signed) }
-            guard !due.isEmpty else { return ring }
-            let kept = ring.keys.map(\.metadata).filter { key in !due.contains { $0.kid == key.kid } }
-            return try commit(ring, metadata: kept, adding: [], removing: due.map(\.kid), now: now, policy: policy)
+            guard let change = KeyRingChanges.prune(ring.keys, policy: policy, signed: signed, now: wholeSecondsNow())
+            else { return ring }
+            return try commit(ring, change)
         }
     }
 
     /// Writes new key files, then the manifest (the commit point), then removes withdrawn key
     /// files. A crash before the manifest leaves the old ring; after it, the new one (a leftover
     /// key file of a withdrawn key is never named again and is removed by the next change).
-    private func commit(
-        _ ring: KeyRingSnapshot, metadata: [KeyMetadata], adding added: [RingKey], removing withdrawn: [String], now: Date,
-        policy: KeyLifecyclePolicy
-    ) throws -> KeyRingSnapshot {
+    private func commit(_ ring: KeyRingSnapshot, _ change: KeyRingChange) throws -> KeyRingSnapshot {
+        let (metadata, added, withdrawn) = (change.metadata, change.added, change.removed)
         for key in added {
             try writer.write(Array(try key.privateKey.pkcs8PEM().utf8), to: keyFileName(key.metadata.kid))
         }
@@ -215,9 +165,7 @@ public struct KeyDirectory: Sendable {
         for kid in withdrawn {
             logger.notice("withdrew signing key", metadata: ["kid": "\(kid)"])
         }
-        let loaded = Dictionary(uniqueKeysWithValues: (ring.keys + added).map { ($0.metadata.kid, $0.privateKey) })
-        return try KeyRingSnapshot(
-            version: version, keys: all.map { RingKey(metadata: $0, privateKey: loaded[$0.kid]!) })
+        return try KeyRingSnapshot(version: version, keys: change.keys(from: ring.keys))
     }
 
     /// Serializes every change of the ring across threads and processes (`flock` on `.lock`),
@@ -238,22 +186,12 @@ public struct KeyDirectory: Sendable {
         return try body()
     }
 
-    private func wholeSecondsNow() -> Date {
-        Date(timeIntervalSince1970: clock.now().timeIntervalSince1970.rounded(.down))
-    }
+    private func wholeSecondsNow() -> Date { KeyRingChanges.wholeSeconds(clock.now()) }
 
     static func format(_ date: Date) -> String {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime]
         return formatter.string(from: date)
-    }
-
-    private func generateKey(_ algorithm: JWSAlgorithm, state: KeyState, now: Date) throws -> RingKey {
-        let key = try PrivateKey.generate(algorithm)
-        let metadata = KeyMetadata(
-            kid: key.publicKey.thumbprint, algorithm: algorithm, state: state, createdAt: now,
-            activatedAt: state == .active ? now : nil, signedLifetimesRecorded: true)
-        return RingKey(metadata: metadata, privateKey: key)
     }
 
     private func loadKey(_ metadata: KeyMetadata) throws -> RingKey {

@@ -1,11 +1,11 @@
 import BrokerCrypto
 import Foundation
 import Logging
-import NIOPosix
 
 /// What a running broker does for its key ring in the background, every `interval`:
-/// - notices a ring changed by another process (`broker keys rotate` / `retire`) and switches to
-///   it, so a rotation needs no restart;
+/// - notices a ring changed by another process (`broker keys rotate` / `retire`, another
+///   replica sharing the ring in the database) and switches to it, so a rotation needs no restart
+///   and every replica signs with a newly activated key within `interval`;
 /// - rotates on schedule when `rotationPeriod` is set (never before the `next` key has been
 ///   published for the pre-publication window);
 /// - prunes retired keys whose retention has passed, by the lifetimes each signed (read from the
@@ -13,32 +13,39 @@ import NIOPosix
 /// File work runs on NIO's blocking pool, never on an event loop.
 ///
 /// ```swift
-/// let maintenance = KeyRingMaintenance(directory: keys, ring: ring, algorithm: .rs256, policy: policy, clock: clock, logger: logger)
+/// let maintenance = KeyRingMaintenance(storage: keys, ring: ring, algorithm: .rs256, policy: policy, clock: clock, logger: logger)
 /// try await maintenance.run(interval: .seconds(2))   // until cancelled
 /// ```
 public final class KeyRingMaintenance: Sendable {
-    public let directory: KeyDirectory
+    public let storage: any KeyRingStorage
     public let ring: KeyRing
     public let algorithm: JWSAlgorithm
     public let policy: KeyLifecyclePolicy
     public let clock: any WallClock
     public let logger: Logger
-    /// NIO's process-wide pool for blocking work: building a maintainer starts nothing, and
-    /// nothing is left running when it is dropped.
-    private var thread: NIOThreadPool { .singleton }
     /// Scheduled rotations and prunes are key events: audited with the actor `scheduler`.
     public let audit: AuditTrail
     /// What the retired keys signed (the store's records); `nil`: unknown, the worst case applies.
     public let signedLifetimes: (@Sendable (_ kids: [String]) async throws -> SignedLifetimes)?
 
-    public init(
+    public convenience init(
         directory: KeyDirectory, ring: KeyRing, algorithm: JWSAlgorithm, policy: KeyLifecyclePolicy, clock: any WallClock,
+        logger: Logger, audit: AuditTrail = .discarding,
+        signedLifetimes: (@Sendable (_ kids: [String]) async throws -> SignedLifetimes)?
+    ) {
+        self.init(
+            storage: directory, ring: ring, algorithm: algorithm, policy: policy, clock: clock, logger: logger, audit: audit,
+            signedLifetimes: signedLifetimes)
+    }
+
+    public init(
+        storage: any KeyRingStorage, ring: KeyRing, algorithm: JWSAlgorithm, policy: KeyLifecyclePolicy, clock: any WallClock,
         logger: Logger, audit: AuditTrail = .discarding,
         signedLifetimes: (@Sendable (_ kids: [String]) async throws -> SignedLifetimes)?
     ) {
         self.signedLifetimes = signedLifetimes
         self.audit = audit
-        self.directory = directory
+        self.storage = storage
         self.ring = ring
         self.algorithm = algorithm
         self.policy = policy
@@ -64,24 +71,19 @@ public final class KeyRingMaintenance: Sendable {
 
     /// One round: reload if changed elsewhere, rotate if due, prune if due.
     public func tick() async throws {
-        let directory = self.directory
+        let storage = self.storage
         let current = ring.snapshot
-        let onDisk = try await thread.runIfActive { try directory.manifestVersion() }
-        if let onDisk, onDisk != current.version, let reloaded = try await thread.runIfActive({ try directory.load() }) {
+        let stored = try await storage.ringVersion()
+        if let stored, stored != current.version, let reloaded = try await storage.loadRing() {
             ring.replace(with: reloaded)
             logger.notice("key ring reloaded", metadata: ["version": "\(reloaded.version)"])
         }
         let now = clock.now()
-        let snapshot = ring.snapshot
-        if policy.rotationPeriod > 0,
-            let active = snapshot.metadata(state: .active, algorithm: algorithm).first,
-            let activated = active.activatedAt,
-            now >= activated.addingTimeInterval(TimeInterval(policy.rotationPeriod)),
-            let next = snapshot.metadata(state: .next, algorithm: algorithm).first,
-            now >= next.createdAt.addingTimeInterval(TimeInterval(policy.prepublication))
+        // A cheap check of the ring in memory; the storage checks again against the ring as
+        // stored, so that of the processes sharing a ring only one rotates.
+        if policy.scheduledRotationIsDue(ring.snapshot, algorithm: algorithm, at: now),
+            let rotated = try await storage.rotateRingIfDue(algorithm: algorithm, policy: policy, at: now)
         {
-            let (algorithm, policy) = (self.algorithm, self.policy)
-            let rotated = try await thread.runIfActive { try directory.rotate(algorithm: algorithm, policy: policy, force: false) }
             ring.replace(with: rotated)
             let kid = rotated.activeSigner(for: algorithm)?.kid ?? "-"
             logger.notice("scheduled key rotation", metadata: ["active": "\(kid)"])
@@ -100,7 +102,7 @@ public final class KeyRingMaintenance: Sendable {
         if due {
             let (policy, signed) = (self.policy, signed)
             let before = Set(ring.snapshot.keys.map(\.metadata.kid))
-            if let pruned = try await thread.runIfActive({ try directory.prune(policy: policy, signed: signed) }) {
+            if let pruned = try await storage.pruneRing(policy: policy, signed: signed) {
                 ring.replace(with: pruned)
                 let removed = before.subtracting(pruned.keys.map(\.metadata.kid)).sorted()
                 if !removed.isEmpty {

@@ -33,6 +33,12 @@ public struct RefreshTokenRotation: Sendable {
         }
     }
 
+    /// Loads the shared HMAC secret from where `keys` keeps server secrets (sealed beside a ring
+    /// in the database), creating it on first use.
+    public static func loadSecret(from store: any Store, beside keys: any KeyRingStorage) async throws -> [UInt8] {
+        try await keys.serverSecret(named: secretName, store: store)
+    }
+
     public static func newToken() -> String { Base64URL.encode(SecureRandom.bytes(32)) }
 
     /// A session's id (`sid`): random, URL-safe, safe to log.

@@ -210,6 +210,26 @@ public protocol StoreTransaction: Sendable {
     /// The longest lifetime recorded for each of `kids` that signed anything; a key that signed
     /// nothing is absent.
     func longestSignedLifetimes(kids: [String]) async throws -> [String: Int]
+
+    // MARK: The key ring in the database (see ``DatabaseKeyRing``)
+    /// The stored key ring (one row at most), `nil` when there is none yet.
+    func storedKeyRing() async throws -> StoredKeyRing?
+    /// Compare-and-swap: stores `ring` if the stored version is `expectedVersion`, or, when
+    /// `expectedVersion` is `nil`, if there is no ring yet. Returns false, changing nothing, when
+    /// another writer got there first (the caller reloads and decides again).
+    func replaceStoredKeyRing(_ ring: StoredKeyRing, expectedVersion: Int?) async throws -> Bool
+}
+
+/// The key ring as the store keeps it: a version, raised by every change, and an opaque document
+/// (JSON with public metadata; every private key and secret sealed, see ``DatabaseKeyRing``).
+public struct StoredKeyRing: Sendable, Equatable {
+    public var version: Int
+    public var document: [UInt8]
+
+    public init(version: Int, document: [UInt8]) {
+        self.version = version
+        self.document = document
+    }
 }
 
 /// Failures a store reports in engine-independent terms.

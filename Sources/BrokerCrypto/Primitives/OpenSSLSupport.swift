@@ -27,6 +27,13 @@ enum OpenSSLAlgorithms {
         }
         return SharedOpenSSLObject(pointer: mac)
     }()
+
+    static let aes256GCM: SharedOpenSSLObject = {
+        guard let cipher = EVP_CIPHER_fetch(nil, "AES-256-GCM", nil) else {
+            fatalError("OpenSSL has no AES-256-GCM implementation (\(CryptoError.openSSL("EVP_CIPHER_fetch")))")
+        }
+        return SharedOpenSSLObject(pointer: cipher)
+    }()
 }
 
 /// A small free list of prepared OpenSSL operation contexts for one key.

@@ -251,6 +251,18 @@ enum Schema {
             ) STRICT
             """,
         ]),
+        // The signing key ring when it lives in the database (replicas share nothing else):
+        // one row, its version the compare-and-swap of every change (DatabaseKeyRing). The
+        // document seals every private key; SQLite installations keep the ring in keys_dir.
+        Migration(version: 11, statements: [
+            """
+            CREATE TABLE key_ring (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                version INTEGER NOT NULL CHECK (version > 0),
+                document BLOB NOT NULL
+            ) STRICT
+            """,
+        ]),
     ]
 }
 
