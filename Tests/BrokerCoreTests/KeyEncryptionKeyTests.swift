@@ -46,6 +46,20 @@ final class KeyEncryptionKeyTests: XCTestCase {
         XCTAssertEqual(try KeyEncryptionKey(file: link).identifier, kek.identifier)
     }
 
+    /// PostgreSQL's rule for a private key file: the reader's own file 0600 or stricter; a file
+    /// root owns and another user reads (a Kubernetes Secret volume with `fsGroup`) may be
+    /// group-readable too; nothing for others, and no group write, ever.
+    func testAKeyFileRootOwnsMayBeReadableByItsGroupForAnotherReader() {
+        XCTAssertTrue(KeyEncryptionKey.isPrivate(mode: 0o100600, owner: 10001, reader: 10001))
+        XCTAssertTrue(KeyEncryptionKey.isPrivate(mode: 0o100400, owner: 10001, reader: 10001))
+        XCTAssertFalse(KeyEncryptionKey.isPrivate(mode: 0o100640, owner: 10001, reader: 10001), "its own file: owner only")
+        XCTAssertTrue(KeyEncryptionKey.isPrivate(mode: 0o100440, owner: 0, reader: 10001), "a Secret volume with fsGroup")
+        XCTAssertTrue(KeyEncryptionKey.isPrivate(mode: 0o100640, owner: 0, reader: 10001))
+        XCTAssertFalse(KeyEncryptionKey.isPrivate(mode: 0o100660, owner: 0, reader: 10001), "group write")
+        XCTAssertFalse(KeyEncryptionKey.isPrivate(mode: 0o100644, owner: 0, reader: 10001), "others read")
+        XCTAssertFalse(KeyEncryptionKey.isPrivate(mode: 0o100640, owner: 0, reader: 0), "root reading its own file")
+    }
+
     func testEveryWrongFileIsNamedWithWhatIsWrong() throws {
         let base64 = Data(SecureRandom.bytes(32)).base64EncodedString()
         let missing = directory.appendingPathComponent("missing").path

@@ -9,8 +9,9 @@ import Glibc
 /// key and server secret the database holds (``Sealing``); it is never stored there. Its
 /// ``identifier`` is, so that a replica given another file says so instead of failing obscurely.
 ///
-/// The file must be readable by its owner only, like the keys directory: a KEK others could read
-/// must be replaced (`broker keys rewrap`). A symbolic link is followed (a Kubernetes Secret
+/// The file must be readable by its owner only, like the keys directory (or, owned by root, by
+/// its group too: ``isPrivate(mode:owner:reader:)``): a KEK others could read must be replaced
+/// (`broker keys rewrap`). A symbolic link is followed (a Kubernetes Secret
 /// volume is made of links) and the mode of its target is checked.
 ///
 /// ```swift
@@ -42,7 +43,7 @@ public struct KeyEncryptionKey: Sendable, CustomStringConvertible {
         guard info.st_mode & S_IFMT == S_IFREG else {
             throw ConfigurationError("\(setting) \(file) is not a regular file")
         }
-        guard info.st_mode & 0o077 == 0 else {
+        guard Self.isPrivate(mode: UInt32(info.st_mode), owner: info.st_uid, reader: geteuid()) else {
             var octal = String(UInt32(info.st_mode) & 0o7777, radix: 8)
             while octal.count < 4 { octal = "0" + octal }
             throw ConfigurationError(
@@ -62,6 +63,16 @@ public struct KeyEncryptionKey: Sendable, CustomStringConvertible {
                 "\(setting) \(file) holds \(bytes.count) bytes, not \(SealingKey.byteCount): generate it with openssl rand -base64 32")
         }
         self.init(key: try SealingKey(bytes: Array(bytes)), file: file)
+    }
+
+    /// Whether a KEK file of this mode and owner is private enough, PostgreSQL's rule for its
+    /// TLS key: the reader's own file must be 0600 or stricter; a file root owns, read by
+    /// another user, may also be readable by its group (0640) — a Kubernetes Secret volume gives
+    /// a non-root pod its files that way (owner root, group `fsGroup`), and only root can change
+    /// who is in the group. Nothing for others, ever.
+    public static func isPrivate(mode: UInt32, owner: uid_t, reader: uid_t) -> Bool {
+        if owner == 0 && reader != 0 { return mode & 0o037 == 0 }
+        return mode & 0o077 == 0
     }
 
     /// Names the key without revealing it (``SealingKey/identifier``).
