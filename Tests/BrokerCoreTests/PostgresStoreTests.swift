@@ -192,6 +192,70 @@ final class PostgresStoreTests: XCTestCase {
         XCTAssertGreaterThan(next.id, 500)
     }
 
+    // MARK: Bounded waits
+
+    /// A statement waiting for a lock another replica holds ends at the statement timeout with
+    /// `.unavailable` (a 503), not when the holder lets go.
+    func testAStatementBlockedPastTheStatementTimeoutIsUnavailable() async throws {
+        let holder = try await self.replica()
+        let (user, _) = try await StoreFixture.seedUserAndOrganization(holder)
+        var settings = self.database!.settings()
+        settings.statementTimeout = .seconds(1)
+        let waiter = try await PostgresStore.open(settings, logger: StoreFixture.logger)
+        self.stores.append(waiter)
+        let holding = Signal()
+        let release = Signal()
+        let held = Task {
+            try await holder.transaction { tx in
+                try await tx.setUserActive(userID: user, false)
+                holding.fire()
+                await release.wait()
+            }
+        }
+        await holding.wait()
+        let started = ContinuousClock.now
+        do {
+            try await waiter.transaction { tx in try await tx.setUserActive(userID: user, true) }
+            XCTFail("the blocked update went through")
+        } catch let error as StoreError {
+            guard case .unavailable = error else { return XCTFail("expected unavailable, got \(error)") }
+        }
+        let waited = ContinuousClock.now - started
+        release.fire()
+        try await held.value
+        XCTAssertLessThan(waited, .seconds(5), "the statement timeout (1 s) ended the wait")
+    }
+
+    /// Every connection of the pool is busy: the next transaction gives up after the connect
+    /// timeout with `.unavailable`.
+    func testAnExhaustedPoolIsUnavailableAfterTheConnectTimeout() async throws {
+        _ = try await self.replica()
+        var settings = self.database!.settings(poolSize: 1, connectTimeout: .seconds(1))
+        let store = try await PostgresStore.open(settings, logger: StoreFixture.logger)
+        self.stores.append(store)
+        let holding = Signal()
+        let release = Signal()
+        let held = Task {
+            try await store.transaction { _ in
+                holding.fire()
+                await release.wait()
+            }
+        }
+        await holding.wait()
+        let started = ContinuousClock.now
+        do {
+            _ = try await store.read { tx in try await tx.users() }
+            XCTFail("a second connection was leased from a pool of one")
+        } catch let error as StoreError {
+            guard case .unavailable = error else { return XCTFail("expected unavailable, got \(error)") }
+        }
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(4))
+        release.fire()
+        try await held.value
+        let users = try await store.read { tx in try await tx.users() }
+        XCTAssertEqual(users, [], "the pool serves again once the connection is back")
+    }
+
     // MARK: Unreachable
 
     /// Nothing listens on the port: the store says `.unavailable` within the connect timeout
