@@ -62,13 +62,14 @@ struct CommandEnvironment {
         let configuration = try await options.configuration(extraFlags: extraFlags)
         LoggingBootstrap.run(configuration)
         let logger = Logger(label: "broker")
+        // data_dir also holds the audit log (by default), whichever engine stores the rest.
+        try FilePermissions.ensurePrivateDirectory(configuration.dataDirectory)
         if let settings = try PostgresStoreSettings.from(configuration) {
             // Shared by design: no data_dir lock, every replica serves the same database.
             logger.info("opening the PostgreSQL store", metadata: ["database": "\(settings.url)"])
             let store = try await PostgresStore.open(settings, logger: logger)
             return CommandEnvironment(configuration: configuration, store: store, logger: logger, servingLock: nil)
         }
-        try FilePermissions.ensurePrivateDirectory(configuration.dataDirectory)
         // The lock guards a store that lives in data_dir (SQLite): two servers of it would each
         // keep their own throttles and timers. A store shared by design (PostgreSQL, issue 12)
         // is served by several brokers at once and must not take it: decide here by its kind.

@@ -178,6 +178,7 @@ public final class PostgresStore: Store {
             throw StoreError.engine("nested transaction: this task is already inside a transaction of this store")
         }
         var attempt = 1
+        var staleConnections = 0
         while true {
             try Task.checkCancellation()
             guard !self.isClosed.withLock({ $0 }) else { throw StoreError.engine("store is closed") }
@@ -185,6 +186,11 @@ public final class PostgresStore: Store {
                 return try await PostgresTransactionContext.$openStores.withValue(enclosingStores.union([storeID])) {
                     try await self.attempt(readOnly: readOnly, body)
                 }
+            } catch let stale as StaleConnection {
+                // A pooled connection the server had cut: another one, at most twice, so that a
+                // database that came back serves the next request instead of failing it.
+                staleConnections += 1
+                guard staleConnections <= 2 else { throw stale.error }
             } catch let conflict as SerializationConflict {
                 guard attempt < self.settings.maximumAttempts else {
                     // Busy, not broken: the same request may succeed in a moment.
@@ -314,6 +320,11 @@ public final class PostgresStore: Store {
                 .collect().map { Int(try $0.decode(Int64.self)) }
         }
     }
+}
+
+/// A transaction could not begin because its connection was dead; nothing was sent.
+struct StaleConnection: Error {
+    var error: any Error
 }
 
 /// Where a bounded wait for a pooled connection stands.

@@ -38,9 +38,14 @@ final class PostgresTransaction: StoreTransaction {
 
     // MARK: Transaction control (the store's)
 
+    /// - Throws: ``StaleConnection`` when the connection turns out dead (the server restarted or
+    ///   cut it while it sat in the pool): nothing was sent, the store may try another.
     func begin(_ sql: String) async throws {
         do {
             _ = try await self.raw(PostgresQuery(unsafeSQL: sql))
+        } catch let error as PSQLError where error.code != .server {
+            try? await self.connection.close()
+            throw StaleConnection(error: PostgresErrors.storeError(error))
         } catch {
             throw PostgresErrors.storeError(error)
         }

@@ -230,7 +230,7 @@ final class PostgresStoreTests: XCTestCase {
     /// timeout with `.unavailable`.
     func testAnExhaustedPoolIsUnavailableAfterTheConnectTimeout() async throws {
         _ = try await self.replica()
-        var settings = self.database!.settings(poolSize: 1, connectTimeout: .seconds(1))
+        let settings = self.database!.settings(poolSize: 1, connectTimeout: .seconds(1))
         let store = try await PostgresStore.open(settings, logger: StoreFixture.logger)
         self.stores.append(store)
         let holding = Signal()
@@ -254,6 +254,24 @@ final class PostgresStoreTests: XCTestCase {
         try await held.value
         let users = try await store.read { tx in try await tx.users() }
         XCTAssertEqual(users, [], "the pool serves again once the connection is back")
+    }
+
+    /// The server cuts every connection of a replica (a restart, a failover, an administrator):
+    /// the replica's next transactions succeed on new connections, without a restart.
+    func testAReplicaWhoseConnectionsWereCutRecoversByItself() async throws {
+        let store = try await self.replica()
+        _ = try await StoreFixture.seedUserAndOrganization(store)
+        try await PostgresAdministration.execute(
+            """
+            SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+            WHERE datname = '\(self.database!.name)' AND pid <> pg_backend_pid()
+            """,
+            on: PostgresStore.Settings(url: self.database!.admin), logger: StoreFixture.logger)
+        for _ in 0..<3 {
+            let names = try await store.read { tx in try await tx.users().map(\.username) }
+            XCTAssertEqual(names, ["alice"])
+        }
+        try await store.transaction { tx in _ = try await tx.insertUser(StoreFixture.newUser("bob")) }
     }
 
     // MARK: Unreachable
