@@ -271,8 +271,9 @@ public final class PostgresStore: Store {
                 }
                 if expired {
                     throw StoreError.unavailable(
-                        "no database connection within \(Self.milliseconds(timeout)) ms "
-                            + "(the database is down or unreachable, or the connection pool is exhausted)")
+                        "no database connection within \(Self.milliseconds(timeout)) ms (the database is down or "
+                            + "unreachable, refuses the user, password or TLS settings: the log says which, "
+                            + "or the connection pool is exhausted)")
                 }
                 return nil
             }
