@@ -30,6 +30,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.36.0"),
     ],
     targets: [
         // System libraries from Debian's -dev packages (see Makefile `deps`).
@@ -73,6 +75,20 @@ let package = Package(
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The PostgreSQL implementation of `Store`: many replicas on one shared database.
+        .target(
+            name: "BrokerPostgres",
+            dependencies: [
+                "BrokerSync",
+                "BrokerCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -143,7 +159,7 @@ let package = Package(
             name: "BrokerCommands",
             dependencies: [
                 "BrokerSync",
-                "BrokerCore", "BrokerCrypto", "BrokerSQLite", "BrokerServer", "GitHubClient", "BrokerGateway", "BrokerConnections",
+                "BrokerCore", "BrokerCrypto", "BrokerSQLite", "BrokerPostgres", "BrokerServer", "GitHubClient", "BrokerGateway", "BrokerConnections",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Yams", package: "Yams"),
@@ -171,14 +187,15 @@ let package = Package(
             name: "BrokerValidatorTests", dependencies: ["BrokerSync", "BrokerValidator", "BrokerCrypto"], swiftSettings: swiftSettings),
         .testTarget(
             name: "BrokerCoreTests",
-            dependencies: ["BrokerSync", "BrokerCore", "BrokerSQLite"],
+            dependencies: ["BrokerSync", "BrokerCore", "BrokerSQLite", "BrokerPostgres"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "BrokerServerTests",
             dependencies: [
                 "BrokerSync",
-                "BrokerCommands", "BrokerServer", "BrokerSQLite", "GitHubClient", "FakeGitHub", "BrokerGateway", "BrokerConnections",
+                "BrokerCommands", "BrokerServer", "BrokerSQLite", "BrokerPostgres", "GitHubClient", "FakeGitHub", "BrokerGateway",
+                "BrokerConnections",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),

@@ -6,7 +6,10 @@
 #   scripts/postgres-test-server.sh stop DIR
 #
 # `start` creates the cluster on first use and is idempotent: a server already running in DIR is
-# left running and its URL printed again. `stop` does nothing when nothing runs. Run as root, the
+# left running and its URL printed again; a stopped one starts again on its previous port when
+# that is still free (the same URL, for fault tests that stop and restart the database). `stop`
+# does nothing when nothing runs. fsync is off unless POSTGRES_FSYNC=on (benchmarks): the tests
+# kill brokers, never the server's machine. Run as root, the
 # server runs as the `postgres` user (initdb refuses root). PostgreSQL's binaries are looked up in
 # POSTGRES_BIN, then the newest /usr/lib/postgresql/*/bin (Debian's `postgresql` package), then PATH.
 set -euo pipefail
@@ -79,10 +82,15 @@ start)
     fi
     user=$(cat "$dir/user")
     password=$(cat "$dir/password")
-    port=$(free_port)
+    # A restart keeps the port while it is free, so that clients (replicas under a fault test)
+    # reconnect to the same URL.
+    port=$(cat "$dir/port" 2>/dev/null || true)
+    if [[ -z "$port" ]] || ! python3 -c 'import socket, sys; s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$port" 2>/dev/null; then
+        port=$(free_port)
+    fi
+    printf '%s\n' "$port" >"$dir/port"
     # Loopback only, the socket in DIR (not /var/run/postgresql, which may not exist), and enough
-    # connections for several stores' pools in parallel tests. fsync is off unless POSTGRES_FSYNC=on
-    # (benchmarks): the tests kill brokers, never the server's machine.
+    # connections for several stores' pools in parallel tests.
     as_owner "$bin/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 \
         -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories='$dir' -c max_connections=200 -c fsync=${POSTGRES_FSYNC:-off}" \
         start >/dev/null || {

@@ -169,6 +169,11 @@ extension BrokerConfiguration {
         case "port": "\(port)"
         case "data_dir": dataDirectory
         case "keys_dir": keysDirectory
+        case "database_url": (try? DatabaseURL(parsing: databaseURL)).map { "\($0)" } ?? DatabaseURL.masking(databaseURL)
+        case "database_password_file": databasePasswordFile
+        case "database_pool_size": "\(databasePoolSize)"
+        case "database_connect_timeout": "\(databaseConnectTimeout)"
+        case "database_statement_timeout": "\(databaseStatementTimeout)"
         case "signing_alg": signingAlgorithm.rawValue
         case "access_lifetime": "\(accessLifetime)"
         case "refresh_lifetime": "\(refreshLifetime)"

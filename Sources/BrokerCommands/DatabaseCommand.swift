@@ -24,14 +24,24 @@ struct DatabaseCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
+                let configuration = try await options.configuration(extraFlags: [:])
+                guard configuration.databaseURL.isEmpty else {
+                    throw ConfigurationError(
+                        "broker db backup copies the SQLite database, and database_url names a PostgreSQL one: "
+                            + "back it up with PostgreSQL's own tools (pg_dump, or the base backups and WAL archive "
+                            + "of your replication), see docs/postgresql.md")
+                }
                 // Opening a store creates it: a mistyped data_dir would back up a new, empty one.
-                let databasePath = try await options.configuration(extraFlags: [:]).databasePath
+                let databasePath = configuration.databasePath
                 guard FileManager.default.fileExists(atPath: databasePath) else {
                     throw ConfigurationError("no database at \(databasePath): check data_dir (--data-dir, --config)")
                 }
                 let environment = try await CommandEnvironment.open(options)
                 do {
-                    try await environment.store.backUp(to: file)
+                    guard let store = environment.store as? SQLiteStore else {
+                        throw ConfigurationError("broker db backup needs the SQLite store")
+                    }
+                    try await store.backUp(to: file)
                 } catch {
                     try? await environment.store.close()
                     throw error

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BrokerCore
 import BrokerCrypto
+import BrokerPostgres
 import BrokerSQLite
 import Foundation
 import Logging
@@ -48,9 +49,11 @@ enum StoreUse {
 /// What a command needs to work on the store directly, without a server.
 struct CommandEnvironment {
     let configuration: BrokerConfiguration
-    let store: SQLiteStore
+    /// SQLite in `data_dir`, or the PostgreSQL database of `database_url`.
+    let store: any Store
     let logger: Logger
-    /// Held while serving a store that lives in `data_dir`; nil for the CLI commands.
+    /// Held while serving a store that lives in `data_dir` (SQLite); nil for the CLI commands
+    /// and for a shared PostgreSQL database.
     let servingLock: DataDirectoryLock?
 
     static func open(
@@ -59,7 +62,14 @@ struct CommandEnvironment {
         let configuration = try await options.configuration(extraFlags: extraFlags)
         LoggingBootstrap.run(configuration)
         let logger = Logger(label: "broker")
+        // data_dir also holds the audit log (by default), whichever engine stores the rest.
         try FilePermissions.ensurePrivateDirectory(configuration.dataDirectory)
+        if let settings = try PostgresStoreSettings.from(configuration) {
+            // Shared by design: no data_dir lock, every replica serves the same database.
+            logger.info("opening the PostgreSQL store", metadata: ["database": "\(settings.url)"])
+            let store = try await PostgresStore.open(settings, logger: logger)
+            return CommandEnvironment(configuration: configuration, store: store, logger: logger, servingLock: nil)
+        }
         // The lock guards a store that lives in data_dir (SQLite): two servers of it would each
         // keep their own throttles and timers. A store shared by design (PostgreSQL, issue 12)
         // is served by several brokers at once and must not take it: decide here by its kind.
@@ -176,5 +186,30 @@ func reportingErrors(_ body: () async throws -> Void) async throws {
     } catch {
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
         throw ExitCode.failure
+    }
+}
+
+/// The PostgreSQL store's settings from the configuration; `nil` when `database_url` is empty
+/// (SQLite).
+enum PostgresStoreSettings {
+    static func from(_ configuration: BrokerConfiguration) throws -> PostgresStore.Settings? {
+        guard !configuration.databaseURL.isEmpty else { return nil }
+        let url = try DatabaseURL(parsing: configuration.databaseURL)
+        var password: String?
+        if !configuration.databasePasswordFile.isEmpty {
+            let path = configuration.databasePasswordFile
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ConfigurationError("database_password_file \(path) cannot be read")
+            }
+            // One line: the trailing newline an editor or `echo` adds is not part of it.
+            let line = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+            let trimmed = line.hasSuffix("\r") ? String(line.dropLast()) : line
+            guard !trimmed.isEmpty else { throw ConfigurationError("database_password_file \(path) is empty") }
+            password = trimmed
+        }
+        return PostgresStore.Settings(
+            url: url, password: password, poolSize: configuration.databasePoolSize,
+            connectTimeout: .seconds(configuration.databaseConnectTimeout),
+            statementTimeout: .seconds(configuration.databaseStatementTimeout))
     }
 }

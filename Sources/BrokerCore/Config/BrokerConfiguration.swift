@@ -12,6 +12,17 @@ public struct BrokerConfiguration: Sendable, Equatable {
     public var port: Int = 8080
     /// Holds the SQLite database.
     public var dataDirectory: String = "./data"
+    /// A shared PostgreSQL database (``DatabaseURL``) instead of SQLite in `data_dir`; empty:
+    /// SQLite. Its password is never logged (``DatabaseURL`` masks it).
+    public var databaseURL: String = ""
+    /// A file holding the database password (one line), so that it stays out of the URL.
+    public var databasePasswordFile: String = ""
+    /// Connections each broker process opens to PostgreSQL at most.
+    public var databasePoolSize: Int = 10
+    /// Seconds to wait for a database connection before answering 503.
+    public var databaseConnectTimeout: Int = 5
+    /// Seconds a statement may run before PostgreSQL cancels it (and the request answers 503).
+    public var databaseStatementTimeout: Int = 5
     /// Holds the signing keys (mode 0700, files 0600).
     public var keysDirectory: String = "./keys"
     public var signingAlgorithm: JWSAlgorithm = .rs256
@@ -162,6 +173,8 @@ public struct BrokerConfiguration: Sendable, Equatable {
         "login_throttle_tracked_keys",
         "refresh_throttle_window", "refresh_throttle_session", "prune_interval", "prune_batch_size",
         "http_header_timeout", "http_body_timeout", "http_idle_timeout", "max_connections", "max_connections_per_address",
+        "database_url", "database_password_file", "database_pool_size", "database_connect_timeout",
+        "database_statement_timeout",
     ]
 
     /// Keys whose value is structured (a mapping), set with ``setGitHubOrganizations(_:source:)``.
@@ -189,6 +202,13 @@ public struct BrokerConfiguration: Sendable, Equatable {
         case "port": port = try integer(0...65_535, "a port number (0...65535)")
         case "data_dir": dataDirectory = text
         case "keys_dir": keysDirectory = text
+        case "database_url": databaseURL = text.trimmingCharacters(in: .whitespaces)
+        case "database_password_file": databasePasswordFile = text
+        case "database_pool_size": databasePoolSize = try integer(1...1000, "an integer in 1...1000")
+        case "database_connect_timeout":
+            databaseConnectTimeout = try integer(1...300, "a whole number of seconds in 1...300")
+        case "database_statement_timeout":
+            databaseStatementTimeout = try integer(1...3600, "a whole number of seconds in 1...3600")
         case "signing_alg":
             guard let algorithm = JWSAlgorithm(rawValue: text) else { throw fail("one of RS256, ES256, EdDSA") }
             signingAlgorithm = algorithm
@@ -274,6 +294,15 @@ public struct BrokerConfiguration: Sendable, Equatable {
         guard !host.isEmpty else { throw ConfigurationError("host must not be empty") }
         guard !dataDirectory.isEmpty, !keysDirectory.isEmpty else {
             throw ConfigurationError("data_dir and keys_dir must not be empty")
+        }
+        if !databaseURL.isEmpty {
+            let url = try DatabaseURL(parsing: databaseURL)
+            if url.password != nil, !databasePasswordFile.isEmpty {
+                throw ConfigurationError(
+                    "database_url has a password and database_password_file is set: give the password in one place")
+            }
+        } else if !databasePasswordFile.isEmpty {
+            throw ConfigurationError("database_password_file is set but database_url is empty")
         }
         guard refreshLifetime <= sessionMaxLifetime else {
             throw ConfigurationError(

@@ -10,7 +10,10 @@ import Foundation
 /// ```
 public protocol Store: Sendable {
     /// Runs `body` in one serializable transaction. If `body` throws, the transaction rolls back
-    /// and the error is rethrown. Transactions of one store never interleave.
+    /// and the error is rethrown. The outcome is always that of the transactions one after the
+    /// other: SQLite runs them one at a time; PostgreSQL runs them at once at SERIALIZABLE and
+    /// runs `body` again when the database aborts it for a conflict, so `body` must have no effect
+    /// outside the store (it may run more than once; only its last run commits).
     func transaction<T: Sendable>(
         _ body: @Sendable (any StoreTransaction) async throws -> T
     ) async throws -> T

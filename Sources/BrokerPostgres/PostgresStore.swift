@@ -1,0 +1,363 @@
+import BrokerCore
+import BrokerSync
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import PostgresNIO
+
+/// The PostgreSQL implementation of ``Store``: one database shared by every broker replica and
+/// command line, through a pool of connections (postgres-nio's `PostgresClient`).
+///
+/// ```swift
+/// let store = try await PostgresStore.open(
+///     PostgresStore.Settings(url: try DatabaseURL(parsing: "postgres://broker:pw@db:5432/broker")), logger: logger)
+/// let alice = try await store.transaction { tx in try await tx.user(named: "alice") }
+/// try await store.close()
+/// ```
+///
+/// **Isolation.** Every ``transaction(_:)`` runs at `SERIALIZABLE`: the outcome of concurrent
+/// transactions, on one replica or many, is that of some order of them one after the other, the
+/// guarantee SQLite gives by running one writer at a time. PostgreSQL keeps it by aborting a
+/// transaction that would break it (SQLSTATE 40001) or that deadlocked (40P01); the store then
+/// rolls back and runs the body again, up to ``Settings/maximumAttempts`` times with a short
+/// jittered backoff. A body must therefore be re-runnable: only store calls inside, no outside
+/// effect (an audit line, a file) before it returns. ``read(_:)`` runs at `REPEATABLE READ READ
+/// ONLY`: one consistent snapshot, never waiting for writers, a write inside throws.
+///
+/// **Failed statements.** As in SQLite, a statement that fails on a constraint (a duplicate, a
+/// missing reference) is undone alone (a savepoint around it) and the transaction goes on if the
+/// body catches the error.
+///
+/// **Bounded waits.** Waiting for a connection is bounded by the connect timeout, every statement
+/// by the statement timeout (on the server, `statement_timeout`; and on the client, which closes
+/// a connection whose server does not answer in time). A database that cannot be reached throws
+/// ``StoreError/unavailable(_:)``; the pool reconnects by itself when it is back.
+///
+/// **Values.** The same as SQLite's, so that both engines round-trip a value alike: dates as
+/// `DOUBLE PRECISION` seconds since 1970, booleans as `BOOLEAN`, lists of strings as `TEXT[]`,
+/// secrets as `BYTEA`, and text in the `C` collation (byte order, case-sensitive, as SQLite's
+/// BINARY).
+public final class PostgresStore: Store {
+    /// How to reach the database and how long to wait for it.
+    public struct Settings: Sendable {
+        public var url: DatabaseURL
+        /// Replaces the URL's password (`database_password_file`).
+        public var password: String?
+        /// Connections this store opens at most.
+        public var poolSize: Int
+        public var connectTimeout: Duration
+        public var statementTimeout: Duration
+        /// How many times a transaction runs at most when PostgreSQL aborts it for a conflict.
+        public var maximumAttempts: Int
+
+        public init(
+            url: DatabaseURL, password: String? = nil, poolSize: Int = 10, connectTimeout: Duration = .seconds(5),
+            statementTimeout: Duration = .seconds(5), maximumAttempts: Int = 20
+        ) {
+            self.url = url
+            self.password = password
+            self.poolSize = poolSize
+            self.connectTimeout = connectTimeout
+            self.statementTimeout = statementTimeout
+            self.maximumAttempts = maximumAttempts
+        }
+    }
+
+    /// The newest schema version this code knows. A database at a newer version refuses to open.
+    public static var latestSchemaVersion: Int { PostgresSchema.migrations.last?.version ?? 0 }
+
+    let client: PostgresClient
+    private let runTask: Task<Void, Never>
+    let settings: Settings
+    let logger: Logger
+    private let isClosed = Locked(false)
+    /// Transactions run again after a serialization failure or a deadlock (tests read it).
+    let retries = Locked(0)
+
+    private init(client: PostgresClient, runTask: Task<Void, Never>, settings: Settings, logger: Logger) {
+        self.client = client
+        self.runTask = runTask
+        self.settings = settings
+        self.logger = logger
+    }
+
+    /// Connects, and brings the schema up to date (once, whichever replica gets there first).
+    /// - Throws: ``StoreError/unavailable(_:)`` when the database cannot be reached within the
+    ///   connect timeout; ``StoreError/engine(_:)`` for a schema newer than this broker knows.
+    public static func open(_ settings: Settings, logger: Logger) async throws -> PostgresStore {
+        try await open(settings, logger: logger, migrations: PostgresSchema.migrations)
+    }
+
+    static func open(_ settings: Settings, logger: Logger, migrations: [PostgresMigration]) async throws -> PostgresStore {
+        let client = PostgresClient(configuration: try Self.clientConfiguration(settings), backgroundLogger: logger)
+        let runTask = Task { await client.run() }
+        let store = PostgresStore(client: client, runTask: runTask, settings: settings, logger: logger)
+        do {
+            try await PostgresMigrator(migrations: migrations, logger: logger).migrate(store)
+            return store
+        } catch {
+            try? await store.close()
+            throw error
+        }
+    }
+
+    static func clientConfiguration(_ settings: Settings) throws -> PostgresClient.Configuration {
+        let url = settings.url
+        let password = settings.password ?? url.password
+        var configuration: PostgresClient.Configuration
+        if let directory = url.socketDirectory {
+            configuration = PostgresClient.Configuration(
+                unixSocketPath: (directory as NSString).appendingPathComponent(".s.PGSQL.\(url.port)"),
+                username: url.user, password: password, database: url.database)
+        } else {
+            configuration = PostgresClient.Configuration(
+                host: url.host, port: url.port, username: url.user, password: password, database: url.database,
+                tls: try Self.tls(url))
+        }
+        configuration.options.maximumConnections = max(1, settings.poolSize)
+        configuration.options.minimumConnections = 0
+        configuration.options.connectTimeout = settings.connectTimeout
+        let milliseconds = max(1, Self.milliseconds(settings.statementTimeout))
+        configuration.options.additionalStartupParameters = [
+            ("statement_timeout", "\(milliseconds)"),
+            // A transaction left open by a client that vanished must not hold its locks for long.
+            ("idle_in_transaction_session_timeout", "\(max(milliseconds, 10_000) * 3)"),
+            ("application_name", "broker"),
+        ]
+        return configuration
+    }
+
+    private static func tls(_ url: DatabaseURL) throws -> PostgresClient.Configuration.TLS {
+        switch url.tlsMode {
+        case .disable:
+            return .disable
+        case .require:
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.certificateVerification = .none
+            return .require(tls)
+        case .verifyFull:
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.certificateVerification = .fullVerification
+            if let path = url.rootCertificatePath {
+                guard FileManager.default.isReadableFile(atPath: path) else {
+                    throw StoreError.engine("database_url: sslrootcert \(path) is not a readable file")
+                }
+                tls.trustRoots = .file(path)
+            }
+            return .require(tls)
+        }
+    }
+
+    static func milliseconds(_ duration: Duration) -> Int {
+        let (seconds, attoseconds) = duration.components
+        return Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)
+    }
+
+    // MARK: Transactions
+
+    public func transaction<T: Sendable>(
+        _ body: @Sendable (any StoreTransaction) async throws -> T
+    ) async throws -> T {
+        try await self.run(readOnly: false, body)
+    }
+
+    public func read<T: Sendable>(
+        _ body: @Sendable (any StoreTransaction) async throws -> T
+    ) async throws -> T {
+        try await self.run(readOnly: true, body)
+    }
+
+    private func run<T: Sendable>(
+        readOnly: Bool, _ body: @Sendable (any StoreTransaction) async throws -> T
+    ) async throws -> T {
+        let storeID = ObjectIdentifier(self)
+        let enclosingStores = PostgresTransactionContext.openStores
+        guard !enclosingStores.contains(storeID) else {
+            throw StoreError.engine("nested transaction: this task is already inside a transaction of this store")
+        }
+        var attempt = 1
+        var staleConnections = 0
+        while true {
+            try Task.checkCancellation()
+            guard !self.isClosed.withLock({ $0 }) else { throw StoreError.engine("store is closed") }
+            do {
+                return try await PostgresTransactionContext.$openStores.withValue(enclosingStores.union([storeID])) {
+                    try await self.attempt(readOnly: readOnly, body)
+                }
+            } catch let stale as StaleConnection {
+                // A pooled connection the server had cut: another one, at most twice, so that a
+                // database that came back serves the next request instead of failing it.
+                staleConnections += 1
+                guard staleConnections <= 2 else { throw stale.error }
+            } catch let conflict as SerializationConflict {
+                guard attempt < self.settings.maximumAttempts else {
+                    // Busy, not broken: the same request may succeed in a moment.
+                    throw StoreError.unavailable(
+                        "the transaction conflicted with concurrent ones \(attempt) times in a row (\(conflict.sqlState))")
+                }
+                self.retries.withLock { $0 += 1 }
+                // Full jitter on a doubling base (5 ms, 10 ms, … at most 320 ms): racing replicas
+                // spread out instead of colliding again in step.
+                let ceiling = 5 << min(attempt - 1, 6)
+                try await Task.sleep(for: .milliseconds(Int.random(in: 1...ceiling)))
+                attempt += 1
+            }
+        }
+    }
+
+    /// One run of a transaction on a leased connection. Throws ``SerializationConflict`` when it
+    /// must run again.
+    private func attempt<T: Sendable>(
+        readOnly: Bool, _ body: @Sendable (any StoreTransaction) async throws -> T
+    ) async throws -> T {
+        // The lease runs in a child task (to bound its wait), which outlives nothing: the body
+        // does not escape this call.
+        try await withoutActuallyEscaping(body) { body in
+            try await self.attempt(readOnly: readOnly, escaping: body)
+        }
+    }
+
+    private func attempt<T: Sendable>(
+        readOnly: Bool, escaping body: @escaping @Sendable (any StoreTransaction) async throws -> T
+    ) async throws -> T {
+        try await self.withConnection { connection in
+            let transaction = PostgresTransaction(connection: connection, store: self)
+            try await transaction.begin(
+                readOnly ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : "BEGIN ISOLATION LEVEL SERIALIZABLE")
+            let result: T
+            do {
+                result = try await body(transaction)
+            } catch {
+                await transaction.rollback()
+                if let conflict = transaction.conflict { throw conflict }
+                throw error
+            }
+            try await transaction.commit()
+            return result
+        }
+    }
+
+    /// Leases a connection for `body`, waiting at most the connect timeout for one.
+    func withConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        try await Self.withConnection(of: self.client, timeout: self.settings.connectTimeout, body)
+    }
+
+    /// Leases a connection of `client` for `body`, waiting at most `timeout` for one: the pool
+    /// itself would wait for as long as the database stays unreachable.
+    static func withConnection<T: Sendable>(
+        of client: PostgresClient, timeout: Duration, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        let lease = Locked(LeaseState.waiting)
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                try await client.withConnection { connection in
+                    let won = lease.withLock { state in
+                        guard state == .waiting else { return false }
+                        state = .leased
+                        return true
+                    }
+                    guard won else { throw StoreError.unavailable("no database connection in time") }
+                    return try await body(connection)
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                let expired = lease.withLock { state in
+                    guard state == .waiting else { return false }
+                    state = .timedOut
+                    return true
+                }
+                if expired {
+                    throw StoreError.unavailable(
+                        "no database connection within \(Self.milliseconds(timeout)) ms (the database is down or "
+                            + "unreachable, refuses the user, password or TLS settings: the log says which, "
+                            + "or the connection pool is exhausted)")
+                }
+                return nil
+            }
+            defer { group.cancelAll() }
+            do {
+                while let outcome = try await group.next() {
+                    if let value = outcome { return value }
+                }
+            } catch {
+                // What the body threw is the caller's (an error of its own, a conflict to retry);
+                // only a failure to get a connection is translated here.
+                if lease.withLock({ $0 }) == .leased { throw error }
+                throw PostgresErrors.storeError(error)
+            }
+            throw StoreError.engine("the connection lease ended without a result")
+        }
+    }
+
+    // MARK: Closing
+
+    /// Closes the pool. Later transactions throw; closing again does nothing.
+    public func close() async throws {
+        guard !PostgresTransactionContext.openStores.contains(ObjectIdentifier(self)) else {
+            throw StoreError.engine("cannot close the store from inside one of its transactions")
+        }
+        let wasClosed = self.isClosed.withLock { closed in
+            defer { closed = true }
+            return closed
+        }
+        guard !wasClosed else { return }
+        self.runTask.cancel()
+        await self.runTask.value
+    }
+
+    deinit {
+        self.runTask.cancel()
+    }
+
+    // MARK: Diagnostics (internal, used by tests)
+
+    /// The versions recorded in `schema_migrations`, ascending.
+    func appliedMigrationVersions() async throws -> [Int] {
+        try await self.withConnection { connection in
+            try await connection.query("SELECT version FROM schema_migrations ORDER BY version", logger: self.logger)
+                .collect().map { Int(try $0.decode(Int64.self)) }
+        }
+    }
+}
+
+/// A transaction could not begin because its connection was dead; nothing was sent.
+struct StaleConnection: Error {
+    var error: any Error
+}
+
+/// Where a bounded wait for a pooled connection stands.
+private enum LeaseState: Sendable { case waiting, leased, timedOut }
+
+/// Thrown inside a transaction attempt when PostgreSQL aborted it for a conflict with concurrent
+/// transactions: the store runs it again.
+struct SerializationConflict: Error {
+    var sqlState: String
+}
+
+/// Which stores the current task is inside a transaction of (to refuse nesting, which could wait
+/// for itself forever on an exhausted pool).
+enum PostgresTransactionContext {
+    @TaskLocal static var openStores: Set<ObjectIdentifier> = []
+}
+
+/// Statements that run outside any transaction on a server (creating and dropping databases):
+/// for tests and tools, never for the broker's own data.
+public enum PostgresAdministration {
+    /// Runs `sql` on the database of `settings`, waiting at most its connect timeout for a
+    /// connection. `sql` is trusted text (an identifier it names must be checked by the caller).
+    public static func execute(_ sql: String, on settings: PostgresStore.Settings, logger: Logger) async throws {
+        let client = PostgresClient(configuration: try PostgresStore.clientConfiguration(settings), backgroundLogger: logger)
+        let run = Task { await client.run() }
+        defer { run.cancel() }
+        try await PostgresStore.withConnection(of: client, timeout: settings.connectTimeout) { connection in
+            do {
+                _ = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).collect()
+            } catch {
+                throw PostgresErrors.storeError(error)
+            }
+        }
+    }
+}

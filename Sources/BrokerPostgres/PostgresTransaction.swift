@@ -1,0 +1,978 @@
+import BrokerCore
+import BrokerSync
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+
+/// The ``StoreTransaction`` that ``PostgresStore`` hands to a transaction's body: the same
+/// semantics as SQLite's, statement for statement (see `SQLiteTransaction`).
+///
+/// Once the transaction has ended every method throws `StoreError.engine("transaction is
+/// closed")`. A statement that may fail on a constraint the caller expects (a duplicate, a missing
+/// reference) runs inside a savepoint, so that its failure is undone alone, as in SQLite; any other
+/// failure leaves the transaction aborted, and it cannot commit.
+final class PostgresTransaction: StoreTransaction {
+    private struct State {
+        var isOpen = true
+        /// PostgreSQL aborted the transaction for a conflict: it must run again.
+        var conflict: SerializationConflict?
+        /// A statement failed outside a savepoint: the transaction can only roll back.
+        var failure: (any Error)?
+    }
+
+    private let connection: PostgresConnection
+    private let logger: Logger
+    private let clientDeadline: TimeAmount
+    private let state = Locked(State())
+
+    init(connection: PostgresConnection, store: PostgresStore) {
+        self.connection = connection
+        self.logger = store.logger
+        // The server ends a statement at statement_timeout; if it does not answer at all (a
+        // network partition), the client gives up a little later by closing the connection.
+        self.clientDeadline = .milliseconds(Int64(PostgresStore.milliseconds(store.settings.statementTimeout)) + 2_000)
+    }
+
+    var conflict: SerializationConflict? { self.state.withLock { $0.conflict } }
+
+    // MARK: Transaction control (the store's)
+
+    /// - Throws: ``StaleConnection`` when the connection turns out dead (the server restarted or
+    ///   cut it while it sat in the pool): nothing was sent, the store may try another.
+    func begin(_ sql: String) async throws {
+        do {
+            _ = try await self.raw(PostgresQuery(unsafeSQL: sql))
+        } catch let error as PSQLError where error.code != .server {
+            try? await self.connection.close()
+            throw StaleConnection(error: PostgresErrors.storeError(error))
+        } catch {
+            throw PostgresErrors.storeError(error)
+        }
+    }
+
+    /// Commits, unless the transaction is aborted: then it rolls back and throws why.
+    func commit() async throws {
+        let (conflict, failure) = self.state.withLock { state in
+            state.isOpen = false
+            return (state.conflict, state.failure)
+        }
+        if conflict != nil || failure != nil {
+            await self.rollbackStatement()
+            if let conflict { throw conflict }
+            throw PostgresErrors.storeError(failure!)
+        }
+        do {
+            _ = try await self.raw("COMMIT")
+        } catch let error as PSQLError where SQLState.isConflict(error.sqlState) {
+            throw SerializationConflict(sqlState: error.sqlState ?? "")
+        } catch {
+            throw PostgresErrors.storeError(error)
+        }
+    }
+
+    func rollback() async {
+        self.state.withLock { $0.isOpen = false }
+        await self.rollbackStatement()
+    }
+
+    /// If `ROLLBACK` fails the connection's state is unknown: it is closed, and the pool opens
+    /// another.
+    private func rollbackStatement() async {
+        do {
+            _ = try await self.raw("ROLLBACK")
+        } catch {
+            try? await self.connection.close()
+        }
+    }
+
+    // MARK: Execution
+
+    /// Sends one statement, bounded by the client-side deadline.
+    private func raw(_ query: PostgresQuery) async throws -> [PostgresRow] {
+        let connection = self.connection
+        let deadline = connection.eventLoop.scheduleTask(in: self.clientDeadline) {
+            connection.close().whenComplete { _ in }
+        }
+        defer { deadline.cancel() }
+        return try await connection.query(query, logger: self.logger).collect()
+    }
+
+    /// Runs one statement of the transaction.
+    ///
+    /// - Parameters:
+    ///   - duplicate: what to name in ``StoreError/duplicate(_:)`` when a UNIQUE or PRIMARY KEY
+    ///     constraint fails (given the constraint's name).
+    ///   - missingReference: what to name in ``StoreError/notFound(_:)`` when a FOREIGN KEY
+    ///     constraint fails; called after the statement was undone, so it may query.
+    @discardableResult
+    private func execute(
+        _ query: PostgresQuery,
+        duplicate: ((String) -> String)? = nil,
+        missingReference: (() async throws -> String)? = nil
+    ) async throws -> [PostgresRow] {
+        try Task.checkCancellation()
+        try self.state.withLock { state in
+            guard state.isOpen else { throw StoreError.engine("transaction is closed") }
+            if state.conflict != nil || state.failure != nil {
+                throw StoreError.engine("the transaction was aborted by an earlier failure")
+            }
+        }
+        let guarded = duplicate != nil || missingReference != nil
+        do {
+            if guarded { _ = try await self.raw("SAVEPOINT broker_statement") }
+            let rows = try await self.raw(query)
+            if guarded { _ = try await self.raw("RELEASE SAVEPOINT broker_statement") }
+            return rows
+        } catch let error as PSQLError
+            where guarded && error.sqlState == SQLState.uniqueViolation && duplicate != nil
+        {
+            try await self.undoStatement(error)
+            throw StoreError.duplicate(duplicate!(error.constraintName))
+        } catch let error as PSQLError
+            where guarded && error.sqlState == SQLState.foreignKeyViolation && missingReference != nil
+        {
+            try await self.undoStatement(error)
+            throw StoreError.notFound(try await missingReference!())
+        } catch {
+            throw self.abort(error)
+        }
+    }
+
+    private func undoStatement(_ cause: PSQLError) async throws {
+        do {
+            _ = try await self.raw("ROLLBACK TO SAVEPOINT broker_statement")
+            _ = try await self.raw("RELEASE SAVEPOINT broker_statement")
+        } catch {
+            throw self.abort(error)
+        }
+    }
+
+    /// Records that the transaction cannot commit, and what to throw.
+    private func abort(_ error: any Error) -> any Error {
+        if let error = error as? PSQLError, SQLState.isConflict(error.sqlState) {
+            let conflict = SerializationConflict(sqlState: error.sqlState ?? "")
+            self.state.withLock { $0.conflict = $0.conflict ?? conflict }
+            return conflict
+        }
+        let translated = PostgresErrors.storeError(error)
+        self.state.withLock { $0.failure = $0.failure ?? translated }
+        return translated
+    }
+
+    /// Runs an UPDATE … RETURNING and throws ``StoreError/notFound(_:)`` if it changed no row.
+    private func update(_ query: PostgresQuery, notFound what: String) async throws {
+        if try await self.execute(query).isEmpty {
+            throw StoreError.notFound(what)
+        }
+    }
+
+    private func exists(_ query: PostgresQuery) async throws -> Bool {
+        try await !self.execute(query).isEmpty
+    }
+
+    /// Names whichever of a user and an organization does not exist.
+    private func missingUserOrOrganization(userID: Int64, organizationID: Int64) async throws -> String {
+        if try await !self.exists("SELECT 1 FROM organizations WHERE id = \(organizationID)") {
+            return "organization \(organizationID)"
+        }
+        if try await !self.exists("SELECT 1 FROM users WHERE id = \(userID)") {
+            return "user \(userID)"
+        }
+        return "organization \(organizationID) or user \(userID)"
+    }
+
+    // MARK: Users
+
+    private static let userColumns =
+        "id, username, password_hash, is_active, created_at, github_login, github_id, global_role, credential_version, "
+        + "session_version"
+
+    static func versions(from row: Row) throws -> AccountVersions {
+        try AccountVersions(
+            credential: CredentialVersion(rawValue: row.int64("credential_version")),
+            session: SessionVersion(rawValue: row.int64("session_version")))
+    }
+
+    static func user(from row: Row) throws -> User {
+        try User(
+            id: row.int64("id"),
+            username: row.string("username"),
+            passwordHash: row.optionalString("password_hash"),
+            isActive: row.bool("is_active"),
+            createdAt: row.date("created_at"),
+            githubLogin: row.optionalString("github_login"),
+            githubID: row.optionalInt64("github_id"),
+            globalRole: row.optionalString("global_role").map { name in
+                guard let role = GlobalRole(rawValue: name) else {
+                    throw StoreError.engine("unknown role in column users.global_role")
+                }
+                return role
+            },
+            versions: versions(from: row)
+        )
+    }
+
+    private func users(_ query: PostgresQuery) async throws -> [User] {
+        try await self.execute(query).map { try Self.user(from: Row($0)) }
+    }
+
+    func insertUser(_ user: NewUser) async throws -> User {
+        let forms = AccountName.storedForms(of: user.username)
+        let idColumn = user.preferredID == nil ? "" : "id, "
+        let idValue = user.preferredID.map { "\($0), " } ?? ""  // an Int64: a literal is safe
+        let rows = try await self.execute(
+            """
+            INSERT INTO users (\(unescaped: idColumn)username, password_hash, is_active, created_at, github_login, github_id,
+                global_role, username_key, username_skeleton)
+            VALUES (\(unescaped: idValue)\(user.username), \(user.passwordHash), \(user.isActive), \(user.createdAt.timeIntervalSince1970),
+                \(user.githubLogin), \(user.githubID), \(user.globalRole?.rawValue), \(forms.key), \(forms.skeleton))
+            RETURNING id, credential_version, session_version
+            """,
+            duplicate: { constraint in
+                if constraint.contains("github_login") { return "GitHub login \(user.githubLogin ?? "")" }
+                if constraint.contains("github_id") { return "GitHub user id \(user.githubID.map(String.init) ?? "")" }
+                return "user \(user.username)"
+            }
+        )
+        guard let row = rows.first.map(Row.init) else { throw StoreError.engine("INSERT INTO users returned no id") }
+        if let preferredID = user.preferredID {
+            // An id given explicitly does not advance the identity sequence: move it past, so
+            // that the next account's id is free (and no id is ever handed out twice).
+            try await self.execute(
+                """
+                SELECT setval(pg_get_serial_sequence('users', 'id'),
+                    GREATEST(\(preferredID), pg_sequence_last_value(pg_get_serial_sequence('users', 'id')::regclass)))
+                """)
+        }
+        return try User(
+            id: row.int64("id"),
+            username: user.username,
+            passwordHash: user.passwordHash,
+            isActive: user.isActive,
+            createdAt: user.createdAt,
+            githubLogin: user.githubLogin,
+            githubID: user.githubID,
+            globalRole: user.globalRole,
+            versions: Self.versions(from: row)
+        )
+    }
+
+    func user(githubLogin login: String) async throws -> User? {
+        // SQLite's NOCASE: ASCII letters only, as the unique index compares them.
+        try await self.users(
+            "SELECT \(unescaped: Self.userColumns) FROM users WHERE broker_ascii_lower(github_login) = broker_ascii_lower(\(login))"
+        ).first
+    }
+
+    func user(githubID: Int64) async throws -> User? {
+        try await self.users("SELECT \(unescaped: Self.userColumns) FROM users WHERE github_id = \(githubID)").first
+    }
+
+    func setGitHubLink(userID: Int64, login: String?, id: Int64?) async throws {
+        let rows = try await self.execute(
+            "UPDATE users SET github_login = \(login), github_id = \(id) WHERE id = \(userID) RETURNING id",
+            duplicate: { constraint in
+                constraint.contains("github_id") ? "GitHub user id \(id.map(String.init) ?? "")" : "GitHub login \(login ?? "")"
+            }
+        )
+        if rows.isEmpty { throw StoreError.notFound("user \(userID)") }
+    }
+
+    func user(named username: String) async throws -> User? {
+        try await self.users(
+            """
+            SELECT \(unescaped: Self.userColumns) FROM users WHERE username_key = \(AccountName.key(of: username))
+            ORDER BY username = \(username) DESC, username_collision IS NOT NULL, id LIMIT 1
+            """
+        ).first
+    }
+
+    func user(confusableWith name: String) async throws -> User? {
+        try await self.users(
+            """
+            SELECT \(unescaped: Self.userColumns) FROM users WHERE username_skeleton = \(AccountName.storedForms(of: name).skeleton)
+            ORDER BY username_collision IS NOT NULL, id LIMIT 1
+            """
+        ).first
+    }
+
+    func nameCollisions() async throws -> [NameCollision] {
+        try await self.execute(
+            """
+            SELECT 'user' AS kind, n.username AS name, o.username AS reads_like
+            FROM users AS n LEFT JOIN users AS o ON o.id = n.username_collision
+            WHERE n.username_collision IS NOT NULL
+            UNION ALL
+            SELECT 'organization', n.name, o.name
+            FROM organizations AS n LEFT JOIN organizations AS o ON o.id = n.name_collision
+            WHERE n.name_collision IS NOT NULL
+            ORDER BY kind DESC, name
+            """
+        ).map { row in
+            let row = Row(row)
+            return NameCollision(
+                kind: try row.string("kind") == "user" ? .user : .organization, name: try row.string("name"),
+                readsLike: try row.optionalString("reads_like"))
+        }
+    }
+
+    func user(id: Int64) async throws -> User? {
+        try await self.users("SELECT \(unescaped: Self.userColumns) FROM users WHERE id = \(id)").first
+    }
+
+    func users() async throws -> [User] {
+        try await self.users("SELECT \(unescaped: Self.userColumns) FROM users ORDER BY id")
+    }
+
+    func users(afterID: Int64, limit: Int) async throws -> [User] {
+        try await self.users(
+            "SELECT \(unescaped: Self.userColumns) FROM users WHERE id > \(afterID) ORDER BY id LIMIT \(Int64(max(0, limit)))")
+    }
+
+    func setGlobalRole(userID: Int64, to role: GlobalRole?) async throws {
+        try await self.update(
+            "UPDATE users SET global_role = \(role?.rawValue) WHERE id = \(userID) RETURNING id", notFound: "user \(userID)")
+    }
+
+    func deleteUser(id: Int64) async throws -> Bool {
+        guard try await self.exists("DELETE FROM users WHERE id = \(id) RETURNING id") else { return false }
+        try await self.handOverName(table: "users", name: "username", from: id)
+        return true
+    }
+
+    /// A deleted row that held a name others were flagged as colliding with leaves it to the
+    /// oldest of them (see SQLite's name-key migration). `table` and `name` are fixed
+    /// identifiers, never input.
+    private func handOverName(table: String, name: String, from deletedID: Int64) async throws {
+        let heir = try await self.execute(
+            """
+            UPDATE \(unescaped: table) SET \(unescaped: name)_collision = NULL
+            WHERE id = (SELECT MIN(id) FROM \(unescaped: table) WHERE \(unescaped: name)_collision = \(deletedID)) RETURNING id
+            """)
+        guard let heirID = try heir.first.map({ try Row($0).int64("id") }) else { return }
+        try await self.execute(
+            """
+            UPDATE \(unescaped: table) SET \(unescaped: name)_collision = \(heirID) WHERE \(unescaped: name)_collision = \(deletedID)
+            """)
+    }
+
+    func updatePasswordHash(userID: Int64, to hash: String?) async throws {
+        try await self.update(
+            "UPDATE users SET password_hash = \(hash) WHERE id = \(userID) RETURNING id", notFound: "user \(userID)")
+    }
+
+    func setUserActive(userID: Int64, _ active: Bool) async throws {
+        try await self.update(
+            "UPDATE users SET is_active = \(active) WHERE id = \(userID) RETURNING id", notFound: "user \(userID)")
+    }
+
+    func advanceCredentialVersion(userID: Int64) async throws -> AccountVersions {
+        try await self.advanceVersion("credential_version", userID: userID)
+    }
+
+    func advanceSessionVersion(userID: Int64) async throws -> AccountVersions {
+        try await self.advanceVersion("session_version", userID: userID)
+    }
+
+    /// `column` is one of the two version columns, never caller input.
+    private func advanceVersion(_ column: String, userID: Int64) async throws -> AccountVersions {
+        let rows = try await self.execute(
+            """
+            UPDATE users SET \(unescaped: column) = \(unescaped: column) + 1 WHERE id = \(userID)
+            RETURNING credential_version, session_version
+            """)
+        guard let row = rows.first else { throw StoreError.notFound("user \(userID)") }
+        return try Self.versions(from: Row(row))
+    }
+
+    // MARK: Organizations
+
+    private static let organizationColumns = "id, name, cluster_name, created_at, access_lifetime, audiences"
+
+    private static func organization(from row: Row) throws -> Organization {
+        try Organization(
+            id: row.int64("id"),
+            name: row.string("name"),
+            clusterName: row.string("cluster_name"),
+            createdAt: row.date("created_at"),
+            tokenPolicy: tokenPolicy(from: row)
+        )
+    }
+
+    static func tokenPolicy(from row: Row) throws -> OrganizationTokenPolicy {
+        OrganizationTokenPolicy(
+            accessLifetime: try row.optionalInt64("access_lifetime").map { Int($0) },
+            audiences: try row.optionalStringList("audiences"))
+    }
+
+    private func organizations(_ query: PostgresQuery) async throws -> [Organization] {
+        try await self.execute(query).map { try Self.organization(from: Row($0)) }
+    }
+
+    func insertOrganization(name: String, clusterName: String, createdAt: Date) async throws -> Organization {
+        let forms = AccountName.storedForms(of: name)
+        let rows = try await self.execute(
+            """
+            INSERT INTO organizations (name, cluster_name, created_at, name_key, name_skeleton)
+            VALUES (\(name), \(clusterName), \(createdAt.timeIntervalSince1970), \(forms.key), \(forms.skeleton)) RETURNING id
+            """,
+            duplicate: { constraint in
+                constraint.contains("cluster_name") ? "organization cluster name \(clusterName)" : "organization \(name)"
+            }
+        )
+        guard let row = rows.first else { throw StoreError.engine("INSERT INTO organizations returned no id") }
+        return try Organization(id: Row(row).int64("id"), name: name, clusterName: clusterName, createdAt: createdAt)
+    }
+
+    func setTokenPolicy(organizationID: Int64, to policy: OrganizationTokenPolicy) async throws {
+        try await self.update(
+            """
+            UPDATE organizations SET access_lifetime = \(policy.accessLifetime.map { Int64($0) }), audiences = \(policy.audiences)
+            WHERE id = \(organizationID) RETURNING id
+            """,
+            notFound: "organization \(organizationID)"
+        )
+    }
+
+    func deleteOrganization(id: Int64) async throws -> Bool {
+        guard try await self.exists("DELETE FROM organizations WHERE id = \(id) RETURNING id") else { return false }
+        try await self.handOverName(table: "organizations", name: "name", from: id)
+        return true
+    }
+
+    func organizationUsingAudience(_ name: String) async throws -> Organization? {
+        try await self.organizations(
+            """
+            SELECT \(unescaped: Self.organizationColumns) FROM organizations
+            WHERE cluster_name = \(name) OR \(name) = ANY (audiences)
+            ORDER BY name LIMIT 1
+            """
+        ).first
+    }
+
+    // MARK: Audience names
+
+    private static let audienceColumns = "name, kind, organization_id, former_organization"
+
+    private static func audienceName(from row: Row) throws -> AudienceName {
+        let name = try row.string("name")
+        let kind = try row.string("kind")
+        if kind == "service" { return AudienceName(name: name, holder: .service) }
+        guard let use = AudienceName.Use(rawValue: kind) else {
+            throw StoreError.engine("unknown kind in column audience_names.kind")
+        }
+        if let organizationID = try row.optionalInt64("organization_id") {
+            return AudienceName(name: name, holder: .organization(id: organizationID, use: use))
+        }
+        return AudienceName(name: name, holder: .reserved(formerOrganization: try row.string("former_organization")))
+    }
+
+    private func audienceNames(_ query: PostgresQuery) async throws -> [AudienceName] {
+        try await self.execute(query).map { try Self.audienceName(from: Row($0)) }
+    }
+
+    func insertAudienceName(_ name: AudienceName) async throws {
+        let (kind, organizationID, former): (String, Int64?, String?) =
+            switch name.holder {
+            case .organization(let id, let use): (use.rawValue, id, nil)
+            case .reserved(let former): ("cluster", nil, former)
+            case .service: ("service", nil, nil)
+            }
+        try await self.execute(
+            """
+            INSERT INTO audience_names (name, kind, organization_id, former_organization)
+            VALUES (\(name.name), \(kind), \(organizationID), \(former))
+            """,
+            duplicate: { _ in "audience name \(name.name)" },
+            missingReference: { "organization" }
+        )
+    }
+
+    func audienceName(_ name: String) async throws -> AudienceName? {
+        try await self.audienceNames(
+            "SELECT \(unescaped: Self.audienceColumns) FROM audience_names WHERE name = \(name)").first
+    }
+
+    func audienceNames() async throws -> [AudienceName] {
+        try await self.audienceNames("SELECT \(unescaped: Self.audienceColumns) FROM audience_names ORDER BY name")
+    }
+
+    func updateAudienceNameUse(_ name: String, organizationID: Int64, to use: AudienceName.Use) async throws {
+        try await self.update(
+            """
+            UPDATE audience_names SET kind = \(use.rawValue) WHERE name = \(name) AND organization_id = \(organizationID)
+            RETURNING name
+            """,
+            notFound: "audience name \(name) of organization \(organizationID)"
+        )
+    }
+
+    func deleteAudienceNames(organizationID: Int64, use: AudienceName.Use, keeping: [String]) async throws {
+        try await self.execute(
+            """
+            DELETE FROM audience_names WHERE organization_id = \(organizationID) AND kind = \(use.rawValue)
+                AND NOT (name = ANY (\(keeping)))
+            """)
+    }
+
+    func reserveAudienceNames(organizationID: Int64, formerOrganization: String) async throws {
+        try await self.execute(
+            """
+            UPDATE audience_names SET organization_id = NULL, former_organization = \(formerOrganization)
+            WHERE organization_id = \(organizationID)
+            """)
+    }
+
+    func deleteReservedAudienceName(_ name: String) async throws -> AudienceName? {
+        try await self.audienceNames(
+            """
+            DELETE FROM audience_names WHERE name = \(name) AND kind <> 'service' AND organization_id IS NULL
+            RETURNING \(unescaped: Self.audienceColumns)
+            """
+        ).first
+    }
+
+    func deleteServiceAudience(_ name: String) async throws -> Bool {
+        try await self.exists(
+            """
+            DELETE FROM audience_names WHERE name = \(name) AND kind = 'service' AND NOT EXISTS (
+                SELECT 1 FROM organizations AS o WHERE \(name) = ANY (o.audiences))
+            RETURNING name
+            """)
+    }
+
+    func organization(named name: String) async throws -> Organization? {
+        try await self.organizations(
+            """
+            SELECT \(unescaped: Self.organizationColumns) FROM organizations WHERE name_key = \(AccountName.key(of: name))
+            ORDER BY name = \(name) DESC, name_collision IS NOT NULL, id LIMIT 1
+            """
+        ).first
+    }
+
+    func organization(confusableWith name: String) async throws -> Organization? {
+        try await self.organizations(
+            """
+            SELECT \(unescaped: Self.organizationColumns) FROM organizations
+            WHERE name_skeleton = \(AccountName.storedForms(of: name).skeleton)
+            ORDER BY name_collision IS NOT NULL, id LIMIT 1
+            """
+        ).first
+    }
+
+    func organization(id: Int64) async throws -> Organization? {
+        try await self.organizations("SELECT \(unescaped: Self.organizationColumns) FROM organizations WHERE id = \(id)").first
+    }
+
+    func organizations() async throws -> [Organization] {
+        try await self.organizations("SELECT \(unescaped: Self.organizationColumns) FROM organizations ORDER BY name")
+    }
+
+    // MARK: Memberships
+
+    private static func membership(from row: Row) throws -> Membership {
+        let roleName = try row.string("role")
+        guard let role = Role(rawValue: roleName) else {
+            throw StoreError.engine("unknown role in column memberships.role")
+        }
+        return try Membership(
+            organizationID: row.int64("organization_id"),
+            userID: row.int64("user_id"),
+            role: role,
+            isActive: row.bool("is_active"),
+            createdAt: row.date("created_at")
+        )
+    }
+
+    func upsertMembership(_ membership: Membership) async throws {
+        try await self.execute(
+            """
+            INSERT INTO memberships (organization_id, user_id, role, is_active, created_at)
+            VALUES (\(membership.organizationID), \(membership.userID), \(membership.role.rawValue), \(membership.isActive),
+                \(membership.createdAt.timeIntervalSince1970))
+            ON CONFLICT (organization_id, user_id) DO UPDATE SET
+                role = excluded.role, is_active = excluded.is_active, created_at = excluded.created_at
+            """,
+            missingReference: {
+                try await self.missingUserOrOrganization(userID: membership.userID, organizationID: membership.organizationID)
+            }
+        )
+    }
+
+    func membership(organizationID: Int64, userID: Int64) async throws -> Membership? {
+        try await self.execute(
+            """
+            SELECT organization_id, user_id, role, is_active, created_at FROM memberships
+            WHERE organization_id = \(organizationID) AND user_id = \(userID)
+            """
+        ).first.map { try Self.membership(from: Row($0)) }
+    }
+
+    func members(organizationID: Int64) async throws -> [MemberListing] {
+        try await self.execute(
+            """
+            SELECT u.username, m.organization_id, m.user_id, m.role, m.is_active, m.created_at
+            FROM memberships AS m JOIN users AS u ON u.id = m.user_id
+            WHERE m.organization_id = \(organizationID)
+            ORDER BY u.username
+            """
+        ).map { row in
+            let row = Row(row)
+            return try MemberListing(username: row.string("username"), membership: Self.membership(from: row))
+        }
+    }
+
+    func organizations(named names: [String]) async throws -> [Organization] {
+        guard !names.isEmpty else { return [] }
+        return try await self.organizations(
+            "SELECT \(unescaped: Self.organizationColumns) FROM organizations WHERE name = ANY (\(names)) ORDER BY name")
+    }
+
+    func memberships(userID: Int64) async throws -> [UserMembership] {
+        try await self.execute(
+            """
+            SELECT o.id, o.name, o.cluster_name, o.created_at AS organization_created_at,
+                   o.access_lifetime, o.audiences, m.organization_id, m.user_id, m.role, m.is_active, m.created_at
+            FROM memberships AS m JOIN organizations AS o ON o.id = m.organization_id
+            WHERE m.user_id = \(userID)
+            ORDER BY o.name
+            """
+        ).map { row in
+            let row = Row(row)
+            return try UserMembership(
+                organization: Organization(
+                    id: row.int64("id"), name: row.string("name"), clusterName: row.string("cluster_name"),
+                    createdAt: row.date("organization_created_at"), tokenPolicy: Self.tokenPolicy(from: row)),
+                membership: Self.membership(from: row))
+        }
+    }
+
+    func deleteMembership(organizationID: Int64, userID: Int64) async throws -> Bool {
+        try await self.exists(
+            "DELETE FROM memberships WHERE organization_id = \(organizationID) AND user_id = \(userID) RETURNING user_id")
+    }
+
+    // MARK: Membership requests
+
+    func insertMembershipRequest(organizationID: Int64, userID: Int64, at date: Date) async throws {
+        try await self.execute(
+            """
+            INSERT INTO membership_requests (organization_id, user_id, requested_at)
+            VALUES (\(organizationID), \(userID), \(date.timeIntervalSince1970))
+            """,
+            duplicate: { _ in "membership request of user \(userID) to organization \(organizationID)" },
+            missingReference: {
+                try await self.missingUserOrOrganization(userID: userID, organizationID: organizationID)
+            }
+        )
+    }
+
+    private static let membershipRequestQuery = """
+        SELECT r.organization_id, r.user_id, u.username, r.requested_at
+        FROM membership_requests AS r JOIN users AS u ON u.id = r.user_id
+        """
+
+    private func membershipRequests(_ query: PostgresQuery) async throws -> [MembershipRequest] {
+        try await self.execute(query).map { row in
+            let row = Row(row)
+            return try MembershipRequest(
+                organizationID: row.int64("organization_id"), userID: row.int64("user_id"),
+                username: row.string("username"), requestedAt: row.date("requested_at"))
+        }
+    }
+
+    func membershipRequests(organizationID: Int64) async throws -> [MembershipRequest] {
+        try await self.membershipRequests(
+            """
+            \(unescaped: Self.membershipRequestQuery) WHERE r.organization_id = \(organizationID)
+            ORDER BY r.requested_at, u.username
+            """)
+    }
+
+    func membershipRequest(organizationID: Int64, userID: Int64) async throws -> MembershipRequest? {
+        try await self.membershipRequests(
+            """
+            \(unescaped: Self.membershipRequestQuery) WHERE r.organization_id = \(organizationID) AND r.user_id = \(userID)
+            """
+        ).first
+    }
+
+    func deleteMembershipRequest(organizationID: Int64, userID: Int64) async throws -> Bool {
+        try await self.exists(
+            """
+            DELETE FROM membership_requests WHERE organization_id = \(organizationID) AND user_id = \(userID)
+            RETURNING user_id
+            """)
+    }
+
+    // MARK: Refresh families
+
+    private static let familyColumns =
+        "id, user_id, kind, organization_id, authenticated_at, expires_at, amr, revoked_at, revocation_reason, "
+        + "credential_version, session_version"
+
+    private static func sessionScope(from row: Row) throws -> SessionScope {
+        switch (try row.string("kind"), try row.optionalInt64("organization_id")) {
+        case ("organization", let organizationID?): .organization(id: organizationID)
+        case ("all_clusters", nil): .allClusters
+        case ("broker", nil): .broker
+        default: throw StoreError.engine("unexpected value in column kind")
+        }
+    }
+
+    private static func refreshFamily(from row: Row) throws -> RefreshFamily {
+        try RefreshFamily(
+            id: row.string("id"),
+            userID: row.int64("user_id"),
+            scope: sessionScope(from: row),
+            authenticatedAt: row.date("authenticated_at"),
+            expiresAt: row.date("expires_at"),
+            authenticationMethods: row.stringList("amr"),
+            accountVersions: versions(from: row),
+            revokedAt: row.optionalDate("revoked_at"),
+            revocationReason: row.optionalString("revocation_reason")
+        )
+    }
+
+    func insertRefreshFamily(_ family: RefreshFamily) async throws {
+        try await self.execute(
+            """
+            INSERT INTO refresh_families (\(unescaped: Self.familyColumns)) VALUES (
+                \(family.id), \(family.userID), \(family.scope.kind), \(family.organizationID),
+                \(family.authenticatedAt.timeIntervalSince1970), \(family.expiresAt.timeIntervalSince1970),
+                \(family.authenticationMethods), \(family.revokedAt?.timeIntervalSince1970), \(family.revocationReason),
+                \(family.accountVersions.credential.rawValue), \(family.accountVersions.session.rawValue))
+            """,
+            duplicate: { _ in "refresh family \(family.id)" },
+            missingReference: {
+                guard let organizationID = family.organizationID else { return "user \(family.userID)" }
+                return try await self.missingUserOrOrganization(userID: family.userID, organizationID: organizationID)
+            }
+        )
+    }
+
+    func refreshFamily(id: String) async throws -> RefreshFamily? {
+        try await self.execute(
+            "SELECT \(unescaped: Self.familyColumns) FROM refresh_families WHERE id = \(id)"
+        ).first.map { try Self.refreshFamily(from: Row($0)) }
+    }
+
+    func revokeRefreshFamily(id: String, at date: Date, reason: String) async throws {
+        // In an UPDATE every expression sees the row as it was: the first revocation wins.
+        try await self.update(
+            """
+            UPDATE refresh_families SET
+                revoked_at = COALESCE(revoked_at, \(date.timeIntervalSince1970)),
+                revocation_reason = CASE WHEN revoked_at IS NULL THEN \(reason) ELSE revocation_reason END
+            WHERE id = \(id) RETURNING id
+            """,
+            notFound: "refresh family \(id)"
+        )
+    }
+
+    /// A token hash is a digest, safe to show, but a prefix is enough to tell two apart in a message.
+    private static func describeToken(hash: String) -> String {
+        "refresh token \(hash.prefix(12))…"
+    }
+
+    func insertRefreshToken(_ token: RefreshTokenRecord) async throws {
+        try await self.execute(
+            """
+            INSERT INTO refresh_tokens (token_hash, family_id, issued_at, expires_at, used_at)
+            VALUES (\(token.tokenHash), \(token.familyID), \(token.issuedAt.timeIntervalSince1970),
+                \(token.expiresAt.timeIntervalSince1970), \(token.usedAt?.timeIntervalSince1970))
+            """,
+            duplicate: { _ in Self.describeToken(hash: token.tokenHash) },
+            missingReference: { "refresh family \(token.familyID)" }
+        )
+    }
+
+    func refreshToken(hash: String) async throws -> RefreshTokenRecord? {
+        try await self.execute(
+            "SELECT token_hash, family_id, issued_at, expires_at, used_at FROM refresh_tokens WHERE token_hash = \(hash)"
+        ).first.map { row in
+            let row = Row(row)
+            return try RefreshTokenRecord(
+                tokenHash: row.string("token_hash"), familyID: row.string("family_id"), issuedAt: row.date("issued_at"),
+                expiresAt: row.date("expires_at"), usedAt: row.optionalDate("used_at"))
+        }
+    }
+
+    func markRefreshTokenUsed(hash: String, at date: Date) async throws {
+        // The first use is kept: the grace window for concurrent refreshes counts from it.
+        try await self.update(
+            """
+            UPDATE refresh_tokens SET used_at = COALESCE(used_at, \(date.timeIntervalSince1970))
+            WHERE token_hash = \(hash) RETURNING token_hash
+            """,
+            notFound: Self.describeToken(hash: hash)
+        )
+    }
+
+    func refreshFamilies(userID: Int64) async throws -> [RefreshFamily] {
+        try await self.execute(
+            """
+            SELECT \(unescaped: Self.familyColumns) FROM refresh_families WHERE user_id = \(userID)
+            ORDER BY authenticated_at DESC, id
+            """
+        ).map { try Self.refreshFamily(from: Row($0)) }
+    }
+
+    func revokeRefreshFamilies(userID: Int64, at date: Date, reason: String) async throws -> Int {
+        let seconds = date.timeIntervalSince1970
+        return try await self.execute(
+            """
+            UPDATE refresh_families SET revoked_at = \(seconds), revocation_reason = \(reason)
+            WHERE user_id = \(userID) AND revoked_at IS NULL AND expires_at > \(seconds) RETURNING id
+            """
+        ).count
+    }
+
+    // MARK: Revoked access tokens
+
+    func insertRevokedAccessToken(jti: String, expiresAt: Date) async throws {
+        try await self.execute(
+            """
+            INSERT INTO revoked_access_tokens (jti, expires_at) VALUES (\(jti), \(expiresAt.timeIntervalSince1970))
+            ON CONFLICT (jti) DO NOTHING
+            """)
+    }
+
+    func isAccessTokenRevoked(jti: String) async throws -> Bool {
+        try await self.exists("SELECT 1 FROM revoked_access_tokens WHERE jti = \(jti)")
+    }
+
+    func pruneRevokedAccessTokens(before date: Date) async throws {
+        try await self.execute("DELETE FROM revoked_access_tokens WHERE expires_at < \(date.timeIntervalSince1970)")
+    }
+
+    // MARK: Pruning
+
+    /// The statements of ``pruneStorage(_:limit:)``, in SQLite's order and with its bounds: each
+    /// deletes by primary key from a bounded SELECT and counts its rows with RETURNING.
+    func pruneStorage(_ cutoffs: PruneCutoffs, limit: Int) async throws -> PrunedRows {
+        var removed = PrunedRows()
+        var room = Int64(max(0, limit))
+        func delete(_ query: (_ cutoff: Double, _ room: Int64) -> PostgresQuery, _ cutoff: Date) async throws -> Int {
+            guard room > 0 else { return 0 }
+            let deleted = try await self.execute(query(cutoff.timeIntervalSince1970, room)).count
+            room -= Int64(deleted)
+            return deleted
+        }
+        // A revoked session refuses its refresh tokens before looking at them; an expired one
+        // refuses them all the same.
+        removed.refreshTokens += try await delete(
+            { cutoff, room in
+                """
+                DELETE FROM refresh_tokens WHERE token_hash IN (
+                    SELECT token_hash FROM refresh_tokens WHERE family_id IN (
+                        SELECT id FROM refresh_families WHERE expires_at < \(cutoff)
+                        UNION ALL SELECT id FROM refresh_families WHERE revoked_at IS NOT NULL
+                    ) LIMIT \(room)
+                ) RETURNING 1
+                """
+            }, cutoffs.sessionsExpiredBefore)
+        removed.refreshTokens += try await delete(
+            { cutoff, room in
+                """
+                DELETE FROM refresh_tokens WHERE token_hash IN (
+                    SELECT token_hash FROM refresh_tokens WHERE used_at IS NULL AND expires_at < \(cutoff) LIMIT \(room)
+                ) RETURNING 1
+                """
+            }, cutoffs.unusedRefreshTokensExpiredBefore)
+        // Only sessions without tokens left: the cascade then deletes nothing, and the batch
+        // stays within its limit.
+        removed.sessions += try await delete(
+            { cutoff, room in
+                """
+                DELETE FROM refresh_families WHERE id IN (
+                    SELECT f.id FROM refresh_families AS f
+                    WHERE f.expires_at < \(cutoff) AND NOT EXISTS (SELECT 1 FROM refresh_tokens AS t WHERE t.family_id = f.id)
+                    LIMIT \(room)
+                ) RETURNING 1
+                """
+            }, cutoffs.sessionsExpiredBefore)
+        removed.revokedAccessTokens += try await delete(
+            { cutoff, room in
+                """
+                DELETE FROM revoked_access_tokens WHERE jti IN (
+                    SELECT jti FROM revoked_access_tokens WHERE expires_at < \(cutoff) LIMIT \(room)
+                ) RETURNING 1
+                """
+            }, cutoffs.revocationsExpiredBefore)
+        return removed
+    }
+
+    // MARK: Server secrets
+
+    func serverSecret(named name: String) async throws -> [UInt8]? {
+        try await self.execute("SELECT value FROM server_secrets WHERE name = \(name)")
+            .first.map { try Row($0).bytes("value") }
+    }
+
+    func insertServerSecretIfAbsent(named name: String, value: [UInt8]) async throws -> [UInt8] {
+        try await self.execute(
+            "INSERT INTO server_secrets (name, value) VALUES (\(name), \(ByteBuffer(bytes: value))) ON CONFLICT (name) DO NOTHING")
+        guard let stored = try await self.serverSecret(named: name) else {
+            throw StoreError.engine("server secret \(name) vanished after insertion")
+        }
+        return stored
+    }
+
+    func recordSignedLifetime(kid: String, lifetime: Int) async throws {
+        try await self.execute(
+            """
+            INSERT INTO signing_key_lifetimes (kid, longest_lifetime) VALUES (\(kid), \(Int64(max(0, lifetime))))
+            ON CONFLICT (kid) DO UPDATE
+            SET longest_lifetime = GREATEST(signing_key_lifetimes.longest_lifetime, excluded.longest_lifetime)
+            """)
+    }
+
+    func longestSignedLifetimes(kids: [String]) async throws -> [String: Int] {
+        guard !kids.isEmpty else { return [:] }
+        var longest: [String: Int] = [:]
+        for row in try await self.execute(
+            "SELECT kid, longest_lifetime FROM signing_key_lifetimes WHERE kid = ANY (\(kids))")
+        {
+            let row = Row(row)
+            longest[try row.string("kid")] = Int(try row.int64("longest_lifetime"))
+        }
+        return longest
+    }
+}
+
+/// Typed access to the columns of a result row. A missing column or a value of the wrong type is
+/// an engine failure (the schema and the code disagree); the message names the column, never
+/// the value.
+struct Row {
+    private let cells: PostgresRandomAccessRow
+
+    init(_ row: PostgresRow) {
+        self.cells = row.makeRandomAccess()
+    }
+
+    private func decode<T: PostgresDecodable>(_ column: String, as type: T.Type) throws -> T {
+        guard self.cells.contains(column) else { throw StoreError.engine("result has no column \(column)") }
+        do {
+            return try self.cells[column].decode(T.self)
+        } catch {
+            throw StoreError.engine("unexpected value type in column \(column)")
+        }
+    }
+
+    func int64(_ column: String) throws -> Int64 { try self.decode(column, as: Int64.self) }
+    func optionalInt64(_ column: String) throws -> Int64? { try self.decode(column, as: Int64?.self) }
+    func string(_ column: String) throws -> String { try self.decode(column, as: String.self) }
+    func optionalString(_ column: String) throws -> String? { try self.decode(column, as: String?.self) }
+    func bool(_ column: String) throws -> Bool { try self.decode(column, as: Bool.self) }
+    func date(_ column: String) throws -> Date { Date(timeIntervalSince1970: try self.decode(column, as: Double.self)) }
+    func optionalDate(_ column: String) throws -> Date? {
+        try self.decode(column, as: Double?.self).map(Date.init(timeIntervalSince1970:))
+    }
+    func bytes(_ column: String) throws -> [UInt8] {
+        Array(try self.decode(column, as: ByteBuffer.self).readableBytesView)
+    }
+    func stringList(_ column: String) throws -> [String] { try self.decode(column, as: [String].self) }
+    func optionalStringList(_ column: String) throws -> [String]? { try self.decode(column, as: [String]?.self) }
+}
