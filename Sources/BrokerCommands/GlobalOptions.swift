@@ -86,7 +86,9 @@ struct CommandEnvironment {
     /// Where this installation keeps its signing key ring: with SQLite (one host), the files of
     /// `keys_dir`. A store shared by replicas (PostgreSQL) keeps it in the database, sealed under
     /// `key_encryption_key_file`: decided here, by the store the configuration names, and only here.
-    static func keyRingPlacement(for configuration: BrokerConfiguration) -> KeyRingPlacement { .keysDirectory }
+    static func keyRingPlacement(for configuration: BrokerConfiguration) -> KeyRingPlacement {
+        configuration.databaseURL.isEmpty ? .keysDirectory : .database
+    }
 
     /// The key ring's storage (``keyRingPlacement(for:)``).
     func keyRingStorage() throws -> any KeyRingStorage {

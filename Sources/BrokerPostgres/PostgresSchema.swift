@@ -146,7 +146,19 @@ enum PostgresSchema {
                 longest_lifetime BIGINT NOT NULL CHECK (longest_lifetime >= 0)
             )
             """,
-        ])
+        ]),
+        // The key ring shared by every replica (``DatabaseKeyRing``): one row whose document
+        // seals every private key and server secret under the KEK; its version is the
+        // compare-and-swap of racing rotations.
+        PostgresMigration(version: 11, statements: [
+            """
+            CREATE TABLE key_ring (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                version BIGINT NOT NULL CHECK (version > 0),
+                document BYTEA NOT NULL
+            )
+            """,
+        ]),
     ]
 }
 

@@ -940,6 +940,33 @@ final class PostgresTransaction: StoreTransaction {
         }
         return longest
     }
+
+    // MARK: Key ring (see ``DatabaseKeyRing``)
+
+    func storedKeyRing() async throws -> StoredKeyRing? {
+        try await self.execute("SELECT version, document FROM key_ring WHERE id = 1").first.map {
+            let row = Row($0)
+            return StoredKeyRing(version: Int(try row.int64("version")), document: try row.bytes("document"))
+        }
+    }
+
+    func replaceStoredKeyRing(_ ring: StoredKeyRing, expectedVersion: Int?) async throws -> Bool {
+        let document = ByteBuffer(bytes: ring.document)
+        guard let expectedVersion else {
+            return try await !self.execute(
+                """
+                INSERT INTO key_ring (id, version, document) VALUES (1, \(Int64(ring.version)), \(document))
+                ON CONFLICT (id) DO NOTHING RETURNING id
+                """
+            ).isEmpty
+        }
+        return try await !self.execute(
+            """
+            UPDATE key_ring SET version = \(Int64(ring.version)), document = \(document)
+            WHERE id = 1 AND version = \(Int64(expectedVersion)) RETURNING id
+            """
+        ).isEmpty
+    }
 }
 
 /// Typed access to the columns of a result row. A missing column or a value of the wrong type is

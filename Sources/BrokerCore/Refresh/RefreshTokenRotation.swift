@@ -120,7 +120,10 @@ public struct RefreshTokenRotation: Sendable {
         let successor = try successor(of: presented)
         let successorHash = Self.hash(successor)
         if let usedAt = record.usedAt {
-            let withinGrace = now.timeIntervalSince(usedAt) <= TimeInterval(policy.refreshReuseGrace)
+            // A grace of 0 is none: across replicas a racing duplicate's clock may even read
+            // before the winner's `usedAt`, which a bare comparison would take for "within".
+            let withinGrace =
+                policy.refreshReuseGrace > 0 && now.timeIntervalSince(usedAt) <= TimeInterval(policy.refreshReuseGrace)
             if withinGrace, let existing = try await tx.refreshToken(hash: successorHash), existing.usedAt == nil {
                 let admission = try await admitting()
                 return .rotated(
