@@ -4,7 +4,9 @@ import XCTest
 /// `make run` installs only what building and running need; the test-only packages come with
 /// `make test`; `build` depends on the install, so `make -j run` cannot build before it.
 final class MakefileDependenciesTests: XCTestCase {
-    static let testOnly: Set<String> = ["python3", "python3-venv", "haproxy", "nginx-light", "sqlite3"]
+    static let testOnly: Set<String> = [
+        "python3", "python3-venv", "haproxy", "nginx-light", "sqlite3", "postgresql", "systemd",
+    ]
 
     func testRunInstallsNoTestOnlyPackage() throws {
         let run = Set(try Self.run("scripts/install-deps.sh", ["--list", "run"]).split(separator: "\n").map(String.init))
@@ -25,6 +27,16 @@ final class MakefileDependenciesTests: XCTestCase {
         XCTAssertTrue(makefile.contains("\nbuild: deps\n"), makefile)
         let test = try Self.run("/usr/bin/make", ["-n", "test"])
         XCTAssertTrue(test.contains("install-deps.sh test"), test)
+    }
+
+    /// The test command starts its own PostgreSQL and hands its URL to the tests, and stops it
+    /// on every way out (CI has no server unless the command starts one).
+    func testTheTestCommandStartsAndStopsAThrowawayPostgreSQL() throws {
+        let script = try String(
+            contentsOf: OpenAPIContract.repositoryRoot.appendingPathComponent("scripts/test.sh"), encoding: .utf8)
+        XCTAssertTrue(script.contains("scripts/postgres-test-server.sh start"), script)
+        XCTAssertTrue(script.contains("export BROKER_TEST_POSTGRES_URL"), script)
+        XCTAssertTrue(script.contains("trap stop_postgres EXIT"), script)
     }
 
     /// Standard output of a command run at the repository root (asserting it succeeded).
