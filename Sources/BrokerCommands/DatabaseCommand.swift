@@ -7,7 +7,38 @@ import Foundation
 struct DatabaseCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "db", abstract: "Operations on the database (work while the server runs).",
-        subcommands: [Backup.self])
+        subcommands: [Migrate.self, Backup.self])
+
+    struct Migrate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Bring the database's schema up to this broker's version.",
+            discussion: """
+                Applies every pending schema migration in one transaction (on PostgreSQL under an \
+                advisory lock: replicas starting meanwhile wait for it) and prints the schema version. \
+                broker serve applies pending migrations too when it starts; in a rolling upgrade of \
+                replicas, run this once with the new binary first, so that no replica migrates while \
+                others serve. A database newer than this broker is refused, here and by serve.
+                """)
+        @OptionGroup var options: GlobalOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                let environment = try await CommandEnvironment.open(options)
+                do {
+                    guard let store = environment.store as? any SchemaVersioned else {
+                        throw ConfigurationError("this store has no schema versions")
+                    }
+                    let version = try await store.schemaVersion()
+                    try await environment.store.close()
+                    print("the database schema is at version \(version), the latest this broker knows "
+                        + "(\(type(of: store).latestSchemaVersion))")
+                } catch {
+                    try? await environment.store.close()
+                    throw error
+                }
+            }
+        }
+    }
 
     struct Backup: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -361,3 +361,7 @@ public enum PostgresAdministration {
         }
     }
 }
+
+extension PostgresStore: SchemaVersioned {
+    public func schemaVersion() async throws -> Int { try await self.appliedMigrationVersions().last ?? 0 }
+}

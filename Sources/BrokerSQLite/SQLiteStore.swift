@@ -423,3 +423,7 @@ public final class SQLiteStore: Store {
 private enum TransactionContext {
     @TaskLocal static var openStores: Set<ObjectIdentifier> = []
 }
+
+extension SQLiteStore: SchemaVersioned {
+    public func schemaVersion() async throws -> Int { try await self.appliedMigrationVersions().last ?? 0 }
+}

@@ -175,6 +175,28 @@ final class ReplicaProcessTests: XCTestCase {
         let accepted = try await ReplicaSet.call("GET", ports[0], "/api/membership_status/org1/", bearer: after.access)
         XCTAssertEqual(accepted.status, 200, "a token of the new key at the other replica: \(accepted.text)")
     }
+
+    /// docs/deployment.md's recovery from a lost KEK: a replica given another KEK refuses to
+    /// start, naming both; once the sealed ring is deleted, the new KEK starts a new ring, and
+    /// the sessions survive (refresh tokens are hashes in the store, not sealed).
+    func testALostKEKIsRecoveredByDeletingTheSealedRingAndSessionsSurvive() async throws {
+        try replicas.seedMember("alice", of: "org1")
+        let before = try await ReplicaSet.login(try replicas.start(1)[0], "alice", "org1")
+        replicas.stopReplicas()
+        try replicas.replaceKeyEncryptionKey()
+        let refused = try replicas.cli(["keys", "list"])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("is not the one the key ring was sealed with"), refused.stderr)
+        XCTAssertThrowsError(try replicas.binary().serve(), "serve refuses the other KEK")
+
+        try replicas.database.query("DELETE FROM key_ring")
+        let port = try replicas.start(1)[0]
+        let refreshed = try await ReplicaSet.refresh(port, before.refresh)
+        XCTAssertEqual(refreshed.status, 200, "the session survived: \(refreshed.text)")
+        let status = try await ReplicaSet.call(
+            "GET", port, "/api/membership_status/org1/", bearer: refreshed.body["access"] as? String)
+        XCTAssertEqual(status.status, 200, "a token of the new ring: \(status.text)")
+    }
 }
 
 extension Array {

@@ -88,6 +88,22 @@ final class ReplicaSet: @unchecked Sendable {
             atPath: keyEncryptionKeyFile.path, contents: Data(kek.utf8), attributes: [.posixPermissions: 0o600])
     }
 
+    /// Replaces the key-encryption key file with a new random key (a lost or replaced KEK).
+    func replaceKeyEncryptionKey() throws {
+        let kek = Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString() + "\n"
+        try FileManager.default.removeItem(at: keyEncryptionKeyFile)
+        _ = FileManager.default.createFile(
+            atPath: keyEncryptionKeyFile.path, contents: Data(kek.utf8), attributes: [.posixPermissions: 0o600])
+    }
+
+    /// Stops every replica started so far.
+    func stopReplicas() {
+        for replica in replicas where replica.process.isRunning {
+            replica.process.terminate()
+            replica.process.waitUntilExit()
+        }
+    }
+
     /// A broker binary of this set: its own directories, this database and KEK.
     func binary() throws -> BrokerBinary {
         var broker = try BrokerBinary.make(extraConfig: extraConfig)
