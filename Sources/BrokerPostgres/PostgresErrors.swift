@@ -31,6 +31,21 @@ extension PSQLError {
 }
 
 enum PostgresErrors {
+    /// Whether `error` says the connection is gone (the server ended it: shutdown, a terminated
+    /// backend, a failover; or the socket closed), as opposed to a refusal of the statement.
+    static func isConnectionLoss(_ error: any Error) -> Bool {
+        guard let error = error as? PSQLError else { return false }
+        switch error.code {
+        case .server:
+            guard let state = error.sqlState else { return false }
+            return state.hasPrefix("08") || state == "57P01" || state == "57P02" || state == "57P03"
+        case .connectionError, .serverClosedConnection, .uncleanShutdown, .clientClosedConnection:
+            return true
+        default:
+            return false
+        }
+    }
+
     /// Translates an error of postgres-nio, NIO or the pool into ``StoreError``. Errors the store
     /// already speaks pass through.
     ///

@@ -187,10 +187,12 @@ public final class PostgresStore: Store {
                     try await self.attempt(readOnly: readOnly, body)
                 }
             } catch let stale as StaleConnection {
-                // A pooled connection the server had cut: another one, at most twice, so that a
-                // database that came back serves the next request instead of failing it.
+                // A pooled connection the server had cut (found at BEGIN, or under the body before
+                // COMMIT): another one, so that a database that came back (a restart, a failover
+                // cuts every pooled connection at once) serves the next request instead of
+                // failing it; at most once per pooled connection, and one fresh connection more.
                 staleConnections += 1
-                guard staleConnections <= 2 else { throw stale.error }
+                guard staleConnections <= max(1, self.settings.poolSize) + 1 else { throw stale.error }
             } catch let conflict as SerializationConflict {
                 guard attempt < self.settings.maximumAttempts else {
                     // Busy, not broken: the same request may succeed in a moment.
@@ -232,6 +234,12 @@ public final class PostgresStore: Store {
             } catch {
                 await transaction.rollback()
                 if let conflict = transaction.conflict { throw conflict }
+                // Cut before COMMIT (a terminated backend, a failover): nothing committed, and
+                // the body may run again, on another connection, like a stale one at BEGIN.
+                if transaction.connectionLost {
+                    try? await connection.close()
+                    throw StaleConnection(error: error)
+                }
                 throw error
             }
             try await transaction.commit()

@@ -19,6 +19,9 @@ final class PostgresTransaction: StoreTransaction {
         var conflict: SerializationConflict?
         /// A statement failed outside a savepoint: the transaction can only roll back.
         var failure: (any Error)?
+        /// The connection died under a statement of the body (before COMMIT was sent): nothing
+        /// of this transaction can have committed, so it may run again on another connection.
+        var connectionLost = false
     }
 
     private let connection: PostgresConnection
@@ -156,9 +159,16 @@ final class PostgresTransaction: StoreTransaction {
             return conflict
         }
         let translated = PostgresErrors.storeError(error)
-        self.state.withLock { $0.failure = $0.failure ?? translated }
+        let lost = PostgresErrors.isConnectionLoss(error)
+        self.state.withLock {
+            $0.failure = $0.failure ?? translated
+            $0.connectionLost = $0.connectionLost || lost
+        }
         return translated
     }
+
+    /// See ``State/connectionLost``.
+    var connectionLost: Bool { self.state.withLock { $0.connectionLost } }
 
     /// Runs an UPDATE … RETURNING and throws ``StoreError/notFound(_:)`` if it changed no row.
     private func update(_ query: PostgresQuery, notFound what: String) async throws {
