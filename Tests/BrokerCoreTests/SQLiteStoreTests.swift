@@ -37,7 +37,7 @@ final class SQLiteStoreTests: XCTestCase {
     }
 
     private func openStore(path: String? = nil) async throws -> SQLiteStore {
-        let store = try await SQLiteStore.open(path: path ?? self.databasePath, logger: Fixture.logger)
+        let store = try await SQLiteStore.open(path: path ?? self.databasePath, logger: StoreFixture.logger)
         self.openStores.append(store)
         return store
     }
@@ -77,7 +77,7 @@ final class SQLiteStoreTests: XCTestCase {
                         defer { overlap.leave() }
                         let seen = try await tx.users().count
                         await Task.yield()
-                        _ = try await tx.insertUser(Fixture.newUser("user-\(seen)"))
+                        _ = try await tx.insertUser(StoreFixture.newUser("user-\(seen)"))
                     }
                 }
             }
@@ -94,14 +94,14 @@ final class SQLiteStoreTests: XCTestCase {
         let release = Signal()
         let holder = Task {
             try await store.transaction { tx in
-                _ = try await tx.insertUser(Fixture.newUser("holder"))
+                _ = try await tx.insertUser(StoreFixture.newUser("holder"))
                 holding.fire()
                 await release.wait()
             }
         }
         await holding.wait()
         let waiter = Task {
-            try await store.transaction { tx in _ = try await tx.insertUser(Fixture.newUser("waiter")) }
+            try await store.transaction { tx in _ = try await tx.insertUser(StoreFixture.newUser("waiter")) }
         }
         try await Task.sleep(for: .milliseconds(50))
         waiter.cancel()
@@ -121,7 +121,7 @@ final class SQLiteStoreTests: XCTestCase {
 
     func testTheStoreRecoversAfterItsConnectionWasDiscarded() async throws {
         let store = try await self.openStore()
-        _ = try await store.transaction { tx in try await tx.insertUser(Fixture.newUser("alice")) }
+        _ = try await store.transaction { tx in try await tx.insertUser(StoreFixture.newUser("alice")) }
         try await store.discardConnectionForTesting()
         let names = try await store.transaction { tx in try await tx.users().map(\.username) }
         XCTAssertEqual(names, ["alice"])
@@ -131,8 +131,8 @@ final class SQLiteStoreTests: XCTestCase {
 
     func testDataPersistsAcrossReopeningAndMigrationsAreNotReapplied() async throws {
         let path = self.databasePath
-        let first = try await SQLiteStore.open(path: path, logger: Fixture.logger)
-        let precise = Fixture.date(1_700_000_000.123)
+        let first = try await SQLiteStore.open(path: path, logger: StoreFixture.logger)
+        let precise = StoreFixture.date(1_700_000_000.123)
         let secret: [UInt8] = (0..<32).map { UInt8($0) }
         _ = try await first.transaction { tx in
             _ = try await tx.insertUser(NewUser(username: "alice", passwordHash: "h", createdAt: precise))
@@ -157,7 +157,7 @@ final class SQLiteStoreTests: XCTestCase {
     func testSessionsMigrationKeepsFamiliesAndTokensAndTheirCascade() async throws {
         let path = self.databasePath
         // A database as brokers before sessions of every kind left it: one family, one token.
-        let old = try await SQLiteStore.open(path: path, logger: Fixture.logger, migrations: Array(Schema.migrations.prefix(3)))
+        let old = try await SQLiteStore.open(path: path, logger: StoreFixture.logger, migrations: Array(Schema.migrations.prefix(3)))
         try await old.withExclusiveConnection { connection in
             for statement in [
                 "INSERT INTO users (id, username, password_hash, is_active, created_at) VALUES (7, 'alice', NULL, 1, 0)",
@@ -186,8 +186,8 @@ final class SQLiteStoreTests: XCTestCase {
             for (id, scope) in [("fam-g2", SessionScope.allClusters), ("fam-broker", .broker)] {
                 try await tx.insertRefreshFamily(
                     RefreshFamily(
-                        id: id, userID: 7, scope: scope, authenticatedAt: Fixture.t0,
-                        expiresAt: Fixture.t0.addingTimeInterval(60), authenticationMethods: ["github_pat"],
+                        id: id, userID: 7, scope: scope, authenticatedAt: StoreFixture.t0,
+                        expiresAt: StoreFixture.t0.addingTimeInterval(60), authenticationMethods: ["github_pat"],
                         accountVersions: .initial))
             }
             let families = try await tx.refreshFamilies(userID: 7)
@@ -212,7 +212,7 @@ final class SQLiteStoreTests: XCTestCase {
 
     func testTheDatabaseFileIsCreatedWithMode0600() async throws {
         let store = try await self.openStore()
-        _ = try await store.transaction { tx in try await tx.insertUser(Fixture.newUser("alice")) }
+        _ = try await store.transaction { tx in try await tx.insertUser(StoreFixture.newUser("alice")) }
         for suffix in ["", "-wal"] {
             let path = self.databasePath + suffix
             let attributes = try FileManager.default.attributesOfItem(atPath: path)
@@ -238,7 +238,7 @@ final class SQLiteStoreTests: XCTestCase {
         let future = Schema.migrations + [
             Migration(version: SQLiteStore.latestSchemaVersion + 1, statements: ["CREATE TABLE from_the_future (x INTEGER) STRICT"]),
         ]
-        let newer = try await SQLiteStore.open(path: path, logger: Fixture.logger, migrations: future)
+        let newer = try await SQLiteStore.open(path: path, logger: StoreFixture.logger, migrations: future)
         try await newer.close()
 
         do {
@@ -261,47 +261,11 @@ final class SQLiteStoreTests: XCTestCase {
     }
 
     func testAnInMemoryStoreWorks() async throws {
-        let store = try await SQLiteStore.openInMemory(logger: Fixture.logger)
+        let store = try await SQLiteStore.openInMemory(logger: StoreFixture.logger)
         self.openStores.append(store)
-        let alice = try await store.transaction { tx in try await tx.insertUser(Fixture.newUser("alice")) }
+        let alice = try await store.transaction { tx in try await tx.insertUser(StoreFixture.newUser("alice")) }
         let found = try await store.transaction { tx in try await tx.user(id: alice.id) }
         XCTAssertEqual(found, alice)
-    }
-}
-
-/// Values shared by the tests.
-private enum Fixture {
-    static let logger: Logger = {
-        var logger = Logger(label: "SQLiteStoreTests")
-        logger.logLevel = .warning
-        return logger
-    }()
-
-    /// A date; whole seconds round-trip exactly, fractions to well under a millisecond.
-    static func date(_ secondsSince1970: Double) -> Date {
-        Date(timeIntervalSince1970: secondsSince1970)
-    }
-
-    static let t0 = date(1_700_000_000)
-
-    static func newUser(_ name: String, hash: String? = "$argon2id$v=19$fake") -> NewUser {
-        NewUser(username: name, passwordHash: hash, isActive: true, createdAt: t0)
-    }
-
-    /// Creates alice and the org "physics"; returns their ids.
-    static func seedUserAndOrganization(_ store: SQLiteStore) async throws -> (user: Int64, org: Int64) {
-        try await store.transaction { tx in
-            let user = try await tx.insertUser(newUser("alice"))
-            let org = try await tx.insertOrganization(name: "physics", clusterName: "physics-cluster", createdAt: t0)
-            return (user.id, org.id)
-        }
-    }
-
-    static func family(_ id: String, user: Int64, org: Int64) -> RefreshFamily {
-        RefreshFamily(
-            id: id, userID: user, organizationID: org, authenticatedAt: t0,
-            expiresAt: t0.addingTimeInterval(86_400), authenticationMethods: ["pwd", "otp"], accountVersions: .initial
-        )
     }
 }
 
@@ -403,7 +367,7 @@ extension SQLiteStoreTests {
         // The schema as it was before GitHub user ids, with a row linked by login.
         let before = Array(Schema.migrations.prefix { !$0.statements.joined().contains("github_id") })
         XCTAssertLessThan(before.count, Schema.migrations.count)
-        let old = try await SQLiteStore.open(path: path, logger: Fixture.logger, migrations: before)
+        let old = try await SQLiteStore.open(path: path, logger: StoreFixture.logger, migrations: before)
         try await old.withExclusiveConnection { connection in
             _ = try await connection.rows(
                 """
