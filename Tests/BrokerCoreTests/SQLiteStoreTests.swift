@@ -42,21 +42,6 @@ final class SQLiteStoreTests: XCTestCase {
         return store
     }
 
-    private func assertThrows(
-        _ expected: StoreError,
-        file: StaticString = #filePath,
-        line: UInt = #line,
-        _ body: () async throws -> Void
-    ) async {
-        do {
-            try await body()
-            XCTFail("expected \(expected), nothing was thrown", file: file, line: line)
-        } catch let error as StoreError {
-            XCTAssertEqual(error, expected, file: file, line: line)
-        } catch {
-            XCTFail("expected \(expected), got \(error)", file: file, line: line)
-        }
-    }
 
     // The engine-independent tests are in StoreConformanceTests (run on SQLite and PostgreSQL).
 

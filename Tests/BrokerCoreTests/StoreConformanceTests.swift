@@ -106,22 +106,6 @@ final class StoreConformanceTests: XCTestCase {
         try await super.tearDown()
     }
 
-    func assertThrows(
-        _ expected: StoreError,
-        file: StaticString = #filePath,
-        line: UInt = #line,
-        _ body: () async throws -> Void
-    ) async {
-        do {
-            try await body()
-            XCTFail("expected \(expected), nothing was thrown", file: file, line: line)
-        } catch let error as StoreError {
-            XCTAssertEqual(error, expected, file: file, line: line)
-        } catch {
-            XCTFail("expected \(expected), got \(error)", file: file, line: line)
-        }
-    }
-
     struct Abort: Error {}
 
     func testUserCRUD() async throws {
@@ -763,6 +747,25 @@ final class StoreConformanceTests: XCTestCase {
                     try await tx.insertUser(NewUser(username: "erin", passwordHash: nil, createdAt: day, githubID: 8))
                 }
             }
+        }
+    }
+}
+
+extension XCTestCase {
+    /// Fails unless `body` throws exactly `expected` (the store tests of both engines).
+    func assertThrows(
+        _ expected: StoreError,
+        file: StaticString = #filePath,
+        line: UInt = #line,
+        _ body: () async throws -> Void
+    ) async {
+        do {
+            try await body()
+            XCTFail("expected \(expected), nothing was thrown", file: file, line: line)
+        } catch let error as StoreError {
+            XCTAssertEqual(error, expected, file: file, line: line)
+        } catch {
+            XCTFail("expected \(expected), got \(error)", file: file, line: line)
         }
     }
 }

@@ -52,7 +52,7 @@ final class HealthChecksHTTPTests: XCTestCase {
     /// A store that cannot be read: the replica is alive but not ready, and says when to ask again.
     func testReadyzIs503WithRetryAfterWhenTheStoreCannotBeRead() async throws {
         let outage = StoreOutage()
-        let harness = try await ServerHarness.make(wrapStore: { UnreachableWhenToldStore($0, outage: outage) })
+        let harness = try await ServerHarness.make(wrapStore: { OutageStore($0, outage: outage, failure: .engine("unable to open database file")) })
         do {
             try await harness.withClient { client in
                 outage.begin()
@@ -140,48 +140,6 @@ final class HealthChecksHTTPTests: XCTestCase {
                 XCTAssertEqual(try OpenAPIContract.load().violations(of: answer), [], file: file, line: line)
             }
         }
-    }
-}
-
-/// Whether ``UnreachableWhenToldStore`` fails.
-final class StoreOutage: Sendable {
-    private let down = Locked(false)
-    func begin() { down.withLock { $0 = true } }
-    func end() { down.withLock { $0 = false } }
-    var isDown: Bool { down.withLock { $0 } }
-}
-
-/// A store whose every access fails during an outage, as a database that went away does.
-final class UnreachableWhenToldStore: Store {
-    let base: any Store
-    let outage: StoreOutage
-
-    init(_ base: any Store, outage: StoreOutage) {
-        self.base = base
-        self.outage = outage
-    }
-
-    private func checkOutage() throws {
-        if outage.isDown { throw StoreError.engine("unable to open database file") }
-    }
-
-    func transaction<T: Sendable>(_ body: @Sendable (any StoreTransaction) async throws -> T) async throws -> T {
-        try checkOutage()
-        return try await base.transaction(body)
-    }
-
-    func read<T: Sendable>(_ body: @Sendable (any StoreTransaction) async throws -> T) async throws -> T {
-        try checkOutage()
-        return try await base.read(body)
-    }
-
-    func accountSnapshot(githubID: Int64, login: String, organizations names: [String]) async throws -> AccountSnapshot {
-        try checkOutage()
-        return try await base.accountSnapshot(githubID: githubID, login: login, organizations: names)
-    }
-
-    func close() async throws {
-        try await base.close()
     }
 }
 

@@ -2,24 +2,38 @@ import BrokerCore
 import BrokerSync
 import Foundation
 
-/// A store that can be taken down and brought back: while down, every call throws
-/// `StoreError.unavailable` at once, as a PostgreSQL store does when its database cannot be
-/// reached.
+/// Whether an ``OutageStore`` fails; shared with the test that switches it.
+final class StoreOutage: Sendable {
+    private let down = Locked(false)
+    func begin() { down.withLock { $0 = true } }
+    func end() { down.withLock { $0 = false } }
+    var isDown: Bool { down.withLock { $0 } }
+}
+
+/// A store that can be taken down and brought back: while down, every call throws `failure` at
+/// once — by default `StoreError.unavailable`, as a PostgreSQL store does when its database
+/// cannot be reached.
 final class OutageStore: Store {
     let base: any Store
-    private let down = Locked(false)
+    let outage: StoreOutage
+    private let failure: StoreError
 
-    init(_ base: any Store) {
+    init(
+        _ base: any Store, outage: StoreOutage = StoreOutage(),
+        failure: StoreError = .unavailable("connection refused (test outage)")
+    ) {
         self.base = base
+        self.outage = outage
+        self.failure = failure
     }
 
     /// From now on every call fails (true) or passes through again (false).
     func setDown(_ isDown: Bool) {
-        down.withLock { $0 = isDown }
+        if isDown { outage.begin() } else { outage.end() }
     }
 
     private func reach() throws {
-        if down.withLock({ $0 }) { throw StoreError.unavailable("connection refused (test outage)") }
+        if outage.isDown { throw failure }
     }
 
     func transaction<T: Sendable>(_ body: @Sendable (any StoreTransaction) async throws -> T) async throws -> T {
