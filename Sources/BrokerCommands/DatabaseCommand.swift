@@ -7,7 +7,7 @@ import Foundation
 struct DatabaseCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "db", abstract: "Operations on the database (work while the server runs).",
-        subcommands: [Migrate.self, Backup.self])
+        subcommands: [Migrate.self, Backup.self, Copy.self])
 
     struct Migrate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

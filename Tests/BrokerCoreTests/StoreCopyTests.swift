@@ -1,0 +1,223 @@
+import BrokerCore
+import BrokerCrypto
+import BrokerPostgres
+import BrokerSQLite
+import Foundation
+import XCTest
+
+/// `broker db copy` at the store layer (``DatabaseCopy``): it knows every table and column of
+/// both engines' schemas, and a copy into PostgreSQL reads back, through the ordinary store
+/// methods, exactly as the SQLite source did — ids, dates, booleans, lists, the key ring and the
+/// server secrets. A target that is not empty is refused and left as it was.
+final class StoreCopyTests: XCTestCase {
+    /// Every table a schema may have: copied row for row, or carried another way.
+    static var knownTables: Set<String> {
+        Set(StoreCopySchema.tables.map(\.name)).union(StoreCopySchema.carriedOtherwise.keys)
+    }
+
+    /// Fails when a migration adds a table or a column that the copy does not know: its rows
+    /// would be left behind by every move to PostgreSQL.
+    func assertCopyKnowsEveryTable(_ catalogue: [String: Set<String>], engine: String) {
+        XCTAssertEqual(
+            Set(catalogue.keys), Self.knownTables,
+            "\(engine): every table of the schema must be in StoreCopySchema.tables or .carriedOtherwise")
+        for table in StoreCopySchema.tables {
+            XCTAssertEqual(
+                Set(table.columns.map(\.name)), catalogue[table.name], "\(engine): StoreCopySchema's columns of \(table.name)")
+        }
+    }
+
+    func testTheCopyKnowsEveryTableAndColumnOfTheSQLiteSchema() async throws {
+        let store = try await SQLiteStore.openInMemory(logger: StoreFixture.logger)
+        let catalogue = try await store.catalogue()
+        try await store.close()
+        assertCopyKnowsEveryTable(catalogue, engine: "SQLite")
+    }
+
+    func testTheCopyKnowsEveryTableAndColumnOfThePostgreSQLSchema() async throws {
+        let database = try await PostgresTestDatabase.create()
+        let store = try await PostgresStore.open(database.settings(), logger: StoreFixture.logger)
+        let catalogue = try await store.catalogue()
+        try await store.close()
+        try await database.drop()
+        assertCopyKnowsEveryTable(catalogue, engine: "PostgreSQL")
+    }
+
+    /// Everything a single node holds, through the store's own methods.
+    private func seed(_ store: any Store) async throws -> (alice: Int64, bob: Int64, physics: Int64, chemistry: Int64) {
+        try await store.transaction { tx in
+            let alice = try await tx.insertUser(StoreFixture.newUser("alice"))
+            let bob = try await tx.insertUser(NewUser(username: "bob", passwordHash: nil, isActive: false, createdAt: StoreFixture.date(1_700_000_123.25)))
+            // The highest id, deleted: no one may get it again (tokens name accounts by id).
+            let gone = try await tx.insertUser(StoreFixture.newUser("gone"))
+            _ = try await tx.deleteUser(id: gone.id)
+            try await tx.setGlobalRole(userID: alice.id, to: .admin)
+            try await tx.setGitHubLink(userID: bob.id, login: "Bob-GH", id: 4242)
+            _ = try await tx.advanceSessionVersion(userID: alice.id)
+            let physics = try await tx.insertOrganization(name: "physics", clusterName: "physics-cluster", createdAt: StoreFixture.t0)
+            let chemistry = try await tx.insertOrganization(name: "chemistry", clusterName: "chem", createdAt: StoreFixture.t0)
+            try await tx.setTokenPolicy(
+                organizationID: physics.id, to: OrganizationTokenPolicy(accessLifetime: 600, audiences: ["physics-cluster", "archive"]))
+            try await tx.insertAudienceName(AudienceName(name: "physics-cluster", holder: .organization(id: physics.id, use: .cluster)))
+            try await tx.insertAudienceName(AudienceName(name: "archive", holder: .organization(id: physics.id, use: .policyAudience)))
+            try await tx.insertAudienceName(AudienceName(name: "monitor", holder: .service))
+            try await tx.insertAudienceName(AudienceName(name: "old-cluster", holder: .reserved(formerOrganization: "old")))
+            try await tx.upsertMembership(
+                Membership(organizationID: physics.id, userID: alice.id, role: .owner, isActive: true, createdAt: StoreFixture.t0))
+            try await tx.upsertMembership(
+                Membership(organizationID: chemistry.id, userID: bob.id, role: .member, isActive: false, createdAt: StoreFixture.t0))
+            try await tx.insertMembershipRequest(organizationID: chemistry.id, userID: alice.id, at: StoreFixture.date(1_700_000_500.5))
+            try await tx.insertRefreshFamily(StoreFixture.family("family-1", user: alice.id, org: physics.id))
+            try await tx.insertRefreshToken(
+                RefreshTokenRecord(
+                    tokenHash: "hash-1", familyID: "family-1", issuedAt: StoreFixture.t0,
+                    expiresAt: StoreFixture.t0.addingTimeInterval(3600), usedAt: StoreFixture.date(1_700_000_060.125)))
+            try await tx.insertRefreshToken(
+                RefreshTokenRecord(
+                    tokenHash: "hash-2", familyID: "family-1", issuedAt: StoreFixture.t0, expiresAt: StoreFixture.t0.addingTimeInterval(7200)))
+            try await tx.insertRefreshFamily(StoreFixture.family("family-2", user: alice.id, org: chemistry.id))
+            try await tx.revokeRefreshFamily(id: "family-2", at: StoreFixture.t0, reason: "logout")
+            try await tx.insertRevokedAccessToken(jti: "revoked-jti", expiresAt: StoreFixture.t0.addingTimeInterval(900))
+            try await tx.recordSignedLifetime(kid: "some-kid", lifetime: 900)
+            _ = try await tx.insertServerSecretIfAbsent(named: RefreshTokenRotation.secretName, value: Array(repeating: 7, count: 32))
+            return (alice.id, bob.id, physics.id, chemistry.id)
+        }
+    }
+
+    /// What the store methods read back, to compare source and target.
+    private struct Contents: Equatable {
+        var users: [User]
+        var organizations: [Organization]
+        var memberships: [[UserMembership]]
+        var requests: [MembershipRequest]
+        var audienceNames: [AudienceName]
+        var families: [RefreshFamily?]
+        var tokens: [RefreshTokenRecord?]
+        var revoked: Bool
+        var lifetimes: [String: Int]
+    }
+
+    private func contents(_ store: any Store, _ ids: (alice: Int64, bob: Int64, physics: Int64, chemistry: Int64)) async throws -> Contents {
+        try await store.read { tx in
+            Contents(
+                users: try await tx.users(), organizations: try await tx.organizations(),
+                memberships: [try await tx.memberships(userID: ids.alice), try await tx.memberships(userID: ids.bob)],
+                requests: try await tx.membershipRequests(organizationID: ids.chemistry),
+                audienceNames: try await tx.audienceNames(),
+                families: [try await tx.refreshFamily(id: "family-1"), try await tx.refreshFamily(id: "family-2")],
+                tokens: [try await tx.refreshToken(hash: "hash-1"), try await tx.refreshToken(hash: "hash-2")],
+                revoked: try await tx.isAccessTokenRevoked(jti: "revoked-jti"),
+                lifetimes: try await tx.longestSignedLifetimes(kids: ["some-kid"]))
+        }
+    }
+
+    func testACopyIntoPostgreSQLReadsBackAsTheSQLiteSourceAndKeepsTheRingAndSecrets() async throws {
+        let database = try await PostgresTestDatabase.create()
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("store-copy-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        let source = try await SQLiteStore.open(path: scratch.appendingPathComponent("broker.sqlite3").path, logger: StoreFixture.logger)
+        let target = try await PostgresStore.open(database.settings(), logger: StoreFixture.logger)
+        let keys = KeyDirectory(path: scratch.appendingPathComponent("keys").path)
+        let ring = try keys.loadOrInitialize(algorithm: .rs256)
+        let kek = KeyEncryptionKey(key: SealingKey.random(), file: "/etc/broker/kek")
+
+        let ids = try await seed(source)
+        let report = try await DatabaseCopy(source: source, sourceKeyRing: .directory(keys), target: target, kek: kek).run()
+        XCTAssertTrue(report.isVerified, "\(report.counts)")
+        XCTAssertEqual(report.counts.first { $0.what == "users" }?.target, 2)
+        XCTAssertEqual(report.counts.first { $0.what == "signing keys" }?.target, ring.keys.count)
+        XCTAssertEqual(report.counts.first { $0.what == "server secrets" }?.target, 1)
+
+        let expected = try await contents(source, ids)
+        let copied = try await contents(target, ids)
+        XCTAssertEqual(copied, expected)
+
+        // The ring, sealed under the KEK, opens as the replicas will open it.
+        let storage = DatabaseKeyRing(store: target, kek: kek)
+        let loaded = try await storage.loadRing()
+        XCTAssertEqual(loaded?.keys.map(\.metadata), ring.keys.map(\.metadata))
+        XCTAssertEqual(loaded?.jwksJSON, ring.jwksJSON)
+        let secret = try await storage.serverSecret(named: RefreshTokenRotation.secretName, store: target)
+        XCTAssertEqual(secret, Array(repeating: 7, count: 32), "the refresh-successor HMAC key moved, not made anew")
+        let stored = try await target.read { tx in try await tx.storedKeyRing() }
+        let document = String(decoding: try XCTUnwrap(stored).document, as: UTF8.self)
+        XCTAssertFalse(document.contains("PRIVATE KEY"), "no private key in clear in the database")
+
+        // The identity continues past the copied ids.
+        let carol = try await target.transaction { tx in try await tx.insertUser(StoreFixture.newUser("carol")) }
+        XCTAssertGreaterThan(carol.id, max(ids.alice, ids.bob) + 1, "past the copied ids and the deleted account's")
+
+        // A second copy finds the target in use: refused, nothing written.
+        do {
+            _ = try await DatabaseCopy(source: source, sourceKeyRing: .directory(keys), target: target, kek: kek).run()
+            XCTFail("a copy into a database holding data must be refused")
+        } catch let refusal as StoreCopyRefusal {
+            XCTAssertTrue(refusal.description.contains("not empty"), refusal.description)
+        }
+        let users = try await target.read { tx in try await tx.users().count }
+        XCTAssertEqual(users, 3)
+
+        try await source.close()
+        try await target.close()
+        try await database.drop()
+        try? FileManager.default.removeItem(at: scratch)
+    }
+
+    func testAPostgreSQLSourceIsReSealedUnderTheTargetKEK() async throws {
+        let first = try await PostgresTestDatabase.create()
+        let second = try await PostgresTestDatabase.create()
+        let source = try await PostgresStore.open(first.settings(), logger: StoreFixture.logger)
+        let target = try await PostgresStore.open(second.settings(), logger: StoreFixture.logger)
+        let oldKEK = KeyEncryptionKey(key: SealingKey.random(), file: "/etc/broker/old-kek")
+        let newKEK = KeyEncryptionKey(key: SealingKey.random(), file: "/etc/broker/new-kek")
+        let sourceRing = DatabaseKeyRing(store: source, kek: oldKEK)
+        let ring = try await sourceRing.loadOrInitializeRing(algorithm: .es256)
+        let secret = try await sourceRing.serverSecret(named: RefreshTokenRotation.secretName, store: source)
+        let ids = try await seed(source)
+
+        let report = try await DatabaseCopy(source: source, sourceKeyRing: .database(oldKEK), target: target, kek: newKEK).run()
+        XCTAssertTrue(report.isVerified, "\(report.counts)")
+        let copiedSource = try await contents(source, ids)
+        let copiedTarget = try await contents(target, ids)
+        XCTAssertEqual(copiedTarget, copiedSource)
+        let moved = DatabaseKeyRing(store: target, kek: newKEK)
+        let loadedKids = try await moved.loadRing()?.keys.map(\.metadata.kid)
+        XCTAssertEqual(loadedKids, ring.keys.map(\.metadata.kid))
+        // Both the sealed secret and the one in server_secrets (the seed's) are carried; the ring's wins.
+        let movedSecret = try await moved.serverSecret(named: RefreshTokenRotation.secretName, store: target)
+        XCTAssertEqual(movedSecret, secret)
+        do {
+            _ = try await DatabaseKeyRing(store: target, kek: oldKEK).loadRing()
+            XCTFail("the target's ring is sealed under the new KEK only")
+        } catch is KeyRingError {}
+
+        try await source.close()
+        try await target.close()
+        try await first.drop()
+        try await second.drop()
+    }
+
+    func testASQLiteSourceWithDataButNoKeyRingIsRefused() async throws {
+        let database = try await PostgresTestDatabase.create()
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("store-copy-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        let source = try await SQLiteStore.open(path: scratch.appendingPathComponent("broker.sqlite3").path, logger: StoreFixture.logger)
+        let target = try await PostgresStore.open(database.settings(), logger: StoreFixture.logger)
+        _ = try await seed(source)
+        do {
+            _ = try await DatabaseCopy(
+                source: source, sourceKeyRing: .directory(KeyDirectory(path: scratch.appendingPathComponent("wrong-keys").path)),
+                target: target, kek: KeyEncryptionKey(key: SealingKey.random(), file: "/etc/broker/kek")
+            ).run()
+            XCTFail("a copy that would lose every signing key must be refused")
+        } catch let refusal as StoreCopyRefusal {
+            XCTAssertTrue(refusal.description.contains("no key ring"), refusal.description)
+        }
+        let counts = try await target.rowCounts(of: StoreCopySchema.tables.map(\.name))
+        XCTAssertEqual(counts.values.reduce(0, +), 0, "nothing written")
+        try await source.close()
+        try await target.close()
+        try await database.drop()
+        try? FileManager.default.removeItem(at: scratch)
+    }
+}
