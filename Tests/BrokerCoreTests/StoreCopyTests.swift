@@ -220,4 +220,49 @@ final class StoreCopyTests: XCTestCase {
         try await database.drop()
         try? FileManager.default.removeItem(at: scratch)
     }
+
+    /// A source still written to after its snapshot (a server left running): the copy commits
+    /// what the snapshot held, and the verification says the two differ.
+    func testTheVerificationReportsASourceThatChangedAfterItsSnapshot() async throws {
+        let database = try await PostgresTestDatabase.create()
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("store-copy-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        let sqlite = try await SQLiteStore.open(path: scratch.appendingPathComponent("broker.sqlite3").path, logger: StoreFixture.logger)
+        let target = try await PostgresStore.open(database.settings(), logger: StoreFixture.logger)
+        let keys = KeyDirectory(path: scratch.appendingPathComponent("keys").path)
+        _ = try keys.loadOrInitialize(algorithm: .es256)
+        _ = try await seed(sqlite)
+
+        let report = try await DatabaseCopy(
+            source: StillServed(sqlite), sourceKeyRing: .directory(keys), target: target,
+            kek: KeyEncryptionKey(key: SealingKey.random(), file: "/etc/broker/kek")
+        ).run()
+        XCTAssertFalse(report.isVerified)
+        XCTAssertEqual(report.counts.filter { !$0.matches }.map(\.what), ["users"])
+        XCTAssertEqual(report.counts.first { $0.what == "users" }.map { [$0.source, $0.target] }, [3, 2])
+
+        try await sqlite.close()
+        try await target.close()
+        try await database.drop()
+        try? FileManager.default.removeItem(at: scratch)
+    }
+}
+
+/// A SQLite source that gains an account right after its snapshot was read.
+private struct StillServed: CopySource {
+    let store: SQLiteStore
+    init(_ store: SQLiteStore) { self.store = store }
+
+    func copySnapshot(of tables: [CopiedTable]) async throws -> StoreCopySnapshot {
+        let snapshot = try await store.copySnapshot(of: tables)
+        _ = try await store.transaction { tx in try await tx.insertUser(StoreFixture.newUser("late")) }
+        return snapshot
+    }
+
+    func catalogue() async throws -> [String: Set<String>] { try await store.catalogue() }
+    func rowCounts(of tables: [String]) async throws -> [String: Int] { try await store.rowCounts(of: tables) }
+    func transaction<T: Sendable>(_ body: @Sendable (any StoreTransaction) async throws -> T) async throws -> T {
+        try await store.transaction(body)
+    }
+    func close() async throws { try await store.close() }
 }
