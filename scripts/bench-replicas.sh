@@ -70,11 +70,15 @@ broker_in() {
   fi
 }
 
+# One user per client: logins of distinct users measure argon2id and the store, not the login
+# throttle's queue of one user's attempts in flight.
 seed() {
   local dir=$1 engine=$2
-  broker_in "$dir" "$engine" users add bench --password-stdin <"$work/password" >/dev/null
   broker_in "$dir" "$engine" orgs add bench >/dev/null
-  broker_in "$dir" "$engine" members add bench bench >/dev/null
+  for index in $(seq 0 $((clients - 1))); do
+    broker_in "$dir" "$engine" users add "bench$index" --password-stdin <"$work/password" >/dev/null
+    broker_in "$dir" "$engine" members add bench "bench$index" >/dev/null
+  done
 }
 
 # Starts `broker serve` for `dir` and sets `served` to its base URL once it listens (not in a
@@ -102,7 +106,7 @@ measure() {
   for url in "$@"; do targets+=(--target "$url"); done
   for mode in refresh login; do
     "$bench" http "${targets[@]}" --mode "$mode" --clients "$clients" --seconds "$seconds" \
-      --user bench --password-file "$work/password" --org bench --label "$label"
+      --user bench --distinct-users "$clients" --password-file "$work/password" --org bench --label "$label"
   done
 }
 

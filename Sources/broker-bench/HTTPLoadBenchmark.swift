@@ -16,6 +16,9 @@ struct HTTPLoadBenchmark {
     var clients = 16
     var seconds: Double = 10
     var username = "bench"
+    /// Client `i` logs in as `<username><i mod distinctUsers>` when set, as `username` otherwise:
+    /// one user shared by every client measures the login throttle's per-user queue, not logins.
+    var distinctUsers = 0
     var password = ""
     var organization = "bench"
     var label = ""
@@ -39,6 +42,9 @@ struct HTTPLoadBenchmark {
                 guard let count = Double(try value(argument)), count > 0 else { throw BenchError("--seconds N") }
                 seconds = count
             case "--user": username = try value(argument)
+            case "--distinct-users":
+                guard let count = Int(try value(argument)), count > 0 else { throw BenchError("--distinct-users N") }
+                distinctUsers = count
             case "--password-file":
                 password = try String(contentsOfFile: try value(argument), encoding: .utf8)
                     .trimmingCharacters(in: .whitespacesAndNewlines)
@@ -87,6 +93,7 @@ struct HTTPLoadBenchmark {
         var turn = index
         var failures = 0
         var refresh: String?
+        let username = distinctUsers > 0 ? "\(self.username)\(index % distinctUsers)" : self.username
         while ContinuousClock.now < deadline {
             let target = targets[turn % targets.count]
             turn += 1
