@@ -60,11 +60,32 @@ final class ReplicaThrottleProcessTests: XCTestCase {
         }
         let right = try await Self.post(
             ports[1], "/api/org_token/", json: #"{"username":"alice","password":"\#(ReplicaSet.password)","org_name":"org1"}"#)
-        XCTAssertEqual(right.status, 429, "throttled before the password is looked at: \(right.text)")
+        // The answer's error code only: a 200 would carry tokens.
+        XCTAssertEqual(right.status, 429, "throttled before the password is looked at: \(right.error ?? "no error")")
         let stored = try replicas.database.query("SELECT COUNT(*) FROM throttle_times WHERE counter = 'login.user_ip'")
         XCTAssertEqual(stored, "4", "one row per failure, the username and address only as digests")
         let clear = try replicas.database.query("SELECT COUNT(*) FROM throttle_times WHERE subject LIKE '%alice%'")
         XCTAssertEqual(clear, "0")
+    }
+
+    /// A session renewed round-robin over three replicas: `refresh_throttle_session` counts its
+    /// renewals together (4 a minute: the SlideRule cadence's floor at the default lifetime).
+    func testRenewalsOfOneSessionSpreadOverReplicasAreThrottledAsOne() async throws {
+        let replicas = try ReplicaSet(extraConfig: "refresh_throttle_session: 1\nrefresh_throttle_window: 60")
+        self.replicas = replicas
+        try replicas.seedMember("alice", of: "org1")
+        let ports = try replicas.start(3)
+        var refresh = try await ReplicaSet.login(ports[0], "alice", "org1").refresh
+        for renewal in 0..<4 {
+            let answer = try await ReplicaSet.refresh(ports[renewal % 3], refresh)
+            XCTAssertEqual(answer.status, 200, "renewal \(renewal + 1) of 4: \(answer.error ?? "")")
+            refresh = answer.body["refresh"] as? String ?? ""
+        }
+        for port in ports {
+            let answer = try await ReplicaSet.refresh(port, refresh)
+            XCTAssertEqual(answer.status, 429, "the fifth renewal in a minute, whichever replica: \(answer.error ?? "")")
+            XCTAssertEqual(answer.error, "too_many_attempts")
+        }
     }
 
     /// GitHub logins from one address round-robin over two replicas: `github_login_throttle_ip`
