@@ -146,6 +146,35 @@ extension StoreConformanceTests {
         }
     }
 
+    /// Wrong passwords arriving at one replica at the same moment: the attempts in flight hold the
+    /// budget, and the ones waiting read the store again once those failures are counted there,
+    /// so exactly `limit` are evaluated.
+    func testConcurrentWrongPasswordsAtOneReplicaAreEvaluatedExactlyUpToTheLimit() async throws {
+        try await self.onEveryEngine {
+            let clock = ManualWallClock(StoreFixture.date(1_800_000_000))
+            let throttle = LoginThrottle(
+                policy: LoginThrottlePolicy(window: 60, userAndIPLimit: 4), clock: clock,
+                counting: .shared(StoreThrottleCounters(store: try await self.makeStore())))
+            let evaluated = try await withThrowingTaskGroup(of: Bool.self) { group in
+                for _ in 0..<24 {
+                    group.addTask {
+                        do {
+                            let attempt = try await throttle.admit(username: "alice", clientIP: "192.0.2.1")
+                            try await throttle.failed(attempt)
+                            return true
+                        } catch let error as BrokerError where error.code == .tooManyAttempts {
+                            return false
+                        }
+                    }
+                }
+                return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+            XCTAssertEqual(evaluated, 4, "login_throttle_user_ip wrong passwords, however many arrive at once")
+            XCTAssertEqual(throttle.attemptsInFlight, 0)
+            XCTAssertEqual(throttle.waitingAttempts, 0)
+        }
+    }
+
     func testAStoreThatCannotCountRefusesTheLogin() async throws {
         try await self.onEveryEngine {
             let clock = ManualWallClock(StoreFixture.date(1_800_000_000))

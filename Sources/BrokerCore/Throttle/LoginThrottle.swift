@@ -132,6 +132,10 @@ public final class LoginThrottle: Sendable {
         state = Locked(State(maximumTrackedKeys: policy.maximumTrackedKeys))
     }
 
+    /// How many times an admission reads the shared counters again because a failure was counted
+    /// meanwhile, before it decides on what it read (past that, the replicas' bound applies).
+    static let maximumRereads = 8
+
     /// The store's key of a counter of this throttle.
     static func sharedKey(_ counter: CounterKey) -> ThrottleCounterKey {
         ThrottleCounterKey(counter: "login." + counter.scope.rawValue, key: counter.key)
@@ -151,11 +155,16 @@ public final class LoginThrottle: Sendable {
         let id = state.withLock { state in state.newID() }
         var sharedPair: ThrottleCounterKey?
         var sharedCounts: [ThrottleScope: Int] = [:]
+        var rereads = 0
         while true {
             try Task.checkCancellation()
             let now = clock.now().timeIntervalSince1970
             var shared: [CounterKey: [Double]] = [:]
+            // A failure this process counts in the store while the store is read may be missing
+            // from what was read and no longer in flight here: then the store is read again.
+            var recordedBefore: [UInt64]?
             if let counters = counting.sharedCounters {
+                recordedBefore = rereads < Self.maximumRereads ? state.withLock { $0.sharedFailures(of: keys) } : nil
                 let sharedKeys = keys.map(Self.sharedKey)
                 let times = try await counters.times(of: sharedKeys, after: now - Double(policy.window))
                 for (counter, sharedKey) in zip(keys, sharedKeys) { shared[counter] = times[sharedKey] }
@@ -166,7 +175,8 @@ public final class LoginThrottle: Sendable {
                 await withCheckedContinuation { continuation in
                     let policy = self.policy
                     let decision = self.state.withLock { state in
-                        state.decide(id: id, keys, shared: shared, now: now, policy: policy, continuation: continuation)
+                        if let recordedBefore, state.sharedFailures(of: keys) != recordedBefore { return Decision.reread }
+                        return state.decide(id: id, keys, shared: shared, now: now, policy: policy, continuation: continuation)
                     }
                     switch decision {
                     case .queued:
@@ -198,6 +208,9 @@ public final class LoginThrottle: Sendable {
                 state.withLock { state in state.refusals[scope, default: 0] += 1 }
                 BrokerMetrics.throttled(scope)
                 throw BrokerError(.tooManyAttempts, Self.busyExplanation(scope), retryAfter: 1)
+            case .reread:
+                rereads += 1
+                continue
             case .retry, .queued:
                 continue
             }
@@ -223,6 +236,7 @@ public final class LoginThrottle: Sendable {
             recordFailure(attempt)
             throw error
         }
+        state.withLock { $0.countSharedFailure(of: keys) }
         withdraw(attempt)
         return ThrottleScope.allCases.filter { scope in
             guard let before = attempt.sharedCounts[scope] else { return false }
@@ -375,6 +389,8 @@ private enum Decision: Sendable {
     case queueFull(ThrottleScope)
     /// Something in flight settled: decide again.
     case retry
+    /// A failure was counted in the store while it was read: read it again.
+    case reread
     case gaveUp(timedOut: Bool)
 }
 
@@ -395,6 +411,22 @@ private struct State {
     var waiting: [UInt64: Waiter] = [:]
     var queued: [CounterKey: Int] = [:]
     var lastID: UInt64 = 0
+    /// Failures this process has counted in the store (shared counting), per bucket of keys: an
+    /// admission compares only those of its own keys, so failures of other keys do not make it
+    /// read again.
+    var sharedFailureBuckets = [UInt64](repeating: 0, count: 1024)
+
+    func sharedFailures(of keys: [CounterKey]) -> [UInt64] {
+        keys.map { sharedFailureBuckets[Self.bucket(of: $0)] }
+    }
+
+    mutating func countSharedFailure(of keys: [CounterKey]) {
+        for key in keys { sharedFailureBuckets[Self.bucket(of: key)] &+= 1 }
+    }
+
+    private static func bucket(of key: CounterKey) -> Int {
+        Int(UInt(bitPattern: key.hashValue) % 1024)
+    }
 
     init(maximumTrackedKeys: Int) {
         self.maximumTrackedKeys = maximumTrackedKeys
