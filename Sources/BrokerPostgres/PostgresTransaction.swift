@@ -924,6 +924,21 @@ final class PostgresTransaction: StoreTransaction {
         }
     }
 
+    func pruneThrottleTimes(counters: [String], before date: Date, limit: Int) async throws -> Int {
+        var deleted = 0
+        for counter in counters where deleted < limit {
+            deleted += try await self.execute(
+                """
+                DELETE FROM throttle_times WHERE id IN (
+                    SELECT id FROM throttle_times
+                    WHERE counter = \(counter) AND counted_at <= \(date.timeIntervalSince1970) LIMIT \(Int64(limit - deleted))
+                ) RETURNING id
+                """
+            ).count
+        }
+        return deleted
+    }
+
     func forgetThrottleKey(_ key: ThrottleCounterKey) async throws {
         try await self.execute("DELETE FROM throttle_times WHERE counter = \(key.counter) AND subject = \(key.subject)")
     }

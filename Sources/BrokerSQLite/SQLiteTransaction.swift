@@ -889,6 +889,21 @@ final class SQLiteTransaction: StoreTransaction {
         }
     }
 
+    func pruneThrottleTimes(counters: [String], before date: Date, limit: Int) async throws -> Int {
+        var deleted = 0
+        for counter in counters where deleted < limit {
+            deleted += try await self.execute(
+                """
+                DELETE FROM throttle_times WHERE id IN (
+                    SELECT id FROM throttle_times WHERE counter = ? AND counted_at <= ? LIMIT ?
+                ) RETURNING id
+                """,
+                [.text(counter), .date(date), .integer(SQLiteInt64(limit - deleted))]
+            ).count
+        }
+        return deleted
+    }
+
     func forgetThrottleKey(_ key: ThrottleCounterKey) async throws {
         _ = try await self.execute(
             "DELETE FROM throttle_times WHERE counter = ? AND subject = ?", [.text(key.counter), .text(key.subject)])

@@ -91,6 +91,28 @@ extension StoreConformanceTests {
         }
     }
 
+    func testThePrunerDeletesThrottleTimesOlderThanAnyWindow() async throws {
+        try await self.onEveryEngine {
+            let store = try await self.makeStore()
+            let day = Double(ThrottleCounting.longestWindow)
+            // A counter that stopped counting: nothing records there again to delete its times.
+            for index in 0..<5 {
+                try await record(store, [key("idle-\(index)", "github.ip")], at: 1_000 + Double(index), window: day)
+            }
+            try await record(store, [key("recent", "login.ip")], at: 1_000 + day, window: day)
+            let clock = ManualWallClock(StoreFixture.date(1_002.5 + day))
+            let pruner = StoragePruner(store: store, clock: clock, leeway: 0, batchSize: 2, logger: StoreFixture.logger)
+            try await pruner.prune()
+            let idle = (0..<5).map { key("idle-\($0)", "github.ip") }
+            let left = try await stored(store, idle + [key("recent", "login.ip")])
+            XCTAssertEqual(left.keys.count, 3, "the three still younger than a day, and the recent one: \(left)")
+            XCTAssertNil(left[idle[0]])
+            XCTAssertNil(left[idle[2]])
+            XCTAssertEqual(left[idle[3]], [1_003])
+            XCTAssertEqual(left[key("recent", "login.ip")], [1_000 + day])
+        }
+    }
+
     /// Two throttles counting on two stores on one database: two replicas.
     private func replicas<T>(_ make: (ThrottleCounting) -> T) async throws -> (T, T) {
         (make(.shared(StoreThrottleCounters(store: try await self.makeStore()))),

@@ -212,6 +212,9 @@ public protocol StoreTransaction: Sendable {
     func recordThrottleTime(_ keys: [ThrottleCounterKey], at now: Date, cutoff: Date, maximumKeys: Int?) async throws
     /// Forgets every time of `key` (a right password starts a pair afresh).
     func forgetThrottleKey(_ key: ThrottleCounterKey) async throws
+    /// Deletes at most `limit` times, in all, at or before `date` of these counters (see
+    /// ``StoragePruner``); returns how many.
+    func pruneThrottleTimes(counters: [String], before date: Date, limit: Int) async throws -> Int
 
     // MARK: Pruning (see ``StoragePruner``)
     /// Deletes at most `limit` rows, in all, of what `cutoffs` says can no longer matter:

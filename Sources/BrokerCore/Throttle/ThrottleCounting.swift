@@ -21,6 +21,16 @@ public enum ThrottleCounting: Sendable {
         self = store.isSharedByReplicas ? .shared(StoreThrottleCounters(store: store)) : .inProcess
     }
 
+    /// Every counter the throttles keep in the store.
+    public static var storedCounters: [String] {
+        ThrottleScope.allCases.map { LoginThrottle.sharedKey(CounterKey(scope: $0, key: "")).counter }
+            + [GitHubLoginThrottle.sharedCounter, SessionRefreshThrottle.sharedCounter]
+    }
+
+    /// The longest window any throttle setting admits (`*_throttle_window`): a stored time older
+    /// than this counts for nothing whatever the configuration (``StoragePruner`` deletes it).
+    public static let longestWindow = 86_400
+
     var sharedCounters: StoreThrottleCounters? {
         if case .shared(let counters) = self { return counters }
         return nil
