@@ -136,9 +136,14 @@ public final class LoginThrottle: Sendable {
     /// meanwhile, before it decides on what it read (past that, the replicas' bound applies).
     static let maximumRereads = 8
 
+    /// The store's counter of `scope`.
+    static func sharedCounter(_ scope: ThrottleScope) -> String {
+        "login." + scope.rawValue
+    }
+
     /// The store's key of a counter of this throttle.
     static func sharedKey(_ counter: CounterKey) -> ThrottleCounterKey {
-        ThrottleCounterKey(counter: "login." + counter.scope.rawValue, key: counter.key)
+        ThrottleCounterKey(counter: sharedCounter(counter.scope), key: counter.key)
     }
 
     /// Admits an attempt (in flight until settled), waits for room while attempts in flight hold

@@ -23,7 +23,7 @@ public enum ThrottleCounting: Sendable {
 
     /// Every counter the throttles keep in the store.
     public static var storedCounters: [String] {
-        ThrottleScope.allCases.map { LoginThrottle.sharedKey(CounterKey(scope: $0, key: "")).counter }
+        ThrottleScope.allCases.map(LoginThrottle.sharedCounter)
             + [GitHubLoginThrottle.sharedCounter, SessionRefreshThrottle.sharedCounter]
     }
 
