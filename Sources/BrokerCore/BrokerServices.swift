@@ -69,7 +69,9 @@ public struct BrokerServices: Sendable {
         let flows = FlowAudit(trail: audit, attemptedUsernames: attemptedUsernames)
         self.flows = flows
         keyPolicy = KeyLifecyclePolicy(configuration)
-        loginThrottle = LoginThrottle(policy: LoginThrottlePolicy(configuration), clock: clock)
+        // Replicas on one store count as one: a limit never multiplies by their number.
+        let counting = ThrottleCounting(for: store)
+        loginThrottle = LoginThrottle(policy: LoginThrottlePolicy(configuration), clock: clock, counting: counting)
         trustedProxies = try TrustedProxies(configuration.trustedProxies)
         passwords = PasswordHashingPool(
             hasher: PasswordHasher(parameters: configuration.argon2),
@@ -93,7 +95,8 @@ public struct BrokerServices: Sendable {
             store: store,
             authenticator: authenticator,
             issuer: issuer, verifier: verifier, rotation: rotation,
-            refreshThrottle: SessionRefreshThrottle(policy: SessionRefreshThrottlePolicy(configuration), clock: clock),
+            refreshThrottle: SessionRefreshThrottle(
+                policy: SessionRefreshThrottlePolicy(configuration), clock: clock, counting: counting),
             clock: clock, logger: logger, flows: flows, githubIdentities: resolver)
         accounts = AccountAdministration(store: store, pool: passwords, clock: clock, audit: audit)
         github = resolver.map { [orgTokens, issuer, verifier] resolver in
@@ -102,7 +105,8 @@ public struct BrokerServices: Sendable {
                 logger: logger, generation2Lifetime: configuration.generation2AccessLifetime,
                 sessionMaxLifetime: configuration.sessionMaxLifetime, homeOrganization: configuration.homeOrganization,
                 flows: flows, deviceFlowEnabled: !configuration.githubClientID.isEmpty,
-                loginThrottle: GitHubLoginThrottle(policy: GitHubLoginThrottlePolicy(configuration), clock: clock))
+                loginThrottle: GitHubLoginThrottle(
+                    policy: GitHubLoginThrottlePolicy(configuration), clock: clock, counting: counting))
         }
         sessions = BrokerSessionService(
             store: store, authenticator: authenticator, issuer: issuer, verifier: verifier, github: github, clock: clock,

@@ -159,6 +159,19 @@ enum PostgresSchema {
             )
             """,
         ]),
+        // The throttle counters every replica shares (StoreThrottleCounters), as SQLite's 12.
+        PostgresMigration(version: 12, statements: [
+            """
+            CREATE TABLE throttle_times (
+                id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                counter TEXT COLLATE "C" NOT NULL,
+                subject TEXT COLLATE "C" NOT NULL,
+                counted_at DOUBLE PRECISION NOT NULL
+            )
+            """,
+            "CREATE INDEX throttle_times_subject ON throttle_times (counter, subject, counted_at)",
+            "CREATE INDEX throttle_times_counted_at ON throttle_times (counter, counted_at)",
+        ]),
     ]
 }
 

@@ -302,6 +302,9 @@ public final class PostgresStore: Store {
 
     // MARK: Closing
 
+    /// Replicas share the database.
+    public var isSharedByReplicas: Bool { true }
+
     /// Closes the pool. Later transactions throw; closing again does nothing.
     public func close() async throws {
         guard !PostgresTransactionContext.openStores.contains(ObjectIdentifier(self)) else {

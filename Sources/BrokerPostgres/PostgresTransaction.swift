@@ -857,6 +857,92 @@ final class PostgresTransaction: StoreTransaction {
         try await self.execute("DELETE FROM revoked_access_tokens WHERE expires_at < \(date.timeIntervalSince1970)")
     }
 
+    // MARK: Throttle counters (see ``StoreThrottleCounters``)
+
+    func throttleTimes(_ keys: [ThrottleCounterKey], after cutoff: Date) async throws -> [ThrottleCounterKey: [Date]] {
+        guard !keys.isEmpty else { return [:] }
+        let counters = Array(Set(keys.map(\.counter)))
+        let subjects = Array(Set(keys.map(\.subject) + [ThrottleCounterKey.overflowSubject]))
+        var times: [ThrottleCounterKey: [Date]] = [:]
+        // One round trip for every key of a login.
+        for row in try await self.execute(
+            """
+            SELECT counter, subject, counted_at FROM throttle_times
+            WHERE counter = ANY (\(counters)) AND subject = ANY (\(subjects))
+            AND counted_at > \(cutoff.timeIntervalSince1970) ORDER BY counted_at, id
+            """)
+        {
+            let row = Row(row)
+            times[ThrottleCounterKey(counter: try row.string("counter"), subject: try row.string("subject")), default: []]
+                .append(try row.date("counted_at"))
+        }
+        return ThrottleCounterKey.counted(keys, from: times)
+    }
+
+    func recordThrottleTime(_ keys: [ThrottleCounterKey], at now: Date, cutoff: Date, maximumKeys: Int?) async throws {
+        let overflow = ThrottleCounterKey.overflowSubject
+        let cutoff = cutoff.timeIntervalSince1970
+        for key in keys {
+            var subject = key.subject
+            try await self.execute(
+                """
+                DELETE FROM throttle_times
+                WHERE counter = \(key.counter) AND subject = \(subject) AND counted_at <= \(cutoff)
+                """)
+            let hasOwn = try await self.exists(
+                "SELECT 1 FROM throttle_times WHERE counter = \(key.counter) AND subject = \(subject) LIMIT 1")
+            if !hasOwn && !key.isOverflow {
+                // A new key: the counter forgets what left the window (only now, so that keys
+                // counting at once do not all delete the same rows), then finds it a place.
+                try await self.execute(
+                    "DELETE FROM throttle_times WHERE counter = \(key.counter) AND counted_at <= \(cutoff)")
+                if let maximumKeys {
+                    let tracked = try await self.execute(
+                        """
+                        SELECT COUNT(DISTINCT subject) AS tracked FROM throttle_times
+                        WHERE counter = \(key.counter) AND subject <> \(overflow)
+                        """
+                    ).first.map { try Row($0).int64("tracked") } ?? 0
+                    if tracked >= Int64(maximumKeys) {
+                        subject = overflow
+                    } else {
+                        // Any of the overflow's times may have been this key's.
+                        try await self.execute(
+                            """
+                            INSERT INTO throttle_times (counter, subject, counted_at)
+                            SELECT counter, \(subject), counted_at FROM throttle_times
+                            WHERE counter = \(key.counter) AND subject = \(overflow)
+                            """)
+                    }
+                }
+            }
+            try await self.execute(
+                """
+                INSERT INTO throttle_times (counter, subject, counted_at)
+                VALUES (\(key.counter), \(subject), \(now.timeIntervalSince1970))
+                """)
+        }
+    }
+
+    func pruneThrottleTimes(counters: [String], before date: Date, limit: Int) async throws -> Int {
+        var deleted = 0
+        for counter in counters where deleted < limit {
+            deleted += try await self.execute(
+                """
+                DELETE FROM throttle_times WHERE id IN (
+                    SELECT id FROM throttle_times
+                    WHERE counter = \(counter) AND counted_at <= \(date.timeIntervalSince1970) LIMIT \(Int64(limit - deleted))
+                ) RETURNING id
+                """
+            ).count
+        }
+        return deleted
+    }
+
+    func forgetThrottleKey(_ key: ThrottleCounterKey) async throws {
+        try await self.execute("DELETE FROM throttle_times WHERE counter = \(key.counter) AND subject = \(key.subject)")
+    }
+
     // MARK: Pruning
 
     /// The statements of ``pruneStorage(_:limit:)``, in SQLite's order and with its bounds: each

@@ -344,6 +344,9 @@ public final class SQLiteStore: Store {
 
     // MARK: Closing
 
+    /// One node: one host serves a SQLite file.
+    public var isSharedByReplicas: Bool { false }
+
     /// Waits for the running and queued transactions, then closes the connection and stops the
     /// store's thread pool. Later transactions throw; closing again does nothing.
     public func close() async throws {

@@ -830,6 +830,85 @@ final class SQLiteTransaction: StoreTransaction {
         _ = try await self.execute("DELETE FROM revoked_access_tokens WHERE expires_at < ?", [.date(date)])
     }
 
+    // MARK: Throttle counters (see ``StoreThrottleCounters``)
+
+    func throttleTimes(_ keys: [ThrottleCounterKey], after cutoff: Date) async throws -> [ThrottleCounterKey: [Date]] {
+        var times: [ThrottleCounterKey: [Date]] = [:]
+        for counter in Set(keys.map(\.counter)) {
+            let subjects = Set(keys.filter { $0.counter == counter }.map(\.subject) + [ThrottleCounterKey.overflowSubject])
+            let placeholders = Array(repeating: "?", count: subjects.count).joined(separator: ", ")
+            for row in try await self.execute(
+                """
+                SELECT subject, counted_at FROM throttle_times
+                WHERE counter = ? AND subject IN (\(placeholders)) AND counted_at > ? ORDER BY counted_at, id
+                """,
+                [.text(counter)] + subjects.map { .text($0) } + [.date(cutoff)])
+            {
+                times[ThrottleCounterKey(counter: counter, subject: try row.string("subject")), default: []]
+                    .append(try row.date("counted_at"))
+            }
+        }
+        return ThrottleCounterKey.counted(keys, from: times)
+    }
+
+    func recordThrottleTime(_ keys: [ThrottleCounterKey], at now: Date, cutoff: Date, maximumKeys: Int?) async throws {
+        let overflow = ThrottleCounterKey.overflowSubject
+        for key in keys {
+            var subject = key.subject
+            _ = try await self.execute(
+                "DELETE FROM throttle_times WHERE counter = ? AND subject = ? AND counted_at <= ?",
+                [.text(key.counter), .text(subject), .date(cutoff)])
+            let hasOwn = try await self.exists(
+                "SELECT 1 FROM throttle_times WHERE counter = ? AND subject = ? LIMIT 1", [.text(key.counter), .text(subject)])
+            if !hasOwn && !key.isOverflow {
+                // A new key: the counter forgets what left the window (only now, so that keys
+                // counting at once do not all delete the same rows), then finds it a place.
+                _ = try await self.execute(
+                    "DELETE FROM throttle_times WHERE counter = ? AND counted_at <= ?", [.text(key.counter), .date(cutoff)])
+                if let maximumKeys {
+                    let tracked = try await self.execute(
+                        "SELECT COUNT(DISTINCT subject) AS tracked FROM throttle_times WHERE counter = ? AND subject <> ?",
+                        [.text(key.counter), .text(overflow)]
+                    ).first?.int64("tracked") ?? 0
+                    if tracked >= Int64(maximumKeys) {
+                        subject = overflow
+                    } else {
+                        // Any of the overflow's times may have been this key's.
+                        _ = try await self.execute(
+                            """
+                            INSERT INTO throttle_times (counter, subject, counted_at)
+                            SELECT counter, ?, counted_at FROM throttle_times WHERE counter = ? AND subject = ?
+                            """,
+                            [.text(subject), .text(key.counter), .text(overflow)])
+                    }
+                }
+            }
+            _ = try await self.execute(
+                "INSERT INTO throttle_times (counter, subject, counted_at) VALUES (?, ?, ?)",
+                [.text(key.counter), .text(subject), .date(now)])
+        }
+    }
+
+    func pruneThrottleTimes(counters: [String], before date: Date, limit: Int) async throws -> Int {
+        var deleted = 0
+        for counter in counters where deleted < limit {
+            deleted += try await self.execute(
+                """
+                DELETE FROM throttle_times WHERE id IN (
+                    SELECT id FROM throttle_times WHERE counter = ? AND counted_at <= ? LIMIT ?
+                ) RETURNING id
+                """,
+                [.text(counter), .date(date), .integer(SQLiteInt64(limit - deleted))]
+            ).count
+        }
+        return deleted
+    }
+
+    func forgetThrottleKey(_ key: ThrottleCounterKey) async throws {
+        _ = try await self.execute(
+            "DELETE FROM throttle_times WHERE counter = ? AND subject = ?", [.text(key.counter), .text(key.subject)])
+    }
+
     // MARK: Pruning
 
     /// The statements of ``pruneStorage(_:limit:)``, in order: `?1` is the cutoff, `?2` the

@@ -421,6 +421,8 @@ final class ReadTogetherStore: Store {
         return result
     }
 
+    var isSharedByReplicas: Bool { base.isSharedByReplicas }
+
     func close() async throws {}
 }
 

@@ -13,7 +13,7 @@ final class LoginThrottleTests: XCTestCase {
             policy: LoginThrottlePolicy(
                 window: window, userAndIPLimit: userAndIP, userLimit: user, ipLimit: ip,
                 maximumTrackedKeys: maximumTrackedKeys),
-            clock: clock)
+            clock: clock, counting: .inProcess)
     }
 
     /// Admits and records a failure: a wrong password.
@@ -275,7 +275,7 @@ final class LoginThrottleTests: XCTestCase {
 
     func testTheQueueIsBoundedInLength() async throws {
         let throttle = LoginThrottle(
-            policy: LoginThrottlePolicy(userAndIPLimit: 1, queueLength: 2), clock: clock)
+            policy: LoginThrottlePolicy(userAndIPLimit: 1, queueLength: 2), clock: clock, counting: .inProcess)
         let first = try await throttle.admit(username: "alice", clientIP: "192.0.2.1")
         let waiting = (0..<2).map { _ in
             Task { throttle.recordSuccess(try await throttle.admit(username: "alice", clientIP: "192.0.2.1")) }
@@ -292,7 +292,7 @@ final class LoginThrottleTests: XCTestCase {
 
     func testTheQueueIsBoundedInTime() async throws {
         let throttle = LoginThrottle(
-            policy: LoginThrottlePolicy(userAndIPLimit: 1, queueWait: .milliseconds(20)), clock: clock)
+            policy: LoginThrottlePolicy(userAndIPLimit: 1, queueWait: .milliseconds(20)), clock: clock, counting: .inProcess)
         let stuck = try await throttle.admit(username: "alice", clientIP: "192.0.2.1")
         let error = await refusal(throttle, "alice", "192.0.2.1")
         XCTAssertEqual(error?.retryAfter, 1)

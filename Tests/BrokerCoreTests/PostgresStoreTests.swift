@@ -43,10 +43,10 @@ final class PostgresStoreTests: XCTestCase {
         let first = try await self.replica()
         let second = try await self.replica()
         let versionsFirst = try await first.appliedMigrationVersions()
-        XCTAssertEqual(versionsFirst, [10, 11], "one baseline equal to SQLite's 1...10, then each step as in SQLite")
+        XCTAssertEqual(versionsFirst, Array(10...PostgresStore.latestSchemaVersion), "one baseline equal to SQLite's 1...10, then each step as in SQLite")
         XCTAssertEqual(PostgresStore.latestSchemaVersion, SQLiteStore.latestSchemaVersion, "both engines share version numbers")
         let versionsSecond = try await second.appliedMigrationVersions()
-        XCTAssertEqual(versionsSecond, [10, 11])
+        XCTAssertEqual(versionsSecond, Array(10...PostgresStore.latestSchemaVersion))
     }
 
     func testReplicasStartingAtOnceMigrateOnce() async throws {
@@ -58,7 +58,7 @@ final class PostgresStoreTests: XCTestCase {
         }
         self.stores += opened
         let versions = try await opened[0].appliedMigrationVersions()
-        XCTAssertEqual(versions, [10, 11])
+        XCTAssertEqual(versions, Array(10...PostgresStore.latestSchemaVersion))
     }
 
     func testADatabaseWithANewerSchemaRefusesToOpen() async throws {

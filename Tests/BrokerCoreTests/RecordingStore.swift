@@ -30,6 +30,8 @@ final class RecordingStore: Store {
         return try await base.accountSnapshot(githubID: githubID, login: login, organizations: names)
     }
 
+    var isSharedByReplicas: Bool { base.isSharedByReplicas }
+
     func close() async throws {
         recorded.withLock { $0.append("close") }
         try await base.close()

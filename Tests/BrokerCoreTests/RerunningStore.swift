@@ -34,6 +34,8 @@ final class RerunningStore: Store {
         try await base.accountSnapshot(githubID: githubID, login: login, organizations: names)
     }
 
+    var isSharedByReplicas: Bool { base.isSharedByReplicas }
+
     func close() async throws {
         try await base.close()
     }

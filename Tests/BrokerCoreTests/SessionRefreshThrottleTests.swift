@@ -72,20 +72,21 @@ final class SessionRefreshThrottleTests: XCTestCase {
         XCTAssertEqual(SessionRefreshThrottlePolicy(configuration).sessionLimit, 20)
     }
 
-    func testQuietSessionsAreForgottenButCountingOnesAreNot() throws {
+    func testQuietSessionsAreForgottenButCountingOnesAreNot() async throws {
         let clock = ManualWallClock()
-        let throttle = SessionRefreshThrottle(policy: SessionRefreshThrottlePolicy(window: 60, sessionLimit: 2), clock: clock)
-        try throttle.admit(sessionID: "busy")
-        try throttle.admit(sessionID: "busy")
+        let throttle = SessionRefreshThrottle(
+            policy: SessionRefreshThrottlePolicy(window: 60, sessionLimit: 2), clock: clock, counting: .inProcess)
+        try await throttle.admit(sessionID: "busy")
+        try await throttle.admit(sessionID: "busy")
         for index in 0..<5000 {
             clock.advance(by: 0.01)
-            try throttle.admit(sessionID: "quiet-\(index)")
+            try await throttle.admit(sessionID: "quiet-\(index)")
         }
         // 50 s later the busy session is still over its limit, however many others came.
-        XCTAssertThrowsError(try throttle.admit(sessionID: "busy"))
+        await XCTAssertThrowsErrorAsync(try await throttle.admit(sessionID: "busy"))
         clock.advance(by: 61)
-        for index in 0..<3500 { try throttle.admit(sessionID: "later-\(index)") }
+        for index in 0..<3500 { try await throttle.admit(sessionID: "later-\(index)") }
         XCTAssertLessThanOrEqual(throttle.trackedSessions, 3500, "sessions quiet for a window are swept")
-        try throttle.admit(sessionID: "busy")
+        try await throttle.admit(sessionID: "busy")
     }
 }

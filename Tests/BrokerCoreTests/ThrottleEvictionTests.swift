@@ -14,7 +14,7 @@ final class ThrottleEvictionTests: XCTestCase {
             policy: LoginThrottlePolicy(
                 window: window, userAndIPLimit: userAndIP, userLimit: user, ipLimit: ip,
                 maximumTrackedKeys: maximumTrackedKeys),
-            clock: clock)
+            clock: clock, counting: .inProcess)
     }
 
     /// One wrong password if the throttle lets it be evaluated; whether it did.
@@ -141,21 +141,22 @@ final class ThrottleEvictionTests: XCTestCase {
         }
     }
 
-    func testGitHubLoginsFromOtherAddressesNeverFreeAThrottledAddress() throws {
+    func testGitHubLoginsFromOtherAddressesNeverFreeAThrottledAddress() async throws {
         let throttle = GitHubLoginThrottle(
-            policy: GitHubLoginThrottlePolicy(window: 60, addressLimit: 2, maximumTrackedKeys: 10), clock: clock)
-        try throttle.admit(clientIP: "203.0.113.1")
-        try throttle.admit(clientIP: "203.0.113.1")
+            policy: GitHubLoginThrottlePolicy(window: 60, addressLimit: 2, maximumTrackedKeys: 10), clock: clock,
+            counting: .inProcess)
+        try await throttle.admit(clientIP: "203.0.113.1")
+        try await throttle.admit(clientIP: "203.0.113.1")
         for index in 0..<200 {
             clock.advance(by: 0.1)
-            _ = try? throttle.admit(clientIP: "198.51.100.\(index)")
+            _ = try? await throttle.admit(clientIP: "198.51.100.\(index)")
             XCTAssertLessThanOrEqual(throttle.trackedKeys, 10)
         }
-        XCTAssertThrowsError(try throttle.admit(clientIP: "203.0.113.1"))
+        await XCTAssertThrowsErrorAsync(try await throttle.admit(clientIP: "203.0.113.1"))
         clock.advance(by: 39)
-        XCTAssertThrowsError(try throttle.admit(clientIP: "203.0.113.1"))
+        await XCTAssertThrowsErrorAsync(try await throttle.admit(clientIP: "203.0.113.1"))
         clock.advance(by: 11)  // its attempts and the overflow's have left the window
-        XCTAssertNoThrow(try throttle.admit(clientIP: "203.0.113.1"))
+        try await throttle.admit(clientIP: "203.0.113.1")
     }
 
     func testTheTableSizeComesFromTheConfiguration() throws {

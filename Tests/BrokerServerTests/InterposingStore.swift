@@ -39,6 +39,8 @@ final class InterposingStore: Store {
         try await base.accountSnapshot(githubID: githubID, login: login, organizations: names)
     }
 
+    var isSharedByReplicas: Bool { base.isSharedByReplicas }
+
     func close() async throws {
         try await base.close()
     }

@@ -51,6 +51,8 @@ final class OutageStore: Store {
         return try await base.accountSnapshot(githubID: githubID, login: login, organizations: names)
     }
 
+    var isSharedByReplicas: Bool { base.isSharedByReplicas }
+
     func close() async throws {
         try await base.close()
     }

@@ -84,7 +84,7 @@ public struct BrokerSessionService: Sendable {
             guard let github else {
                 throw BrokerError(.githubUnavailable, "this broker has no GitHub client")
             }
-            try github.loginThrottle.admit(clientIP: context.clientIP)
+            try await github.loginThrottle.admit(clientIP: context.clientIP)
             let identity = try await github.resolver.identity(for: githubToken)
             let holder = try await github.holder(for: identity, createAccount: true, requireAny: false)
             return try await issue(for: holder.user, methods: ["github"], identityProvider: "github", githubLogin: identity.login)

@@ -53,7 +53,14 @@ public struct PasswordAuthenticator: Sendable {
         }
         switch outcome {
         case .unknownUser, .wrongPassword:
-            let filled = throttle.recordFailure(attempt)
+            let filled: [ThrottleScope]
+            do {
+                filled = try await throttle.failed(attempt)
+            } catch {
+                // The shared counters could not count it: refused like any store failure.
+                await padToFailureFloor(since: started, username: outcome == .unknownUser ? nil : username)
+                throw error
+            }
             if !filled.isEmpty {
                 logThrottlingStarts(filled, username: outcome == .unknownUser ? nil : username, clientIP: clientIP)
             }
@@ -64,7 +71,7 @@ public struct PasswordAuthenticator: Sendable {
             throttle.withdraw(attempt)
             throw BrokerError(.accountDisabled, "this account is disabled")
         case .valid(let user, let needsRehash, let encoded):
-            throttle.recordSuccess(attempt)
+            await throttle.succeeded(attempt)
             if needsRehash {
                 await rehash(user, password: password, previous: encoded)
             }

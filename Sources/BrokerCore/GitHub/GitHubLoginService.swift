@@ -49,7 +49,9 @@ public struct GitHubLoginService: Sendable {
         loginThrottle: GitHubLoginThrottle? = nil
     ) {
         self.flows = flows
-        self.loginThrottle = loginThrottle ?? GitHubLoginThrottle(policy: GitHubLoginThrottlePolicy(), clock: clock)
+        self.loginThrottle =
+            loginThrottle
+            ?? GitHubLoginThrottle(policy: GitHubLoginThrottlePolicy(), clock: clock, counting: ThrottleCounting(for: store))
         self.deviceFlowEnabled = deviceFlowEnabled
         self.verifier = verifier
         self.sessionMaxLifetime = sessionMaxLifetime
@@ -101,7 +103,7 @@ public struct GitHubLoginService: Sendable {
         try await flows.run(use.action, context, attempt: use.attempt(githubToken, organization: nil)) {
             let counted = BrokerMetrics.LoginMethod(rawValue: method) ?? .githubPAT
             return try await BrokerMetrics.countingLogin(counted) {
-                try loginThrottle.admit(clientIP: context.clientIP)
+                try await loginThrottle.admit(clientIP: context.clientIP)
                 return try await githubLogin(githubToken: githubToken, method: method)
             }
         } success: { $0.auditSubject }
@@ -167,7 +169,7 @@ public struct GitHubLoginService: Sendable {
         var grant = generation2Grant(
             holder, login: identity.login, authenticatedAt: authenticatedAt, methods: claims.authenticationMethods)
         grant.sessionID = session.id
-        try orgTokens.refreshThrottle.admit(sessionID: session.id)
+        try await orgTokens.refreshThrottle.admit(sessionID: session.id)
         let renewed = try await issuer.issue(grant, lifetime: min(generation2Lifetime, remaining))
         BrokerMetrics.tokenIssued(.generation2)
         return renewed
@@ -196,7 +198,7 @@ public struct GitHubLoginService: Sendable {
         guard deviceFlowEnabled else {
             throw BrokerError(.unavailable, "the device flow is not configured on this broker (github_client_id)")
         }
-        try loginThrottle.admit(clientIP: clientIP)
+        try await loginThrottle.admit(clientIP: clientIP)
         let code: GitHubDeviceCode
         do {
             code = try await resolver.api.requestDeviceCode(scope: "read:org")
@@ -254,7 +256,7 @@ public struct GitHubLoginService: Sendable {
         guard deviceFlowEnabled else {
             throw BrokerError(.unavailable, "the device flow is not configured on this broker (github_client_id)")
         }
-        try loginThrottle.admit(clientIP: clientIP)
+        try await loginThrottle.admit(clientIP: clientIP)
         let poll: GitHubDevicePoll
         do {
             poll = try await resolver.api.pollDeviceAuthorization(deviceCode: deviceCode)
@@ -289,7 +291,7 @@ public struct GitHubLoginService: Sendable {
     ) async throws -> TokenBundle {
         try await flows.run(use.action, context, attempt: use.attempt(githubToken, organization: organizationName)) {
             try await BrokerMetrics.countingLogin(.githubPAT) {
-                try loginThrottle.admit(clientIP: context.clientIP)
+                try await loginThrottle.admit(clientIP: context.clientIP)
                 return try await githubOrganizationLogin(githubToken: githubToken, organization: organizationName)
             }
         } success: { $0.auditSubject }

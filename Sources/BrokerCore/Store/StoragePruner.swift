@@ -57,7 +57,8 @@ public struct PrunedRows: Sendable, Equatable, CustomStringConvertible {
 /// Deletes what can no longer matter from the store, so that it grows with the number of live
 /// sessions, not with time: sessions past `session_max_lifetime` (with their refresh tokens),
 /// the refresh tokens of revoked sessions, unused refresh tokens past their expiry, and
-/// revocations of access tokens past theirs. Used refresh tokens of a live session stay: reuse
+/// revocations of access tokens past theirs, and the throttle counters' times older than any
+/// throttle window (``ThrottleCounting/longestWindow``). Used refresh tokens of a live session stay: reuse
 /// detection needs them until the session expires. The audit log is never touched (see
 /// docs/audit.md, "Rotating the log").
 ///
@@ -104,6 +105,10 @@ public struct StoragePruner: Sendable {
             // Let waiting logins and refreshes in between two batches.
             await Task.yield()
         }
+        let throttleTimes = try await pruneThrottleTimes(limit: limit)
+        if throttleTimes > 0 {
+            logger.info("pruned throttle counters", metadata: ["throttle_times": "\(throttleTimes)"])
+        }
         if removed.total > 0 {
             logger.info("pruned storage", metadata: [
                 "refresh_tokens": "\(removed.refreshTokens)", "sessions": "\(removed.sessions)",
@@ -111,6 +116,22 @@ public struct StoragePruner: Sendable {
             ])
         }
         return removed
+    }
+
+    /// Deletes the throttle counters' times older than any window (shared counting keeps them in
+    /// the store; a counter that stopped counting would otherwise keep its last ones).
+    private func pruneThrottleTimes(limit: Int) async throws -> Int {
+        let cutoff = clock.now().addingTimeInterval(-TimeInterval(ThrottleCounting.longestWindow))
+        var deleted = 0
+        while true {
+            try Task.checkCancellation()
+            let batch = try await store.transaction { tx in
+                try await tx.pruneThrottleTimes(counters: ThrottleCounting.storedCounters, before: cutoff, limit: limit)
+            }
+            deleted += batch
+            if batch < limit { return deleted }
+            await Task.yield()
+        }
     }
 
     /// Runs ``prune()`` every `interval` until the task is cancelled; a failed round is logged

@@ -30,6 +30,11 @@ public protocol Store: Sendable {
     /// decides), its memberships, and the named organizations that exist.
     func accountSnapshot(githubID: Int64, login: String, organizations names: [String]) async throws -> AccountSnapshot
 
+    /// Whether broker processes on other hosts (replicas) may use this store at the same time:
+    /// PostgreSQL yes, SQLite (one node) no. State that must hold across replicas, such as the
+    /// throttle counters (``ThrottleCounting``), lives in the store when it is shared.
+    var isSharedByReplicas: Bool { get }
+
     /// Closes the underlying connections. The store cannot be used afterwards.
     func close() async throws
 }
@@ -192,6 +197,24 @@ public protocol StoreTransaction: Sendable {
     func isAccessTokenRevoked(jti: String) async throws -> Bool
     /// Forgets revoked tokens that have expired anyway.
     func pruneRevokedAccessTokens(before date: Date) async throws
+
+    // MARK: Throttle counters shared by replicas (see ``StoreThrottleCounters``)
+    /// What each key counts within the window, as ``ThrottleTable`` counts it: its own times after
+    /// `cutoff`, oldest first, or, for a key without times of its own in the window, the times
+    /// of its counter's overflow key (``ThrottleCounterKey/overflow(of:)``). A key counting
+    /// nothing is absent.
+    func throttleTimes(_ keys: [ThrottleCounterKey], after cutoff: Date) async throws -> [ThrottleCounterKey: [Date]]
+    /// Counts `now` for each key, after deleting its times at or before `cutoff`. A key without
+    /// times of its own first deletes every such time of its counter (so the table holds the
+    /// window, no more), then starts with its counter's overflow times, or, when `maximumKeys`
+    /// keys of its counter already hold times, counts in the overflow key instead (`nil`: no
+    /// bound, no overflow).
+    func recordThrottleTime(_ keys: [ThrottleCounterKey], at now: Date, cutoff: Date, maximumKeys: Int?) async throws
+    /// Forgets every time of `key` (a right password starts a pair afresh).
+    func forgetThrottleKey(_ key: ThrottleCounterKey) async throws
+    /// Deletes at most `limit` times, in all, at or before `date` of these counters (see
+    /// ``StoragePruner``); returns how many.
+    func pruneThrottleTimes(counters: [String], before date: Date, limit: Int) async throws -> Int
 
     // MARK: Pruning (see ``StoragePruner``)
     /// Deletes at most `limit` rows, in all, of what `cutoffs` says can no longer matter:

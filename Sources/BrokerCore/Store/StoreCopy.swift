@@ -116,6 +116,7 @@ public enum StoreCopySchema {
         "server_secrets": "sealed into the target's key ring, as a database key ring keeps them",
         "key_ring": "the source's ring (keys_dir, or the database's opened with its KEK) re-sealed under the target's KEK",
         "schema_migrations": "the target's own, written by its migrations",
+        "throttle_times": "not carried: throttle counts live one window (at most a day); the replicas start counting afresh",
     ]
 }
 

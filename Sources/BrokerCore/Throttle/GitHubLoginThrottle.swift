@@ -36,28 +36,47 @@ public struct GitHubLoginThrottlePolicy: Sendable, Equatable {
 /// Without a known address (`nil`), attempts share one counter: forgetting to pass the address
 /// throttles more, never less.
 ///
+/// Replicas (``ThrottleCounting/shared(_:)``): each attempt is checked and counted in the store
+/// in one serializable transaction, so the limit holds exactly for all replicas together; a
+/// store failure refuses the login (``StoreError``).
+///
 /// ```swift
-/// let throttle = GitHubLoginThrottle(policy: GitHubLoginThrottlePolicy(configuration), clock: SystemWallClock())
-/// try throttle.admit(clientIP: "203.0.113.9")   // or 429
+/// let throttle = GitHubLoginThrottle(policy: GitHubLoginThrottlePolicy(configuration), clock: SystemWallClock(), counting: .inProcess)
+/// try await throttle.admit(clientIP: "203.0.113.9")   // or 429
 /// ```
 public final class GitHubLoginThrottle: Sendable {
     public let policy: GitHubLoginThrottlePolicy
+    public let counting: ThrottleCounting
     private let clock: any WallClock
     private let state: Locked<State>
 
-    public init(policy: GitHubLoginThrottlePolicy, clock: any WallClock) {
+    /// The store's counter of this throttle.
+    static let sharedCounter = "github.ip"
+
+    public init(policy: GitHubLoginThrottlePolicy, clock: any WallClock, counting: ThrottleCounting) {
         self.policy = policy
         self.clock = clock
+        self.counting = counting
         state = Locked(State(table: ThrottleTable(maximum: policy.maximumTrackedKeys)))
     }
 
     /// Counts one GitHub login from `clientIP`, or refuses it.
     /// - Throws: ``BrokerError`` `too_many_attempts` whose `retryAfter` is the whole seconds
-    ///   until the address has room again (at least 1).
-    public func admit(clientIP: String?) throws {
+    ///   until the address has room again (at least 1); a ``StoreError`` when shared counters
+    ///   cannot be used.
+    public func admit(clientIP: String?) async throws {
         let now = clock.now().timeIntervalSince1970
         let key = clientIP.map { IPAddress($0)?.throttleGroup ?? LoginThrottle.boundedKey($0) } ?? "(unknown address)"
-        let retryAfter = state.withLock { state in state.admit(key, now: now, policy: policy) }
+        let retryAfter: Int?
+        if let counters = counting.sharedCounters {
+            let oldest = try await counters.admit(
+                ThrottleCounterKey(counter: Self.sharedCounter, key: key), limit: policy.addressLimit, at: now,
+                cutoff: now - Double(policy.window), maximumKeys: policy.maximumTrackedKeys)
+            retryAfter = oldest.map { max(1, Int(($0 + Double(policy.window) - now).rounded(.up))) }
+            if retryAfter != nil { state.withLock { $0.refusals += 1 } }
+        } else {
+            retryAfter = state.withLock { state in state.admit(key, now: now, policy: policy) }
+        }
         guard let retryAfter else { return }
         BrokerMetrics.throttledGitHubLogin()
         throw BrokerError(

@@ -73,6 +73,12 @@ public struct LoginThrottlePolicy: Sendable, Equatable {
 /// outcome that says nothing about the password. Settling twice changes nothing.
 public struct LoginAttempt: Sendable {
     let id: UInt64
+    /// The shared (username, client IP) key, when the store counted failures for it at admission:
+    /// a right password forgets it (see ``LoginThrottle/succeeded(_:)``).
+    var sharedPair: ThrottleCounterKey? = nil
+    /// What the store counted for each scope at admission (shared counting): whether this
+    /// failure fills a counter, for the log.
+    var sharedCounts: [ThrottleScope: Int] = [:]
 }
 
 /// Counts failed logins per (username, client IP), per username and per client IP over a
@@ -98,20 +104,46 @@ public struct LoginAttempt: Sendable {
 /// its own while the overflow holds failures starts with them. Under such a flood new usernames
 /// (or addresses) are refused sooner than they would be alone, never later.
 ///
+/// Replicas (``ThrottleCounting/shared(_:)``): the failures are counted in the store, so every
+/// replica refuses at the same total; each admission reads them (one round trip) and each
+/// failure writes them, before the attempts waiting on this replica are woken. Attempts in flight
+/// are held per replica: replicas admitting attempts for one key at the same instant may together
+/// evaluate up to `limit` wrong passwords each before their failures are counted, so the bound
+/// across `R` replicas is `R × limit` per window for perfectly simultaneous bursts, and exactly
+/// `limit` for attempts that do not overlap. A store that cannot be read refuses the login
+/// (``StoreError``, `503 store_unavailable`); a failure the store cannot record still counts in
+/// this replica's memory.
+///
 /// ```swift
-/// let throttle = LoginThrottle(policy: LoginThrottlePolicy(configuration), clock: SystemWallClock())
+/// let throttle = LoginThrottle(policy: LoginThrottlePolicy(configuration), clock: SystemWallClock(), counting: .inProcess)
 /// let attempt = try await throttle.admit(username: "alice", clientIP: "203.0.113.9")  // or 429
-/// if passwordIsRight { throttle.recordSuccess(attempt) } else { throttle.recordFailure(attempt) }
+/// if passwordIsRight { try await throttle.succeeded(attempt) } else { try await throttle.failed(attempt) }
 /// ```
 public final class LoginThrottle: Sendable {
     public let policy: LoginThrottlePolicy
+    public let counting: ThrottleCounting
     private let clock: any WallClock
     private let state: Locked<State>
 
-    public init(policy: LoginThrottlePolicy, clock: any WallClock) {
+    public init(policy: LoginThrottlePolicy, clock: any WallClock, counting: ThrottleCounting) {
         self.policy = policy
         self.clock = clock
+        self.counting = counting
         state = Locked(State(maximumTrackedKeys: policy.maximumTrackedKeys))
+    }
+
+    /// How many times an admission reads the shared counters again because a failure was counted
+    /// meanwhile, before it decides on what it read (past that, the replicas' bound applies).
+    static let maximumRereads = 8
+
+    /// The store's counter of `scope`.
+    static func sharedCounter(_ scope: ThrottleScope) -> String {
+        "login." + scope.rawValue
+    }
+
+    /// The store's key of a counter of this throttle.
+    static func sharedKey(_ counter: CounterKey) -> ThrottleCounterKey {
+        ThrottleCounterKey(counter: sharedCounter(counter.scope), key: counter.key)
     }
 
     /// Admits an attempt (in flight until settled), waits for room while attempts in flight hold
@@ -121,19 +153,35 @@ public final class LoginThrottle: Sendable {
     ///   per-username counter.
     /// - Throws: ``BrokerError`` `too_many_attempts` whose `retryAfter` is the whole seconds
     ///   until every counter involved has room again (at least 1); `CancellationError` when the
-    ///   task is cancelled while waiting.
+    ///   task is cancelled while waiting; a ``StoreError`` when shared counters cannot be read.
     public func admit(username: String, clientIP: String?) async throws -> LoginAttempt {
         let keys = Self.counterKeys(username: username, clientIP: clientIP).map { CounterKey(scope: $0.0, key: $0.1) }
         let deadline = ContinuousClock.now + policy.queueWait
         let id = state.withLock { state in state.newID() }
+        var sharedPair: ThrottleCounterKey?
+        var sharedCounts: [ThrottleScope: Int] = [:]
+        var rereads = 0
         while true {
             try Task.checkCancellation()
+            let now = clock.now().timeIntervalSince1970
+            var shared: [CounterKey: [Double]] = [:]
+            // A failure this process counts in the store while the store is read may be missing
+            // from what was read and no longer in flight here: then the store is read again.
+            var recordedBefore: [UInt64]?
+            if let counters = counting.sharedCounters {
+                recordedBefore = rereads < Self.maximumRereads ? state.withLock { $0.sharedFailures(of: keys) } : nil
+                let sharedKeys = keys.map(Self.sharedKey)
+                let times = try await counters.times(of: sharedKeys, after: now - Double(policy.window))
+                for (counter, sharedKey) in zip(keys, sharedKeys) { shared[counter] = times[sharedKey] }
+                sharedPair = keys.first { $0.scope == .userAndIP && shared[$0] != nil }.map(Self.sharedKey)
+                for counter in keys { sharedCounts[counter.scope] = shared[counter]?.count ?? 0 }
+            }
             let decision: Decision = await withTaskCancellationHandler {
                 await withCheckedContinuation { continuation in
-                    let now = self.clock.now().timeIntervalSince1970
                     let policy = self.policy
                     let decision = self.state.withLock { state in
-                        state.decide(id: id, keys, now: now, policy: policy, continuation: continuation)
+                        if let recordedBefore, state.sharedFailures(of: keys) != recordedBefore { return Decision.reread }
+                        return state.decide(id: id, keys, shared: shared, now: now, policy: policy, continuation: continuation)
                     }
                     switch decision {
                     case .queued:
@@ -152,7 +200,7 @@ public final class LoginThrottle: Sendable {
             }
             switch decision {
             case .admitted:
-                return LoginAttempt(id: id)
+                return LoginAttempt(id: id, sharedPair: sharedPair, sharedCounts: sharedCounts)
             case .refused(let scope, let retryAfter):
                 BrokerMetrics.throttled(scope)
                 throw BrokerError(.tooManyAttempts, Self.explanation(scope, retryAfter: retryAfter), retryAfter: retryAfter)
@@ -165,6 +213,9 @@ public final class LoginThrottle: Sendable {
                 state.withLock { state in state.refusals[scope, default: 0] += 1 }
                 BrokerMetrics.throttled(scope)
                 throw BrokerError(.tooManyAttempts, Self.busyExplanation(scope), retryAfter: 1)
+            case .reread:
+                rereads += 1
+                continue
             case .retry, .queued:
                 continue
             }
@@ -172,7 +223,44 @@ public final class LoginThrottle: Sendable {
     }
 
     /// The password was wrong (or the account unknown): the attempt becomes a failure in every
-    /// counter.
+    /// counter. With shared counting it is counted in the store, before the attempts waiting here
+    /// are woken (so that they read it); only a failure the store could not count is kept in this
+    /// process's memory, where it still counts.
+    /// - Returns: as ``recordFailure(_:)``.
+    /// - Throws: a ``StoreError`` when the store could not count it.
+    @discardableResult
+    public func failed(_ attempt: LoginAttempt) async throws -> [ThrottleScope] {
+        guard let counters = counting.sharedCounters else { return recordFailure(attempt) }
+        guard let keys = state.withLock({ $0.inFlightAttempts[attempt.id] }) else { return [] }
+        let now = clock.now().timeIntervalSince1970
+        do {
+            try await counters.record(
+                keys.filter { !$0.isOverflow }.map(Self.sharedKey), at: now, cutoff: now - Double(policy.window),
+                maximumKeys: policy.maximumTrackedKeys)
+        } catch {
+            recordFailure(attempt)
+            throw error
+        }
+        state.withLock { $0.countSharedFailure(of: keys) }
+        withdraw(attempt)
+        return ThrottleScope.allCases.filter { scope in
+            guard let before = attempt.sharedCounts[scope] else { return false }
+            return before < policy.limit(for: scope) && before + 1 >= policy.limit(for: scope)
+        }
+    }
+
+    /// The password was right: as ``recordSuccess(_:)``, and the shared (username, client IP) key
+    /// is forgotten too. A store failure there is ignored: it leaves the pair stricter, never
+    /// looser.
+    public func succeeded(_ attempt: LoginAttempt) async {
+        if let counters = counting.sharedCounters, let pair = attempt.sharedPair {
+            try? await counters.forget(pair)
+        }
+        recordSuccess(attempt)
+    }
+
+    /// The password was wrong (or the account unknown): the attempt becomes a failure in every
+    /// counter of this process (``failed(_:)`` also counts it in the store).
     /// - Returns: the counters this failure fills to their limit, the moment throttling starts,
     ///   worth one log line.
     @discardableResult
@@ -286,7 +374,7 @@ public final class LoginThrottle: Sendable {
     }
 }
 
-private struct CounterKey: Hashable, Sendable {
+struct CounterKey: Hashable, Sendable {
     var scope: ThrottleScope
     var key: String
     /// The overflow key of `scope` (see ``ThrottleTable``), which an attempt holds in flight
@@ -306,6 +394,8 @@ private enum Decision: Sendable {
     case queueFull(ThrottleScope)
     /// Something in flight settled: decide again.
     case retry
+    /// A failure was counted in the store while it was read: read it again.
+    case reread
     case gaveUp(timedOut: Bool)
 }
 
@@ -326,6 +416,22 @@ private struct State {
     var waiting: [UInt64: Waiter] = [:]
     var queued: [CounterKey: Int] = [:]
     var lastID: UInt64 = 0
+    /// Failures this process has counted in the store (shared counting), per bucket of keys: an
+    /// admission compares only those of its own keys, so failures of other keys do not make it
+    /// read again.
+    var sharedFailureBuckets = [UInt64](repeating: 0, count: 1024)
+
+    func sharedFailures(of keys: [CounterKey]) -> [UInt64] {
+        keys.map { sharedFailureBuckets[Self.bucket(of: $0)] }
+    }
+
+    mutating func countSharedFailure(of keys: [CounterKey]) {
+        for key in keys { sharedFailureBuckets[Self.bucket(of: key)] &+= 1 }
+    }
+
+    private static func bucket(of key: CounterKey) -> Int {
+        Int(UInt(bitPattern: key.hashValue) % 1024)
+    }
 
     init(maximumTrackedKeys: Int) {
         self.maximumTrackedKeys = maximumTrackedKeys
@@ -337,8 +443,10 @@ private struct State {
     }
 
     /// Admits, refuses or queues (keeping `continuation`) the attempt `id`.
+    /// `shared`: the failures the store counts for each key (shared counting); the tables then
+    /// hold only the failures the store could not count, and both count.
     mutating func decide(
-        id: UInt64, _ keys: [CounterKey], now: Double, policy: LoginThrottlePolicy,
+        id: UInt64, _ keys: [CounterKey], shared: [CounterKey: [Double]], now: Double, policy: LoginThrottlePolicy,
         continuation: CheckedContinuation<Decision, Never>
     ) -> Decision {
         let cutoff = now - Double(policy.window)
@@ -349,15 +457,20 @@ private struct State {
             let limit = policy.limit(for: counter.scope)
             let (times, overflows) = tables[counter.scope, default: ThrottleTable(maximum: maximumTrackedKeys)]
                 .times(of: counter.key, cutoff: cutoff)
-            if times.count >= limit {
-                let wait = times.time(whenBelow: limit) + Double(policy.window) - now
+            let sharedTimes = shared[counter] ?? []
+            let count = times.count + sharedTimes.count
+            if count >= limit {
+                let oldest =
+                    sharedTimes.isEmpty
+                    ? times.time(whenBelow: limit) : (Array(times.values) + sharedTimes).sorted()[count - limit]
+                let wait = oldest + Double(policy.window) - now
                 let retryAfter = max(1, Int(wait.rounded(.up)))
                 // The attempt may go once every counter has room: report the longest wait.
                 if retryAfter > refusal?.retryAfter ?? 0 { refusal = (counter.scope, retryAfter) }
                 continue
             }
             held.append(counter)
-            if times.count + inFlight[counter, default: 0] >= limit, busy == nil { busy = counter }
+            if count + inFlight[counter, default: 0] >= limit, busy == nil { busy = counter }
             if overflows {
                 // Its failure will count in the overflow key: attempts in flight there share its budget.
                 let shared = CounterKey.overflow(of: counter.scope)
@@ -454,6 +567,9 @@ struct FailureTimes {
             start = 0
         }
     }
+
+    /// The times, oldest first.
+    var values: ArraySlice<Double> { times[start...] }
 
     /// The time of the failure whose leaving brings the count below `limit`.
     func time(whenBelow limit: Int) -> Double {

@@ -49,41 +49,77 @@ public struct SessionRefreshThrottlePolicy: Sendable, Equatable {
 /// sessions renewed within the last window (each the fruit of a login); a session is forgotten
 /// once its window is empty, never while it still counts.
 ///
+/// Replicas (``ThrottleCounting/shared(_:)``): the renewals are counted in the store, inside the
+/// renewal's own serializable transaction (``check(sessionID:in:)``), so the limit holds exactly
+/// for the session whichever replicas its renewals reach, and a renewal that does not commit is
+/// not counted.
+///
 /// ```swift
-/// let throttle = SessionRefreshThrottle(policy: SessionRefreshThrottlePolicy(configuration), clock: SystemWallClock())
-/// try throttle.admit(sessionID: family.id)   // or 429
+/// let throttle = SessionRefreshThrottle(policy: SessionRefreshThrottlePolicy(configuration), clock: SystemWallClock(), counting: .inProcess)
+/// try await throttle.admit(sessionID: family.id)   // or 429
 /// ```
 public final class SessionRefreshThrottle: Sendable {
     public let policy: SessionRefreshThrottlePolicy
+    public let counting: ThrottleCounting
     private let clock: any WallClock
     private let state = Locked(State())
 
-    public init(policy: SessionRefreshThrottlePolicy, clock: any WallClock) {
+    /// The store's counter of this throttle.
+    static let sharedCounter = "refresh.session"
+
+    public init(policy: SessionRefreshThrottlePolicy, clock: any WallClock, counting: ThrottleCounting) {
         self.policy = policy
         self.clock = clock
+        self.counting = counting
     }
 
     /// Counts one renewal of the session, or refuses it.
     /// - Throws: ``BrokerError`` `too_many_attempts` whose `retryAfter` is the whole seconds
-    ///   until the session may be renewed again (at least 1).
-    public func admit(sessionID: String) throws {
+    ///   until the session may be renewed again (at least 1); a ``StoreError`` when shared
+    ///   counters cannot be used.
+    public func admit(sessionID: String) async throws {
         let now = clock.now().timeIntervalSince1970
+        if let counters = counting.sharedCounters {
+            let oldest = try await counters.admit(
+                sharedKey(sessionID), limit: policy.sessionLimit, at: now, cutoff: now - Double(policy.window),
+                maximumKeys: nil)
+            try refuseIfOver(oldest.map { wait(since: $0, now: now) })
+            return
+        }
         try refuseIfOver(state.withLock { $0.admit(sessionID, now: now, policy: policy) })
     }
 
-    /// Refuses a renewal over the limit, counting nothing: the check of a renewal that commits
-    /// in a store transaction, whose body may run more than once. ``record(sessionID:)`` counts
-    /// it once the renewal has committed.
+    /// The check of a renewal that commits in the store transaction `tx`, whose body may run more
+    /// than once: in this process, it refuses a renewal over the limit and counts nothing
+    /// (``record(sessionID:)`` counts it once the renewal has committed); with shared counting,
+    /// it counts the renewal in `tx` itself, so that it counts if and only if the renewal commits.
     /// - Throws: as ``admit(sessionID:)``.
-    public func check(sessionID: String) throws {
+    public func check(sessionID: String, in tx: any StoreTransaction) async throws {
         let now = clock.now().timeIntervalSince1970
+        if counting.sharedCounters != nil {
+            let oldest = try await StoreThrottleCounters.admit(
+                sharedKey(sessionID), limit: policy.sessionLimit, at: now, cutoff: now - Double(policy.window),
+                maximumKeys: nil, in: tx)
+            try refuseIfOver(oldest.map { wait(since: $0, now: now) })
+            return
+        }
         try refuseIfOver(state.withLock { $0.wait(sessionID, now: now, policy: policy) })
     }
 
-    /// Counts one renewal that ``check(sessionID:)`` let through and that has happened.
+    /// Counts one renewal that ``check(sessionID:in:)`` let through and that has committed (with
+    /// shared counting, the check counted it already).
     public func record(sessionID: String) {
+        guard counting.sharedCounters == nil else { return }
         let now = clock.now().timeIntervalSince1970
         state.withLock { $0.record(sessionID, now: now, policy: policy) }
+    }
+
+    private func sharedKey(_ sessionID: String) -> ThrottleCounterKey {
+        ThrottleCounterKey(counter: Self.sharedCounter, key: sessionID)
+    }
+
+    private func wait(since oldest: Double, now: Double) -> Int {
+        max(1, Int((oldest + Double(policy.window) - now).rounded(.up)))
     }
 
     private func refuseIfOver(_ retryAfter: Int?) throws {

@@ -263,6 +263,20 @@ enum Schema {
             ) STRICT
             """,
         ]),
+        // The throttle counters (StoreThrottleCounters): one row per counted attempt, its key a
+        // digest. Only replicas on PostgreSQL count here; the same step keeps both engines alike.
+        Migration(version: 12, statements: [
+            """
+            CREATE TABLE throttle_times (
+                id INTEGER PRIMARY KEY,
+                counter TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                counted_at REAL NOT NULL
+            ) STRICT
+            """,
+            "CREATE INDEX throttle_times_subject ON throttle_times (counter, subject, counted_at)",
+            "CREATE INDEX throttle_times_counted_at ON throttle_times (counter, counted_at)",
+        ]),
     ]
 }
 
