@@ -253,6 +253,8 @@ private struct StillServed: CopySource {
     let store: SQLiteStore
     init(_ store: SQLiteStore) { self.store = store }
 
+    var isSharedByReplicas: Bool { store.isSharedByReplicas }
+
     func copySnapshot(of tables: [CopiedTable]) async throws -> StoreCopySnapshot {
         let snapshot = try await store.copySnapshot(of: tables)
         _ = try await store.transaction { tx in try await tx.insertUser(StoreFixture.newUser("late")) }
