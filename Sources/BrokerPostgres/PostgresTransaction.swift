@@ -809,6 +809,17 @@ final class PostgresTransaction: StoreTransaction {
         }
     }
 
+    func renewalTimes(ofSessionHolding tokenHash: String, after date: Date) async throws -> [Date] {
+        try await self.execute(
+            """
+            SELECT renewal.used_at AS used_at FROM refresh_tokens AS presented
+            JOIN refresh_tokens AS renewal ON renewal.family_id = presented.family_id
+            WHERE presented.token_hash = \(tokenHash) AND renewal.used_at > \(date.timeIntervalSince1970)
+            ORDER BY renewal.used_at
+            """
+        ).map { try Row($0).date("used_at") }
+    }
+
     func markRefreshTokenUsed(hash: String, at date: Date) async throws {
         // The first use is kept: the grace window for concurrent refreshes counts from it.
         try await self.update(

@@ -783,6 +783,17 @@ final class SQLiteTransaction: StoreTransaction {
         ).first.map(Self.refreshToken(from:))
     }
 
+    func renewalTimes(ofSessionHolding tokenHash: String, after date: Date) async throws -> [Date] {
+        try await self.execute(
+            """
+            SELECT renewal.used_at AS used_at FROM refresh_tokens AS presented
+            JOIN refresh_tokens AS renewal ON renewal.family_id = presented.family_id
+            WHERE presented.token_hash = ? AND renewal.used_at > ? ORDER BY renewal.used_at
+            """,
+            [.text(tokenHash), .date(date)]
+        ).map { try $0.date("used_at") }
+    }
+
     func markRefreshTokenUsed(hash: String, at date: Date) async throws {
         // The first use is kept: the grace window for concurrent refreshes counts from it, and a
         // later call must not extend it.

@@ -239,28 +239,64 @@ extension StoreConformanceTests {
             clock.advance(by: 51)
             try await b.admit(clientIP: "203.0.113.9")
 
+            // Generation-2 renewals (no refresh tokens) count in the throttle counters.
+            let policy = SessionRefreshThrottlePolicy(window: 60, sessionLimit: 2)
+            let (first, second) = try await self.replicas {
+                SessionRefreshThrottle(policy: policy, clock: clock, counting: $0)
+            }
+            try await first.admit(sessionID: "session-1")
+            try await second.admit(sessionID: "session-1")
+            let refusedSession = await self.refusal { try await first.admit(sessionID: "session-1") }
+            XCTAssertEqual(refusedSession?.code, .tooManyAttempts)
+            try await second.admit(sessionID: "session-2")
+        }
+    }
+
+    /// A refresh-token renewal is judged from the uses of the session's tokens in the store,
+    /// whichever replica made them; renewals of other sessions and uses before the window do
+    /// not count, and a renewal that never committed left no use behind.
+    func testRefreshTokenRenewalsAreCountedFromTheSessionsTokenUsesOnEveryReplica() async throws {
+        try await self.onEveryEngine {
+            let clock = ManualWallClock(StoreFixture.date(1_800_000_000))
             let policy = SessionRefreshThrottlePolicy(window: 60, sessionLimit: 2)
             let stores = [try await self.makeStore(), try await self.makeStore()]
+            let (user, org) = try await StoreFixture.seedUserAndOrganization(stores[0])
             let renewals = stores.map {
                 SessionRefreshThrottle(policy: policy, clock: clock, counting: .shared(StoreThrottleCounters(store: $0)))
             }
-            struct Rollback: Error {}
-            // A renewal whose transaction rolls back is not counted.
-            _ = try? await stores[1].transaction { tx in
-                try await renewals[1].check(sessionID: "family-1", in: tx)
-                throw Rollback()
+            // A chain of tokens t0 → t1 → …, each renewal using the last one at replica (index % 2).
+            func issue(_ hash: String, family: String, at time: Date) async throws {
+                try await stores[0].transaction { tx in
+                    try await tx.insertRefreshToken(
+                        RefreshTokenRecord(tokenHash: hash, familyID: family, issuedAt: time, expiresAt: time.addingTimeInterval(3600)))
+                }
             }
-            for index in 0..<2 {
-                try await stores[index].transaction { tx in try await renewals[index].check(sessionID: "family-1", in: tx) }
-                renewals[index].record(sessionID: "family-1")
+            func renew(_ index: Int, _ presented: String, _ successor: String, family: String = "family-1") async throws {
+                try await renewals[index % 2].admitRenewal(ofTokenHash: presented)
+                let now = clock.now()
+                try await stores[index % 2].transaction { tx in try await tx.markRefreshTokenUsed(hash: presented, at: now) }
+                try await issue(successor, family: family, at: now)
             }
-            let refused = await self.refusal {
-                try await stores[1].transaction { tx in try await renewals[1].check(sessionID: "family-1", in: tx) }
+            for family in ["family-1", "family-2"] {
+                try await stores[0].transaction { tx in try await tx.insertRefreshFamily(StoreFixture.family(family, user: user, org: org)) }
             }
-            XCTAssertEqual(refused?.code, .tooManyAttempts)
-            try await renewals[0].admit(sessionID: "family-2")
+            try await issue("t0", family: "family-1", at: clock.now())
+            try await issue("u0", family: "family-2", at: clock.now())
+            // A use before the window counts for nothing once it has left it.
+            try await renew(0, "t0", "t1")
             clock.advance(by: 61)
-            try await renewals[0].admit(sessionID: "family-1")
+            try await renew(1, "t1", "t2")
+            clock.advance(by: 10)
+            try await renew(0, "t2", "t3")
+            let refused = await self.refusal { try await renewals[1].admitRenewal(ofTokenHash: "t3") }
+            XCTAssertEqual(refused?.code, .tooManyAttempts)
+            XCTAssertEqual(refused?.retryAfter, 50)
+            // Another session of the same account is not held back.
+            try await renew(1, "u0", "u1", family: "family-2")
+            // An unknown token is left to the renewal itself to refuse.
+            try await renewals[0].admitRenewal(ofTokenHash: "unknown")
+            clock.advance(by: 51)
+            try await renew(1, "t3", "t4")
         }
     }
 }

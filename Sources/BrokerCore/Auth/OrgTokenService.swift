@@ -114,6 +114,7 @@ public struct OrgTokenService: Sendable {
     private func rotateRefreshToken(_ presented: String) async throws -> TokenBundle {
         let now = clock.now()
         let (rotation, refreshThrottle) = (self.rotation, self.refreshThrottle)
+        try await refreshThrottle.admitRenewal(ofTokenHash: RefreshTokenRotation.hash(presented))
         let outcome = try await store.transaction { tx in
             try await rotation.rotate(presented, in: tx, now: now) { family in
                 guard let user = try await tx.user(id: family.userID), user.isActive else {

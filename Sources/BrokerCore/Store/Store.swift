@@ -185,6 +185,10 @@ public protocol StoreTransaction: Sendable {
     func insertRefreshToken(_ token: RefreshTokenRecord) async throws
     func refreshToken(hash: String) async throws -> RefreshTokenRecord?
     func markRefreshTokenUsed(hash: String, at date: Date) async throws
+    /// When the session (refresh family) holding the refresh token `tokenHash` was renewed after
+    /// `date`: the first uses of its refresh tokens, oldest first (each renewal uses one); empty
+    /// when no token has that hash.
+    func renewalTimes(ofSessionHolding tokenHash: String, after date: Date) async throws -> [Date]
     /// A user's refresh families (sessions), newest login first.
     func refreshFamilies(userID: Int64) async throws -> [RefreshFamily]
     /// Revokes every family of the user that is neither revoked nor expired at `date`; returns
