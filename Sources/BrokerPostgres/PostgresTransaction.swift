@@ -49,7 +49,7 @@ final class PostgresTransaction: StoreTransaction {
         }
         do {
             _ = try await self.raw(PostgresQuery(unsafeSQL: sql))
-        } catch let error as PSQLError where error.code != .server {
+        } catch let error where error is ConnectionClosedUnderStatement || (error as? PSQLError).map({ $0.code != .server }) == true {
             try? await self.connection.close()
             throw StaleConnection(error: PostgresErrors.storeError(error))
         } catch {
@@ -98,16 +98,46 @@ final class PostgresTransaction: StoreTransaction {
 
     // MARK: Execution
 
-    /// Sends one statement, bounded by the client-side deadline.
+    /// Sends one statement, bounded by the client-side deadline, and ended as soon as its
+    /// connection closes: postgres-nio does not always complete a statement whose connection
+    /// closed under it (a database shutdown), and a request waited for it forever
+    /// (`ReplicaFaultProcessTests`). The statement's own task is then left to end when it may.
     private func raw(_ query: PostgresQuery) async throws -> [PostgresRow] {
         let connection = self.connection
         // See rollbackStatement(): a statement sent on a closed connection would never complete.
-        guard !connection.isClosed else { throw StoreError.unavailable("database connection closed") }
-        let deadline = connection.eventLoop.scheduleTask(in: self.clientDeadline) {
-            connection.close().whenComplete { _ in }
+        guard !connection.isClosed else { throw ConnectionClosedUnderStatement() }
+        let (logger, clientDeadline) = (self.logger, self.clientDeadline)
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[PostgresRow], any Error>) in
+            let settled = Locked(false)
+            let watches = Locked<[@Sendable () -> Void]>([])
+            let settle: @Sendable (Result<[PostgresRow], any Error>) -> Void = { result in
+                let first = settled.withLock { done in
+                    defer { done = true }
+                    return !done
+                }
+                guard first else { return }
+                for cancel in watches.withLock({ $0 }) { cancel() }
+                continuation.resume(with: result)
+            }
+            let deadline = connection.eventLoop.scheduleTask(in: clientDeadline) {
+                connection.close().whenComplete { _ in }
+                settle(.failure(ConnectionClosedUnderStatement()))
+            }
+            let closed = connection.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { task in
+                if connection.isClosed {
+                    task.cancel()
+                    settle(.failure(ConnectionClosedUnderStatement()))
+                }
+            }
+            watches.withLock { $0 = [{ deadline.cancel() }, { closed.cancel() }] }
+            Task {
+                do {
+                    settle(.success(try await connection.query(query, logger: logger).collect()))
+                } catch {
+                    settle(.failure(error))
+                }
+            }
         }
-        defer { deadline.cancel() }
-        return try await connection.query(query, logger: self.logger).collect()
     }
 
     /// Runs one statement of the transaction.
@@ -1022,3 +1052,7 @@ struct Row {
     func stringList(_ column: String) throws -> [String] { try self.decode(column, as: [String].self) }
     func optionalStringList(_ column: String) throws -> [String]? { try self.decode(column, as: [String]?.self) }
 }
+
+/// The connection of a statement closed (or hit the client-side deadline) before the statement
+/// completed: a lost connection, as ``PostgresErrors/isConnectionLoss(_:)`` says.
+struct ConnectionClosedUnderStatement: Error {}
