@@ -85,7 +85,9 @@ start)
     # A restart keeps the port while it is free, so that clients (replicas under a fault test)
     # reconnect to the same URL.
     port=$(cat "$dir/port" 2>/dev/null || true)
-    if [[ -z "$port" ]] || ! python3 -c 'import socket, sys; s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$port" 2>/dev/null; then
+    # SO_REUSEADDR as PostgreSQL binds: the connections the stopped server closed leave the port
+    # in TIME_WAIT, which does not keep the server from listening on it again.
+    if [[ -z "$port" ]] || ! python3 -c 'import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' "$port" 2>/dev/null; then
         port=$(free_port)
     fi
     printf '%s\n' "$port" >"$dir/port"

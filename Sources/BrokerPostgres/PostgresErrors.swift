@@ -34,6 +34,7 @@ enum PostgresErrors {
     /// Whether `error` says the connection is gone (the server ended it: shutdown, a terminated
     /// backend, a failover; or the socket closed), as opposed to a refusal of the statement.
     static func isConnectionLoss(_ error: any Error) -> Bool {
+        if error is ConnectionClosedUnderStatement { return true }
         guard let error = error as? PSQLError else { return false }
         switch error.code {
         case .server:
@@ -55,6 +56,8 @@ enum PostgresErrors {
         switch error {
         case is StoreError, is CancellationError, is SerializationConflict:
             return error
+        case is ConnectionClosedUnderStatement:
+            return StoreError.unavailable("database connection closed under a statement")
         case let error as PSQLError:
             switch error.code {
             case .server:

@@ -33,7 +33,11 @@ import PostgresNIO
 /// **Bounded waits.** Waiting for a connection is bounded by the connect timeout, every statement
 /// by the statement timeout (on the server, `statement_timeout`; and on the client, which closes
 /// a connection whose server does not answer in time). A database that cannot be reached throws
-/// ``StoreError/unavailable(_:)``; the pool reconnects by itself when it is back.
+/// ``StoreError/unavailable(_:)``; the pool reconnects by itself when it is back. Once a wait for
+/// a connection has failed while the pool had room for one, the database is presumed down
+/// (``ConnectionBreaker``): transactions are refused at once, and every
+/// ``Settings/downRetryInterval`` one of them probes it again, so that a replica answers 503
+/// quickly while it is down and serves again as soon as it is back.
 ///
 /// **Values.** The same as SQLite's, so that both engines round-trip a value alike: dates as
 /// `DOUBLE PRECISION` seconds since 1970, booleans as `BOOLEAN`, lists of strings as `TEXT[]`,
@@ -51,10 +55,13 @@ public final class PostgresStore: Store {
         public var statementTimeout: Duration
         /// How many times a transaction runs at most when PostgreSQL aborts it for a conflict.
         public var maximumAttempts: Int
+        /// After a connection attempt failed, transactions are refused at once for this long,
+        /// then the next one probes the database again (``ConnectionBreaker``).
+        public var downRetryInterval: Duration
 
         public init(
             url: DatabaseURL, password: String? = nil, poolSize: Int = 10, connectTimeout: Duration = .seconds(5),
-            statementTimeout: Duration = .seconds(5), maximumAttempts: Int = 20
+            statementTimeout: Duration = .seconds(5), maximumAttempts: Int = 20, downRetryInterval: Duration = .seconds(1)
         ) {
             self.url = url
             self.password = password
@@ -62,6 +69,7 @@ public final class PostgresStore: Store {
             self.connectTimeout = connectTimeout
             self.statementTimeout = statementTimeout
             self.maximumAttempts = maximumAttempts
+            self.downRetryInterval = downRetryInterval
         }
     }
 
@@ -75,12 +83,17 @@ public final class PostgresStore: Store {
     private let isClosed = Locked(false)
     /// Transactions run again after a serialization failure or a deadlock (tests read it).
     let retries = Locked(0)
+    /// Whether the database is presumed down, so that requests are refused at once.
+    let breaker: ConnectionBreaker
 
     private init(client: PostgresClient, runTask: Task<Void, Never>, settings: Settings, logger: Logger) {
         self.client = client
         self.runTask = runTask
         self.settings = settings
         self.logger = logger
+        self.breaker = ConnectionBreaker(
+            poolSize: settings.poolSize, retryInterval: settings.downRetryInterval,
+            probeTimeout: settings.connectTimeout + .seconds(1))
     }
 
     /// Connects, and brings the schema up to date (once, whichever replica gets there first).
@@ -182,6 +195,11 @@ public final class PostgresStore: Store {
         while true {
             try Task.checkCancellation()
             guard !self.isClosed.withLock({ $0 }) else { throw StoreError.engine("store is closed") }
+            if case .refused(let since, let retryIn) = self.breaker.admit() {
+                throw StoreError.unavailable(
+                    "the database has not accepted a connection for \(Self.milliseconds(since)) ms "
+                        + "(next attempt in \(Self.milliseconds(retryIn)) ms)")
+            }
             do {
                 return try await PostgresTransactionContext.$openStores.withValue(enclosingStores.union([storeID])) {
                     try await self.attempt(readOnly: readOnly, body)
@@ -249,13 +267,15 @@ public final class PostgresStore: Store {
 
     /// Leases a connection for `body`, waiting at most the connect timeout for one.
     func withConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        try await Self.withConnection(of: self.client, timeout: self.settings.connectTimeout, body)
+        try await Self.withConnection(of: self.client, timeout: self.settings.connectTimeout, breaker: self.breaker, body)
     }
 
     /// Leases a connection of `client` for `body`, waiting at most `timeout` for one: the pool
     /// itself would wait for as long as the database stays unreachable.
+    /// `breaker` learns whether the database gave a connection.
     static func withConnection<T: Sendable>(
-        of client: PostgresClient, timeout: Duration, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+        of client: PostgresClient, timeout: Duration, breaker: ConnectionBreaker? = nil,
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
         let lease = Locked(LeaseState.waiting)
         return try await withThrowingTaskGroup(of: T?.self) { group in
@@ -266,6 +286,8 @@ public final class PostgresStore: Store {
                         state = .leased
                         return true
                     }
+                    breaker?.leased()
+                    defer { breaker?.returned() }
                     guard won else { throw StoreError.unavailable("no database connection in time") }
                     return try await body(connection)
                 }
@@ -294,7 +316,9 @@ public final class PostgresStore: Store {
                 // What the body threw is the caller's (an error of its own, a conflict to retry);
                 // only a failure to get a connection is translated here.
                 if lease.withLock({ $0 }) == .leased { throw error }
-                throw PostgresErrors.storeError(error)
+                let failure = PostgresErrors.storeError(error)
+                if case StoreError.unavailable = failure, !Task.isCancelled { breaker?.leaseFailed() }
+                throw failure
             }
             throw StoreError.engine("the connection lease ended without a result")
         }

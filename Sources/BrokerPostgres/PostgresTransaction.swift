@@ -44,9 +44,12 @@ final class PostgresTransaction: StoreTransaction {
     /// - Throws: ``StaleConnection`` when the connection turns out dead (the server restarted or
     ///   cut it while it sat in the pool): nothing was sent, the store may try another.
     func begin(_ sql: String) async throws {
+        guard !self.connection.isClosed else {
+            throw StaleConnection(error: StoreError.unavailable("database connection closed"))
+        }
         do {
             _ = try await self.raw(PostgresQuery(unsafeSQL: sql))
-        } catch let error as PSQLError where error.code != .server {
+        } catch let error where error is ConnectionClosedUnderStatement || (error as? PSQLError).map({ $0.code != .server }) == true {
             try? await self.connection.close()
             throw StaleConnection(error: PostgresErrors.storeError(error))
         } catch {
@@ -80,8 +83,12 @@ final class PostgresTransaction: StoreTransaction {
     }
 
     /// If `ROLLBACK` fails the connection's state is unknown: it is closed, and the pool opens
-    /// another.
+    /// another. On a closed connection there is nothing to roll back (the server did when the
+    /// connection ended), and postgres-nio never completes a statement sent on one: a request
+    /// waited forever for the `ROLLBACK` of a transaction cut by a database shutdown
+    /// (`ReplicaFaultProcessTests`).
     private func rollbackStatement() async {
+        guard !self.connection.isClosed else { return }
         do {
             _ = try await self.raw("ROLLBACK")
         } catch {
@@ -91,14 +98,46 @@ final class PostgresTransaction: StoreTransaction {
 
     // MARK: Execution
 
-    /// Sends one statement, bounded by the client-side deadline.
+    /// Sends one statement, bounded by the client-side deadline, and ended as soon as its
+    /// connection closes: postgres-nio does not always complete a statement whose connection
+    /// closed under it (a database shutdown), and a request waited for it forever
+    /// (`ReplicaFaultProcessTests`). The statement's own task is then left to end when it may.
     private func raw(_ query: PostgresQuery) async throws -> [PostgresRow] {
         let connection = self.connection
-        let deadline = connection.eventLoop.scheduleTask(in: self.clientDeadline) {
-            connection.close().whenComplete { _ in }
+        // See rollbackStatement(): a statement sent on a closed connection would never complete.
+        guard !connection.isClosed else { throw ConnectionClosedUnderStatement() }
+        let (logger, clientDeadline) = (self.logger, self.clientDeadline)
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[PostgresRow], any Error>) in
+            let settled = Locked(false)
+            let watches = Locked<[@Sendable () -> Void]>([])
+            let settle: @Sendable (Result<[PostgresRow], any Error>) -> Void = { result in
+                let first = settled.withLock { done in
+                    defer { done = true }
+                    return !done
+                }
+                guard first else { return }
+                for cancel in watches.withLock({ $0 }) { cancel() }
+                continuation.resume(with: result)
+            }
+            let deadline = connection.eventLoop.scheduleTask(in: clientDeadline) {
+                connection.close().whenComplete { _ in }
+                settle(.failure(ConnectionClosedUnderStatement()))
+            }
+            let closed = connection.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { task in
+                if connection.isClosed {
+                    task.cancel()
+                    settle(.failure(ConnectionClosedUnderStatement()))
+                }
+            }
+            watches.withLock { $0 = [{ deadline.cancel() }, { closed.cancel() }] }
+            Task {
+                do {
+                    settle(.success(try await connection.query(query, logger: logger).collect()))
+                } catch {
+                    settle(.failure(error))
+                }
+            }
         }
-        defer { deadline.cancel() }
-        return try await connection.query(query, logger: self.logger).collect()
     }
 
     /// Runs one statement of the transaction.
@@ -1110,3 +1149,7 @@ struct Row {
     func stringList(_ column: String) throws -> [String] { try self.decode(column, as: [String].self) }
     func optionalStringList(_ column: String) throws -> [String]? { try self.decode(column, as: [String]?.self) }
 }
+
+/// The connection of a statement closed (or hit the client-side deadline) before the statement
+/// completed: a lost connection, as ``PostgresErrors/isConnectionLoss(_:)`` says.
+struct ConnectionClosedUnderStatement: Error {}

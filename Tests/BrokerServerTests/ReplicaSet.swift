@@ -16,8 +16,9 @@ struct TestPostgresDatabase {
 
     static let adminURLVariable = "BROKER_TEST_POSTGRES_URL"
 
-    static func make() throws -> TestPostgresDatabase {
-        guard let adminURL = ProcessInfo.processInfo.environment[adminURLVariable], !adminURL.isEmpty else {
+    /// A new database on the server of `adminURL`, by default the shared test server.
+    static func make(adminURL: String? = nil) throws -> TestPostgresDatabase {
+        guard let adminURL = adminURL ?? ProcessInfo.processInfo.environment[adminURLVariable], !adminURL.isEmpty else {
             throw XCTSkip(
                 "no PostgreSQL for this test: run `make test`, or export \(adminURLVariable)=$(scripts/postgres-test-server.sh start DIR)")
         }
@@ -77,8 +78,9 @@ final class ReplicaSet: @unchecked Sendable {
 
     static let password = "correct horse battery staple"
 
-    init(extraConfig: String = "") throws {
-        database = try TestPostgresDatabase.make()
+    /// `adminURL`: another PostgreSQL server than the shared one (a fault test stopping it).
+    init(extraConfig: String = "", adminURL: String? = nil) throws {
+        database = try TestPostgresDatabase.make(adminURL: adminURL)
         self.extraConfig = extraConfig
         scratch = FileManager.default.temporaryDirectory.appendingPathComponent("broker-replicas-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
@@ -158,6 +160,10 @@ final class ReplicaSet: @unchecked Sendable {
     func stop() {
         for replica in replicas where replica.process.isRunning {
             replica.process.terminate()
+            // A replica that does not finish its graceful stop in time is killed, as a supervisor would.
+            let deadline = Date().addingTimeInterval(15)
+            while replica.process.isRunning && Date() < deadline { usleep(50_000) }
+            if replica.process.isRunning { Foundation.kill(replica.process.processIdentifier, SIGKILL) }
             replica.process.waitUntilExit()
         }
         for replica in replicas { replica.broker.cleanUp() }
@@ -171,6 +177,7 @@ final class ReplicaSet: @unchecked Sendable {
         var status: Int
         var body: [String: Any]
         var text: String
+        var retryAfter: String? = nil
         var error: String? { body["error"] as? String ?? body["code"] as? String }
     }
 
@@ -187,7 +194,10 @@ final class ReplicaSet: @unchecked Sendable {
         if let bearer { request.setValue("Bearer \(bearer)", forHTTPHeaderField: "Authorization") }
         let (data, response) = try await URLSession.shared.data(for: request)
         let body = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
-        return Answer(status: (response as! HTTPURLResponse).statusCode, body: body, text: String(decoding: data, as: UTF8.self))
+        let http = response as! HTTPURLResponse
+        return Answer(
+            status: http.statusCode, body: body, text: String(decoding: data, as: UTF8.self),
+            retryAfter: http.value(forHTTPHeaderField: "Retry-After"))
     }
 
     /// A generation-1 login at `port`: (access, refresh).
