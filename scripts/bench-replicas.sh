@@ -70,6 +70,18 @@ broker_in() {
   fi
 }
 
+# The same, replacing the calling (sub)shell: a function run in the background is a subshell of
+# its own, and `$!` must be the broker itself for stop_replicas to stop it.
+broker_exec() {
+  local dir=$1 engine=$2
+  shift 2
+  if [ "$engine" = postgres ]; then
+    BROKER_CONFIG=$dir/broker.yaml BROKER_DATABASE_URL=$database_url BROKER_KEY_ENCRYPTION_KEY_FILE=$work/kek exec "$broker" "$@"
+  else
+    BROKER_CONFIG=$dir/broker.yaml exec "$broker" "$@"
+  fi
+}
+
 # One user per client: logins of distinct users measure argon2id and the store, not the login
 # throttle's queue of one user's attempts in flight.
 seed() {
@@ -85,7 +97,7 @@ seed() {
 # command substitution: the server must be this shell's child, for stop_replicas).
 serve() {
   local dir=$1 engine=$2
-  broker_in "$dir" "$engine" serve --port 0 >"$dir/stdout" 2>"$dir/stderr" &
+  broker_exec "$dir" "$engine" serve --port 0 >"$dir/stdout" 2>"$dir/stderr" &
   pids+=($!)
   for _ in $(seq 1 600); do
     if port=$(grep -oE 'listening on http://127\.0\.0\.1:[0-9]+' "$dir/stdout" 2>/dev/null | grep -oE '[0-9]+$'); then
