@@ -61,13 +61,9 @@ extension DatabaseCommand {
                 LoggingBootstrap.run(configuration)
                 let logger = Logger(label: "broker")
                 let targetSettings = try self.targetSettings(configuration)
-                guard !configuration.keyEncryptionKeyFile.isEmpty else {
-                    throw ConfigurationError(
-                        "the key ring is sealed in the target under a key-encryption key: set key_encryption_key_file "
-                            + "(environment BROKER_KEY_ENCRYPTION_KEY_FILE) or give --key-encryption-key-file, the file "
-                            + "every replica will use (openssl rand -base64 32 > kek; chmod 600 kek)")
-                }
-                let kek = try KeyEncryptionKey(file: configuration.keyEncryptionKeyFile)
+                let kek = try KeyEncryptionKey.configured(
+                    in: configuration,
+                    because: "the key ring is sealed in the target under a key-encryption key (--key-encryption-key-file gives one)")
                 let source = try await self.openSource(configuration, kek: kek, logger: logger)
                 defer { source.lock?.release() }
                 let target: PostgresStore

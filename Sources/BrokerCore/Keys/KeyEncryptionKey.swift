@@ -28,6 +28,18 @@ public struct KeyEncryptionKey: Sendable, CustomStringConvertible {
         self.file = file
     }
 
+    /// The KEK `key_encryption_key_file` names. `purpose` says why one is needed, in the error
+    /// when the setting is empty.
+    /// - Throws: ``ConfigurationError``, as ``init(file:setting:)``.
+    public static func configured(in configuration: BrokerConfiguration, because purpose: String) throws -> KeyEncryptionKey {
+        guard !configuration.keyEncryptionKeyFile.isEmpty else {
+            throw ConfigurationError(
+                "\(purpose): set key_encryption_key_file (environment BROKER_KEY_ENCRYPTION_KEY_FILE) to a file holding "
+                    + "32 random bytes in base64, the same file on every replica (openssl rand -base64 32 > kek; chmod 600 kek)")
+        }
+        return try KeyEncryptionKey(file: configuration.keyEncryptionKeyFile)
+    }
+
     /// Reads the KEK from `file`. - Throws: ``ConfigurationError`` naming the file and what is
     /// wrong with it (never its contents).
     public init(file: String, setting: String = "key_encryption_key_file") throws {

@@ -57,13 +57,7 @@ public enum KeyRingPlacement: String, Sendable, Equatable {
         case .keysDirectory:
             return KeyDirectory(path: configuration.keysDirectory, clock: clock, logger: logger)
         case .database:
-            guard !configuration.keyEncryptionKeyFile.isEmpty else {
-                throw ConfigurationError(
-                    "the key ring is kept in the database, sealed: set key_encryption_key_file (environment "
-                        + "BROKER_KEY_ENCRYPTION_KEY_FILE) to a file holding 32 random bytes in base64, the same file on "
-                        + "every replica (openssl rand -base64 32 > kek; chmod 600 kek)")
-            }
-            let kek = try KeyEncryptionKey(file: configuration.keyEncryptionKeyFile)
+            let kek = try KeyEncryptionKey.configured(in: configuration, because: "the key ring is kept in the database, sealed")
             return DatabaseKeyRing(store: store, kek: kek, clock: clock, logger: logger)
         }
     }
