@@ -135,7 +135,7 @@ public struct OrgTokenService: Sendable {
                 let role = try await refreshedRole(of: user, in: organization, viaGitHub: viaGitHub, tx: tx)
                 // Last, and only a check: the renewal is counted once it has committed (this body
                 // may run more than once), so that only renewals that happened count.
-                try await refreshThrottle.check(sessionID: family.id, in: tx)
+                try refreshThrottle.check(sessionID: family.id)
                 return TokenIssuer.Grant.organization(
                     user: user, organization: organization, role: role, authenticatedAt: family.authenticatedAt,
                     authenticationMethods: family.authenticationMethods, identityProvider: viaGitHub ? "github" : "local",

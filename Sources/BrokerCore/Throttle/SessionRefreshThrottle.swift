@@ -99,7 +99,7 @@ public final class SessionRefreshThrottle: Sendable {
     /// With shared counting, the check of a refresh-token renewal before its transaction: refuses
     /// it when the session holding the presented token (by its hash) was renewed `sessionLimit`
     /// times within the window, counting the uses of its tokens in the store. In this process it
-    /// does nothing: ``check(sessionID:in:)`` judges.
+    /// does nothing: ``check(sessionID:)`` judges.
     /// - Throws: as ``admit(sessionID:)``.
     public func admitRenewal(ofTokenHash tokenHash: String) async throws {
         guard let counters = counting.sharedCounters else { return }
@@ -113,19 +113,19 @@ public final class SessionRefreshThrottle: Sendable {
         try refuseIfOver(wait(since: oldestCounted, now: now.timeIntervalSince1970))
     }
 
-    /// The check of a renewal that commits in the store transaction `tx`, whose body may run more
-    /// than once: in this process, it refuses a renewal over the limit and counts nothing
-    /// (``record(sessionID:)`` counts it once the renewal has committed). With shared counting
+    /// The check of a renewal inside its store transaction, whose body may run more than once: in
+    /// this process, it refuses a renewal over the limit and counts nothing (``record(sessionID:)``
+    /// counts it once the renewal has committed). With shared counting
     /// ``admitRenewal(ofTokenHash:)`` judged before the transaction, and the renewal's use of its
     /// token is its count.
-    public func check(sessionID: String, in tx: any StoreTransaction) async throws {
+    public func check(sessionID: String) throws {
         guard counting.sharedCounters == nil else { return }
         let now = clock.now().timeIntervalSince1970
         try refuseIfOver(state.withLock { $0.wait(sessionID, now: now, policy: policy) })
     }
 
-    /// Counts one renewal that ``check(sessionID:in:)`` let through and that has committed (with
-    /// shared counting, the check counted it already).
+    /// Counts one renewal that ``check(sessionID:)`` let through and that has committed (with
+    /// shared counting, its use of its refresh token is its count).
     public func record(sessionID: String) {
         guard counting.sharedCounters == nil else { return }
         let now = clock.now().timeIntervalSince1970
