@@ -45,9 +45,7 @@ final class ReplicaProcessTests: XCTestCase {
         let ports = try replicas.start(2)
         for round in 0..<8 {
             let tokens = try await ReplicaSet.login(ports[round % 2], "alice", "org1")
-            async let atFirst = ReplicaSet.refresh(ports[0], tokens.refresh)
-            async let atSecond = ReplicaSet.refresh(ports[1], tokens.refresh)
-            let answers = try await [atFirst, atSecond]
+            let answers = try await ReplicaSet.refreshAtOnce(at: ports[0], and: ports[1], tokens.refresh)
             let successes = answers.filter { $0.status == 200 }
             XCTAssertEqual(successes.count, 1, "round \(round): \(answers.map(\.status))")
             XCTAssertEqual(answers.filter { $0.status == 401 }.map(\.error), ["refresh_token_reused"], "round \(round)")
@@ -65,9 +63,7 @@ final class ReplicaProcessTests: XCTestCase {
         let ports = try replicas.start(2)
         for round in 0..<8 {
             let tokens = try await ReplicaSet.login(ports[round % 2], "alice", "org1")
-            async let atFirst = ReplicaSet.refresh(ports[0], tokens.refresh)
-            async let atSecond = ReplicaSet.refresh(ports[1], tokens.refresh)
-            let answers = try await [atFirst, atSecond]
+            let answers = try await ReplicaSet.refreshAtOnce(at: ports[0], and: ports[1], tokens.refresh)
             XCTAssertFalse(answers.contains { $0.status >= 500 }, "round \(round): \(answers.map(\.status))")
             let successors = Set(answers.compactMap { $0.body["refresh"] as? String })
             XCTAssertEqual(successors.count, 1, "round \(round): one successor, whichever replica answered")

@@ -212,4 +212,11 @@ final class ReplicaSet: @unchecked Sendable {
     static func refresh(_ port: Int, _ token: String) async throws -> Answer {
         try await call("POST", port, "/api/org_token/refresh/", json: #"{"refresh":"\#(token)"}"#)
     }
+
+    /// The same refresh token presented at two replicas at the same moment.
+    static func refreshAtOnce(at first: Int, and second: Int, _ token: String) async throws -> [Answer] {
+        async let atFirst = refresh(first, token)
+        async let atSecond = refresh(second, token)
+        return try await [atFirst, atSecond]
+    }
 }
