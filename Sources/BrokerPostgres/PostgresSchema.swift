@@ -175,6 +175,10 @@ enum PostgresSchema {
             // scanning every token of a long session.
             "CREATE INDEX refresh_tokens_family_used_at ON refresh_tokens (family_id, used_at)",
         ]),
+        // As SQLite's 13: a login attempt in flight holds its place in the counters.
+        PostgresMigration(version: 13, statements: [
+            "ALTER TABLE throttle_times ADD COLUMN held_until DOUBLE PRECISION",
+        ]),
     ]
 }
 

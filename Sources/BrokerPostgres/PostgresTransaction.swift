@@ -909,79 +909,96 @@ final class PostgresTransaction: StoreTransaction {
 
     // MARK: Throttle counters (see ``StoreThrottleCounters``)
 
-    func throttleTimes(_ keys: [ThrottleCounterKey], after cutoff: Date) async throws -> [ThrottleCounterKey: [Date]] {
+    func throttleTimes(_ keys: [ThrottleCounterKey], after cutoff: Date) async throws -> [ThrottleCounterKey: [ThrottleTime]] {
         guard !keys.isEmpty else { return [:] }
-        let counters = Array(Set(keys.map(\.counter)))
+        let counters = Array(Set(keys.map(\.counter.rawValue)))
         let subjects = Array(Set(keys.map(\.subject) + [ThrottleCounterKey.overflowSubject]))
-        var times: [ThrottleCounterKey: [Date]] = [:]
+        var times: [ThrottleCounterKey: [ThrottleTime]] = [:]
         // One round trip for every key of a login.
         for row in try await self.execute(
             """
-            SELECT counter, subject, counted_at FROM throttle_times
+            SELECT counter, subject, counted_at, held_until FROM throttle_times
             WHERE counter = ANY (\(counters)) AND subject = ANY (\(subjects))
             AND counted_at > \(cutoff.timeIntervalSince1970) ORDER BY counted_at, id
             """)
         {
             let row = Row(row)
-            times[ThrottleCounterKey(counter: try row.string("counter"), subject: try row.string("subject")), default: []]
-                .append(try row.date("counted_at"))
+            guard let counter = ThrottleCounter(rawValue: try row.string("counter")) else { continue }
+            times[ThrottleCounterKey(counter: counter, subject: try row.string("subject")), default: []]
+                .append(ThrottleTime(countedAt: try row.date("counted_at"), heldUntil: try row.optionalDate("held_until")))
         }
         return ThrottleCounterKey.counted(keys, from: times)
     }
 
-    func recordThrottleTime(_ keys: [ThrottleCounterKey], at now: Date, cutoff: Date, maximumKeys: Int?) async throws {
+    @discardableResult
+    func recordThrottleTime(
+        _ keys: [ThrottleCounterKey], at now: Date, cutoff: Date, maximumKeys: Int?, heldUntil: Date?
+    ) async throws -> [Int64] {
         let overflow = ThrottleCounterKey.overflowSubject
         let cutoff = cutoff.timeIntervalSince1970
+        var ids: [Int64] = []
         for key in keys {
+            let counter = key.counter.rawValue
             var subject = key.subject
             try await self.execute(
                 """
                 DELETE FROM throttle_times
-                WHERE counter = \(key.counter) AND subject = \(subject) AND counted_at <= \(cutoff)
+                WHERE counter = \(counter) AND subject = \(subject) AND counted_at <= \(cutoff)
                 """)
             let hasOwn = try await self.exists(
-                "SELECT 1 FROM throttle_times WHERE counter = \(key.counter) AND subject = \(subject) LIMIT 1")
+                "SELECT 1 FROM throttle_times WHERE counter = \(counter) AND subject = \(subject) LIMIT 1")
             if !hasOwn && !key.isOverflow {
                 // A new key: the counter forgets what left the window (only now, so that keys
                 // counting at once do not all delete the same rows), then finds it a place.
                 try await self.execute(
-                    "DELETE FROM throttle_times WHERE counter = \(key.counter) AND counted_at <= \(cutoff)")
+                    "DELETE FROM throttle_times WHERE counter = \(counter) AND counted_at <= \(cutoff)")
                 if let maximumKeys {
                     let tracked = try await self.execute(
                         """
                         SELECT COUNT(DISTINCT subject) AS tracked FROM throttle_times
-                        WHERE counter = \(key.counter) AND subject <> \(overflow)
+                        WHERE counter = \(counter) AND subject <> \(overflow)
                         """
                     ).first.map { try Row($0).int64("tracked") } ?? 0
                     if tracked >= Int64(maximumKeys) {
                         subject = overflow
                     } else {
-                        // Any of the overflow's times may have been this key's.
+                        // Any of the overflow's failures may have been this key's (a time still
+                        // held belongs to its attempt, which settles it where it is).
                         try await self.execute(
                             """
                             INSERT INTO throttle_times (counter, subject, counted_at)
                             SELECT counter, \(subject), counted_at FROM throttle_times
-                            WHERE counter = \(key.counter) AND subject = \(overflow)
+                            WHERE counter = \(counter) AND subject = \(overflow)
+                            AND (held_until IS NULL OR held_until <= \(now.timeIntervalSince1970))
                             """)
                     }
                 }
             }
-            try await self.execute(
+            let inserted = try await self.execute(
                 """
-                INSERT INTO throttle_times (counter, subject, counted_at)
-                VALUES (\(key.counter), \(subject), \(now.timeIntervalSince1970))
+                INSERT INTO throttle_times (counter, subject, counted_at, held_until)
+                VALUES (\(counter), \(subject), \(now.timeIntervalSince1970), \(heldUntil?.timeIntervalSince1970))
+                RETURNING id
                 """)
+            guard let row = inserted.first else { throw StoreError.engine("throttle_times: INSERT returned no id") }
+            ids.append(try Row(row).int64("id"))
         }
+        return ids
     }
 
-    func pruneThrottleTimes(counters: [String], before date: Date, limit: Int) async throws -> Int {
+    func deleteThrottleTimes(ids: [Int64]) async throws {
+        guard !ids.isEmpty else { return }
+        try await self.execute("DELETE FROM throttle_times WHERE id = ANY (\(ids))")
+    }
+
+    func pruneThrottleTimes(counters: [ThrottleCounter], before date: Date, limit: Int) async throws -> Int {
         var deleted = 0
         for counter in counters where deleted < limit {
             deleted += try await self.execute(
                 """
                 DELETE FROM throttle_times WHERE id IN (
                     SELECT id FROM throttle_times
-                    WHERE counter = \(counter) AND counted_at <= \(date.timeIntervalSince1970) LIMIT \(Int64(limit - deleted))
+                    WHERE counter = \(counter.rawValue) AND counted_at <= \(date.timeIntervalSince1970) LIMIT \(Int64(limit - deleted))
                 ) RETURNING id
                 """
             ).count
@@ -990,7 +1007,7 @@ final class PostgresTransaction: StoreTransaction {
     }
 
     func forgetThrottleKey(_ key: ThrottleCounterKey) async throws {
-        try await self.execute("DELETE FROM throttle_times WHERE counter = \(key.counter) AND subject = \(key.subject)")
+        try await self.execute("DELETE FROM throttle_times WHERE counter = \(key.counter.rawValue) AND subject = \(key.subject)")
     }
 
     // MARK: Pruning

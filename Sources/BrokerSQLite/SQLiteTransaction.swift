@@ -843,64 +843,80 @@ final class SQLiteTransaction: StoreTransaction {
 
     // MARK: Throttle counters (see ``StoreThrottleCounters``)
 
-    func throttleTimes(_ keys: [ThrottleCounterKey], after cutoff: Date) async throws -> [ThrottleCounterKey: [Date]] {
-        var times: [ThrottleCounterKey: [Date]] = [:]
+    func throttleTimes(_ keys: [ThrottleCounterKey], after cutoff: Date) async throws -> [ThrottleCounterKey: [ThrottleTime]] {
+        var times: [ThrottleCounterKey: [ThrottleTime]] = [:]
         for counter in Set(keys.map(\.counter)) {
             let subjects = Set(keys.filter { $0.counter == counter }.map(\.subject) + [ThrottleCounterKey.overflowSubject])
             let placeholders = Array(repeating: "?", count: subjects.count).joined(separator: ", ")
             for row in try await self.execute(
                 """
-                SELECT subject, counted_at FROM throttle_times
+                SELECT subject, counted_at, held_until FROM throttle_times
                 WHERE counter = ? AND subject IN (\(placeholders)) AND counted_at > ? ORDER BY counted_at, id
                 """,
-                [.text(counter)] + subjects.map { .text($0) } + [.date(cutoff)])
+                [.text(counter.rawValue)] + subjects.map { .text($0) } + [.date(cutoff)])
             {
                 times[ThrottleCounterKey(counter: counter, subject: try row.string("subject")), default: []]
-                    .append(try row.date("counted_at"))
+                    .append(ThrottleTime(countedAt: try row.date("counted_at"), heldUntil: try row.optionalDate("held_until")))
             }
         }
         return ThrottleCounterKey.counted(keys, from: times)
     }
 
-    func recordThrottleTime(_ keys: [ThrottleCounterKey], at now: Date, cutoff: Date, maximumKeys: Int?) async throws {
+    @discardableResult
+    func recordThrottleTime(
+        _ keys: [ThrottleCounterKey], at now: Date, cutoff: Date, maximumKeys: Int?, heldUntil: Date?
+    ) async throws -> [Int64] {
         let overflow = ThrottleCounterKey.overflowSubject
+        var ids: [Int64] = []
         for key in keys {
+            let counter = key.counter.rawValue
             var subject = key.subject
             _ = try await self.execute(
                 "DELETE FROM throttle_times WHERE counter = ? AND subject = ? AND counted_at <= ?",
-                [.text(key.counter), .text(subject), .date(cutoff)])
+                [.text(counter), .text(subject), .date(cutoff)])
             let hasOwn = try await self.exists(
-                "SELECT 1 FROM throttle_times WHERE counter = ? AND subject = ? LIMIT 1", [.text(key.counter), .text(subject)])
+                "SELECT 1 FROM throttle_times WHERE counter = ? AND subject = ? LIMIT 1", [.text(counter), .text(subject)])
             if !hasOwn && !key.isOverflow {
                 // A new key: the counter forgets what left the window (only now, so that keys
                 // counting at once do not all delete the same rows), then finds it a place.
                 _ = try await self.execute(
-                    "DELETE FROM throttle_times WHERE counter = ? AND counted_at <= ?", [.text(key.counter), .date(cutoff)])
+                    "DELETE FROM throttle_times WHERE counter = ? AND counted_at <= ?", [.text(counter), .date(cutoff)])
                 if let maximumKeys {
                     let tracked = try await self.execute(
                         "SELECT COUNT(DISTINCT subject) AS tracked FROM throttle_times WHERE counter = ? AND subject <> ?",
-                        [.text(key.counter), .text(overflow)]
+                        [.text(counter), .text(overflow)]
                     ).first?.int64("tracked") ?? 0
                     if tracked >= Int64(maximumKeys) {
                         subject = overflow
                     } else {
-                        // Any of the overflow's times may have been this key's.
+                        // Any of the overflow's failures may have been this key's (a time still
+                        // held belongs to its attempt, which settles it where it is).
                         _ = try await self.execute(
                             """
                             INSERT INTO throttle_times (counter, subject, counted_at)
-                            SELECT counter, ?, counted_at FROM throttle_times WHERE counter = ? AND subject = ?
+                            SELECT counter, ?, counted_at FROM throttle_times
+                            WHERE counter = ? AND subject = ? AND (held_until IS NULL OR held_until <= ?)
                             """,
-                            [.text(subject), .text(key.counter), .text(overflow)])
+                            [.text(subject), .text(counter), .text(overflow), .date(now)])
                     }
                 }
             }
-            _ = try await self.execute(
-                "INSERT INTO throttle_times (counter, subject, counted_at) VALUES (?, ?, ?)",
-                [.text(key.counter), .text(subject), .date(now)])
+            let inserted = try await self.execute(
+                "INSERT INTO throttle_times (counter, subject, counted_at, held_until) VALUES (?, ?, ?, ?) RETURNING id",
+                [.text(counter), .text(subject), .date(now), .date(heldUntil)])
+            guard let row = inserted.first else { throw StoreError.engine("throttle_times: INSERT returned no id") }
+            ids.append(try row.int64("id"))
+        }
+        return ids
+    }
+
+    func deleteThrottleTimes(ids: [Int64]) async throws {
+        for id in ids {
+            _ = try await self.execute("DELETE FROM throttle_times WHERE id = ?", [.id(id)])
         }
     }
 
-    func pruneThrottleTimes(counters: [String], before date: Date, limit: Int) async throws -> Int {
+    func pruneThrottleTimes(counters: [ThrottleCounter], before date: Date, limit: Int) async throws -> Int {
         var deleted = 0
         for counter in counters where deleted < limit {
             deleted += try await self.execute(
@@ -909,7 +925,7 @@ final class SQLiteTransaction: StoreTransaction {
                     SELECT id FROM throttle_times WHERE counter = ? AND counted_at <= ? LIMIT ?
                 ) RETURNING id
                 """,
-                [.text(counter), .date(date), .integer(SQLiteInt64(limit - deleted))]
+                [.text(counter.rawValue), .date(date), .integer(SQLiteInt64(limit - deleted))]
             ).count
         }
         return deleted
@@ -917,7 +933,7 @@ final class SQLiteTransaction: StoreTransaction {
 
     func forgetThrottleKey(_ key: ThrottleCounterKey) async throws {
         _ = try await self.execute(
-            "DELETE FROM throttle_times WHERE counter = ? AND subject = ?", [.text(key.counter), .text(key.subject)])
+            "DELETE FROM throttle_times WHERE counter = ? AND subject = ?", [.text(key.counter.rawValue), .text(key.subject)])
     }
 
     // MARK: Pruning

@@ -7,32 +7,33 @@ import XCTest
 /// methods (window, forgetting, the bound on keys and its overflow), then the throttles themselves
 /// on two stores on one database, standing for two replicas, with one injected clock.
 extension StoreConformanceTests {
-    private static let counter = "login.user"
+    private static let counter = ThrottleCounter.loginUser
 
-    private func key(_ name: String, _ counter: String = counter) -> ThrottleCounterKey {
+    private func key(_ name: String, _ counter: ThrottleCounter = counter) -> ThrottleCounterKey {
         ThrottleCounterKey(counter: counter, key: name)
     }
 
     private func record(_ store: any Store, _ keys: [ThrottleCounterKey], at time: Double, window: Double = 100, maximumKeys: Int? = nil)
         async throws
     {
-        try await store.transaction { tx in
+        _ = try await store.transaction { tx in
             try await tx.recordThrottleTime(
-                keys, at: StoreFixture.date(time), cutoff: StoreFixture.date(time - window), maximumKeys: maximumKeys)
+                keys, at: StoreFixture.date(time), cutoff: StoreFixture.date(time - window), maximumKeys: maximumKeys,
+                heldUntil: nil)
         }
     }
 
     /// Every time the store still holds for each key (expired or not), as seconds.
     private func stored(_ store: any Store, _ keys: [ThrottleCounterKey], after cutoff: Double = 0) async throws -> [ThrottleCounterKey: [Double]] {
         try await store.read { tx in
-            try await tx.throttleTimes(keys, after: StoreFixture.date(cutoff)).mapValues { $0.map(\.timeIntervalSince1970) }
+            try await tx.throttleTimes(keys, after: StoreFixture.date(cutoff)).mapValues { $0.map(\.countedAt.timeIntervalSince1970) }
         }
     }
 
     func testThrottleTimesCountTheWindowAndRecordingDeletesWhatLeftIt() async throws {
         try await self.onEveryEngine {
             let store = try await self.makeStore()
-            let (alice, bob, aliceElsewhere) = (key("alice"), key("bob"), key("alice", "login.ip"))
+            let (alice, bob, aliceElsewhere) = (key("alice"), key("bob"), key("alice", .loginIP))
             try await record(store, [alice, aliceElsewhere], at: 1000)
             try await record(store, [alice], at: 1010)
             try await record(store, [bob], at: 1020)
@@ -97,19 +98,19 @@ extension StoreConformanceTests {
             let day = Double(ThrottleCounting.longestWindow)
             // A counter that stopped counting: nothing records there again to delete its times.
             for index in 0..<5 {
-                try await record(store, [key("idle-\(index)", "github.ip")], at: 1_000 + Double(index), window: day)
+                try await record(store, [key("idle-\(index)", .gitHubIP)], at: 1_000 + Double(index), window: day)
             }
-            try await record(store, [key("recent", "login.ip")], at: 1_000 + day, window: day)
+            try await record(store, [key("recent", .loginIP)], at: 1_000 + day, window: day)
             let clock = ManualWallClock(StoreFixture.date(1_002.5 + day))
             let pruner = StoragePruner(store: store, clock: clock, leeway: 0, batchSize: 2, logger: StoreFixture.logger)
             try await pruner.prune()
-            let idle = (0..<5).map { key("idle-\($0)", "github.ip") }
-            let left = try await stored(store, idle + [key("recent", "login.ip")])
+            let idle = (0..<5).map { key("idle-\($0)", .gitHubIP) }
+            let left = try await stored(store, idle + [key("recent", .loginIP)])
             XCTAssertEqual(left.keys.count, 3, "the three still younger than a day, and the recent one: \(left)")
             XCTAssertNil(left[idle[0]])
             XCTAssertNil(left[idle[2]])
             XCTAssertEqual(left[idle[3]], [1_003])
-            XCTAssertEqual(left[key("recent", "login.ip")], [1_000 + day])
+            XCTAssertEqual(left[key("recent", .loginIP)], [1_000 + day])
         }
     }
 
@@ -194,6 +195,111 @@ extension StoreConformanceTests {
             XCTAssertEqual(evaluated, 4, "login_throttle_user_ip wrong passwords, however many arrive at once")
             XCTAssertEqual(throttle.attemptsInFlight, 0)
             XCTAssertEqual(throttle.waitingAttempts, 0)
+        }
+    }
+
+    func testHeldPlacesCountAgainstTheBudgetAndAsFailuresOnceTheirHoldEnds() async throws {
+        try await self.onEveryEngine {
+            let counters = StoreThrottleCounters(store: try await self.makeStore())
+            let budget = [ThrottleBudget(key: key("alice"), limit: 2)]
+            func hold(at time: Double) async throws -> ThrottleHold {
+                try await counters.hold(budget, at: time, cutoff: time - 60, until: time + 30, maximumKeys: 100)
+            }
+            guard case .held(let first, let failures) = try await hold(at: 1000) else { return XCTFail("room for two") }
+            XCTAssertEqual(failures, [0])
+            guard case .held(let second, _) = try await hold(at: 1001) else { return XCTFail("room for two") }
+            let busy = try await hold(at: 1002)
+            XCTAssertEqual(busy, .busy(index: 0), "two attempts in flight hold the budget")
+            try await counters.release(holding: first)
+            guard case .held(let third, _) = try await hold(at: 1003) else { return XCTFail("a released place is free again") }
+            try await counters.fail(holding: second, counting: [key("alice")], at: 1004, cutoff: 944, maximumKeys: 100)
+            let stillBusy = try await hold(at: 1005)
+            XCTAssertEqual(stillBusy, .busy(index: 0), "one failure and one attempt in flight")
+            let stored = try await stored(counters.store, [key("alice")])
+            XCTAssertEqual(stored[key("alice")], [1003, 1004], "the released place is gone, the failed one became a failure")
+            // Nobody settles the third place (its replica was killed): once its hold ends it is
+            // a failure, counted from its admission.
+            let full = try await hold(at: 1034)
+            XCTAssertEqual(full, .full(index: 0, oldest: 1003))
+            _ = third
+        }
+    }
+
+    func testConcurrentWrongPasswordsAtThreeReplicasAreEvaluatedExactlyUpToTheLimit() async throws {
+        try await self.onEveryEngine {
+            let clock = ManualWallClock(StoreFixture.date(1_800_000_000))
+            let policy = LoginThrottlePolicy(window: 60, userAndIPLimit: 4)
+            var throttles: [LoginThrottle] = []
+            for _ in 0..<3 {
+                throttles.append(
+                    LoginThrottle(
+                        policy: policy, clock: clock, counting: .shared(StoreThrottleCounters(store: try await self.makeStore()))))
+            }
+            let replicas = throttles
+            let evaluated = try await withThrowingTaskGroup(of: Bool.self) { group in
+                for index in 0..<30 {
+                    group.addTask {
+                        let throttle = replicas[index % 3]
+                        do {
+                            let attempt = try await throttle.admit(username: "alice", clientIP: "192.0.2.1")
+                            try await throttle.failed(attempt)
+                            return true
+                        } catch let error as BrokerError where error.code == .tooManyAttempts {
+                            return false
+                        }
+                    }
+                }
+                return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+            XCTAssertEqual(evaluated, 4, "login_throttle_user_ip wrong passwords in all, however many replicas they reach at once")
+            for throttle in replicas {
+                XCTAssertEqual(throttle.attemptsInFlight, 0)
+                XCTAssertEqual(throttle.waitingAttempts, 0)
+            }
+        }
+    }
+
+    func testRightPasswordsArrivingAtOnceAtTwoReplicasAllGetIn() async throws {
+        try await self.onEveryEngine {
+            let clock = ManualWallClock(StoreFixture.date(1_800_000_000))
+            let policy = LoginThrottlePolicy(window: 60, userAndIPLimit: 3)
+            let (a, b) = try await self.replicas { LoginThrottle(policy: policy, clock: clock, counting: $0) }
+            let admitted = try await withThrowingTaskGroup(of: Bool.self) { group in
+                for index in 0..<10 {
+                    group.addTask {
+                        let throttle = index % 2 == 0 ? a : b
+                        do {
+                            let attempt = try await throttle.admit(username: "alice", clientIP: "192.0.2.1")
+                            try await Task.sleep(for: .milliseconds(20))  // the hash
+                            await throttle.succeeded(attempt)
+                            return true
+                        } catch let error as BrokerError where error.code == .tooManyAttempts {
+                            return false
+                        }
+                    }
+                }
+                return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+            XCTAssertEqual(admitted, 10, "attempts in flight at the other replica are waited for, not counted as failures")
+        }
+    }
+
+    func testAPlaceHeldByAVanishedReplicaIsWaitedForThenCountsAsAFailure() async throws {
+        try await self.onEveryEngine {
+            let clock = ManualWallClock(StoreFixture.date(1_800_000_000))
+            let policy = LoginThrottlePolicy(window: 60, userAndIPLimit: 2, queueWait: .milliseconds(300))
+            let (gone, survivor) = try await self.replicas { LoginThrottle(policy: policy, clock: clock, counting: $0) }
+            // Two attempts admitted at a replica killed before it settled them.
+            _ = try await gone.admit(username: "alice", clientIP: "192.0.2.1")
+            _ = try await gone.admit(username: "alice", clientIP: "192.0.2.1")
+            let busy = await self.refusal { _ = try await survivor.admit(username: "alice", clientIP: "192.0.2.1") }
+            XCTAssertEqual(busy?.code, .tooManyAttempts, "they may still fail: waited for, then refused as busy")
+            XCTAssertEqual(busy?.retryAfter, 1)
+            clock.advance(by: LoginThrottle.attemptHold + 1)
+            let full = await self.refusal { _ = try await survivor.admit(username: "alice", clientIP: "192.0.2.1") }
+            XCTAssertEqual(full?.code, .tooManyAttempts, "past their hold, they count as failures: fail closed")
+            XCTAssertEqual(full?.retryAfter, 60 - Int(LoginThrottle.attemptHold) - 1)
+            XCTAssertEqual(survivor.waitingAttempts, 0)
         }
     }
 

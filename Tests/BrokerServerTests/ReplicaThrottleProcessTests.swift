@@ -68,6 +68,42 @@ final class ReplicaThrottleProcessTests: XCTestCase {
         XCTAssertEqual(clear, "0")
     }
 
+    /// Wrong passwords sent to three replicas at the same instant: exactly `login_throttle_user_ip`
+    /// of them are evaluated (401), every other one is refused (429), because an attempt holds
+    /// its place in the store's counters while its password is checked. Right passwords of
+    /// another account, sent at once over the same replicas, all get in: places held by attempts
+    /// in flight are waited for, not counted as failures.
+    func testSimultaneousLoginsAtThreeReplicasStayExactlyWithinTheLimit() async throws {
+        let replicas = try ReplicaSet(extraConfig: "login_throttle_user_ip: 4\nlogin_throttle_window: 600")
+        self.replicas = replicas
+        try replicas.seedMember("alice", of: "org1")
+        try replicas.seedMember("bob", of: "org1")
+        let ports = try replicas.start(3)
+        let wrong = #"{"username":"alice","password":"wrong password","org_name":"org1"}"#
+        let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+            for attempt in 0..<24 {
+                group.addTask { try await Self.post(ports[attempt % 3], "/api/org_token/", json: wrong).status }
+            }
+            return try await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        XCTAssertEqual(statuses.filter { $0 == 401 }.count, 4, "evaluated: \(statuses.sorted())")
+        XCTAssertEqual(statuses.filter { $0 == 429 }.count, 20, "refused: \(statuses.sorted())")
+        let stored = try replicas.database.query("SELECT COUNT(*) FROM throttle_times WHERE counter = 'login.user_ip'")
+        XCTAssertEqual(stored, "4", "one row per failure, no place left held")
+
+        let right = #"{"username":"bob","password":"\#(ReplicaSet.password)","org_name":"org1"}"#
+        let logins = try await withThrowingTaskGroup(of: Answer.self) { group in
+            for attempt in 0..<9 {
+                group.addTask { try await Self.post(ports[attempt % 3], "/api/org_token/", json: right) }
+            }
+            return try await group.reduce(into: [Answer]()) { $0.append($1) }
+        }
+        // The error codes only: a 200 carries tokens.
+        XCTAssertEqual(logins.map(\.status), Array(repeating: 200, count: 9), "\(logins.map { $0.error ?? "ok" })")
+        let held = try replicas.database.query("SELECT COUNT(*) FROM throttle_times WHERE held_until IS NOT NULL")
+        XCTAssertEqual(held, "0", "every place was settled")
+    }
+
     /// A session renewed round-robin over three replicas: `refresh_throttle_session` counts its
     /// renewals together (4 a minute: the SlideRule cadence's floor at the default lifetime).
     func testRenewalsOfOneSessionSpreadOverReplicasAreThrottledAsOne() async throws {

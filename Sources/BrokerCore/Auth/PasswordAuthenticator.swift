@@ -48,7 +48,7 @@ public struct PasswordAuthenticator: Sendable {
             outcome = try await check(username: username, password: password)
         } catch {
             // A store or pool failure says nothing about the password.
-            throttle.withdraw(attempt)
+            await throttle.withdrawn(attempt)
             throw error
         }
         switch outcome {
@@ -68,7 +68,7 @@ public struct PasswordAuthenticator: Sendable {
             throw Self.invalidCredentials
         case .disabled:
             // The right password: not a guess, whatever the account's state.
-            throttle.withdraw(attempt)
+            await throttle.withdrawn(attempt)
             throw BrokerError(.accountDisabled, "this account is disabled")
         case .valid(let user, let needsRehash, let encoded):
             await throttle.succeeded(attempt)

@@ -126,7 +126,7 @@ public struct StoragePruner: Sendable {
         while true {
             try Task.checkCancellation()
             let batch = try await store.transaction { tx in
-                try await tx.pruneThrottleTimes(counters: ThrottleCounting.storedCounters, before: cutoff, limit: limit)
+                try await tx.pruneThrottleTimes(counters: ThrottleCounter.allCases, before: cutoff, limit: limit)
             }
             deleted += batch
             if batch < limit { return deleted }

@@ -207,18 +207,25 @@ public protocol StoreTransaction: Sendable {
     /// `cutoff`, oldest first, or, for a key without times of its own in the window, the times
     /// of its counter's overflow key (``ThrottleCounterKey/overflow(of:)``). A key counting
     /// nothing is absent.
-    func throttleTimes(_ keys: [ThrottleCounterKey], after cutoff: Date) async throws -> [ThrottleCounterKey: [Date]]
+    func throttleTimes(_ keys: [ThrottleCounterKey], after cutoff: Date) async throws -> [ThrottleCounterKey: [ThrottleTime]]
     /// Counts `now` for each key, after deleting its times at or before `cutoff`. A key without
     /// times of its own first deletes every such time of its counter (so the table holds the
-    /// window, no more), then starts with its counter's overflow times, or, when `maximumKeys`
-    /// keys of its counter already hold times, counts in the overflow key instead (`nil`: no
-    /// bound, no overflow).
-    func recordThrottleTime(_ keys: [ThrottleCounterKey], at now: Date, cutoff: Date, maximumKeys: Int?) async throws
+    /// window, no more), then starts with its counter's overflow times that are not held (as
+    /// failures), or, when `maximumKeys` keys of its counter already hold times, counts in the
+    /// overflow key instead (`nil`: no bound, no overflow). `heldUntil`: an attempt in flight
+    /// holds the new times (``ThrottleTime/heldUntil``).
+    /// - Returns: the new times' ids, one per key, for ``deleteThrottleTimes(ids:)``.
+    @discardableResult
+    func recordThrottleTime(
+        _ keys: [ThrottleCounterKey], at now: Date, cutoff: Date, maximumKeys: Int?, heldUntil: Date?
+    ) async throws -> [Int64]
+    /// Deletes the times of these ids (an attempt in flight settled); ids already gone are skipped.
+    func deleteThrottleTimes(ids: [Int64]) async throws
     /// Forgets every time of `key` (a right password starts a pair afresh).
     func forgetThrottleKey(_ key: ThrottleCounterKey) async throws
     /// Deletes at most `limit` times, in all, at or before `date` of these counters (see
     /// ``StoragePruner``); returns how many.
-    func pruneThrottleTimes(counters: [String], before date: Date, limit: Int) async throws -> Int
+    func pruneThrottleTimes(counters: [ThrottleCounter], before date: Date, limit: Int) async throws -> Int
 
     // MARK: Pruning (see ``StoragePruner``)
     /// Deletes at most `limit` rows, in all, of what `cutoffs` says can no longer matter:

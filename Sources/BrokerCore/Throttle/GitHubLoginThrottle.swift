@@ -50,9 +50,6 @@ public final class GitHubLoginThrottle: Sendable {
     private let clock: any WallClock
     private let state: Locked<State>
 
-    /// The store's counter of this throttle.
-    static let sharedCounter = "github.ip"
-
     public init(policy: GitHubLoginThrottlePolicy, clock: any WallClock, counting: ThrottleCounting) {
         self.policy = policy
         self.clock = clock
@@ -70,7 +67,7 @@ public final class GitHubLoginThrottle: Sendable {
         let retryAfter: Int?
         if let counters = counting.sharedCounters {
             let oldest = try await counters.admit(
-                ThrottleCounterKey(counter: Self.sharedCounter, key: key), limit: policy.addressLimit, at: now,
+                ThrottleCounterKey(counter: .gitHubIP, key: key), limit: policy.addressLimit, at: now,
                 cutoff: now - Double(policy.window), maximumKeys: policy.maximumTrackedKeys)
             retryAfter = oldest.map { max(1, Int(($0 + Double(policy.window) - now).rounded(.up))) }
             if retryAfter != nil { state.withLock { $0.refusals += 1 } }

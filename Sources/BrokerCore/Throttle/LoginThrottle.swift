@@ -68,17 +68,16 @@ public struct LoginThrottlePolicy: Sendable, Equatable {
 }
 
 /// A login attempt ``LoginThrottle`` let through, in flight until the caller settles it exactly
-/// once: ``LoginThrottle/recordFailure(_:)`` for a wrong password,
-/// ``LoginThrottle/recordSuccess(_:)`` for a right one, ``LoginThrottle/withdraw(_:)`` for an
-/// outcome that says nothing about the password. Settling twice changes nothing.
+/// once: ``LoginThrottle/failed(_:)`` for a wrong password, ``LoginThrottle/succeeded(_:)`` for a
+/// right one, ``LoginThrottle/withdrawn(_:)`` for an outcome that says nothing about the password
+/// (or their synchronous forms in one process). Settling twice changes nothing.
 public struct LoginAttempt: Sendable {
     let id: UInt64
-    /// The shared (username, client IP) key, when the store counted failures for it at admission:
-    /// a right password forgets it (see ``LoginThrottle/succeeded(_:)``).
-    var sharedPair: ThrottleCounterKey? = nil
-    /// What the store counted for each scope at admission (shared counting): whether this
+    /// The times the attempt holds in the store's counters (shared counting), for settling.
+    var heldTimes: [Int64] = []
+    /// The failures the store counted for each scope at admission (shared counting): whether this
     /// failure fills a counter, for the log.
-    var sharedCounts: [ThrottleScope: Int] = [:]
+    var sharedFailures: [ThrottleScope: Int] = [:]
 }
 
 /// Counts failed logins per (username, client IP), per username and per client IP over a
@@ -104,15 +103,18 @@ public struct LoginAttempt: Sendable {
 /// its own while the overflow holds failures starts with them. Under such a flood new usernames
 /// (or addresses) are refused sooner than they would be alone, never later.
 ///
-/// Replicas (``ThrottleCounting/shared(_:)``): the failures are counted in the store, so every
-/// replica refuses at the same total; each admission reads them (one round trip) and each
-/// failure writes them, before the attempts waiting on this replica are woken. Attempts in flight
-/// are held per replica: replicas admitting attempts for one key at the same instant may together
-/// evaluate up to `limit` wrong passwords each before their failures are counted, so the bound
-/// across `R` replicas is `R × limit` per window for perfectly simultaneous bursts, and exactly
-/// `limit` for attempts that do not overlap. A store that cannot be read refuses the login
-/// (``StoreError``, `503 store_unavailable`); a failure the store cannot record still counts in
-/// this replica's memory.
+/// Replicas (``ThrottleCounting/shared(_:)``): the budget is kept in the store, so that it holds
+/// for every replica together, attempts arriving at several replicas at the same instant
+/// included. An admission, in one serializable transaction, reads the key's times and, if every
+/// counter has room, holds a place in each for the attempt in flight
+/// (``StoreThrottleCounters/hold(_:at:cutoff:until:maximumKeys:)``); a failure turns its places
+/// into failures, a right password or a withdrawal deletes them. An attempt that finds the budget
+/// held by attempts in flight (on any replica) waits, as in one process, woken by the ones
+/// settling here and reading the store again every ``sharedPollInterval`` for the others. A
+/// place still held ``attemptHold`` after its admission counts as a failure: its replica is
+/// presumed gone (killed mid-login), and the guess may have been evaluated. A store that cannot
+/// be read or written refuses the login (``StoreError``, `503 store_unavailable`); a failure the
+/// store could not count keeps its places held, which count as failures once the hold ends.
 ///
 /// ```swift
 /// let throttle = LoginThrottle(policy: LoginThrottlePolicy(configuration), clock: SystemWallClock(), counting: .inProcess)
@@ -132,18 +134,17 @@ public final class LoginThrottle: Sendable {
         state = Locked(State(maximumTrackedKeys: policy.maximumTrackedKeys))
     }
 
-    /// How many times an admission reads the shared counters again because a failure was counted
-    /// meanwhile, before it decides on what it read (past that, the replicas' bound applies).
-    static let maximumRereads = 8
+    /// How long a place held in the store for an attempt in flight counts only against the budget
+    /// (shared counting); past it, it counts as a failure. Far longer than a login takes (its
+    /// store calls are bounded by the connect and statement timeouts, the hash by the pool).
+    public static let attemptHold: Double = 30
 
-    /// The store's counter of `scope`.
-    static func sharedCounter(_ scope: ThrottleScope) -> String {
-        "login." + scope.rawValue
-    }
+    /// How often an attempt waiting for attempts in flight on other replicas reads the store again.
+    static let sharedPollInterval = Duration.milliseconds(100)
 
     /// The store's key of a counter of this throttle.
     static func sharedKey(_ counter: CounterKey) -> ThrottleCounterKey {
-        ThrottleCounterKey(counter: sharedCounter(counter.scope), key: counter.key)
+        ThrottleCounterKey(counter: .login(counter.scope), key: counter.key)
     }
 
     /// Admits an attempt (in flight until settled), waits for room while attempts in flight hold
@@ -158,74 +159,117 @@ public final class LoginThrottle: Sendable {
         let keys = Self.counterKeys(username: username, clientIP: clientIP).map { CounterKey(scope: $0.0, key: $0.1) }
         let deadline = ContinuousClock.now + policy.queueWait
         let id = state.withLock { state in state.newID() }
-        var sharedPair: ThrottleCounterKey?
-        var sharedCounts: [ThrottleScope: Int] = [:]
-        var rereads = 0
+        if let counters = counting.sharedCounters {
+            return try await admitShared(id: id, keys: keys, counters: counters, deadline: deadline)
+        }
         while true {
             try Task.checkCancellation()
             let now = clock.now().timeIntervalSince1970
-            var shared: [CounterKey: [Double]] = [:]
-            // A failure this process counts in the store while the store is read may be missing
-            // from what was read and no longer in flight here: then the store is read again.
-            var recordedBefore: [UInt64]?
-            if let counters = counting.sharedCounters {
-                recordedBefore = rereads < Self.maximumRereads ? state.withLock { $0.sharedFailures(of: keys) } : nil
-                let sharedKeys = keys.map(Self.sharedKey)
-                let times = try await counters.times(of: sharedKeys, after: now - Double(policy.window))
-                for (counter, sharedKey) in zip(keys, sharedKeys) { shared[counter] = times[sharedKey] }
-                sharedPair = keys.first { $0.scope == .userAndIP && shared[$0] != nil }.map(Self.sharedKey)
-                for counter in keys { sharedCounts[counter.scope] = shared[counter]?.count ?? 0 }
-            }
-            let decision: Decision = await withTaskCancellationHandler {
-                await withCheckedContinuation { continuation in
-                    let policy = self.policy
-                    let decision = self.state.withLock { state in
-                        if let recordedBefore, state.sharedFailures(of: keys) != recordedBefore { return Decision.reread }
-                        return state.decide(id: id, keys, shared: shared, now: now, policy: policy, continuation: continuation)
-                    }
-                    switch decision {
-                    case .queued:
-                        let remaining = deadline - ContinuousClock.now
-                        let timer = Task { [weak self] in
-                            try? await Task.sleep(for: remaining)
-                            if !Task.isCancelled { self?.wake(id, with: .gaveUp(timedOut: true)) }
-                        }
-                        self.state.withLock { state in state.setTimer(timer, of: id) }
-                    default:
-                        continuation.resume(returning: decision)
-                    }
-                }
-            } onCancel: {
-                self.wake(id, with: .gaveUp(timedOut: false))
+            let decision = await decideOrWait(id: id, keys: keys, deadline: deadline, poll: nil) { state, continuation in
+                state.decide(id: id, keys, now: now, policy: self.policy, continuation: continuation)
             }
             switch decision {
             case .admitted:
-                return LoginAttempt(id: id, sharedPair: sharedPair, sharedCounts: sharedCounts)
-            case .refused(let scope, let retryAfter):
-                BrokerMetrics.throttled(scope)
-                throw BrokerError(.tooManyAttempts, Self.explanation(scope, retryAfter: retryAfter), retryAfter: retryAfter)
-            case .queueFull(let scope):
-                BrokerMetrics.throttled(scope)
-                throw BrokerError(.tooManyAttempts, Self.busyExplanation(scope), retryAfter: 1)
-            case .gaveUp(let timedOut):
-                guard timedOut else { throw CancellationError() }
-                let scope = keys.first.map(\.scope) ?? .user
-                state.withLock { state in state.refusals[scope, default: 0] += 1 }
-                BrokerMetrics.throttled(scope)
-                throw BrokerError(.tooManyAttempts, Self.busyExplanation(scope), retryAfter: 1)
-            case .reread:
-                rereads += 1
-                continue
+                return LoginAttempt(id: id)
             case .retry, .queued:
                 continue
+            default:
+                try refuse(decision, keys: keys)
             }
         }
     }
 
+    /// ``admit(username:clientIP:)`` with the budget in the store: each round holds places in one
+    /// transaction, or finds the budget full (refused) or held by attempts in flight (waits).
+    private func admitShared(
+        id: UInt64, keys: [CounterKey], counters: StoreThrottleCounters, deadline: ContinuousClock.Instant
+    ) async throws -> LoginAttempt {
+        let budgets = keys.map { ThrottleBudget(key: Self.sharedKey($0), limit: policy.limit(for: $0.scope)) }
+        while true {
+            try Task.checkCancellation()
+            let now = clock.now().timeIntervalSince1970
+            let hold = try await counters.hold(
+                budgets, at: now, cutoff: now - Double(policy.window), until: now + Self.attemptHold,
+                maximumKeys: policy.maximumTrackedKeys)
+            switch hold {
+            case .held(let ids, let failures):
+                state.withLock { state in state.fly(id, keys) }
+                var counted: [ThrottleScope: Int] = [:]
+                for (counter, failures) in zip(keys, failures) { counted[counter.scope] = failures }
+                return LoginAttempt(id: id, heldTimes: ids, sharedFailures: counted)
+            case .full(let index, let oldest):
+                let retryAfter = max(1, Int((oldest + Double(policy.window) - now).rounded(.up)))
+                let scope = keys[index].scope
+                state.withLock { state in state.refusals[scope, default: 0] += 1 }
+                try refuse(.refused(scope, retryAfter: retryAfter), keys: keys)
+            case .busy:
+                // Woken by an attempt settling here, or after a poll interval for other replicas'.
+                let decision = await decideOrWait(id: id, keys: keys, deadline: deadline, poll: Self.sharedPollInterval) {
+                    state, continuation in
+                    state.queue(id: id, keys, policy: self.policy, continuation: continuation)
+                }
+                switch decision {
+                case .retry, .queued: continue
+                default: try refuse(decision, keys: keys)
+                }
+            }
+        }
+    }
+
+    /// Takes a decision under the lock (`decide`, which may keep the continuation to wait) and,
+    /// when it waits, sets its timer: the deadline, or `poll` (a waiter then decides again).
+    private func decideOrWait(
+        id: UInt64, keys: [CounterKey], deadline: ContinuousClock.Instant, poll: Duration?,
+        _ decide: @escaping @Sendable (inout State, CheckedContinuation<Decision, Never>) -> Decision
+    ) async -> Decision {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let decision = self.state.withLock { state in decide(&state, continuation) }
+                guard case .queued = decision else {
+                    continuation.resume(returning: decision)
+                    return
+                }
+                let remaining = deadline - ContinuousClock.now
+                let timer = Task { [weak self] in
+                    if let poll, poll < remaining {
+                        try? await Task.sleep(for: poll)
+                        if !Task.isCancelled { self?.wake(id, with: .retry) }
+                    } else {
+                        try? await Task.sleep(for: remaining)
+                        if !Task.isCancelled { self?.wake(id, with: .gaveUp(timedOut: true)) }
+                    }
+                }
+                self.state.withLock { state in state.setTimer(timer, of: id) }
+            }
+        } onCancel: {
+            self.wake(id, with: .gaveUp(timedOut: false))
+        }
+    }
+
+    /// Throws what a decision other than admitting or trying again means.
+    private func refuse(_ decision: Decision, keys: [CounterKey]) throws -> Never {
+        switch decision {
+        case .refused(let scope, let retryAfter):
+            BrokerMetrics.throttled(scope)
+            throw BrokerError(.tooManyAttempts, Self.explanation(scope, retryAfter: retryAfter), retryAfter: retryAfter)
+        case .queueFull(let scope):
+            BrokerMetrics.throttled(scope)
+            throw BrokerError(.tooManyAttempts, Self.busyExplanation(scope), retryAfter: 1)
+        case .gaveUp(let timedOut):
+            guard timedOut else { throw CancellationError() }
+            let scope = keys.first.map(\.scope) ?? .user
+            state.withLock { state in state.refusals[scope, default: 0] += 1 }
+            BrokerMetrics.throttled(scope)
+            throw BrokerError(.tooManyAttempts, Self.busyExplanation(scope), retryAfter: 1)
+        case .admitted, .queued, .retry:
+            preconditionFailure("not a refusal: \(decision)")
+        }
+    }
+
     /// The password was wrong (or the account unknown): the attempt becomes a failure in every
-    /// counter. With shared counting it is counted in the store, before the attempts waiting here
-    /// are woken (so that they read it); only a failure the store could not count is kept in this
-    /// process's memory, where it still counts.
+    /// counter. With shared counting its places in the store become failures, before the attempts
+    /// waiting here are woken (so that they read them); if the store cannot count it, its places
+    /// stay held, and count as failures once their hold ends.
     /// - Returns: as ``recordFailure(_:)``.
     /// - Throws: a ``StoreError`` when the store could not count it.
     @discardableResult
@@ -233,30 +277,60 @@ public final class LoginThrottle: Sendable {
         guard let counters = counting.sharedCounters else { return recordFailure(attempt) }
         guard let keys = state.withLock({ $0.inFlightAttempts[attempt.id] }) else { return [] }
         let now = clock.now().timeIntervalSince1970
+        let (cutoff, maximumKeys) = (now - Double(policy.window), policy.maximumTrackedKeys)
         do {
-            try await counters.record(
-                keys.filter { !$0.isOverflow }.map(Self.sharedKey), at: now, cutoff: now - Double(policy.window),
-                maximumKeys: policy.maximumTrackedKeys)
+            try await Self.uncancelled {
+                try await counters.fail(
+                    holding: attempt.heldTimes, counting: keys.map(Self.sharedKey), at: now, cutoff: cutoff,
+                    maximumKeys: maximumKeys)
+            }
         } catch {
-            recordFailure(attempt)
+            land(attempt)
             throw error
         }
-        state.withLock { $0.countSharedFailure(of: keys) }
-        withdraw(attempt)
+        land(attempt)
         return ThrottleScope.allCases.filter { scope in
-            guard let before = attempt.sharedCounts[scope] else { return false }
+            guard let before = attempt.sharedFailures[scope] else { return false }
             return before < policy.limit(for: scope) && before + 1 >= policy.limit(for: scope)
         }
     }
 
-    /// The password was right: as ``recordSuccess(_:)``, and the shared (username, client IP) key
-    /// is forgotten too. A store failure there is ignored: it leaves the pair stricter, never
-    /// looser.
+    /// The password was right: as ``recordSuccess(_:)``; with shared counting the attempt's places
+    /// are deleted and the shared (username, client IP) key forgotten. A store failure there is
+    /// ignored: it leaves the counters stricter (the places count as failures once their hold
+    /// ends), never looser.
     public func succeeded(_ attempt: LoginAttempt) async {
-        if let counters = counting.sharedCounters, let pair = attempt.sharedPair {
-            try? await counters.forget(pair)
+        guard let counters = counting.sharedCounters else { return recordSuccess(attempt) }
+        let pair = state.withLock { $0.inFlightAttempts[attempt.id] }?.first { $0.scope == .userAndIP }
+        try? await Self.uncancelled {
+            try await counters.release(holding: attempt.heldTimes, forgetting: pair.map(Self.sharedKey))
         }
         recordSuccess(attempt)
+    }
+
+    /// The attempt was no guess: as ``withdraw(_:)``, and with shared counting its places are
+    /// deleted before the attempts waiting here are woken (a store failure leaves them held, as in
+    /// ``succeeded(_:)``).
+    public func withdrawn(_ attempt: LoginAttempt) async {
+        if let counters = counting.sharedCounters, !attempt.heldTimes.isEmpty {
+            try? await Self.uncancelled { try await counters.release(holding: attempt.heldTimes) }
+        }
+        land(attempt)
+    }
+
+    /// Settles the attempt in this process and wakes those waiting on its keys.
+    private func land(_ attempt: LoginAttempt) {
+        let woken = state.withLock { state in
+            guard let keys = state.settle(attempt.id) else { return [Waiter]() }
+            return state.waiters(sharing: keys)
+        }
+        Self.resume(woken)
+    }
+
+    /// Runs `body` in a task of its own: settling an attempt in the store must not be cut short
+    /// because the request that made it was cancelled (a client that hung up).
+    private static func uncancelled(_ body: @escaping @Sendable () async throws -> Void) async throws {
+        try await Task { try await body() }.value
     }
 
     /// The password was wrong (or the account unknown): the attempt becomes a failure in every
@@ -296,13 +370,13 @@ public final class LoginThrottle: Sendable {
     }
 
     /// The attempt was no guess (a right password on a disabled account, a store failure, a
-    /// cancelled request): it no longer counts.
+    /// cancelled request): it no longer counts. With shared counting its places in the store are
+    /// deleted in the background (``withdrawn(_:)`` waits for that).
     public func withdraw(_ attempt: LoginAttempt) {
-        let woken = state.withLock { state in
-            guard let keys = state.settle(attempt.id) else { return [Waiter]() }
-            return state.waiters(sharing: keys)
+        if let counters = counting.sharedCounters, !attempt.heldTimes.isEmpty {
+            Task { try? await counters.release(holding: attempt.heldTimes) }
         }
-        Self.resume(woken)
+        land(attempt)
     }
 
     /// How many attempts `scope` refused since start (the decisive counter when several were full).
@@ -392,10 +466,9 @@ private enum Decision: Sendable {
     /// Waiting: the continuation is kept and resumed with `.retry` or `.gaveUp`.
     case queued
     case queueFull(ThrottleScope)
-    /// Something in flight settled: decide again.
+    /// Something in flight settled (or, with shared counting, it is time to read the store
+    /// again): decide again.
     case retry
-    /// A failure was counted in the store while it was read: read it again.
-    case reread
     case gaveUp(timedOut: Bool)
 }
 
@@ -416,22 +489,6 @@ private struct State {
     var waiting: [UInt64: Waiter] = [:]
     var queued: [CounterKey: Int] = [:]
     var lastID: UInt64 = 0
-    /// Failures this process has counted in the store (shared counting), per bucket of keys: an
-    /// admission compares only those of its own keys, so failures of other keys do not make it
-    /// read again.
-    var sharedFailureBuckets = [UInt64](repeating: 0, count: 1024)
-
-    func sharedFailures(of keys: [CounterKey]) -> [UInt64] {
-        keys.map { sharedFailureBuckets[Self.bucket(of: $0)] }
-    }
-
-    mutating func countSharedFailure(of keys: [CounterKey]) {
-        for key in keys { sharedFailureBuckets[Self.bucket(of: key)] &+= 1 }
-    }
-
-    private static func bucket(of key: CounterKey) -> Int {
-        Int(UInt(bitPattern: key.hashValue) % 1024)
-    }
 
     init(maximumTrackedKeys: Int) {
         self.maximumTrackedKeys = maximumTrackedKeys
@@ -443,10 +500,8 @@ private struct State {
     }
 
     /// Admits, refuses or queues (keeping `continuation`) the attempt `id`.
-    /// `shared`: the failures the store counts for each key (shared counting); the tables then
-    /// hold only the failures the store could not count, and both count.
     mutating func decide(
-        id: UInt64, _ keys: [CounterKey], shared: [CounterKey: [Double]], now: Double, policy: LoginThrottlePolicy,
+        id: UInt64, _ keys: [CounterKey], now: Double, policy: LoginThrottlePolicy,
         continuation: CheckedContinuation<Decision, Never>
     ) -> Decision {
         let cutoff = now - Double(policy.window)
@@ -457,20 +512,15 @@ private struct State {
             let limit = policy.limit(for: counter.scope)
             let (times, overflows) = tables[counter.scope, default: ThrottleTable(maximum: maximumTrackedKeys)]
                 .times(of: counter.key, cutoff: cutoff)
-            let sharedTimes = shared[counter] ?? []
-            let count = times.count + sharedTimes.count
-            if count >= limit {
-                let oldest =
-                    sharedTimes.isEmpty
-                    ? times.time(whenBelow: limit) : (Array(times.values) + sharedTimes).sorted()[count - limit]
-                let wait = oldest + Double(policy.window) - now
+            if times.count >= limit {
+                let wait = times.time(whenBelow: limit) + Double(policy.window) - now
                 let retryAfter = max(1, Int(wait.rounded(.up)))
                 // The attempt may go once every counter has room: report the longest wait.
                 if retryAfter > refusal?.retryAfter ?? 0 { refusal = (counter.scope, retryAfter) }
                 continue
             }
             held.append(counter)
-            if count + inFlight[counter, default: 0] >= limit, busy == nil { busy = counter }
+            if times.count + inFlight[counter, default: 0] >= limit, busy == nil { busy = counter }
             if overflows {
                 // Its failure will count in the overflow key: attempts in flight there share its budget.
                 let shared = CounterKey.overflow(of: counter.scope)
@@ -483,17 +533,31 @@ private struct State {
             return .refused(refusal.scope, retryAfter: refusal.retryAfter)
         }
         if busy != nil {
-            if let full = held.first(where: { queued[$0, default: 0] >= policy.queueLength }) {
-                refusals[full.scope, default: 0] += 1
-                return .queueFull(full.scope)
-            }
-            for counter in held { queued[counter, default: 0] += 1 }
-            waiting[id] = Waiter(keys: held, continuation: continuation)
-            return .queued
+            return queue(id: id, held, policy: policy, continuation: continuation)
         }
-        for counter in held { inFlight[counter, default: 0] += 1 }
-        inFlightAttempts[id] = held
+        fly(id, held)
         return .admitted
+    }
+
+    /// Keeps the attempt `id` waiting on `keys` (its continuation resumed when one of them
+    /// settles, or by its timer), unless as many wait on one of them as the queue takes.
+    mutating func queue(
+        id: UInt64, _ keys: [CounterKey], policy: LoginThrottlePolicy,
+        continuation: CheckedContinuation<Decision, Never>
+    ) -> Decision {
+        if let full = keys.first(where: { queued[$0, default: 0] >= policy.queueLength }) {
+            refusals[full.scope, default: 0] += 1
+            return .queueFull(full.scope)
+        }
+        for counter in keys { queued[counter, default: 0] += 1 }
+        waiting[id] = Waiter(keys: keys, continuation: continuation)
+        return .queued
+    }
+
+    /// Puts the attempt `id` in flight on `keys`.
+    mutating func fly(_ id: UInt64, _ keys: [CounterKey]) {
+        for counter in keys { inFlight[counter, default: 0] += 1 }
+        inFlightAttempts[id] = keys
     }
 
     /// Ends the attempt `id`'s flight; `nil` when it was settled already.

@@ -71,9 +71,6 @@ public final class SessionRefreshThrottle: Sendable {
     private let clock: any WallClock
     private let state = Locked(State())
 
-    /// The store's counter of this throttle.
-    static let sharedCounter = "refresh.session"
-
     public init(policy: SessionRefreshThrottlePolicy, clock: any WallClock, counting: ThrottleCounting) {
         self.policy = policy
         self.clock = clock
@@ -133,7 +130,7 @@ public final class SessionRefreshThrottle: Sendable {
     }
 
     private func sharedKey(_ sessionID: String) -> ThrottleCounterKey {
-        ThrottleCounterKey(counter: Self.sharedCounter, key: sessionID)
+        ThrottleCounterKey(counter: .refreshSession, key: sessionID)
     }
 
     private func wait(since oldest: Double, now: Double) -> Int {

@@ -280,6 +280,11 @@ enum Schema {
             // scanning every token of a long session.
             "CREATE INDEX refresh_tokens_family_used_at ON refresh_tokens (family_id, used_at)",
         ]),
+        // A login attempt in flight holds its place in the counters until it settles
+        // (ThrottleTime.heldUntil), so that replicas admitting at once stay within the limit.
+        Migration(version: 13, statements: [
+            "ALTER TABLE throttle_times ADD COLUMN held_until REAL",
+        ]),
     ]
 }
 
