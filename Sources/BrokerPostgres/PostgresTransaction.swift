@@ -49,7 +49,12 @@ final class PostgresTransaction: StoreTransaction {
         }
         do {
             _ = try await self.raw(PostgresQuery(unsafeSQL: sql))
-        } catch let error where error is ConnectionClosedUnderStatement || (error as? PSQLError).map({ $0.code != .server }) == true {
+        } catch let error
+            where PostgresErrors.isConnectionLoss(error) || (error as? PSQLError).map({ $0.code != .server }) == true
+        {
+            // Also the server's own word that it is ending the connection (57P01 from a backend
+            // being terminated: a failover, pg_terminate_backend), which can answer the BEGIN
+            // before the socket closes.
             try? await self.connection.close()
             throw StaleConnection(error: PostgresErrors.storeError(error))
         } catch {
