@@ -173,17 +173,25 @@ public final class PostgresStore: Store {
     public func transaction<T: Sendable>(
         _ body: @Sendable (any StoreTransaction) async throws -> T
     ) async throws -> T {
-        try await self.run(readOnly: false, body)
+        try await self.run("BEGIN ISOLATION LEVEL SERIALIZABLE", body)
+    }
+
+    /// At `READ COMMITTED`: the body serializes itself with locks (see ``Store/lockingTransaction(_:)``).
+    public func lockingTransaction<T: Sendable>(
+        _ body: @Sendable (any StoreTransaction) async throws -> T
+    ) async throws -> T {
+        try await self.run("BEGIN ISOLATION LEVEL READ COMMITTED", body)
     }
 
     public func read<T: Sendable>(
         _ body: @Sendable (any StoreTransaction) async throws -> T
     ) async throws -> T {
-        try await self.run(readOnly: true, body)
+        try await self.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", body)
     }
 
+    /// Runs `body` in a transaction begun by `begin`.
     private func run<T: Sendable>(
-        readOnly: Bool, _ body: @Sendable (any StoreTransaction) async throws -> T
+        _ begin: String, _ body: @Sendable (any StoreTransaction) async throws -> T
     ) async throws -> T {
         let storeID = ObjectIdentifier(self)
         let enclosingStores = PostgresTransactionContext.openStores
@@ -202,7 +210,7 @@ public final class PostgresStore: Store {
             }
             do {
                 return try await PostgresTransactionContext.$openStores.withValue(enclosingStores.union([storeID])) {
-                    try await self.attempt(readOnly: readOnly, body)
+                    try await self.attempt(begin, body)
                 }
             } catch let stale as StaleConnection {
                 // A pooled connection the server had cut (found at BEGIN, or under the body before
@@ -230,22 +238,21 @@ public final class PostgresStore: Store {
     /// One run of a transaction on a leased connection. Throws ``SerializationConflict`` when it
     /// must run again.
     private func attempt<T: Sendable>(
-        readOnly: Bool, _ body: @Sendable (any StoreTransaction) async throws -> T
+        _ begin: String, _ body: @Sendable (any StoreTransaction) async throws -> T
     ) async throws -> T {
         // The lease runs in a child task (to bound its wait), which outlives nothing: the body
         // does not escape this call.
         try await withoutActuallyEscaping(body) { body in
-            try await self.attempt(readOnly: readOnly, escaping: body)
+            try await self.attempt(begin, escaping: body)
         }
     }
 
     private func attempt<T: Sendable>(
-        readOnly: Bool, escaping body: @escaping @Sendable (any StoreTransaction) async throws -> T
+        _ begin: String, escaping body: @escaping @Sendable (any StoreTransaction) async throws -> T
     ) async throws -> T {
         try await self.withConnection { connection in
             let transaction = PostgresTransaction(connection: connection, store: self)
-            try await transaction.begin(
-                readOnly ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : "BEGIN ISOLATION LEVEL SERIALIZABLE")
+            try await transaction.begin(begin)
             let result: T
             do {
                 result = try await body(transaction)

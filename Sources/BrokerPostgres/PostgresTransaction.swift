@@ -914,6 +914,14 @@ final class PostgresTransaction: StoreTransaction {
 
     // MARK: Throttle counters (see ``StoreThrottleCounters``)
 
+    /// Transaction-scoped advisory locks, one per key, taken in one order so that two
+    /// transactions never wait for each other's.
+    func lockThrottleKeys(_ keys: [ThrottleCounterKey]) async throws {
+        for lock in Set(keys.map(\.lockID)).sorted() {
+            try await self.execute("SELECT pg_advisory_xact_lock(\(lock))")
+        }
+    }
+
     func throttleTimes(_ keys: [ThrottleCounterKey], after cutoff: Date) async throws -> [ThrottleCounterKey: [ThrottleTime]] {
         guard !keys.isEmpty else { return [:] }
         let counters = Array(Set(keys.map(\.counter.rawValue)))

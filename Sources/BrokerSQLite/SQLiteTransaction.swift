@@ -843,6 +843,9 @@ final class SQLiteTransaction: StoreTransaction {
 
     // MARK: Throttle counters (see ``StoreThrottleCounters``)
 
+    /// SQLite runs one write transaction at a time: nothing to wait for.
+    func lockThrottleKeys(_ keys: [ThrottleCounterKey]) async throws {}
+
     func throttleTimes(_ keys: [ThrottleCounterKey], after cutoff: Date) async throws -> [ThrottleCounterKey: [ThrottleTime]] {
         var times: [ThrottleCounterKey: [ThrottleTime]] = [:]
         for counter in Set(keys.map(\.counter)) {

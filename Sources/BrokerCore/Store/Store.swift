@@ -24,6 +24,16 @@ public protocol Store: Sendable {
         _ body: @Sendable (any StoreTransaction) async throws -> T
     ) async throws -> T
 
+    /// Runs `body` in one read-write transaction that serializes itself with locks
+    /// (``StoreTransaction/lockThrottleKeys(_:)``) instead of being aborted and run again when it
+    /// conflicts: on PostgreSQL at `READ COMMITTED`, each statement seeing what committed before
+    /// it, so a body that waited for a lock reads what the lock's holder wrote. For hot counters
+    /// that many requests change at once (``StoreThrottleCounters``), whose every read of shared
+    /// rows is under such a lock. SQLite runs every write transaction alone anyway.
+    func lockingTransaction<T: Sendable>(
+        _ body: @Sendable (any StoreTransaction) async throws -> T
+    ) async throws -> T
+
     /// What a returning GitHub user's login needs, read consistently and as cheaply as the
     /// engine allows (SQLite: one statement): the account linked to the GitHub user id, or else
     /// the one linked to the login (whose recorded id may be unknown or another one: the caller
@@ -64,6 +74,13 @@ extension Store {
             return AccountSnapshot(
                 user: user, memberships: memberships, organizations: try await tx.organizations(named: names))
         }
+    }
+
+    /// Engines that run write transactions one at a time need no other kind.
+    public func lockingTransaction<T: Sendable>(
+        _ body: @Sendable (any StoreTransaction) async throws -> T
+    ) async throws -> T {
+        try await transaction(body)
     }
 
     /// Engines without a separate read path read inside an ordinary transaction.
@@ -203,6 +220,9 @@ public protocol StoreTransaction: Sendable {
     func pruneRevokedAccessTokens(before date: Date) async throws
 
     // MARK: Throttle counters shared by replicas (see ``StoreThrottleCounters``)
+    /// Waits until no other transaction holds any of these keys, then holds them until this one
+    /// ends (see ``Store/lockingTransaction(_:)``). A no-op where write transactions run alone.
+    func lockThrottleKeys(_ keys: [ThrottleCounterKey]) async throws
     /// What each key counts within the window, as ``ThrottleTable`` counts it: its own times after
     /// `cutoff`, oldest first, or, for a key without times of its own in the window, the times
     /// of its counter's overflow key (``ThrottleCounterKey/overflow(of:)``). A key counting

@@ -109,6 +109,14 @@ public struct ThrottleCounterKey: Sendable, Hashable, CustomStringConvertible {
 
     public var isOverflow: Bool { subject == Self.overflowSubject }
 
+    /// The key as one 64-bit number (for a database's advisory locks, see
+    /// ``StoreTransaction/lockThrottleKeys(_:)``): bits of the SHA-256 of its counter and
+    /// subject, so that two keys share one only by a collision.
+    public var lockID: Int64 {
+        Digest.sha256(Array("throttle_times/\(counter.rawValue)/\(subject)".utf8)).prefix(8)
+            .reduce(Int64(0)) { ($0 << 8) | Int64($1) }
+    }
+
     public var description: String { "\(counter)/\(subject)" }
 
     /// What each of `keys` counts given the stored `times` of keys and overflow keys: its own
@@ -160,8 +168,11 @@ public enum ThrottleHold: Sendable, Equatable {
 /// the table to at most `(maximumKeys + 1) × limit` times per counter, and cannot escape the
 /// limit: it meets the overflow's.
 ///
-/// Every decision reads and counts in one serializable transaction, so a limit holds exactly for
-/// every replica together, attempts at the same instant included. Every failure is a store
+/// Every decision reads and counts in one transaction holding its keys' locks
+/// (``Store/lockingTransaction(_:)``), so a limit holds exactly for every replica together,
+/// attempts at the same instant included; attempts on one key wait for each other's
+/// transactions rather than abort them (PostgreSQL's serializable checks would abort all but one
+/// of the logins from one address arriving at once, and run them again). Every failure is a store
 /// error: the throttles let it through to the caller (`503 store_unavailable` for an unreachable
 /// database), so an attempt is refused, never let through uncounted.
 public struct StoreThrottleCounters: Sendable {
@@ -180,7 +191,8 @@ public struct StoreThrottleCounters: Sendable {
     ) async throws -> ThrottleHold {
         let keys = budgets.map(\.key)
         let moment = Date(timeIntervalSince1970: now)
-        return try await store.transaction { tx in
+        return try await store.lockingTransaction { tx in
+            try await tx.lockThrottleKeys(keys)
             let times = try await tx.throttleTimes(keys, after: Date(timeIntervalSince1970: cutoff))
             var full: (index: Int, oldest: Double)?
             var busy: Int?
@@ -210,7 +222,8 @@ public struct StoreThrottleCounters: Sendable {
     public func fail(
         holding ids: [Int64], counting keys: [ThrottleCounterKey], at now: Double, cutoff: Double, maximumKeys: Int?
     ) async throws {
-        try await store.transaction { tx in
+        try await store.lockingTransaction { tx in
+            try await tx.lockThrottleKeys(keys)
             try await tx.deleteThrottleTimes(ids: ids)
             try await tx.recordThrottleTime(
                 keys, at: Date(timeIntervalSince1970: now), cutoff: Date(timeIntervalSince1970: cutoff),
@@ -221,20 +234,22 @@ public struct StoreThrottleCounters: Sendable {
     /// The attempt holding `ids` was no failure: they are deleted, and `forgotten` (a pair whose
     /// password was right) with them.
     public func release(holding ids: [Int64], forgetting forgotten: ThrottleCounterKey? = nil) async throws {
-        try await store.transaction { tx in
+        try await store.lockingTransaction { tx in
+            if let forgotten { try await tx.lockThrottleKeys([forgotten]) }
             try await tx.deleteThrottleTimes(ids: ids)
             if let forgotten { try await tx.forgetThrottleKey(forgotten) }
         }
     }
 
-    /// In one transaction (exact across replicas: the store serializes it): counts `now` for
+    /// In one transaction (exact across replicas: it holds the key's lock): counts `now` for
     /// `key` unless it already counts `limit` times after `cutoff`.
     /// - Returns: `nil` when counted; else the time whose leaving the window brings the key
     ///   below `limit`.
     public func admit(
         _ key: ThrottleCounterKey, limit: Int, at now: Double, cutoff: Double, maximumKeys: Int?
     ) async throws -> Double? {
-        try await store.transaction { tx in
+        try await store.lockingTransaction { tx in
+            try await tx.lockThrottleKeys([key])
             let times = try await tx.throttleTimes([key], after: Date(timeIntervalSince1970: cutoff))[key] ?? []
             if times.count >= limit {
                 return times[times.count - limit].countedAt.timeIntervalSince1970
