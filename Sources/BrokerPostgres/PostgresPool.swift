@@ -55,7 +55,9 @@ final class PostgresPool: Sendable {
     private let retirementGrace: Duration
     private let state: Locked<State>
 
-    init(settings: PostgresStore.Settings, logger: Logger, retirementGrace: Duration = PostgresPool.defaultRetirementGrace) throws {
+    init(
+        settings: PostgresStore.Settings, logger: Logger, retirementGrace: Duration = PostgresPool.defaultRetirementGrace
+    ) throws {
         let configuration = try PostgresStore.clientConfiguration(settings)
         self.configuration = configuration
         self.tls = settings.url.socketDirectory == nil ? try PostgresStore.tlsConfiguration(settings.url) : nil

@@ -59,7 +59,8 @@ final class ConnectionBreakerTests: XCTestCase {
         advance(.seconds(1))
         XCTAssertEqual(breaker.admit(), .probe)
         advance(.seconds(5))
-        XCTAssertEqual(breaker.admit(), .refused(since: .seconds(6), retryIn: .zero), "the probe may still be waiting for its connect timeout")
+        XCTAssertEqual(
+            breaker.admit(), .refused(since: .seconds(6), retryIn: .zero), "the probe may still be waiting for its connect timeout")
         advance(.seconds(1))
         XCTAssertEqual(breaker.admit(), .probe, "the probe never reported: another one goes")
     }

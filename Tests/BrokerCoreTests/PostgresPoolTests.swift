@@ -61,7 +61,8 @@ final class PostgresPoolTests: XCTestCase {
     func testAProbeOfAClosedPortThrowsUnavailable() async throws {
         let port = try PostgresStoreTests.closedPort()
         let url = try DatabaseURL(parsing: "postgres://broker:Sup3rSecretPw@127.0.0.1:\(port)/broker")
-        let pool = try PostgresPool(settings: PostgresStore.Settings(url: url, connectTimeout: .seconds(2)), logger: StoreFixture.logger)
+        let settings = PostgresStore.Settings(url: url, connectTimeout: .seconds(2))
+        let pool = try PostgresPool(settings: settings, logger: StoreFixture.logger)
         do {
             try await pool.probe(timeout: .seconds(2))
             XCTFail("a probe connected to a closed port")
@@ -129,7 +130,8 @@ final class PostgresPoolTests: XCTestCase {
 
     private func unreachablePool(retirementGrace: Duration = PostgresPool.defaultRetirementGrace) throws -> PostgresPool {
         let url = try DatabaseURL(parsing: "postgres://broker@127.0.0.1:\(try PostgresStoreTests.closedPort())/broker")
-        return try PostgresPool(settings: PostgresStore.Settings(url: url), logger: StoreFixture.logger, retirementGrace: retirementGrace)
+        return try PostgresPool(
+            settings: PostgresStore.Settings(url: url), logger: StoreFixture.logger, retirementGrace: retirementGrace)
     }
 
     // MARK: The store's probe

@@ -294,7 +294,8 @@ final class ReplicaFaultProcessTests: XCTestCase {
         try server.start()
         let restarted = Date()
 
-        let recoveries = try await withThrowingTaskGroup(of: (index: Int, ready: Double, login: Double, status: Int, text: String).self) { group in
+        typealias Recovery = (index: Int, ready: Double, login: Double, status: Int, text: String)
+        let recoveries = try await withThrowingTaskGroup(of: Recovery.self) { group in
             for (index, port) in ports.enumerated() {
                 group.addTask {
                     var ready = false
