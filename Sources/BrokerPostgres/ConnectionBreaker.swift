@@ -7,15 +7,18 @@ import BrokerSync
 /// the pool tried to connect and could not (a pool whose every connection is busy is exhausted,
 /// not down, and says nothing about the database). While it stands, ``admit()`` refuses; after
 /// `retryInterval` the next transaction is let through alone as a probe (the others are still
-/// refused), and a connection leased by it or by any waiter clears the verdict.
+/// refused), and a connection leased by it or by any waiter clears the verdict. How the probe
+/// checks the database is the store's business (a direct connection, see ``PostgresPool``).
 ///
 /// ```swift
 /// let breaker = ConnectionBreaker(poolSize: 10, retryInterval: .seconds(1), probeTimeout: .seconds(5))
-/// guard case .admitted = breaker.admit() else { throw StoreError.unavailable("…") }
+/// if case .refused = breaker.admit() { throw StoreError.unavailable("…") }
 /// ```
 final class ConnectionBreaker: Sendable {
     enum Admission: Equatable {
         case admitted
+        /// Admitted while the database is presumed down: the one transaction that checks it.
+        case probe
         /// The database was found down `since` ago; the next probe is due in `retryIn`.
         case refused(since: Duration, retryIn: Duration)
     }
@@ -60,13 +63,13 @@ final class ConnectionBreaker: Sendable {
             case .down(let since, let retryAt):
                 guard now >= retryAt else { return .refused(since: since.duration(to: now), retryIn: now.duration(to: retryAt)) }
                 state.verdict = .probing(since: since, started: now)
-                return .admitted
+                return .probe
             case .probing(let since, let started):
                 guard started.duration(to: now) >= self.probeTimeout else {
                     return .refused(since: since.duration(to: now), retryIn: .zero)
                 }
                 state.verdict = .probing(since: since, started: now)
-                return .admitted
+                return .probe
             }
         }
     }

@@ -36,8 +36,10 @@ import PostgresNIO
 /// ``StoreError/unavailable(_:)``; the pool reconnects by itself when it is back. Once a wait for
 /// a connection has failed while the pool had room for one, the database is presumed down
 /// (``ConnectionBreaker``): transactions are refused at once, and every
-/// ``Settings/downRetryInterval`` one of them probes it again, so that a replica answers 503
-/// quickly while it is down and serves again as soon as it is back.
+/// ``Settings/downRetryInterval`` one of them probes it again with a direct connection, so that a
+/// replica answers 503 quickly while it is down and serves again as soon as it is back. A probe
+/// that connects replaces the pool (``PostgresPool``), whose own reconnection attempts may be a
+/// minute apart after a long outage.
 ///
 /// **Values.** The same as SQLite's, so that both engines round-trip a value alike: dates as
 /// `DOUBLE PRECISION` seconds since 1970, booleans as `BOOLEAN`, lists of strings as `TEXT[]`,
@@ -76,8 +78,8 @@ public final class PostgresStore: Store {
     /// The newest schema version this code knows. A database at a newer version refuses to open.
     public static var latestSchemaVersion: Int { PostgresSchema.migrations.last?.version ?? 0 }
 
-    let client: PostgresClient
-    private let runTask: Task<Void, Never>
+    /// The pool of connections, replaced when a probe finds the database back.
+    let pool: PostgresPool
     let settings: Settings
     let logger: Logger
     private let isClosed = Locked(false)
@@ -86,9 +88,8 @@ public final class PostgresStore: Store {
     /// Whether the database is presumed down, so that requests are refused at once.
     let breaker: ConnectionBreaker
 
-    private init(client: PostgresClient, runTask: Task<Void, Never>, settings: Settings, logger: Logger) {
-        self.client = client
-        self.runTask = runTask
+    private init(pool: PostgresPool, settings: Settings, logger: Logger) {
+        self.pool = pool
         self.settings = settings
         self.logger = logger
         self.breaker = ConnectionBreaker(
@@ -104,9 +105,7 @@ public final class PostgresStore: Store {
     }
 
     static func open(_ settings: Settings, logger: Logger, migrations: [PostgresMigration]) async throws -> PostgresStore {
-        let client = PostgresClient(configuration: try Self.clientConfiguration(settings), backgroundLogger: logger)
-        let runTask = Task { await client.run() }
-        let store = PostgresStore(client: client, runTask: runTask, settings: settings, logger: logger)
+        let store = PostgresStore(pool: try PostgresPool(settings: settings, logger: logger), settings: settings, logger: logger)
         do {
             try await PostgresMigrator(migrations: migrations, logger: logger).migrate(store)
             return store
@@ -127,7 +126,7 @@ public final class PostgresStore: Store {
         } else {
             configuration = PostgresClient.Configuration(
                 host: url.host, port: url.port, username: url.user, password: password, database: url.database,
-                tls: try Self.tls(url))
+                tls: try Self.tlsConfiguration(url).map { .require($0) } ?? .disable)
         }
         configuration.options.maximumConnections = max(1, settings.poolSize)
         configuration.options.minimumConnections = 0
@@ -142,14 +141,15 @@ public final class PostgresStore: Store {
         return configuration
     }
 
-    private static func tls(_ url: DatabaseURL) throws -> PostgresClient.Configuration.TLS {
+    /// The TLS settings of a TCP connection to `url`; `nil` for none.
+    static func tlsConfiguration(_ url: DatabaseURL) throws -> TLSConfiguration? {
         switch url.tlsMode {
         case .disable:
-            return .disable
+            return nil
         case .require:
             var tls = TLSConfiguration.makeClientConfiguration()
             tls.certificateVerification = .none
-            return .require(tls)
+            return tls
         case .verifyFull:
             var tls = TLSConfiguration.makeClientConfiguration()
             tls.certificateVerification = .fullVerification
@@ -159,7 +159,7 @@ public final class PostgresStore: Store {
                 }
                 tls.trustRoots = .file(path)
             }
-            return .require(tls)
+            return tls
         }
     }
 
@@ -203,7 +203,12 @@ public final class PostgresStore: Store {
         while true {
             try Task.checkCancellation()
             guard !self.isClosed.withLock({ $0 }) else { throw StoreError.engine("store is closed") }
-            if case .refused(let since, let retryIn) = self.breaker.admit() {
+            switch self.breaker.admit() {
+            case .admitted:
+                break
+            case .probe:
+                try await self.probe()
+            case .refused(let since, let retryIn):
                 throw StoreError.unavailable(
                     "the database has not accepted a connection for \(Self.milliseconds(since)) ms "
                         + "(next attempt in \(Self.milliseconds(retryIn)) ms)")
@@ -272,9 +277,30 @@ public final class PostgresStore: Store {
         }
     }
 
+    /// The down verdict's probe, before the transaction that carries it: a direct connection,
+    /// which the pool's backoff does not hold back. When it connects, the pool, which could not,
+    /// is replaced, and the transaction leases from the new one (ending the verdict). When it
+    /// does not, the verdict stands for another retry interval.
+    private func probe() async throws {
+        do {
+            try await self.pool.probe(timeout: self.settings.connectTimeout)
+        } catch {
+            if Task.isCancelled { throw PostgresErrors.storeError(error) }
+            self.breaker.leaseFailed()
+            // Refused (a password, TLS) or not reachable: unavailable either way, as a wait for a
+            // pooled connection that fails so ends.
+            let failure = PostgresErrors.storeError(error)
+            if case StoreError.unavailable = failure { throw failure }
+            throw StoreError.unavailable("no database connection: \(failure)")
+        }
+        self.pool.replace()
+    }
+
     /// Leases a connection for `body`, waiting at most the connect timeout for one.
     func withConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        try await Self.withConnection(of: self.client, timeout: self.settings.connectTimeout, breaker: self.breaker, body)
+        try await self.pool.withClient { client in
+            try await Self.withConnection(of: client, timeout: self.settings.connectTimeout, breaker: self.breaker, body)
+        }
     }
 
     /// Leases a connection of `client` for `body`, waiting at most `timeout` for one: the pool
@@ -336,7 +362,8 @@ public final class PostgresStore: Store {
     /// Replicas share the database.
     public var isSharedByReplicas: Bool { true }
 
-    /// Closes the pool. Later transactions throw; closing again does nothing.
+    /// Closes the pool (and any replaced one still running). Later transactions throw; closing
+    /// again does nothing.
     public func close() async throws {
         guard !PostgresTransactionContext.openStores.contains(ObjectIdentifier(self)) else {
             throw StoreError.engine("cannot close the store from inside one of its transactions")
@@ -346,12 +373,7 @@ public final class PostgresStore: Store {
             return closed
         }
         guard !wasClosed else { return }
-        self.runTask.cancel()
-        await self.runTask.value
-    }
-
-    deinit {
-        self.runTask.cancel()
+        await self.pool.close()
     }
 
     // MARK: Diagnostics (internal, used by tests)

@@ -263,6 +263,77 @@ final class ReplicaFaultProcessTests: XCTestCase {
             }
         }
     }
+
+    // MARK: PostgreSQL down for long
+
+    /// PostgreSQL stopped for 23 s under two replicas, then started again. A connection pool that
+    /// kept failing backs its attempts off 1.25 times longer each time (100 ms at first; after
+    /// 23 s about 6 s apart), so a replica waiting for its pool could stay unready for seconds
+    /// after the database's return. Every replica must be ready (`/readyz` 200) within 3 s of it
+    /// instead, and serve a login right after: the down verdict's probe (one a second) connects
+    /// directly and replaces a pool that has not reconnected (one warning in the log).
+    func testAfterALongOutageEveryReplicaServesAgainWithinThreeSecondsOfPostgreSQLsReturn() async throws {
+        let server = try OwnPostgresServer()
+        defer { server.destroy() }
+        let replicas = try ReplicaSet(
+            extraConfig: "key_reload_interval: 1\ndatabase_connect_timeout: 2", adminURL: server.adminURL)
+        defer { replicas.stop() }
+        try replicas.seedMember("alice", of: "org1")
+        let ports = try replicas.start(2)
+        for port in ports { _ = try await ReplicaSet.login(port, "alice", "org1") }
+
+        try server.stop()
+        let stopped = ContinuousClock.now
+        for port in ports {
+            let ready = try await ReplicaSet.call("GET", port, "/readyz")
+            XCTAssertEqual(ready.status, 503, "/readyz while the database is down: \(ready.text)")
+        }
+        // Down long enough for the pools' backoff to grow to seconds (each replica reloads its
+        // keys every second meanwhile, so each holds the down verdict).
+        try await Task.sleep(until: stopped.advanced(by: .seconds(23)), clock: .continuous)
+        try server.start()
+        let restarted = Date()
+
+        typealias Recovery = (index: Int, ready: Double, login: Double, status: Int, text: String)
+        let recoveries = try await withThrowingTaskGroup(of: Recovery.self) { group in
+            for (index, port) in ports.enumerated() {
+                group.addTask {
+                    var ready = false
+                    while !ready && Date().timeIntervalSince(restarted) < 15 {
+                        ready = try await ReplicaSet.call("GET", port, "/readyz").status == 200
+                        if !ready { try await Task.sleep(for: .milliseconds(50)) }
+                    }
+                    let readyAfter = Date().timeIntervalSince(restarted)
+                    let login = try await ReplicaSet.call(
+                        "POST", port, "/api/org_token/",
+                        json: #"{"username":"alice","password":"\#(ReplicaSet.password)","org_name":"org1"}"#)
+                    return (index, readyAfter, Date().timeIntervalSince(restarted), login.status, login.text)
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }.sorted { $0.index < $1.index }
+        }
+        print(
+            "database down 23 s; after its return, replicas ready in "
+                + recoveries.map { String(format: "%.2f", $0.ready) }.joined(separator: ", ")
+                + " s, logins answered in " + recoveries.map { String(format: "%.2f", $0.login) }.joined(separator: ", ") + " s")
+        for recovery in recoveries {
+            XCTAssertEqual(recovery.status, 200, "replica \(recovery.index): a login after the outage: \(recovery.text)")
+            // The acceptance bar: one probe interval (1 s) and a connect, with room for a loaded machine.
+            XCTAssertLessThan(recovery.ready, 3, "replica \(recovery.index): /readyz 200 within 3 s of the database's return")
+            XCTAssertLessThan(recovery.login, 3.5, "replica \(recovery.index): a login served within 3.5 s of the database's return")
+            let replaced = replicas.log(recovery.index).split(separator: "\n").filter { $0.contains("connection pool replaced") }
+            XCTAssertFalse(replaced.isEmpty, "replica \(recovery.index): the probe replaced the pool, with a warning")
+            if let password = URLComponents(string: replicas.database.url)?.password, !password.isEmpty {
+                XCTAssertFalse(replicas.log(recovery.index).contains(password), "replica \(recovery.index): the database password logged")
+            }
+        }
+        if (testRun?.failureCount ?? 0) > 0 {
+            for index in 0..<2 {
+                let lines = replicas.log(index).split(separator: "\n").filter { !$0.contains(" info ") }
+                print("replica \(index):\n" + lines.suffix(30).joined(separator: "\n"))
+            }
+        }
+    }
 }
 
 /// What one client presented and was answered, in order.
