@@ -12,18 +12,7 @@ import XCTest
 /// presumed down replaces the pool, and a replaced pool is shut down only once the leases begun
 /// on it have ended (or after its grace). The first tests need no server; the store-level ones
 /// need `BROKER_TEST_POSTGRES_URL`.
-final class PostgresPoolTests: XCTestCase {
-    private var database: PostgresTestDatabase?
-    private var stores: [PostgresStore] = []
-
-    override func tearDown() async throws {
-        for store in self.stores { try await store.close() }
-        self.stores = []
-        try await self.database?.drop()
-        self.database = nil
-        try await super.tearDown()
-    }
-
+final class PostgresPoolTests: PostgresDatabaseTestCase {
     // MARK: The probe's connection
 
     /// Host, port, user, the password of `database_password_file`, database, TLS, startup
@@ -140,14 +129,11 @@ final class PostgresPoolTests: XCTestCase {
     /// replaced (one warning, no password), and the transaction that carried the probe succeeds
     /// on the new pool and ends the verdict.
     func testAProbeThatConnectsReplacesThePoolAndEndsTheVerdict() async throws {
-        self.database = try await PostgresTestDatabase.create()
-        var settings = self.database!.settings()
-        settings.downRetryInterval = .zero
         let lines = CapturedLines()
         var logger = Logger(label: "probe") { _ in CapturingLogHandler(lines: lines) }
         logger.logLevel = .warning
-        let store = try await PostgresStore.open(settings, logger: logger)
-        self.stores.append(store)
+        let store = try await self.replica(logger: logger) { $0.downRetryInterval = .zero }
+        let settings = store.settings
         XCTAssertEqual(store.pool.generation, 1)
 
         store.breaker.leaseFailed()
@@ -172,9 +158,7 @@ final class PostgresPoolTests: XCTestCase {
     /// A transaction holding a connection of the pool when it is replaced finishes on it: its
     /// statements after the replacement succeed, and the old pool shuts down once it has ended.
     func testAReplacementBreaksNoTransactionInFlight() async throws {
-        self.database = try await PostgresTestDatabase.create()
-        let store = try await PostgresStore.open(self.database!.settings(), logger: StoreFixture.logger)
-        self.stores.append(store)
+        let store = try await self.replica()
         let inside = Signal()
         let resume = Signal()
         let held = Task {

@@ -17,26 +17,7 @@ import Darwin
 /// rows, conflicts retried, schema versions shared with SQLite, and an unreachable server
 /// answering `.unavailable` in bounded time. Engine-independent behaviour is in
 /// ``StoreConformanceTests``.
-final class PostgresStoreTests: XCTestCase {
-    private var database: PostgresTestDatabase?
-    private var stores: [PostgresStore] = []
-
-    override func tearDown() async throws {
-        for store in self.stores { try await store.close() }
-        self.stores = []
-        try await self.database?.drop()
-        self.database = nil
-        try await super.tearDown()
-    }
-
-    /// A store on this test's database; each call is another pool, as another replica has.
-    private func replica(migrations: [PostgresMigration] = PostgresSchema.migrations) async throws -> PostgresStore {
-        if self.database == nil { self.database = try await PostgresTestDatabase.create() }
-        let store = try await PostgresStore.open(self.database!.settings(), logger: StoreFixture.logger, migrations: migrations)
-        self.stores.append(store)
-        return store
-    }
-
+final class PostgresStoreTests: PostgresDatabaseTestCase {
     // MARK: Schema
 
     func testTheSchemaStartsAtSQLitesVersionAndIsAppliedOnce() async throws {

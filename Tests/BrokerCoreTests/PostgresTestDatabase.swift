@@ -1,5 +1,5 @@
 import BrokerCore
-import BrokerPostgres
+@testable import BrokerPostgres
 import Foundation
 import Logging
 import XCTest
@@ -44,5 +44,33 @@ struct PostgresTestDatabase {
         try await PostgresAdministration.execute(
             "DROP DATABASE IF EXISTS \(self.name) WITH (FORCE)", on: PostgresStore.Settings(url: self.admin),
             logger: StoreFixture.logger)
+    }
+}
+
+/// Tests with a database of their own on `BROKER_TEST_POSTGRES_URL` (skipped without it): the
+/// stores they open on it are closed and the database dropped after each test.
+class PostgresDatabaseTestCase: XCTestCase {
+    var database: PostgresTestDatabase?
+    var stores: [PostgresStore] = []
+
+    override func tearDown() async throws {
+        for store in self.stores { try await store.close() }
+        self.stores = []
+        try await self.database?.drop()
+        self.database = nil
+        try await super.tearDown()
+    }
+
+    /// A store on this test's database; each call is another pool, as another replica has.
+    func replica(
+        migrations: [PostgresMigration] = PostgresSchema.migrations, logger: Logger = StoreFixture.logger,
+        _ adjust: (inout PostgresStore.Settings) -> Void = { _ in }
+    ) async throws -> PostgresStore {
+        if self.database == nil { self.database = try await PostgresTestDatabase.create() }
+        var settings = self.database!.settings()
+        adjust(&settings)
+        let store = try await PostgresStore.open(settings, logger: logger, migrations: migrations)
+        self.stores.append(store)
+        return store
     }
 }

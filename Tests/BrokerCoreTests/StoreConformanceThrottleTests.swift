@@ -120,6 +120,25 @@ extension StoreConformanceTests {
          make(.shared(StoreThrottleCounters(store: try await self.makeStore()))))
     }
 
+    /// Sends `count` wrong passwords of one user from one address at once, round-robin over
+    /// `throttles`; returns how many were evaluated (admitted, then failed) rather than refused.
+    private func wrongPasswordsAtOnce(_ count: Int, over throttles: [LoginThrottle]) async throws -> Int {
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            for index in 0..<count {
+                group.addTask {
+                    let throttle = throttles[index % throttles.count]
+                    do {
+                        try await throttle.failed(try await throttle.admit(username: "alice", clientIP: "192.0.2.1"))
+                        return true
+                    } catch let error as BrokerError where error.code == .tooManyAttempts {
+                        return false
+                    }
+                }
+            }
+            return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+    }
+
     private func refusal(_ body: () async throws -> Void) async -> BrokerError? {
         do {
             try await body()
@@ -178,20 +197,7 @@ extension StoreConformanceTests {
             let throttle = LoginThrottle(
                 policy: LoginThrottlePolicy(window: 60, userAndIPLimit: 4), clock: clock,
                 counting: .shared(StoreThrottleCounters(store: try await self.makeStore())))
-            let evaluated = try await withThrowingTaskGroup(of: Bool.self) { group in
-                for _ in 0..<24 {
-                    group.addTask {
-                        do {
-                            let attempt = try await throttle.admit(username: "alice", clientIP: "192.0.2.1")
-                            try await throttle.failed(attempt)
-                            return true
-                        } catch let error as BrokerError where error.code == .tooManyAttempts {
-                            return false
-                        }
-                    }
-                }
-                return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
-            }
+            let evaluated = try await self.wrongPasswordsAtOnce(24, over: [throttle])
             XCTAssertEqual(evaluated, 4, "login_throttle_user_ip wrong passwords, however many arrive at once")
             XCTAssertEqual(throttle.attemptsInFlight, 0)
             XCTAssertEqual(throttle.waitingAttempts, 0)
@@ -236,21 +242,7 @@ extension StoreConformanceTests {
                         policy: policy, clock: clock, counting: .shared(StoreThrottleCounters(store: try await self.makeStore()))))
             }
             let replicas = throttles
-            let evaluated = try await withThrowingTaskGroup(of: Bool.self) { group in
-                for index in 0..<30 {
-                    group.addTask {
-                        let throttle = replicas[index % 3]
-                        do {
-                            let attempt = try await throttle.admit(username: "alice", clientIP: "192.0.2.1")
-                            try await throttle.failed(attempt)
-                            return true
-                        } catch let error as BrokerError where error.code == .tooManyAttempts {
-                            return false
-                        }
-                    }
-                }
-                return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
-            }
+            let evaluated = try await self.wrongPasswordsAtOnce(30, over: replicas)
             XCTAssertEqual(evaluated, 4, "login_throttle_user_ip wrong passwords in all, however many replicas they reach at once")
             for throttle in replicas {
                 XCTAssertEqual(throttle.attemptsInFlight, 0)
