@@ -74,6 +74,9 @@ private struct Fixture: Sendable {
         configuration.signingAlgorithm = algorithm
         configuration.argon2 = Argon2idParameters(memoryKiB: 64, iterations: 1, parallelism: 1)
         configuration.githubOrganizations = [GitHubOrganizationMapping(organization: "bench", githubOrganization: "BenchOrg")]
+        // One address and a few sessions do all the work: the throttles would measure themselves.
+        configuration.githubLoginThrottleIP = 1_000_000
+        configuration.refreshThrottleSession = 10_000
         try configuration.validate()
         var logger = Logger(label: "bench")
         logger.logLevel = .critical
