@@ -28,7 +28,7 @@ struct AuditBenchmark {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("broker-bench-audit-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let reference = try syncedWrites(path: directory.appendingPathComponent("reference.log").path)
+        let reference = try SyncedWrites.rate(path: directory.appendingPathComponent("reference.log").path, seconds: seconds)
         print("reference write+fdatasync=\(Int(reference))/s (one line per sync, \(directory.deletingLastPathComponent().path))")
         let trail = AuditTrail.file(
             path: directory.appendingPathComponent("audit.log").path, failureMode: .failClosed,
@@ -43,22 +43,6 @@ struct AuditBenchmark {
                 "audit concurrency=\(concurrency) records=\(Int(rate))/s records/reference=\(String(format: "%.2f", rate / reference))")
         }
         await trail.close()
-    }
-
-    private func syncedWrites(path: String) throws -> Double {
-        let descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else { throw BenchError("cannot open \(path)") }
-        defer { close(descriptor) }
-        let line = Array(#"{"time":"2026-11-29T12:00:00.000Z","action":"login.password","outcome":"success"}"#.utf8) + [10]
-        let start = ContinuousClock.now
-        let deadline = start + .milliseconds(Int(seconds * 1000))
-        var count = 0
-        while ContinuousClock.now < deadline {
-            _ = line.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-            fdatasync(descriptor)
-            count += 1
-        }
-        return Double(count) / Throughput.elapsedSeconds(since: start)
     }
 
     private func measure(_ concurrency: Int, _ operation: @escaping @Sendable () async throws -> Void) async throws -> Double {

@@ -18,6 +18,8 @@ let usage = """
              --seconds N, --alg NAME as above
       audit  durable audit lines per second (1, 8, 64 in flight) beside write+fdatasync
              in the same directory; --seconds N
+      store  durable write transactions per second on the embedded SQLite store (1, 8, 64 in
+             flight) beside write+fdatasync in the same directory; --seconds N
       timing wrong-password latency percentiles per kind of account (unknown user, argon2id,
              an older argon2 cost, imported PBKDF2), with and without login_failure_floor_ms
              --samples N        logins per case (default 20)
@@ -49,6 +51,8 @@ do {
         try await LoginBenchmark(parsing: Array(arguments.dropFirst())).run()
     case "audit":
         try await AuditBenchmark(parsing: Array(arguments.dropFirst())).run()
+    case "store":
+        try await StoreWriteBenchmark(parsing: Array(arguments.dropFirst())).run()
     case "http":
         try await HTTPLoadBenchmark(parsing: Array(arguments.dropFirst())).run()
     case "timing":

@@ -73,6 +73,77 @@ final class SQLiteStoreTests: XCTestCase {
         XCTAssertEqual(Set(names), Set((0..<count).map { "user-\($0)" }))
     }
 
+    /// Transactions queued behind one another share a `COMMIT` (one sync for the group), yet each
+    /// caller returns only once its writes are committed: a second connection (another process)
+    /// reads them the moment `transaction` returns.
+    func testQueuedTransactionsShareOneCommitAndReturnOnlyOnceCommitted() async throws {
+        let store = try await self.openStore()
+        let other = try await self.openStore()
+        let holding = Signal()
+        let release = Signal()
+        let first = Task {
+            try await store.transaction { tx in
+                _ = try await tx.insertUser(StoreFixture.newUser("first"))
+                holding.fire()
+                await release.wait()
+            }
+        }
+        await holding.wait()
+        let queued = (0..<8).map { index in
+            Task {
+                try await store.transaction { tx in _ = try await tx.insertUser(StoreFixture.newUser("queued-\(index)")) }
+                // Committed when it returns: visible to another connection at once.
+                return try await other.read { tx in try await tx.user(named: "queued-\(index)") != nil }
+            }
+        }
+        while store.queuedForTesting < 8 { try await Task.sleep(for: .milliseconds(5)) }
+        let commitsBefore = store.commitsForTesting
+        release.fire()
+        try await first.value
+        for task in queued {
+            let visible = try await task.value
+            XCTAssertTrue(visible, "returned before its commit")
+        }
+        XCTAssertEqual(store.commitsForTesting - commitsBefore, 1, "nine transactions, one COMMIT")
+        let names = try await other.read { tx in try await tx.users().map(\.username) }
+        XCTAssertEqual(Set(names), Set(["first"] + (0..<8).map { "queued-\($0)" }))
+    }
+
+    /// In a group, a body that throws undoes its own writes only: the members before and after
+    /// it commit.
+    func testABodyThatThrowsInAGroupUndoesOnlyItsOwnWrites() async throws {
+        struct Refused: Error {}
+        let store = try await self.openStore()
+        let holding = Signal()
+        let release = Signal()
+        let first = Task {
+            try await store.transaction { tx in
+                _ = try await tx.insertUser(StoreFixture.newUser("first"))
+                holding.fire()
+                await release.wait()
+            }
+        }
+        await holding.wait()
+        let failing = Task {
+            try await store.transaction { tx in
+                _ = try await tx.insertUser(StoreFixture.newUser("undone"))
+                throw Refused()
+            }
+        }
+        while store.queuedForTesting < 1 { try await Task.sleep(for: .milliseconds(5)) }
+        let last = Task { try await store.transaction { tx in _ = try await tx.insertUser(StoreFixture.newUser("last")) } }
+        while store.queuedForTesting < 2 { try await Task.sleep(for: .milliseconds(5)) }
+        let commitsBefore = store.commitsForTesting
+        release.fire()
+        try await first.value
+        let outcome = await failing.result
+        XCTAssertThrowsError(try outcome.get()) { XCTAssertTrue($0 is Refused, "\($0)") }
+        try await last.value
+        XCTAssertEqual(store.commitsForTesting - commitsBefore, 1)
+        let names = try await store.read { tx in try await tx.users().map(\.username) }
+        XCTAssertEqual(Set(names), ["first", "last"])
+    }
+
     func testATaskCancelledWhileWaitingForTheStoreDoesNotRun() async throws {
         let store = try await self.openStore()
         let holding = Signal()
