@@ -11,6 +11,8 @@ import Foundation
 struct JWTBenchmark {
     struct Options {
         var seconds: Double = 2
+        /// Rounds of (OpenSSL, ours), back to back; each side reports its best round.
+        var rounds = 3
         var algorithms: [JWSAlgorithm] = [.es256, .rs256, .edDSA]
 
         init(parsing arguments: [String]) throws {
@@ -23,6 +25,11 @@ struct JWTBenchmark {
                         throw BenchError("--seconds needs a positive number")
                     }
                     seconds = value
+                case "--rounds":
+                    guard let value = remaining.popFirst().flatMap(Int.init), value > 0 else {
+                        throw BenchError("--rounds needs a positive integer")
+                    }
+                    rounds = value
                 case "--alg":
                     guard let name = remaining.popFirst(), let algorithm = JWSAlgorithm(rawValue: name) else {
                         throw BenchError("--alg needs one of \(JWSAlgorithm.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -41,14 +48,32 @@ struct JWTBenchmark {
 
     func run() throws {
         for algorithm in options.algorithms {
-            // OpenSSL first, then ours straight after, so both see similar machine load.
-            let reference = OpenSSLSpeed.measure(algorithm, seconds: options.seconds)
             let key = try PrivateKey.generate(algorithm)
             let signer = JWSSigner(key: key, kid: key.publicKey.thumbprint)
-            let signRate = try measureSigning(signer)
-            let verifyRate = try measureVerifying(signer)
-            Self.report(algorithm, "sign", ours: signRate, openssl: reference?.sign)
-            Self.report(algorithm, "verify", ours: verifyRate, openssl: reference?.verify)
+            var best = Best()
+            for _ in 0..<options.rounds {
+                // OpenSSL, then ours straight after, so both see similar machine load.
+                best.reference(OpenSSLSpeed.measure(algorithm, seconds: options.seconds))
+                best.ours["sign", default: 0] = max(best.ours["sign", default: 0], try measureSigning(signer))
+                best.ours["verify", default: 0] = max(best.ours["verify", default: 0], try measureVerifying(signer))
+            }
+            Self.report(algorithm, "sign", ours: best.ours["sign", default: 0], openssl: best.openssl?.sign)
+            Self.report(algorithm, "verify", ours: best.ours["verify", default: 0], openssl: best.openssl?.verify)
+        }
+    }
+
+    /// The best round of each side. On a shared machine a round is only ever slowed down (another
+    /// process takes the core, its caches, its frequency), never sped up, so the best round is
+    /// the closest to what the code itself costs; taking it for both sides keeps the ratio from
+    /// swinging with whichever side a neighbour happened to disturb.
+    struct Best {
+        var openssl: OpenSSLSpeed.Rates?
+        var ours: [String: Double] = [:]
+
+        mutating func reference(_ rates: OpenSSLSpeed.Rates?) {
+            guard let rates else { return }
+            openssl = OpenSSLSpeed.Rates(
+                sign: max(openssl?.sign ?? 0, rates.sign), verify: max(openssl?.verify ?? 0, rates.verify))
         }
     }
 

@@ -14,7 +14,6 @@ struct ValidatorBenchmark {
         let issuer = "https://login.example.org"
         let checks = AccessTokenChecks(issuer: issuer, leeway: 30)
         for algorithm in options.algorithms {
-            let reference = OpenSSLSpeed.measure(algorithm, seconds: options.seconds)
             // A ring as a gateway sees it: next, active and retired keys of the algorithm.
             let keys = try (0..<3).map { _ in try PrivateKey.generate(algorithm) }
             // Keys rebuilt from their JWKs, as a gateway holds them.
@@ -33,13 +32,18 @@ struct ValidatorBenchmark {
             }
             var index = 0
             var checksum: Int64 = 0
-            let rate = try JWTBenchmark.measure(seconds: options.seconds) {
-                let claims = try checks.verify(tokens[index], audience: "example-cluster", now: Date()) { published[$0] }
-                checksum &+= claims.expiresAt
-                index = (index + 1) % tokens.count
+            var best = JWTBenchmark.Best()
+            for _ in 0..<options.rounds {
+                best.reference(OpenSSLSpeed.measure(algorithm, seconds: options.seconds))
+                let rate = try JWTBenchmark.measure(seconds: options.seconds) {
+                    let claims = try checks.verify(tokens[index], audience: "example-cluster", now: Date()) { published[$0] }
+                    checksum &+= claims.expiresAt
+                    index = (index + 1) % tokens.count
+                }
+                best.ours["validate"] = max(best.ours["validate", default: 0], rate)
             }
             precondition(checksum != 0)
-            JWTBenchmark.report(algorithm, "validate", ours: rate, openssl: reference?.verify)
+            JWTBenchmark.report(algorithm, "validate", ours: best.ours["validate", default: 0], openssl: best.openssl?.verify)
         }
     }
 }

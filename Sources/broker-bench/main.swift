@@ -10,9 +10,11 @@ let usage = """
       jwt    JWT sign and verify throughput against `openssl speed`, single-threaded
              --seconds N        measuring time per figure (default 2)
              --alg NAME         only this algorithm (ES256, RS256, EdDSA); repeatable
+             --rounds N         rounds of (openssl, ours) back to back, each side's best
+                                reported (default 3)
       validator
              gateway-side validation (signature and every claim check) against
-             `openssl speed` verify, single-threaded; --seconds N, --alg NAME as above
+             `openssl speed` verify, single-threaded; --seconds N, --rounds N, --alg NAME as above
       login  PAT logins with a warm identity cache and refresh grants, beside raw signing,
              on the embedded SQLite store (wall clock; 1 and 8 in flight)
              --seconds N, --alg NAME as above
