@@ -22,6 +22,9 @@ let usage = """
              in the same directory; --seconds N
       store  durable write transactions per second on the embedded SQLite store (1, 8, 64 in
              flight) beside write+fdatasync in the same directory; --seconds N
+      argon2 raw argon2id verifications per second on every core, the reference of password
+             logins; --seconds N (default 10), --threads N (default: the cores),
+             --memory-kib N --iterations N --parallelism N (default the broker's 19456, 2, 1)
       timing wrong-password latency percentiles per kind of account (unknown user, argon2id,
              an older argon2 cost, imported PBKDF2), with and without login_failure_floor_ms
              --samples N        logins per case (default 20)
@@ -55,6 +58,8 @@ do {
         try await AuditBenchmark(parsing: Array(arguments.dropFirst())).run()
     case "store":
         try await StoreWriteBenchmark(parsing: Array(arguments.dropFirst())).run()
+    case "argon2":
+        try Argon2Benchmark(parsing: Array(arguments.dropFirst())).run()
     case "http":
         try await HTTPLoadBenchmark(parsing: Array(arguments.dropFirst())).run()
     case "timing":
