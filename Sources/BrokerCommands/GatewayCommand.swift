@@ -34,7 +34,7 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "Seconds of clock skew tolerated on exp, nbf and iat (0...300).") var leeway: Int = 30
     @Option(
         name: .customLong("token-cache-size"),
-        help: "Verified tokens remembered, so that a token's signature is checked once (about 1 KB each; 0 checks it on every request).")
+        help: "Verified tokens remembered, so that a token's signature is checked once (about 1.1 KB each; 0 checks it on every request).")
     var tokenCacheSize: Int = VerifiedTokenCache.defaultCapacity
     @Option(
         name: .customLong("header-timeout"),

@@ -23,7 +23,7 @@ import Foundation
 /// if let entry = cache.entry(for: digest) { ... } else { cache.insert(entry, for: digest) }
 /// ```
 public final class VerifiedTokenCache: Sendable {
-    /// What `broker gateway` holds unless told otherwise: about 10 MB (see docs/gateways.md).
+    /// What `broker gateway` holds unless told otherwise: about 11 MB (see docs/gateways.md).
     public static let defaultCapacity = 10_000
     /// More shards than cores only wastes memory; 16 covers any gateway host we expect.
     public static let maximumShardCount = 16
