@@ -33,6 +33,10 @@ struct GatewayCommand: AsyncParsableCommand {
     var refetchInterval: Int = 30
     @Option(help: "Seconds of clock skew tolerated on exp, nbf and iat (0...300).") var leeway: Int = 30
     @Option(
+        name: .customLong("token-cache-size"),
+        help: "Verified tokens remembered, so that a token's signature is checked once (about 1.1 KB each; 0 checks it on every request).")
+    var tokenCacheSize: Int = VerifiedTokenCache.defaultCapacity
+    @Option(
         name: .customLong("header-timeout"),
         help: "Seconds a client has to send a request's head, from connecting or from its first byte after a pause.")
     var headerTimeout: Int = 10
@@ -61,6 +65,9 @@ struct GatewayCommand: AsyncParsableCommand {
         guard (0...AccessTokenChecks.maximumLeeway).contains(leeway) else {
             throw ValidationError("--leeway must be within 0...\(AccessTokenChecks.maximumLeeway)")
         }
+        guard (0...Self.maximumTokenCacheSize).contains(tokenCacheSize) else {
+            throw ValidationError("--token-cache-size must be within 0...\(Self.maximumTokenCacheSize)")
+        }
         guard refetchInterval >= 1 else { throw ValidationError("--refetch-interval must be at least 1 second") }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be within 0...65535") }
         for (flag, seconds) in [("--header-timeout", headerTimeout), ("--body-timeout", bodyTimeout), ("--idle-timeout", idleTimeout)] {
@@ -73,6 +80,9 @@ struct GatewayCommand: AsyncParsableCommand {
             throw ValidationError("\(error)")
         }
     }
+
+    /// About 1 GB of verified tokens: more is a typo, not a plan.
+    static let maximumTokenCacheSize = 1_000_000
 
     /// The timeouts and caps of the listener's connections.
     private var connectionLimits: ConnectionLimits {
@@ -107,7 +117,7 @@ struct GatewayCommand: AsyncParsableCommand {
             cache.serveStaleWhileRevalidating = true
             let source = HTTPJWKSSource(url: jwks, maximumSize: cache.maximumDocumentSize)
             let validator = GatewayApplication.validator(
-                source: source, issuer: issuer, leeway: leeway, cache: cache, logger: logger)
+                source: source, issuer: issuer, leeway: leeway, cache: cache, logger: logger, tokenCacheSize: tokenCacheSize)
             // Warm the cache; a broker that is down now is not fatal, the cache retries.
             await validator.keys.refresh()
             let limits = connectionLimits
@@ -131,6 +141,13 @@ struct GatewayCommand: AsyncParsableCommand {
                 throw error
             }
             try await source.shutdown()
+            let tokens = validator.verifiedTokens.statistics
+            logger.info(
+                "verified-token cache",
+                metadata: [
+                    "hits": "\(tokens.hits)", "misses": "\(tokens.misses)", "dropped": "\(tokens.dropped)",
+                    "entries": "\(tokens.count)",
+                ])
         }
     }
 }

@@ -17,9 +17,12 @@ import NIOCore
 /// ```
 public enum GatewayApplication {
     /// A validator whose key cache reads `source` and logs what it does.
+    ///
+    /// - Parameter tokenCacheSize: how many verified tokens it remembers; 0 verifies every
+    ///   token's signature on every request.
     public static func validator(
         source: any JWKSSource, issuer: String, leeway: Int, cache: JWKSCacheConfiguration, logger: Logger,
-        clock: any WallClock = SystemWallClock()
+        clock: any WallClock = SystemWallClock(), tokenCacheSize: Int = VerifiedTokenCache.defaultCapacity
     ) -> GatewayValidator {
         let keys = JWKSCache(source: source, configuration: cache, clock: clock) { event in
             switch event {
@@ -35,7 +38,9 @@ public enum GatewayApplication {
                                metadata: ["reason": "\(reason)", "keys": "\(serving)"])
             }
         }
-        return GatewayValidator(keys: keys, checks: AccessTokenChecks(issuer: issuer, leeway: leeway), clock: clock)
+        return GatewayValidator(
+            keys: keys, checks: AccessTokenChecks(issuer: issuer, leeway: leeway), clock: clock,
+            verifiedTokens: VerifiedTokenCache(capacity: tokenCacheSize))
     }
 
     /// - Parameter connections: timeouts and caps of the listener's connections.

@@ -108,6 +108,62 @@ final class GatewayTests: XCTestCase {
         XCTAssertTrue(gatewayLogs.all.contains { $0.contains("JWKS loaded") }, "\(gatewayLogs.all)")
     }
 
+    /// A token's second request is answered from the verified-token cache with exactly the
+    /// answer its first request, which verified it, got: 200 with the same identity headers,
+    /// or 403 for another cluster's token.
+    func testACachedTokenGetsTheAnswerOfItsFirstVerification() async throws {
+        let harness = self.harness!
+        let broker = try await LiveServer.broker(harness)
+        let source = HTTPJWKSSource(url: "http://127.0.0.1:\(broker.port)/.well-known/jwks.json")
+        do {
+            let alice = try await Self.login(port: broker.port, username: "alice", organization: "org1")
+            let bob = try await Self.login(port: broker.port, username: "bob", organization: "org2")
+            let validator = GatewayApplication.validator(
+                source: source, issuer: harness.services.configuration.issuer, leeway: 30,
+                cache: JWKSCacheConfiguration(), logger: Self.quietLogger, clock: harness.clock)
+            let gateway = GatewayApplication.make(
+                validator: validator, cluster: "org1", host: "127.0.0.1", port: 0, logger: Self.quietLogger)
+            try await gateway.test(.live) { client in
+                for (token, status) in [(alice, HTTPResponse.Status.ok), (bob, .forbidden)] {
+                    var answers: [Answer] = []
+                    for _ in 0..<2 {
+                        answers.append(try await client.execute(uri: "/", method: .get, headers: [.authorization: "Bearer \(token)"]) {
+                            Answer($0)
+                        })
+                    }
+                    XCTAssertEqual(answers[0].status, status)
+                    XCTAssertEqual(answers[1], answers[0], "the hit's answer")
+                }
+                try await client.execute(uri: "/", method: .get, headers: [.authorization: "Bearer \(alice)"]) { response in
+                    XCTAssertEqual(response.headers[HTTPField.Name("x-sliderule-account")!], "alice")
+                    XCTAssertEqual(response.headers[HTTPField.Name("x-sliderule-org-roles")!], "member")
+                }
+            }
+            let statistics = validator.verifiedTokens.statistics
+            XCTAssertEqual(statistics.misses, 2, "one verification per token")
+            XCTAssertEqual(statistics.hits, 3)
+        } catch {
+            try? await source.shutdown()
+            try? await broker.stop()
+            throw error
+        }
+        try await source.shutdown()
+        try await broker.stop()
+    }
+
+    /// A response's status, headers but `Date`, and body.
+    struct Answer: Equatable {
+        var status: HTTPResponse.Status
+        var headers: [String]
+        var body: ByteBuffer
+
+        init(_ response: TestResponse) {
+            status = response.status
+            headers = response.headers.filter { $0.name != .date }.map { "\($0.name.canonicalName): \($0.value)" }
+            body = response.body
+        }
+    }
+
     func testTheGatewayCommandServesForwardAuth() async throws {
         let harness = self.harness!
         let broker = try await LiveServer.broker(harness)
@@ -137,7 +193,11 @@ final class GatewayTests: XCTestCase {
         let binary = try BrokerBinary.make()
         defer { binary.cleanUp() }
         let base = ["gateway", "--jwks", "http://127.0.0.1:1/.well-known/jwks.json", "--issuer", "http://x", "--cluster", "c1"]
-        for extra in [["--leeway", "301"], ["--refetch-interval", "0"], ["--port", "70000"]] {
+        let refused = [
+            ["--leeway", "301"], ["--refetch-interval", "0"], ["--port", "70000"], ["--token-cache-size", "-1"],
+            ["--token-cache-size", "1000001"],
+        ]
+        for extra in refused {
             let result = try binary.run(base + extra)
             XCTAssertNotEqual(result.status, 0, "\(extra)")
         }

@@ -102,13 +102,19 @@ public struct AccessTokenChecks: Sendable {
         guard case .string(let tokenType)? = json["token_type"] else { throw .missingClaim("token_type") }
         guard tokenType == "access" else { throw .wrongTokenType }
         let claims = try AccessTokenClaims(json: json)
+        try checkTimes(claims, now: now)
+        return claims
+    }
+
+    /// `exp`, `nbf` and `iat` against `now`, within the leeway: the only rules whose verdict on
+    /// a verified token changes with time, so a cache of verified tokens applies them again.
+    public func checkTimes(_ claims: AccessTokenClaims, now: Date) throws(TokenRejection) {
         let seconds = Int64(now.timeIntervalSince1970.rounded(.down))
         // The leeway goes on the side of the clock, never of a claim: `exp` near Int64.max plus
         // the leeway would overflow and trap (found by Fuzzing/FuzzJWS).
         guard seconds - leeway < claims.expiresAt else { throw .expired }
         guard claims.notBefore <= seconds + leeway else { throw .notYetValid }
         guard claims.issuedAt <= seconds + leeway else { throw .issuedInFuture }
-        return claims
     }
 
     /// `aud` must name `audience` exactly. A `*` in the token is never honoured, and asking

@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# Requests per second on HTTP paths of the broker and of `broker gateway`, each beside the same
+# wrk run against nginx serving a static 200, measured right after it (the ceiling of one HTTP
+# hop on this machine). One line per figure, with that reference and the ratio. Loopback only;
+# release build.
+#
+#   scripts/bench-http.sh [seconds] [connections]        # defaults: 10 s, 32 connections, wrk -t1
+#   ALGS="RS256 ES256"                                   # the broker's signing_alg, one run each
+#   PATHS="forward-auth-hit forward-auth-miss"           # which paths, in this order
+#
+# Paths (wrk Lua scripts in scripts/wrk/):
+#   forward-auth-hit      one valid token repeated: the gateway answers from its verified-token cache
+#   forward-auth-miss     64 distinct valid tokens in turn through a gateway whose cache holds 32:
+#                         each is evicted before it comes round again, so every request verifies
+#   forward-auth-nocache  one token through a gateway started with --token-cache-size 0
+# To add a path: write path_<name with _ for ->, which starts what it needs and sets server and
+# ours (see the forward-auth ones), and name it in PATHS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-10}
+connections=${2:-32}
+algs=${ALGS:-RS256 ES256}
+paths=${PATHS:-forward-auth-hit forward-auth-miss}
+miss_tokens=64
+miss_cache_size=32
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx-light; }
+swift build -c release --product broker >/dev/null
+broker="$PWD/.build/release/broker"
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_for() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
+
+# wrk's requests per second; a run with any answer but 2xx/3xx measured something else: fail.
+rate() {
+  local output
+  output=$(wrk -t1 -c"$connections" -d"${seconds}s" "$@")
+  if grep -q 'Non-2xx' <<<"$output"; then echo "$output" >&2; echo "refused requests in: wrk $*" >&2; return 1; fi
+  grep -q 'Socket errors' <<<"$output" && grep 'Socket errors' <<<"$output" | sed 's/^/# /' >&2
+  awk '/Requests\/sec/ {print int($2)}' <<<"$output"
+}
+
+nginx_port=$(free_port)
+mkdir -p "$work/nginx/logs"
+cat > "$work/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/logs/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body; proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fcgi; uwsgi_temp_path $work/nginx/uwsgi; scgi_temp_path $work/nginx/scgi;
+  server { listen 127.0.0.1:$nginx_port; location / { return 200; } }
+}
+NGINX
+nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' & pids+=($!)
+wait_for "http://127.0.0.1:$nginx_port/"
+
+# --- The broker of one algorithm, and what the paths share ---------------------------------
+
+# Starts a broker signing with $alg in $work/$alg, with user alice in org1 (cluster org1).
+start_broker() {
+  broker_dir="$work/$alg"
+  broker_port=$(free_port)
+  mkdir -p "$broker_dir"
+  cat > "$broker_dir/broker.yaml" <<YAML
+data_dir: "$broker_dir/data"
+keys_dir: "$broker_dir/keys"
+signing_alg: "$alg"
+port: $broker_port
+log_level: "error"
+YAML
+  export BROKER_CONFIG="$broker_dir/broker.yaml"
+  echo "correct horse battery staple" | "$broker" users add alice --password-stdin >/dev/null
+  "$broker" orgs add org1 >/dev/null
+  "$broker" members add org1 alice >/dev/null
+  "$broker" serve > "$broker_dir/broker.log" 2>&1 & pids+=($!)
+  broker_pid=$!
+  wait_for "http://127.0.0.1:$broker_port/healthz"
+  gateway_ports=()
+  gateway_pids=()
+}
+
+# $broker_dir/tokens: $1 access tokens of alice for org1, each from a login of its own.
+mint_tokens() {
+  local have=0
+  [ -f "$broker_dir/tokens" ] && have=$(wc -l < "$broker_dir/tokens")
+  [ "$have" -ge "$1" ] && return 0
+  python3 - "$broker_port" "$(( $1 - have ))" >> "$broker_dir/tokens" <<'PY'
+import json, sys, urllib.request
+port, count = sys.argv[1], int(sys.argv[2])
+body = json.dumps({"username": "alice", "password": "correct horse battery staple", "org_name": "org1"}).encode()
+for _ in range(count):
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/org_token/", data=body,
+                                     headers={"Content-Type": "application/json"})
+    print(json.load(urllib.request.urlopen(request))["access"])
+PY
+}
+
+declare -A gateway_ports gateway_pids
+# Sets gateway_port to that of a `broker gateway` on the broker's JWKS with --token-cache-size
+# $1, started on first use.
+start_gateway() {
+  local size=$1
+  if [ -z "${gateway_ports[$size]:-}" ]; then
+    local port; port=$(free_port)
+    "$broker" gateway --jwks "http://127.0.0.1:$broker_port/.well-known/jwks.json" --issuer "http://127.0.0.1:8080" \
+      --cluster org1 --port "$port" --token-cache-size "$size" --log-level info \
+      > "$broker_dir/gateway-$size.log" 2>&1 & pids+=($!)
+    gateway_pids[$size]=$!
+    gateway_ports[$size]=$port
+    wait_for "http://127.0.0.1:$port/"
+  fi
+  gateway_port=${gateway_ports[$size]}
+}
+
+# Stops the broker and its gateways; each gateway's cache counters, from its last log line, as
+# comments (a miss path must show no hits).
+stop_broker() {
+  local size
+  for size in "${!gateway_pids[@]}"; do
+    kill "${gateway_pids[$size]}"; wait "${gateway_pids[$size]}" 2>/dev/null || true
+    echo "# $alg --token-cache-size $size:" $(grep 'verified-token cache' "$broker_dir/gateway-$size.log" | grep -oE '(hits|misses|dropped)=[0-9]+')
+  done
+  kill "$broker_pid"; wait "$broker_pid" 2>/dev/null || true
+}
+
+# --- Paths: each sets server (what it measures) and ours (its requests per second) -----------
+
+path_forward_auth_hit() {
+  mint_tokens 1
+  start_gateway 10000
+  server=gateway
+  ours=$(WRK_TOKENS="$broker_dir/tokens" rate -s scripts/wrk/forward-auth-hit.lua "http://127.0.0.1:$gateway_port/")
+}
+
+path_forward_auth_miss() {
+  mint_tokens "$miss_tokens"
+  start_gateway "$miss_cache_size"
+  server=gateway
+  ours=$(WRK_TOKENS="$broker_dir/tokens" rate -s scripts/wrk/forward-auth-miss.lua "http://127.0.0.1:$gateway_port/")
+}
+
+path_forward_auth_nocache() {
+  mint_tokens 1
+  start_gateway 0
+  server=gateway
+  ours=$(WRK_TOKENS="$broker_dir/tokens" rate -s scripts/wrk/forward-auth-hit.lua "http://127.0.0.1:$gateway_port/")
+}
+
+echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), wrk -t1 -c$connections -d${seconds}s"
+for alg in $algs; do
+  start_broker
+  for path in $paths; do
+    measure="path_${path//-/_}"
+    declare -F "$measure" >/dev/null || { echo "unknown path: $path" >&2; exit 2; }
+    $measure
+    reference=$(rate "http://127.0.0.1:$nginx_port/")
+    ratio=$(python3 -c "print(f'{$ours/$reference:.2f}')")
+    echo "$alg $path $server=$ours nginx-static=$reference ratio=$ratio"
+  done
+  stop_broker
+done
