@@ -13,8 +13,14 @@
 #   forward-auth-miss     64 distinct valid tokens in turn through a gateway whose cache holds 32:
 #                         each is evicted before it comes round again, so every request verifies
 #   forward-auth-nocache  one token through a gateway started with --token-cache-size 0
+#   refresh-grant         16 clients each rotating its own refresh chain (`broker-bench http`), beside
+#                         one core's raw signing rate (`openssl speed`, the signing algorithm);
+#                         prints p99 too. Target (issue 13): RS256 >= 0.5 of a core, p99 <= 10 ms
+#   password-login        16 clients logging in as 16 distinct users, beside the raw argon2id rate
+#                         on every core at the same parameters (`broker-bench argon2`); target >= 0.9
 # To add a path: write path_<name with _ for ->, which starts what it needs and sets server and
-# ours (see the forward-auth ones), and name it in PATHS.
+# ours (see the forward-auth ones), and name it in PATHS. A path measured against another
+# reference than nginx sets reference_name and reference too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
@@ -27,7 +33,9 @@ miss_cache_size=32
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx-light; }
 swift build -c release --product broker >/dev/null
+swift build -c release --product broker-bench >/dev/null
 broker="$PWD/.build/release/broker"
+bench="$PWD/.build/release/broker-bench"
 
 work=$(mktemp -d)
 pids=()
@@ -80,6 +88,9 @@ keys_dir: "$broker_dir/keys"
 signing_alg: "$alg"
 port: $broker_port
 log_level: "error"
+# Each refresh client rotates one chain flat out: the per-session renewal limit is lifted.
+refresh_throttle_window: 1
+refresh_throttle_session: 10000
 YAML
   export BROKER_CONFIG="$broker_dir/broker.yaml"
   echo "correct horse battery staple" | "$broker" users add alice --password-stdin >/dev/null
@@ -159,16 +170,55 @@ path_forward_auth_nocache() {
   ours=$(WRK_TOKENS="$broker_dir/tokens" rate -s scripts/wrk/forward-auth-hit.lua "http://127.0.0.1:$gateway_port/")
 }
 
+# `broker-bench http` against this broker: "rate p99" of its one line.
+bench_http() {
+  "$bench" http --target "http://127.0.0.1:$broker_port" --clients 16 --seconds "$seconds" --org org1 "$@" |
+    awk '{ for (i = 1; i <= NF; i++) { if ($i ~ /^rate=/) { sub("rate=", "", $i); sub("/s", "", $i); rate = $i }
+                                       if ($i ~ /^p99=/) { sub("p99=", "", $i); p99 = $i } }
+           if ($0 ~ /failed=[1-9]/) { print "failed requests: " $0 > "/dev/stderr"; exit 1 } }
+         END { print rate, p99 }'
+}
+
+path_refresh_grant() {
+  server=broker
+  local figures; figures=$(bench_http --mode refresh --user alice --password-file <(echo "correct horse battery staple"))
+  ours=${figures% *}
+  extra="p99=${figures#* } ms"
+  local test tag
+  case $alg in RS256) test=rsa2048 tag=+F2: ;; ES256) test=ecdsap256 tag=+F4: ;; *) test=ed25519 tag=+F6: ;; esac
+  reference_name="openssl-sign-1core"
+  reference=$(openssl speed -mr -seconds "$seconds" "$test" 2>/dev/null | awk -F: -v tag="$tag" '$0 ~ "^" tag { print int($(NF-1)) }')
+}
+
+path_password_login() {
+  server=broker
+  local index
+  for index in $(seq 0 15); do
+    echo "correct horse battery staple" | "$broker" users add "bench$index" --password-stdin >/dev/null 2>&1 || true
+    "$broker" members add org1 "bench$index" >/dev/null 2>&1 || true
+  done
+  local figures; figures=$(bench_http --mode login --user bench --distinct-users 16 \
+    --password-file <(echo "correct horse battery staple"))
+  ours=${figures% *}
+  extra="p99=${figures#* } ms"
+  reference_name="argon2id-raw-all-cores"
+  reference=$("$bench" argon2 --seconds "$seconds" | grep -oE 'rate=[0-9.]+' | cut -d= -f2)
+}
+
 echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), wrk -t1 -c$connections -d${seconds}s"
 for alg in $algs; do
   start_broker
   for path in $paths; do
     measure="path_${path//-/_}"
     declare -F "$measure" >/dev/null || { echo "unknown path: $path" >&2; exit 2; }
+    reference_name="" reference="" extra=""
     $measure
-    reference=$(rate "http://127.0.0.1:$nginx_port/")
+    if [ -z "$reference_name" ]; then
+      reference_name=nginx-static
+      reference=$(rate "http://127.0.0.1:$nginx_port/")
+    fi
     ratio=$(python3 -c "print(f'{$ours/$reference:.2f}')")
-    echo "$alg $path $server=$ours nginx-static=$reference ratio=$ratio"
+    echo "$alg $path $server=$ours $reference_name=$reference ratio=$ratio${extra:+ $extra}"
   done
   stop_broker
 done

@@ -84,9 +84,9 @@ wrk_line() {
   wrk --latency "$@" 2>&1 | awk '
     /Requests\/sec/ { rate = int($2) }
     /^ +99%/ { p99 = $2 }
-    /Non-2xx or 3xx responses/ { errors += $NF }
-    /Socket errors/ { gsub(",", ""); errors += $4 + $6 + $8 + $10 }
-    END { printf "rate=%d/s p99=%s errors=%d\n", rate, p99, errors }'
+    /Non-2xx or 3xx responses/ { errors += $NF; kinds = kinds " non-2xx=" $NF }
+    /Socket errors/ { gsub(",", ""); errors += $4 + $6 + $8 + $10; kinds = kinds " connect=" $4 " read=" $6 " write=" $8 " timeout=" $10 }
+    END { printf "rate=%d/s p99=%s errors=%d%s\n", rate, p99, errors, (errors > 0 ? " (" kinds " )" : "") }'
 }
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores; soak of $minutes min on $(uname -r); rss at start: broker=$(rss_mb $broker_pid) MB gateway=$(rss_mb $gateway_pid) MB"
