@@ -27,14 +27,6 @@ import SQLiteNIO
 /// rolls back, the gate is released and the error is rethrown. A transaction cannot be nested in
 /// another of the same store (it would wait for itself): that throws instead.
 ///
-/// **Group commit.** A transaction that finds others queued behind it does not commit alone: it
-/// leaves SQLite's transaction open and hands the gate to the next one, whose body runs in the
-/// same SQLite transaction (each body inside a `SAVEPOINT`, so that one that throws is undone
-/// alone), up to ``maximumGroupSize`` bodies; the last one commits for all of them, and each
-/// caller returns only then. One sync serves the whole group, so concurrent writers (refresh
-/// grants) are no longer bounded by the disk's syncs per second. The outcome is that of the
-/// transactions one after the other, as before; a failed `COMMIT` fails every member.
-///
 /// **Durability.** WAL journal with `synchronous=FULL`: a transaction that returned has been
 /// synced to disk and survives a power loss.
 ///
@@ -52,23 +44,7 @@ public final class SQLiteStore: Store {
         /// Read-only snapshots use their own connection (WAL lets it read while a write commits).
         var readConnection: SQLiteConnection?
         var isClosed = false
-        /// The SQLite transaction left open for the transactions queued behind its first (group
-        /// commit); `nil` when none is open. Only the gate's owner reads or changes it.
-        var group: CommitGroup?
-        /// `COMMIT`s of write transactions made (tests read it).
-        var commits = 0
     }
-
-    /// An open SQLite transaction that several store transactions' bodies ran in.
-    private struct CommitGroup {
-        var connection: SQLiteConnection
-        /// Transactions whose bodies ran in it and whose callers wait for its `COMMIT`.
-        /// Each is resumed with `true` (committed) or the `COMMIT`'s error.
-        var members: [CheckedContinuation<Bool, any Error>] = []
-    }
-
-    /// The most store transactions one `COMMIT` serves: bounds how long the first one waits.
-    static let maximumGroupSize = 32
 
     private let storage: SQLiteConnection.Storage
     private let threadPool: NIOThreadPool
@@ -195,15 +171,17 @@ public final class SQLiteStore: Store {
             throw StoreError.engine("nested transaction: this task is already inside a transaction of this store")
         }
 
-        // From here this task owns the gate, and leaves it through `leaveGate()` or by committing.
         try await self.gate.lock()
-        let connection: SQLiteConnection
+        defer { self.gate.unlock() }
+        try Task.checkCancellation()
+        let connection = try await self.usableConnection()
+
         do {
-            try Task.checkCancellation()
-            connection = try await self.joinGroup()
+            _ = try await connection.rows("BEGIN IMMEDIATE")
         } catch {
-            await self.leaveGate()
-            throw error
+            // Nothing should be open, but make sure the connection is left clean.
+            await self.rollback(connection)
+            throw SQLiteErrors.storeError(error)
         }
 
         let transaction = SQLiteTransaction(connection: connection)
@@ -212,120 +190,20 @@ public final class SQLiteStore: Store {
             result = try await TransactionContext.$openStores.withValue(enclosingStores.union([storeID])) {
                 try await body(transaction)
             }
-            transaction.close()
-            _ = try await connection.rows("RELEASE member")
         } catch {
             transaction.close()
-            await self.undoMember(on: connection, because: error)
+            await self.rollback(connection)
             throw error
         }
-        return try await self.commitOrHandOver(result, on: connection)
-    }
 
-    /// The open group's connection, or a new group's after `BEGIN IMMEDIATE`, with a savepoint
-    /// for the body about to run. Call only while owning the gate.
-    private func joinGroup() async throws -> SQLiteConnection {
-        let connection: SQLiteConnection
-        if let open = self.state.withLock({ $0.group?.connection }) {
-            connection = open
-        } else {
-            connection = try await self.usableConnection()
-            do {
-                _ = try await connection.rows("BEGIN IMMEDIATE")
-            } catch {
-                // Nothing should be open, but make sure the connection is left clean.
-                await self.rollback(connection)
-                throw SQLiteErrors.storeError(error)
-            }
-            self.state.withLock { $0.group = CommitGroup(connection: connection) }
-        }
+        transaction.close()
         do {
-            _ = try await connection.rows("SAVEPOINT member")
+            _ = try await connection.rows("COMMIT")
         } catch {
-            await self.abandonGroup(on: connection, because: SQLiteErrors.storeError(error))
+            await self.rollback(connection)
             throw SQLiteErrors.storeError(error)
         }
-        return connection
-    }
-
-    /// A body threw: its changes are undone, the group's earlier members' kept; then the gate is
-    /// left. When even that fails, the whole SQLite transaction is rolled back and every member
-    /// fails with `error`.
-    private func undoMember(on connection: SQLiteConnection, because error: any Error) async {
-        do {
-            _ = try await connection.rows("ROLLBACK TO member")
-            _ = try await connection.rows("RELEASE member")
-        } catch {
-            // SQLite rolled the whole transaction back by itself (a full disk, an I/O error).
-            await self.abandonGroup(on: connection, because: SQLiteErrors.storeError(error))
-            self.gate.unlock()
-            return
-        }
-        await self.leaveGate()
-    }
-
-    /// The body ran: the next queued transaction continues the group, which commits with it, or
-    /// this one commits the group now. Returns `result` once committed.
-    private func commitOrHandOver<T: Sendable>(_ result: T, on connection: SQLiteConnection) async throws -> T {
-        let handedOver: Bool = try await withCheckedThrowingContinuation { continuation in
-            let joined = self.state.withLock { state -> Bool in
-                guard var group = state.group, group.members.count + 1 < Self.maximumGroupSize else { return false }
-                group.members.append(continuation)
-                state.group = group
-                return true
-            }
-            guard joined else { return continuation.resume(returning: false) }
-            if !self.gate.handOverIfWaiting() {
-                // Nobody queued: this transaction commits the group after all.
-                self.state.withLock { _ = $0.group?.members.popLast() }
-                continuation.resume(returning: false)
-            }
-            // Handed over: resumed by whoever commits the group.
-        }
-        if handedOver { return result }
-        defer { self.gate.unlock() }
-        try await self.commitGroup()
         return result
-    }
-
-    /// Commits the open group, if any, and tells its waiting members. Call only while owning the
-    /// gate. - Throws: why the `COMMIT` failed (every member is told the same).
-    private func commitGroup() async throws {
-        guard let group = self.state.withLock({ state -> CommitGroup? in
-            defer { state.group = nil }
-            return state.group
-        }) else { return }
-        do {
-            _ = try await group.connection.rows("COMMIT")
-        } catch {
-            await self.rollback(group.connection)
-            let failure = SQLiteErrors.storeError(error)
-            for member in group.members { member.resume(throwing: failure) }
-            throw failure
-        }
-        self.state.withLock { $0.commits += 1 }
-        for member in group.members { member.resume(returning: true) }
-    }
-
-    /// Rolls the open group back and fails its members with `error`. Call only while owning the
-    /// gate.
-    private func abandonGroup(on connection: SQLiteConnection, because error: any Error) async {
-        let members = self.state.withLock { state -> [CheckedContinuation<Bool, any Error>] in
-            defer { state.group = nil }
-            return state.group?.members ?? []
-        }
-        await self.rollback(connection)
-        for member in members { member.resume(throwing: error) }
-    }
-
-    /// Leaves the gate without a body of this task's own to commit: a queued transaction takes
-    /// over an open group, or the group is committed first (its members are told how it went).
-    private func leaveGate() async {
-        if self.state.withLock({ $0.group != nil }) {
-            if self.gate.handOverIfWaiting() { return }
-            try? await self.commitGroup()
-        }
-        self.gate.unlock()
     }
 
     /// A consistent read-only snapshot (`BEGIN` deferred on a read connection with
@@ -477,8 +355,6 @@ public final class SQLiteStore: Store {
         }
         await self.gate.lockIgnoringCancellation()
         defer { self.gate.unlock() }
-        // The transactions queued behind an open group ran in it: theirs to keep.
-        try? await self.commitGroup()
         await self.readGate.lockIgnoringCancellation()
         defer { self.readGate.unlock() }
         let (connection, readConnection, wasClosed) = self.state.withLock { state in
@@ -528,16 +404,8 @@ public final class SQLiteStore: Store {
     ) async throws -> T {
         try await self.gate.lock()
         defer { self.gate.unlock() }
-        // Outside any transaction: an open group, handed to this task, is committed first.
-        try? await self.commitGroup()
         return try await body(self.usableConnection())
     }
-
-    /// `COMMIT`s of write transactions so far (group commit makes them fewer than transactions).
-    var commitsForTesting: Int { self.state.withLock { $0.commits } }
-
-    /// Tasks waiting for the write gate.
-    var queuedForTesting: Int { self.gate.waitingCount }
 
     /// The versions recorded in `schema_migrations`, ascending.
     func appliedMigrationVersions() async throws -> [Int] {

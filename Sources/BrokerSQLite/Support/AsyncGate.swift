@@ -105,24 +105,6 @@ final class AsyncGate: Sendable {
         }
     }
 
-    /// Hands the gate directly to the oldest waiter if there is one (`true`); otherwise keeps it
-    /// locked by the caller (`false`), so that the caller can finish what a waiter would have
-    /// continued, then ``unlock()``. Deciding under one lock leaves no moment at which the gate
-    /// is free while the caller believes it handed over.
-    func handOverIfWaiting() -> Bool {
-        let next = self.state.withLock { state -> CheckedContinuation<Void, any Error>? in
-            precondition(state.isLocked, "AsyncGate.handOverIfWaiting() called on an unlocked gate")
-            return state.waiters.isEmpty ? nil : state.waiters.removeFirst().continuation
-        }
-        next?.resume()
-        return next != nil
-    }
-
-    /// How many tasks wait for the gate (tests read it).
-    var waitingCount: Int {
-        self.state.withLock { $0.waiters.count }
-    }
-
     /// Releases the gate, handing it directly to the oldest waiter if there is one.
     func unlock() {
         let next = self.state.withLock { state -> CheckedContinuation<Void, any Error>? in
