@@ -38,6 +38,7 @@ broker="$PWD/.build/release/broker"
 bench="$PWD/.build/release/broker-bench"
 
 work=$(mktemp -d)
+echo "correct horse battery staple" > "$work/password"
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -181,13 +182,13 @@ bench_http() {
 
 path_refresh_grant() {
   server=broker
-  local figures; figures=$(bench_http --mode refresh --user alice --password-file <(echo "correct horse battery staple"))
+  local figures; figures=$(bench_http --mode refresh --user alice --password-file "$work/password")
   ours=${figures% *}
   extra="p99=${figures#* } ms"
   local test tag
   case $alg in RS256) test=rsa2048 tag=+F2: ;; ES256) test=ecdsap256 tag=+F4: ;; *) test=ed25519 tag=+F6: ;; esac
   reference_name="openssl-sign-1core"
-  reference=$(openssl speed -mr -seconds "$seconds" "$test" 2>/dev/null | awk -F: -v tag="$tag" '$0 ~ "^" tag { print int($(NF-1)) }')
+  reference=$(openssl speed -mr -seconds "$seconds" "$test" 2>/dev/null | awk -F: -v tag="$tag" 'index($0, tag) == 1 { print int($(NF-1)) }')
 }
 
 path_password_login() {
@@ -197,8 +198,7 @@ path_password_login() {
     echo "correct horse battery staple" | "$broker" users add "bench$index" --password-stdin >/dev/null 2>&1 || true
     "$broker" members add org1 "bench$index" >/dev/null 2>&1 || true
   done
-  local figures; figures=$(bench_http --mode login --user bench --distinct-users 16 \
-    --password-file <(echo "correct horse battery staple"))
+  local figures; figures=$(bench_http --mode login --user bench --distinct-users 16 --password-file "$work/password")
   ours=${figures% *}
   extra="p99=${figures#* } ms"
   reference_name="argon2id-raw-all-cores"
