@@ -37,18 +37,8 @@ swift build -c release --product broker-bench >/dev/null
 broker="$PWD/.build/release/broker"
 bench="$PWD/.build/release/broker-bench"
 
-work=$(mktemp -d)
+. scripts/bench-lib.sh bench-http
 echo "correct horse battery staple" > "$work/password"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_for() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
 
 # wrk's requests per second; a run with any answer but 2xx/3xx measured something else: fail.
 rate() {

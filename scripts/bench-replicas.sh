@@ -20,20 +20,8 @@ swift build -c release >/dev/null
 broker=$root/.build/release/broker
 bench=$root/.build/release/broker-bench
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/broker-bench-replicas.XXXXXX")
-chmod 755 "$work"
-pids=()
-stop_replicas() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  pids=()
-}
-cleanup() {
-  stop_replicas
-  scripts/postgres-test-server.sh stop "$work/postgres" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+. scripts/bench-lib.sh bench-replicas
+cleanup_more() { scripts/postgres-test-server.sh stop "$work/postgres" >/dev/null 2>&1 || true; }
 
 openssl rand -base64 32 >"$work/kek"
 head -c 24 /dev/urandom | base64 | tr -d '\n' >"$work/password"
@@ -71,7 +59,7 @@ broker_in() {
 }
 
 # The same, replacing the calling (sub)shell: a function run in the background is a subshell of
-# its own, and `$!` must be the broker itself for stop_replicas to stop it.
+# its own, and `$!` must be the broker itself for stop_started to stop it.
 broker_exec() {
   local dir=$1 engine=$2
   shift 2
@@ -94,7 +82,7 @@ seed() {
 }
 
 # Starts `broker serve` for `dir` and sets `served` to its base URL once it listens (not in a
-# command substitution: the server must be this shell's child, for stop_replicas).
+# command substitution: the server must be this shell's child, for stop_started).
 serve() {
   local dir=$1 engine=$2
   broker_exec "$dir" "$engine" serve --port 0 >"$dir/stdout" 2>"$dir/stderr" &
@@ -128,7 +116,7 @@ sqlite_dir=$(prepare sqlite)
 seed "$sqlite_dir" sqlite
 serve "$sqlite_dir" sqlite
 measure "sqlite-1" "$served"
-stop_replicas
+stop_started
 
 seed "$(prepare seed)" postgres
 for count in 1 2 3; do
@@ -143,5 +131,5 @@ for count in 1 2 3; do
   # Transactions PostgreSQL aborted for a conflict with concurrent ones (SQLSTATE 40001), which
   # the store re-ran: what SERIALIZABLE costs under this load.
   echo "postgres-$count serialization-reruns=$((after - before))"
-  stop_replicas
+  stop_started
 done

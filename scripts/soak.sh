@@ -19,18 +19,7 @@ swift build -c release --product broker-bench >/dev/null
 broker=$root/.build/release/broker
 bench=$root/.build/release/broker-bench
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/broker-soak.XXXXXX")
-chmod 755 "$work"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_for() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "soak: no answer from $1" >&2; return 1; }
+. scripts/bench-lib.sh soak
 rss_mb() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 
 broker_port=$(free_port)

@@ -13,16 +13,7 @@ struct StoreWriteBenchmark {
     var concurrencies: [Int] = [1, 8, 64]
 
     init(parsing arguments: [String]) throws {
-        var iterator = arguments.makeIterator()
-        while let argument = iterator.next() {
-            switch argument {
-            case "--seconds":
-                guard let text = iterator.next(), let value = Double(text), value > 0 else { throw BenchError("--seconds N") }
-                seconds = value
-            default:
-                throw BenchError("unknown option \(argument)")
-            }
-        }
+        seconds = try SyncedWrites.seconds(parsing: arguments) ?? seconds
     }
 
     func run() async throws {

@@ -3,6 +3,18 @@ import Foundation
 /// The reference of the durable-write benchmarks: how many `write` + `fdatasync` of one short
 /// line a second the disk allows, on a file of the directory measured, one line per sync.
 enum SyncedWrites {
+    /// The one option of the durable-write benchmarks, `--seconds N`; nil when not given.
+    static func seconds(parsing arguments: [String]) throws -> Double? {
+        var seconds: Double?
+        var iterator = arguments.makeIterator()
+        while let argument = iterator.next() {
+            guard argument == "--seconds" else { throw BenchError("unknown option \(argument)") }
+            guard let text = iterator.next(), let value = Double(text), value > 0 else { throw BenchError("--seconds N") }
+            seconds = value
+        }
+        return seconds
+    }
+
     static func rate(path: String, seconds: Double) throws -> Double {
         let descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw BenchError("cannot open \(path)") }
