@@ -140,26 +140,17 @@ stop_broker() {
 
 # --- Paths: each sets server (what it measures) and ours (its requests per second) -----------
 
-path_forward_auth_hit() {
-  mint_tokens 1
-  start_gateway 10000
+# Forward-auth through a gateway with --token-cache-size $2, $1 distinct tokens, wrk script $3.
+forward_auth() {
+  mint_tokens "$1"
+  start_gateway "$2"
   server=gateway
-  ours=$(WRK_TOKENS="$broker_dir/tokens" rate -s scripts/wrk/forward-auth-hit.lua "http://127.0.0.1:$gateway_port/")
+  ours=$(WRK_TOKENS="$broker_dir/tokens" rate -s "scripts/wrk/$3" "http://127.0.0.1:$gateway_port/")
 }
 
-path_forward_auth_miss() {
-  mint_tokens "$miss_tokens"
-  start_gateway "$miss_cache_size"
-  server=gateway
-  ours=$(WRK_TOKENS="$broker_dir/tokens" rate -s scripts/wrk/forward-auth-miss.lua "http://127.0.0.1:$gateway_port/")
-}
-
-path_forward_auth_nocache() {
-  mint_tokens 1
-  start_gateway 0
-  server=gateway
-  ours=$(WRK_TOKENS="$broker_dir/tokens" rate -s scripts/wrk/forward-auth-hit.lua "http://127.0.0.1:$gateway_port/")
-}
+path_forward_auth_hit() { forward_auth 1 10000 forward-auth-hit.lua; }
+path_forward_auth_miss() { forward_auth "$miss_tokens" "$miss_cache_size" forward-auth-miss.lua; }
+path_forward_auth_nocache() { forward_auth 1 0 forward-auth-hit.lua; }
 
 # `broker-bench http` against this broker: "rate p99" of its one line.
 bench_http() {
