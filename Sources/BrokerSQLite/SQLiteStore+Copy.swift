@@ -1,7 +1,5 @@
 import BrokerCore
 import Foundation
-import NIOCore
-import NIOPosix
 import SQLiteNIO
 
 /// The SQLite side of `broker db copy` (``DatabaseCopy``): a source only.
@@ -10,30 +8,31 @@ extension SQLiteStore: CopySource {
     /// store would): 0 for a file no broker has set up.
     public static func schemaVersion(ofDatabaseAt path: String) async throws -> Int {
         let path = URL(fileURLWithPath: path).standardizedFileURL.path
-        let connection: SQLiteConnection
+        let thread = DatabaseThread.start(name: "sqlite-inspect")
+        let connection: DatabaseConnection
         do {
-            connection = try await SQLiteConnection.open(
-                storage: .file(path: path), threadPool: NIOThreadPool.singleton,
-                on: MultiThreadedEventLoopGroup.singleton.any())
+            connection = try await DatabaseConnection.open(.file(path: path), on: thread)
         } catch {
+            await thread.shutDown()
             throw SQLiteErrors.storeError(error)
         }
+        let version: Result<Int64, any Error>
         do {
             _ = try await connection.rows("PRAGMA busy_timeout = 5000")
             let hasHistory = try await !connection.rows(
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
             ).isEmpty
-            var version: Int64 = 0
-            if hasHistory {
-                version = try await connection.rows("SELECT COALESCE(MAX(version), 0) AS version FROM schema_migrations")
-                    .first?.int64("version") ?? 0
-            }
-            try await connection.close().get()
-            return Int(version)
+            version = .success(
+                hasHistory
+                    ? try await connection.rows("SELECT COALESCE(MAX(version), 0) AS version FROM schema_migrations")
+                        .first?.int64("version") ?? 0
+                    : 0)
         } catch {
-            try? await connection.close().get()
-            throw SQLiteErrors.storeError(error)
+            version = .failure(SQLiteErrors.storeError(error))
         }
+        await connection.close()
+        await thread.shutDown()
+        return Int(try version.get())
     }
 
     public func catalogue() async throws -> [String: Set<String>] {
@@ -98,7 +97,7 @@ extension SQLiteStore: CopySource {
         }
     }
 
-    private static func copiedValue(_ row: SQLiteRow, _ column: CopiedColumn, of table: CopiedTable) throws -> CopiedValue {
+    private static func copiedValue(_ row: DatabaseRow, _ column: CopiedColumn, of table: CopiedTable) throws -> CopiedValue {
         guard let value = row.column(column.name) else { throw StoreError.engine("result has no column \(column.name)") }
         let unexpected = StoreError.engine("unexpected value type in \(table.name).\(column.name)")
         switch (column.kind, value) {

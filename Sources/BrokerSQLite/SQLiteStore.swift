@@ -2,9 +2,6 @@ import BrokerCore
 import BrokerSync
 import Foundation
 import Logging
-import NIOCore
-import NIOPosix
-import SQLiteNIO
 
 /// The embedded SQLite implementation of ``Store``: one database file, shared safely by the
 /// server and the command line.
@@ -17,18 +14,22 @@ import SQLiteNIO
 /// try await store.close()
 /// ```
 ///
-/// **Transactions.** The store has one connection, with its own one-thread `NIOThreadPool`
-/// (SQLite calls block, so they never run on an event loop or in the cooperative pool). A FIFO gate
-/// (`AsyncGate`, which suspends tasks rather than blocking threads) admits one transaction at a
-/// time, so statements of two transactions never interleave. Each transaction runs as
+/// **Transactions.** The store has one write connection on a thread of its own
+/// (``DatabaseThread``: SQLite calls block, so they never run on an event loop or in the
+/// cooperative pool). A FIFO gate (`AsyncGate`, which suspends tasks rather than blocking threads)
+/// admits one transaction at a time, so statements of two transactions never interleave. The
+/// whole transaction (`BEGIN`, the body, `COMMIT`) runs with that thread as the task's executor
+/// preference: a statement is a function call on the thread, not a hand-off to it and back. Each transaction runs as
 /// `BEGIN IMMEDIATE … COMMIT`: it takes SQLite's write lock at its start, so transactions of other
 /// processes (a CLI) serialize with it too, waiting up to `busy_timeout` (5 s). If the body throws,
 /// or its task is cancelled (statements check for cancellation before they start), the transaction
 /// rolls back, the gate is released and the error is rethrown. A transaction cannot be nested in
 /// another of the same store (it would wait for itself): that throws instead.
 ///
-/// **Durability.** WAL journal with `synchronous=FULL`: a transaction that returned has been
-/// synced to disk and survives a power loss.
+/// **Durability.** WAL journal; a transaction that returned has been synced to disk and survives
+/// a power loss. `COMMIT` itself does not wait for the disk (`synchronous=NORMAL`): the gate
+/// passes to the next transaction at once, and ``CommitSync`` syncs the log once for all the
+/// commits made meanwhile before any of their callers returns (group commit).
 ///
 /// **Values.** Dates are stored as REAL seconds since 1970 (sub-microsecond precision for present
 /// dates, so a round trip is exact to the microsecond but not always bit for bit); booleans as
@@ -40,40 +41,41 @@ public final class SQLiteStore: Store {
     private struct State {
         /// `nil` once closed, or after a failed `ROLLBACK` discarded the connection (the next
         /// transaction opens a new one).
-        var connection: SQLiteConnection?
+        var connection: DatabaseConnection?
         /// Read-only snapshots use their own connection (WAL lets it read while a write commits).
-        var readConnection: SQLiteConnection?
+        var readConnection: DatabaseConnection?
         var isClosed = false
     }
 
-    private let storage: SQLiteConnection.Storage
-    private let threadPool: NIOThreadPool
-    private let eventLoop: any EventLoop
+    private let storage: DatabaseStorage
+    private let writeThread: DatabaseThread
+    /// Reads run on their own thread so that they never queue behind a write's fsync.
+    private let readThread: DatabaseThread
+    /// Group commit of a database file (`nil` in memory: nothing to sync).
+    private let commitSync: CommitSync?
     private let migrator: Migrator
     private let logger: Logger
     private let gate = AsyncGate()
     /// Serializes snapshots on the read connection; independent of `gate`.
     private let readGate = AsyncGate()
-    /// Reads run on their own thread so that they never queue behind a write's fsync.
-    private let readThreadPool: NIOThreadPool
     private let state: Locked<State>
 
     private init(
-        storage: SQLiteConnection.Storage,
-        threadPool: NIOThreadPool,
-        eventLoop: any EventLoop,
+        storage: DatabaseStorage,
+        writeThread: DatabaseThread,
+        readThread: DatabaseThread,
+        commitSync: CommitSync?,
         migrator: Migrator,
         logger: Logger,
-        connection: SQLiteConnection
+        connection: DatabaseConnection
     ) {
         self.storage = storage
-        self.threadPool = threadPool
-        self.eventLoop = eventLoop
+        self.writeThread = writeThread
+        self.readThread = readThread
+        self.commitSync = commitSync
         self.migrator = migrator
         self.logger = logger
         self.state = Locked(State(connection: connection))
-        self.readThreadPool = NIOThreadPool(numberOfThreads: 1)
-        self.readThreadPool.start()
     }
 
     // MARK: Opening
@@ -92,62 +94,64 @@ public final class SQLiteStore: Store {
         try await self.open(storage: .memory, logger: logger, migrations: Schema.migrations)
     }
 
-    /// ``open(path:logger:)`` with an explicit schema history (tests use it to write a newer one).
-    static func open(path: String, logger: Logger, migrations: [Migration]) async throws -> SQLiteStore {
+    /// ``open(path:logger:)`` with an explicit schema history (tests use it to write a newer one),
+    /// and a hook called before each group commit's sync (tests hold a sync back with it).
+    static func open(
+        path: String, logger: Logger, migrations: [Migration], beforeEachSync: (@Sendable () throws -> Void)? = nil
+    ) async throws -> SQLiteStore {
         // Absolute, so that SQLite (opened with SQLITE_OPEN_URI) never reads a path such as
         // `file:x?mode=memory` as a URI, and a later change of directory changes nothing.
         let path = URL(fileURLWithPath: path).standardizedFileURL.path
         try DatabaseFile.prepare(path: path, logger: logger)
-        return try await self.open(storage: .file(path: path), logger: logger, migrations: migrations)
+        return try await self.open(
+            storage: .file(path: path), logger: logger, migrations: migrations, beforeEachSync: beforeEachSync)
     }
 
     private static func open(
-        storage: SQLiteConnection.Storage,
+        storage: DatabaseStorage,
         logger: Logger,
-        migrations: [Migration]
+        migrations: [Migration],
+        beforeEachSync: (@Sendable () throws -> Void)? = nil
     ) async throws -> SQLiteStore {
-        let threadPool = NIOThreadPool(numberOfThreads: 1)
-        threadPool.start()
-        let eventLoop = MultiThreadedEventLoopGroup.singleton.any()
+        let writeThread = DatabaseThread.start(name: "sqlite-write")
         let migrator = Migrator(migrations: migrations, logger: logger)
         do {
-            let connection = try await self.connect(
-                storage: storage, threadPool: threadPool, eventLoop: eventLoop, migrator: migrator, logger: logger
-            )
+            let connection = try await self.connect(storage: storage, on: writeThread, migrator: migrator)
+            let commitSync: CommitSync?
+            switch storage {
+            case .memory: commitSync = nil
+            case .file(let path): commitSync = CommitSync.start(databasePath: path, beforeEachSync: beforeEachSync)
+            }
             return SQLiteStore(
-                storage: storage, threadPool: threadPool, eventLoop: eventLoop, migrator: migrator, logger: logger,
-                connection: connection
+                storage: storage, writeThread: writeThread, readThread: DatabaseThread.start(name: "sqlite-read"),
+                commitSync: commitSync, migrator: migrator, logger: logger, connection: connection
             )
         } catch {
-            try? await threadPool.shutdownGracefully()
+            await writeThread.shutDown()
             throw SQLiteErrors.storeError(error)
         }
     }
 
     /// Opens a connection, configures it and migrates the schema; closes it again on failure.
     private static func connect(
-        storage: SQLiteConnection.Storage,
-        threadPool: NIOThreadPool,
-        eventLoop: any EventLoop,
-        migrator: Migrator,
-        logger: Logger
-    ) async throws -> SQLiteConnection {
-        let connection = try await SQLiteConnection.open(
-            storage: storage, threadPool: threadPool, logger: logger, on: eventLoop
-        )
+        storage: DatabaseStorage,
+        on thread: DatabaseThread,
+        migrator: Migrator
+    ) async throws -> DatabaseConnection {
+        let connection = try await DatabaseConnection.open(storage, on: thread)
         do {
             try await self.configure(connection, storage: storage)
             try await migrator.migrate(connection)
             return connection
         } catch {
-            try? await connection.close().get()
+            await connection.close()
             throw error
         }
     }
 
-    private static func configure(_ connection: SQLiteConnection, storage: SQLiteConnection.Storage) async throws {
-        // sqlite-nio installs a busy handler that retries forever; busy_timeout replaces it, so a
-        // writer in another process that never lets go ends in an error after 5 s, not a hang.
+    private static func configure(_ connection: DatabaseConnection, storage: DatabaseStorage) async throws {
+        // Without a busy timeout a writer in another process (a CLI) makes statements fail at
+        // once; with one, a writer that never lets go ends in an error after 5 s, not a hang.
         _ = try await connection.rows("PRAGMA busy_timeout = 5000")
         _ = try await connection.rows("PRAGMA foreign_keys = ON")
         guard try await connection.rows("PRAGMA foreign_keys").first?.int64("foreign_keys") == 1 else {
@@ -157,7 +161,9 @@ public final class SQLiteStore: Store {
         if case .file = storage, mode?.lowercased() != "wal" {
             throw StoreError.engine("SQLite refused the WAL journal mode (it kept \(mode ?? "none"))")
         }
-        _ = try await connection.rows("PRAGMA synchronous = FULL")
+        // COMMIT writes the log without waiting for the disk; CommitSync syncs it, once for all the
+        // commits made meanwhile, before any of them returns (group commit).
+        _ = try await connection.rows("PRAGMA synchronous = NORMAL")
     }
 
     // MARK: Transactions
@@ -172,38 +178,59 @@ public final class SQLiteStore: Store {
         }
 
         try await self.gate.lock()
+        let (result, commit) = try await self.runLocked(body, storeID: storeID, enclosingStores: enclosingStores)
+        // The gate is free again: the next transaction runs while this one waits for the disk.
+        try await self.commitSync?.waitUntilDurable(commit)
+        return result
+    }
+
+    /// Runs `body` in one SQLite transaction on the write thread and releases the gate; returns
+    /// the result and the commit's sequence number. Call only while holding the gate.
+    private func runLocked<T: Sendable>(
+        _ body: @Sendable (any StoreTransaction) async throws -> T,
+        storeID: ObjectIdentifier,
+        enclosingStores: Set<ObjectIdentifier>
+    ) async throws -> (T, UInt64) {
         defer { self.gate.unlock() }
         try Task.checkCancellation()
-        let connection = try await self.usableConnection()
-
-        do {
-            _ = try await connection.rows("BEGIN IMMEDIATE")
-        } catch {
-            // Nothing should be open, but make sure the connection is left clean.
-            await self.rollback(connection)
-            throw SQLiteErrors.storeError(error)
-        }
-
-        let transaction = SQLiteTransaction(connection: connection)
-        let result: T
-        do {
-            result = try await TransactionContext.$openStores.withValue(enclosingStores.union([storeID])) {
-                try await body(transaction)
+        return try await withTaskExecutorPreference(self.writeThread) {
+            let connection = try await self.usableConnection()
+            do {
+                _ = try await connection.rows("BEGIN IMMEDIATE")
+            } catch {
+                // Nothing should be open, but make sure the connection is left clean.
+                await self.rollback(connection)
+                throw SQLiteErrors.storeError(error)
             }
-        } catch {
-            transaction.close()
-            await self.rollback(connection)
-            throw error
-        }
 
-        transaction.close()
-        do {
-            _ = try await connection.rows("COMMIT")
-        } catch {
-            await self.rollback(connection)
-            throw SQLiteErrors.storeError(error)
+            let transaction = SQLiteTransaction(connection: connection)
+            let result: T
+            do {
+                result = try await TransactionContext.$openStores.withValue(enclosingStores.union([storeID])) {
+                    try await body(transaction)
+                }
+            } catch {
+                transaction.close()
+                await self.rollback(connection)
+                throw error
+            }
+
+            transaction.close()
+            do {
+                _ = try await connection.rows("COMMIT")
+            } catch {
+                await self.rollback(connection)
+                throw SQLiteErrors.storeError(error)
+            }
+            return (result, self.commitSync?.recordCommit() ?? 0)
         }
-        return result
+    }
+
+    /// Waits until every commit this task may have read is on disk: nothing the store hands out
+    /// can vanish in a power loss.
+    private func waitForSeenCommits() async throws {
+        guard let commitSync = self.commitSync else { return }
+        try await commitSync.waitUntilDurable(commitSync.lastCommit)
     }
 
     /// A consistent read-only snapshot (`BEGIN` deferred on a read connection with
@@ -219,33 +246,45 @@ public final class SQLiteStore: Store {
         guard !enclosingStores.contains(storeID) else {
             throw StoreError.engine("nested transaction: this task is already inside a transaction of this store")
         }
+        let result = try await self.snapshot(body, storeID: storeID, enclosingStores: enclosingStores)
+        try await self.waitForSeenCommits()
+        return result
+    }
+
+    private func snapshot<T: Sendable>(
+        _ body: @Sendable (any StoreTransaction) async throws -> T,
+        storeID: ObjectIdentifier,
+        enclosingStores: Set<ObjectIdentifier>
+    ) async throws -> T {
         try await self.readGate.lock()
         defer { self.readGate.unlock() }
         try Task.checkCancellation()
-        let connection = try await self.usableReadConnection()
-        do {
-            _ = try await connection.rows("BEGIN")
-        } catch {
-            await self.discardRead(connection)
-            throw SQLiteErrors.storeError(error)
-        }
-        let transaction = SQLiteTransaction(connection: connection)
-        do {
-            let result = try await TransactionContext.$openStores.withValue(enclosingStores.union([storeID])) {
-                try await body(transaction)
-            }
-            transaction.close()
-            _ = try await connection.rows("COMMIT")
-            return result
-        } catch {
-            transaction.close()
+        return try await withTaskExecutorPreference(self.readThread) {
+            let connection = try await self.usableReadConnection()
             do {
-                _ = try await connection.rows("ROLLBACK")
-            } catch let rollbackError as SQLiteError where rollbackError.isNoActiveTransaction {
+                _ = try await connection.rows("BEGIN")
             } catch {
                 await self.discardRead(connection)
+                throw SQLiteErrors.storeError(error)
             }
-            throw error
+            let transaction = SQLiteTransaction(connection: connection)
+            do {
+                let result = try await TransactionContext.$openStores.withValue(enclosingStores.union([storeID])) {
+                    try await body(transaction)
+                }
+                transaction.close()
+                _ = try await connection.rows("COMMIT")
+                return result
+            } catch {
+                transaction.close()
+                do {
+                    _ = try await connection.rows("ROLLBACK")
+                } catch let rollbackError as SQLiteFailure where rollbackError.isNoActiveTransaction {
+                } catch {
+                    await self.discardRead(connection)
+                }
+                throw error
+            }
         }
     }
 
@@ -258,28 +297,32 @@ public final class SQLiteStore: Store {
         guard !TransactionContext.openStores.contains(ObjectIdentifier(self)) else {
             throw StoreError.engine("nested transaction: this task is already inside a transaction of this store")
         }
-        try await self.readGate.lock()
-        defer { self.readGate.unlock() }
-        let connection = try await self.usableReadConnection()
+        let rows: [DatabaseRow]
         do {
-            return try SQLiteTransaction.accountSnapshot(from: try await connection.rows(sql, binds))
-        } catch let error as StoreError {
-            throw error
+            try await self.readGate.lock()
+            defer { self.readGate.unlock() }
+            rows = try await self.usableReadConnection().rows(sql, binds)
         } catch {
             throw SQLiteErrors.storeError(error)
         }
+        try await self.waitForSeenCommits()
+        return try SQLiteTransaction.accountSnapshot(from: rows)
     }
 
     /// The read connection, opened on first use. Call only while holding the read gate.
-    private func usableReadConnection() async throws -> SQLiteConnection {
+    private func usableReadConnection() async throws -> DatabaseConnection {
         let (connection, isClosed) = self.state.withLock { ($0.readConnection, $0.isClosed) }
         guard !isClosed else { throw StoreError.engine("store is closed") }
         if let connection { return connection }
         do {
-            let connection = try await SQLiteConnection.open(
-                storage: self.storage, threadPool: self.readThreadPool, logger: self.logger, on: self.eventLoop)
-            _ = try await connection.rows("PRAGMA busy_timeout = 5000")
-            _ = try await connection.rows("PRAGMA query_only = ON")
+            let connection = try await DatabaseConnection.open(self.storage, on: self.readThread)
+            do {
+                _ = try await connection.rows("PRAGMA busy_timeout = 5000")
+                _ = try await connection.rows("PRAGMA query_only = ON")
+            } catch {
+                await connection.close()
+                throw error
+            }
             self.state.withLock { $0.readConnection = connection }
             return connection
         } catch {
@@ -287,20 +330,20 @@ public final class SQLiteStore: Store {
         }
     }
 
-    private func discardRead(_ connection: SQLiteConnection) async {
+    private func discardRead(_ connection: DatabaseConnection) async {
         self.state.withLock { state in
             if state.readConnection === connection { state.readConnection = nil }
         }
-        try? await connection.close().get()
+        await connection.close()
     }
 
     /// Rolls back whatever is open. Runs even in a cancelled task. If `ROLLBACK` fails (rather than
     /// finding that SQLite already rolled back), the connection's state is unknown: it is closed,
     /// which makes SQLite roll back, and the next transaction opens a new one.
-    private func rollback(_ connection: SQLiteConnection) async {
+    private func rollback(_ connection: DatabaseConnection) async {
         do {
             _ = try await connection.rows("ROLLBACK")
-        } catch let error as SQLiteError where error.isNoActiveTransaction {
+        } catch let error as SQLiteFailure where error.isNoActiveTransaction {
             return
         } catch {
             self.logger.error("ROLLBACK failed; reopening the database connection", metadata: [
@@ -311,29 +354,20 @@ public final class SQLiteStore: Store {
     }
 
     /// Closes `connection` and forgets it. Call only while holding the gate.
-    private func discard(_ connection: SQLiteConnection) async {
+    private func discard(_ connection: DatabaseConnection) async {
         self.state.withLock { state in
             if state.connection === connection { state.connection = nil }
         }
-        do {
-            try await connection.close().get()
-        } catch {
-            self.logger.warning("closing a discarded database connection failed", metadata: [
-                "error": "\(SQLiteErrors.storeError(error))",
-            ])
-        }
+        await connection.close()
     }
 
     /// The open connection, reopened if a failure discarded it. Call only while holding the gate.
-    private func usableConnection() async throws -> SQLiteConnection {
+    private func usableConnection() async throws -> DatabaseConnection {
         let (connection, isClosed) = self.state.withLock { ($0.connection, $0.isClosed) }
         guard !isClosed else { throw StoreError.engine("store is closed") }
         if let connection { return connection }
         do {
-            let connection = try await Self.connect(
-                storage: self.storage, threadPool: self.threadPool, eventLoop: self.eventLoop,
-                migrator: self.migrator, logger: self.logger
-            )
+            let connection = try await Self.connect(storage: self.storage, on: self.writeThread, migrator: self.migrator)
             self.state.withLock { $0.connection = connection }
             self.logger.notice("reopened the database connection")
             return connection
@@ -347,8 +381,8 @@ public final class SQLiteStore: Store {
     /// One node: one host serves a SQLite file.
     public var isSharedByReplicas: Bool { false }
 
-    /// Waits for the running and queued transactions, then closes the connection and stops the
-    /// store's thread pool. Later transactions throw; closing again does nothing.
+    /// Waits for the running and queued transactions, then closes the connections and ends the
+    /// store's threads. Later transactions throw; closing again does nothing.
     public func close() async throws {
         guard !TransactionContext.openStores.contains(ObjectIdentifier(self)) else {
             throw StoreError.engine("cannot close the store from inside one of its transactions")
@@ -365,47 +399,47 @@ public final class SQLiteStore: Store {
             return taken
         }
         guard !wasClosed else { return }
-
-        var failure: (any Error)?
-        if let readConnection {
-            do { try await readConnection.close().get() } catch { failure = error }
-        }
-        if let connection {
-            do { try await connection.close().get() } catch { failure = failure ?? error }
-        }
-        do { try await self.readThreadPool.shutdownGracefully() } catch { failure = failure ?? error }
-        do { try await self.threadPool.shutdownGracefully() } catch { failure = failure ?? error }
-        if let failure { throw SQLiteErrors.storeError(failure) }
+        await readConnection?.close()
+        await connection?.close()
+        await self.commitSync?.shutDown()
+        await self.readThread.shutDown()
+        await self.writeThread.shutDown()
     }
 
     deinit {
         let (connection, readConnection, wasClosed) = self.state.withLock { ($0.connection, $0.readConnection, $0.isClosed) }
         guard !wasClosed else { return }
-        let readThreadPool = self.readThreadPool
-        if let readConnection {
-            readConnection.close().whenComplete { _ in readThreadPool.shutdownGracefully { _ in } }
-        } else {
-            readThreadPool.shutdownGracefully { _ in }
-        }
         self.logger.warning("SQLiteStore was not closed before being released; closing it in the background")
-        let threadPool = self.threadPool
-        if let connection {
-            connection.close().whenComplete { _ in threadPool.shutdownGracefully { _ in } }
-        } else {
-            threadPool.shutdownGracefully { _ in }
+        let (writeThread, readThread, commitSync) = (self.writeThread, self.readThread, self.commitSync)
+        Task {
+            await readConnection?.close()
+            await connection?.close()
+            await commitSync?.shutDown()
+            await readThread.shutDown()
+            await writeThread.shutDown()
         }
     }
 
     // MARK: Diagnostics (internal, used by tests)
 
-    /// Runs `body` with the connection while holding the gate, outside any transaction.
+    /// Runs `body` with the connection while holding the gate, outside any transaction; returns
+    /// once what it wrote or read is on disk.
     func withExclusiveConnection<T: Sendable>(
-        _ body: (SQLiteConnection) async throws -> T
+        _ body: (DatabaseConnection) async throws -> T
     ) async throws -> T {
-        try await self.gate.lock()
-        defer { self.gate.unlock() }
-        return try await body(self.usableConnection())
+        let result: T
+        do {
+            try await self.gate.lock()
+            defer { self.gate.unlock() }
+            result = try await body(self.usableConnection())
+            _ = self.commitSync?.recordCommit()
+        }
+        try await self.waitForSeenCommits()
+        return result
     }
+
+    /// Syncs to disk made so far by group commit (`nil` for an in-memory store).
+    var commitSyncsForTesting: Int? { self.commitSync?.syncsForTesting }
 
     /// The versions recorded in `schema_migrations`, ascending.
     func appliedMigrationVersions() async throws -> [Int] {

@@ -5,17 +5,17 @@ import SQLiteNIO
 
 /// The ``StoreTransaction`` that ``SQLiteStore/transaction(_:)`` hands to its body.
 ///
-/// It runs statements on the store's one connection while the store holds its transaction gate.
-/// Once the transaction has ended (committed or rolled back) every method throws
-/// `StoreError.engine("transaction is closed")`: the check and the submission of a statement happen
-/// under one lock, and the store closes the transaction before it submits `COMMIT` or `ROLLBACK`,
-/// so no statement of this transaction can ever run after its end (the pool runs statements in
-/// submission order).
+/// It runs statements on the store's connection while the store holds its transaction gate: on
+/// the connection's thread, directly when the body runs there (the store runs it with that thread
+/// as its executor preference). Once the transaction has ended (committed or rolled back) every
+/// method throws `StoreError.engine("transaction is closed")`: the check and the statement happen
+/// under one lock on that thread, and the store closes the transaction before its `COMMIT` or
+/// `ROLLBACK`, so no statement of this transaction can ever run after its end.
 final class SQLiteTransaction: StoreTransaction {
-    private let connection: SQLiteConnection
+    private let connection: DatabaseConnection
     private let isOpen = Locked(true)
 
-    init(connection: SQLiteConnection) {
+    init(connection: DatabaseConnection) {
         self.connection = connection
     }
 
@@ -39,17 +39,21 @@ final class SQLiteTransaction: StoreTransaction {
         _ binds: [SQLiteData] = [],
         duplicate: ((String) -> String)? = nil,
         missingReference: (() async throws -> String)? = nil
-    ) async throws -> [SQLiteRow] {
+    ) async throws -> [DatabaseRow] {
         try Task.checkCancellation()
-        let future = try self.isOpen.withLock { isOpen in
-            guard isOpen else { throw StoreError.engine("transaction is closed") }
-            return self.connection.submit(sql, binds)
-        }
+        let (connection, isOpen) = (self.connection, self.isOpen)
         do {
-            return try await future.get()
-        } catch let error as SQLiteError where error.isUniquenessViolation && duplicate != nil {
+            // Checked on the connection's thread, where COMMIT and ROLLBACK run too: no statement
+            // of this transaction runs after its end.
+            return try await connection.thread.run {
+                try isOpen.withLock { isOpen in
+                    guard isOpen else { throw StoreError.engine("transaction is closed") }
+                    return try connection.rowsHere(sql, binds)
+                }
+            }
+        } catch let error as SQLiteFailure where error.isUniquenessViolation && duplicate != nil {
             throw StoreError.duplicate(duplicate!(error.message))
-        } catch let error as SQLiteError where error.isForeignKeyViolation && missingReference != nil {
+        } catch let error as SQLiteFailure where error.isForeignKeyViolation && missingReference != nil {
             throw StoreError.notFound(try await missingReference!())
         } catch {
             throw SQLiteErrors.storeError(error)
@@ -84,13 +88,13 @@ final class SQLiteTransaction: StoreTransaction {
         "id, username, password_hash, is_active, created_at, github_login, github_id, global_role, credential_version, "
         + "session_version"
 
-    static func versions(from row: SQLiteRow) throws -> AccountVersions {
+    static func versions(from row: DatabaseRow) throws -> AccountVersions {
         try AccountVersions(
             credential: CredentialVersion(rawValue: row.int64("credential_version")),
             session: SessionVersion(rawValue: row.int64("session_version")))
     }
 
-    static func user(from row: SQLiteRow) throws -> User {
+    static func user(from row: DatabaseRow) throws -> User {
         try User(
             id: row.int64("id"),
             username: row.string("username"),
@@ -290,7 +294,7 @@ final class SQLiteTransaction: StoreTransaction {
 
     private static let organizationColumns = "id, name, cluster_name, created_at, access_lifetime, audiences"
 
-    private static func organization(from row: SQLiteRow) throws -> Organization {
+    private static func organization(from row: DatabaseRow) throws -> Organization {
         try Organization(
             id: row.int64("id"),
             name: row.string("name"),
@@ -300,7 +304,7 @@ final class SQLiteTransaction: StoreTransaction {
         )
     }
 
-    static func tokenPolicy(from row: SQLiteRow) throws -> OrganizationTokenPolicy {
+    static func tokenPolicy(from row: DatabaseRow) throws -> OrganizationTokenPolicy {
         OrganizationTokenPolicy(
             accessLifetime: try row.optionalInt64("access_lifetime").map { Int($0) },
             audiences: try row.optionalString("audiences") == nil ? nil : row.stringList("audiences"))
@@ -355,7 +359,7 @@ final class SQLiteTransaction: StoreTransaction {
 
     // MARK: Audience names
 
-    private static func audienceName(from row: SQLiteRow) throws -> AudienceName {
+    private static func audienceName(from row: DatabaseRow) throws -> AudienceName {
         let name = try row.string("name")
         let kind = try row.string("kind")
         if kind == "service" { return AudienceName(name: name, holder: .service) }
@@ -475,7 +479,7 @@ final class SQLiteTransaction: StoreTransaction {
 
     // MARK: Memberships
 
-    private static func membership(from row: SQLiteRow) throws -> Membership {
+    private static func membership(from row: DatabaseRow) throws -> Membership {
         let roleName = try row.string("role")
         guard let role = Role(rawValue: roleName) else {
             throw StoreError.engine("unknown role in column memberships.role")
@@ -566,7 +570,7 @@ final class SQLiteTransaction: StoreTransaction {
         return (sql, [.id(githubID), .text(login)] + names.map { .text($0) })
     }
 
-    static func accountSnapshot(from rows: [SQLiteRow]) throws -> AccountSnapshot {
+    static func accountSnapshot(from rows: [DatabaseRow]) throws -> AccountSnapshot {
         var user: User?
         var memberships: [UserMembership] = []
         var organizations: [Organization] = []
@@ -653,7 +657,7 @@ final class SQLiteTransaction: StoreTransaction {
         FROM membership_requests AS r JOIN users AS u ON u.id = r.user_id
         """
 
-    private static func membershipRequest(from row: SQLiteRow) throws -> MembershipRequest {
+    private static func membershipRequest(from row: DatabaseRow) throws -> MembershipRequest {
         try MembershipRequest(
             organizationID: row.int64("organization_id"), userID: row.int64("user_id"),
             username: row.string("username"), requestedAt: row.date("requested_at"))
@@ -686,7 +690,7 @@ final class SQLiteTransaction: StoreTransaction {
         "id, user_id, kind, organization_id, authenticated_at, expires_at, amr, revoked_at, revocation_reason, "
         + "credential_version, session_version"
 
-    private static func sessionScope(from row: SQLiteRow) throws -> SessionScope {
+    private static func sessionScope(from row: DatabaseRow) throws -> SessionScope {
         switch (try row.string("kind"), try row.optionalInt64("organization_id")) {
         case ("organization", let organizationID?): .organization(id: organizationID)
         case ("all_clusters", nil): .allClusters
@@ -695,7 +699,7 @@ final class SQLiteTransaction: StoreTransaction {
         }
     }
 
-    private static func refreshFamily(from row: SQLiteRow) throws -> RefreshFamily {
+    private static func refreshFamily(from row: DatabaseRow) throws -> RefreshFamily {
         try RefreshFamily(
             id: row.string("id"),
             userID: row.int64("user_id"),
@@ -757,7 +761,7 @@ final class SQLiteTransaction: StoreTransaction {
         "refresh token \(hash.prefix(12))…"
     }
 
-    private static func refreshToken(from row: SQLiteRow) throws -> RefreshTokenRecord {
+    private static func refreshToken(from row: DatabaseRow) throws -> RefreshTokenRecord {
         try RefreshTokenRecord(
             tokenHash: row.string("token_hash"),
             familyID: row.string("family_id"),

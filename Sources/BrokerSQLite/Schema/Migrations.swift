@@ -12,9 +12,9 @@ struct Migration: Sendable {
     var statements: [String]
     /// Runs first, inside the step's transaction: refuses (throws) a database the step cannot
     /// migrate faithfully, with a message saying what to fix.
-    var preflight: (@Sendable (SQLiteConnection) async throws -> Void)? = nil
+    var preflight: (@Sendable (DatabaseConnection) async throws -> Void)? = nil
     /// Runs after the statements, inside the step's transaction: fills in what SQL cannot compute.
-    var backfill: (@Sendable (SQLiteConnection) async throws -> Void)? = nil
+    var backfill: (@Sendable (DatabaseConnection) async throws -> Void)? = nil
 }
 
 /// The schema of the broker's SQLite database, oldest step first.
@@ -290,13 +290,13 @@ enum Schema {
 
 /// The backfill of the name keys and skeletons of existing users and organizations.
 enum NameKeysBackfill {
-    @Sendable static func run(_ connection: SQLiteConnection) async throws {
+    @Sendable static func run(_ connection: DatabaseConnection) async throws {
         try await fill(connection, table: "users", name: "username")
         try await fill(connection, table: "organizations", name: "name")
     }
 
     /// `table` and `name` are fixed identifiers, never input.
-    private static func fill(_ connection: SQLiteConnection, table: String, name: String) async throws {
+    private static func fill(_ connection: DatabaseConnection, table: String, name: String) async throws {
         var holders: [String: Int64] = [:]
         for row in try await connection.rows("SELECT id, \(name) AS name FROM \(table) ORDER BY id") {
             let id = try row.int64("id")
@@ -318,7 +318,7 @@ enum AudienceNamesBackfill {
     /// Older brokers let two organizations end up with one name (a race, or a policy written
     /// before the check existed). Which of them keeps it is the operator's decision, not the
     /// migration's: it stops and names every shared name with its organizations.
-    @Sendable static func refuseSharedNames(_ connection: SQLiteConnection) async throws {
+    @Sendable static func refuseSharedNames(_ connection: DatabaseConnection) async throws {
         let rows = try await connection.rows(
             """
             WITH claims (name, organization) AS (
@@ -360,12 +360,12 @@ struct Migrator {
 
     var latestVersion: Int { self.migrations.last?.version ?? 0 }
 
-    func migrate(_ connection: SQLiteConnection) async throws {
+    func migrate(_ connection: DatabaseConnection) async throws {
         while try await self.applyNextStep(connection) {}
     }
 
     /// Applies the first pending migration; returns false when there was none.
-    private func applyNextStep(_ connection: SQLiteConnection) async throws -> Bool {
+    private func applyNextStep(_ connection: DatabaseConnection) async throws -> Bool {
         _ = try await connection.rows("BEGIN IMMEDIATE")
         do {
             _ = try await connection.rows("""

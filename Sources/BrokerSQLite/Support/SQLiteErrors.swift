@@ -1,24 +1,4 @@
 import BrokerCore
-import NIOPosix
-import SQLiteNIO
-
-extension SQLiteError {
-    /// A UNIQUE or PRIMARY KEY constraint failed.
-    var isUniquenessViolation: Bool {
-        self.reason == .constraintUniqueFailed || self.reason == .constraintPrimaryKeyFailed
-    }
-
-    /// A FOREIGN KEY constraint failed: a referenced row does not exist.
-    var isForeignKeyViolation: Bool {
-        self.reason == .constraintForeignKeyFailed
-    }
-
-    /// `ROLLBACK` found no transaction: SQLite had already rolled it back (after some I/O, disk
-    /// full or out-of-memory errors it does so by itself).
-    var isNoActiveTransaction: Bool {
-        self.message.contains("no transaction is active")
-    }
-}
 
 enum SQLiteErrors {
     /// Translates an error of the engine into ``StoreError``. Errors the store already speaks
@@ -30,10 +10,8 @@ enum SQLiteErrors {
         switch error {
         case is StoreError, is CancellationError:
             return error
-        case let error as SQLiteError:
-            return StoreError.engine("\(error.reason): \(error.message)")
-        case is NIOThreadPoolError.ThreadPoolInactive:
-            return StoreError.engine("store is closed")
+        case let error as SQLiteFailure:
+            return StoreError.engine(error.description)
         default:
             return StoreError.engine(String(describing: type(of: error)))
         }

@@ -48,7 +48,7 @@ extension SQLiteData {
 /// Typed access to the columns of a result row. A missing column or a value of the wrong type is
 /// an engine failure (the schema and the code disagree); the message names the column, never
 /// the value.
-extension SQLiteRow {
+extension DatabaseRow {
     private func value(_ column: String) throws -> SQLiteData {
         guard let value = self.column(column) else {
             throw StoreError.engine("result has no column \(column)")
