@@ -29,7 +29,8 @@ import Logging
 /// **Durability.** WAL journal; a transaction that returned has been synced to disk and survives
 /// a power loss. `COMMIT` itself does not wait for the disk (`synchronous=NORMAL`): the gate
 /// passes to the next transaction at once, and ``CommitSync`` syncs the log once for all the
-/// commits made meanwhile before any of their callers returns (group commit).
+/// commits made meanwhile before any of their callers returns (group commit). Inside a
+/// ``DurabilityScope`` the wait is the scope's: the operation's answer waits for it instead.
 ///
 /// **Values.** Dates are stored as REAL seconds since 1970 (sub-microsecond precision for present
 /// dates, so a round trip is exact to the microsecond but not always bit for bit); booleans as
@@ -179,8 +180,13 @@ public final class SQLiteStore: Store {
 
         try await self.gate.lock()
         let (result, commit) = try await self.runLocked(body, storeID: storeID, enclosingStores: enclosingStores)
-        // The gate is free again: the next transaction runs while this one waits for the disk.
-        try await self.commitSync?.waitUntilDurable(commit)
+        // The gate is free again: the next transaction runs while this one waits for the disk, or
+        // while the operation it belongs to goes on (DurabilityScope).
+        if let commitSync = self.commitSync,
+            !DurabilityScope.deferWait({ try await commitSync.waitUntilDurable(commit) })
+        {
+            try await commitSync.waitUntilDurable(commit)
+        }
         return result
     }
 

@@ -111,6 +111,48 @@ final class GroupCommitTests: XCTestCase {
         try await store.close()
     }
 
+    func testInADurabilityScopeATransactionReturnsAtCommitAndTheScopeWaitsForTheSync() async throws {
+        let disk = HeldDisk()
+        let path = self.directory.appendingPathComponent("broker.sqlite3").path
+        let store = try await SQLiteStore.open(
+            path: path, logger: StoreFixture.logger, migrations: Schema.migrations, beforeEachSync: { disk.sync() })
+        disk.hold()
+        let transactionReturned = Flag()
+        let scopeReturned = Flag()
+        let operation = Task {
+            try await DurabilityScope.run {
+                _ = try await store.transaction { tx in try await tx.insertUser(StoreFixture.newUser("alice")) }
+                transactionReturned.set()
+            }
+            scopeReturned.set()
+        }
+        try await disk.waitUntilASyncIsHeld()
+        try await waitUntil { transactionReturned.isSet }
+        XCTAssertFalse(scopeReturned.isSet, "the operation ended before its commit was on disk")
+        disk.release()
+        try await operation.value
+        XCTAssertTrue(scopeReturned.isSet)
+
+        // A task the operation left behind commits after the scope has settled: it waits itself.
+        disk.hold()
+        let lateReturned = Flag()
+        let late = Task {
+            try await DurabilityScope.run {
+                _ = Task {
+                    try await Task.sleep(for: .milliseconds(1))
+                    _ = try await store.transaction { tx in try await tx.insertUser(StoreFixture.newUser("bob")) }
+                    lateReturned.set()
+                }
+            }
+        }
+        try await late.value
+        try await disk.waitUntilASyncIsHeld()
+        XCTAssertFalse(lateReturned.isSet, "a commit after its scope settled returned before its sync")
+        disk.release()
+        try await waitUntil { lateReturned.isSet }
+        try await store.close()
+    }
+
     func testWhenTheDiskFailsASyncTheTransactionAndEveryLaterOneFail() async throws {
         let path = self.directory.appendingPathComponent("broker.sqlite3").path
         let failing = Flag()

@@ -112,9 +112,20 @@ public struct FlowAudit: Sendable {
     /// (``BrokerError/session``), whose session the refusal concerns. A used refresh token
     /// presented again is recorded as `refresh.reuse_detected`, `denied`. In `closed` mode a
     /// success that cannot be recorded throws `audit_unavailable` and the result is not returned.
+    /// Returns (or throws) only once what the flow committed is on disk (``DurabilityScope``).
     @discardableResult
     public func run<Result>(
         _ action: AuditAction, _ context: AuditContext, attempt: AuditSubject = AuditSubject(),
+        _ work: () async throws -> Result, success: (Result) -> AuditSubject
+    ) async throws -> Result {
+        // The flow's commits reach the disk while its audit line does: one wait for both syncs.
+        try await DurabilityScope.run {
+            try await self.runAudited(action, context, attempt: attempt, work, success: success)
+        }
+    }
+
+    private func runAudited<Result>(
+        _ action: AuditAction, _ context: AuditContext, attempt: AuditSubject,
         _ work: () async throws -> Result, success: (Result) -> AuditSubject
     ) async throws -> Result {
         let result: Result
