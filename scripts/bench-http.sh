@@ -13,7 +13,7 @@
 #   forward-auth-miss     64 distinct valid tokens in turn through a gateway whose cache holds 32:
 #                         each is evicted before it comes round again, so every request verifies
 #   forward-auth-nocache  one token through a gateway started with --token-cache-size 0
-#   refresh-grant         16 clients each rotating its own refresh chain (`broker-bench http`), beside
+#   refresh-grant         16 clients each rotating its own refresh chain (wrk -t16 -c16), beside
 #                         one core's raw signing rate (`openssl speed`, the signing algorithm);
 #                         prints p99 too. Target (issue 13): RS256 >= 0.5 of a core, p99 <= 10 ms
 #   password-login        16 clients logging in as 16 distinct users, beside the raw argon2id rate
@@ -29,6 +29,7 @@ algs=${ALGS:-RS256 ES256}
 paths=${PATHS:-forward-auth-hit forward-auth-miss}
 miss_tokens=64
 miss_cache_size=32
+refresh_clients=16
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx-light; }
@@ -40,13 +41,23 @@ bench="$PWD/.build/release/broker-bench"
 . scripts/bench-lib.sh bench-http
 echo "correct horse battery staple" > "$work/password"
 
-# wrk's requests per second; a run with any answer but 2xx/3xx measured something else: fail.
-rate() {
+# wrk's "requests-per-second p99-in-ms" (wrk -t1 -c$connections unless the arguments say
+# otherwise); a run with any answer but 2xx/3xx measured something else: fail.
+wrk_figures() {
   local output
-  output=$(wrk -t1 -c"$connections" -d"${seconds}s" "$@")
+  output=$(wrk -t1 -c"$connections" -d"${seconds}s" --latency "$@")
   if grep -q 'Non-2xx' <<<"$output"; then echo "$output" >&2; echo "refused requests in: wrk $*" >&2; return 1; fi
   grep -q 'Socket errors' <<<"$output" && grep 'Socket errors' <<<"$output" | sed 's/^/# /' >&2
-  awk '/Requests\/sec/ {print int($2)}' <<<"$output"
+  awk '/Requests\/sec/ { rate = int($2) }
+       $1 == "99%" { value = $2; unit = value; sub(/[0-9.]+/, "", unit); sub(/[a-z]+$/, "", value)
+                     p99 = value * (unit == "us" ? 0.001 : unit == "s" ? 1000 : unit == "m" ? 60000 : 1) }
+       END { printf "%d %.1f\n", rate, p99 }' <<<"$output"
+}
+
+# wrk's requests per second alone.
+rate() {
+  local figures; figures=$(wrk_figures "$@")
+  echo "${figures% *}"
 }
 
 nginx_port=$(free_port)
@@ -94,19 +105,20 @@ YAML
   gateway_pids=()
 }
 
-# $broker_dir/tokens: $1 access tokens of alice for org1, each from a login of its own.
+# $broker_dir/$2 (default tokens): $1 tokens of alice for org1, each from a login of its own;
+# field $3 of the login's answer (default access; refresh for refresh chains).
 mint_tokens() {
-  local have=0
-  [ -f "$broker_dir/tokens" ] && have=$(wc -l < "$broker_dir/tokens")
+  local file="$broker_dir/${2:-tokens}" have=0
+  [ -f "$file" ] && have=$(wc -l < "$file")
   [ "$have" -ge "$1" ] && return 0
-  python3 - "$broker_port" "$(( $1 - have ))" >> "$broker_dir/tokens" <<'PY'
+  python3 - "$broker_port" "$(( $1 - have ))" "${3:-access}" >> "$file" <<'PY'
 import json, sys, urllib.request
-port, count = sys.argv[1], int(sys.argv[2])
+port, count, field = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 body = json.dumps({"username": "alice", "password": "correct horse battery staple", "org_name": "org1"}).encode()
 for _ in range(count):
     request = urllib.request.Request(f"http://127.0.0.1:{port}/api/org_token/", data=body,
                                      headers={"Content-Type": "application/json"})
-    print(json.load(urllib.request.urlopen(request))["access"])
+    print(json.load(urllib.request.urlopen(request))[field])
 PY
 }
 
@@ -163,7 +175,12 @@ bench_http() {
 
 path_refresh_grant() {
   server=broker
-  local figures; figures=$(bench_http --mode refresh --user alice --password-file "$work/password")
+  # A fresh chain per run: the previous run's tokens have been used.
+  rm -f "$broker_dir/refresh-tokens"
+  mint_tokens "$refresh_clients" refresh-tokens refresh
+  local figures
+  figures=$(WRK_REFRESH_TOKENS="$broker_dir/refresh-tokens" wrk_figures -t"$refresh_clients" -c"$refresh_clients" \
+    -s scripts/wrk/refresh-chain.lua "http://127.0.0.1:$broker_port/")
   ours=${figures% *}
   extra="p99=${figures#* } ms"
   local test tag
