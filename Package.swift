@@ -72,6 +72,7 @@ let package = Package(
             dependencies: [
                 "BrokerSync",
                 "BrokerCore",
+                "CBrokerShims",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

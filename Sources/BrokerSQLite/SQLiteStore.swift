@@ -54,6 +54,8 @@ public final class SQLiteStore: Store {
     private let readThread: DatabaseThread
     /// Group commit of a database file (`nil` in memory: nothing to sync).
     private let commitSync: CommitSync?
+    /// Checkpoints of a database file's log, off the write thread (`nil` in memory).
+    private let checkpointer: WALCheckpointer?
     private let migrator: Migrator
     private let logger: Logger
     private let gate = AsyncGate()
@@ -66,6 +68,7 @@ public final class SQLiteStore: Store {
         writeThread: DatabaseThread,
         readThread: DatabaseThread,
         commitSync: CommitSync?,
+        checkpointer: WALCheckpointer?,
         migrator: Migrator,
         logger: Logger,
         connection: DatabaseConnection
@@ -74,6 +77,7 @@ public final class SQLiteStore: Store {
         self.writeThread = writeThread
         self.readThread = readThread
         self.commitSync = commitSync
+        self.checkpointer = checkpointer
         self.migrator = migrator
         self.logger = logger
         self.state = Locked(State(connection: connection))
@@ -118,14 +122,15 @@ public final class SQLiteStore: Store {
         let migrator = Migrator(migrations: migrations, logger: logger)
         do {
             let connection = try await self.connect(storage: storage, on: writeThread, migrator: migrator)
-            let commitSync: CommitSync?
-            switch storage {
-            case .memory: commitSync = nil
-            case .file(let path): commitSync = CommitSync.start(databasePath: path, beforeEachSync: beforeEachSync)
+            var (commitSync, checkpointer): (CommitSync?, WALCheckpointer?) = (nil, nil)
+            if case .file(let path) = storage {
+                commitSync = CommitSync.start(databasePath: path, beforeEachSync: beforeEachSync)
+                checkpointer = WALCheckpointer.start(path: path, logger: logger)
             }
             return SQLiteStore(
                 storage: storage, writeThread: writeThread, readThread: DatabaseThread.start(name: "sqlite-read"),
-                commitSync: commitSync, migrator: migrator, logger: logger, connection: connection
+                commitSync: commitSync, checkpointer: checkpointer, migrator: migrator, logger: logger,
+                connection: connection
             )
         } catch {
             await writeThread.shutDown()
@@ -165,6 +170,9 @@ public final class SQLiteStore: Store {
         // COMMIT writes the log without waiting for the disk; CommitSync syncs it, once for all the
         // commits made meanwhile, before any of them returns (group commit).
         _ = try await connection.rows("PRAGMA synchronous = NORMAL")
+        // WALCheckpointer checkpoints on its own thread; SQLite's own checkpoint inside a COMMIT
+        // stays as a safety net only.
+        _ = try await connection.rows("PRAGMA wal_autocheckpoint = \(WALCheckpointer.fallbackPages)")
     }
 
     // MARK: Transactions
@@ -178,7 +186,6 @@ public final class SQLiteStore: Store {
             throw StoreError.engine("nested transaction: this task is already inside a transaction of this store")
         }
 
-        try await self.gate.lock()
         let (result, commit) = try await self.runLocked(body, storeID: storeID, enclosingStores: enclosingStores)
         // The gate is free again: the next transaction runs while this one waits for the disk, or
         // while the operation it belongs to goes on (DurabilityScope).
@@ -190,16 +197,21 @@ public final class SQLiteStore: Store {
         return result
     }
 
-    /// Runs `body` in one SQLite transaction on the write thread and releases the gate; returns
-    /// the result and the commit's sequence number. Call only while holding the gate.
+    /// Takes the gate, runs `body` in one SQLite transaction and releases the gate, all on the
+    /// write thread; returns the result and the commit's sequence number.
+    ///
+    /// The gate is taken on the write thread too: releasing it resumes the next transaction's task
+    /// there, so under load the thread goes from one transaction to the next without waiting for
+    /// the next task to be scheduled elsewhere and to come back.
     private func runLocked<T: Sendable>(
         _ body: @Sendable (any StoreTransaction) async throws -> T,
         storeID: ObjectIdentifier,
         enclosingStores: Set<ObjectIdentifier>
     ) async throws -> (T, UInt64) {
-        defer { self.gate.unlock() }
-        try Task.checkCancellation()
-        return try await withTaskExecutorPreference(self.writeThread) {
+        try await withTaskExecutorPreference(self.writeThread) {
+            try await self.gate.lock()
+            defer { self.gate.unlock() }
+            try Task.checkCancellation()
             let connection = try await self.usableConnection()
             do {
                 _ = try await connection.rows("BEGIN IMMEDIATE")
@@ -228,7 +240,10 @@ public final class SQLiteStore: Store {
                 await self.rollback(connection)
                 throw SQLiteErrors.storeError(error)
             }
-            return (result, self.commitSync?.recordCommit() ?? 0)
+            let commit = self.commitSync?.recordCommit() ?? 0
+            self.checkpointer?.finishOnWriter(connection)
+            self.checkpointer?.noteCommit()
+            return (result, commit)
         }
     }
 
@@ -262,10 +277,11 @@ public final class SQLiteStore: Store {
         storeID: ObjectIdentifier,
         enclosingStores: Set<ObjectIdentifier>
     ) async throws -> T {
-        try await self.readGate.lock()
-        defer { self.readGate.unlock() }
-        try Task.checkCancellation()
-        return try await withTaskExecutorPreference(self.readThread) {
+        // Taken on the read thread, as runLocked takes the write gate on the write thread.
+        try await withTaskExecutorPreference(self.readThread) {
+            try await self.readGate.lock()
+            defer { self.readGate.unlock() }
+            try Task.checkCancellation()
             let connection = try await self.usableReadConnection()
             do {
                 _ = try await connection.rows("BEGIN")
@@ -305,9 +321,11 @@ public final class SQLiteStore: Store {
         }
         let rows: [DatabaseRow]
         do {
-            try await self.readGate.lock()
-            defer { self.readGate.unlock() }
-            rows = try await self.usableReadConnection().rows(sql, binds)
+            rows = try await withTaskExecutorPreference(self.readThread) {
+                try await self.readGate.lock()
+                defer { self.readGate.unlock() }
+                return try await self.usableReadConnection().rows(sql, binds)
+            }
         } catch {
             throw SQLiteErrors.storeError(error)
         }
@@ -405,6 +423,8 @@ public final class SQLiteStore: Store {
             return taken
         }
         guard !wasClosed else { return }
+        // The write connection closes last: as the last connection it checkpoints what is left.
+        await self.checkpointer?.shutDown()
         await readConnection?.close()
         await connection?.close()
         await self.commitSync?.shutDown()
@@ -416,8 +436,10 @@ public final class SQLiteStore: Store {
         let (connection, readConnection, wasClosed) = self.state.withLock { ($0.connection, $0.readConnection, $0.isClosed) }
         guard !wasClosed else { return }
         self.logger.warning("SQLiteStore was not closed before being released; closing it in the background")
-        let (writeThread, readThread, commitSync) = (self.writeThread, self.readThread, self.commitSync)
+        let (writeThread, readThread, commitSync, checkpointer) =
+            (self.writeThread, self.readThread, self.commitSync, self.checkpointer)
         Task {
+            await checkpointer?.shutDown()
             await readConnection?.close()
             await connection?.close()
             await commitSync?.shutDown()
@@ -443,6 +465,9 @@ public final class SQLiteStore: Store {
         try await self.waitForSeenCommits()
         return result
     }
+
+    /// Checkpoints run by the checkpointer so far (`nil` for an in-memory store).
+    var checkpointsForTesting: Int? { self.checkpointer?.checkpointsForTesting }
 
     /// Syncs to disk made so far by group commit (`nil` for an in-memory store).
     var commitSyncsForTesting: Int? { self.commitSync?.syncsForTesting }

@@ -1,3 +1,5 @@
+// pthread_setname_np is a GNU extension.
+#define _GNU_SOURCE
 #include "CBrokerShims.h"
 
 #include <limits.h>
@@ -116,4 +118,15 @@ int broker_random_bytes(unsigned char *out, size_t length) {
     OPENSSL_cleanse(source, length);
     broker_random_available -= length;
     return 1;
+}
+
+int broker_name_current_thread(const char *name) {
+    char truncated[16];
+    strncpy(truncated, name, sizeof(truncated) - 1);
+    truncated[sizeof(truncated) - 1] = '\0';
+#if defined(__APPLE__)
+    return pthread_setname_np(truncated);
+#else
+    return pthread_setname_np(pthread_self(), truncated);
+#endif
 }

@@ -4,10 +4,10 @@ import Foundation
 import Logging
 
 /// `broker-bench store`: durable write transactions per second on the embedded SQLite store
-/// (one small insert each, committed with `synchronous=FULL` before `transaction` returns) with
-/// 1, 8 and 64 in flight, beside the disk's own `write` + `fdatasync` rate in the same directory
-/// and run. Group commit lets transactions queued behind one another share a sync, so the rate
-/// grows with concurrency instead of staying at one transaction per sync.
+/// (one small insert each, on disk before `transaction` returns) with 1, 8 and 64 in flight,
+/// beside the disk's own `write` + `fdatasync` rate in the same directory and run. Group commit
+/// (`CommitSync`) lets the commits made during one sync share the next, so the rate grows with
+/// concurrency instead of staying at one transaction per sync.
 struct StoreWriteBenchmark {
     var seconds: Double = 2
     var concurrencies: [Int] = [1, 8, 64]

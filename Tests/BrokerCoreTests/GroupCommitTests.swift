@@ -153,6 +153,27 @@ final class GroupCommitTests: XCTestCase {
         try await store.close()
     }
 
+    func testTheLogIsCheckpointedOffTheWriteThreadAndStaysSmall() async throws {
+        let path = self.directory.appendingPathComponent("broker.sqlite3").path
+        let store = try await SQLiteStore.open(path: path, logger: StoreFixture.logger)
+        let writeThreadThreshold = try await store.withExclusiveConnection { connection in
+            try await connection.rows("PRAGMA wal_autocheckpoint").first?.int64("wal_autocheckpoint")
+        }
+        XCTAssertEqual(writeThreadThreshold, Int64(WALCheckpointer.fallbackPages))
+        let rounds = 5 * WALCheckpointer.commitsPerCheckpoint
+        for index in 0..<rounds {
+            _ = try await store.transaction { tx in try await tx.insertUser(StoreFixture.newUser("user\(index)")) }
+        }
+        try await waitUntil { (store.checkpointsForTesting ?? 0) >= 4 }
+        // Without the checkpointer the log would hold every commit's pages up to the fallback
+        // threshold (10,000 pages, ~40 MB); with it, about what 200 commits write.
+        let logBytes = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int)
+        XCTAssertLessThan(logBytes, 8 << 20, "the log grew to \(logBytes) bytes")
+        let users = try await store.read { tx in try await tx.users().count }
+        XCTAssertEqual(users, rounds)
+        try await store.close()
+    }
+
     func testWhenTheDiskFailsASyncTheTransactionAndEveryLaterOneFail() async throws {
         let path = self.directory.appendingPathComponent("broker.sqlite3").path
         let failing = Flag()

@@ -37,23 +37,27 @@ final class DatabaseConnection: @unchecked Sendable {
 
     /// Opens (creating if missing) the database in `storage`, on `thread`.
     static func open(_ storage: DatabaseStorage, on thread: DatabaseThread) async throws -> DatabaseConnection {
-        try await thread.run {
-            _ = SQLiteLibrary.initialized
-            let path: String
-            switch storage {
-            case .memory: path = ":memory:"
-            case .file(let file): path = file
-            }
-            var handle: OpaquePointer?
-            let flags = SQLITE_OPEN_CREATE | SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI | SQLITE_OPEN_EXRESCODE
-            let code = sqlite_nio_sqlite3_open_v2(path, &handle, flags, nil)
-            guard code == SQLITE_OK, let handle else {
-                let failure = SQLiteFailure(code: code, message: handle.map(Self.message(of:)) ?? "cannot open the database")
-                sqlite_nio_sqlite3_close(handle)
-                throw failure
-            }
-            return DatabaseConnection(thread: thread, handle: handle)
+        try await thread.run { try self.openHere(storage, on: thread) }
+    }
+
+    /// ``open(_:on:)`` when already on `thread`.
+    static func openHere(_ storage: DatabaseStorage, on thread: DatabaseThread) throws -> DatabaseConnection {
+        precondition(thread.isCurrent, "a database connection opened off its thread")
+        _ = SQLiteLibrary.initialized
+        let path: String
+        switch storage {
+        case .memory: path = ":memory:"
+        case .file(let file): path = file
         }
+        var handle: OpaquePointer?
+        let flags = SQLITE_OPEN_CREATE | SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI | SQLITE_OPEN_EXRESCODE
+        let code = sqlite_nio_sqlite3_open_v2(path, &handle, flags, nil)
+        guard code == SQLITE_OK, let handle else {
+            let failure = SQLiteFailure(code: code, message: handle.map(Self.message(of:)) ?? "cannot open the database")
+            sqlite_nio_sqlite3_close(handle)
+            throw failure
+        }
+        return DatabaseConnection(thread: thread, handle: handle)
     }
 
     var isClosed: Bool { self.handle == nil }

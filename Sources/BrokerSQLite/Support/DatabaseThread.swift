@@ -1,4 +1,5 @@
 import BrokerCore
+import CBrokerShims
 import Foundation
 
 /// The one thread a SQLite connection is used on, and a task executor for it.
@@ -26,7 +27,11 @@ final class DatabaseThread: TaskExecutor, @unchecked Sendable {
     /// Starts a thread named `name` (as `top -H` shows it).
     static func start(name: String) -> DatabaseThread {
         let executor = DatabaseThread()
-        let thread = Thread { executor.serve() }
+        let thread = Thread {
+            // Foundation does not name the system thread on Linux; `top -H` and `perf` show this.
+            _ = broker_name_current_thread(name)
+            executor.serve()
+        }
         thread.name = name
         thread.start()
         executor.condition.lock()
