@@ -1,14 +1,20 @@
+import HTTPTypes
 import HummingbirdCore
 import Logging
 import Metrics
 import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
 
-/// The connection limits of one HTTP/1.1 listener (``ConnectionLimits``), as a Hummingbird
-/// server builder: `broker serve` and `broker gateway` both build their server with it.
+/// The connection limits of one HTTP/1.1 listener (``ConnectionLimits``): as a Hummingbird
+/// server builder for `broker serve`, as a channel handler for `broker gateway`'s plain NIO
+/// pipeline.
 ///
 /// ```swift
 /// let guarded = ConnectionGuard(limits: ConnectionLimits(), logger: logger)
 /// let app = Application(router: router, server: guarded.http1(), configuration: configuration)
+/// // or, after `configureHTTPServerPipeline` in a NIO child channel initializer:
+/// try channel.pipeline.syncOperations.addHandler(guarded.http1Handler())
 /// ```
 public struct ConnectionGuard: Sendable {
     public let limits: ConnectionLimits
@@ -41,10 +47,22 @@ public struct ConnectionGuard: Sendable {
         let logger = logger
         let reportsMetrics = reportsMetrics
         configuration.additionalChannelHandlers = {
-            [ConnectionGuardHandler(registry: registry, limits: limits, logger: logger, reportsMetrics: reportsMetrics)] + others()
+            [
+                ConnectionGuardHandler<HTTPRequestPart, HTTPResponsePart>(
+                    registry: registry, limits: limits, logger: logger, reportsMetrics: reportsMetrics)
+            ] + others()
         }
         configuration.idleTimeout = nil
         return .http1(configuration: configuration)
+    }
+
+    /// This guard's handler for one connection of a plain NIO HTTP/1.1 pipeline
+    /// (`HTTPServerRequestPart`s in, `HTTPServerResponsePart`s out): add it after
+    /// `configureHTTPServerPipeline`'s handlers, before the application's. A new one per
+    /// connection.
+    public func http1Handler() -> any ChannelHandler {
+        ConnectionGuardHandler<HTTPServerRequestPart, HTTPServerResponsePart>(
+            registry: registry, limits: limits, logger: logger, reportsMetrics: reportsMetrics)
     }
 }
 

@@ -1,6 +1,6 @@
-import HTTPTypes
 import Logging
 import NIOCore
+import NIOHTTP1
 import NIOHTTPTypes
 
 /// One connection's side of ``ConnectionGuard``: admits it into the registry (or closes it at
@@ -10,11 +10,17 @@ import NIOHTTPTypes
 /// parts and ends, and the answer's parts. A socket read that decoded nothing still reaches it
 /// (`channelReadComplete`): that is how it sees the first bytes of a request after a keep-alive
 /// pause. Every deadline is absolute: a client trickling bytes does not push it back.
-final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPRequestPart
-    typealias InboundOut = HTTPRequestPart
-    typealias OutboundIn = HTTPResponsePart
-    typealias OutboundOut = HTTPResponsePart
+///
+/// Generic over the parts' types, of which it reads only which part each is: `broker serve`'s
+/// Hummingbird pipeline carries swift-http-types parts, `broker gateway`'s plain NIO pipeline
+/// NIO's own HTTP/1 parts (converting them would cost the gateway's hot path).
+final class ConnectionGuardHandler<RequestPart: HTTPMessagePart, ResponsePart: HTTPMessagePart>: ChannelDuplexHandler,
+    RemovableChannelHandler
+{
+    typealias InboundIn = RequestPart
+    typealias InboundOut = RequestPart
+    typealias OutboundIn = ResponsePart
+    typealias OutboundOut = ResponsePart
 
     enum Deadline {
         case header, body, idle
@@ -65,7 +71,7 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        switch unwrapInboundIn(data).messagePart {
         case .head:
             requestsInFlight += 1
             isReadingRequest = true
@@ -94,7 +100,7 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data) {
+        if case .end = unwrapOutboundIn(data).messagePart {
             requestsInFlight = max(0, requestsInFlight - 1)
             if requestsInFlight == 0, !isReadingRequest { awaitNextRequest(context) }
         }
@@ -171,3 +177,46 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
 
 @available(*, unavailable)
 extension ConnectionGuardHandler: Sendable {}
+
+/// Which part of an HTTP message a value is: all ``ConnectionGuardHandler`` reads of the parts
+/// it passes on.
+public enum HTTPMessagePartKind: Sendable {
+    case head, body, end
+}
+
+/// An HTTP message part of some library's types (see ``ConnectionGuardHandler``).
+public protocol HTTPMessagePart {
+    var messagePart: HTTPMessagePartKind { get }
+}
+
+/// swift-http-types' parts: Hummingbird's.
+extension NIOHTTPTypes.HTTPRequestPart: HTTPMessagePart {
+    public var messagePart: HTTPMessagePartKind {
+        switch self {
+        case .head: .head
+        case .body: .body
+        case .end: .end
+        }
+    }
+}
+
+extension NIOHTTPTypes.HTTPResponsePart: HTTPMessagePart {
+    public var messagePart: HTTPMessagePartKind {
+        switch self {
+        case .head: .head
+        case .body: .body
+        case .end: .end
+        }
+    }
+}
+
+/// NIO's HTTP/1 parts (`HTTPServerRequestPart`, `HTTPServerResponsePart`).
+extension NIOHTTP1.HTTPPart: HTTPMessagePart {
+    public var messagePart: HTTPMessagePartKind {
+        switch self {
+        case .head: .head
+        case .body: .body
+        case .end: .end
+        }
+    }
+}

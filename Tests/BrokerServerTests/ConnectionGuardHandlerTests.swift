@@ -35,7 +35,8 @@ final class ConnectionGuardHandlerTests: XCTestCase {
     func connection(_ registry: ConnectionRegistry? = nil, from address: String = "10.0.0.1") throws -> EmbeddedChannel {
         let registry = registry ?? ConnectionRegistry(limits: Self.limits)
         let channel = EmbeddedChannel(
-            handler: ConnectionGuardHandler(registry: registry, limits: Self.limits, logger: Logger(label: "test")))
+            handler: ConnectionGuardHandler<HTTPRequestPart, HTTPResponsePart>(
+                registry: registry, limits: Self.limits, logger: Logger(label: "test")))
         channel.remoteAddress = try SocketAddress(ipAddress: address, port: 40000)
         try channel.connect(to: SocketAddress(ipAddress: address, port: 40000)).wait()
         channels.append(channel)
