@@ -43,6 +43,8 @@ final class ConnectionGuardHandler<RequestPart: HTTPMessagePart, ResponsePart: H
     /// Requests whose head has been read and whose answer has not been written in full.
     private var requestsInFlight = 0
     private var isReadingRequest = false
+    /// Whether a request part arrived since the last `channelReadComplete`.
+    private var readParts = false
     private var pending: (deadline: Deadline, task: Scheduled<Void>)?
 
     init(registry: ConnectionRegistry, limits: ConnectionLimits, logger: Logger, reportsMetrics: Bool = true) {
@@ -71,6 +73,7 @@ final class ConnectionGuardHandler<RequestPart: HTTPMessagePart, ResponsePart: H
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        readParts = true
         switch unwrapInboundIn(data).messagePart {
         case .head:
             requestsInFlight += 1
@@ -94,8 +97,12 @@ final class ConnectionGuardHandler<RequestPart: HTTPMessagePart, ResponsePart: H
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        // Bytes after a keep-alive pause: a request has begun, and has the header timeout to finish its head.
-        if pending?.deadline == .idle { arm(.header, context, from: context.eventLoop.now) }
+        // Bytes after a keep-alive pause that make no part yet: a request has begun, and has the
+        // header timeout to finish its head. A read whose request was answered before this call
+        // (an application that answers on the event loop) left the idle deadline of that answer,
+        // which stays.
+        if pending?.deadline == .idle, !readParts { arm(.header, context, from: context.eventLoop.now) }
+        readParts = false
         context.fireChannelReadComplete()
     }
 

@@ -85,6 +85,25 @@ final class ConnectionGuardHandlerTests: XCTestCase {
         XCTAssertFalse(channel.isActive, "closed 10 s after the next request began")
     }
 
+    /// An application that answers on the event loop (`broker gateway`) writes its answer
+    /// before the read that brought the request completes: the idle deadline of that answer
+    /// stays, and only a later read that makes no part yet starts a header deadline.
+    func testAnAnswerWrittenWithinTheReadOfItsRequestLeavesTheIdleDeadline() throws {
+        let channel = try connection()
+        channel.pipeline.fireChannelRead(Self.head)
+        channel.pipeline.fireChannelRead(HTTPRequestPart.end(nil))
+        try channel.writeOutbound(HTTPResponsePart.head(HTTPResponse(status: .ok)))
+        try channel.writeOutbound(HTTPResponsePart.end(nil))
+        channel.pipeline.fireChannelReadComplete()
+        channel.embeddedEventLoop.advanceTime(by: .seconds(59))
+        XCTAssertTrue(channel.isActive, "idle for 59 s, not closed by a header timeout")
+        channel.pipeline.fireChannelReadComplete()  // the next request's first bytes
+        channel.embeddedEventLoop.advanceTime(by: .seconds(9))
+        XCTAssertTrue(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(1))
+        XCTAssertFalse(channel.isActive, "closed 10 s after the next request began")
+    }
+
     func testAKeptAliveConnectionIsClosedAfterTheIdleTimeout() throws {
         let channel = try connection()
         try channel.writeInbound(Self.head)
