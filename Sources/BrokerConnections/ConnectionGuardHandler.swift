@@ -45,7 +45,13 @@ final class ConnectionGuardHandler<RequestPart: HTTPMessagePart, ResponsePart: H
     private var isReadingRequest = false
     /// Whether a request part arrived since the last `channelReadComplete`.
     private var readParts = false
-    private var pending: (deadline: Deadline, task: Scheduled<Void>)?
+    /// The deadline in force, if any.
+    private var pending: (deadline: Deadline, at: NIODeadline)?
+    /// The one check scheduled on the event loop. Arming a deadline later than it leaves it in
+    /// place: it schedules itself again for the deadline in force when it runs. So a busy
+    /// connection schedules and cancels nothing per request (a new head, its end and the answer
+    /// each move the deadline); only an earlier deadline replaces the check.
+    private var check: (at: NIODeadline, task: Scheduled<Void>)?
 
     init(registry: ConnectionRegistry, limits: ConnectionLimits, logger: Logger, reportsMetrics: Bool = true) {
         self.registry = registry
@@ -138,6 +144,8 @@ final class ConnectionGuardHandler<RequestPart: HTTPMessagePart, ResponsePart: H
 
     private func release() {
         disarm()
+        check?.task.cancel()
+        check = nil
         guard let id else { return }
         self.id = nil
         registry.forget(id)
@@ -156,22 +164,39 @@ final class ConnectionGuardHandler<RequestPart: HTTPMessagePart, ResponsePart: H
 
     private func arm(_ deadline: Deadline, _ context: ChannelHandlerContext, from now: NIODeadline) {
         guard id != nil else { return }
-        disarm()
         let timeout: Duration =
             switch deadline {
             case .header: limits.headerTimeout
             case .body: limits.bodyTimeout
             case .idle: limits.idleTimeout
             }
-        let task = context.eventLoop.assumeIsolated().scheduleTask(deadline: now + TimeAmount(timeout)) {
-            self.expire(deadline, context)
-        }
-        pending = (deadline, task)
+        let at = now + TimeAmount(timeout)
+        pending = (deadline, at)
+        if let check, check.at <= at { return }
+        check?.task.cancel()
+        scheduleCheck(at: at, context)
     }
 
     private func disarm() {
-        pending?.task.cancel()
         pending = nil
+    }
+
+    private func scheduleCheck(at: NIODeadline, _ context: ChannelHandlerContext) {
+        let task = context.eventLoop.assumeIsolated().scheduleTask(deadline: at) {
+            self.checkDeadline(context)
+        }
+        check = (at, task)
+    }
+
+    /// Closes the connection if the deadline in force has passed; else looks again then.
+    private func checkDeadline(_ context: ChannelHandlerContext) {
+        check = nil
+        guard let pending else { return }
+        if pending.at <= context.eventLoop.now {
+            expire(pending.deadline, context)
+        } else {
+            scheduleCheck(at: pending.at, context)
+        }
     }
 
     private func expire(_ deadline: Deadline, _ context: ChannelHandlerContext) {
