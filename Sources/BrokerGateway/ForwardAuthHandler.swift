@@ -18,8 +18,8 @@ import NIOHTTP1
 ///
 /// What a connection sees, as `broker gateway` has always answered it:
 /// - Every answer has `Content-Length`, `Date` and `Server: broker-gateway`; a `HEAD` answer
-///   has the headers of the `GET` answer and no body (the encoder, told the method by the
-///   decoder, leaves it out).
+///   has the headers of the `GET` answer and no body. (NIO's encoder, told each request's
+///   method by the decoder, also strips the framing headers from an answer to `CONNECT`.)
 /// - The body is read and dropped before deciding: a message whose framing is broken gets one
 ///   answer, 400 `malformed request`, instead of a decision followed by a 400 of the server.
 /// - A head that cannot be read at all (not HTTP, over the decoder's limits) gets a bare 400
@@ -44,16 +44,22 @@ final class ForwardAuthHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// What the writing of an answer needs to know of its request.
     private struct Request {
-        var isHead: Bool
+        /// `HEAD`, or `CONNECT`: the answer goes without its body (the encoder, told the method
+        /// by the decoder, would refuse it anyway).
+        var takesNoBody: Bool
         var keepAlive: Bool
 
-        init(isHead: Bool, keepAlive: Bool) {
-            self.isHead = isHead
+        init(takesNoBody: Bool, keepAlive: Bool) {
+            self.takesNoBody = takesNoBody
             self.keepAlive = keepAlive
         }
 
         init(_ head: HTTPRequestHead) {
-            self.init(isHead: head.method == .HEAD, keepAlive: head.isKeepAlive)
+            self.init(takesNoBody: Self.takesNoBody(head), keepAlive: head.isKeepAlive)
+        }
+
+        static func takesNoBody(_ head: HTTPRequestHead) -> Bool {
+            head.method == .HEAD || head.method == .CONNECT
         }
     }
 
@@ -109,7 +115,7 @@ final class ForwardAuthHandler: ChannelInboundHandler, RemovableChannelHandler {
         headers.add(name: "Date", value: date.now())
         headers.add(name: "Server", value: Self.serverName)
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: answer.status, headers: headers))), promise: nil)
-        if !request.isHead, answer.body.readableBytes > 0 {
+        if !request.takesNoBody, answer.body.readableBytes > 0 {
             context.write(wrapOutboundOut(.body(.byteBuffer(answer.body))), promise: nil)
         }
         if request.keepAlive, !inputClosed {
@@ -138,7 +144,7 @@ final class ForwardAuthHandler: ChannelInboundHandler, RemovableChannelHandler {
             return
         case (.reading(let head), let error as HTTPParserError):
             logger.debug("malformed request", metadata: ["error": "\(error)"])
-            write(.malformed, for: Request(isHead: head.method == .HEAD, keepAlive: false), context: context)
+            write(.malformed, for: Request(takesNoBody: Request.takesNoBody(head), keepAlive: false), context: context)
         case (.idle, is HTTPParserError):
             // No request to answer for: the bare 400 an HTTP server sends, then close.
             logger.debug("HTTP parse error, closing connection")

@@ -16,7 +16,10 @@ enum IdentityHeaders {
 
     /// Not a control character and not whitespace (which separates roles; names never contain it).
     private static func isVisible(_ scalar: Unicode.Scalar) -> Bool {
-        scalar.value > 0x20 && scalar.value != 0x7F && !(0x80...0x9F).contains(scalar.value)
-            && !scalar.properties.isWhitespace
+        // ASCII first, as nearly every name is: 0x21...0x7E are visible and none is whitespace.
+        // The Unicode property lookup, which cost more than the rest of a cache hit, is left for
+        // the others.
+        if scalar.isASCII { return scalar.value > 0x20 && scalar.value != 0x7F }
+        return !(0x80...0x9F).contains(scalar.value) && !scalar.properties.isWhitespace
     }
 }
