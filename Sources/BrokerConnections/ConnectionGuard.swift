@@ -1,10 +1,7 @@
-import HTTPTypes
 import HummingbirdCore
 import Logging
 import Metrics
 import NIOCore
-import NIOHTTP1
-import NIOHTTPTypes
 
 /// The connection limits of one HTTP/1.1 listener (``ConnectionLimits``): as a Hummingbird
 /// server builder for `broker serve`, as a channel handler for `broker gateway`'s plain NIO
@@ -47,10 +44,7 @@ public struct ConnectionGuard: Sendable {
         let logger = logger
         let reportsMetrics = reportsMetrics
         configuration.additionalChannelHandlers = {
-            [
-                ConnectionGuardHandler<HTTPRequestPart, HTTPResponsePart>(
-                    registry: registry, limits: limits, logger: logger, reportsMetrics: reportsMetrics)
-            ] + others()
+            [ConnectionGuardHandler(registry: registry, limits: limits, logger: logger, reportsMetrics: reportsMetrics)] + others()
         }
         configuration.idleTimeout = nil
         return .http1(configuration: configuration)
@@ -61,8 +55,7 @@ public struct ConnectionGuard: Sendable {
     /// `configureHTTPServerPipeline`'s handlers, before the application's. A new one per
     /// connection.
     public func http1Handler() -> any ChannelHandler {
-        ConnectionGuardHandler<HTTPServerRequestPart, HTTPServerResponsePart>(
-            registry: registry, limits: limits, logger: logger, reportsMetrics: reportsMetrics)
+        HTTP1ConnectionGuardHandler(registry: registry, limits: limits, logger: logger, reportsMetrics: reportsMetrics)
     }
 }
 

@@ -11,17 +11,12 @@ import NIOHTTPTypes
 /// (`channelReadComplete`): that is how it sees the first bytes of a request after a keep-alive
 /// pause. Every deadline is absolute: a client trickling bytes does not push it back.
 ///
-/// Generic over the parts' types, of which it reads only which part each is: `broker serve`'s
-/// Hummingbird pipeline carries swift-http-types parts, `broker gateway`'s plain NIO pipeline
-/// NIO's own HTTP/1 parts (converting them would cost the gateway's hot path).
-final class ConnectionGuardHandler<RequestPart: HTTPMessagePart, ResponsePart: HTTPMessagePart>: ChannelDuplexHandler,
-    RemovableChannelHandler
-{
-    typealias InboundIn = RequestPart
-    typealias InboundOut = RequestPart
-    typealias OutboundIn = ResponsePart
-    typealias OutboundOut = ResponsePart
-
+/// It reads of a part only which part it is, so it serves pipelines of either library's types
+/// through a handler of each: ``ConnectionGuardHandler`` (swift-http-types parts: Hummingbird,
+/// `broker serve`) and ``HTTP1ConnectionGuardHandler`` (NIO's HTTP/1 parts: `broker gateway`,
+/// whose hot path a conversion per request would cost). Those two are concrete classes: a
+/// generic handler runs unspecialized, with a metadata lookup and a dynamic cast per part.
+final class ConnectionGuardState {
     enum Deadline {
         case header, body, idle
 
@@ -64,23 +59,22 @@ final class ConnectionGuardHandler<RequestPart: HTTPMessagePart, ResponsePart: H
         if context.channel.isActive { admit(context) }
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
+    func handlerRemoved() {
         release()
     }
 
     func channelActive(context: ChannelHandlerContext) {
         admit(context)
-        context.fireChannelActive()
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    func channelInactive() {
         release()
-        context.fireChannelInactive()
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    /// A request part has passed.
+    func read(_ part: HTTPMessagePartKind, context: ChannelHandlerContext) {
         readParts = true
-        switch unwrapInboundIn(data).messagePart {
+        switch part {
         case .head:
             requestsInFlight += 1
             isReadingRequest = true
@@ -99,7 +93,6 @@ final class ConnectionGuardHandler<RequestPart: HTTPMessagePart, ResponsePart: H
                 awaitNextRequest(context)
             }
         }
-        context.fireChannelRead(data)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -109,15 +102,14 @@ final class ConnectionGuardHandler<RequestPart: HTTPMessagePart, ResponsePart: H
         // which stays.
         if pending?.deadline == .idle, !readParts { arm(.header, context, from: context.eventLoop.now) }
         readParts = false
-        context.fireChannelReadComplete()
     }
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data).messagePart {
+    /// A response part is being written.
+    func write(_ part: HTTPMessagePartKind, context: ChannelHandlerContext) {
+        if case .end = part {
             requestsInFlight = max(0, requestsInFlight - 1)
             if requestsInFlight == 0, !isReadingRequest { awaitNextRequest(context) }
         }
-        context.write(data, promise: promise)
     }
 
     // MARK: -
@@ -208,47 +200,111 @@ final class ConnectionGuardHandler<RequestPart: HTTPMessagePart, ResponsePart: H
 }
 
 @available(*, unavailable)
-extension ConnectionGuardHandler: Sendable {}
+extension ConnectionGuardState: Sendable {}
 
-/// Which part of an HTTP message a value is: all ``ConnectionGuardHandler`` reads of the parts
-/// it passes on.
-public enum HTTPMessagePartKind: Sendable {
+/// Which part of an HTTP message a part is: all ``ConnectionGuardState`` reads of it.
+enum HTTPMessagePartKind {
     case head, body, end
 }
 
-/// An HTTP message part of some library's types (see ``ConnectionGuardHandler``).
-public protocol HTTPMessagePart {
-    var messagePart: HTTPMessagePartKind { get }
-}
+/// ``ConnectionGuardState`` in a pipeline of swift-http-types parts (Hummingbird's).
+final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
 
-/// swift-http-types' parts: Hummingbird's.
-extension NIOHTTPTypes.HTTPRequestPart: HTTPMessagePart {
-    public var messagePart: HTTPMessagePartKind {
-        switch self {
-        case .head: .head
-        case .body: .body
-        case .end: .end
-        }
+    private let state: ConnectionGuardState
+
+    init(registry: ConnectionRegistry, limits: ConnectionLimits, logger: Logger, reportsMetrics: Bool = true) {
+        state = ConnectionGuardState(registry: registry, limits: limits, logger: logger, reportsMetrics: reportsMetrics)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { state.handlerAdded(context: context) }
+    func handlerRemoved(context: ChannelHandlerContext) { state.handlerRemoved() }
+
+    func channelActive(context: ChannelHandlerContext) {
+        state.channelActive(context: context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        state.channelInactive()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part: HTTPMessagePartKind =
+            switch unwrapInboundIn(data) {
+            case .head: .head
+            case .body: .body
+            case .end: .end
+            }
+        state.read(part, context: context)
+        context.fireChannelRead(data)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        state.channelReadComplete(context: context)
+        context.fireChannelReadComplete()
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = unwrapOutboundIn(data) { state.write(.end, context: context) }
+        context.write(data, promise: promise)
     }
 }
 
-extension NIOHTTPTypes.HTTPResponsePart: HTTPMessagePart {
-    public var messagePart: HTTPMessagePartKind {
-        switch self {
-        case .head: .head
-        case .body: .body
-        case .end: .end
-        }
+@available(*, unavailable)
+extension ConnectionGuardHandler: Sendable {}
+
+/// ``ConnectionGuardState`` in a pipeline of NIO's HTTP/1 parts (`broker gateway`'s).
+final class HTTP1ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let state: ConnectionGuardState
+
+    init(registry: ConnectionRegistry, limits: ConnectionLimits, logger: Logger, reportsMetrics: Bool = true) {
+        state = ConnectionGuardState(registry: registry, limits: limits, logger: logger, reportsMetrics: reportsMetrics)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { state.handlerAdded(context: context) }
+    func handlerRemoved(context: ChannelHandlerContext) { state.handlerRemoved() }
+
+    func channelActive(context: ChannelHandlerContext) {
+        state.channelActive(context: context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        state.channelInactive()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part: HTTPMessagePartKind =
+            switch unwrapInboundIn(data) {
+            case .head: .head
+            case .body: .body
+            case .end: .end
+            }
+        state.read(part, context: context)
+        context.fireChannelRead(data)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        state.channelReadComplete(context: context)
+        context.fireChannelReadComplete()
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = unwrapOutboundIn(data) { state.write(.end, context: context) }
+        context.write(data, promise: promise)
     }
 }
 
-/// NIO's HTTP/1 parts (`HTTPServerRequestPart`, `HTTPServerResponsePart`).
-extension NIOHTTP1.HTTPPart: HTTPMessagePart {
-    public var messagePart: HTTPMessagePartKind {
-        switch self {
-        case .head: .head
-        case .body: .body
-        case .end: .end
-        }
-    }
-}
+@available(*, unavailable)
+extension HTTP1ConnectionGuardHandler: Sendable {}

@@ -2,6 +2,7 @@ import HTTPTypes
 import Logging
 import NIOCore
 import NIOEmbedded
+import NIOHTTP1
 import NIOHTTPTypes
 import XCTest
 
@@ -35,8 +36,7 @@ final class ConnectionGuardHandlerTests: XCTestCase {
     func connection(_ registry: ConnectionRegistry? = nil, from address: String = "10.0.0.1") throws -> EmbeddedChannel {
         let registry = registry ?? ConnectionRegistry(limits: Self.limits)
         let channel = EmbeddedChannel(
-            handler: ConnectionGuardHandler<HTTPRequestPart, HTTPResponsePart>(
-                registry: registry, limits: Self.limits, logger: Logger(label: "test")))
+            handler: ConnectionGuardHandler(registry: registry, limits: Self.limits, logger: Logger(label: "test")))
         channel.remoteAddress = try SocketAddress(ipAddress: address, port: 40000)
         try channel.connect(to: SocketAddress(ipAddress: address, port: 40000)).wait()
         channels.append(channel)
@@ -102,6 +102,26 @@ final class ConnectionGuardHandlerTests: XCTestCase {
         XCTAssertTrue(channel.isActive)
         channel.embeddedEventLoop.advanceTime(by: .seconds(1))
         XCTAssertFalse(channel.isActive, "closed 10 s after the next request began")
+    }
+
+    /// `broker gateway`'s pipeline carries NIO's HTTP/1 parts: the same deadlines.
+    func testNIOsHTTP1PartsHaveTheSameDeadlines() throws {
+        let channel = EmbeddedChannel(
+            handler: HTTP1ConnectionGuardHandler(registry: ConnectionRegistry(limits: Self.limits), limits: Self.limits, logger: Logger(label: "test")))
+        try channel.connect(to: SocketAddress(ipAddress: "10.0.0.1", port: 40000)).wait()
+        channels.append(channel)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(9))
+        try channel.writeInbound(HTTPServerRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")))
+        channel.embeddedEventLoop.advanceTime(by: .seconds(29))
+        try channel.writeInbound(HTTPServerRequestPart.end(nil))
+        channel.embeddedEventLoop.advanceTime(by: .seconds(3600))
+        XCTAssertTrue(channel.isActive, "answering: no deadline")
+        try channel.writeOutbound(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok)))
+        try channel.writeOutbound(HTTPServerResponsePart.end(nil))
+        channel.embeddedEventLoop.advanceTime(by: .seconds(59))
+        XCTAssertTrue(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(1))
+        XCTAssertFalse(channel.isActive, "closed 60 s after the answer")
     }
 
     func testAKeptAliveConnectionIsClosedAfterTheIdleTimeout() throws {
