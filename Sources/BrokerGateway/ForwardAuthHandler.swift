@@ -18,8 +18,8 @@ import NIOHTTP1
 ///
 /// What a connection sees, as `broker gateway` has always answered it:
 /// - Every answer has `Content-Length`, `Date` and `Server: broker-gateway`; a `HEAD` answer
-///   has the headers of the `GET` answer and no body. (NIO's encoder, told each request's
-///   method by the decoder, also strips the framing headers from an answer to `CONNECT`.)
+///   has the headers of the `GET` answer and no body; an answer to `CONNECT` has neither body
+///   nor `Content-Length` (as NIO's encoder framed it when it set the framing headers).
 /// - The body is read and dropped before deciding: a message whose framing is broken gets one
 ///   answer, 400 `malformed request`, instead of a decision followed by a 400 of the server.
 /// - A head that cannot be read at all (not HTTP, over the decoder's limits) gets a bare 400
@@ -44,22 +44,17 @@ final class ForwardAuthHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// What the writing of an answer needs to know of its request.
     private struct Request {
-        /// `HEAD`, or `CONNECT`: the answer goes without its body (the encoder, told the method
-        /// by the decoder, would refuse it anyway).
-        var takesNoBody: Bool
+        /// `HEAD`: the answer's headers, `Content-Length` included, without its body.
+        var isHead: Bool
+        /// `CONNECT`: neither body nor `Content-Length`, which a 2xx answer to it must not have
+        /// (RFC 9110 section 9.3.6).
+        var isConnect: Bool
         var keepAlive: Bool
 
-        init(takesNoBody: Bool, keepAlive: Bool) {
-            self.takesNoBody = takesNoBody
+        init(_ head: HTTPRequestHead, keepAlive: Bool) {
+            isHead = head.method == .HEAD
+            isConnect = head.method == .CONNECT
             self.keepAlive = keepAlive
-        }
-
-        init(_ head: HTTPRequestHead) {
-            self.init(takesNoBody: Self.takesNoBody(head), keepAlive: head.isKeepAlive)
-        }
-
-        static func takesNoBody(_ head: HTTPRequestHead) -> Bool {
-            head.method == .HEAD || head.method == .CONNECT
         }
     }
 
@@ -92,7 +87,7 @@ final class ForwardAuthHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func answer(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
-        let request = Request(head)
+        let request = Request(head, keepAlive: head.isKeepAlive)
         switch responder.decide(head.headers) {
         case .answer(let answer):
             write(answer, for: request, context: context)
@@ -110,12 +105,14 @@ final class ForwardAuthHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func write(_ answer: ForwardAuthAnswer, for request: Request, context: ChannelHandlerContext) {
+        // The framing headers are this handler's to set (the encoder's automatic framing is off:
+        // it copied every answer's headers to look for them).
         var headers = answer.headers
-        headers.add(name: "Content-Length", value: String(answer.body.readableBytes))
+        if !request.isConnect { headers.add(name: "Content-Length", value: String(answer.body.readableBytes)) }
         headers.add(name: "Date", value: date.now())
         headers.add(name: "Server", value: Self.serverName)
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: answer.status, headers: headers))), promise: nil)
-        if !request.takesNoBody, answer.body.readableBytes > 0 {
+        if !request.isHead, !request.isConnect, answer.body.readableBytes > 0 {
             context.write(wrapOutboundOut(.body(.byteBuffer(answer.body))), promise: nil)
         }
         if request.keepAlive, !inputClosed {
@@ -144,7 +141,7 @@ final class ForwardAuthHandler: ChannelInboundHandler, RemovableChannelHandler {
             return
         case (.reading(let head), let error as HTTPParserError):
             logger.debug("malformed request", metadata: ["error": "\(error)"])
-            write(.malformed, for: Request(takesNoBody: Request.takesNoBody(head), keepAlive: false), context: context)
+            write(.malformed, for: Request(head, keepAlive: false), context: context)
         case (.idle, is HTTPParserError):
             // No request to answer for: the bare 400 an HTTP server sends, then close.
             logger.debug("HTTP parse error, closing connection")

@@ -49,6 +49,14 @@ public struct GatewayServer: Service {
         return limits
     }()
 
+    /// `ForwardAuthHandler` sets `Content-Length` on every answer but one to `CONNECT`, so the
+    /// encoder need not look for framing headers; looking, it copied each answer's headers.
+    static let encoderConfiguration: HTTPResponseEncoder.Configuration = {
+        var configuration = HTTPResponseEncoder.Configuration()
+        configuration.automaticallySetFramingHeaders = false
+        return configuration
+    }()
+
     /// Pending connections the kernel queues before they are accepted.
     static let backlog: Int32 = 256
 
@@ -115,7 +123,7 @@ public struct GatewayServer: Service {
                     // No error handling: `ForwardAuthHandler` answers parse errors itself.
                     try pipeline.configureHTTPServerPipeline(
                         withPipeliningAssistance: true, withErrorHandling: false, withOutboundHeaderValidation: false,
-                        withEncoderConfiguration: .init(), withDecoderLimitConfiguration: Self.decoderLimits)
+                        withEncoderConfiguration: Self.encoderConfiguration, withDecoderLimitConfiguration: Self.decoderLimits)
                     try pipeline.addHandler(connections.http1Handler())
                     try pipeline.addHandler(ForwardAuthHandler(responder: responder, logger: logger))
                 }

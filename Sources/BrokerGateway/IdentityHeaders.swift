@@ -10,7 +10,9 @@ enum IdentityHeaders {
     /// before they go on the wire (the gateway's pipeline does not validate outbound headers).
     static func values(for identity: GatewayIdentity) -> (account: String, roles: String)? {
         guard !identity.account.isEmpty, identity.account.unicodeScalars.allSatisfy(isVisible) else { return nil }
-        let roles = identity.roles.filter { !$0.isEmpty && $0.unicodeScalars.allSatisfy(isVisible) }
+        let isSendable = { (role: String) in !role.isEmpty && role.unicodeScalars.allSatisfy(isVisible) }
+        // Every role is fine nearly always: then no filtered copy.
+        let roles = identity.roles.allSatisfy(isSendable) ? identity.roles : identity.roles.filter(isSendable)
         return (identity.account, roles.joined(separator: " "))
     }
 

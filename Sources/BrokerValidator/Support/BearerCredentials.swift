@@ -22,8 +22,13 @@ public enum BearerCredentials {
         // not split at: such values take that rule itself.
         if restStart != bytes.endIndex, bytes[restStart] >= 0x80 { return tokenSplittingCharacters(value) }
         guard isBearer(bytes[schemeStart..<separator]) else { return nil }
-        let token = value[restStart...].trimmingSpacesAndTabs()
-        return token.isEmpty ? nil : token
+        let rest = bytes[restStart...]
+        let isBlank = { (byte: UInt8) in byte == 0x20 || byte == 0x09 }
+        guard let first = rest.firstIndex(where: { !isBlank($0) }), let last = rest.lastIndex(where: { !isBlank($0) }) else {
+            return nil
+        }
+        // Bounds on ASCII bytes: whole scalars, so the bytes between them are valid UTF-8.
+        return String(Substring(rest[first...last]))
     }
 
     /// The rule above on Characters, as it was first written.
