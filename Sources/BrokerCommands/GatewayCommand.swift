@@ -3,7 +3,6 @@ import BrokerConnections
 import BrokerGateway
 import BrokerValidator
 import Foundation
-import Hummingbird
 import Logging
 import NIOCore
 import ServiceLifecycle

@@ -3,12 +3,15 @@ import Logging
 import Metrics
 import NIOCore
 
-/// The connection limits of one HTTP/1.1 listener (``ConnectionLimits``), as a Hummingbird
-/// server builder: `broker serve` and `broker gateway` both build their server with it.
+/// The connection limits of one HTTP/1.1 listener (``ConnectionLimits``): as a Hummingbird
+/// server builder for `broker serve`, as a channel handler for `broker gateway`'s plain NIO
+/// pipeline.
 ///
 /// ```swift
 /// let guarded = ConnectionGuard(limits: ConnectionLimits(), logger: logger)
 /// let app = Application(router: router, server: guarded.http1(), configuration: configuration)
+/// // or, after `configureHTTPServerPipeline` in a NIO child channel initializer:
+/// try channel.pipeline.syncOperations.addHandler(guarded.http1Handler())
 /// ```
 public struct ConnectionGuard: Sendable {
     public let limits: ConnectionLimits
@@ -45,6 +48,14 @@ public struct ConnectionGuard: Sendable {
         }
         configuration.idleTimeout = nil
         return .http1(configuration: configuration)
+    }
+
+    /// This guard's handler for one connection of a plain NIO HTTP/1.1 pipeline
+    /// (`HTTPServerRequestPart`s in, `HTTPServerResponsePart`s out): add it after
+    /// `configureHTTPServerPipeline`'s handlers, before the application's. A new one per
+    /// connection.
+    public func http1Handler() -> any ChannelHandler {
+        HTTP1ConnectionGuardHandler(registry: registry, limits: limits, logger: logger, reportsMetrics: reportsMetrics)
     }
 }
 

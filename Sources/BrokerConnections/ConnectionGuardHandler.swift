@@ -1,6 +1,6 @@
-import HTTPTypes
 import Logging
 import NIOCore
+import NIOHTTP1
 import NIOHTTPTypes
 
 /// One connection's side of ``ConnectionGuard``: admits it into the registry (or closes it at
@@ -10,12 +10,13 @@ import NIOHTTPTypes
 /// parts and ends, and the answer's parts. A socket read that decoded nothing still reaches it
 /// (`channelReadComplete`): that is how it sees the first bytes of a request after a keep-alive
 /// pause. Every deadline is absolute: a client trickling bytes does not push it back.
-final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPRequestPart
-    typealias InboundOut = HTTPRequestPart
-    typealias OutboundIn = HTTPResponsePart
-    typealias OutboundOut = HTTPResponsePart
-
+///
+/// It reads of a part only which part it is, so it serves pipelines of either library's types
+/// through a handler of each: ``ConnectionGuardHandler`` (swift-http-types parts: Hummingbird,
+/// `broker serve`) and ``HTTP1ConnectionGuardHandler`` (NIO's HTTP/1 parts: `broker gateway`,
+/// whose hot path a conversion per request would cost). Those two are concrete classes: a
+/// generic handler runs unspecialized, with a metadata lookup and a dynamic cast per part.
+final class ConnectionGuardState {
     enum Deadline {
         case header, body, idle
 
@@ -37,7 +38,15 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     /// Requests whose head has been read and whose answer has not been written in full.
     private var requestsInFlight = 0
     private var isReadingRequest = false
-    private var pending: (deadline: Deadline, task: Scheduled<Void>)?
+    /// Whether a request part arrived since the last `channelReadComplete`.
+    private var readParts = false
+    /// The deadline in force, if any.
+    private var pending: (deadline: Deadline, at: NIODeadline)?
+    /// The one check scheduled on the event loop. Arming a deadline later than it leaves it in
+    /// place: it schedules itself again for the deadline in force when it runs. So a busy
+    /// connection schedules and cancels nothing per request (a new head, its end and the answer
+    /// each move the deadline); only an earlier deadline replaces the check.
+    private var check: (at: NIODeadline, task: Scheduled<Void>)?
 
     init(registry: ConnectionRegistry, limits: ConnectionLimits, logger: Logger, reportsMetrics: Bool = true) {
         self.registry = registry
@@ -50,22 +59,22 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
         if context.channel.isActive { admit(context) }
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
+    func handlerRemoved() {
         release()
     }
 
     func channelActive(context: ChannelHandlerContext) {
         admit(context)
-        context.fireChannelActive()
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    func channelInactive() {
         release()
-        context.fireChannelInactive()
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+    /// A request part has passed.
+    func read(_ part: HTTPMessagePartKind, context: ChannelHandlerContext) {
+        readParts = true
+        switch part {
         case .head:
             requestsInFlight += 1
             isReadingRequest = true
@@ -84,21 +93,23 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
                 awaitNextRequest(context)
             }
         }
-        context.fireChannelRead(data)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        // Bytes after a keep-alive pause: a request has begun, and has the header timeout to finish its head.
-        if pending?.deadline == .idle { arm(.header, context, from: context.eventLoop.now) }
-        context.fireChannelReadComplete()
+        // Bytes after a keep-alive pause that make no part yet: a request has begun, and has the
+        // header timeout to finish its head. A read whose request was answered before this call
+        // (an application that answers on the event loop) left the idle deadline of that answer,
+        // which stays.
+        if pending?.deadline == .idle, !readParts { arm(.header, context, from: context.eventLoop.now) }
+        readParts = false
     }
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data) {
+    /// A response part is being written.
+    func write(_ part: HTTPMessagePartKind, context: ChannelHandlerContext) {
+        if case .end = part {
             requestsInFlight = max(0, requestsInFlight - 1)
             if requestsInFlight == 0, !isReadingRequest { awaitNextRequest(context) }
         }
-        context.write(data, promise: promise)
     }
 
     // MARK: -
@@ -125,6 +136,8 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
 
     private func release() {
         disarm()
+        check?.task.cancel()
+        check = nil
         guard let id else { return }
         self.id = nil
         registry.forget(id)
@@ -143,22 +156,39 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
 
     private func arm(_ deadline: Deadline, _ context: ChannelHandlerContext, from now: NIODeadline) {
         guard id != nil else { return }
-        disarm()
         let timeout: Duration =
             switch deadline {
             case .header: limits.headerTimeout
             case .body: limits.bodyTimeout
             case .idle: limits.idleTimeout
             }
-        let task = context.eventLoop.assumeIsolated().scheduleTask(deadline: now + TimeAmount(timeout)) {
-            self.expire(deadline, context)
-        }
-        pending = (deadline, task)
+        let at = now + TimeAmount(timeout)
+        pending = (deadline, at)
+        if let check, check.at <= at { return }
+        check?.task.cancel()
+        scheduleCheck(at: at, context)
     }
 
     private func disarm() {
-        pending?.task.cancel()
         pending = nil
+    }
+
+    private func scheduleCheck(at: NIODeadline, _ context: ChannelHandlerContext) {
+        let task = context.eventLoop.assumeIsolated().scheduleTask(deadline: at) {
+            self.checkDeadline(context)
+        }
+        check = (at, task)
+    }
+
+    /// Closes the connection if the deadline in force has passed; else looks again then.
+    private func checkDeadline(_ context: ChannelHandlerContext) {
+        check = nil
+        guard let pending else { return }
+        if pending.at <= context.eventLoop.now {
+            expire(pending.deadline, context)
+        } else {
+            scheduleCheck(at: pending.at, context)
+        }
     }
 
     private func expire(_ deadline: Deadline, _ context: ChannelHandlerContext) {
@@ -170,4 +200,111 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
 }
 
 @available(*, unavailable)
+extension ConnectionGuardState: Sendable {}
+
+/// Which part of an HTTP message a part is: all ``ConnectionGuardState`` reads of it.
+enum HTTPMessagePartKind {
+    case head, body, end
+}
+
+/// ``ConnectionGuardState`` in a pipeline of swift-http-types parts (Hummingbird's).
+final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    private let state: ConnectionGuardState
+
+    init(registry: ConnectionRegistry, limits: ConnectionLimits, logger: Logger, reportsMetrics: Bool = true) {
+        state = ConnectionGuardState(registry: registry, limits: limits, logger: logger, reportsMetrics: reportsMetrics)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { state.handlerAdded(context: context) }
+    func handlerRemoved(context: ChannelHandlerContext) { state.handlerRemoved() }
+
+    func channelActive(context: ChannelHandlerContext) {
+        state.channelActive(context: context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        state.channelInactive()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part: HTTPMessagePartKind =
+            switch unwrapInboundIn(data) {
+            case .head: .head
+            case .body: .body
+            case .end: .end
+            }
+        state.read(part, context: context)
+        context.fireChannelRead(data)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        state.channelReadComplete(context: context)
+        context.fireChannelReadComplete()
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = unwrapOutboundIn(data) { state.write(.end, context: context) }
+        context.write(data, promise: promise)
+    }
+}
+
+@available(*, unavailable)
 extension ConnectionGuardHandler: Sendable {}
+
+/// ``ConnectionGuardState`` in a pipeline of NIO's HTTP/1 parts (`broker gateway`'s).
+final class HTTP1ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let state: ConnectionGuardState
+
+    init(registry: ConnectionRegistry, limits: ConnectionLimits, logger: Logger, reportsMetrics: Bool = true) {
+        state = ConnectionGuardState(registry: registry, limits: limits, logger: logger, reportsMetrics: reportsMetrics)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { state.handlerAdded(context: context) }
+    func handlerRemoved(context: ChannelHandlerContext) { state.handlerRemoved() }
+
+    func channelActive(context: ChannelHandlerContext) {
+        state.channelActive(context: context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        state.channelInactive()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part: HTTPMessagePartKind =
+            switch unwrapInboundIn(data) {
+            case .head: .head
+            case .body: .body
+            case .end: .end
+            }
+        state.read(part, context: context)
+        context.fireChannelRead(data)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        state.channelReadComplete(context: context)
+        context.fireChannelReadComplete()
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = unwrapOutboundIn(data) { state.write(.end, context: context) }
+        context.write(data, promise: promise)
+    }
+}
+
+@available(*, unavailable)
+extension HTTP1ConnectionGuardHandler: Sendable {}

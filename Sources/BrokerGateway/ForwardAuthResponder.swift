@@ -1,8 +1,5 @@
 import BrokerValidator
-import HTTPTypes
-import Hummingbird
 import Logging
-import NIOCore
 import NIOHTTP1
 
 /// The forward-auth decision for nginx `auth_request`, Traefik ForwardAuth and Envoy's HTTP
@@ -15,113 +12,95 @@ import NIOHTTP1
 ///   that is neither one of the two above (which the proxy replaces with this answer's) nor
 ///   one SlideRule's client sends (`GatewayHeaders`): the proxies this answers for cannot
 ///   remove headers by pattern, so such a request is refused rather than passed on with it.
-/// - `HEAD`: the same answer without its body.
+///
+/// It reads a request's headers and gives the answer (`ForwardAuthAnswer`); it does no I/O.
+/// `decide(_:)` never waits, so that `ForwardAuthHandler` can call it on the event loop; only
+/// a token that is not a valid cache hit is left to `answer(validating:)`, which checks its
+/// signature and so runs in a task.
 ///
 /// The token is never logged; a refusal's reason is, and it never quotes the token.
 ///
 /// ```swift
-/// let responder = ForwardAuthResponder(validator: validator, cluster: "cluster1")
-/// let app = Application(responder: responder, configuration: .init(address: .hostname("127.0.0.1", port: 9000)))
+/// let responder = ForwardAuthResponder(validator: validator, cluster: "cluster1", logger: logger)
+/// switch responder.decide(head.headers) {
+/// case .answer(let answer): write(answer)
+/// case .validate(let token): write(await responder.answer(validating: token))
+/// }
 /// ```
-public struct ForwardAuthResponder: HTTPResponder {
-    public typealias Context = BasicRequestContext
-
-    public let validator: GatewayValidator
+struct ForwardAuthResponder: Sendable {
+    let validator: GatewayValidator
     /// This gateway's cluster name: the audience every accepted token must name.
-    public let cluster: String
+    let cluster: String
+    let logger: Logger
 
-    public init(validator: GatewayValidator, cluster: String) {
-        self.validator = validator
-        self.cluster = cluster
+    enum Decision {
+        /// The answer, decided at once.
+        case answer(ForwardAuthAnswer)
+        /// The answer needs this token checked (`answer(validating:)`).
+        case validate(String)
     }
 
-    public func respond(to request: Request, context: Context) async throws -> Response {
-        let response = try await decide(request, context: context)
-        // A body after the head of a HEAD answer would be read as the start of the next answer.
-        return request.method == .head ? response.createHeadResponse() : response
-    }
-
-    private func decide(_ request: Request, context: Context) async throws -> Response {
-        // The decision reads only headers, but the body is read (and dropped) first: a message
-        // whose framing is broken gets one answer, 400, instead of a decision followed by the
-        // HTTP server's own 400 on the same connection.
-        do {
-            for try await _ in request.body {}
-        } catch let error as HTTPParserError {
-            context.logger.debug("malformed request", metadata: ["error": "\(error)"])
-            return Self.malformed
-        } catch is ChannelError, is IOError {
-            context.logger.debug("the client closed the connection before its request was complete")
-            return Self.malformed
-        }
-        let foreign = GatewayHeaders.reservedNames(in: request.headers.map(\.name.canonicalName))
-            .filter { !GatewayHeaders.identity.contains($0) }
+    /// The answer to a request with these headers, if it is known without waiting: a reserved
+    /// header, no token, or a token the validator answers from its cache.
+    func decide(_ headers: HTTPHeaders) -> Decision {
+        let foreign = Self.foreignReservedNames(in: headers)
         if !foreign.isEmpty {
-            context.logger.info(
+            logger.info(
                 "refused: the request carries x-sliderule-* headers only a gateway may set",
                 metadata: ["headers": "\(foreign.prefix(8).map { LogText.escaped($0, limit: 64) }.joined(separator: ","))"])
-            return Self.reservedHeaderRefusal
+            return .answer(.reservedHeaderRefusal)
         }
-        let result = await validator.validate(BearerToken.from(request.headers), cluster: cluster)
+        guard let token = BearerToken.from(headers) else { return .answer(answer(for: .failure(.missingToken))) }
+        if let result = validator.validateIfCached(token, cluster: cluster) { return .answer(answer(for: result)) }
+        return .validate(token)
+    }
+
+    /// The answer for a token `decide(_:)` could not answer from the cache: its signature is
+    /// checked, and the key set fetched if it must be.
+    func answer(validating token: String) async -> ForwardAuthAnswer {
+        answer(for: await validator.validate(token, cluster: cluster))
+    }
+
+    private func answer(for result: Result<GatewayIdentity, GatewayRefusal>) -> ForwardAuthAnswer {
         switch result {
         case .success(let identity):
-            guard var headers = IdentityHeaders.fields(for: identity) else {
-                context.logger.info(
+            guard let values = IdentityHeaders.values(for: identity) else {
+                logger.info(
                     "refused: the token's sub cannot be sent in a header",
                     metadata: ["jti": "\(LogText.escaped(identity.claims.tokenID, limit: 64))"])
-                return Self.refusal(.invalidToken(.missingClaim("sub")))
+                return .refusal(.invalidToken(.missingClaim("sub")))
             }
-            headers[.cacheControl] = "no-store"
-            context.logger.debug(
+            logger.debug(
                 "allowed",
                 metadata: [
                     "account": "\(LogText.escaped(identity.account, limit: 128))",
                     "jti": "\(LogText.escaped(identity.claims.tokenID, limit: 64))",
                 ])
-            return Response(status: .ok, headers: headers)
+            return .allowed(account: values.account, roles: values.roles)
         case .failure(let refusal):
             // The reason may quote the token's header: `TokenRejection` escapes it (LogText).
-            context.logger.info("refused", metadata: ["status": "\(refusal.httpStatus)", "reason": "\(refusal)"])
-            return Self.refusal(refusal)
+            logger.info("refused", metadata: ["status": "\(refusal.httpStatus)", "reason": "\(refusal)"])
+            return .refusal(refusal)
         }
     }
 
-    /// A request whose HTTP framing is broken (bad chunk size, a body cut short, a
-    /// `Transfer-Encoding` not ending in `chunked`): the client's error, never a 5xx.
-    static var malformed: Response {
-        Response(
-            status: .badRequest,
-            headers: [.contentType: "text/plain; charset=utf-8", .cacheControl: "no-store"],
-            body: .init(byteBuffer: ByteBuffer(string: "malformed request\n")))
+    /// The request's `x-sliderule-*` names that only a gateway may set, lower case, each once:
+    /// `GatewayHeaders.reservedNames(in:)` but the two identity headers, which the proxy
+    /// replaces with this answer's.
+    static func foreignReservedNames(in headers: HTTPHeaders) -> [String] {
+        // Nearly every request has none: look for the prefix first, without allocating.
+        guard headers.contains(where: { hasReservedPrefix($0.name) }) else { return [] }
+        return GatewayHeaders.reservedNames(in: headers.map { $0.name }).filter { !GatewayHeaders.identity.contains($0) }
     }
 
-    /// A request with a client-made `x-sliderule-*` header. No challenge: another token would
-    /// not help.
-    static var reservedHeaderRefusal: Response {
-        Response(
-            status: .forbidden,
-            headers: [.contentType: "text/plain; charset=utf-8", .cacheControl: "no-store"],
-            body: .init(byteBuffer: ByteBuffer(string: "x-sliderule-* request headers are set by the gateway\n")))
-    }
-
-    /// A tiny body and the RFC 6750 challenge; proxies pass the status on, not the body.
-    static func refusal(_ refusal: GatewayRefusal) -> Response {
-        let status: HTTPResponse.Status
-        let challenge: String
-        let body: String
-        switch refusal {
-        case .missingToken:
-            (status, challenge, body) = (.unauthorized, "Bearer", "missing bearer token\n")
-        case .invalidToken:
-            (status, challenge, body) = (.unauthorized, #"Bearer error="invalid_token""#, "invalid bearer token\n")
-        case .otherCluster:
-            (status, challenge, body) = (.forbidden, #"Bearer error="insufficient_scope""#, "token is not for this cluster\n")
+    /// Whether `name` starts with `x-sliderule-` in any case.
+    private static func hasReservedPrefix(_ name: String) -> Bool {
+        var remaining = name.utf8.makeIterator()
+        for expected in GatewayHeaders.prefix.utf8 {
+            guard let byte = remaining.next() else { return false }
+            let lowered = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte
+            guard lowered == expected else { return false }
         }
-        return Response(
-            status: status,
-            headers: [
-                .wwwAuthenticate: challenge, .contentType: "text/plain; charset=utf-8", .cacheControl: "no-store",
-            ],
-            body: .init(byteBuffer: ByteBuffer(string: body)))
+        return true
     }
 }

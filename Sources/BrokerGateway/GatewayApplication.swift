@@ -1,6 +1,5 @@
 import BrokerConnections
 import BrokerValidator
-import Hummingbird
 import Logging
 import NIOCore
 
@@ -11,8 +10,8 @@ import NIOCore
 /// let source = HTTPJWKSSource(url: "http://127.0.0.1:8080/.well-known/jwks.json")
 /// let validator = GatewayApplication.validator(
 ///     source: source, issuer: "http://127.0.0.1:8080", leeway: 30, cache: JWKSCacheConfiguration(), logger: logger)
-/// let app = GatewayApplication.make(validator: validator, cluster: "cluster1", host: "127.0.0.1", port: 9000, logger: logger)
-/// try await app.runService()
+/// let server = GatewayApplication.make(validator: validator, cluster: "cluster1", host: "127.0.0.1", port: 9000, logger: logger)
+/// try await ServiceGroup(configuration: .init(services: [server], gracefulShutdownSignals: [.sigterm], logger: logger)).run()
 /// try await source.shutdown()
 /// ```
 public enum GatewayApplication {
@@ -43,17 +42,17 @@ public enum GatewayApplication {
             verifiedTokens: VerifiedTokenCache(capacity: tokenCacheSize))
     }
 
-    /// - Parameter connections: timeouts and caps of the listener's connections.
+    /// - Parameters:
+    ///   - connections: timeouts and caps of the listener's connections.
+    ///   - onServerRunning: called once the server listens, with its channel (tests read the
+    ///     port a `port` of 0 got from it).
     public static func make(
         validator: GatewayValidator, cluster: String, host: String, port: Int, logger: Logger,
         connections: ConnectionLimits = ConnectionLimits(),
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
-    ) -> some ApplicationProtocol {
-        Application(
-            responder: ForwardAuthResponder(validator: validator, cluster: cluster),
-            server: ConnectionGuard(limits: connections, logger: logger).http1(),
-            configuration: .init(address: .hostname(host, port: port), serverName: "broker-gateway"),
-            onServerRunning: onServerRunning,
-            logger: logger)
+    ) -> GatewayServer {
+        GatewayServer(
+            responder: ForwardAuthResponder(validator: validator, cluster: cluster, logger: logger),
+            host: host, port: port, limits: connections, logger: logger, onServerRunning: onServerRunning)
     }
 }

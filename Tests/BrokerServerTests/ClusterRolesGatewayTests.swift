@@ -42,7 +42,7 @@ final class ClusterRolesGatewayTests: XCTestCase {
             for (cluster, roles) in [("org1", "owner member"), ("org2", "member")] {
                 let gateway = GatewayApplication.make(
                     validator: validator, cluster: cluster, host: "127.0.0.1", port: 0, logger: GatewayTests.quietLogger)
-                try await gateway.test(.live) { client in
+                try await gateway.withLiveClient { client in
                     try await client.execute(uri: "/", method: .get, headers: [.authorization: "Bearer \(token)"]) { response in
                         XCTAssertEqual(response.status, .ok, cluster)
                         XCTAssertEqual(response.headers[HTTPField.Name("x-sliderule-account")!], "carol", "sub is the account, not the GitHub login")

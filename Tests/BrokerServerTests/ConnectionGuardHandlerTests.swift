@@ -2,6 +2,7 @@ import HTTPTypes
 import Logging
 import NIOCore
 import NIOEmbedded
+import NIOHTTP1
 import NIOHTTPTypes
 import XCTest
 
@@ -82,6 +83,45 @@ final class ConnectionGuardHandlerTests: XCTestCase {
         XCTAssertTrue(channel.isActive)
         channel.embeddedEventLoop.advanceTime(by: .seconds(1))
         XCTAssertFalse(channel.isActive, "closed 10 s after the next request began")
+    }
+
+    /// An application that answers on the event loop (`broker gateway`) writes its answer
+    /// before the read that brought the request completes: the idle deadline of that answer
+    /// stays, and only a later read that makes no part yet starts a header deadline.
+    func testAnAnswerWrittenWithinTheReadOfItsRequestLeavesTheIdleDeadline() throws {
+        let channel = try connection()
+        channel.pipeline.fireChannelRead(Self.head)
+        channel.pipeline.fireChannelRead(HTTPRequestPart.end(nil))
+        try channel.writeOutbound(HTTPResponsePart.head(HTTPResponse(status: .ok)))
+        try channel.writeOutbound(HTTPResponsePart.end(nil))
+        channel.pipeline.fireChannelReadComplete()
+        channel.embeddedEventLoop.advanceTime(by: .seconds(59))
+        XCTAssertTrue(channel.isActive, "idle for 59 s, not closed by a header timeout")
+        channel.pipeline.fireChannelReadComplete()  // the next request's first bytes
+        channel.embeddedEventLoop.advanceTime(by: .seconds(9))
+        XCTAssertTrue(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(1))
+        XCTAssertFalse(channel.isActive, "closed 10 s after the next request began")
+    }
+
+    /// `broker gateway`'s pipeline carries NIO's HTTP/1 parts: the same deadlines.
+    func testNIOsHTTP1PartsHaveTheSameDeadlines() throws {
+        let channel = EmbeddedChannel(
+            handler: HTTP1ConnectionGuardHandler(registry: ConnectionRegistry(limits: Self.limits), limits: Self.limits, logger: Logger(label: "test")))
+        try channel.connect(to: SocketAddress(ipAddress: "10.0.0.1", port: 40000)).wait()
+        channels.append(channel)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(9))
+        try channel.writeInbound(HTTPServerRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")))
+        channel.embeddedEventLoop.advanceTime(by: .seconds(29))
+        try channel.writeInbound(HTTPServerRequestPart.end(nil))
+        channel.embeddedEventLoop.advanceTime(by: .seconds(3600))
+        XCTAssertTrue(channel.isActive, "answering: no deadline")
+        try channel.writeOutbound(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok)))
+        try channel.writeOutbound(HTTPServerResponsePart.end(nil))
+        channel.embeddedEventLoop.advanceTime(by: .seconds(59))
+        XCTAssertTrue(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(1))
+        XCTAssertFalse(channel.isActive, "closed 60 s after the answer")
     }
 
     func testAKeptAliveConnectionIsClosedAfterTheIdleTimeout() throws {

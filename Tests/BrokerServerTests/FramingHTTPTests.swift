@@ -195,7 +195,7 @@ final class FramingHTTPTests: XCTestCase {
             source: source, issuer: "http://127.0.0.1", leeway: 30, cache: JWKSCacheConfiguration(), logger: logger)
         let gateway = GatewayApplication.make(validator: validator, cluster: "org1", host: "127.0.0.1", port: 0, logger: logger)
         do {
-            try await gateway.test(.live) { client in
+            try await gateway.withLiveClient { client in
                 let port = try XCTUnwrap(client.port)
                 let head = "POST /auth HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 let broken = [

@@ -1,5 +1,5 @@
 @testable import BrokerGateway
-import HTTPTypes
+import NIOHTTP1
 import XCTest
 
 /// The header parsing under the gateway: what a JWKS response's `Cache-Control` grants, and
@@ -97,16 +97,14 @@ final class GatewayHeaderParsingTests: XCTestCase {
     }
 
     func testBearerToken() {
-        XCTAssertEqual(BearerToken.from([.authorization: "Bearer abc.def.ghi"]), "abc.def.ghi")
-        XCTAssertEqual(BearerToken.from([.authorization: "bEaReR   abc "]), "abc")
+        XCTAssertEqual(BearerToken.from(["Authorization": "Bearer abc.def.ghi"]), "abc.def.ghi")
+        XCTAssertEqual(BearerToken.from(["authorization": "bEaReR   abc "]), "abc", "names and the scheme in any case")
         XCTAssertNil(BearerToken.from([:]))
-        XCTAssertNil(BearerToken.from([.authorization: "Bearer"]))
-        XCTAssertNil(BearerToken.from([.authorization: "Bearer    "]))
-        XCTAssertNil(BearerToken.from([.authorization: "Basic YWxpY2U6cHc="]))
-        XCTAssertNil(BearerToken.from([.authorization: "Bearerabc"]))
-        var twice = HTTPFields()
-        twice.append(HTTPField(name: .authorization, value: "Bearer a"))
-        twice.append(HTTPField(name: .authorization, value: "Bearer a"))
+        XCTAssertNil(BearerToken.from(["Authorization": "Bearer"]))
+        XCTAssertNil(BearerToken.from(["Authorization": "Bearer    "]))
+        XCTAssertNil(BearerToken.from(["Authorization": "Basic YWxpY2U6cHc="]))
+        XCTAssertNil(BearerToken.from(["Authorization": "Bearerabc"]))
+        let twice = HTTPHeaders([("Authorization", "Bearer a"), ("AUTHORIZATION", "Bearer a")])
         XCTAssertNil(BearerToken.from(twice))
     }
 }

@@ -9,6 +9,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import NIOCore
+import ServiceLifecycle
 import XCTest
 
 /// The forward-auth gateway against a real broker on loopback: tokens from real logins, the
@@ -41,7 +42,7 @@ final class GatewayTests: XCTestCase {
         let gateway = GatewayApplication.make(
             validator: validator, cluster: "org1", host: "127.0.0.1", port: 0, logger: logger)
         do {
-            try await gateway.test(.live) { client in
+            try await gateway.withLiveClient { client in
                 // A good token, on any path and any method: 200 with the identity headers.
                 for (method, path) in [(HTTPRequest.Method.get, "/"), (.post, "/auth"), (.put, "/any/deep/path?x=1"), (.head, "/x")] {
                     try await client.execute(uri: path, method: method, headers: [.authorization: "Bearer \(alice)"]) { response in
@@ -123,7 +124,7 @@ final class GatewayTests: XCTestCase {
                 cache: JWKSCacheConfiguration(), logger: Self.quietLogger, clock: harness.clock)
             let gateway = GatewayApplication.make(
                 validator: validator, cluster: "org1", host: "127.0.0.1", port: 0, logger: Self.quietLogger)
-            try await gateway.test(.live) { client in
+            try await gateway.withLiveClient { client in
                 for (token, status) in [(alice, HTTPResponse.Status.ok), (bob, .forbidden)] {
                     var answers: [Answer] = []
                     for _ in 0..<2 {
@@ -157,7 +158,7 @@ final class GatewayTests: XCTestCase {
         var headers: [String]
         var body: ByteBuffer
 
-        init(_ response: TestResponse) {
+        init(_ response: LiveResponse) {
             status = response.status
             headers = response.headers.filter { $0.name != .date }.map { "\($0.name.canonicalName): \($0.value)" }
             body = response.body
@@ -246,7 +247,7 @@ final class LiveServer: Sendable {
         self.task = task
     }
 
-    static func start<App: ApplicationProtocol>(
+    static func start<App: Service>(
         _ make: (@escaping @Sendable (any Channel) async -> Void) -> App
     ) async throws -> LiveServer {
         let (ports, continuation) = AsyncStream<Int>.makeStream()

@@ -48,8 +48,45 @@ public struct GatewayValidator: Sendable {
                 return .failure(.invalidToken(error))
             }
         }
-        // Checked apart, and last, so that only a token valid in every other way gets 403. On a
-        // cache hit too: the cache holds tokens of any audience.
+        return decision(claims, cluster: cluster)
+    }
+
+    /// The decision `validate(_:cluster:)` would give, when it can be given without waiting:
+    /// for no token, and for a token in the cache whose key is published, unchanged, in the
+    /// fresh key set (`JWKSCache.freshKey(for:)`) and whose `exp`, `nbf` and `iat` pass at the
+    /// clock's time. A hit counts as one, as in `validate(_:cluster:)`.
+    ///
+    /// Nil when the decision needs more: a token not in the cache (its signature must be
+    /// checked), a key set that is stale or lacks the key (a lookup that may fetch), an entry
+    /// that no longer holds. Nothing is counted or dropped then: `validate(_:cluster:)` decides
+    /// with the same rules, and counts and drops as it always has. So an HTTP server can answer
+    /// a hit on its event loop, where it must not wait, and hand the rest to a task.
+    ///
+    /// ```swift
+    /// let result = validator.validateIfCached(bearer, cluster: "cluster1") ?? await validator.validate(bearer, cluster: "cluster1")
+    /// ```
+    public func validateIfCached(_ token: String?, cluster: String) -> Result<GatewayIdentity, GatewayRefusal>? {
+        guard let token, !token.isEmpty else { return .failure(.missingToken) }
+        guard verifiedTokens.isEnabled else { return nil }
+        let now = clock.now()
+        let entry = verifiedTokens.entry(for: TokenDigest(token)) { entry in
+            // The conditions of `cachedClaims`, without its wait for a key set that is not fresh.
+            guard let key = keys.freshKey(for: entry.keyID), entry.wasVerified(by: key) else { return false }
+            do {
+                try checks.checkTimes(entry.claims, now: now)
+                return true
+            } catch {
+                return false
+            }
+        }
+        guard let entry else { return nil }
+        return decision(entry.claims, cluster: cluster)
+    }
+
+    /// The answer for claims that passed every check but the audience. The audience is
+    /// checked apart, and last, so that only a token valid in every other way gets 403; on a
+    /// cache hit too, as the cache holds tokens of any audience.
+    private func decision(_ claims: AccessTokenClaims, cluster: String) -> Result<GatewayIdentity, GatewayRefusal> {
         do {
             try checks.checkAudience(claims, contains: cluster)
         } catch {

@@ -85,6 +85,18 @@ public final class VerifiedTokenCache: Sendable {
         return shard(of: digest).withLock { $0.entry(for: digest) }
     }
 
+    /// The entry for `digest`'s token if `isUsable` accepts it: it then counts as a hit and
+    /// becomes the most recently used of its shard, as with `entry(for:)`. Otherwise nothing is
+    /// counted, moved or dropped, so that a caller that goes on to `entry(for:)` leaves the
+    /// statistics as that lookup alone would.
+    ///
+    /// `isUsable` runs under the shard's lock: it must be cheap (the gateway's is a key
+    /// comparison and the time rules) and must not touch this cache.
+    public func entry(for digest: TokenDigest, ifUsable isUsable: (Entry) -> Bool) -> Entry? {
+        guard isEnabled else { return nil }
+        return shard(of: digest).withLock { $0.entry(for: digest, ifUsable: isUsable) }
+    }
+
     /// Adds or replaces the entry for `digest`'s token, evicting its shard's least recently
     /// used entry when the shard is full.
     public func insert(_ entry: Entry, for digest: TokenDigest) {
@@ -163,6 +175,14 @@ struct LeastRecentlyUsed {
             statistics.misses += 1
             return nil
         }
+        statistics.hits += 1
+        unlink(slot)
+        linkAsNewest(slot)
+        return nodes[slot].entry
+    }
+
+    mutating func entry(for digest: TokenDigest, ifUsable isUsable: (VerifiedTokenCache.Entry) -> Bool) -> VerifiedTokenCache.Entry? {
+        guard let slot = index[digest], isUsable(nodes[slot].entry) else { return nil }
         statistics.hits += 1
         unlink(slot)
         linkAsNewest(slot)
