@@ -10,8 +10,11 @@
 #
 # Paths (wrk Lua scripts in scripts/wrk/):
 #   forward-auth-hit      one valid token repeated: the gateway answers from its verified-token cache
-#   forward-auth-miss     64 distinct valid tokens in turn through a gateway whose cache holds 32:
+#   forward-auth-miss     64 distinct valid tokens in turn through a gateway whose cache holds 16:
 #                         each is evicted before it comes round again, so every request verifies
+#                         (with 32, half the tokens, a token's own verification, finishing some 32
+#                         requests after it was sent, left too few later ones to evict it: up to a
+#                         third of the requests were hits once hits stopped waiting on a task)
 #   forward-auth-nocache  one token through a gateway started with --token-cache-size 0
 #   refresh-grant         16 clients each rotating its own refresh chain (wrk -t16 -c16), beside
 #                         one core's raw signing rate (`openssl speed`, the signing algorithm);
@@ -28,7 +31,7 @@ connections=${2:-32}
 algs=${ALGS:-RS256 ES256}
 paths=${PATHS:-forward-auth-hit forward-auth-miss}
 miss_tokens=64
-miss_cache_size=32
+miss_cache_size=16
 refresh_clients=16
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
