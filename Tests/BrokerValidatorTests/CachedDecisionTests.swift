@@ -7,23 +7,9 @@ import XCTest
 /// answers only what `validate` would answer at the same moment, and only when no key lookup
 /// must wait; everything else it leaves to `validate`, without counting or dropping anything,
 /// so the cache's rules and statistics stay those of `validate` alone.
-final class CachedDecisionTests: XCTestCase {
+final class CachedDecisionTests: XCTestCase, VerifiedTokenTesting {
     let clock = ManualWallClock(Date(timeIntervalSince1970: 1_800_000_000))
-    var factory: TokenFactory { TokenFactory(now: Int64(clock.now().timeIntervalSince1970)) }
     let leeway = 30
-
-    func makeValidator(keys: JWKSCache, capacity: Int = 100) -> GatewayValidator {
-        GatewayValidator(
-            keys: keys, checks: AccessTokenChecks(issuer: TokenFactory.issuer, leeway: leeway), clock: clock,
-            verifiedTokens: VerifiedTokenCache(capacity: capacity))
-    }
-
-    /// The gateway's JWKS cache: known keys answered from the held set while it revalidates.
-    func gatewayKeys(_ source: FakeJWKSSource) -> JWKSCache {
-        var configuration = JWKSCacheConfiguration()
-        configuration.serveStaleWhileRevalidating = true
-        return JWKSCache(source: source, configuration: configuration, clock: clock)
-    }
 
     func testAHitIsAnsweredAtOnceWithTheAnswerOfTheFullCheck() async throws {
         let validator = makeValidator(keys: gatewayKeys(FakeJWKSSource(document: JWKSDocuments.document(TestKeys.es256, TestKeys.rs256))))

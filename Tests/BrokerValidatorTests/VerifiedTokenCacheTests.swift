@@ -6,26 +6,12 @@ import XCTest
 /// The gateway's cache of verified tokens: a hit gives the answer a full check would give at
 /// the same moment (expiry, a withdrawn or replaced key, the audience), and the cache stays
 /// within its size whatever it is sent.
-final class VerifiedTokenCacheTests: XCTestCase {
+final class VerifiedTokenCacheTests: XCTestCase, VerifiedTokenTesting {
     let clock = ManualWallClock(Date(timeIntervalSince1970: 1_800_000_000))
-    var factory: TokenFactory { TokenFactory(now: Int64(clock.now().timeIntervalSince1970)) }
     let leeway = 30
-
-    func makeValidator(keys: JWKSCache, capacity: Int = 100) -> GatewayValidator {
-        GatewayValidator(
-            keys: keys, checks: AccessTokenChecks(issuer: TokenFactory.issuer, leeway: leeway), clock: clock,
-            verifiedTokens: VerifiedTokenCache(capacity: capacity))
-    }
 
     func makeValidator(_ source: FakeJWKSSource, capacity: Int = 100) -> GatewayValidator {
         makeValidator(keys: JWKSCache(source: source, clock: clock), capacity: capacity)
-    }
-
-    /// The gateway's JWKS cache: known keys answered from the held set while it revalidates.
-    func gatewayKeys(_ source: FakeJWKSSource) -> JWKSCache {
-        var configuration = JWKSCacheConfiguration()
-        configuration.serveStaleWhileRevalidating = true
-        return JWKSCache(source: source, configuration: configuration, clock: clock)
     }
 
     func testASecondPresentationIsAHitWithTheSameIdentity() async throws {
