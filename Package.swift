@@ -191,7 +191,10 @@ let package = Package(
             name: "BrokerValidatorTests", dependencies: ["BrokerSync", "BrokerValidator", "BrokerCrypto"], swiftSettings: swiftSettings),
         .testTarget(
             name: "BrokerCoreTests",
-            dependencies: ["BrokerSync", "BrokerCore", "BrokerSQLite", "BrokerPostgres"],
+            dependencies: [
+                "BrokerSync", "BrokerCore", "BrokerSQLite", "BrokerPostgres",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -7,6 +7,8 @@
 #   scripts/bench-http.sh [seconds] [connections]        # defaults: 10 s, 32 connections, wrk -t1
 #   ALGS="RS256 ES256"                                   # the broker's signing_alg, one run each
 #   PATHS="forward-auth-hit forward-auth-miss"           # which paths, in this order
+#   ENGINE=postgres                                      # the broker on a throwaway PostgreSQL
+#                                                        # (fsync on) instead of its SQLite
 #
 # Paths (wrk Lua scripts in scripts/wrk/):
 #   forward-auth-hit      one valid token repeated: the gateway answers from its verified-token cache
@@ -33,6 +35,7 @@ paths=${PATHS:-forward-auth-hit forward-auth-miss}
 miss_tokens=64
 miss_cache_size=16
 refresh_clients=16
+engine=${ENGINE:-sqlite}
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx-light; }
@@ -43,6 +46,13 @@ bench="$PWD/.build/release/broker-bench"
 
 . scripts/bench-lib.sh bench-http
 echo "correct horse battery staple" > "$work/password"
+
+if [ "$engine" = postgres ]; then
+  cleanup_more() { scripts/postgres-test-server.sh stop "$work/postgres" >/dev/null 2>&1 || true; }
+  postgres_admin=$(POSTGRES_FSYNC=on scripts/postgres-test-server.sh start "$work/postgres")
+  openssl rand -base64 32 > "$work/kek"
+  chmod 600 "$work/kek"
+fi
 
 # wrk's "requests-per-second p99-in-ms" (wrk -t1 -c$connections unless the arguments say
 # otherwise); a run with any answer but 2xx/3xx measured something else: fail.
@@ -98,6 +108,11 @@ refresh_throttle_window: 1
 refresh_throttle_session: 10000
 YAML
   export BROKER_CONFIG="$broker_dir/broker.yaml"
+  if [ "$engine" = postgres ]; then
+    # A database per algorithm: each broker starts on an empty one.
+    psql "$postgres_admin" -qc "CREATE DATABASE bench_${alg,,}"
+    export BROKER_DATABASE_URL=${postgres_admin%/postgres}/bench_${alg,,} BROKER_KEY_ENCRYPTION_KEY_FILE=$work/kek
+  fi
   echo "correct horse battery staple" | "$broker" users add alice --password-stdin >/dev/null
   "$broker" orgs add org1 >/dev/null
   "$broker" members add org1 alice >/dev/null
@@ -206,7 +221,7 @@ path_password_login() {
   reference=$("$bench" argon2 --seconds "$seconds" | grep -oE 'rate=[0-9.]+' | cut -d= -f2)
 }
 
-echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), wrk -t1 -c$connections -d${seconds}s"
+echo "# $(date -u +%Y-%m-%dT%H:%MZ), $engine, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), wrk -t1 -c$connections -d${seconds}s"
 for alg in $algs; do
   start_broker
   for path in $paths; do

@@ -177,10 +177,12 @@ public final class PostgresStore: Store {
     }
 
     /// At `READ COMMITTED`: the body serializes itself with locks (see ``Store/lockingTransaction(_:)``).
+    /// Its bodies are those of hot paths (renewals, throttle counters), small and computing next
+    /// to nothing: they run on the connection's event loop (``EventLoopTaskExecutor``).
     public func lockingTransaction<T: Sendable>(
         _ body: @Sendable (any StoreTransaction) async throws -> T
     ) async throws -> T {
-        try await self.run("BEGIN ISOLATION LEVEL READ COMMITTED", body)
+        try await self.run("BEGIN ISOLATION LEVEL READ COMMITTED", onEventLoop: true, body)
     }
 
     public func read<T: Sendable>(
@@ -189,9 +191,10 @@ public final class PostgresStore: Store {
         try await self.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", body)
     }
 
-    /// Runs `body` in a transaction begun by `begin`.
+    /// Runs `body` in a transaction begun by `begin`, on the connection's event loop if
+    /// `onEventLoop`.
     private func run<T: Sendable>(
-        _ begin: String, _ body: @Sendable (any StoreTransaction) async throws -> T
+        _ begin: String, onEventLoop: Bool = false, _ body: @Sendable (any StoreTransaction) async throws -> T
     ) async throws -> T {
         let storeID = ObjectIdentifier(self)
         let enclosingStores = PostgresTransactionContext.openStores
@@ -215,7 +218,7 @@ public final class PostgresStore: Store {
             }
             do {
                 return try await PostgresTransactionContext.$openStores.withValue(enclosingStores.union([storeID])) {
-                    try await self.attempt(begin, body)
+                    try await self.attempt(begin, onEventLoop: onEventLoop, body)
                 }
             } catch let stale as StaleConnection {
                 // A pooled connection the server had cut (found at BEGIN, or under the body before
@@ -243,38 +246,43 @@ public final class PostgresStore: Store {
     /// One run of a transaction on a leased connection. Throws ``SerializationConflict`` when it
     /// must run again.
     private func attempt<T: Sendable>(
-        _ begin: String, _ body: @Sendable (any StoreTransaction) async throws -> T
+        _ begin: String, onEventLoop: Bool, _ body: @Sendable (any StoreTransaction) async throws -> T
     ) async throws -> T {
         // The lease runs in a child task (to bound its wait), which outlives nothing: the body
         // does not escape this call.
         try await withoutActuallyEscaping(body) { body in
-            try await self.attempt(begin, escaping: body)
+            try await self.withConnection { connection in
+                guard onEventLoop else { return try await self.attempt(begin, on: connection, executor: nil, body) }
+                let executor = EventLoopTaskExecutor(connection.eventLoop)
+                return try await withTaskExecutorPreference(executor) {
+                    try await self.attempt(begin, on: connection, executor: executor, body)
+                }
+            }
         }
     }
 
     private func attempt<T: Sendable>(
-        _ begin: String, escaping body: @escaping @Sendable (any StoreTransaction) async throws -> T
+        _ begin: String, on connection: PostgresConnection, executor: (any TaskExecutor)?,
+        _ body: @Sendable (any StoreTransaction) async throws -> T
     ) async throws -> T {
-        try await self.withConnection { connection in
-            let transaction = PostgresTransaction(connection: connection, store: self)
-            try await transaction.begin(begin)
-            let result: T
-            do {
-                result = try await body(transaction)
-            } catch {
-                await transaction.rollback()
-                if let conflict = transaction.conflict { throw conflict }
-                // Cut before COMMIT (a terminated backend, a failover): nothing committed, and
-                // the body may run again, on another connection, like a stale one at BEGIN.
-                if transaction.connectionLost {
-                    try? await connection.close()
-                    throw StaleConnection(error: error)
-                }
-                throw error
+        let transaction = PostgresTransaction(connection: connection, store: self, executor: executor)
+        try await transaction.begin(begin)
+        let result: T
+        do {
+            result = try await body(transaction)
+        } catch {
+            await transaction.rollback()
+            if let conflict = transaction.conflict { throw conflict }
+            // Cut before COMMIT (a terminated backend, a failover): nothing committed, and
+            // the body may run again, on another connection, like a stale one at BEGIN.
+            if transaction.connectionLost {
+                try? await connection.close()
+                throw StaleConnection(error: error)
             }
-            try await transaction.commit()
-            return result
+            throw error
         }
+        try await transaction.commit()
+        return result
     }
 
     /// The down verdict's probe, before the transaction that carries it: a direct connection,

@@ -27,10 +27,13 @@ final class PostgresTransaction: StoreTransaction {
     private let connection: PostgresConnection
     private let logger: Logger
     private let clientDeadline: TimeAmount
+    /// Where the statements' own tasks run: the transaction's preferred executor, if any.
+    private let executor: (any TaskExecutor)?
     private let state = Locked(State())
 
-    init(connection: PostgresConnection, store: PostgresStore) {
+    init(connection: PostgresConnection, store: PostgresStore, executor: (any TaskExecutor)? = nil) {
         self.connection = connection
+        self.executor = executor
         self.logger = store.logger
         // The server ends a statement at statement_timeout; if it does not answer at all (a
         // network partition), the client gives up a little later by closing the connection.
@@ -108,10 +111,26 @@ final class PostgresTransaction: StoreTransaction {
     /// closed under it (a database shutdown), and a request waited for it forever
     /// (`ReplicaFaultProcessTests`). The statement's own task is then left to end when it may.
     private func raw(_ query: PostgresQuery) async throws -> [PostgresRow] {
+        try await self.send { connection, logger in try await connection.query(query, logger: logger).collect() }
+    }
+
+    /// ``raw(_:)`` for a statement prepared on the connection (the first time, by name).
+    private func raw<Statement: PostgresPreparedStatement>(prepared statement: Statement) async throws -> [PostgresRow]
+    where Statement.Row == PostgresRow {
+        try await self.send { connection, logger in
+            var rows: [PostgresRow] = []
+            for try await row in try await connection.execute(statement, logger: logger) { rows.append(row) }
+            return rows
+        }
+    }
+
+    private func send(
+        _ statement: @escaping @Sendable (PostgresConnection, Logger) async throws -> [PostgresRow]
+    ) async throws -> [PostgresRow] {
         let connection = self.connection
         // See rollbackStatement(): a statement sent on a closed connection would never complete.
         guard !connection.isClosed else { throw ConnectionClosedUnderStatement() }
-        let (logger, clientDeadline) = (self.logger, self.clientDeadline)
+        let (logger, clientDeadline, executor) = (self.logger, self.clientDeadline, self.executor)
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[PostgresRow], any Error>) in
             let settled = Locked(false)
             let watches = Locked<[@Sendable () -> Void]>([])
@@ -135,9 +154,9 @@ final class PostgresTransaction: StoreTransaction {
                 }
             }
             watches.withLock { $0 = [{ deadline.cancel() }, { closed.cancel() }] }
-            Task {
+            Task(executorPreference: executor) {
                 do {
-                    settle(.success(try await connection.query(query, logger: logger).collect()))
+                    settle(.success(try await statement(connection, logger)))
                 } catch {
                     settle(.failure(error))
                 }
@@ -152,11 +171,40 @@ final class PostgresTransaction: StoreTransaction {
     ///     constraint fails (given the constraint's name).
     ///   - missingReference: what to name in ``StoreError/notFound(_:)`` when a FOREIGN KEY
     ///     constraint fails; called after the statement was undone, so it may query.
+    ///   - undoingAlone: whether such a failure is undone alone (a savepoint around the statement:
+    ///     two more round trips), or only named, leaving the transaction to roll back (then
+    ///     `missingReference` must not query). Without, for statements of hot paths whose
+    ///     callers never carry on after the failure.
     @discardableResult
     private func execute(
         _ query: PostgresQuery,
         duplicate: ((String) -> String)? = nil,
-        missingReference: (() async throws -> String)? = nil
+        missingReference: (() async throws -> String)? = nil,
+        undoingAlone: Bool = true
+    ) async throws -> [PostgresRow] {
+        try await self.execute(
+            { try await self.raw(query) }, duplicate: duplicate, missingReference: missingReference, undoingAlone: undoingAlone)
+    }
+
+    /// ``execute(_:duplicate:missingReference:undoingAlone:)`` for a statement of a hot path
+    /// (``HotPathStatement``), prepared on the connection by name the first time it runs there.
+    @discardableResult
+    private func execute<Statement: HotPathStatement>(
+        prepared statement: Statement,
+        duplicate: ((String) -> String)? = nil,
+        missingReference: (() async throws -> String)? = nil,
+        undoingAlone: Bool = true
+    ) async throws -> [PostgresRow] {
+        try await self.execute(
+            { try await self.raw(prepared: statement) }, duplicate: duplicate, missingReference: missingReference,
+            undoingAlone: undoingAlone)
+    }
+
+    private func execute(
+        _ run: () async throws -> [PostgresRow],
+        duplicate: ((String) -> String)?,
+        missingReference: (() async throws -> String)?,
+        undoingAlone: Bool
     ) async throws -> [PostgresRow] {
         try Task.checkCancellation()
         try self.state.withLock { state in
@@ -165,10 +213,11 @@ final class PostgresTransaction: StoreTransaction {
                 throw StoreError.engine("the transaction was aborted by an earlier failure")
             }
         }
-        let guarded = duplicate != nil || missingReference != nil
+        let named = duplicate != nil || missingReference != nil
+        let guarded = named && undoingAlone
         do {
             if guarded { _ = try await self.raw("SAVEPOINT broker_statement") }
-            let rows = try await self.raw(query)
+            let rows = try await run()
             if guarded { _ = try await self.raw("RELEASE SAVEPOINT broker_statement") }
             return rows
         } catch let error as PSQLError
@@ -180,6 +229,14 @@ final class PostgresTransaction: StoreTransaction {
             where guarded && error.sqlState == SQLState.foreignKeyViolation && missingReference != nil
         {
             try await self.undoStatement(error)
+            throw StoreError.notFound(try await missingReference!())
+        } catch let error as PSQLError where named && error.sqlState == SQLState.uniqueViolation && duplicate != nil {
+            _ = self.abort(error)
+            throw StoreError.duplicate(duplicate!(error.constraintName))
+        } catch let error as PSQLError
+            where named && error.sqlState == SQLState.foreignKeyViolation && missingReference != nil
+        {
+            _ = self.abort(error)
             throw StoreError.notFound(try await missingReference!())
         } catch {
             throw self.abort(error)
@@ -238,7 +295,7 @@ final class PostgresTransaction: StoreTransaction {
 
     // MARK: Users
 
-    private static let userColumns =
+    static let userColumns =
         "id, username, password_hash, is_active, created_at, github_login, github_id, global_role, credential_version, "
         + "session_version"
 
@@ -442,7 +499,7 @@ final class PostgresTransaction: StoreTransaction {
 
     // MARK: Organizations
 
-    private static let organizationColumns = "id, name, cluster_name, created_at, access_lifetime, audiences"
+    static let organizationColumns = "id, name, cluster_name, created_at, access_lifetime, audiences"
 
     private static func organization(from row: Row) throws -> Organization {
         try Organization(
@@ -625,6 +682,8 @@ final class PostgresTransaction: StoreTransaction {
 
     // MARK: Memberships
 
+    static let membershipColumns = "organization_id, user_id, role, is_active, created_at"
+
     private static func membership(from row: Row) throws -> Membership {
         let roleName = try row.string("role")
         guard let role = Role(rawValue: roleName) else {
@@ -657,7 +716,7 @@ final class PostgresTransaction: StoreTransaction {
     func membership(organizationID: Int64, userID: Int64) async throws -> Membership? {
         try await self.execute(
             """
-            SELECT organization_id, user_id, role, is_active, created_at FROM memberships
+            SELECT \(unescaped: Self.membershipColumns) FROM memberships
             WHERE organization_id = \(organizationID) AND user_id = \(userID)
             """
         ).first.map { try Self.membership(from: Row($0)) }
@@ -762,7 +821,7 @@ final class PostgresTransaction: StoreTransaction {
 
     // MARK: Refresh families
 
-    private static let familyColumns =
+    static let familyColumns =
         "id, user_id, kind, organization_id, authenticated_at, expires_at, amr, revoked_at, revocation_reason, "
         + "credential_version, session_version"
 
@@ -832,47 +891,63 @@ final class PostgresTransaction: StoreTransaction {
 
     func insertRefreshToken(_ token: RefreshTokenRecord) async throws {
         try await self.execute(
-            """
-            INSERT INTO refresh_tokens (token_hash, family_id, issued_at, expires_at, used_at)
-            VALUES (\(token.tokenHash), \(token.familyID), \(token.issuedAt.timeIntervalSince1970),
-                \(token.expiresAt.timeIntervalSince1970), \(token.usedAt?.timeIntervalSince1970))
-            """,
+            prepared: InsertRefreshTokenStatement(token: token),
             duplicate: { _ in Self.describeToken(hash: token.tokenHash) },
-            missingReference: { "refresh family \(token.familyID)" }
+            missingReference: { "refresh family \(token.familyID)" },
+            // Every renewal inserts one; no caller carries on after a failed insert.
+            undoingAlone: false
         )
+    }
+
+    static let tokenColumns = "token_hash, family_id, issued_at, expires_at, used_at"
+
+    private static func refreshToken(from row: Row) throws -> RefreshTokenRecord {
+        try RefreshTokenRecord(
+            tokenHash: row.string("token_hash"), familyID: row.string("family_id"), issuedAt: row.date("issued_at"),
+            expiresAt: row.date("expires_at"), usedAt: row.optionalDate("used_at"))
     }
 
     func refreshToken(hash: String) async throws -> RefreshTokenRecord? {
         try await self.execute(
-            "SELECT token_hash, family_id, issued_at, expires_at, used_at FROM refresh_tokens WHERE token_hash = \(hash)"
-        ).first.map { row in
-            let row = Row(row)
-            return try RefreshTokenRecord(
-                tokenHash: row.string("token_hash"), familyID: row.string("family_id"), issuedAt: row.date("issued_at"),
-                expiresAt: row.date("expires_at"), usedAt: row.optionalDate("used_at"))
-        }
+            "SELECT \(unescaped: Self.tokenColumns) FROM refresh_tokens WHERE token_hash = \(hash)"
+        ).first.map { try Self.refreshToken(from: Row($0)) }
+    }
+
+    /// One statement (``RenewalSnapshotStatement``), the token locked `FOR NO KEY UPDATE`: what
+    /// the renewal's `UPDATE` of `used_at` takes anyway, taken when reading, so a second renewal
+    /// of the token waits here and then reads the token as the first left it (`READ COMMITTED`
+    /// reads the newest version of a row it waited for). It does not block the `KEY SHARE` lock
+    /// the successor's foreign key takes on the family.
+    func renewal(ofTokenHash tokenHash: String) async throws -> RenewalSnapshot? {
+        guard let row = try await self.execute(prepared: RenewalSnapshotStatement(tokenHash: tokenHash)).first.map(Row.init)
+        else { return nil }
+        let (user, organization, membership) = (row.table("u_"), row.table("o_"), row.table("m_"))
+        return try RenewalSnapshot(
+            token: Self.refreshToken(from: row.table("t_")),
+            family: Self.refreshFamily(from: row.table("f_")),
+            user: user.optionalInt64("id") == nil ? nil : Self.user(from: user),
+            organization: organization.optionalInt64("id") == nil ? nil : Self.organization(from: organization),
+            membership: membership.optionalInt64("user_id") == nil ? nil : Self.membership(from: membership))
+    }
+
+    /// `columns` (a comma-separated list) of table `alias`, each named `alias_column`.
+    static func aliased(_ columns: String, of alias: String) -> String {
+        columns.split(separator: ",").map { column in
+            let name = column.trimmingCharacters(in: .whitespaces)
+            return "\(alias).\(name) AS \(alias)_\(name)"
+        }.joined(separator: ", ")
     }
 
     func renewalTimes(ofSessionHolding tokenHash: String, after date: Date) async throws -> [Date] {
-        try await self.execute(
-            """
-            SELECT renewal.used_at AS used_at FROM refresh_tokens AS presented
-            JOIN refresh_tokens AS renewal ON renewal.family_id = presented.family_id
-            WHERE presented.token_hash = \(tokenHash) AND renewal.used_at > \(date.timeIntervalSince1970)
-            ORDER BY renewal.used_at
-            """
-        ).map { try Row($0).date("used_at") }
+        try await self.execute(prepared: RenewalTimesStatement(tokenHash: tokenHash, after: date.timeIntervalSince1970))
+            .map { try Row($0).date("used_at") }
     }
 
     func markRefreshTokenUsed(hash: String, at date: Date) async throws {
-        // The first use is kept: the grace window for concurrent refreshes counts from it.
-        try await self.update(
-            """
-            UPDATE refresh_tokens SET used_at = COALESCE(used_at, \(date.timeIntervalSince1970))
-            WHERE token_hash = \(hash) RETURNING token_hash
-            """,
-            notFound: Self.describeToken(hash: hash)
-        )
+        let statement = MarkRefreshTokenUsedStatement(tokenHash: hash, usedAt: date.timeIntervalSince1970)
+        if try await self.execute(prepared: statement).isEmpty {
+            throw StoreError.notFound(Self.describeToken(hash: hash))
+        }
     }
 
     func refreshFamilies(userID: Int64) async throws -> [RefreshFamily] {
@@ -1150,12 +1225,23 @@ final class PostgresTransaction: StoreTransaction {
 /// the value.
 struct Row {
     private let cells: PostgresRandomAccessRow
+    /// Prepended to every column name: one table's columns in a join (``table(_:)``).
+    private let prefix: String
 
     init(_ row: PostgresRow) {
-        self.cells = row.makeRandomAccess()
+        self.init(cells: row.makeRandomAccess(), prefix: "")
     }
 
-    private func decode<T: PostgresDecodable>(_ column: String, as type: T.Type) throws -> T {
+    private init(cells: PostgresRandomAccessRow, prefix: String) {
+        self.cells = cells
+        self.prefix = prefix
+    }
+
+    /// The columns of the row named `prefix` + name, read by their names without it.
+    func table(_ prefix: String) -> Row { Row(cells: self.cells, prefix: prefix) }
+
+    private func decode<T: PostgresDecodable>(_ name: String, as type: T.Type) throws -> T {
+        let column = self.prefix + name
         guard self.cells.contains(column) else { throw StoreError.engine("result has no column \(column)") }
         do {
             return try self.cells[column].decode(T.self)

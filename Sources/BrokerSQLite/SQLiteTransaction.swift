@@ -787,6 +787,22 @@ final class SQLiteTransaction: StoreTransaction {
         ).first.map(Self.refreshToken(from:))
     }
 
+    /// Statement by statement: they cost no round trip here, and write transactions run one at a
+    /// time, so the whole database is this one's until it ends (the token's lock).
+    func renewal(ofTokenHash tokenHash: String) async throws -> RenewalSnapshot? {
+        guard let token = try await self.refreshToken(hash: tokenHash),
+            let family = try await self.refreshFamily(id: token.familyID)
+        else { return nil }
+        let user = try await self.user(id: family.userID)
+        var organization: Organization?
+        var membership: Membership?
+        if let organizationID = family.organizationID, let found = try await self.organization(id: organizationID) {
+            organization = found
+            membership = try await self.membership(organizationID: found.id, userID: family.userID)
+        }
+        return RenewalSnapshot(token: token, family: family, user: user, organization: organization, membership: membership)
+    }
+
     func renewalTimes(ofSessionHolding tokenHash: String, after date: Date) async throws -> [Date] {
         try await self.execute(
             """

@@ -3,6 +3,7 @@ import BrokerSQLite
 import BrokerSync
 import Foundation
 import Logging
+import PostgresNIO
 import XCTest
 
 @testable import BrokerPostgres
@@ -127,6 +128,63 @@ final class PostgresStoreTests: PostgresDatabaseTestCase {
         XCTAssertGreaterThanOrEqual(bodies.withLock { $0 }, 3, "the loser ran again")
         let retries = first.retries.withLock { $0 } + second.retries.withLock { $0 }
         XCTAssertGreaterThanOrEqual(retries, 1)
+    }
+
+    /// A renewal's read locks its token (``StoreTransaction/renewal(ofTokenHash:)`` in a locking
+    /// transaction): a second renewal of the token at another replica waits for the first instead
+    /// of reading alongside it, then reads the token as the first left it, with nothing run
+    /// again.
+    func testASecondRenewalOfATokenWaitsForTheFirstAndReadsItUsed() async throws {
+        let first = try await self.replica()
+        let second = try await self.replica()
+        let (user, org) = try await StoreFixture.seedUserAndOrganization(first)
+        let hash = String(repeating: "cd", count: 32)
+        try await first.transaction { tx in
+            try await tx.insertRefreshFamily(StoreFixture.family("fam-lock", user: user, org: org))
+            try await tx.insertRefreshToken(
+                RefreshTokenRecord(
+                    tokenHash: hash, familyID: "fam-lock", issuedAt: StoreFixture.t0,
+                    expiresAt: StoreFixture.t0.addingTimeInterval(3_600)))
+        }
+        let holding = Signal()
+        let secondWaits = Signal()
+        let usedAt = StoreFixture.t0.addingTimeInterval(5)
+        let renewing = Task {
+            try await first.lockingTransaction { tx in
+                let renewal = try await tx.renewal(ofTokenHash: hash)
+                XCTAssertNil(renewal?.token.usedAt)
+                holding.fire()
+                await secondWaits.wait()
+                try await tx.markRefreshTokenUsed(hash: hash, at: usedAt)
+            }
+        }
+        await holding.wait()
+        let waiting = Task {
+            try await second.lockingTransaction { tx in try await tx.renewal(ofTokenHash: hash) }
+        }
+        // The second renewal is blocked on a lock (the server says so), not done.
+        try await self.waitUntil("the second renewal waits for the token's lock") {
+            try await first.withConnection { connection in
+                try await connection.query(
+                    "SELECT count(*)::int8 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    logger: StoreFixture.logger
+                ).collect().first!.decode(Int64.self) == 1
+            }
+        }
+        secondWaits.fire()
+        try await renewing.value
+        let seen = try await waiting.value
+        XCTAssertEqual(seen?.token.usedAt?.timeIntervalSince1970 ?? 0, usedAt.timeIntervalSince1970, accuracy: 0.001)
+        XCTAssertEqual(first.retries.withLock { $0 } + second.retries.withLock { $0 }, 0, "it waited; nothing ran again")
+    }
+
+    /// Polls `condition` until it holds, for at most 10 s.
+    private func waitUntil(_ what: String, _ condition: () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while try await !condition() {
+            guard ContinuousClock.now < deadline else { return XCTFail("never: \(what)") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
     }
 
     /// Write skew, the anomaly SERIALIZABLE exists to prevent: each transaction checks that no

@@ -382,6 +382,50 @@ final class StoreConformanceTests: XCTestCase {
         }
     }
 
+    /// What a renewal reads in one piece: the token with its session, account, organization and
+    /// membership; nothing for an unknown token; no organization or membership where there is
+    /// none.
+    func testARenewalReadsTheTokenWithItsSessionAccountOrganizationAndMembership() async throws {
+        try await self.onEveryEngine {
+            let store = try await self.makeStore()
+            let (userID, orgID) = try await StoreFixture.seedUserAndOrganization(store)
+            let membership = Membership(organizationID: orgID, userID: userID, role: .owner, isActive: false, createdAt: StoreFixture.t0)
+            let inOrganization = RefreshTokenRecord(
+                tokenHash: "aa", familyID: "fam-org", issuedAt: StoreFixture.t0, expiresAt: StoreFixture.t0.addingTimeInterval(60),
+                usedAt: StoreFixture.t0.addingTimeInterval(30))
+            let brokerSession = RefreshFamily(
+                id: "fam-broker", userID: userID, scope: .broker, authenticatedAt: StoreFixture.t0,
+                expiresAt: StoreFixture.t0.addingTimeInterval(600), authenticationMethods: ["github"], accountVersions: .initial,
+                revokedAt: StoreFixture.t0.addingTimeInterval(9), revocationReason: "logout")
+            let outsideOrganization = RefreshTokenRecord(
+                tokenHash: "bb", familyID: "fam-broker", issuedAt: StoreFixture.t0, expiresAt: StoreFixture.t0.addingTimeInterval(60))
+            try await store.transaction { tx in
+                try await tx.upsertMembership(membership)
+                try await tx.insertRefreshFamily(StoreFixture.family("fam-org", user: userID, org: orgID))
+                try await tx.insertRefreshFamily(brokerSession)
+                try await tx.insertRefreshToken(inOrganization)
+                try await tx.insertRefreshToken(outsideOrganization)
+            }
+            let (user, organization) = try await store.read { tx in
+                (try await tx.user(id: userID)!, try await tx.organization(id: orgID)!)
+            }
+            let renewal = try await store.lockingTransaction { tx in try await tx.renewal(ofTokenHash: "aa") }
+            XCTAssertEqual(
+                renewal,
+                RenewalSnapshot(
+                    token: inOrganization, family: StoreFixture.family("fam-org", user: userID, org: orgID), user: user,
+                    organization: organization, membership: membership))
+            XCTAssertEqual(renewal?.session, AuditedSession(username: "alice", organization: "physics", sessionID: "fam-org"))
+
+            let outside = try await store.lockingTransaction { tx in try await tx.renewal(ofTokenHash: "bb") }
+            XCTAssertEqual(
+                outside,
+                RenewalSnapshot(token: outsideOrganization, family: brokerSession, user: user, organization: nil, membership: nil))
+            let unknown = try await store.lockingTransaction { tx in try await tx.renewal(ofTokenHash: "cc") }
+            XCTAssertNil(unknown)
+        }
+    }
+
     func testRefreshTokenInsertLookupAndMarkUsed() async throws {
         try await self.onEveryEngine {
             let store = try await self.makeStore()

@@ -114,10 +114,13 @@ public struct OrgTokenService: Sendable {
     private func rotateRefreshToken(_ presented: String) async throws -> TokenBundle {
         let now = clock.now()
         let (rotation, refreshThrottle) = (self.rotation, self.refreshThrottle)
-        try await refreshThrottle.admitRenewal(ofTokenHash: RefreshTokenRotation.hash(presented))
-        let outcome = try await store.transaction { tx in
-            try await rotation.rotate(presented, in: tx, now: now) { family in
-                guard let user = try await tx.user(id: family.userID), user.isActive else {
+        // Under the presented token's lock (``RefreshTokenRotation/rotate``), not at SERIALIZABLE:
+        // see ``Store/lockingTransaction(_:)``.
+        let outcome = try await store.lockingTransaction { tx in
+            try await refreshThrottle.admitRenewal(ofTokenHash: RefreshTokenRotation.hash(presented), in: tx)
+            return try await rotation.rotate(presented, in: tx, now: now) { renewal in
+                let family = renewal.family
+                guard let user = renewal.user, user.isActive else {
                     throw BrokerError(.accountDisabled, "this account is disabled")
                 }
                 // A session of an earlier credential or session version has ended.
@@ -125,14 +128,14 @@ public struct OrgTokenService: Sendable {
                     throw BrokerError(.invalidRefreshToken, "Token is invalid or expired (session ended)")
                 }
                 // Only a generation-1 session holds refresh tokens.
-                guard let organizationID = family.organizationID else {
+                guard family.organizationID != nil else {
                     throw BrokerError(.invalidRefreshToken, "Token is invalid or expired")
                 }
-                guard let organization = try await tx.organization(id: organizationID) else {
+                guard let organization = renewal.organization else {
                     throw BrokerError(.unknownOrganization, "the organization of this session no longer exists")
                 }
                 let viaGitHub = family.authenticationMethods.contains { $0.hasPrefix("github") }
-                let role = try await refreshedRole(of: user, in: organization, viaGitHub: viaGitHub, tx: tx)
+                let role = try refreshedRole(of: user, in: organization, membership: renewal.membership, viaGitHub: viaGitHub)
                 // Last, and only a check: the renewal is counted once it has committed (this body
                 // may run more than once), so that only renewals that happened count.
                 try refreshThrottle.check(sessionID: family.id)
@@ -161,8 +164,8 @@ public struct OrgTokenService: Sendable {
     /// The role a refresh may carry: the store's active membership, or, for a GitHub session in a
     /// GitHub-mapped organization, GitHub's recent answer. When that answer has expired the
     /// holder must log in again (401); when GitHub no longer admits them, 403.
-    func refreshedRole(of user: User, in organization: Organization, viaGitHub: Bool, tx: any StoreTransaction) async throws -> Role {
-        if let membership = try await tx.membership(organizationID: organization.id, userID: user.id), membership.isActive {
+    func refreshedRole(of user: User, in organization: Organization, membership: Membership?, viaGitHub: Bool) throws -> Role {
+        if let membership, membership.isActive {
             return membership.role
         }
         guard viaGitHub, let resolver = githubIdentities,

@@ -94,3 +94,32 @@ public struct RefreshTokenRecord: Sendable, Equatable {
         self.usedAt = usedAt
     }
 }
+
+/// What the renewal of a refresh token reads, in one piece (``StoreTransaction/renewal(ofTokenHash:)``):
+/// the token, its family, the account, and the family's organization with the account's
+/// membership in it.
+public struct RenewalSnapshot: Sendable, Equatable {
+    public var token: RefreshTokenRecord
+    public var family: RefreshFamily
+    /// `nil` only if the account is gone.
+    public var user: User?
+    /// The family's organization; `nil` for a session of no organization or one that is gone.
+    public var organization: Organization?
+    /// The account's membership in ``organization``, active or not.
+    public var membership: Membership?
+
+    public init(
+        token: RefreshTokenRecord, family: RefreshFamily, user: User?, organization: Organization?, membership: Membership?
+    ) {
+        self.token = token
+        self.family = family
+        self.user = user
+        self.organization = organization
+        self.membership = membership
+    }
+
+    /// Whose session this is, for its audit line.
+    public var session: AuditedSession {
+        AuditedSession(username: user?.username, organization: organization?.name, sessionID: family.id)
+    }
+}

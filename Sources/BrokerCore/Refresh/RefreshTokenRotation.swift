@@ -81,39 +81,34 @@ public struct RefreshTokenRotation: Sendable {
     }
 
     /// Exchanges `presented` for its successor. `admit` re-checks the account and membership
-    /// before anything is written (an error it throws leaves the token unused); what it returns
-    /// is handed back with the successor. A refusal of a token of a known session names the
-    /// session (``BrokerError/session``), for its audit line.
+    /// (as ``RenewalSnapshot`` read them, with the token locked) before anything is written (an
+    /// error it throws leaves the token unused); what it returns is handed back with the
+    /// successor. A refusal of a token of a known session names the session
+    /// (``BrokerError/session``), for its audit line.
     public func rotate<Admission: Sendable>(
         _ presented: String, in tx: any StoreTransaction, now: Date,
-        admit: @Sendable (RefreshFamily) async throws -> Admission
+        admit: @Sendable (RenewalSnapshot) async throws -> Admission
     ) async throws -> Outcome<Admission> {
-        guard let record = try await tx.refreshToken(hash: Self.hash(presented)),
-            let family = try await tx.refreshFamily(id: record.familyID)
-        else {
+        guard let renewal = try await tx.renewal(ofTokenHash: Self.hash(presented)) else {
             return .rejected(BrokerError(.invalidRefreshToken, "Token is invalid or expired"))
         }
-        // Whose session a refusal concerns; only read when there is one.
-        func session() async -> AuditedSession {
-            let known = try? await AuditedSession.of(family, in: tx)
-            return known ?? AuditedSession(username: nil, organization: nil, sessionID: family.id)
-        }
+        let (record, family) = (renewal.token, renewal.family)
         func admitting() async throws -> Admission {
             do {
-                return try await admit(family)
+                return try await admit(renewal)
             } catch let error as BrokerError {
-                throw error.concerning(await session())
+                throw error.concerning(renewal.session)
             }
         }
         switch PresentedTokens.sessionRefusal(family, now: now) {
         case .sessionRevoked?:
             return .rejected(
-                BrokerError(.invalidRefreshToken, "Token is invalid or expired (session revoked)").concerning(await session()))
+                BrokerError(.invalidRefreshToken, "Token is invalid or expired (session revoked)").concerning(renewal.session))
         case .sessionExpired?:
             return .rejected(
-                BrokerError(.sessionExpired, "session has reached its maximum lifetime; log in again").concerning(await session()))
+                BrokerError(.sessionExpired, "session has reached its maximum lifetime; log in again").concerning(renewal.session))
         case let refusal?:
-            return .rejected(refusal.error.concerning(await session()))
+            return .rejected(refusal.error.concerning(renewal.session))
         case nil:
             break
         }
@@ -130,10 +125,10 @@ public struct RefreshTokenRotation: Sendable {
                     family: family, successor: successor, successorExpiresAt: existing.expiresAt, admission: admission)
             }
             try await tx.revokeRefreshFamily(id: family.id, at: now, reason: "refresh token reused")
-            return .reused(familyID: family.id, session: await session())
+            return .reused(familyID: family.id, session: renewal.session)
         }
         if now >= record.expiresAt {
-            return .rejected(BrokerError(.invalidRefreshToken, "Token is invalid or expired").concerning(await session()))
+            return .rejected(BrokerError(.invalidRefreshToken, "Token is invalid or expired").concerning(renewal.session))
         }
         let admission = try await admitting()
         try await tx.markRefreshTokenUsed(hash: record.tokenHash, at: now)

@@ -25,11 +25,14 @@ public protocol Store: Sendable {
     ) async throws -> T
 
     /// Runs `body` in one read-write transaction that serializes itself with locks
-    /// (``StoreTransaction/lockThrottleKeys(_:)``) instead of being aborted and run again when it
-    /// conflicts: on PostgreSQL at `READ COMMITTED`, each statement seeing what committed before
-    /// it, so a body that waited for a lock reads what the lock's holder wrote. For hot counters
-    /// that many requests change at once (``StoreThrottleCounters``), whose every read of shared
-    /// rows is under such a lock. SQLite runs every write transaction alone anyway.
+    /// (``StoreTransaction/lockThrottleKeys(_:)``, ``StoreTransaction/renewal(ofTokenHash:)``)
+    /// instead of being aborted and run again when it conflicts: on PostgreSQL at
+    /// `READ COMMITTED`, each statement seeing what committed before it, so a body that waited for
+    /// a lock reads what the lock's holder wrote. For hot paths that many requests take at once
+    /// (``StoreThrottleCounters``, refresh-token renewals), whose every read that a rule depends on
+    /// is under such a lock; at `SERIALIZABLE` PostgreSQL's predicate locks, which cover index
+    /// pages, took renewals of unrelated sessions for conflicts and ran them again. SQLite runs
+    /// every write transaction alone anyway.
     func lockingTransaction<T: Sendable>(
         _ body: @Sendable (any StoreTransaction) async throws -> T
     ) async throws -> T
@@ -201,6 +204,11 @@ public protocol StoreTransaction: Sendable {
     /// Throws ``StoreError/duplicate(_:)`` if the hash exists.
     func insertRefreshToken(_ token: RefreshTokenRecord) async throws
     func refreshToken(hash: String) async throws -> RefreshTokenRecord?
+    /// What renewing the refresh token `tokenHash` reads (`nil` for an unknown token or one
+    /// without its family), as cheaply as the engine allows (PostgreSQL: one statement). The
+    /// token stays locked until the transaction ends, so a concurrent renewal of the same token
+    /// (inside ``Store/lockingTransaction(_:)``) waits, then reads it used.
+    func renewal(ofTokenHash tokenHash: String) async throws -> RenewalSnapshot?
     func markRefreshTokenUsed(hash: String, at date: Date) async throws
     /// When the session (refresh family) holding the refresh token `tokenHash` was renewed after
     /// `date`: the first uses of its refresh tokens, oldest first (each renewal uses one); empty

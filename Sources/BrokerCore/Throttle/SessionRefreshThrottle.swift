@@ -50,14 +50,14 @@ public struct SessionRefreshThrottlePolicy: Sendable, Equatable {
 /// once its window is empty, never while it still counts.
 ///
 /// Replicas (``ThrottleCounting/shared(_:)``): a refresh-token renewal is judged by
-/// ``admitRenewal(ofTokenHash:)`` before its transaction, from the store's own record of the
+/// ``admitRenewal(ofTokenHash:in:)`` first in its transaction, from the store's own record of the
 /// session's renewals (the first use of each of its refresh tokens), so the limit holds for the
-/// session whichever replicas its renewals reach and nothing is written to count them. Reading
-/// outside the renewal's serializable transaction keeps that transaction as small as on one node:
-/// counted inside it, the renewals of unrelated sessions conflicted with one another (PostgreSQL's
-/// predicate locks), most were re-run, and some failed. The count is still exact: a session's
-/// renewals follow one another, each using the token the last one issued, so none can commit
-/// between the count and the renewal it admits (a duplicate within the reuse grace issues no new
+/// session whichever replicas its renewals reach and nothing is written to count them. (A count
+/// written inside the renewal made the renewals of unrelated sessions conflict at SERIALIZABLE;
+/// the renewal now runs under its token's lock, ``Store/lockingTransaction(_:)``.) The count is
+/// exact: a session's renewals follow one another, each using the token the last one issued, so
+/// none can commit between the count and the renewal it admits (a duplicate within the reuse grace
+/// issues no new
 /// token). Renewals without refresh tokens (a generation-2 GitHub session) count in the store's
 /// throttle counters (``admit(sessionID:)``).
 ///
@@ -93,18 +93,16 @@ public final class SessionRefreshThrottle: Sendable {
         try refuseIfOver(state.withLock { $0.admit(sessionID, now: now, policy: policy) })
     }
 
-    /// With shared counting, the check of a refresh-token renewal before its transaction: refuses
-    /// it when the session holding the presented token (by its hash) was renewed `sessionLimit`
-    /// times within the window, counting the uses of its tokens in the store. In this process it
-    /// does nothing: ``check(sessionID:)`` judges.
+    /// With shared counting, the check of a refresh-token renewal first in its transaction `tx`:
+    /// refuses it when the session holding the presented token (by its hash) was renewed
+    /// `sessionLimit` times within the window, counting the uses of its tokens in the store. In
+    /// this process it does nothing: ``check(sessionID:)`` judges.
     /// - Throws: as ``admit(sessionID:)``.
-    public func admitRenewal(ofTokenHash tokenHash: String) async throws {
-        guard let counters = counting.sharedCounters else { return }
+    public func admitRenewal(ofTokenHash tokenHash: String, in tx: any StoreTransaction) async throws {
+        guard counting.sharedCounters != nil else { return }
         let now = clock.now()
         let cutoff = now.addingTimeInterval(-Double(policy.window))
-        let renewals = try await counters.store.read { tx in
-            try await tx.renewalTimes(ofSessionHolding: tokenHash, after: cutoff)
-        }
+        let renewals = try await tx.renewalTimes(ofSessionHolding: tokenHash, after: cutoff)
         guard renewals.count >= policy.sessionLimit else { return }
         let oldestCounted = renewals[renewals.count - policy.sessionLimit].timeIntervalSince1970
         try refuseIfOver(wait(since: oldestCounted, now: now.timeIntervalSince1970))
@@ -113,7 +111,7 @@ public final class SessionRefreshThrottle: Sendable {
     /// The check of a renewal inside its store transaction, whose body may run more than once: in
     /// this process, it refuses a renewal over the limit and counts nothing (``record(sessionID:)``
     /// counts it once the renewal has committed). With shared counting
-    /// ``admitRenewal(ofTokenHash:)`` judged before the transaction, and the renewal's use of its
+    /// ``admitRenewal(ofTokenHash:in:)`` judged, and the renewal's use of its
     /// token is its count.
     public func check(sessionID: String) throws {
         guard counting.sharedCounters == nil else { return }
