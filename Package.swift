@@ -178,7 +178,8 @@ let package = Package(
         .executableTarget(
             name: "broker-bench",
             dependencies: [
-                "BrokerCore", "BrokerCrypto", "BrokerSQLite", "BrokerValidator", .product(name: "Logging", package: "swift-log"),
+                "BrokerCore", "BrokerCrypto", "BrokerSQLite", "BrokerPostgres", "BrokerSync", "BrokerValidator",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -10,6 +10,9 @@ enum OpenSSLSpeed {
     }
 
     /// nil when `openssl` is missing or its output cannot be read; the report then says n/a.
+    /// Call it from the main thread: a process started from a thread of the cooperative pool
+    /// inherits that thread's blocked signals, and `openssl speed` never sees the `SIGALRM` that
+    /// ends each of its tests (it ran on for minutes).
     static func measure(_ algorithm: JWSAlgorithm, seconds: Double) -> Rates? {
         let (test, tag) = switch algorithm {
         case .es256: ("ecdsap256", "+F4:")

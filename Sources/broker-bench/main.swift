@@ -1,3 +1,4 @@
+import BrokerCrypto
 import Foundation
 
 /// `broker-bench`: performance checks that are not tests (they need quiet, dedicated cores).
@@ -22,6 +23,10 @@ let usage = """
              in the same directory; --seconds N
       store  durable write transactions per second on the embedded SQLite store (1, 8, 64 in
              flight) beside write+fdatasync in the same directory; --seconds N
+      renewals
+             refresh-token renewals per second in the store alone (RefreshTokenRotation in a
+             locking transaction; 1 and 16 chains in flight) beside half a core's RS256 signing
+             --seconds N (default 5), --database-url URL (PostgreSQL; default the embedded SQLite)
       argon2 raw argon2id verifications per second on every core, the reference of password
              logins; --seconds N (default 10), --threads N (default: the cores),
              --memory-kib N --iterations N --parallelism N (default the broker's 19456, 2, 1)
@@ -58,6 +63,9 @@ do {
         try await AuditBenchmark(parsing: Array(arguments.dropFirst())).run()
     case "store":
         try await StoreWriteBenchmark(parsing: Array(arguments.dropFirst())).run()
+    case "renewals":
+        let benchmark = try RenewalBenchmark(parsing: Array(arguments.dropFirst()))
+        try await benchmark.run(signing: OpenSSLSpeed.measure(.rs256, seconds: benchmark.seconds)?.sign)
     case "argon2":
         try Argon2Benchmark(parsing: Array(arguments.dropFirst())).run()
     case "http":
