@@ -164,18 +164,73 @@ final class PostgresStoreTests: PostgresDatabaseTestCase {
         }
         // The second renewal is blocked on a lock (the server says so), not done.
         try await self.waitUntil("the second renewal waits for the token's lock") {
-            try await first.withConnection { connection in
-                try await connection.query(
-                    "SELECT count(*)::int8 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                    logger: StoreFixture.logger
-                ).collect().first!.decode(Int64.self) == 1
-            }
+            try await self.transactionsWaitingForALock(on: first) == 1
         }
         secondWaits.fire()
         try await renewing.value
         let seen = try await waiting.value
         XCTAssertEqual(seen?.token.usedAt?.timeIntervalSince1970 ?? 0, usedAt.timeIntervalSince1970, accuracy: 0.001)
         XCTAssertEqual(first.retries.withLock { $0 } + second.retries.withLock { $0 }, 0, "it waited; nothing ran again")
+    }
+
+    /// The one deadlock a renewal's lock allows: an account deleted while one of its sessions
+    /// renews (the delete's cascade waits for the locked token, the successor's foreign key for
+    /// the deleted session). PostgreSQL breaks it, the store runs the aborted transaction again,
+    /// and both end: the account is gone with every token, the renewal's included.
+    func testAnAccountDeletedWhileItsSessionRenewsIsGoneAndBothTransactionsEnd() async throws {
+        let first = try await self.replica()
+        let second = try await self.replica()
+        let (user, org) = try await StoreFixture.seedUserAndOrganization(first)
+        let hash = String(repeating: "ef", count: 32)
+        let successor = String(repeating: "0f", count: 32)
+        try await first.transaction { tx in
+            try await tx.insertRefreshFamily(StoreFixture.family("fam-gone", user: user, org: org))
+            try await tx.insertRefreshToken(
+                RefreshTokenRecord(
+                    tokenHash: hash, familyID: "fam-gone", issuedAt: StoreFixture.t0,
+                    expiresAt: StoreFixture.t0.addingTimeInterval(3_600)))
+        }
+        let holding = Signal()
+        let deleteWaits = Signal()
+        let renewing = Task {
+            try await first.lockingTransaction { tx -> Bool in
+                let renewal = try await tx.renewal(ofTokenHash: hash)
+                holding.fire()
+                await deleteWaits.wait()
+                guard renewal != nil else { return false }
+                try await tx.markRefreshTokenUsed(hash: hash, at: StoreFixture.t0.addingTimeInterval(1))
+                try await tx.insertRefreshToken(
+                    RefreshTokenRecord(
+                        tokenHash: successor, familyID: "fam-gone", issuedAt: StoreFixture.t0,
+                        expiresAt: StoreFixture.t0.addingTimeInterval(3_600)))
+                return true
+            }
+        }
+        await holding.wait()
+        let deleting = Task { try await second.transaction { tx in try await tx.deleteUser(id: user) } }
+        try await self.waitUntil("the delete waits for the renewal's token") {
+            try await self.transactionsWaitingForALock(on: first) == 1
+        }
+        deleteWaits.fire()
+        _ = try await renewing.value
+        let deleted = try await deleting.value
+        XCTAssertTrue(deleted)
+        let left = try await first.read { tx in
+            (try await tx.user(id: user), try await tx.refreshToken(hash: hash), try await tx.refreshToken(hash: successor))
+        }
+        XCTAssertNil(left.0)
+        XCTAssertNil(left.1)
+        XCTAssertNil(left.2)
+        XCTAssertGreaterThanOrEqual(first.retries.withLock { $0 } + second.retries.withLock { $0 }, 1, "the deadlock's victim ran again")
+    }
+
+    private func transactionsWaitingForALock(on store: PostgresStore) async throws -> Int64 {
+        try await store.withConnection { connection in
+            try await connection.query(
+                "SELECT count(*)::int8 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                logger: StoreFixture.logger
+            ).collect().first!.decode(Int64.self)
+        }
     }
 
     /// Polls `condition` until it holds, for at most 10 s.
