@@ -55,7 +55,8 @@ struct KeysCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Withdraw a key from the JWKS now (a compromised key): the broker refuses its tokens at once, offline gateways when they renew their keys (docs/gateways.md).")
         @OptionGroup var options: GlobalOptions
-        @Argument(help: "The kid of the key to withdraw.") var kid: String
+        @Argument(help: "The kid of the key to withdraw. A kid may begin with '-': give it after `--` (broker keys retire --now -- KID).")
+        var kid: String
         @Flag(help: "Required: withdraw now, without waiting for its tokens to expire.") var now = false
 
         func run() async throws {

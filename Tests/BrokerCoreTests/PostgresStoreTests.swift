@@ -99,13 +99,7 @@ final class PostgresStoreTests: PostgresDatabaseTestCase {
         let second = try await self.replica()
         let (user, org) = try await StoreFixture.seedUserAndOrganization(first)
         let hash = String(repeating: "ab", count: 32)
-        try await first.transaction { tx in
-            try await tx.insertRefreshFamily(StoreFixture.family("fam-race", user: user, org: org))
-            try await tx.insertRefreshToken(
-                RefreshTokenRecord(
-                    tokenHash: hash, familyID: "fam-race", issuedAt: StoreFixture.t0,
-                    expiresAt: StoreFixture.t0.addingTimeInterval(3_600)))
-        }
+        try await self.startSession("fam-race", holding: hash, of: user, in: org, on: first)
         let bothRead = Rendezvous(parties: 2)
         let bodies = Locked(0)
         let outcomes = try await withThrowingTaskGroup(of: String.self) { group in
@@ -139,13 +133,7 @@ final class PostgresStoreTests: PostgresDatabaseTestCase {
         let second = try await self.replica()
         let (user, org) = try await StoreFixture.seedUserAndOrganization(first)
         let hash = String(repeating: "cd", count: 32)
-        try await first.transaction { tx in
-            try await tx.insertRefreshFamily(StoreFixture.family("fam-lock", user: user, org: org))
-            try await tx.insertRefreshToken(
-                RefreshTokenRecord(
-                    tokenHash: hash, familyID: "fam-lock", issuedAt: StoreFixture.t0,
-                    expiresAt: StoreFixture.t0.addingTimeInterval(3_600)))
-        }
+        try await self.startSession("fam-lock", holding: hash, of: user, in: org, on: first)
         let holding = Signal()
         let secondWaits = Signal()
         let usedAt = StoreFixture.t0.addingTimeInterval(5)
@@ -183,13 +171,7 @@ final class PostgresStoreTests: PostgresDatabaseTestCase {
         let (user, org) = try await StoreFixture.seedUserAndOrganization(first)
         let hash = String(repeating: "ef", count: 32)
         let successor = String(repeating: "0f", count: 32)
-        try await first.transaction { tx in
-            try await tx.insertRefreshFamily(StoreFixture.family("fam-gone", user: user, org: org))
-            try await tx.insertRefreshToken(
-                RefreshTokenRecord(
-                    tokenHash: hash, familyID: "fam-gone", issuedAt: StoreFixture.t0,
-                    expiresAt: StoreFixture.t0.addingTimeInterval(3_600)))
-        }
+        try await self.startSession("fam-gone", holding: hash, of: user, in: org, on: first)
         let holding = Signal()
         let deleteWaits = Signal()
         let renewing = Task {
@@ -199,10 +181,7 @@ final class PostgresStoreTests: PostgresDatabaseTestCase {
                 await deleteWaits.wait()
                 guard renewal != nil else { return false }
                 try await tx.markRefreshTokenUsed(hash: hash, at: StoreFixture.t0.addingTimeInterval(1))
-                try await tx.insertRefreshToken(
-                    RefreshTokenRecord(
-                        tokenHash: successor, familyID: "fam-gone", issuedAt: StoreFixture.t0,
-                        expiresAt: StoreFixture.t0.addingTimeInterval(3_600)))
+                try await tx.insertRefreshToken(Self.token(successor, of: "fam-gone"))
                 return true
             }
         }
@@ -231,6 +210,21 @@ final class PostgresStoreTests: PostgresDatabaseTestCase {
                 logger: StoreFixture.logger
             ).collect().first!.decode(Int64.self)
         }
+    }
+
+    /// A session (refresh family) of `user` in `org` holding the unused refresh token `hash`.
+    private func startSession(
+        _ familyID: String, holding hash: String, of user: Int64, in org: Int64, on store: PostgresStore
+    ) async throws {
+        try await store.transaction { tx in
+            try await tx.insertRefreshFamily(StoreFixture.family(familyID, user: user, org: org))
+            try await tx.insertRefreshToken(Self.token(hash, of: familyID))
+        }
+    }
+
+    private static func token(_ hash: String, of familyID: String) -> RefreshTokenRecord {
+        RefreshTokenRecord(
+            tokenHash: hash, familyID: familyID, issuedAt: StoreFixture.t0, expiresAt: StoreFixture.t0.addingTimeInterval(3_600))
     }
 
     /// Polls `condition` until it holds, for at most 10 s.

@@ -245,7 +245,7 @@ final class RealGatewayTests: XCTestCase {
         // Withdraw the first key: its tokens fail once the sidecar's cache is renewed
         // (max(jwks_max_age, 10 s) at most), the others keep passing. The deadline leaves room
         // for a machine busy with other builds; a pass usually takes ~12 s.
-        let retired = try broker.run(["keys", "retire", oldKid, "--now"])
+        let retired = try broker.run(["keys", "retire", "--now", "--", oldKid])
         XCTAssertEqual(retired.status, 0, retired.stdout + retired.stderr)
         let deadline = Date().addingTimeInterval(60)
         var status = 200
