@@ -138,7 +138,9 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
-            resources: [.copy("Resources/openapi.yaml")],
+            // Compiled into the binary: a resource bundle must sit beside the binary, and an
+            // installation that copies the binary alone (the container image did) stopped at start.
+            resources: [.embedInCode("Resources/openapi.yaml")],
             swiftSettings: swiftSettings
         ),
         // The forward-auth sidecar (`broker gateway`): fetches the JWKS over HTTP, answers allow/deny

@@ -171,6 +171,7 @@ final class PostgresStoreTests: PostgresDatabaseTestCase {
         let (user, org) = try await StoreFixture.seedUserAndOrganization(first)
         let hash = String(repeating: "ef", count: 32)
         let successor = String(repeating: "0f", count: 32)
+        let successorToken = Self.token(successor, of: "fam-gone")
         try await self.startSession("fam-gone", holding: hash, of: user, in: org, on: first)
         let holding = Signal()
         let deleteWaits = Signal()
@@ -181,7 +182,7 @@ final class PostgresStoreTests: PostgresDatabaseTestCase {
                 await deleteWaits.wait()
                 guard renewal != nil else { return false }
                 try await tx.markRefreshTokenUsed(hash: hash, at: StoreFixture.t0.addingTimeInterval(1))
-                try await tx.insertRefreshToken(Self.token(successor, of: "fam-gone"))
+                try await tx.insertRefreshToken(successorToken)
                 return true
             }
         }

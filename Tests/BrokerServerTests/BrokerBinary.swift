@@ -80,10 +80,11 @@ struct BrokerBinary {
     /// Runs a `broker` command that serves (`serve`, `gateway`) and returns it with the port it
     /// prints in its `listening on http://127.0.0.1:PORT` line.
     static func startListening(
-        _ arguments: [String], environment: [String: String], directory: URL? = nil, standardError: FileHandle? = nil
+        _ arguments: [String], environment: [String: String], directory: URL? = nil, standardError: FileHandle? = nil,
+        executable: URL? = nil
     ) throws -> (Process, Int) {
         let process = Process()
-        process.executableURL = try executable
+        process.executableURL = try executable ?? Self.executable
         process.arguments = arguments
         process.environment = environment
         if let directory { process.currentDirectoryURL = directory }

@@ -184,6 +184,31 @@ final class CLITests: XCTestCase {
         XCTAssertFalse(dashed.stderr.contains("Missing expected argument"), dashed.stderr)
     }
 
+    /// Nothing the broker needs sits beside its binary: the binary alone, elsewhere (as the
+    /// container image installs it), starts and serves its contract, which is compiled in. With
+    /// the contract in a resource bundle beside the binary, such a broker stopped at start.
+    func testTheBinaryAloneStartsAndServesItsContract() async throws {
+        let broker = try BrokerBinary.make()
+        defer { broker.cleanUp() }
+        let alone = broker.workDirectory.appendingPathComponent("bin")
+        try FileManager.default.createDirectory(at: alone, withIntermediateDirectories: true)
+        let binary = alone.appendingPathComponent("broker")
+        try FileManager.default.linkItem(at: try BrokerBinary.executable, to: binary)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: alone.path), ["broker"])
+        let (server, port) = try BrokerBinary.startListening(
+            ["serve", "--port", "0"], environment: broker.environment, directory: broker.workDirectory, executable: binary)
+        defer { server.terminate(); server.waitUntilExit() }
+        let served = try await RealGateway.get("http://127.0.0.1:\(port)/openapi.yaml", token: nil)
+        XCTAssertEqual(served.status, 200)
+        XCTAssertEqual(served.text, try String(contentsOf: OpenAPIContract.canonicalFile, encoding: .utf8))
+        // Here a bundle would still be found (SwiftPM's accessor falls back to the build
+        // directory, which an image does not have): the manifest must declare none.
+        let manifest = try String(contentsOf: OpenAPIContract.repositoryRoot.appendingPathComponent("Package.swift"), encoding: .utf8)
+        XCTAssertFalse(
+            manifest.contains(".copy(") || manifest.contains(".process("),
+            "a resource bundle must sit beside the binary: compile resources in with .embedInCode")
+    }
+
     /// The kids of the live JWKS, fetched with Python's urllib (an independent client).
     static func jwksKids(port: Int) throws -> [String] {
         let process = Process()
