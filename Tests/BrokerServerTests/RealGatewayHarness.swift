@@ -300,11 +300,12 @@ extension RealGateway {
     /// (exit 0 changed, 2 unchanged, 1 error). `haproxyConfig` is the file whose slots it counts
     /// (`GATEWAY_HAPROXY_CFG`): the shipped haproxy.cfg unless a test gives another.
     static func refreshHAProxyKeys(
-        brokerPort: Int, keysDirectory: URL, alg: String, haproxyConfig: URL? = nil, environment: [String: String] = [:]
+        brokerPort: Int, keysDirectory: URL, alg: String, haproxyConfig: URL? = nil, environment: [String: String] = [:],
+        options: [String] = []
     ) throws -> (Int32, String) {
         let process = Process()
         process.executableURL = refreshScript
-        process.arguments = ["http://127.0.0.1:\(brokerPort)", keysDirectory.path, alg]
+        process.arguments = options + ["http://127.0.0.1:\(brokerPort)", keysDirectory.path, alg]
         var variables = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("GATEWAY_") }
         variables["GATEWAY_HAPROXY_CFG"] = (haproxyConfig ?? examples.appendingPathComponent("haproxy.cfg")).path
         variables.merge(environment) { $1 }
