@@ -823,7 +823,7 @@ final class PostgresTransaction: StoreTransaction {
 
     static let familyColumns =
         "id, user_id, kind, organization_id, authenticated_at, expires_at, amr, revoked_at, revocation_reason, "
-        + "credential_version, session_version"
+        + "credential_version, session_version, client_ip, user_agent"
 
     private static func sessionScope(from row: Row) throws -> SessionScope {
         switch (try row.string("kind"), try row.optionalInt64("organization_id")) {
@@ -844,8 +844,16 @@ final class PostgresTransaction: StoreTransaction {
             authenticationMethods: row.stringList("amr"),
             accountVersions: versions(from: row),
             revokedAt: row.optionalDate("revoked_at"),
-            revocationReason: row.optionalString("revocation_reason")
+            revocationReason: row.optionalString("revocation_reason"),
+            origin: sessionOrigin(from: row)
         )
+    }
+
+    /// `nil` when neither column holds anything (sessions recorded without an origin).
+    private static func sessionOrigin(from row: Row) throws -> SessionOrigin? {
+        let (clientIP, userAgent) = (try row.optionalString("client_ip"), try row.optionalString("user_agent"))
+        if clientIP == nil && userAgent == nil { return nil }
+        return SessionOrigin(clientIP: clientIP, userAgent: userAgent)
     }
 
     func insertRefreshFamily(_ family: RefreshFamily) async throws {
@@ -855,7 +863,8 @@ final class PostgresTransaction: StoreTransaction {
                 \(family.id), \(family.userID), \(family.scope.kind), \(family.organizationID),
                 \(family.authenticatedAt.timeIntervalSince1970), \(family.expiresAt.timeIntervalSince1970),
                 \(family.authenticationMethods), \(family.revokedAt?.timeIntervalSince1970), \(family.revocationReason),
-                \(family.accountVersions.credential.rawValue), \(family.accountVersions.session.rawValue))
+                \(family.accountVersions.credential.rawValue), \(family.accountVersions.session.rawValue),
+                \(family.origin?.clientIP), \(family.origin?.userAgent))
             """,
             duplicate: { _ in "refresh family \(family.id)" },
             missingReference: {

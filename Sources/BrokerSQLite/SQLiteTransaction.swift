@@ -688,7 +688,7 @@ final class SQLiteTransaction: StoreTransaction {
 
     private static let familyColumns =
         "id, user_id, kind, organization_id, authenticated_at, expires_at, amr, revoked_at, revocation_reason, "
-        + "credential_version, session_version"
+        + "credential_version, session_version, client_ip, user_agent"
 
     private static func sessionScope(from row: DatabaseRow) throws -> SessionScope {
         switch (try row.string("kind"), try row.optionalInt64("organization_id")) {
@@ -709,21 +709,30 @@ final class SQLiteTransaction: StoreTransaction {
             authenticationMethods: row.stringList("amr"),
             accountVersions: versions(from: row),
             revokedAt: row.optionalDate("revoked_at"),
-            revocationReason: row.optionalString("revocation_reason")
+            revocationReason: row.optionalString("revocation_reason"),
+            origin: sessionOrigin(from: row)
         )
+    }
+
+    /// `nil` when neither column holds anything (sessions recorded without an origin).
+    private static func sessionOrigin(from row: DatabaseRow) throws -> SessionOrigin? {
+        let (clientIP, userAgent) = (try row.optionalString("client_ip"), try row.optionalString("user_agent"))
+        if clientIP == nil && userAgent == nil { return nil }
+        return SessionOrigin(clientIP: clientIP, userAgent: userAgent)
     }
 
     func insertRefreshFamily(_ family: RefreshFamily) async throws {
         _ = try await self.execute(
             """
-            INSERT INTO refresh_families (\(Self.familyColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO refresh_families (\(Self.familyColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
             [
                 .text(family.id), .id(family.userID), .text(family.scope.kind),
                 family.organizationID.map(SQLiteData.id) ?? .null, .date(family.authenticatedAt),
                 .date(family.expiresAt), .stringList(family.authenticationMethods), .date(family.revokedAt),
                 .nullableText(family.revocationReason), .integer(SQLiteInt64(family.accountVersions.credential.rawValue)),
-                .integer(SQLiteInt64(family.accountVersions.session.rawValue)),
+                .integer(SQLiteInt64(family.accountVersions.session.rawValue)), .nullableText(family.origin?.clientIP),
+                .nullableText(family.origin?.userAgent),
             ],
             duplicate: { _ in "refresh family \(family.id)" },
             missingReference: {
