@@ -978,6 +978,78 @@ final class PostgresTransaction: StoreTransaction {
         ).count
     }
 
+    // MARK: Portal sessions
+
+    /// A cookie's hash is a digest, safe to show, but a prefix is enough to tell two apart in a message.
+    private static func describePortalSession(idHash: String) -> String {
+        "portal session \(idHash.prefix(12))…"
+    }
+
+    func insertPortalSession(idHash: String, familyID: String, at date: Date) async throws {
+        try await self.execute(
+            """
+            INSERT INTO portal_sessions (id_hash, family_id, last_seen_at)
+            VALUES (\(idHash), \(familyID), \(date.timeIntervalSince1970))
+            """,
+            duplicate: { constraint in
+                constraint.contains("family_id")
+                    ? "portal session of refresh family \(familyID)" : Self.describePortalSession(idHash: idHash)
+            },
+            missingReference: { "refresh family \(familyID)" }
+        )
+    }
+
+    /// What ``portalSession(idHash:)``'s one statement reads: the row, its family and the account.
+    private static let portalSessionColumns = """
+        p.id_hash, p.last_seen_at, \(aliased(familyColumns, of: "f")), \(aliased(userColumns, of: "u"))
+        """
+
+    func portalSession(idHash: String) async throws -> PortalSessionSnapshot? {
+        guard
+            let row = try await self.execute(
+                """
+                SELECT \(unescaped: Self.portalSessionColumns)
+                FROM portal_sessions AS p
+                JOIN refresh_families AS f ON f.id = p.family_id
+                LEFT JOIN users AS u ON u.id = f.user_id
+                WHERE p.id_hash = \(idHash)
+                """
+            ).first.map(Row.init)
+        else { return nil }
+        let user = row.table("u_")
+        return try PortalSessionSnapshot(
+            idHash: row.string("id_hash"), family: Self.refreshFamily(from: row.table("f_")),
+            lastSeenAt: row.date("last_seen_at"), user: user.optionalInt64("id") == nil ? nil : Self.user(from: user))
+    }
+
+    func touchPortalSession(idHash: String, at date: Date) async throws {
+        try await self.update(
+            """
+            UPDATE portal_sessions SET last_seen_at = GREATEST(last_seen_at, \(date.timeIntervalSince1970))
+            WHERE id_hash = \(idHash) RETURNING id_hash
+            """,
+            notFound: Self.describePortalSession(idHash: idHash)
+        )
+    }
+
+    func deletePortalSession(idHash: String) async throws -> Bool {
+        try await self.exists("DELETE FROM portal_sessions WHERE id_hash = \(idHash) RETURNING id_hash")
+    }
+
+    func portalSessionLastSeen(userID: Int64) async throws -> [String: Date] {
+        var lastSeen: [String: Date] = [:]
+        for row in try await self.execute(
+            """
+            SELECT p.family_id, p.last_seen_at FROM refresh_families AS f JOIN portal_sessions AS p ON p.family_id = f.id
+            WHERE f.user_id = \(userID)
+            """
+        ) {
+            let row = Row(row)
+            lastSeen[try row.string("family_id")] = try row.date("last_seen_at")
+        }
+        return lastSeen
+    }
+
     // MARK: Revoked access tokens
 
     func insertRevokedAccessToken(jti: String, expiresAt: Date) async throws {

@@ -853,6 +853,77 @@ final class SQLiteTransaction: StoreTransaction {
         ).count
     }
 
+    // MARK: Portal sessions
+
+    /// A cookie's hash is a digest, safe to show, but a prefix is enough to tell two apart in a message.
+    private static func describePortalSession(idHash: String) -> String {
+        "portal session \(idHash.prefix(12))…"
+    }
+
+    func insertPortalSession(idHash: String, familyID: String, at date: Date) async throws {
+        _ = try await self.execute(
+            "INSERT INTO portal_sessions (id_hash, family_id, last_seen_at) VALUES (?, ?, ?)",
+            [.text(idHash), .text(familyID), .date(date)],
+            duplicate: { message in
+                message.contains("family_id")
+                    ? "portal session of refresh family \(familyID)" : Self.describePortalSession(idHash: idHash)
+            },
+            missingReference: { "refresh family \(familyID)" }
+        )
+    }
+
+    /// `columns` (a comma-separated list) of table `alias`, each named `alias_column`, for
+    /// ``DatabaseRow/table(_:)``.
+    static func aliased(_ columns: String, of alias: String) -> String {
+        columns.split(separator: ",").map { column in
+            let name = column.trimmingCharacters(in: .whitespaces)
+            return "\(alias).\(name) AS \(alias)_\(name)"
+        }.joined(separator: ", ")
+    }
+
+    /// One statement: the row, its family and the account, consistent without a transaction's help.
+    private static let portalSessionQuery = """
+        SELECT p.id_hash, p.last_seen_at, \(aliased(familyColumns, of: "f")), \(aliased(userColumns, of: "u"))
+        FROM portal_sessions AS p
+        JOIN refresh_families AS f ON f.id = p.family_id
+        LEFT JOIN users AS u ON u.id = f.user_id
+        WHERE p.id_hash = ?
+        """
+
+    func portalSession(idHash: String) async throws -> PortalSessionSnapshot? {
+        guard let row = try await self.execute(Self.portalSessionQuery, [.text(idHash)]).first else { return nil }
+        let user = row.table("u_")
+        return try PortalSessionSnapshot(
+            idHash: row.string("id_hash"), family: Self.refreshFamily(from: row.table("f_")),
+            lastSeenAt: row.date("last_seen_at"), user: user.optionalInt64("id") == nil ? nil : Self.user(from: user))
+    }
+
+    func touchPortalSession(idHash: String, at date: Date) async throws {
+        try await self.update(
+            "UPDATE portal_sessions SET last_seen_at = MAX(last_seen_at, ?) WHERE id_hash = ? RETURNING id_hash",
+            [.date(date), .text(idHash)],
+            notFound: Self.describePortalSession(idHash: idHash)
+        )
+    }
+
+    func deletePortalSession(idHash: String) async throws -> Bool {
+        try await self.exists("DELETE FROM portal_sessions WHERE id_hash = ? RETURNING id_hash", [.text(idHash)])
+    }
+
+    func portalSessionLastSeen(userID: Int64) async throws -> [String: Date] {
+        var lastSeen: [String: Date] = [:]
+        for row in try await self.execute(
+            """
+            SELECT p.family_id, p.last_seen_at FROM refresh_families AS f JOIN portal_sessions AS p ON p.family_id = f.id
+            WHERE f.user_id = ?
+            """,
+            [.id(userID)])
+        {
+            lastSeen[try row.string("family_id")] = try row.date("last_seen_at")
+        }
+        return lastSeen
+    }
+
     // MARK: Revoked access tokens
 
     func insertRevokedAccessToken(jti: String, expiresAt: Date) async throws {

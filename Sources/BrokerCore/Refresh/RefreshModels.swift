@@ -117,6 +117,25 @@ public struct SessionOrigin: Sendable, Equatable {
     }
 }
 
+/// A browser's portal session as one read finds it (``StoreTransaction/portalSession(idHash:)``):
+/// the `.broker` family it is, when it was last seen, and the account, so that deciding whether
+/// the session still holds (``PresentedTokens``' rules) needs no second read.
+public struct PortalSessionSnapshot: Sendable, Equatable {
+    /// SHA-256 (hex) of the browser's cookie value; the value itself is never stored.
+    public var idHash: String
+    public var family: RefreshFamily
+    public var lastSeenAt: Date
+    /// nil only if the account is gone (cannot happen with the cascade, but reads must not trap).
+    public var user: User?
+
+    public init(idHash: String, family: RefreshFamily, lastSeenAt: Date, user: User?) {
+        self.idHash = idHash
+        self.family = family
+        self.lastSeenAt = lastSeenAt
+        self.user = user
+    }
+}
+
 /// One refresh token, known only by the SHA-256 of its value (hex).
 public struct RefreshTokenRecord: Sendable, Equatable {
     public var tokenHash: String
