@@ -811,6 +811,21 @@ final class PostgresTransaction: StoreTransaction {
         ).first
     }
 
+    func membershipRequests(userID: Int64) async throws -> [OwnMembershipRequest] {
+        try await self.execute(
+            """
+            SELECT r.organization_id, o.name, o.cluster_name, r.requested_at
+            FROM membership_requests AS r JOIN organizations AS o ON o.id = r.organization_id
+            WHERE r.user_id = \(userID) ORDER BY r.requested_at, o.name
+            """
+        ).map { row in
+            let row = Row(row)
+            return try OwnMembershipRequest(
+                organizationID: row.int64("organization_id"), organizationName: row.string("name"),
+                clusterName: row.string("cluster_name"), requestedAt: row.date("requested_at"))
+        }
+    }
+
     func deleteMembershipRequest(organizationID: Int64, userID: Int64) async throws -> Bool {
         try await self.exists(
             """

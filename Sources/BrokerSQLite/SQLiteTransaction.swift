@@ -677,6 +677,21 @@ final class SQLiteTransaction: StoreTransaction {
         ).first.map(Self.membershipRequest(from:))
     }
 
+    func membershipRequests(userID: Int64) async throws -> [OwnMembershipRequest] {
+        try await self.execute(
+            """
+            SELECT r.organization_id, o.name, o.cluster_name, r.requested_at
+            FROM membership_requests AS r JOIN organizations AS o ON o.id = r.organization_id
+            WHERE r.user_id = ? ORDER BY r.requested_at, o.name
+            """,
+            [.id(userID)]
+        ).map { row in
+            try OwnMembershipRequest(
+                organizationID: row.int64("organization_id"), organizationName: row.string("name"),
+                clusterName: row.string("cluster_name"), requestedAt: row.date("requested_at"))
+        }
+    }
+
     func deleteMembershipRequest(organizationID: Int64, userID: Int64) async throws -> Bool {
         try await self.exists(
             "DELETE FROM membership_requests WHERE organization_id = ? AND user_id = ? RETURNING user_id",

@@ -5,7 +5,8 @@ import XCTest
 /// What the portal keeps in the store, on every engine: a browser's session (a `.broker` family
 /// with a `portal_sessions` row, keyed by its cookie's hash) read with its family and account in
 /// one piece, touched, deleted and never overwritten; the row following its family and its
-/// account out of the store; and a session's origin through every read of a family.
+/// account out of the store; an account's own membership requests; and a session's origin
+/// through every read of a family.
 extension StoreConformanceTests {
     /// A cookie's hash as the portal stores it: 64 hex digits.
     static func portalHash(_ seed: Character) -> String { String(repeating: seed, count: 64) }
@@ -173,6 +174,53 @@ extension StoreConformanceTests {
                 let nobody = try await tx.portalSessionLastSeen(userID: 999)
                 XCTAssertEqual(nobody, [:])
             }
+        }
+    }
+
+    func testAnAccountsOwnMembershipRequestsAreItsOnlyOldestFirstWithTheOrganization() async throws {
+        try await self.onEveryEngine {
+            let store = try await self.makeStore()
+            let (alice, physics) = try await StoreFixture.seedUserAndOrganization(store)
+            let t0 = StoreFixture.t0
+            let (bob, carol, chemistry, biology) = try await store.transaction { tx in
+                let bob = try await tx.insertUser(StoreFixture.newUser("bob")).id
+                let carol = try await tx.insertUser(StoreFixture.newUser("carol")).id
+                let chemistry = try await tx.insertOrganization(name: "chemistry", clusterName: "chem", createdAt: t0).id
+                let biology = try await tx.insertOrganization(name: "biology", clusterName: "bio-cluster", createdAt: t0).id
+                try await tx.insertMembershipRequest(organizationID: physics, userID: alice, at: t0.addingTimeInterval(5))
+                try await tx.insertMembershipRequest(organizationID: chemistry, userID: alice, at: t0.addingTimeInterval(5))
+                try await tx.insertMembershipRequest(organizationID: biology, userID: alice, at: t0.addingTimeInterval(1.5))
+                try await tx.insertMembershipRequest(organizationID: physics, userID: bob, at: t0)
+                return (bob, carol, chemistry, biology)
+            }
+            try await store.read { tx in
+                let alices = try await tx.membershipRequests(userID: alice)
+                XCTAssertEqual(
+                    alices,
+                    [
+                        OwnMembershipRequest(
+                            organizationID: biology, organizationName: "biology", clusterName: "bio-cluster",
+                            requestedAt: t0.addingTimeInterval(1.5)),
+                        OwnMembershipRequest(
+                            organizationID: chemistry, organizationName: "chemistry", clusterName: "chem",
+                            requestedAt: t0.addingTimeInterval(5)),
+                        OwnMembershipRequest(
+                            organizationID: physics, organizationName: "physics", clusterName: "physics-cluster",
+                            requestedAt: t0.addingTimeInterval(5)),
+                    ], "oldest first, then by organization name")
+                let bobs = try await tx.membershipRequests(userID: bob)
+                XCTAssertEqual(bobs.map(\.organizationName), ["physics"])
+                let carols = try await tx.membershipRequests(userID: carol)
+                XCTAssertEqual(carols, [])
+            }
+            try await store.transaction { tx in
+                _ = try await tx.deleteMembershipRequest(organizationID: chemistry, userID: alice)
+                try await tx.upsertMembership(
+                    Membership(organizationID: biology, userID: alice, role: .member, isActive: true, createdAt: t0))
+                _ = try await tx.deleteMembershipRequest(organizationID: biology, userID: alice)
+            }
+            let left = try await store.read { tx in try await tx.membershipRequests(userID: alice).map(\.organizationName) }
+            XCTAssertEqual(left, ["physics"], "only pending requests")
         }
     }
 

@@ -193,6 +193,8 @@ public protocol StoreTransaction: Sendable {
     /// Pending requests of one organization, oldest first.
     func membershipRequests(organizationID: Int64) async throws -> [MembershipRequest]
     func membershipRequest(organizationID: Int64, userID: Int64) async throws -> MembershipRequest?
+    /// The account's own pending membership requests, with the organization's name, oldest first.
+    func membershipRequests(userID: Int64) async throws -> [OwnMembershipRequest]
     /// Returns whether a request was deleted.
     func deleteMembershipRequest(organizationID: Int64, userID: Int64) async throws -> Bool
 
