@@ -179,6 +179,22 @@ enum PostgresSchema {
         PostgresMigration(version: 13, statements: [
             "ALTER TABLE throttle_times ADD COLUMN held_until DOUBLE PRECISION",
         ]),
+        // As SQLite's 14 (the portal): a session's origin, and a browser's session as a
+        // `.broker` family with a portal_sessions row that follows its family by cascade.
+        // Nullable columns without a default are a change of the catalogue alone (no rewrite).
+        PostgresMigration(version: 14, statements: [
+            """
+            ALTER TABLE refresh_families ADD COLUMN client_ip TEXT COLLATE "C", ADD COLUMN user_agent TEXT COLLATE "C"
+            """,
+            """
+            CREATE TABLE portal_sessions (
+                id_hash TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+                family_id TEXT COLLATE "C" NOT NULL CONSTRAINT portal_sessions_family_id_unique UNIQUE
+                    REFERENCES refresh_families (id) ON DELETE CASCADE,
+                last_seen_at DOUBLE PRECISION NOT NULL
+            )
+            """,
+        ]),
     ]
 }
 

@@ -811,6 +811,21 @@ final class PostgresTransaction: StoreTransaction {
         ).first
     }
 
+    func membershipRequests(userID: Int64) async throws -> [OwnMembershipRequest] {
+        try await self.execute(
+            """
+            SELECT r.organization_id, o.name, o.cluster_name, r.requested_at
+            FROM membership_requests AS r JOIN organizations AS o ON o.id = r.organization_id
+            WHERE r.user_id = \(userID) ORDER BY r.requested_at, o.name
+            """
+        ).map { row in
+            let row = Row(row)
+            return try OwnMembershipRequest(
+                organizationID: row.int64("organization_id"), organizationName: row.string("name"),
+                clusterName: row.string("cluster_name"), requestedAt: row.date("requested_at"))
+        }
+    }
+
     func deleteMembershipRequest(organizationID: Int64, userID: Int64) async throws -> Bool {
         try await self.exists(
             """
@@ -823,7 +838,7 @@ final class PostgresTransaction: StoreTransaction {
 
     static let familyColumns =
         "id, user_id, kind, organization_id, authenticated_at, expires_at, amr, revoked_at, revocation_reason, "
-        + "credential_version, session_version"
+        + "credential_version, session_version, client_ip, user_agent"
 
     private static func sessionScope(from row: Row) throws -> SessionScope {
         switch (try row.string("kind"), try row.optionalInt64("organization_id")) {
@@ -844,8 +859,16 @@ final class PostgresTransaction: StoreTransaction {
             authenticationMethods: row.stringList("amr"),
             accountVersions: versions(from: row),
             revokedAt: row.optionalDate("revoked_at"),
-            revocationReason: row.optionalString("revocation_reason")
+            revocationReason: row.optionalString("revocation_reason"),
+            origin: sessionOrigin(from: row)
         )
+    }
+
+    /// `nil` when neither column holds anything (sessions recorded without an origin).
+    private static func sessionOrigin(from row: Row) throws -> SessionOrigin? {
+        let (clientIP, userAgent) = (try row.optionalString("client_ip"), try row.optionalString("user_agent"))
+        if clientIP == nil && userAgent == nil { return nil }
+        return SessionOrigin(clientIP: clientIP, userAgent: userAgent)
     }
 
     func insertRefreshFamily(_ family: RefreshFamily) async throws {
@@ -855,7 +878,8 @@ final class PostgresTransaction: StoreTransaction {
                 \(family.id), \(family.userID), \(family.scope.kind), \(family.organizationID),
                 \(family.authenticatedAt.timeIntervalSince1970), \(family.expiresAt.timeIntervalSince1970),
                 \(family.authenticationMethods), \(family.revokedAt?.timeIntervalSince1970), \(family.revocationReason),
-                \(family.accountVersions.credential.rawValue), \(family.accountVersions.session.rawValue))
+                \(family.accountVersions.credential.rawValue), \(family.accountVersions.session.rawValue),
+                \(family.origin?.clientIP), \(family.origin?.userAgent))
             """,
             duplicate: { _ in "refresh family \(family.id)" },
             missingReference: {
@@ -967,6 +991,78 @@ final class PostgresTransaction: StoreTransaction {
             WHERE user_id = \(userID) AND revoked_at IS NULL AND expires_at > \(seconds) RETURNING id
             """
         ).count
+    }
+
+    // MARK: Portal sessions
+
+    /// A cookie's hash is a digest, safe to show, but a prefix is enough to tell two apart in a message.
+    private static func describePortalSession(idHash: String) -> String {
+        "portal session \(idHash.prefix(12))…"
+    }
+
+    func insertPortalSession(idHash: String, familyID: String, at date: Date) async throws {
+        try await self.execute(
+            """
+            INSERT INTO portal_sessions (id_hash, family_id, last_seen_at)
+            VALUES (\(idHash), \(familyID), \(date.timeIntervalSince1970))
+            """,
+            duplicate: { constraint in
+                constraint.contains("family_id")
+                    ? "portal session of refresh family \(familyID)" : Self.describePortalSession(idHash: idHash)
+            },
+            missingReference: { "refresh family \(familyID)" }
+        )
+    }
+
+    /// What ``portalSession(idHash:)``'s one statement reads: the row, its family and the account.
+    private static let portalSessionColumns = """
+        p.id_hash, p.last_seen_at, \(aliased(familyColumns, of: "f")), \(aliased(userColumns, of: "u"))
+        """
+
+    func portalSession(idHash: String) async throws -> PortalSessionSnapshot? {
+        guard
+            let row = try await self.execute(
+                """
+                SELECT \(unescaped: Self.portalSessionColumns)
+                FROM portal_sessions AS p
+                JOIN refresh_families AS f ON f.id = p.family_id
+                LEFT JOIN users AS u ON u.id = f.user_id
+                WHERE p.id_hash = \(idHash)
+                """
+            ).first.map(Row.init)
+        else { return nil }
+        let user = row.table("u_")
+        return try PortalSessionSnapshot(
+            idHash: row.string("id_hash"), family: Self.refreshFamily(from: row.table("f_")),
+            lastSeenAt: row.date("last_seen_at"), user: user.optionalInt64("id") == nil ? nil : Self.user(from: user))
+    }
+
+    func touchPortalSession(idHash: String, at date: Date) async throws {
+        try await self.update(
+            """
+            UPDATE portal_sessions SET last_seen_at = GREATEST(last_seen_at, \(date.timeIntervalSince1970))
+            WHERE id_hash = \(idHash) RETURNING id_hash
+            """,
+            notFound: Self.describePortalSession(idHash: idHash)
+        )
+    }
+
+    func deletePortalSession(idHash: String) async throws -> Bool {
+        try await self.exists("DELETE FROM portal_sessions WHERE id_hash = \(idHash) RETURNING id_hash")
+    }
+
+    func portalSessionLastSeen(userID: Int64) async throws -> [String: Date] {
+        var lastSeen: [String: Date] = [:]
+        for row in try await self.execute(
+            """
+            SELECT p.family_id, p.last_seen_at FROM refresh_families AS f JOIN portal_sessions AS p ON p.family_id = f.id
+            WHERE f.user_id = \(userID)
+            """
+        ) {
+            let row = Row(row)
+            lastSeen[try row.string("family_id")] = try row.date("last_seen_at")
+        }
+        return lastSeen
     }
 
     // MARK: Revoked access tokens

@@ -677,6 +677,21 @@ final class SQLiteTransaction: StoreTransaction {
         ).first.map(Self.membershipRequest(from:))
     }
 
+    func membershipRequests(userID: Int64) async throws -> [OwnMembershipRequest] {
+        try await self.execute(
+            """
+            SELECT r.organization_id, o.name, o.cluster_name, r.requested_at
+            FROM membership_requests AS r JOIN organizations AS o ON o.id = r.organization_id
+            WHERE r.user_id = ? ORDER BY r.requested_at, o.name
+            """,
+            [.id(userID)]
+        ).map { row in
+            try OwnMembershipRequest(
+                organizationID: row.int64("organization_id"), organizationName: row.string("name"),
+                clusterName: row.string("cluster_name"), requestedAt: row.date("requested_at"))
+        }
+    }
+
     func deleteMembershipRequest(organizationID: Int64, userID: Int64) async throws -> Bool {
         try await self.exists(
             "DELETE FROM membership_requests WHERE organization_id = ? AND user_id = ? RETURNING user_id",
@@ -688,7 +703,7 @@ final class SQLiteTransaction: StoreTransaction {
 
     private static let familyColumns =
         "id, user_id, kind, organization_id, authenticated_at, expires_at, amr, revoked_at, revocation_reason, "
-        + "credential_version, session_version"
+        + "credential_version, session_version, client_ip, user_agent"
 
     private static func sessionScope(from row: DatabaseRow) throws -> SessionScope {
         switch (try row.string("kind"), try row.optionalInt64("organization_id")) {
@@ -709,21 +724,30 @@ final class SQLiteTransaction: StoreTransaction {
             authenticationMethods: row.stringList("amr"),
             accountVersions: versions(from: row),
             revokedAt: row.optionalDate("revoked_at"),
-            revocationReason: row.optionalString("revocation_reason")
+            revocationReason: row.optionalString("revocation_reason"),
+            origin: sessionOrigin(from: row)
         )
+    }
+
+    /// `nil` when neither column holds anything (sessions recorded without an origin).
+    private static func sessionOrigin(from row: DatabaseRow) throws -> SessionOrigin? {
+        let (clientIP, userAgent) = (try row.optionalString("client_ip"), try row.optionalString("user_agent"))
+        if clientIP == nil && userAgent == nil { return nil }
+        return SessionOrigin(clientIP: clientIP, userAgent: userAgent)
     }
 
     func insertRefreshFamily(_ family: RefreshFamily) async throws {
         _ = try await self.execute(
             """
-            INSERT INTO refresh_families (\(Self.familyColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO refresh_families (\(Self.familyColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
             [
                 .text(family.id), .id(family.userID), .text(family.scope.kind),
                 family.organizationID.map(SQLiteData.id) ?? .null, .date(family.authenticatedAt),
                 .date(family.expiresAt), .stringList(family.authenticationMethods), .date(family.revokedAt),
                 .nullableText(family.revocationReason), .integer(SQLiteInt64(family.accountVersions.credential.rawValue)),
-                .integer(SQLiteInt64(family.accountVersions.session.rawValue)),
+                .integer(SQLiteInt64(family.accountVersions.session.rawValue)), .nullableText(family.origin?.clientIP),
+                .nullableText(family.origin?.userAgent),
             ],
             duplicate: { _ in "refresh family \(family.id)" },
             missingReference: {
@@ -842,6 +866,77 @@ final class SQLiteTransaction: StoreTransaction {
             """,
             [.date(date), .text(reason), .id(userID)]
         ).count
+    }
+
+    // MARK: Portal sessions
+
+    /// A cookie's hash is a digest, safe to show, but a prefix is enough to tell two apart in a message.
+    private static func describePortalSession(idHash: String) -> String {
+        "portal session \(idHash.prefix(12))…"
+    }
+
+    func insertPortalSession(idHash: String, familyID: String, at date: Date) async throws {
+        _ = try await self.execute(
+            "INSERT INTO portal_sessions (id_hash, family_id, last_seen_at) VALUES (?, ?, ?)",
+            [.text(idHash), .text(familyID), .date(date)],
+            duplicate: { message in
+                message.contains("family_id")
+                    ? "portal session of refresh family \(familyID)" : Self.describePortalSession(idHash: idHash)
+            },
+            missingReference: { "refresh family \(familyID)" }
+        )
+    }
+
+    /// `columns` (a comma-separated list) of table `alias`, each named `alias_column`, for
+    /// ``DatabaseRow/table(_:)``.
+    static func aliased(_ columns: String, of alias: String) -> String {
+        columns.split(separator: ",").map { column in
+            let name = column.trimmingCharacters(in: .whitespaces)
+            return "\(alias).\(name) AS \(alias)_\(name)"
+        }.joined(separator: ", ")
+    }
+
+    /// One statement: the row, its family and the account, consistent without a transaction's help.
+    private static let portalSessionQuery = """
+        SELECT p.id_hash, p.last_seen_at, \(aliased(familyColumns, of: "f")), \(aliased(userColumns, of: "u"))
+        FROM portal_sessions AS p
+        JOIN refresh_families AS f ON f.id = p.family_id
+        LEFT JOIN users AS u ON u.id = f.user_id
+        WHERE p.id_hash = ?
+        """
+
+    func portalSession(idHash: String) async throws -> PortalSessionSnapshot? {
+        guard let row = try await self.execute(Self.portalSessionQuery, [.text(idHash)]).first else { return nil }
+        let user = row.table("u_")
+        return try PortalSessionSnapshot(
+            idHash: row.string("id_hash"), family: Self.refreshFamily(from: row.table("f_")),
+            lastSeenAt: row.date("last_seen_at"), user: user.optionalInt64("id") == nil ? nil : Self.user(from: user))
+    }
+
+    func touchPortalSession(idHash: String, at date: Date) async throws {
+        try await self.update(
+            "UPDATE portal_sessions SET last_seen_at = MAX(last_seen_at, ?) WHERE id_hash = ? RETURNING id_hash",
+            [.date(date), .text(idHash)],
+            notFound: Self.describePortalSession(idHash: idHash)
+        )
+    }
+
+    func deletePortalSession(idHash: String) async throws -> Bool {
+        try await self.exists("DELETE FROM portal_sessions WHERE id_hash = ? RETURNING id_hash", [.text(idHash)])
+    }
+
+    func portalSessionLastSeen(userID: Int64) async throws -> [String: Date] {
+        var lastSeen: [String: Date] = [:]
+        for row in try await self.execute(
+            """
+            SELECT p.family_id, p.last_seen_at FROM refresh_families AS f JOIN portal_sessions AS p ON p.family_id = f.id
+            WHERE f.user_id = ?
+            """,
+            [.id(userID)])
+        {
+            lastSeen[try row.string("family_id")] = try row.date("last_seen_at")
+        }
+        return lastSeen
     }
 
     // MARK: Revoked access tokens

@@ -57,6 +57,35 @@ final class PostgresStoreTests: PostgresDatabaseTestCase {
         }
     }
 
+    /// Migration 14 (the portal) on a database holding a session: one ALTER adds both origin
+    /// columns, the session reads without an origin, and a portal row can join it.
+    func testThePortalMigrationKeepsSessionsWithoutAnOrigin() async throws {
+        let old = try await self.replica(migrations: PostgresSchema.migrations.filter { $0.version < 14 })
+        try await old.withConnection { connection in
+            let statements: [PostgresQuery] = [
+                "INSERT INTO users (id, username, is_active, created_at) VALUES (7, 'alice', true, 0)",
+                """
+                INSERT INTO refresh_families (id, user_id, kind, authenticated_at, expires_at, amr)
+                VALUES ('fam-old', 7, 'broker', 1700000000, 1700086400, ARRAY['pwd'])
+                """,
+            ]
+            for statement in statements { _ = try await connection.query(statement, logger: StoreFixture.logger).collect() }
+        }
+        let store = try await self.replica()
+        let versions = try await store.appliedMigrationVersions()
+        XCTAssertTrue(versions.contains(14), "\(versions)")
+        let hash = String(repeating: "f", count: 64)
+        try await store.transaction { tx in
+            let family = try await tx.refreshFamily(id: "fam-old")
+            XCTAssertEqual(family?.scope, .broker)
+            XCTAssertNil(family?.origin, "no origin was recorded")
+            try await tx.insertPortalSession(idHash: hash, familyID: "fam-old", at: StoreFixture.t0)
+            let session = try await tx.portalSession(idHash: hash)
+            XCTAssertEqual(session?.user?.id, 7)
+            XCTAssertEqual(session?.family, family)
+        }
+    }
+
     // MARK: Races between replicas
 
     /// Uniqueness is the constraint's: two replicas inserting one name at the same moment, one

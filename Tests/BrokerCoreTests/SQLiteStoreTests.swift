@@ -195,6 +195,49 @@ final class SQLiteStoreTests: XCTestCase {
         }
     }
 
+    /// Migration 14 (the portal) on a database holding a session: the session reads without an
+    /// origin, a portal row can join it, and the row goes with the account.
+    func testThePortalMigrationKeepsSessionsWithoutAnOrigin() async throws {
+        let path = self.databasePath
+        let old = try await SQLiteStore.open(
+            path: path, logger: StoreFixture.logger, migrations: Schema.migrations.filter { $0.version < 14 })
+        try await old.withExclusiveConnection { connection in
+            for statement in [
+                "INSERT INTO users (id, username, password_hash, is_active, created_at) VALUES (7, 'alice', NULL, 1, 0)",
+                """
+                INSERT INTO refresh_families (id, user_id, kind, authenticated_at, expires_at, amr)
+                VALUES ('fam-old', 7, 'broker', 1700000000, 1700086400, '["pwd"]')
+                """,
+            ] {
+                _ = try await connection.rows(statement)
+            }
+        }
+        try await old.close()
+
+        let store = try await self.openStore(path: path)
+        let versions = try await store.appliedMigrationVersions()
+        XCTAssertTrue(versions.contains(14), "\(versions)")
+        let hash = String(repeating: "f", count: 64)
+        try await store.transaction { tx in
+            let family = try await tx.refreshFamily(id: "fam-old")
+            XCTAssertEqual(family?.scope, .broker)
+            XCTAssertNil(family?.origin, "no origin was recorded")
+            try await tx.insertPortalSession(idHash: hash, familyID: "fam-old", at: StoreFixture.t0)
+            let session = try await tx.portalSession(idHash: hash)
+            XCTAssertEqual(session?.user?.id, 7)
+            XCTAssertEqual(session?.family, family)
+        }
+        try await store.transaction { tx in
+            _ = try await tx.deleteUser(id: 7)
+            let session = try await tx.portalSession(idHash: hash)
+            XCTAssertNil(session)
+        }
+        let violations = try await store.withExclusiveConnection { connection in
+            try await connection.rows("PRAGMA foreign_key_check").count
+        }
+        XCTAssertEqual(violations, 0)
+    }
+
     func testTheDatabaseFileIsCreatedWithMode0600() async throws {
         let store = try await self.openStore()
         _ = try await store.transaction { tx in try await tx.insertUser(StoreFixture.newUser("alice")) }

@@ -67,7 +67,9 @@ final class StoreCopyTests: XCTestCase {
             try await tx.upsertMembership(
                 Membership(organizationID: chemistry.id, userID: bob.id, role: .member, isActive: false, createdAt: StoreFixture.t0))
             try await tx.insertMembershipRequest(organizationID: chemistry.id, userID: alice.id, at: StoreFixture.date(1_700_000_500.5))
-            try await tx.insertRefreshFamily(StoreFixture.family("family-1", user: alice.id, org: physics.id))
+            var family = StoreFixture.family("family-1", user: alice.id, org: physics.id)
+            family.origin = SessionOrigin(clientIP: "2001:db8::7", userAgent: "sliderule-python/4.2 (Linux; é)")
+            try await tx.insertRefreshFamily(family)
             try await tx.insertRefreshToken(
                 RefreshTokenRecord(
                     tokenHash: "hash-1", familyID: "family-1", issuedAt: StoreFixture.t0,
@@ -77,12 +79,22 @@ final class StoreCopyTests: XCTestCase {
                     tokenHash: "hash-2", familyID: "family-1", issuedAt: StoreFixture.t0, expiresAt: StoreFixture.t0.addingTimeInterval(7200)))
             try await tx.insertRefreshFamily(StoreFixture.family("family-2", user: alice.id, org: chemistry.id))
             try await tx.revokeRefreshFamily(id: "family-2", at: StoreFixture.t0, reason: "logout")
+            // A browser's portal session: its family, with an origin, and its row.
+            try await tx.insertRefreshFamily(
+                RefreshFamily(
+                    id: "browser-1", userID: alice.id, scope: .broker, authenticatedAt: StoreFixture.t0,
+                    expiresAt: StoreFixture.t0.addingTimeInterval(43_200), authenticationMethods: ["pwd"],
+                    accountVersions: .initial, origin: SessionOrigin(clientIP: "192.0.2.9", userAgent: "Mozilla/5.0")))
+            try await tx.insertPortalSession(
+                idHash: Self.portalHash, familyID: "browser-1", at: StoreFixture.date(1_700_000_300.5))
             try await tx.insertRevokedAccessToken(jti: "revoked-jti", expiresAt: StoreFixture.t0.addingTimeInterval(900))
             try await tx.recordSignedLifetime(kid: "some-kid", lifetime: 900)
             _ = try await tx.insertServerSecretIfAbsent(named: RefreshTokenRotation.secretName, value: Array(repeating: 7, count: 32))
             return (alice.id, bob.id, physics.id, chemistry.id)
         }
     }
+
+    static let portalHash = String(repeating: "d", count: 64)
 
     /// What the store methods read back, to compare source and target.
     private struct Contents: Equatable {
@@ -92,6 +104,8 @@ final class StoreCopyTests: XCTestCase {
         var requests: [MembershipRequest]
         var audienceNames: [AudienceName]
         var families: [RefreshFamily?]
+        var portalSession: PortalSessionSnapshot?
+        var portalLastSeen: [String: Date]
         var tokens: [RefreshTokenRecord?]
         var revoked: Bool
         var lifetimes: [String: Int]
@@ -104,11 +118,27 @@ final class StoreCopyTests: XCTestCase {
                 memberships: [try await tx.memberships(userID: ids.alice), try await tx.memberships(userID: ids.bob)],
                 requests: try await tx.membershipRequests(organizationID: ids.chemistry),
                 audienceNames: try await tx.audienceNames(),
-                families: [try await tx.refreshFamily(id: "family-1"), try await tx.refreshFamily(id: "family-2")],
+                families: [
+                    try await tx.refreshFamily(id: "family-1"), try await tx.refreshFamily(id: "family-2"),
+                    try await tx.refreshFamily(id: "browser-1"),
+                ],
+                portalSession: try await tx.portalSession(idHash: Self.portalHash),
+                portalLastSeen: try await tx.portalSessionLastSeen(userID: ids.alice),
                 tokens: [try await tx.refreshToken(hash: "hash-1"), try await tx.refreshToken(hash: "hash-2")],
                 revoked: try await tx.isAccessTokenRevoked(jti: "revoked-jti"),
                 lifetimes: try await tx.longestSignedLifetimes(kids: ["some-kid"]))
         }
+    }
+
+    /// The seed's portal session and origins are there (equal contents could be equally empty).
+    private static func assertPortalStateCarried(_ copied: Contents, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(
+            copied.families.first??.origin,
+            SessionOrigin(clientIP: "2001:db8::7", userAgent: "sliderule-python/4.2 (Linux; é)"), file: file, line: line)
+        XCTAssertEqual(copied.portalSession?.family.id, "browser-1", file: file, line: line)
+        XCTAssertEqual(copied.portalSession?.family.origin?.clientIP, "192.0.2.9", file: file, line: line)
+        XCTAssertEqual(copied.portalSession?.user?.username, "alice", file: file, line: line)
+        XCTAssertEqual(copied.portalLastSeen, ["browser-1": StoreFixture.date(1_700_000_300.5)], file: file, line: line)
     }
 
     func testACopyIntoPostgreSQLReadsBackAsTheSQLiteSourceAndKeepsTheRingAndSecrets() async throws {
@@ -131,6 +161,7 @@ final class StoreCopyTests: XCTestCase {
         let expected = try await contents(source, ids)
         let copied = try await contents(target, ids)
         XCTAssertEqual(copied, expected)
+        Self.assertPortalStateCarried(copied)
 
         // The ring, sealed under the KEK, opens as the replicas will open it.
         let storage = DatabaseKeyRing(store: target, kek: kek)
@@ -180,6 +211,7 @@ final class StoreCopyTests: XCTestCase {
         let copiedSource = try await contents(source, ids)
         let copiedTarget = try await contents(target, ids)
         XCTAssertEqual(copiedTarget, copiedSource)
+        Self.assertPortalStateCarried(copiedTarget)
         let moved = DatabaseKeyRing(store: target, kek: newKEK)
         let loadedKids = try await moved.loadRing()?.keys.map(\.metadata.kid)
         XCTAssertEqual(loadedKids, ring.keys.map(\.metadata.kid))

@@ -135,6 +135,23 @@ public struct MembershipRequest: Sendable, Equatable {
     }
 }
 
+/// One of an account's own pending requests, as its holder sees it: the organization by name
+/// and cluster (``StoreTransaction/membershipRequests(userID:)``), where an owner's list
+/// (``MembershipRequest``) names the requester.
+public struct OwnMembershipRequest: Sendable, Equatable {
+    public var organizationID: Int64
+    public var organizationName: String
+    public var clusterName: String
+    public var requestedAt: Date
+
+    public init(organizationID: Int64, organizationName: String, clusterName: String, requestedAt: Date) {
+        self.organizationID = organizationID
+        self.organizationName = organizationName
+        self.clusterName = clusterName
+        self.requestedAt = requestedAt
+    }
+}
+
 /// A role inside an organization. Higher roles include the lower ones in `org_roles`.
 public enum Role: String, Sendable, CaseIterable, Codable, Comparable {
     case member

@@ -42,6 +42,10 @@ public struct RefreshFamily: Sendable, Equatable {
     /// recorded only if they are still the account's, and is good only while they stay so
     /// (see ``PresentedTokens``).
     public var accountVersions: AccountVersions
+    /// Where the login came from, as its request said (``SessionOrigin``), to show the account's
+    /// holder beside the session; `nil` when nothing was recorded (sessions from before
+    /// migration 14, and logins that passed none). An origin of two `nil`s reads back as `nil`.
+    public var origin: SessionOrigin?
 
     /// The organization of a generation-1 session; `nil` for the other scopes.
     public var organizationID: Int64? {
@@ -51,7 +55,7 @@ public struct RefreshFamily: Sendable, Equatable {
     public init(
         id: String, userID: Int64, scope: SessionScope, authenticatedAt: Date, expiresAt: Date,
         authenticationMethods: [String], accountVersions: AccountVersions, revokedAt: Date? = nil,
-        revocationReason: String? = nil
+        revocationReason: String? = nil, origin: SessionOrigin? = nil
     ) {
         self.accountVersions = accountVersions
         self.id = id
@@ -62,18 +66,73 @@ public struct RefreshFamily: Sendable, Equatable {
         self.authenticationMethods = authenticationMethods
         self.revokedAt = revokedAt
         self.revocationReason = revocationReason
+        self.origin = origin
     }
 
     /// A generation-1 session of one organization.
     public init(
         id: String, userID: Int64, organizationID: Int64, authenticatedAt: Date, expiresAt: Date,
         authenticationMethods: [String], accountVersions: AccountVersions, revokedAt: Date? = nil,
-        revocationReason: String? = nil
+        revocationReason: String? = nil, origin: SessionOrigin? = nil
     ) {
         self.init(
             id: id, userID: userID, scope: .organization(id: organizationID), authenticatedAt: authenticatedAt,
             expiresAt: expiresAt, authenticationMethods: authenticationMethods, accountVersions: accountVersions,
-            revokedAt: revokedAt, revocationReason: revocationReason)
+            revokedAt: revokedAt, revocationReason: revocationReason, origin: origin)
+    }
+}
+
+/// Where a session was started from, as the login's request said: the client's address and its
+/// `User-Agent`. Shown to the account's holder beside each of their sessions, so that they can
+/// tell their own browsers and clients from someone else's; never used to decide anything (a
+/// client says what it likes in both).
+public struct SessionOrigin: Sendable, Equatable {
+    /// The most of a `User-Agent` kept: enough to name a browser and its platform, and a bound
+    /// on what any client may make the store keep per session.
+    public static let userAgentLimit = 200
+
+    public var clientIP: String?
+    /// At most ``userAgentLimit`` Unicode scalars, without control characters.
+    public var userAgent: String?
+
+    /// Keeps the first ``userAgentLimit`` scalars of `userAgent` once its control characters
+    /// (category Cc, and the line and paragraph separators U+2028, U+2029) are removed: the
+    /// value comes from any client and is shown on a page, where a newline or an escape
+    /// sequence could pass for something the broker wrote. An empty value is `nil`.
+    public init(clientIP: String?, userAgent: String?) {
+        self.clientIP = clientIP?.isEmpty == false ? clientIP : nil
+        self.userAgent = userAgent.flatMap(Self.shown(userAgent:))
+    }
+
+    private static func shown(userAgent: String) -> String? {
+        var kept = String.UnicodeScalarView()
+        var count = 0
+        for scalar in userAgent.unicodeScalars {
+            guard count < userAgentLimit else { break }
+            if scalar.properties.generalCategory == .control || scalar == "\u{2028}" || scalar == "\u{2029}" { continue }
+            kept.append(scalar)
+            count += 1
+        }
+        return count == 0 ? nil : String(kept)
+    }
+}
+
+/// A browser's portal session as one read finds it (``StoreTransaction/portalSession(idHash:)``):
+/// the `.broker` family it is, when it was last seen, and the account, so that deciding whether
+/// the session still holds (``PresentedTokens``' rules) needs no second read.
+public struct PortalSessionSnapshot: Sendable, Equatable {
+    /// SHA-256 (hex) of the browser's cookie value; the value itself is never stored.
+    public var idHash: String
+    public var family: RefreshFamily
+    public var lastSeenAt: Date
+    /// nil only if the account is gone (cannot happen with the cascade, but reads must not trap).
+    public var user: User?
+
+    public init(idHash: String, family: RefreshFamily, lastSeenAt: Date, user: User?) {
+        self.idHash = idHash
+        self.family = family
+        self.lastSeenAt = lastSeenAt
+        self.user = user
     }
 }
 

@@ -193,6 +193,8 @@ public protocol StoreTransaction: Sendable {
     /// Pending requests of one organization, oldest first.
     func membershipRequests(organizationID: Int64) async throws -> [MembershipRequest]
     func membershipRequest(organizationID: Int64, userID: Int64) async throws -> MembershipRequest?
+    /// The account's own pending membership requests, with the organization's name, oldest first.
+    func membershipRequests(userID: Int64) async throws -> [OwnMembershipRequest]
     /// Returns whether a request was deleted.
     func deleteMembershipRequest(organizationID: Int64, userID: Int64) async throws -> Bool
 
@@ -219,6 +221,26 @@ public protocol StoreTransaction: Sendable {
     /// Revokes every family of the user that is neither revoked nor expired at `date`; returns
     /// how many were revoked (sessions that were live, not rows that had already ended).
     func revokeRefreshFamilies(userID: Int64, at date: Date, reason: String) async throws -> Int
+
+    // MARK: Portal sessions
+    // A browser's session is a `.broker` family with a `portal_sessions` row: every way a family
+    // ends (revocation, the account's versions, expiry, pruning) ends the browser's session too,
+    // and the row goes with its family (ON DELETE CASCADE).
+
+    /// A browser's portal session: the `.broker` family it belongs to, keyed by the hash of its cookie.
+    /// Throws ``StoreError/duplicate(_:)`` if the hash or the family has one already (never
+    /// overwrites), ``StoreError/notFound(_:)`` for an unknown family.
+    func insertPortalSession(idHash: String, familyID: String, at date: Date) async throws
+    /// The session, its family and its account in one read; nil if unknown.
+    func portalSession(idHash: String) async throws -> PortalSessionSnapshot?
+    /// Records that the browser was seen at `date` (an earlier date than the one recorded changes
+    /// nothing: two requests finishing out of order do not move it back). Throws
+    /// ``StoreError/notFound(_:)`` for an unknown hash.
+    func touchPortalSession(idHash: String, at date: Date) async throws
+    /// Returns whether a row was deleted; the family stays (the caller revokes it).
+    func deletePortalSession(idHash: String) async throws -> Bool
+    /// The portal sessions of one account, by family id (which of its `.broker` families are browsers).
+    func portalSessionLastSeen(userID: Int64) async throws -> [String: Date]
 
     // MARK: Revoked access tokens
     /// Remembers a revoked access token (by `jti`) until it expires.
@@ -259,7 +281,9 @@ public protocol StoreTransaction: Sendable {
     /// Deletes at most `limit` rows, in all, of what `cutoffs` says can no longer matter:
     /// refresh tokens of sessions that expired or were revoked, unused refresh tokens that
     /// expired, then sessions that expired and hold no refresh token any more (so that no
-    /// cascade exceeds the limit), then revocations of access tokens that expired.
+    /// cascade exceeds the limit), then revocations of access tokens that expired. A pruned
+    /// session takes its portal row (``portalSession(idHash:)``, one at most) with it by
+    /// cascade, uncounted: a batch may delete as many more rows as the sessions it deletes.
     func pruneStorage(_ cutoffs: PruneCutoffs, limit: Int) async throws -> PrunedRows
 
     // MARK: Server secrets

@@ -99,8 +99,10 @@ public enum StoreCopySchema {
                 .init("id", .text), .init("user_id", .integer), .init("kind", .text), .init("organization_id", .integer),
                 .init("authenticated_at", .real), .init("expires_at", .real), .init("amr", .stringList),
                 .init("revoked_at", .real), .init("revocation_reason", .text), .init("credential_version", .integer),
-                .init("session_version", .integer),
+                .init("session_version", .integer), .init("client_ip", .text), .init("user_agent", .text),
             ]),
+        CopiedTable(
+            "portal_sessions", [.init("id_hash", .text), .init("family_id", .text), .init("last_seen_at", .real)]),
         CopiedTable(
             "refresh_tokens",
             [

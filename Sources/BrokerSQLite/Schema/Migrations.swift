@@ -285,6 +285,25 @@ enum Schema {
         Migration(version: 13, statements: [
             "ALTER TABLE throttle_times ADD COLUMN held_until REAL",
         ]),
+        // The portal (issue 14). A session's origin (SessionOrigin), shown to its holder beside
+        // it: nullable columns without a default, so the ALTERs rewrite no row. A browser's
+        // session is a `.broker` family with a portal_sessions row rather than a new kind: the
+        // kind's CHECK cannot change without rebuilding refresh_families and refresh_tokens (as
+        // version 4 did), and every path that ends a family (revocation, pruning, deleting the
+        // account) then ends the browser's session too, the row following by cascade. The row
+        // holds the cookie's SHA-256, never the cookie; family_id is UNIQUE (its index serves
+        // the cascade).
+        Migration(version: 14, statements: [
+            "ALTER TABLE refresh_families ADD COLUMN client_ip TEXT",
+            "ALTER TABLE refresh_families ADD COLUMN user_agent TEXT",
+            """
+            CREATE TABLE portal_sessions (
+                id_hash TEXT NOT NULL PRIMARY KEY,
+                family_id TEXT NOT NULL UNIQUE REFERENCES refresh_families (id) ON DELETE CASCADE,
+                last_seen_at REAL NOT NULL
+            ) STRICT
+            """,
+        ]),
     ]
 }
 

@@ -206,10 +206,20 @@ struct DatabaseRow: Sendable {
 
     let names: Names
     let values: [SQLiteData]
+    /// Prepended to every column name looked up: one table's columns in a join (``table(_:)``).
+    var prefix = ""
 
-    /// The value of the first column named `name`; `nil` if there is none.
+    /// The value of the first column named ``prefix`` + `name`; `nil` if there is none.
     func column(_ name: String) -> SQLiteData? {
-        self.names.names.firstIndex(of: name).map { self.values[$0] }
+        let name = self.prefix + name
+        return self.names.names.firstIndex(of: name).map { self.values[$0] }
+    }
+
+    /// The columns of the row named `prefix` + name (see `SQLiteTransaction.aliased(_:of:)`),
+    /// read by their names without it, so that one table's decoder reads its columns in a join
+    /// whose tables share column names.
+    func table(_ prefix: String) -> DatabaseRow {
+        DatabaseRow(names: self.names, values: self.values, prefix: prefix)
     }
 }
 
