@@ -6,6 +6,7 @@ import XCTest
 final class MakefileDependenciesTests: XCTestCase {
     static let testOnly: Set<String> = [
         "python3", "python3-venv", "haproxy", "nginx-light", "sqlite3", "postgresql", "systemd",
+        "chromium", "chromium-driver", "fonts-dejavu-core",
     ]
 
     func testRunInstallsNoTestOnlyPackage() throws {
