@@ -25,6 +25,7 @@ import base64
 import json
 import math
 import os
+import re
 import signal
 import sys
 import traceback
@@ -139,9 +140,11 @@ def wait_for_path(browser, path):
         raise Failure(browser, f"expected to land on {path} within {WAIT} s") from None
 
 
-def document_headers(browser, path):
-    """The response headers (names in lower case) of the last main document received for `path`,
-    read from the performance log (`Network.responseReceived`). Reading drains the log."""
+def document_response(browser, path):
+    """The status and the response headers (names in lower case) of the last main document
+    received for `path`, read from the performance log (`Network.responseReceived`; a redirect
+    comes as the next request's `redirectResponse`, so this is the answer that was shown).
+    Reading drains the log."""
     found = None
     for entry in browser.get_log("performance"):
         message = json.loads(entry["message"])["message"]
@@ -149,9 +152,16 @@ def document_headers(browser, path):
             continue
         params = message["params"]
         if params.get("type") == "Document" and urlparse(params["response"]["url"]).path == path:
-            found = params["response"]["headers"]
+            found = params["response"]
     expect(browser, found is not None, f"no Network.responseReceived for the document {path} in the performance log")
-    return {name.lower(): value for name, value in found.items()}
+    return found["status"], {name.lower(): value for name, value in found["headers"].items()}
+
+
+def expect_shown(browser, path):
+    """The browser shows `path`, answered 200."""
+    expect(browser, path_of(browser) == path, f"expected to be on {path}")
+    status, _ = document_response(browser, path)
+    expect(browser, status == 200, f"{path} was answered {status}, expected 200")
 
 
 def console_errors_about(browser, text):
@@ -164,7 +174,7 @@ def console_errors_about(browser, text):
 def sign_in(browser, base, username, password):
     """Signs in through the /signin form and lands on /account."""
     open_page(browser, base, "/signin")
-    expect(browser, path_of(browser) == "/signin", "GET /signin did not stay on /signin")
+    expect_shown(browser, "/signin")
     browser.find_element(By.ID, "username").send_keys(username)
     browser.find_element(By.ID, "password").send_keys(password)
     browser.find_element(By.ID, "signin-submit").click()
@@ -246,7 +256,8 @@ def cookie_and_csp(args):
     expect(browser, flags == expected, f"{SESSION_COOKIE} has {flags}, expected {expected}")
     print(f"  {SESSION_COOKIE}: {flags}")
 
-    headers = document_headers(browser, "/account")
+    status, headers = document_response(browser, "/account")
+    expect(browser, status == 200, f"/account was answered {status}, expected 200")
     for name, value in SECURITY_HEADERS.items():
         expect(browser, headers.get(name) == value,
                f"/account: header {name} is {headers.get(name)!r}, expected {value!r}")
@@ -269,10 +280,12 @@ def pages(args):
     for width in (360, 1280):
         browser = driver(width)  # a fresh profile per width: signed out at first
         open_page(browser, args.base, "/signin")
+        expect_shown(browser, "/signin")
         shot(browser, "signin", width, args.shots)
         check_page(browser, "signin", width)
         check_tab_order(browser, "signin", width, SIGNIN_TAB_ORDER)
         sign_in(browser, args.base, args.username, args.password)
+        expect_shown(browser, "/account")
         shot(browser, "account", width, args.shots)
         check_page(browser, "account", width)
         browser.quit()
@@ -283,6 +296,12 @@ SCENARIOS = {"cookie_and_csp": cookie_and_csp, "pages": pages}
 
 
 # MARK: - Command line
+
+
+def without_native_frames(text):
+    """A traceback without chromedriver's `Stacktrace:` of unnamed native frames."""
+    lines = text.rstrip().splitlines()
+    return "\n".join(line for line in lines if line != "Stacktrace:" and not re.fullmatch(r"#\d+ 0x[0-9a-f]+ <unknown>", line))
 
 
 def report(browser, what):
@@ -318,7 +337,7 @@ def main(argv):
         report(failure.driver, failure.what)
         return 1
     except Exception:  # noqa: BLE001 (a timeout, a missing element: a failure too, with its page)
-        report(DRIVERS[-1] if DRIVERS else None, traceback.format_exc().rstrip())
+        report(DRIVERS[-1] if DRIVERS else None, without_native_frames(traceback.format_exc()))
         return 1
     finally:
         quit_all()
