@@ -46,7 +46,7 @@ final class PortalBrowserTests: XCTestCase {
         let created = try broker.run(["users", "add", Self.username, "--password-stdin"], stdin: Self.password + "\n")
         XCTAssertEqual(created.status, 0, created.stderr)
         let log = broker.workDirectory.appendingPathComponent("serve.log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        XCTAssertTrue(FileManager.default.createFile(atPath: log.path, contents: nil))
         let (server, port) = try broker.serve(standardError: try FileHandle(forWritingTo: log))
         defer {
             server.terminate()
