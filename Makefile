@@ -30,7 +30,7 @@ sanitize: deps-test
 deps:
 	@scripts/install-deps.sh run
 
-# What the tests use besides: Python, HAProxy, nginx, sqlite3 (scripts/install-deps.sh).
+# What the tests use besides: Python, HAProxy, nginx, sqlite3, PostgreSQL, Chromium (scripts/install-deps.sh).
 deps-test:
 	@scripts/install-deps.sh test
 

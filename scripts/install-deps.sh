@@ -8,12 +8,16 @@ set -euo pipefail
 
 # Building and running: OpenSSL (JOSE, AES), libcurl (GitHub), libargon2 (passwords).
 run_packages=(libssl-dev libcurl4-openssl-dev libargon2-dev pkg-config openssl)
-# The tests only: python3 and venv for PyJWT, the sliderule client and schemathesis; haproxy
-# and nginx-light, the real gateways of the RealGateway* tests; sqlite3, an independent reader
-# of `broker db backup` copies (DatabaseBackupCLITests); postgresql, whose server the test command
-# starts itself in a temporary directory (scripts/postgres-test-server.sh) for the PostgreSQL
-# store and replica tests; systemd, whose `systemd-analyze verify` checks deploy/'s unit.
-test_packages=(python3 python3-venv haproxy nginx-light sqlite3 postgresql systemd)
+# The tests only: python3 and venv for PyJWT, the sliderule client, Selenium and schemathesis;
+# haproxy and nginx-light, the real gateways of the RealGateway* tests; sqlite3, an independent
+# reader of `broker db backup` copies (DatabaseBackupCLITests); postgresql, whose server the test
+# command starts itself in a temporary directory (scripts/postgres-test-server.sh) for the
+# PostgreSQL store and replica tests; systemd, whose `systemd-analyze verify` checks deploy/'s
+# unit; chromium and chromium-driver, the headless browser of the portal's browser tests
+# (PortalBrowserTests, Tests/Browser/portal_browser.py), and fonts-dejavu-core, because
+# --no-install-recommends installs chromium without fonts and its screenshots would show boxes.
+test_packages=(python3 python3-venv haproxy nginx-light sqlite3 postgresql systemd
+  chromium chromium-driver fonts-dejavu-core)
 
 list=false
 if [ "${1:-}" = "--list" ]; then list=true; shift; fi

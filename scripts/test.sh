@@ -17,7 +17,19 @@ if ! "$venv/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(m.vers
     "$sliderule_version" 2>/dev/null; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check "sliderule==$sliderule_version"
 fi
+# Selenium, which drives the headless Chromium of PortalBrowserTests (Tests/Browser/). 4.51.0 is
+# pinned: 4.52 and later need a certifi newer than the package index this project is tested with
+# holds. Selenium Manager stays offline: the driver names /usr/bin/chromedriver and chromium itself.
+selenium_version=4.51.0
+if ! "$venv/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(m.version("selenium") != sys.argv[1])' \
+    "$selenium_version" 2>/dev/null; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "selenium==$selenium_version"
+fi
 export BROKER_TEST_PYTHON="$PWD/$venv/bin/python"
+# The browser tests skip without it (scripts/install-deps.sh test installs chromium-driver).
+if [ -x /usr/bin/chromedriver ]; then
+  export BROKER_TEST_CHROMEDRIVER=/usr/bin/chromedriver
+fi
 
 # A throwaway PostgreSQL for the PostgreSQL store, replica and conformance tests: its own
 # temporary directory, loopback only, a free port; stopped on every way out. Each test makes its

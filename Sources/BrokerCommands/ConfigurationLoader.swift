@@ -149,7 +149,9 @@ public enum EnvironmentNames {
     public static let configurationFile = "BROKER_CONFIG"
     /// Read by the project's own test scripts, never by the broker; a developer's shell that
     /// exports them for `scripts/test.sh` must still be able to start a broker.
-    public static let developmentTools: Set<String> = ["BROKER_TEST_PYTHON", "BROKER_BINARY", "BROKER_TEST_POSTGRES_URL"]
+    public static let developmentTools: Set<String> = [
+        "BROKER_TEST_PYTHON", "BROKER_BINARY", "BROKER_TEST_POSTGRES_URL", "BROKER_TEST_CHROMEDRIVER",
+    ]
 
     /// The variable that sets `key`: `BROKER_` and the key in upper case.
     public static func variable(for key: String) -> String { prefix + key.uppercased() }

@@ -49,6 +49,7 @@ final class EnvironmentVariablesTests: XCTestCase {
         // Every key's variable is known: a key added to the table is known in the environment.
         var everyKey = Dictionary(uniqueKeysWithValues: EnvironmentNames.settings.map { ($0, "x") })
         everyKey["BROKER_TEST_PYTHON"] = "/usr/bin/python3"
+        everyKey["BROKER_TEST_CHROMEDRIVER"] = "/usr/bin/chromedriver"
         XCTAssertNoThrow(try EnvironmentNames.refuseUnknown(in: everyKey))
         for key in BrokerConfiguration.keys + BrokerConfiguration.structuredKeys {
             XCTAssertTrue(EnvironmentNames.settings.contains("BROKER_" + key.uppercased()), key)
@@ -57,6 +58,7 @@ final class EnvironmentVariablesTests: XCTestCase {
         var environment = broker.environment
         environment["BROKER_TEST_PYTHON"] = "/usr/bin/python3"
         environment["BROKER_BINARY"] = "/usr/local/bin/broker"
+        environment["BROKER_TEST_CHROMEDRIVER"] = "/usr/bin/chromedriver"
         environment["BROKER_ACCESS_LIFETIME"] = "600"
         let result = try broker.runExpectingExit(["users", "list"], environment: environment)
         XCTAssertEqual(result.status, 0, result.stderr)

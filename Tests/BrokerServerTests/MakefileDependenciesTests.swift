@@ -6,6 +6,7 @@ import XCTest
 final class MakefileDependenciesTests: XCTestCase {
     static let testOnly: Set<String> = [
         "python3", "python3-venv", "haproxy", "nginx-light", "sqlite3", "postgresql", "systemd",
+        "chromium", "chromium-driver", "fonts-dejavu-core",
     ]
 
     func testRunInstallsNoTestOnlyPackage() throws {
@@ -37,6 +38,15 @@ final class MakefileDependenciesTests: XCTestCase {
         XCTAssertTrue(script.contains("scripts/postgres-test-server.sh start"), script)
         XCTAssertTrue(script.contains("export BROKER_TEST_POSTGRES_URL"), script)
         XCTAssertTrue(script.contains("trap stop_postgres EXIT"), script)
+    }
+
+    /// The browser tests' tools: Selenium in the venv, pinned, and the Debian chromedriver named
+    /// to the tests when it is there (PortalBrowserTests skip without it).
+    func testTheTestCommandInstallsSeleniumAndNamesTheChromedriver() throws {
+        let script = try String(
+            contentsOf: OpenAPIContract.repositoryRoot.appendingPathComponent("scripts/test.sh"), encoding: .utf8)
+        XCTAssertTrue(script.contains("selenium_version=4.51.0"), script)
+        XCTAssertTrue(script.contains("export BROKER_TEST_CHROMEDRIVER=/usr/bin/chromedriver"), script)
     }
 
     /// Standard output of a command run at the repository root (asserting it succeeded).

@@ -1,0 +1,349 @@
+#!/usr/bin/env python3
+"""Drives the portal in headless Chromium (Selenium) and checks what only a browser shows.
+
+    portal_browser.py SCENARIO --base URL --shots DIR [--username U --password P]
+
+Run by PortalBrowserTests (Tests/BrokerServerTests/PortalBrowserTests.swift) with the tests'
+venv Python (scripts/test.sh installs selenium==4.51.0 there) against a broker it starts. Exits
+0 when every check holds; otherwise prints what failed (the assertion, the page's URL and title
+and the first 2,000 characters of its source) and exits 1.
+
+Scenarios:
+  cookie_and_csp  sign in; the session cookie's flags; the security headers of /account as the
+                  browser received them; no Content Security Policy violation in the console;
+                  sign out: the cookie is gone and /account sends the browser to /signin.
+  pages           at 360 and 1280 px: /signin and /account as DIR/<page>@<width>.png, neither
+                  scrolls sideways, every field has a label; on /signin, TAB walks the skip link,
+                  the username, the password and the submit button, each with a visible focus.
+
+Nothing is downloaded: chromedriver and chromium are named explicitly and Selenium Manager is
+kept offline (SE_OFFLINE). The chromedriver is $BROKER_TEST_CHROMEDRIVER, or /usr/bin/chromedriver.
+"""
+
+import argparse
+import base64
+import json
+import math
+import os
+import re
+import signal
+import sys
+import traceback
+from pathlib import Path
+from urllib.parse import urlparse
+
+os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must not fetch a browser or a driver
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = os.environ.get("BROKER_TEST_CHROMEDRIVER") or "/usr/bin/chromedriver"
+HEIGHT = 800
+WAIT = 15  # seconds for a navigation to land
+SESSION_COOKIE = "__Host-broker_session"
+
+# What every portal answer carries (docs/plans/issue-14-portal.md §3), names in lower case.
+SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+}
+
+# Every driver started, so that any way out (a failure, SIGTERM from the test's timeout) quits them.
+DRIVERS = []
+
+
+class Failure(Exception):
+    """A check that did not hold, with the driver whose page it was about."""
+
+    def __init__(self, driver, what):
+        super().__init__(what)
+        self.driver = driver
+        self.what = what
+
+
+def expect(driver, condition, what):
+    if not condition:
+        raise Failure(driver, what)
+
+
+# MARK: - The browser
+
+
+def driver(width):
+    """A headless Chromium showing pages `width` CSS pixels wide, logging the network (for the
+    response headers) and the console."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     f"--window-size={width},{HEIGHT}", "--lang=en-US"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    browser = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    DRIVERS.append(browser)
+    browser.set_page_load_timeout(30)
+    set_width(browser, width)
+    return browser
+
+
+def quit_all():
+    while DRIVERS:
+        browser = DRIVERS.pop()
+        try:
+            browser.quit()
+        except Exception:  # noqa: BLE001 (already gone)
+            pass
+
+
+def set_width(browser, width):
+    """Lays the page out `width` pixels wide. Through CDP, because headless windows clamp small
+    widths (a 360 px window comes out wider)."""
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": width, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False})
+
+
+def shot(browser, name, width, shots):
+    """The whole page, `width` wide, as `shots/<name>@<width>.png`."""
+    set_width(browser, width)
+    metrics = browser.execute_cdp_cmd("Page.getLayoutMetrics", {})
+    content = metrics.get("cssContentSize") or metrics["contentSize"]
+    height = max(HEIGHT, math.ceil(content["height"]))
+    image = browser.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}})
+    path = Path(shots) / f"{name}@{width}.png"
+    path.write_bytes(base64.b64decode(image["data"]))
+    print(f"  shot {path} ({width}x{height})")
+    return path
+
+
+def path_of(browser):
+    return urlparse(browser.current_url).path
+
+
+def open_page(browser, base, path):
+    browser.get(base + path)
+
+
+def wait_for_path(browser, path):
+    try:
+        WebDriverWait(browser, WAIT).until(lambda b: path_of(b) == path)
+    except Exception:  # noqa: BLE001 (TimeoutException: reported as a failed check)
+        raise Failure(browser, f"expected to land on {path} within {WAIT} s") from None
+
+
+def document_response(browser, path):
+    """The status and the response headers (names in lower case) of the last main document
+    received for `path`, read from the performance log (`Network.responseReceived`; a redirect
+    comes as the next request's `redirectResponse`, so this is the answer that was shown).
+    Reading drains the log."""
+    found = None
+    for entry in browser.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message.get("method") != "Network.responseReceived":
+            continue
+        params = message["params"]
+        if params.get("type") == "Document" and urlparse(params["response"]["url"]).path == path:
+            found = params["response"]
+    expect(browser, found is not None, f"no Network.responseReceived for the document {path} in the performance log")
+    return found["status"], {name.lower(): value for name, value in found["headers"].items()}
+
+
+def expect_shown(browser, path):
+    """The browser shows `path`, answered 200."""
+    expect(browser, path_of(browser) == path, f"expected to be on {path}")
+    status, _ = document_response(browser, path)
+    expect(browser, status == 200, f"{path} was answered {status}, expected 200")
+
+
+def console_errors_about(browser, text):
+    return [entry["message"] for entry in browser.get_log("browser") if text in entry.get("message", "")]
+
+
+# MARK: - The portal's pages
+
+
+def sign_in(browser, base, username, password):
+    """Signs in through the /signin form and lands on /account."""
+    open_page(browser, base, "/signin")
+    expect_shown(browser, "/signin")
+    browser.find_element(By.ID, "username").send_keys(username)
+    browser.find_element(By.ID, "password").send_keys(password)
+    browser.find_element(By.ID, "signin-submit").click()
+    try:
+        WebDriverWait(browser, WAIT).until(lambda b: path_of(b) != "/signin" or b.find_elements(By.CSS_SELECTOR, ".banner.error"))
+    except Exception:  # noqa: BLE001
+        pass
+    banners = browser.find_elements(By.CSS_SELECTOR, ".banner.error")
+    expect(browser, not banners, "signing in failed: " + "; ".join(b.text for b in banners))
+    wait_for_path(browser, "/account")
+
+
+def sign_out(browser):
+    browser.find_element(By.ID, "signout-submit").click()
+    wait_for_path(browser, "/signin")
+
+
+NO_SIDEWAYS_SCROLLING = "return [document.documentElement.scrollWidth, window.innerWidth];"
+
+UNLABELLED_FIELDS = """
+const unlabelled = [];
+for (const field of document.querySelectorAll('input, select, textarea')) {
+  const type = (field.getAttribute('type') || '').toLowerCase();
+  if (field.tagName === 'INPUT' && (type === 'hidden' || type === 'submit')) continue;
+  const style = getComputedStyle(field), box = field.getBoundingClientRect();
+  if (style.display === 'none' || style.visibility === 'hidden' || (box.width === 0 && box.height === 0)) continue;
+  const label = field.id && document.querySelector('label[for="' + CSS.escape(field.id) + '"]');
+  if (!label && !(field.getAttribute('aria-label') || '').trim()) unlabelled.push(field.outerHTML.slice(0, 200));
+}
+return unlabelled;
+"""
+
+FOCUSED = """
+const el = document.activeElement, style = getComputedStyle(el);
+return {is_expected: el === document.querySelector(arguments[0]), html: el.outerHTML.slice(0, 200),
+        outline: style.outlineStyle, shadow: style.boxShadow};
+"""
+
+SIGNIN_TAB_ORDER = ["a.skip-link", "#username", "#password", "#signin-submit"]
+
+
+def check_page(browser, name, width):
+    """The checks every page passes at every width."""
+    scroll_width, inner_width = browser.execute_script(NO_SIDEWAYS_SCROLLING)
+    expect(browser, scroll_width <= inner_width,
+           f"{name}@{width}: scrolls sideways (document.documentElement.scrollWidth {scroll_width} > innerWidth {inner_width})")
+    unlabelled = browser.execute_script(UNLABELLED_FIELDS)
+    expect(browser, not unlabelled, f"{name}@{width}: fields without <label for> or aria-label: {unlabelled}")
+    print(f"  {name}@{width}: no sideways scrolling ({scroll_width} <= {inner_width}), every field labelled")
+
+
+def check_tab_order(browser, name, width, order):
+    """From the top of a freshly loaded page, TAB focuses `order` (CSS selectors) in turn, each
+    with a visible focus style (an outline or a box shadow)."""
+    browser.execute_script("if (document.activeElement) document.activeElement.blur(); window.scrollTo(0, 0);")
+    for step, selector in enumerate(order, start=1):
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        focused = browser.execute_script(FOCUSED, selector)
+        expect(browser, focused["is_expected"],
+               f"{name}@{width}: TAB number {step} should focus {selector}, focused {focused['html']}")
+        expect(browser, focused["outline"] != "none" or focused["shadow"] != "none",
+               f"{name}@{width}: {selector} has no visible focus (outline-style none, box-shadow none)")
+    print(f"  {name}@{width}: TAB order {' -> '.join(order)}, each with a visible focus")
+
+
+# MARK: - Scenarios
+
+
+def cookie_and_csp(args):
+    browser = driver(1280)
+    sign_in(browser, args.base, args.username, args.password)
+    print("  signed in, on /account")
+
+    cookies = {cookie["name"]: cookie for cookie in browser.get_cookies()}
+    expect(browser, SESSION_COOKIE in cookies, f"no {SESSION_COOKIE} cookie; cookies: {sorted(cookies)}")
+    cookie = cookies[SESSION_COOKIE]
+    flags = {key: cookie.get(key) for key in ("secure", "httpOnly", "sameSite", "path", "expiry")}
+    expected = {"secure": True, "httpOnly": True, "sameSite": "Lax", "path": "/", "expiry": None}
+    expect(browser, flags == expected, f"{SESSION_COOKIE} has {flags}, expected {expected}")
+    print(f"  {SESSION_COOKIE}: {flags}")
+
+    status, headers = document_response(browser, "/account")
+    expect(browser, status == 200, f"/account was answered {status}, expected 200")
+    for name, value in SECURITY_HEADERS.items():
+        expect(browser, headers.get(name) == value,
+               f"/account: header {name} is {headers.get(name)!r}, expected {value!r}")
+    print(f"  /account headers: {', '.join(SECURITY_HEADERS)} as expected")
+
+    violations = console_errors_about(browser, "Content Security Policy")
+    expect(browser, not violations, f"Content Security Policy violations in the console: {violations}")
+    print("  no Content Security Policy violation in the console")
+
+    sign_out(browser)
+    names = [cookie["name"] for cookie in browser.get_cookies()]
+    expect(browser, SESSION_COOKIE not in names, f"{SESSION_COOKIE} is still there after signing out: {names}")
+    open_page(browser, args.base, "/account")
+    expect(browser, path_of(browser) == "/signin", "/account after signing out did not send the browser to /signin")
+    print("  signed out: no session cookie, /account redirects to /signin")
+
+
+def pages(args):
+    Path(args.shots).mkdir(parents=True, exist_ok=True)
+    for width in (360, 1280):
+        browser = driver(width)  # a fresh profile per width: signed out at first
+        open_page(browser, args.base, "/signin")
+        expect_shown(browser, "/signin")
+        shot(browser, "signin", width, args.shots)
+        check_page(browser, "signin", width)
+        check_tab_order(browser, "signin", width, SIGNIN_TAB_ORDER)
+        sign_in(browser, args.base, args.username, args.password)
+        expect_shown(browser, "/account")
+        shot(browser, "account", width, args.shots)
+        check_page(browser, "account", width)
+        browser.quit()
+        DRIVERS.remove(browser)
+
+
+SCENARIOS = {"cookie_and_csp": cookie_and_csp, "pages": pages}
+
+
+# MARK: - Command line
+
+
+def without_native_frames(text):
+    """A traceback without chromedriver's `Stacktrace:` of unnamed native frames."""
+    lines = text.rstrip().splitlines()
+    return "\n".join(line for line in lines if line != "Stacktrace:" and not re.fullmatch(r"#\d+ 0x[0-9a-f]+ <unknown>", line))
+
+
+def report(browser, what):
+    print(f"FAILED: {what}")
+    if browser is None:
+        return
+    try:
+        print(f"url: {browser.current_url}")
+        print(f"title: {browser.title!r}")
+        print("page source (first 2,000 characters):")
+        print(browser.page_source[:2000])
+    except Exception as error:  # noqa: BLE001 (the browser itself may be what failed)
+        print(f"(the page could not be read: {error})")
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--base", required=True, help="the portal's origin, e.g. http://localhost:8080")
+    parser.add_argument("--shots", required=True, help="where the screenshots go")
+    parser.add_argument("--username", default="alice")
+    parser.add_argument("--password", default="")
+    args = parser.parse_args(argv)
+    args.base = args.base.rstrip("/")
+    Path(args.shots).mkdir(parents=True, exist_ok=True)
+
+    # The test's timeout sends SIGTERM: quit the browsers rather than leave them running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(f"{args.scenario}: terminated"))
+    print(f"{args.scenario}: {args.base}")
+    try:
+        SCENARIOS[args.scenario](args)
+    except Failure as failure:
+        report(failure.driver, failure.what)
+        return 1
+    except Exception:  # noqa: BLE001 (a timeout, a missing element: a failure too, with its page)
+        report(DRIVERS[-1] if DRIVERS else None, without_native_frames(traceback.format_exc()))
+        return 1
+    finally:
+        quit_all()
+    print(f"{args.scenario}: ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
