@@ -5,6 +5,11 @@ import Logging
 import NIOCore
 import Prometheus
 
+/// A set of routes another module adds to the broker's router (the portal's pages).
+public protocol BrokerRouteFamily: Sendable {
+    func register(on router: Router<BrokerRequestContext>)
+}
+
 /// The broker's HTTP application: every route family on one router, behind the request-id,
 /// metrics, access-log and error middleware; `GET /metrics` when given a Prometheus registry.
 ///
@@ -15,7 +20,11 @@ import Prometheus
 /// try await app.runService()
 /// ```
 public enum BrokerApplication {
-    public static func router(services: BrokerServices, metrics: PrometheusCollectorRegistry? = nil) -> Router<BrokerRequestContext> {
+    /// - Parameter extraRoutes: route families of other modules (the portal), registered after
+    ///   the API's, inside the same middleware.
+    public static func router(
+        services: BrokerServices, metrics: PrometheusCollectorRegistry? = nil, extraRoutes: [any BrokerRouteFamily] = []
+    ) -> Router<BrokerRequestContext> {
         // Every GET route also answers HEAD, as GET without the body.
         let router = Router(context: BrokerRequestContext.self, options: .autoGenerateHeadEndpoints)
         // Outermost first: the id must be in the logger before anything logs, and on every
@@ -34,6 +43,7 @@ public enum BrokerApplication {
         AdminRoutes(services: services).register(on: router)
         if let metrics { MetricsRoutes(registry: metrics).register(on: router) }
         ContractRoutes().register(on: router)
+        for family in extraRoutes { family.register(on: router) }
         // Last: it must see every route, and wrap only the not-found answer.
         router.add(middleware: MethodNotAllowedMiddleware(routes: router.routes))
         return router
@@ -66,7 +76,7 @@ public enum BrokerApplication {
     ///   (`trusted_proxies`) is capped only by the total.
     public static func make(
         services: BrokerServices, host: String, port: Int, logger: Logger, metrics: PrometheusCollectorRegistry? = nil,
-        connections: ConnectionLimits = ConnectionLimits(),
+        connections: ConnectionLimits = ConnectionLimits(), extraRoutes: [any BrokerRouteFamily] = [],
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let proxies = services.trustedProxies
@@ -74,7 +84,7 @@ public enum BrokerApplication {
             IPAddress(peer).map(proxies.isTrusted) ?? false
         }
         return Application(
-            router: router(services: services, metrics: metrics),
+            router: router(services: services, metrics: metrics, extraRoutes: extraRoutes),
             server: guarded.http1(),
             configuration: .init(address: .hostname(host, port: port), serverName: "broker"),
             onServerRunning: onServerRunning,

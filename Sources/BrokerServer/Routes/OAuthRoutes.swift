@@ -224,39 +224,16 @@ struct OAuthError: AuditableFailure {
     }
 }
 
-/// An `application/x-www-form-urlencoded` body: at most 64 KiB, each parameter at most once
-/// (RFC 6749 section 3.2), values without control characters.
+/// An `application/x-www-form-urlencoded` body (``URLEncodedForm``) with OAuth's error shape.
 struct FormBody {
     let parameters: [String: String]
 
     static func read(_ request: inout Request) async throws -> FormBody {
-        let contentType = request.headers[.contentType]?.lowercased() ?? ""
-        guard contentType.hasPrefix("application/x-www-form-urlencoded") else {
-            throw OAuthError(code: "invalid_request", "the body must be application/x-www-form-urlencoded")
+        do {
+            return FormBody(parameters: try await URLEncodedForm.read(&request).parameters)
+        } catch let malformed as URLEncodedForm.Malformed {
+            throw OAuthError(code: "invalid_request", malformed.reason)
         }
-        let buffer = try await RequestBodyReading.collect(&request, upTo: JSONRequestBody.maximumSize)
-        guard let text = String(validating: buffer.readableBytesView, as: UTF8.self) else {
-            throw OAuthError(code: "invalid_request", "the body is not UTF-8")
-        }
-        var parameters: [String: String] = [:]
-        for pair in text.split(separator: "&", omittingEmptySubsequences: true) {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard let name = decode(parts[0]), let value = decode(parts.count > 1 ? parts[1] : "") else {
-                throw OAuthError(code: "invalid_request", "malformed form encoding")
-            }
-            guard parameters[name] == nil else {
-                throw OAuthError(code: "invalid_request", "parameter \(name.prefix(40)) is given more than once")
-            }
-            guard !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
-                throw OAuthError(code: "invalid_request", "parameter \(name.prefix(40)) contains control characters")
-            }
-            parameters[name] = value
-        }
-        return FormBody(parameters: parameters)
-    }
-
-    static func decode(_ text: Substring) -> String? {
-        text.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
     }
 
     func required(_ name: String) throws -> String {

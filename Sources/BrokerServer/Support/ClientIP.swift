@@ -9,10 +9,10 @@ import NIOCore
 /// ```swift
 /// let clientIP = ClientIP.of(request, context: context, trustedProxies: services.trustedProxies)
 /// ```
-enum ClientIP {
+package enum ClientIP {
     static let forwardedFor = HTTPField.Name("X-Forwarded-For")!
 
-    static func of(_ request: Request, context: some RemoteAddressRequestContext, trustedProxies: TrustedProxies) -> String? {
+    package static func of(_ request: Request, context: some RemoteAddressRequestContext, trustedProxies: TrustedProxies) -> String? {
         trustedProxies.clientIP(
             peer: context.remoteAddress?.ipAddress, forwardedFor: request.headers[values: forwardedFor])
     }

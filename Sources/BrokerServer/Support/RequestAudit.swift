@@ -12,7 +12,7 @@ extension RemoteAddressRequestContext {
 
 extension BrokerServices {
     /// What an audit line says about the request: its id and the client IP.
-    func auditContext(_ request: Request, _ context: some RemoteAddressRequestContext) -> AuditContext {
+    package func auditContext(_ request: Request, _ context: some RemoteAddressRequestContext) -> AuditContext {
         AuditContext(
             requestID: context.auditRequestID,
             clientIP: ClientIP.of(request, context: context, trustedProxies: trustedProxies))
@@ -20,7 +20,7 @@ extension BrokerServices {
 
     /// The holder of the request's broker session token, as the actor of an administrative
     /// action (401 without a valid one).
-    func actor(of request: Request, _ context: some RemoteAddressRequestContext) async throws -> AdministrativeActor {
+    package func actor(of request: Request, _ context: some RemoteAddressRequestContext) async throws -> AdministrativeActor {
         var actor = try await principal(of: request).actor
         actor.context = auditContext(request, context)
         return actor
