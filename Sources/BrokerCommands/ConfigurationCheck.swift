@@ -202,6 +202,10 @@ extension BrokerConfiguration {
         case "generation2_access_lifetime": "\(generation2AccessLifetime)"
         case "home_org": homeOrganization
         case "admin_session_lifetime": "\(adminSessionLifetime)"
+        case "portal": portalEnabled ? "on" : "off"
+        case "portal_session_lifetime": "\(portalSessionLifetime)"
+        case "portal_idle_timeout": "\(portalIdleTimeout)"
+        case "portal_insecure_cookies": "\(portalInsecureCookies)"
         case "bootstrap_admin": bootstrapAdmin
         case "bootstrap_admin_password": bootstrapAdminPassword
         case "bootstrap_admin_password_file": bootstrapAdminPasswordFile

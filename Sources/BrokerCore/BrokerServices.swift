@@ -44,6 +44,10 @@ public struct BrokerServices: Sendable {
     public let attemptedUsernames: AttemptedUsernames
     /// The audit of logins, renewals and sign-outs, which the services write themselves.
     public let flows: FlowAudit
+    /// The portal's browser sessions.
+    public let portalSessions: PortalSessions
+    /// The server secret the portal derives its CSRF key from (``start()`` loads it).
+    public let portalKey = StartupValue<[UInt8]>(PortalSessions.secretName)
     /// What ``start()`` loads from the store.
     private let refreshSecret = StartupValue<[UInt8]>(RefreshTokenRotation.secretName)
     private let attemptedUsernameKey = StartupValue<[UInt8]>(AttemptedUsernames.secretName)
@@ -108,6 +112,7 @@ public struct BrokerServices: Sendable {
                 loginThrottle: GitHubLoginThrottle(
                     policy: GitHubLoginThrottlePolicy(configuration), clock: clock, counting: counting))
         }
+        portalSessions = PortalSessions(store: store, clock: clock, policy: PortalSessionPolicy(configuration), flows: flows)
         sessions = BrokerSessionService(
             store: store, authenticator: authenticator, issuer: issuer, verifier: verifier, github: github, clock: clock,
             lifetime: configuration.adminSessionLifetime, logger: logger, flows: flows)
@@ -122,7 +127,8 @@ public struct BrokerServices: Sendable {
     /// The start-up work, in this order, each step idempotent (every replica and every restart
     /// runs it):
     /// 1. the server secrets every process on this store shares, created on the first start:
-    ///    the refresh-successor HMAC key and the key that hashes unknown usernames in audit lines;
+    ///    the refresh-successor HMAC key, the key that hashes unknown usernames in audit lines and
+    ///    the portal's key (CSRF tokens);
     /// 2. with GitHub logins, the check of `github_orgs` against the store, recording each team
     ///    cluster as its organization's name (a conflict stops the start);
     /// 3. the bootstrap admin of an empty store (`bootstrap_admin`), audited as the operator's.
@@ -132,6 +138,7 @@ public struct BrokerServices: Sendable {
         // Sealed beside the ring when it lives in the database; the store's table otherwise.
         refreshSecret.set(try await RefreshTokenRotation.loadSecret(from: store, beside: keyStorage))
         attemptedUsernameKey.set(try await keyStorage.serverSecret(named: AttemptedUsernames.secretName, store: store))
+        portalKey.set(try await keyStorage.serverSecret(named: PortalSessions.secretName, store: store))
         if github != nil {
             try await accounts.registerTeamClusters(configuration.githubOrganizations)
         }
@@ -139,7 +146,7 @@ public struct BrokerServices: Sendable {
     }
 
     /// Whether ``start()`` has run.
-    public var isStarted: Bool { refreshSecret.isLoaded && attemptedUsernameKey.isLoaded }
+    public var isStarted: Bool { refreshSecret.isLoaded && attemptedUsernameKey.isLoaded && portalKey.isLoaded }
 
     /// What these signing keys signed, as the store records it (see ``SignedLifetimeLog``): what
     /// ``KeyRingMaintenance`` needs to unpublish a retired key as soon as its tokens are invalid.

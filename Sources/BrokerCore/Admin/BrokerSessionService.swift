@@ -91,6 +91,25 @@ public struct BrokerSessionService: Sendable {
         } success: { $0.auditSubject }
     }
 
+    /// Signs a browser in to the portal with a password: the same check, throttle and audit line
+    /// (`session.login`; `target` names the cookie by its hash, `reason` the global role) as
+    /// ``signIn(username:password:context:)``, ending in a portal session instead of a token.
+    public func portalSignIn(
+        username: String, password: String, portal: PortalSessions, origin: SessionOrigin?, context: AuditContext = .none
+    ) async throws -> PortalSessionStart {
+        try await flows.run(.sessionLogin, context, attempt: .attempt(username: username, reason: "pwd")) {
+            try await BrokerMetrics.countingLogin(.portal) {
+                let user = try await authenticator.authenticate(username: username, password: password, clientIP: context.clientIP)
+                return try await portal.start(for: user, methods: ["pwd"], origin: origin)
+            }
+        } success: { started in
+            AuditSubject(
+                actor: started.session.user.username, session: started.session.family.id,
+                target: AuditEvent.tokenReference(started.cookie),
+                reason: started.session.user.globalRole.map { "role=\($0.rawValue)" })
+        }
+    }
+
     private func issue(
         for user: User, methods: [String], identityProvider: String, githubLogin: String? = nil
     ) async throws -> SessionToken {

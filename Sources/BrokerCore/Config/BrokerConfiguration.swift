@@ -78,6 +78,18 @@ public struct BrokerConfiguration: Sendable, Equatable {
     // MARK: Administration and sessions
     /// Lifetime of broker session tokens (`aud` = issuer), which authenticate the admin API.
     public var adminSessionLifetime: Int = 900
+
+    // MARK: Portal (the HTML pages, docs/portal.md)
+    /// Whether the broker serves the portal's pages.
+    public var portalEnabled: Bool = true
+    /// A browser's session ends this long after its sign-in, whatever it does (capped at
+    /// `session_max_lifetime`, so that a limit set for every session holds for browsers too).
+    public var portalSessionLifetime: Int = 28_800
+    /// A browser's session ends after this long without a request (capped at its lifetime).
+    public var portalIdleTimeout: Int = 1800
+    /// Cookies without `Secure` and the `__Host-` prefix: only for an `http://` issuer on loopback
+    /// (development), refused otherwise.
+    public var portalInsecureCookies: Bool = false
     /// On first start of an empty store, this account is created as a global admin (with
     /// ``bootstrapAdminPassword`` or the contents of ``bootstrapAdminPasswordFile``). Empty: none.
     public var bootstrapAdmin: String = ""
@@ -175,6 +187,7 @@ public struct BrokerConfiguration: Sendable, Equatable {
         "http_header_timeout", "http_body_timeout", "http_idle_timeout", "max_connections", "max_connections_per_address",
         "database_url", "database_password_file", "database_pool_size", "database_connect_timeout",
         "database_statement_timeout",
+        "portal", "portal_session_lifetime", "portal_idle_timeout", "portal_insecure_cookies",
     ]
 
     /// Keys whose value is structured (a mapping), set with ``setGitHubOrganizations(_:source:)``.
@@ -191,6 +204,13 @@ public struct BrokerConfiguration: Sendable, Equatable {
                 throw fail(expected)
             }
             return value
+        }
+        func flag() throws -> Bool {
+            switch text.trimmingCharacters(in: .whitespaces).lowercased() {
+            case "true", "on", "yes": return true
+            case "false", "off", "no": return false
+            default: throw fail("on or off (true or false)")
+            }
         }
         func duration() throws -> Int { try integer(1...(10 * 365 * 86_400), "a whole number of seconds > 0") }
         func uint32(_ range: ClosedRange<Int>) throws -> UInt32 {
@@ -244,6 +264,10 @@ public struct BrokerConfiguration: Sendable, Equatable {
         case "generation2_access_lifetime": generation2AccessLifetime = try duration()
         case "home_org": homeOrganization = text
         case "admin_session_lifetime": adminSessionLifetime = try integer(60...86_400, "a whole number of seconds in 60...86400")
+        case "portal": portalEnabled = try flag()
+        case "portal_session_lifetime": portalSessionLifetime = try integer(300...(30 * 86_400), "a whole number of seconds in 300...2592000")
+        case "portal_idle_timeout": portalIdleTimeout = try integer(60...(30 * 86_400), "a whole number of seconds in 60...2592000")
+        case "portal_insecure_cookies": portalInsecureCookies = try flag()
         case "bootstrap_admin": bootstrapAdmin = text
         case "bootstrap_admin_password": bootstrapAdminPassword = text
         case "bootstrap_admin_password_file": bootstrapAdminPasswordFile = text
@@ -341,6 +365,15 @@ public struct BrokerConfiguration: Sendable, Equatable {
         if let maxConnections, let maxConnectionsPerAddress, maxConnectionsPerAddress > maxConnections {
             throw ConfigurationError(
                 "max_connections_per_address (\(maxConnectionsPerAddress)) must not exceed max_connections (\(maxConnections))")
+        }
+        if portalInsecureCookies {
+            let host = URL(string: issuer)?.host?.lowercased() ?? ""
+            let unbracketed = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+            let loopback = host == "localhost" || (IPAddress(unbracketed)?.isLoopback ?? false)
+            guard issuer.hasPrefix("http://"), loopback else {
+                throw ConfigurationError(
+                    "portal_insecure_cookies is for development on loopback only: the issuer must be http:// on localhost, 127.0.0.1 or ::1, got \(issuer)")
+            }
         }
         if let metricsPort, metricsPort != 0, metricsPort == port, metricsListenHost == host {
             throw ConfigurationError("metrics_port \(metricsPort) on \(metricsListenHost) is the public listener: choose another port")

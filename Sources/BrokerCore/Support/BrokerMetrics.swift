@@ -38,6 +38,8 @@ public enum BrokerMetrics {
         case githubDevice = "github_device"
         /// An administrator's session login.
         case session
+        /// A browser's sign-in to the portal.
+        case portal
     }
 
     /// How a login ended (label `outcome`).

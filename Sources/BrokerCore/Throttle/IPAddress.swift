@@ -51,6 +51,11 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
         self.bytes = bytes
     }
 
+    /// 127.0.0.0/8 or ::1.
+    public var isLoopback: Bool {
+        family == .v4 ? bytes[0] == 127 : bytes == Array(repeating: 0, count: 15) + [1]
+    }
+
     /// The number of bits in an address of this family.
     public var bitWidth: Int { bytes.count * 8 }
 
