@@ -32,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.36.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
     ],
     targets: [
         // System libraries from Debian's -dev packages (see Makefile `deps`).
@@ -143,6 +144,20 @@ let package = Package(
             resources: [.embedInCode("Resources/openapi.yaml")],
             swiftSettings: swiftSettings
         ),
+        // The portal: server-rendered HTML pages over the same core services as the API.
+        .target(
+            name: "BrokerPortal",
+            dependencies: [
+                "BrokerCore", "BrokerCrypto", "BrokerServer",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Mustache", package: "swift-mustache"),
+            ],
+            // Templates and the stylesheet are compiled in, as openapi.yaml is: the binary alone is the installation.
+            resources: [.embedInCode("Resources")],
+            swiftSettings: swiftSettings
+        ),
         // The forward-auth sidecar (`broker gateway`): fetches the JWKS over HTTP, answers allow/deny
         // from a plain SwiftNIO HTTP/1.1 server.
         .target(
@@ -165,7 +180,8 @@ let package = Package(
             name: "BrokerCommands",
             dependencies: [
                 "BrokerSync",
-                "BrokerCore", "BrokerCrypto", "BrokerSQLite", "BrokerPostgres", "BrokerServer", "GitHubClient", "BrokerGateway", "BrokerConnections",
+                "BrokerCore", "BrokerCrypto", "BrokerSQLite", "BrokerPostgres", "BrokerServer", "BrokerPortal", "GitHubClient", "BrokerGateway",
+                "BrokerConnections",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Yams", package: "Yams"),
@@ -204,8 +220,8 @@ let package = Package(
             name: "BrokerServerTests",
             dependencies: [
                 "BrokerSync",
-                "BrokerCommands", "BrokerServer", "BrokerSQLite", "BrokerPostgres", "GitHubClient", "FakeGitHub", "BrokerGateway",
-                "BrokerConnections",
+                "BrokerCommands", "BrokerServer", "BrokerPortal", "BrokerSQLite", "BrokerPostgres", "GitHubClient", "FakeGitHub",
+                "BrokerGateway", "BrokerConnections",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

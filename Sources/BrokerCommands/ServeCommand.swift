@@ -3,6 +3,7 @@ import BrokerConnections
 import BrokerCore
 import BrokerCrypto
 import BrokerSQLite
+import BrokerPortal
 import BrokerServer
 import GitHubClient
 import Foundation
@@ -50,6 +51,10 @@ struct ServeCommand: AsyncParsableCommand {
                     throw ConfigurationError("GitHub client: \(error)")
                 }
                 try await Self.warnOfNameCollisions(environment.store, logger: environment.logger)
+                if configuration.portalEnabled, configuration.portalInsecureCookies {
+                    environment.logger.warning(
+                        "portal_insecure_cookies is on: the portal's cookies are sent over plain http (development only)")
+                }
                 let services = try await BrokerServices(
                     configuration: configuration, store: environment.store, keyRing: keyRing,
                     logger: environment.logger, githubAPI: github, keyStorage: keyStorage)
@@ -68,7 +73,8 @@ struct ServeCommand: AsyncParsableCommand {
                 let app = NamedListener(host: configuration.host, port: configuration.port) { onRunning in
                     BrokerApplication.make(
                         services: services, host: configuration.host, port: configuration.port, logger: environment.logger,
-                        metrics: configuration.metricsPort == nil ? metrics : nil, connections: connections
+                        metrics: configuration.metricsPort == nil ? metrics : nil, connections: connections,
+                        extraRoutes: configuration.portalEnabled ? [PortalRoutes(services: services)] : []
                     ) { channel in
                         onRunning()
                         let bound = channel.localAddress?.port ?? configuration.port

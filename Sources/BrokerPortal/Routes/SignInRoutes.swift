@@ -1,0 +1,93 @@
+import BrokerCore
+import BrokerCrypto
+import BrokerServer
+import HTTPTypes
+import Hummingbird
+
+/// `/`, `/signin` and `/signout`.
+struct SignInRoutes {
+    let portal: Portal
+
+    func register(on pages: RouterGroup<BrokerRequestContext>) {
+        pages.get("/") { request, _ in
+            let session = try await portal.session(of: request)
+            return Portal.redirect(session == nil ? "/signin" : "/account")
+        }
+        pages.get("/signin") { request, _ in try await showSignIn(request) }
+        pages.post("/signin") { request, context in try await signIn(request, context) }
+        pages.get("/signout") { request, _ in try await showSignOut(request) }
+        pages.post("/signout") { request, context in try await signOut(request, context) }
+    }
+
+    private func showSignIn(_ request: Request) async throws -> Response {
+        let next = request.uri.queryParameters["next"].map(String.init)
+        if try await portal.session(of: request) != nil { return Portal.redirect(SafeRedirect.target(next)) }
+        var setCookies: [String] = []
+        let pre: String
+        if let existing = portal.cookies.value(portal.cookies.preSession, in: request), existing.utf8.count == 22 {
+            pre = existing
+        } else {
+            pre = Base64URL.encode(SecureRandom.bytes(16))
+            setCookies.append(portal.cookies.setting(portal.cookies.preSession, pre))
+        }
+        let notice = request.uri.queryParameters["notice"].map(String.init)
+        let view = SignInView(
+            chrome: try portal.chrome("Sign in", session: nil, notice: notice), csrf: try portal.csrf().token(forPreSession: pre),
+            next: next.flatMap { SafeRedirect.isSafe($0) ? $0 : nil }, username: "", error: nil)
+        var headers: HTTPFields = [:]
+        for cookie in setCookies { headers.append(HTTPField(name: .setCookie, value: cookie)) }
+        return portal.renderer.page("signin", view, headers: headers)
+    }
+
+    private func signIn(_ request: Request, _ context: BrokerRequestContext) async throws -> Response {
+        var request = request
+        // The anonymous form is bound to this browser's pre-session: a form posted from
+        // another site carries no valid token for it.
+        guard let pre = portal.cookies.value(portal.cookies.preSession, in: request) else { throw PortalFailure.forgedForm }
+        let form = try await portal.form(of: &request, expecting: try portal.csrf().token(forPreSession: pre))
+        let username = form.parameters["username"] ?? ""
+        let password = form.parameters["password"] ?? ""
+        let next = form.parameters["next"]
+        let auditContext = portal.auditContext(request, context)
+        let started: PortalSessionStart
+        do {
+            started = try await portal.services.sessions.portalSignIn(
+                username: username, password: password, portal: portal.services.portalSessions,
+                origin: portal.origin(request, context), context: auditContext)
+        } catch let error as BrokerError where !error.code.isServerFailure {
+            let view = SignInView(
+                chrome: try portal.chrome("Sign in", session: nil), csrf: try portal.csrf().token(forPreSession: pre),
+                next: next.flatMap { SafeRedirect.isSafe($0) ? $0 : nil }, username: String(username.prefix(200)),
+                error: error.detail)
+            var headers: HTTPFields = [:]
+            if let retryAfter = error.retryAfter { headers[.retryAfter] = String(retryAfter) }
+            return portal.renderer.page("signin", view, status: .init(code: error.code.httpStatus), headers: headers)
+        }
+        // A new id at every sign-in: a session the browser held before (perhaps planted) ends.
+        if let previous = try await portal.session(of: request), previous.family.id != started.session.family.id {
+            try await portal.services.portalSessions.end(previous, reason: "replaced", context: auditContext)
+        }
+        return Portal.redirect(
+            SafeRedirect.target(next),
+            setCookies: [
+                portal.cookies.setting(portal.cookies.session, started.cookie),
+                portal.cookies.clearing(portal.cookies.preSession),
+            ])
+    }
+
+    private func showSignOut(_ request: Request) async throws -> Response {
+        guard let session = try await portal.session(of: request) else { return Portal.redirect("/signin") }
+        let view = SignOutView(chrome: try portal.chrome("Sign out", session: session), csrf: try portal.csrf().token(for: session))
+        return portal.renderer.page("signout", view)
+    }
+
+    private func signOut(_ request: Request, _ context: BrokerRequestContext) async throws -> Response {
+        var request = request
+        let clear = portal.cookies.clearing(portal.cookies.session)
+        // Without a live session there is nothing to end: just forget the cookie.
+        guard let session = try await portal.session(of: request) else { return Portal.redirect("/signin", setCookies: [clear]) }
+        _ = try await portal.form(of: &request, expecting: try portal.csrf().token(for: session))
+        try await portal.services.portalSessions.end(session, context: portal.auditContext(request, context))
+        return Portal.redirect("/signin?notice=\(Notice.signedOut.rawValue)", setCookies: [clear])
+    }
+}

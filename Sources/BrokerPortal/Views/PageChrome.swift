@@ -1,0 +1,34 @@
+/// What every page's layout shows (the `head` partial): title, navigation, the sign-out form.
+/// Mustache reads stored properties only (through `Mirror`), so views are plain structs.
+///
+/// A name Mustache does not find (or finds `nil`) is looked up in the enclosing context, the
+/// page's view: so no field here may share a name with a field of any view, or a page's own
+/// value would stand in for it (a sign-in form's empty `username` once showed the navigation of
+/// a signed-in user). `PortalTemplateTests` checks the names.
+struct PageChrome: Sendable {
+    var siteName: String
+    var title: String
+    var stylesheet: String
+    /// Set when signed in: the navigation and the sign-out form appear.
+    var signedInAs: String?
+    /// The session's CSRF token, for the sign-out form.
+    var signOutCSRF: String?
+    var notice: String?
+    var onAccount = false
+    /// A `<meta http-equiv=refresh>` (no script): the device-flow page polls so.
+    var refreshSeconds: Int?
+}
+
+/// The short messages a redirect may ask a page to show (`?notice=`): a fixed table, so no
+/// free text ever travels in a URL.
+enum Notice: String, CaseIterable {
+    case signedOut = "signed-out"
+    case sessionEnded = "session-ended"
+
+    var text: String {
+        switch self {
+        case .signedOut: "You are signed out."
+        case .sessionEnded: "Your session has ended. Sign in again."
+        }
+    }
+}
