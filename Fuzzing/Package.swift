@@ -65,6 +65,8 @@ let package = Package(
             dependencies: ["FuzzSupport", .product(name: "BrokerCore", package: broker)],
             swiftSettings: swiftSettings
         ),
+        // The portal's form, cookie and redirect readers (server files compiled as they are).
+        .executableTarget(name: "FuzzPortalForm", dependencies: ["FuzzSupport"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "FuzzRequestBody",
             dependencies: [

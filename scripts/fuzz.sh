@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-all_targets=(FuzzJWS FuzzJSON FuzzJWKS FuzzPasswordHash FuzzHTTPHeaders FuzzConfiguration FuzzRequestBody)
+all_targets=(FuzzJWS FuzzJSON FuzzJWKS FuzzPasswordHash FuzzHTTPHeaders FuzzConfiguration FuzzRequestBody FuzzPortalForm)
 scratch=$root/.build-fuzz
 bin=$scratch/release
 

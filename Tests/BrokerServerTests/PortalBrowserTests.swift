@@ -45,6 +45,11 @@ final class PortalBrowserTests: XCTestCase {
         defer { broker.cleanUp() }
         let created = try broker.run(["users", "add", Self.username, "--password-stdin"], stdin: Self.password + "\n")
         XCTAssertEqual(created.status, 0, created.stderr)
+        // A membership, so that the account page shows its table.
+        for command in [["orgs", "add", "org1", "--cluster", "cluster1"], ["members", "add", "org1", Self.username]] {
+            let result = try broker.run(command)
+            XCTAssertEqual(result.status, 0, result.stderr)
+        }
         let log = broker.workDirectory.appendingPathComponent("serve.log")
         XCTAssertTrue(FileManager.default.createFile(atPath: log.path, contents: nil))
         let (server, port) = try broker.serve(standardError: try FileHandle(forWritingTo: log))

@@ -14,6 +14,30 @@ final class ReplicaProcessTests: XCTestCase {
         replicas?.stop()
     }
 
+    /// A browser signed in to the portal at one replica is signed in at every replica; the
+    /// CSRF token one replica put in a form is accepted by another (one shared `portal_key`);
+    /// signing out at one ends the session at all.
+    func testAPortalSessionIsSharedByTheReplicas() async throws {
+        try replicas.seedMember("alice", of: "org1")
+        let ports = try replicas.start(2)
+        var browser = PortalProcessClient()
+        let signedIn = try await browser.signIn(ports[0], "alice", ReplicaSet.password)
+        XCTAssertEqual(signedIn.status, 303, signedIn.body)
+        XCTAssertEqual(signedIn.header("Location"), "/account")
+        let account = try await browser.send("GET", ports[1], "/account")
+        XCTAssertEqual(account.status, 200, account.body)
+        XCTAssertTrue(account.body.contains("org1"))
+        let token = try XCTUnwrap(browser.lastCSRF)
+        let cookie = try XCTUnwrap(browser.cookies["__Host-broker_session"])
+        let signedOut = try await browser.send("POST", ports[0], "/signout", form: [("csrf", token)])
+        XCTAssertEqual(signedOut.status, 303, signedOut.body)
+        XCTAssertEqual(signedOut.header("Location"), "/signin?notice=signed-out")
+        XCTAssertNil(browser.cookies["__Host-broker_session"])
+        browser.cookies["__Host-broker_session"] = cookie
+        let replayed = try await browser.send("GET", ports[1], "/account")
+        XCTAssertEqual(replayed.status, 303, "signed out at every replica")
+    }
+
     /// Login at one replica, refresh at a second, the first refresh token again at a third: the
     /// reuse is detected and the whole family ends, including at the first replica.
     func testRefreshAtAnotherReplicaAndReuseAtAThirdRevokesTheFamilyEverywhere() async throws {

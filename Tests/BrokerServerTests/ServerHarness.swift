@@ -1,5 +1,6 @@
 import BrokerCore
 import BrokerCrypto
+import BrokerPortal
 import BrokerSQLite
 import BrokerServer
 import BrokerSync
@@ -71,10 +72,15 @@ final class ServerHarness: Sendable {
         self.logs = logs
     }
 
-    /// Runs `body` against the application listening on a free loopback port.
-    func withClient<Value: Sendable>(_ body: @Sendable (any TestClientProtocol) async throws -> Value) async throws -> Value {
+    /// Runs `body` against the application listening on a free loopback port; `portal` adds the
+    /// portal's pages, as `broker serve` does by default.
+    func withClient<Value: Sendable>(
+        portal: Bool = false, _ body: @Sendable (any TestClientProtocol) async throws -> Value
+    ) async throws -> Value {
         let logger = Logger(label: "test.http") { _ in self.logs.handler() }
-        let app = BrokerApplication.make(services: services, host: "127.0.0.1", port: 0, logger: logger)
+        let app = BrokerApplication.make(
+            services: services, host: "127.0.0.1", port: 0, logger: logger,
+            extraRoutes: portal ? [PortalRoutes(services: services)] : [])
         return try await app.test(.live) { client in try await body(client) }
     }
 

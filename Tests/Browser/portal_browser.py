@@ -213,7 +213,8 @@ return {is_expected: el === document.querySelector(arguments[0]), html: el.outer
         outline: style.outlineStyle, shadow: style.boxShadow};
 """
 
-SIGNIN_TAB_ORDER = ["a.skip-link", "#username", "#password", "#signin-submit"]
+# The skip link first, the brand (the header's one link when signed out), then the form in reading order.
+SIGNIN_TAB_ORDER = ["a.skip-link", "a.brand", "#username", "#password", "#signin-submit"]
 
 
 def check_page(browser, name, width):

@@ -1,0 +1,1 @@
+../../../Sources/BrokerPortal/Support/SafeRedirect.swift

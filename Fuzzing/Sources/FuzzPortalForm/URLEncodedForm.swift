@@ -1,0 +1,1 @@
+../../../Sources/BrokerServer/Support/URLEncodedForm.swift
