@@ -24,11 +24,23 @@ struct PageChrome: Sendable {
 enum Notice: String, CaseIterable {
     case signedOut = "signed-out"
     case sessionEnded = "session-ended"
+    case signedOutEverywhere = "signed-out-everywhere"
+    case requestSent = "request-sent"
+    case requestWithdrawn = "request-withdrawn"
+    case organizationLeft = "organization-left"
+    case sessionSignedOut = "session-signed-out"
+    case passwordChanged = "password-changed"
 
     var text: String {
         switch self {
         case .signedOut: "You are signed out."
         case .sessionEnded: "Your session has ended. Sign in again."
+        case .signedOutEverywhere: "You are signed out everywhere."
+        case .requestSent: "Your request is sent. An owner of the organization will answer it."
+        case .requestWithdrawn: "Your request is withdrawn."
+        case .organizationLeft: "You have left the organization."
+        case .sessionSignedOut: "That session is signed out."
+        case .passwordChanged: "Your password is changed, and your other sessions are signed out."
         }
     }
 }

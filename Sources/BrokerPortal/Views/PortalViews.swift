@@ -23,9 +23,21 @@ struct ErrorView: Sendable {
     var backLabel: String
 }
 
+/// Where an account page shows an action's error: next to the form that caused it.
+struct AccountFormErrors: Sendable {
+    var memberships: String?
+    var requests: String?
+    var join: String?
+    var sessions: String?
+    var currentPassword: String?
+    var newPassword: String?
+    var confirmPassword: String?
+}
+
 struct AccountView: Sendable {
     struct MembershipRow: Sendable {
         var organization: String
+        var organizationPath: String
         var role: String
         var cluster: String
         var status: String
@@ -33,12 +45,19 @@ struct AccountView: Sendable {
 
     struct RequestRow: Sendable {
         var organization: String
+        var organizationPath: String
         var cluster: String
         var requestedAt: String
         var requestedAtISO: String
     }
 
+    struct JoinableRow: Sendable {
+        var name: String
+        var cluster: String
+    }
+
     struct SessionRow: Sendable {
+        var id: String
         var client: String
         var userAgent: String?
         var startedAt: String
@@ -49,40 +68,68 @@ struct AccountView: Sendable {
     }
 
     var chrome: PageChrome
+    /// The CSRF token of every form on the page (bound to this browser's session).
+    var formCSRF: String
     var username: String
     var githubLogin: String?
     var globalRole: String?
+    var hasPassword: Bool
     var memberships: [MembershipRow]
     var hasMemberships: Bool
     var requests: [RequestRow]
     var hasRequests: Bool
+    var joinable: [JoinableRow]
+    var hasJoinable: Bool
     var sessions: [SessionRow]
+    var membershipsError: String?
+    var requestsError: String?
+    var joinError: String?
+    var sessionsError: String?
+    var currentPasswordError: String?
+    var newPasswordError: String?
+    var confirmPasswordError: String?
 
-    init(chrome: PageChrome, user: User, overview: AccountOverview) {
+    init(
+        chrome: PageChrome, formCSRF: String, user: User, overview: AccountOverview, joinable organizations: [Organization],
+        errors: AccountFormErrors = AccountFormErrors()
+    ) {
         self.chrome = chrome
+        self.formCSRF = formCSRF
         username = user.username
         githubLogin = user.githubLogin
         globalRole = user.globalRole?.rawValue
+        hasPassword = user.passwordHash != nil
         memberships = overview.memberships.map { entry in
             MembershipRow(
-                organization: entry.organization.name, role: entry.membership.role.rawValue,
-                cluster: entry.organization.clusterName, status: entry.membership.isActive ? "active" : "inactive")
+                organization: entry.organization.name, organizationPath: PortalPaths.segment(entry.organization.name),
+                role: entry.membership.role.rawValue, cluster: entry.organization.clusterName,
+                status: entry.membership.isActive ? "active" : "inactive")
         }
         hasMemberships = !memberships.isEmpty
         requests = overview.pendingRequests.map { request in
             RequestRow(
-                organization: request.organizationName, cluster: request.clusterName,
-                requestedAt: PortalDates.display(request.requestedAt), requestedAtISO: PortalDates.iso(request.requestedAt))
+                organization: request.organizationName, organizationPath: PortalPaths.segment(request.organizationName),
+                cluster: request.clusterName, requestedAt: PortalDates.display(request.requestedAt),
+                requestedAtISO: PortalDates.iso(request.requestedAt))
         }
         hasRequests = !requests.isEmpty
+        joinable = organizations.map { JoinableRow(name: $0.name, cluster: $0.clusterName) }
+        hasJoinable = !joinable.isEmpty
         sessions = overview.sessions.map { session in
             SessionRow(
-                client: Self.describe(session.client), userAgent: session.family.origin?.userAgent,
+                id: session.family.id, client: Self.describe(session.client), userAgent: session.family.origin?.userAgent,
                 startedAt: PortalDates.display(session.family.authenticatedAt),
                 startedAtISO: PortalDates.iso(session.family.authenticatedAt),
                 lastSeen: session.lastSeenAt.map(PortalDates.display) ?? "—",
                 from: session.family.origin?.clientIP ?? "—", current: session.isCurrent)
         }
+        membershipsError = errors.memberships
+        requestsError = errors.requests
+        joinError = errors.join
+        sessionsError = errors.sessions
+        currentPasswordError = errors.currentPassword
+        newPasswordError = errors.newPassword
+        confirmPasswordError = errors.confirmPassword
     }
 
     static func describe(_ client: AccountOverview.Client) -> String {
@@ -93,6 +140,14 @@ struct AccountView: Sendable {
         case .browser: "Browser"
         case .brokerAPI: "API session"
         }
+    }
+}
+
+/// Names in portal URLs: one path segment, percent-encoded (a name may hold any character the
+/// name policy allows).
+enum PortalPaths {
+    static func segment(_ name: String) -> String {
+        name.addingPercentEncoding(withAllowedCharacters: .portalQueryValue) ?? ""
     }
 }
 

@@ -10,7 +10,7 @@ extension Parameters {
     /// ```swift
     /// let username = try context.parameters.decoded("username")
     /// ```
-    func decoded(_ name: String) throws -> String {
+    package func decoded(_ name: String) throws -> String {
         let raw = try require(name)
         guard let value = raw.removingPercentEncoding else {
             throw BrokerError(.invalidRequest, "the path parameter \(name) is not percent-encoded UTF-8")
