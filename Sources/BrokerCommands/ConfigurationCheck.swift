@@ -206,6 +206,8 @@ extension BrokerConfiguration {
         case "portal_session_lifetime": "\(portalSessionLifetime)"
         case "portal_idle_timeout": "\(portalIdleTimeout)"
         case "portal_insecure_cookies": "\(portalInsecureCookies)"
+        case "portal_signup": portalSignup.rawValue
+        case "portal_signup_throttle_ip": "\(portalSignupThrottleIP)"
         case "bootstrap_admin": bootstrapAdmin
         case "bootstrap_admin_password": bootstrapAdminPassword
         case "bootstrap_admin_password_file": bootstrapAdminPasswordFile

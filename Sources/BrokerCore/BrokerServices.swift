@@ -46,6 +46,8 @@ public struct BrokerServices: Sendable {
     public let flows: FlowAudit
     /// The portal's browser sessions.
     public let portalSessions: PortalSessions
+    /// The portal's sign-up page.
+    public let portalSignUp: PortalSignUp
     /// The server secret the portal derives its CSRF key from (``start()`` loads it).
     public let portalKey = StartupValue<[UInt8]>(PortalSessions.secretName)
     /// What ``start()`` loads from the store.
@@ -113,6 +115,11 @@ public struct BrokerServices: Sendable {
                     policy: GitHubLoginThrottlePolicy(configuration), clock: clock, counting: counting))
         }
         portalSessions = PortalSessions(store: store, clock: clock, policy: PortalSessionPolicy(configuration), flows: flows)
+        portalSignUp = PortalSignUp(
+            mode: configuration.portalSignup, accounts: accounts,
+            throttle: AddressThrottle(
+                policy: .signUps(configuration), clock: clock, counting: counting, purpose: .signUps),
+            portal: portalSessions, flows: flows)
         sessions = BrokerSessionService(
             store: store, authenticator: authenticator, issuer: issuer, verifier: verifier, github: github, clock: clock,
             lifetime: configuration.adminSessionLifetime, logger: logger, flows: flows)

@@ -21,6 +21,7 @@ public struct PortalRoutes: BrokerRouteFamily {
             .add(middleware: PortalHeadersMiddleware())
             .add(middleware: PortalErrorMiddleware(portal: portal))
         SignInRoutes(portal: portal).register(on: pages)
+        SignUpRoutes(portal: portal).register(on: pages)
         AccountRoutes(portal: portal).register(on: pages)
         // The stylesheet is not a page: no portal headers beyond its own.
         AssetRoutes().register(on: router)

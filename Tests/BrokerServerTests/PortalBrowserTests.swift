@@ -25,6 +25,10 @@ final class PortalBrowserTests: XCTestCase {
         try await run("pages")
     }
 
+    func testANewcomerSignsUpAndAsksToJoin() async throws {
+        try await run("signup_and_request")
+    }
+
     /// Starts a broker with alice, runs `portal_browser.py scenario` against it, and asserts it
     /// exited 0, showing its output (and the broker's log) otherwise.
     func run(_ scenario: String) async throws {
@@ -41,7 +45,7 @@ final class PortalBrowserTests: XCTestCase {
         let python = environment["BROKER_TEST_PYTHON"]!
 
         // BrokerBinary's configuration already makes argon2id cheap and sets login_failure_floor_ms: 0.
-        let broker = try BrokerBinary.make()
+        let broker = try BrokerBinary.make(extraConfig: "portal_signup: open")
         defer { broker.cleanUp() }
         let created = try broker.run(["users", "add", Self.username, "--password-stdin"], stdin: Self.password + "\n")
         XCTAssertEqual(created.status, 0, created.stderr)

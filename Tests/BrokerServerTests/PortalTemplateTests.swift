@@ -45,13 +45,18 @@ final class PortalTemplateTests: XCTestCase {
         let views: [Any] = [
             SignInView(chrome: chrome, csrf: "c", next: nil, username: "alice", error: nil),
             SignOutView(chrome: chrome, csrf: "c"),
+            SignUpView(chrome: chrome, open: true, csrf: "c", typedName: "alice"),
             ErrorView(chrome: chrome, heading: "h", message: "m", requestID: nil, backHref: "/", backLabel: "b"),
         ]
         for view in views {
             let names = Set(Mirror(reflecting: view).children.compactMap(\.label)).subtracting(["chrome"])
             XCTAssertEqual(names.intersection(layoutNames), [], "\(type(of: view))")
         }
-        for name in ["username", "githubLogin", "globalRole", "memberships", "hasMemberships", "requests", "hasRequests", "sessions"] {
+        for name in [
+            "formCSRF", "username", "githubLogin", "globalRole", "hasPassword", "memberships", "hasMemberships", "requests",
+            "hasRequests", "joinable", "hasJoinable", "sessions", "membershipsError", "requestsError", "joinError",
+            "sessionsError", "currentPasswordError", "newPasswordError", "confirmPasswordError",
+        ] {
             XCTAssertFalse(layoutNames.contains(name), "AccountView's \(name)")
         }
         // A sign-in form that keeps a typed username shows no signed-in navigation.

@@ -12,7 +12,8 @@ Scenarios:
   cookie_and_csp  sign in; the session cookie's flags; the security headers of /account as the
                   browser received them; no Content Security Policy violation in the console;
                   sign out: the cookie is gone and /account sends the browser to /signin.
-  pages           at 360 and 1280 px: /signin and /account as DIR/<page>@<width>.png, neither
+  signup_and_request  sign up as carol at /signup, land on /account, ask to join org1 there.
+  pages           at 360 and 1280 px: /signup, /signin and /account as DIR/<page>@<width>.png, neither
                   scrolls sideways, every field has a label; on /signin, TAB walks the skip link,
                   the username, the password and the submit button, each with a visible focus.
 
@@ -39,7 +40,7 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = os.environ.get("BROKER_TEST_CHROMEDRIVER") or "/usr/bin/chromedriver"
@@ -280,6 +281,10 @@ def pages(args):
     Path(args.shots).mkdir(parents=True, exist_ok=True)
     for width in (360, 1280):
         browser = driver(width)  # a fresh profile per width: signed out at first
+        open_page(browser, args.base, "/signup")
+        expect_shown(browser, "/signup")
+        shot(browser, "signup", width, args.shots)
+        check_page(browser, "signup", width)
         open_page(browser, args.base, "/signin")
         expect_shown(browser, "/signin")
         shot(browser, "signin", width, args.shots)
@@ -293,7 +298,34 @@ def pages(args):
         DRIVERS.remove(browser)
 
 
-SCENARIOS = {"cookie_and_csp": cookie_and_csp, "pages": pages}
+def signup_and_request(args):
+    """A newcomer creates an account at /signup, lands on /account, and asks to join org1 with
+    the page's own form: the request is then listed as pending."""
+    browser = driver(1280)
+    open_page(browser, args.base, "/signup")
+    expect_shown(browser, "/signup")
+    password = "a newcomer's long password"
+    browser.find_element(By.ID, "username").send_keys("carol")
+    browser.find_element(By.ID, "password").send_keys(password)
+    browser.find_element(By.ID, "confirm").send_keys(password)
+    browser.find_element(By.ID, "signup-submit").click()
+    wait_for_path(browser, "/account")
+    expect(browser, "Welcome!" in browser.page_source, "no welcome notice after signing up")
+    expect(browser, "carol" in browser.find_element(By.CSS_SELECTOR, ".nav-user").text, "not signed in as carol")
+    print("  signed up as carol, on /account")
+    Select(browser.find_element(By.ID, "join-organization")).select_by_value("org1")
+    browser.find_element(By.ID, "join-submit").click()
+    try:
+        WebDriverWait(browser, WAIT).until(lambda b: "Your request is sent." in b.page_source)
+    except Exception:  # noqa: BLE001
+        pass
+    pending = browser.find_elements(By.CSS_SELECTOR, "ul.actions li")
+    expect(browser, any("org1" in item.text for item in pending), "the request to join org1 is not listed as pending")
+    expect(browser, "Your request is sent." in browser.page_source, "no notice after asking to join")
+    print("  asked to join org1: pending")
+
+
+SCENARIOS = {"cookie_and_csp": cookie_and_csp, "pages": pages, "signup_and_request": signup_and_request}
 
 
 # MARK: - Command line

@@ -46,13 +46,36 @@ public struct AccountAdministration: Sendable {
             }
             let user = NewUser(username: name.display, passwordHash: hash, createdAt: clock.now(), globalRole: globalRole)
             return try await audited.commit(in: store, reason: globalRole.map { "global_role=\($0.rawValue)" }) { tx in
-                do {
-                    return try await tx.insertUser(user)
-                } catch StoreError.duplicate {
-                    let holder = try await tx.user(confusableWith: name.display)
-                    throw Self.nameTaken("user", name.display, holder?.username)
-                }
+                try await Self.insertNewUser(user, tx)
             }
+        }
+    }
+
+    /// Someone creates their own account at the portal's sign-up page (`portal_signup: open`):
+    /// the same name and password rules as ``addUser(_:password:globalRole:by:)``, never a
+    /// global role; audited as `user.create` by the actor `signup`, reason `signup`, the target
+    /// the new name (a refused name that breaks the name policy is not written: it may be
+    /// anything, a password typed in the wrong field). The caller has admitted the attempt
+    /// through the sign-up throttle.
+    public func signUp(username: String, password: String, context: AuditContext) async throws -> User {
+        let shownName = (try? NamePolicy.validateUsername(username))?.display
+        let audited = AuditedAction(.userCreate, by: .signUpPage(context: context), target: shownName, trail: audit)
+        return try await audited.run {
+            let name = try NamePolicy.validateUsername(username)
+            try PasswordPolicy.validateNew(password)
+            let hash = try await pool.hash(password)
+            let user = NewUser(username: name.display, passwordHash: hash, createdAt: clock.now(), globalRole: nil)
+            return try await audited.commit(in: store, reason: "signup") { tx in try await Self.insertNewUser(user, tx) }
+        }
+    }
+
+    /// Inserts an account; a name taken (or confusable with a taken one) is 409 naming its holder.
+    static func insertNewUser(_ user: NewUser, _ tx: any StoreTransaction) async throws -> User {
+        do {
+            return try await tx.insertUser(user)
+        } catch StoreError.duplicate {
+            let holder = try await tx.user(confusableWith: user.username)
+            throw nameTaken("user", user.username, holder?.username)
         }
     }
 

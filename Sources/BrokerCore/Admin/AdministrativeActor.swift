@@ -32,6 +32,14 @@ public struct AdministrativeActor: Sendable, Equatable {
     /// The person at the machine running `broker` commands.
     public static let `operator` = AdministrativeActor(name: "cli", userID: nil, isGlobalAdmin: true)
 
+    /// Someone at the portal's sign-up page: no account yet, no authority. Audit lines name the
+    /// page (`signup`), as `cli` names the operator, never what was typed as a name.
+    public static func signUpPage(context: AuditContext) -> AdministrativeActor {
+        var actor = AdministrativeActor(name: "signup", userID: nil, isGlobalAdmin: false)
+        actor.context = context
+        return actor
+    }
+
     /// - Throws: 403 ``ErrorCode/forbidden`` unless the actor is a global admin.
     public func requireGlobalAdmin(_ what: String) throws {
         guard isGlobalAdmin else { throw BrokerError(.forbidden, "only a broker admin may \(what)") }

@@ -90,6 +90,10 @@ public struct BrokerConfiguration: Sendable, Equatable {
     /// Cookies without `Secure` and the `__Host-` prefix: only for an `http://` issuer on loopback
     /// (development), refused otherwise.
     public var portalInsecureCookies: Bool = false
+    /// Who may create an account at `/signup`: nobody (`closed`) or anyone (`open`).
+    public var portalSignup: PortalSignupMode = .closed
+    /// Sign-ups from one address (IPv6: its /64) per `login_throttle_window`, successful or not.
+    public var portalSignupThrottleIP: Int = 10
     /// On first start of an empty store, this account is created as a global admin (with
     /// ``bootstrapAdminPassword`` or the contents of ``bootstrapAdminPasswordFile``). Empty: none.
     public var bootstrapAdmin: String = ""
@@ -187,7 +191,8 @@ public struct BrokerConfiguration: Sendable, Equatable {
         "http_header_timeout", "http_body_timeout", "http_idle_timeout", "max_connections", "max_connections_per_address",
         "database_url", "database_password_file", "database_pool_size", "database_connect_timeout",
         "database_statement_timeout",
-        "portal", "portal_session_lifetime", "portal_idle_timeout", "portal_insecure_cookies",
+        "portal", "portal_session_lifetime", "portal_idle_timeout", "portal_insecure_cookies", "portal_signup",
+        "portal_signup_throttle_ip",
     ]
 
     /// Keys whose value is structured (a mapping), set with ``setGitHubOrganizations(_:source:)``.
@@ -268,6 +273,10 @@ public struct BrokerConfiguration: Sendable, Equatable {
         case "portal_session_lifetime": portalSessionLifetime = try integer(300...(30 * 86_400), "a whole number of seconds in 300...2592000")
         case "portal_idle_timeout": portalIdleTimeout = try integer(60...(30 * 86_400), "a whole number of seconds in 60...2592000")
         case "portal_insecure_cookies": portalInsecureCookies = try flag()
+        case "portal_signup":
+            guard let mode = PortalSignupMode(rawValue: text) else { throw fail("closed or open") }
+            portalSignup = mode
+        case "portal_signup_throttle_ip": portalSignupThrottleIP = try integer(1...100_000, "an integer in 1...100000")
         case "bootstrap_admin": bootstrapAdmin = text
         case "bootstrap_admin_password": bootstrapAdminPassword = text
         case "bootstrap_admin_password_file": bootstrapAdminPasswordFile = text
@@ -482,4 +491,12 @@ extension [GitHubOrganizationMapping] {
             }
         }
     }
+}
+
+/// Who may create an account at the portal's `/signup`.
+public enum PortalSignupMode: String, Sendable, Equatable, CaseIterable {
+    /// Nobody: accounts come from admins (`broker users add`, the admin API) and GitHub.
+    case closed
+    /// Anyone who can reach the portal, within `portal_signup_throttle_ip`.
+    case open
 }

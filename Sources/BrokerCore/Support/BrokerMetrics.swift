@@ -124,7 +124,7 @@ public enum BrokerMetrics {
     // MARK: Start-up
 
     /// The `scope` labels of ``Name/throttled``: the login throttle's, GitHub logins', renewals'.
-    static let throttleScopes = ThrottleScope.allCases.map(\.rawValue) + ["github_ip", "session"]
+    static let throttleScopes = ThrottleScope.allCases.map(\.rawValue) + ["github_ip", "signup_ip", "session"]
     /// The `kind` labels of ``Name/storagePruned``.
     static let prunedKinds = ["refresh_token", "session", "revoked_access_token"]
 
@@ -207,9 +207,9 @@ public enum BrokerMetrics {
         Counter(label: Name.throttled, dimensions: [("scope", scope.rawValue)]).increment()
     }
 
-    /// A GitHub login refused by ``GitHubLoginThrottle`` (scope `github_ip`).
-    public static func throttledGitHubLogin() {
-        Counter(label: Name.throttled, dimensions: [("scope", "github_ip")]).increment()
+    /// An attempt refused by an ``AddressThrottle`` (scope `github_ip` or `signup_ip`).
+    public static func throttled(scope: String) {
+        Counter(label: Name.throttled, dimensions: [("scope", scope)]).increment()
     }
 
     /// Rows ``StoragePruner`` deleted, by kind: `refresh_token`, `session`,

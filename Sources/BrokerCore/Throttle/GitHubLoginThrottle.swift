@@ -1,12 +1,14 @@
 import BrokerSync
 import Foundation
 
-/// How many GitHub logins one client address may start within a sliding window.
+/// How many attempts of one kind (GitHub logins, sign-ups) one client address may make within
+/// a sliding window.
 ///
 /// ```swift
-/// let policy = GitHubLoginThrottlePolicy(configuration)   // github_login_throttle_* keys
+/// let policy = AddressThrottlePolicy(configuration)           // github_login_throttle_* keys
+/// let signUps = AddressThrottlePolicy.signUps(configuration)  // portal_signup_throttle_ip
 /// ```
-public struct GitHubLoginThrottlePolicy: Sendable, Equatable {
+public struct AddressThrottlePolicy: Sendable, Equatable {
     /// Seconds over which attempts are counted.
     public var window: Int
     /// Attempts allowed per client IP (IPv6: its /64) within the window, successful or not.
@@ -20,11 +22,37 @@ public struct GitHubLoginThrottlePolicy: Sendable, Equatable {
         self.maximumTrackedKeys = maximumTrackedKeys
     }
 
+    /// GitHub logins: `github_login_throttle_window` and `github_login_throttle_ip`.
     public init(_ configuration: BrokerConfiguration) {
         self.init(
             window: configuration.githubLoginThrottleWindow, addressLimit: configuration.githubLoginThrottleIP,
             maximumTrackedKeys: configuration.loginThrottleTrackedKeys)
     }
+
+    /// The portal's sign-ups: `portal_signup_throttle_ip` per `login_throttle_window`.
+    public static func signUps(_ configuration: BrokerConfiguration) -> AddressThrottlePolicy {
+        AddressThrottlePolicy(
+            window: configuration.loginThrottleWindow, addressLimit: configuration.portalSignupThrottleIP,
+            maximumTrackedKeys: configuration.loginThrottleTrackedKeys)
+    }
+}
+
+public typealias GitHubLoginThrottlePolicy = AddressThrottlePolicy
+public typealias GitHubLoginThrottle = AddressThrottle
+
+/// What an ``AddressThrottle`` counts: its counter in the store, its metric's scope, and the
+/// attempts its refusal names.
+public struct AddressThrottlePurpose: Sendable, Equatable {
+    public var counter: ThrottleCounter
+    /// The `scope` label of `broker_throttled_total`.
+    public var metricScope: String
+    /// What is counted, as the refusal says it ("too many GitHub logins from this address").
+    public var attempts: String
+
+    /// Every call to GitHub a login makes (a PAT, an exchange, the device flow's start and polls).
+    public static let gitHubLogins = AddressThrottlePurpose(counter: .gitHubIP, metricScope: "github_ip", attempts: "GitHub logins")
+    /// Accounts created at the portal's sign-up page.
+    public static let signUps = AddressThrottlePurpose(counter: .signUpIP, metricScope: "signup_ip", attempts: "sign-ups")
 }
 
 /// Counts GitHub logins (a personal access token, token exchange, a session login with a GitHub
@@ -44,14 +72,19 @@ public struct GitHubLoginThrottlePolicy: Sendable, Equatable {
 /// let throttle = GitHubLoginThrottle(policy: GitHubLoginThrottlePolicy(configuration), clock: SystemWallClock(), counting: .inProcess)
 /// try await throttle.admit(clientIP: "203.0.113.9")   // or 429
 /// ```
-public final class GitHubLoginThrottle: Sendable {
-    public let policy: GitHubLoginThrottlePolicy
+public final class AddressThrottle: Sendable {
+    public let policy: AddressThrottlePolicy
+    public let purpose: AddressThrottlePurpose
     public let counting: ThrottleCounting
     private let clock: any WallClock
     private let state: Locked<State>
 
-    public init(policy: GitHubLoginThrottlePolicy, clock: any WallClock, counting: ThrottleCounting) {
+    public init(
+        policy: AddressThrottlePolicy, clock: any WallClock, counting: ThrottleCounting,
+        purpose: AddressThrottlePurpose = .gitHubLogins
+    ) {
         self.policy = policy
+        self.purpose = purpose
         self.clock = clock
         self.counting = counting
         state = Locked(State(table: ThrottleTable(maximum: policy.maximumTrackedKeys)))
@@ -67,7 +100,7 @@ public final class GitHubLoginThrottle: Sendable {
         let retryAfter: Int?
         if let counters = counting.sharedCounters {
             let oldest = try await counters.admit(
-                ThrottleCounterKey(counter: .gitHubIP, key: key), limit: policy.addressLimit, at: now,
+                ThrottleCounterKey(counter: purpose.counter, key: key), limit: policy.addressLimit, at: now,
                 cutoff: now - Double(policy.window), maximumKeys: policy.maximumTrackedKeys)
             retryAfter = oldest.map { max(1, Int(($0 + Double(policy.window) - now).rounded(.up))) }
             if retryAfter != nil { state.withLock { $0.refusals += 1 } }
@@ -75,9 +108,9 @@ public final class GitHubLoginThrottle: Sendable {
             retryAfter = state.withLock { state in state.admit(key, now: now, policy: policy) }
         }
         guard let retryAfter else { return }
-        BrokerMetrics.throttledGitHubLogin()
+        BrokerMetrics.throttled(scope: purpose.metricScope)
         throw BrokerError(
-            .tooManyAttempts, "too many GitHub logins from this address; try again in \(retryAfter) seconds",
+            .tooManyAttempts, "too many \(purpose.attempts) from this address; try again in \(retryAfter) seconds",
             retryAfter: retryAfter)
     }
 
@@ -97,7 +130,7 @@ public final class GitHubLoginThrottle: Sendable {
 
         /// `nil` when admitted (and counted), else the seconds to wait. A flood of fresh addresses
         /// never pushes out one with attempts in the window (see ``ThrottleTable``).
-        mutating func admit(_ key: String, now: Double, policy: GitHubLoginThrottlePolicy) -> Int? {
+        mutating func admit(_ key: String, now: Double, policy: AddressThrottlePolicy) -> Int? {
             let cutoff = now - Double(policy.window)
             let (times, _) = table.times(of: key, cutoff: cutoff)
             if times.count >= policy.addressLimit {

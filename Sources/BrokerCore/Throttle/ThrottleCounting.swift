@@ -42,6 +42,8 @@ public enum ThrottleCounter: String, Sendable, CaseIterable, CustomStringConvert
     case loginIP = "login.ip"
     /// GitHub logins per client IP (``GitHubLoginThrottle``).
     case gitHubIP = "github.ip"
+    /// Sign-ups at the portal per client IP (``AddressThrottle``, ``AddressThrottlePurpose/signUps``).
+    case signUpIP = "signup.ip"
     /// Renewals of a generation-2 session without refresh tokens (``SessionRefreshThrottle``).
     case refreshSession = "refresh.session"
 

@@ -1,5 +1,4 @@
 import BrokerCore
-import BrokerCrypto
 import BrokerServer
 import HTTPTypes
 import Hummingbird
@@ -22,20 +21,14 @@ struct SignInRoutes {
     private func showSignIn(_ request: Request) async throws -> Response {
         let next = request.uri.queryParameters["next"].map(String.init)
         if try await portal.session(of: request) != nil { return Portal.redirect(SafeRedirect.target(next)) }
-        var setCookies: [String] = []
-        let pre: String
-        if let existing = portal.cookies.value(portal.cookies.preSession, in: request), existing.utf8.count == 22 {
-            pre = existing
-        } else {
-            pre = Base64URL.encode(SecureRandom.bytes(16))
-            setCookies.append(portal.cookies.setting(portal.cookies.preSession, pre))
-        }
+        let (pre, setCookie) = portal.preSession(of: request)
         let notice = request.uri.queryParameters["notice"].map(String.init)
         let view = SignInView(
             chrome: try portal.chrome("Sign in", session: nil, notice: notice), csrf: try portal.csrf().token(forPreSession: pre),
-            next: next.flatMap { SafeRedirect.isSafe($0) ? $0 : nil }, username: "", error: nil)
+            next: next.flatMap { SafeRedirect.isSafe($0) ? $0 : nil }, username: "", error: nil,
+            signupOpen: portal.services.portalSignUp.isOpen)
         var headers: HTTPFields = [:]
-        for cookie in setCookies { headers.append(HTTPField(name: .setCookie, value: cookie)) }
+        if let setCookie { headers[.setCookie] = setCookie }
         return portal.renderer.page("signin", view, headers: headers)
     }
 
@@ -58,7 +51,7 @@ struct SignInRoutes {
             let view = SignInView(
                 chrome: try portal.chrome("Sign in", session: nil), csrf: try portal.csrf().token(forPreSession: pre),
                 next: next.flatMap { SafeRedirect.isSafe($0) ? $0 : nil }, username: String(username.prefix(200)),
-                error: error.detail)
+                error: error.detail, signupOpen: portal.services.portalSignUp.isOpen)
             var headers: HTTPFields = [:]
             if let retryAfter = error.retryAfter { headers[.retryAfter] = String(retryAfter) }
             return portal.renderer.page("signin", view, status: .init(code: error.code.httpStatus), headers: headers)

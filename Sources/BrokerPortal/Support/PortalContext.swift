@@ -1,4 +1,5 @@
 import BrokerCore
+import BrokerCrypto
 import BrokerServer
 import Foundation
 import HTTPTypes
@@ -51,6 +52,14 @@ struct Portal: Sendable {
         }
         guard CSRFGuard.matches(form.parameters["csrf"], expected) else { throw PortalFailure.forgedForm }
         return form
+    }
+
+    /// The browser's pre-session cookie (what an anonymous form's CSRF token is bound to), and
+    /// the `Set-Cookie` that gives it one when it has none.
+    func preSession(of request: Request) -> (value: String, setCookie: String?) {
+        if let existing = cookies.value(cookies.preSession, in: request), existing.utf8.count == 22 { return (existing, nil) }
+        let value = Base64URL.encode(SecureRandom.bytes(16))
+        return (value, cookies.setting(cookies.preSession, value))
     }
 
     func chrome(_ title: String, session: PortalSession?, notice: String? = nil) throws -> PageChrome {

@@ -13,6 +13,7 @@ struct PortalRenderer: Sendable {
         "head": PackageResources.head_mustache,
         "foot": PackageResources.foot_mustache,
         "signin": PackageResources.signin_mustache,
+        "signup": PackageResources.signup_mustache,
         "signout": PackageResources.signout_mustache,
         "account": PackageResources.account_mustache,
         "error": PackageResources.error_mustache,

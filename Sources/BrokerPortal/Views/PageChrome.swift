@@ -30,6 +30,7 @@ enum Notice: String, CaseIterable {
     case organizationLeft = "organization-left"
     case sessionSignedOut = "session-signed-out"
     case passwordChanged = "password-changed"
+    case welcome
 
     var text: String {
         switch self {
@@ -41,6 +42,7 @@ enum Notice: String, CaseIterable {
         case .organizationLeft: "You have left the organization."
         case .sessionSignedOut: "That session is signed out."
         case .passwordChanged: "Your password is changed, and your other sessions are signed out."
+        case .welcome: "Welcome! Your account is ready. Ask to join your organization below."
         }
     }
 }

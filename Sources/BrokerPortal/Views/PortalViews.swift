@@ -7,6 +7,19 @@ struct SignInView: Sendable {
     var next: String?
     var username: String
     var error: String?
+    var signupOpen = false
+}
+
+struct SignUpView: Sendable {
+    var chrome: PageChrome
+    var open: Bool
+    var csrf: String
+    /// The name typed, kept on a refusal (never the password).
+    var typedName: String
+    var error: String?
+    var usernameError: String?
+    var passwordError: String?
+    var confirmError: String?
 }
 
 struct SignOutView: Sendable {

@@ -1,0 +1,62 @@
+import BrokerCore
+import BrokerServer
+import HTTPTypes
+import Hummingbird
+
+/// `/signup`: a new account and its first session, when `portal_signup` is `open`.
+struct SignUpRoutes {
+    let portal: Portal
+
+    func register(on pages: RouterGroup<BrokerRequestContext>) {
+        pages.get("/signup") { request, _ in try await show(request) }
+        pages.post("/signup") { request, context in try await signUp(request, context) }
+    }
+
+    private var isOpen: Bool { portal.services.portalSignUp.isOpen }
+
+    private func show(_ request: Request) async throws -> Response {
+        if try await portal.session(of: request) != nil { return Portal.redirect("/account") }
+        let (pre, setCookie) = portal.preSession(of: request)
+        let view = SignUpView(
+            chrome: try portal.chrome("Create an account", session: nil), open: isOpen,
+            csrf: try portal.csrf().token(forPreSession: pre), typedName: "")
+        var headers: HTTPFields = [:]
+        if let setCookie { headers[.setCookie] = setCookie }
+        return portal.renderer.page("signup", view, headers: headers)
+    }
+
+    private func signUp(_ request: Request, _ context: BrokerRequestContext) async throws -> Response {
+        var request = request
+        guard let pre = portal.cookies.value(portal.cookies.preSession, in: request) else { throw PortalFailure.forgedForm }
+        let form = try await portal.form(of: &request, expecting: try portal.csrf().token(forPreSession: pre))
+        let username = form.parameters["username"] ?? ""
+        let password = form.parameters["password"] ?? ""
+        var view = SignUpView(
+            chrome: try portal.chrome("Create an account", session: nil), open: isOpen,
+            csrf: try portal.csrf().token(forPreSession: pre), typedName: String(username.prefix(200)))
+        guard password == form.parameters["confirm"] ?? "" else {
+            view.confirmError = "The two passwords differ."
+            return portal.renderer.page("signup", view, status: .badRequest)
+        }
+        let started: PortalSessionStart
+        do {
+            started = try await portal.services.portalSignUp.signUp(
+                username: username, password: password, origin: portal.origin(request, context),
+                context: portal.auditContext(request, context))
+        } catch let error as BrokerError where !error.code.isServerFailure {
+            switch error.code {
+            case .invalidUsername, .alreadyExists, .conflict: view.usernameError = error.detail
+            case .invalidPassword: view.passwordError = error.detail
+            default: view.error = error.detail
+            }
+            var headers: HTTPFields = [:]
+            if let retryAfter = error.retryAfter { headers[.retryAfter] = String(retryAfter) }
+            return portal.renderer.page("signup", view, status: .init(code: error.code.httpStatus), headers: headers)
+        }
+        return Portal.redirect(
+            "/account?notice=\(Notice.welcome.rawValue)",
+            setCookies: [
+                portal.cookies.setting(portal.cookies.session, started.cookie), portal.cookies.clearing(portal.cookies.preSession),
+            ])
+    }
+}
