@@ -23,6 +23,7 @@ public struct PortalRoutes: BrokerRouteFamily {
         SignInRoutes(portal: portal).register(on: pages)
         SignUpRoutes(portal: portal).register(on: pages)
         AccountRoutes(portal: portal).register(on: pages)
+        OrganizationRoutes(portal: portal).register(on: pages)
         // The stylesheet is not a page: no portal headers beyond its own.
         AssetRoutes().register(on: router)
     }

@@ -29,6 +29,10 @@ final class PortalBrowserTests: XCTestCase {
         try await run("signup_and_request")
     }
 
+    func testAnOwnerApprovesANewcomerWithARole() async throws {
+        try await run("owner_approves")
+    }
+
     /// Starts a broker with alice, runs `portal_browser.py scenario` against it, and asserts it
     /// exited 0, showing its output (and the broker's log) otherwise.
     func run(_ scenario: String) async throws {
@@ -50,7 +54,8 @@ final class PortalBrowserTests: XCTestCase {
         let created = try broker.run(["users", "add", Self.username, "--password-stdin"], stdin: Self.password + "\n")
         XCTAssertEqual(created.status, 0, created.stderr)
         // A membership, so that the account page shows its table.
-        for command in [["orgs", "add", "org1", "--cluster", "cluster1"], ["members", "add", "org1", Self.username]] {
+        // alice owns org1: the account page shows its table, the organization page is hers.
+        for command in [["orgs", "add", "org1", "--cluster", "cluster1"], ["members", "add", "org1", Self.username, "--role", "owner"]] {
             let result = try broker.run(command)
             XCTAssertEqual(result.status, 0, result.stderr)
         }

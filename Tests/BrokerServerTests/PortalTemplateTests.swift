@@ -56,6 +56,9 @@ final class PortalTemplateTests: XCTestCase {
             "formCSRF", "username", "githubLogin", "globalRole", "hasPassword", "memberships", "hasMemberships", "requests",
             "hasRequests", "joinable", "hasJoinable", "sessions", "membershipsError", "requestsError", "joinError",
             "sessionsError", "currentPasswordError", "newPasswordError", "confirmPasswordError",
+            // OrganizationView's
+            "organization", "organizationPath", "cluster", "authority", "grantable", "members", "accessLifetime", "audiences",
+            "brokerAccessLifetime", "snippet", "policyError",
         ] {
             XCTAssertFalse(layoutNames.contains(name), "AccountView's \(name)")
         }

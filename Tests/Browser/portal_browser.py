@@ -13,6 +13,8 @@ Scenarios:
                   browser received them; no Content Security Policy violation in the console;
                   sign out: the cookie is gone and /account sends the browser to /signin.
   signup_and_request  sign up as carol at /signup, land on /account, ask to join org1 there.
+  owner_approves  carol signs up and asks; the owner (U) approves her on /orgs/org1 in a second
+                  browser; carol's account lists org1. DIR/organization@<width>.png.
   pages           at 360 and 1280 px: /signup, /signin and /account as DIR/<page>@<width>.png, neither
                   scrolls sideways, every field has a label; on /signin, TAB walks the skip link,
                   the username, the password and the submit button, each with a visible focus.
@@ -325,7 +327,61 @@ def signup_and_request(args):
     print("  asked to join org1: pending")
 
 
-SCENARIOS = {"cookie_and_csp": cookie_and_csp, "pages": pages, "signup_and_request": signup_and_request}
+def sign_up(browser, base, username, password):
+    open_page(browser, base, "/signup")
+    expect_shown(browser, "/signup")
+    browser.find_element(By.ID, "username").send_keys(username)
+    browser.find_element(By.ID, "password").send_keys(password)
+    browser.find_element(By.ID, "confirm").send_keys(password)
+    browser.find_element(By.ID, "signup-submit").click()
+    wait_for_path(browser, "/account")
+
+
+def wait_for_text(browser, text):
+    try:
+        WebDriverWait(browser, WAIT).until(lambda b: text in b.page_source)
+    except Exception:  # noqa: BLE001
+        pass
+    expect(browser, text in browser.page_source, f"the page never showed {text!r}")
+
+
+def owner_approves(args):
+    """carol signs up and asks to join org1; the owner (--username, an owner of org1) approves
+    her with the role member on /orgs/org1 in a second browser; carol's /account then lists
+    org1, and the organization page's snippet names her domain. Screenshots of /orgs/org1 at
+    both widths."""
+    Path(args.shots).mkdir(parents=True, exist_ok=True)
+    carol = driver(1280)
+    sign_up(carol, args.base, "carol", "carol's long password")
+    Select(carol.find_element(By.ID, "join-organization")).select_by_value("org1")
+    carol.find_element(By.ID, "join-submit").click()
+    wait_for_text(carol, "Your request is sent.")
+    print("  carol signed up and asked to join org1")
+
+    owner = driver(1280)
+    sign_in(owner, args.base, args.username, args.password)
+    open_page(owner, args.base, "/orgs/org1")
+    expect_shown(owner, "/orgs/org1")
+    for width in (360, 1280):
+        set_width(owner, width)
+        shot(owner, "organization", width, args.shots)
+        check_page(owner, "organization", width)
+    set_width(owner, 1280)
+    Select(owner.find_element(By.ID, "approve-role-carol")).select_by_value("member")
+    owner.find_element(By.CSS_SELECTOR, 'button[aria-label="Approve carol"]').click()
+    wait_for_text(owner, "The request is approved.")
+    print("  the owner approved carol as member")
+
+    open_page(carol, args.base, "/account")
+    rows = carol.find_elements(By.CSS_SELECTOR, "#organizations tbody tr")
+    expect(carol, any("org1" in row.text and "member" in row.text for row in rows), "carol's /account does not list org1")
+    print("  carol's account lists org1, member")
+
+
+SCENARIOS = {
+    "cookie_and_csp": cookie_and_csp, "pages": pages, "signup_and_request": signup_and_request,
+    "owner_approves": owner_approves,
+}
 
 
 # MARK: - Command line

@@ -16,6 +16,7 @@ struct PortalRenderer: Sendable {
         "signup": PackageResources.signup_mustache,
         "signout": PackageResources.signout_mustache,
         "account": PackageResources.account_mustache,
+        "organization": PackageResources.organization_mustache,
         "error": PackageResources.error_mustache,
     ]
 

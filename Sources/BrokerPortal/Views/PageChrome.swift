@@ -31,6 +31,11 @@ enum Notice: String, CaseIterable {
     case sessionSignedOut = "session-signed-out"
     case passwordChanged = "password-changed"
     case welcome
+    case approved
+    case declined
+    case roleChanged = "role-changed"
+    case memberRemoved = "member-removed"
+    case policySaved = "policy-saved"
 
     var text: String {
         switch self {
@@ -43,6 +48,11 @@ enum Notice: String, CaseIterable {
         case .sessionSignedOut: "That session is signed out."
         case .passwordChanged: "Your password is changed, and your other sessions are signed out."
         case .welcome: "Welcome! Your account is ready. Ask to join your organization below."
+        case .approved: "The request is approved."
+        case .declined: "The request is declined."
+        case .roleChanged: "The role is changed."
+        case .memberRemoved: "The member is removed."
+        case .policySaved: "The token policy is saved."
         }
     }
 }

@@ -51,6 +51,8 @@ struct AccountView: Sendable {
     struct MembershipRow: Sendable {
         var organization: String
         var organizationPath: String
+        /// Whether the holder manages it (owner or admin): its name links to its page.
+        var manages: Bool
         var role: String
         var cluster: String
         var status: String
@@ -115,6 +117,7 @@ struct AccountView: Sendable {
         memberships = overview.memberships.map { entry in
             MembershipRow(
                 organization: entry.organization.name, organizationPath: PortalPaths.segment(entry.organization.name),
+                manages: entry.membership.isActive && entry.membership.role >= .owner,
                 role: entry.membership.role.rawValue, cluster: entry.organization.clusterName,
                 status: entry.membership.isActive ? "active" : "inactive")
         }

@@ -1,0 +1,116 @@
+import BrokerCore
+import BrokerServer
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// `/orgs/<org>`: an organization's page for its owners and admins (and global admins):
+/// requests, members, token policy, how to connect. The page and every form call the manager's
+/// core rules (``AccountAdministration``), which answer 403 to anyone else.
+struct OrganizationRoutes {
+    let portal: Portal
+
+    func register(on pages: RouterGroup<BrokerRequestContext>) {
+        pages.get("/orgs/:org") { request, context in
+            let session = try await portal.requireSession(of: request)
+            return try await page(try context.parameters.decoded("org"), session, notice: request.uri.queryParameters["notice"].map(String.init))
+        }
+        pages.post("/orgs/:org/requests/:user/approve") { request, context in
+            let (name, username) = (try context.parameters.decoded("org"), try context.parameters.decoded("user"))
+            return try await act(name, request, context, done: .approved, errorsAt: { OrganizationFormErrors(requests: $0.detail) }) {
+                form, actor in
+                _ = try await portal.services.accounts.approveMembership(
+                    organization: name, username: username, role: try Self.role(form), by: actor)
+            }
+        }
+        pages.post("/orgs/:org/requests/:user/deny") { request, context in
+            let (name, username) = (try context.parameters.decoded("org"), try context.parameters.decoded("user"))
+            return try await act(name, request, context, done: .declined, errorsAt: { OrganizationFormErrors(requests: $0.detail) }) {
+                _, actor in
+                try await portal.services.accounts.denyMembership(organization: name, username: username, by: actor)
+            }
+        }
+        pages.post("/orgs/:org/members/:user/role") { request, context in
+            let (name, username) = (try context.parameters.decoded("org"), try context.parameters.decoded("user"))
+            return try await act(name, request, context, done: .roleChanged, errorsAt: { OrganizationFormErrors(members: $0.detail) }) {
+                form, actor in
+                _ = try await portal.services.accounts.changeRole(
+                    organization: name, username: username, to: try Self.role(form), by: actor)
+            }
+        }
+        pages.post("/orgs/:org/members/:user/remove") { request, context in
+            let (name, username) = (try context.parameters.decoded("org"), try context.parameters.decoded("user"))
+            return try await act(name, request, context, done: .memberRemoved, errorsAt: { OrganizationFormErrors(members: $0.detail) }) {
+                _, actor in
+                try await portal.services.accounts.removeMember(organization: name, username: username, by: actor)
+            }
+        }
+        pages.post("/orgs/:org/policy") { request, context in
+            let name = try context.parameters.decoded("org")
+            return try await act(name, request, context, done: .policySaved, errorsAt: { OrganizationFormErrors(policy: $0.detail) }) {
+                form, actor in
+                try await portal.services.accounts.setTokenPolicy(
+                    organization: name, to: try Self.policy(form),
+                    brokerAccessLifetime: portal.services.configuration.accessLifetime, by: actor)
+            }
+        }
+    }
+
+    /// The role a form chose.
+    static func role(_ form: URLEncodedForm) throws -> Role {
+        guard let text = form.parameters["role"], let role = Role(rawValue: text) else {
+            throw BrokerError(.invalidRequest, "choose a role: member, owner or admin")
+        }
+        return role
+    }
+
+    /// The policy form: empty fields are the broker's defaults; audiences are comma-separated.
+    static func policy(_ form: URLEncodedForm) throws -> OrganizationTokenPolicy {
+        let lifetimeText = (form.parameters["access_lifetime"] ?? "").trimmingCharacters(in: .whitespaces)
+        var lifetime: Int?
+        if !lifetimeText.isEmpty {
+            guard let value = Int(lifetimeText) else {
+                throw BrokerError(.invalidRequest, "the access token lifetime must be a whole number of seconds")
+            }
+            lifetime = value
+        }
+        let audiences = (form.parameters["audiences"] ?? "").split(separator: ",")
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        return OrganizationTokenPolicy(accessLifetime: lifetime, audiences: audiences.isEmpty ? nil : audiences)
+    }
+
+    func page(
+        _ name: String, _ session: PortalSession, notice: String? = nil, errors: OrganizationFormErrors = OrganizationFormErrors(),
+        status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]
+    ) async throws -> Response {
+        let overview = try await OrganizationOverview.read(name, by: session.actor, in: portal.services.store)
+        let snippet = ConnectSnippet(
+            issuer: portal.services.configuration.issuer, organization: overview.organization.name,
+            cluster: overview.organization.clusterName, username: session.user.username)
+        let view = OrganizationView(
+            chrome: try portal.chrome(overview.organization.name, session: session, notice: notice),
+            formCSRF: try portal.csrf().token(for: session), overview: overview, snippet: snippet,
+            brokerAccessLifetime: portal.services.configuration.accessLifetime, errors: errors)
+        return portal.renderer.page("organization", view, status: status, headers: headers)
+    }
+
+    /// One manager's form: the session and its token, the core rule as the reader, then 303 to
+    /// the page; a refusal shows the page again with it (403 for a non-manager: the error page).
+    private func act(
+        _ name: String, _ request: Request, _ context: BrokerRequestContext, done: Notice,
+        errorsAt place: (BrokerError) -> OrganizationFormErrors, _ work: (URLEncodedForm, AdministrativeActor) async throws -> Void
+    ) async throws -> Response {
+        var request = request
+        let session = try await portal.requireSession(of: request)
+        let form = try await portal.form(of: &request, expecting: try portal.csrf().token(for: session))
+        let actor = AdministrativeActor(user: session.user, context: portal.auditContext(request, context))
+        do {
+            try await work(form, actor)
+        } catch let error as BrokerError where !error.code.isServerFailure && error.code != .forbidden && error.code != .notFound {
+            var headers: HTTPFields = [:]
+            if let retryAfter = error.retryAfter { headers[.retryAfter] = String(retryAfter) }
+            return try await page(name, session, errors: place(error), status: .init(code: error.code.httpStatus), headers: headers)
+        }
+        return Portal.redirect("/orgs/\(PortalPaths.segment(name))?notice=\(done.rawValue)")
+    }
+}
