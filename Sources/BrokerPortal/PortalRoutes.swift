@@ -24,6 +24,7 @@ public struct PortalRoutes: BrokerRouteFamily {
         SignUpRoutes(portal: portal).register(on: pages)
         AccountRoutes(portal: portal).register(on: pages)
         OrganizationRoutes(portal: portal).register(on: pages)
+        PortalAdminRoutes(portal: portal).register(on: pages)
         // The stylesheet is not a page: no portal headers beyond its own.
         AssetRoutes().register(on: router)
     }

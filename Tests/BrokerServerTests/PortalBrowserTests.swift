@@ -29,8 +29,9 @@ final class PortalBrowserTests: XCTestCase {
         try await run("signup_and_request")
     }
 
-    func testAnOwnerApprovesANewcomerWithARole() async throws {
-        try await run("owner_approves")
+    /// Sign up, ask, an owner approves, the snippet to a token, an admin disables, all gone.
+    func testTheWholeFlowFromSignUpToDisabling() async throws {
+        try await run("whole_flow")
     }
 
     /// Starts a broker with alice, runs `portal_browser.py scenario` against it, and asserts it
@@ -51,7 +52,8 @@ final class PortalBrowserTests: XCTestCase {
         // BrokerBinary's configuration already makes argon2id cheap and sets login_failure_floor_ms: 0.
         let broker = try BrokerBinary.make(extraConfig: "portal_signup: open")
         defer { broker.cleanUp() }
-        let created = try broker.run(["users", "add", Self.username, "--password-stdin"], stdin: Self.password + "\n")
+        // alice is a global admin and owns org1 (below): every page is hers to show.
+        let created = try broker.run(["users", "add", Self.username, "--admin", "--password-stdin"], stdin: Self.password + "\n")
         XCTAssertEqual(created.status, 0, created.stderr)
         // A membership, so that the account page shows its table.
         // alice owns org1: the account page shows its table, the organization page is hers.

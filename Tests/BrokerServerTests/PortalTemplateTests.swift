@@ -59,6 +59,10 @@ final class PortalTemplateTests: XCTestCase {
             // OrganizationView's
             "organization", "organizationPath", "cluster", "authority", "grantable", "members", "accessLifetime", "audiences",
             "brokerAccessLifetime", "snippet", "policyError",
+            // the admin pages'
+            "onUsers", "onOrgs", "onKeys", "onAudit", "users", "nextPage", "usernamePath", "status", "active", "passwordState",
+            "roleOptions", "hasSessions", "actionError", "organizations", "keys", "since", "actor", "org", "action", "session",
+            "limit", "events", "hasEvents", "filterError",
         ] {
             XCTAssertFalse(layoutNames.contains(name), "AccountView's \(name)")
         }

@@ -13,8 +13,9 @@ Scenarios:
                   browser received them; no Content Security Policy violation in the console;
                   sign out: the cookie is gone and /account sends the browser to /signin.
   signup_and_request  sign up as carol at /signup, land on /account, ask to join org1 there.
-  owner_approves  carol signs up and asks; the owner (U) approves her on /orgs/org1 in a second
-                  browser; carol's account lists org1. DIR/organization@<width>.png.
+  whole_flow      carol signs up and asks; the owner and admin (U) approves her on /orgs/org1;
+                  with her page's snippet she gets a token (PyJWT verifies it); U disables her at
+                  /admin; her browser and tokens are refused. Screenshots of /orgs and /admin.
   pages           at 360 and 1280 px: /signup, /signin and /account as DIR/<page>@<width>.png, neither
                   scrolls sideways, every field has a label; on /signin, TAB walks the skip link,
                   the username, the password and the submit button, each with a visible focus.
@@ -32,6 +33,8 @@ import re
 import signal
 import sys
 import traceback
+import urllib.error
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -345,14 +348,17 @@ def wait_for_text(browser, text):
     expect(browser, text in browser.page_source, f"the page never showed {text!r}")
 
 
-def owner_approves(args):
-    """carol signs up and asks to join org1; the owner (--username, an owner of org1) approves
-    her with the role member on /orgs/org1 in a second browser; carol's /account then lists
-    org1, and the organization page's snippet names her domain. Screenshots of /orgs/org1 at
-    both widths."""
+def whole_flow(args):
+    """The issue's flow, in two browsers: carol signs up and asks to join org1; the owner and
+    admin (--username) approves her with the role member on /orgs/org1; carol's /account lists
+    org1, and with the curl line of its "how to connect" block she gets a token bundle from the
+    API (its access token verified with PyJWT against the JWKS alone); the admin disables carol
+    at /admin/users/carol; carol's next page is /signin, and her refresh token and access token
+    are refused by the API. Screenshots of /orgs/org1 and the admin pages at both widths."""
     Path(args.shots).mkdir(parents=True, exist_ok=True)
+    carol_password = "carol's long password"
     carol = driver(1280)
-    sign_up(carol, args.base, "carol", "carol's long password")
+    sign_up(carol, args.base, "carol", carol_password)
     Select(carol.find_element(By.ID, "join-organization")).select_by_value("org1")
     carol.find_element(By.ID, "join-submit").click()
     wait_for_text(carol, "Your request is sent.")
@@ -375,12 +381,72 @@ def owner_approves(args):
     open_page(carol, args.base, "/account")
     rows = carol.find_elements(By.CSS_SELECTOR, "#organizations tbody tr")
     expect(carol, any("org1" in row.text and "member" in row.text for row in rows), "carol's /account does not list org1")
-    print("  carol's account lists org1, member")
+    carol.find_element(By.CSS_SELECTOR, "#connect-org1 summary").click()
+    curl = carol.find_element(By.CSS_SELECTOR, "#connect-org1 code.curl").text
+    body = json.loads(curl.split("-d '", 1)[1].rsplit("'", 1)[0].replace("<your password>", carol_password))
+    expect(carol, body == {"username": "carol", "password": carol_password, "org_name": "org1"},
+           f"the snippet's request body is {body}")
+    print("  carol's account lists org1; the snippet's request:", sorted(body))
+    bundle = api(args.base, "/api/org_token/", body)
+    expect(carol, bundle[0] == 200, f"the snippet's request was answered {bundle[0]}: {bundle[1]}")
+    claims = verify_with_pyjwt(args.base, bundle[1]["access"])
+    expect(carol, claims["org_name"] == "org1" and claims["user_name"] == "carol", f"claims {claims}")
+    print("  the snippet's request got a token bundle; PyJWT verified it from the JWKS:", claims["org_name"])
+
+    admin = owner
+    open_page(admin, args.base, "/admin/users")
+    expect_shown(admin, "/admin/users")
+    for width in (360, 1280):
+        set_width(admin, width)
+        for path, name in [("/admin/users", "admin-users"), ("/admin/users/carol", "admin-user"), ("/admin/orgs", "admin-orgs"),
+                           ("/admin/keys", "admin-keys"), ("/admin/audit", "admin-audit")]:
+            open_page(admin, args.base, path)
+            expect_shown(admin, path)
+            shot(admin, name, width, args.shots)
+            check_page(admin, name, width)
+    set_width(admin, 1280)
+    open_page(admin, args.base, "/admin/users/carol")
+    admin.find_element(By.ID, "disable-submit").click()
+    wait_for_text(admin, "The account is disabled")
+    print("  the admin disabled carol")
+
+    open_page(carol, args.base, "/account")
+    expect(carol, path_of(carol) == "/signin", f"carol's browser is on {path_of(carol)} after being disabled")
+    status, _ = api(args.base, "/api/org_token/refresh/", {"refresh": bundle[1]["refresh"]})
+    expect(carol, status == 401, f"carol's refresh token was answered {status}")
+    status, _ = api(args.base, "/api/membership_status/org1/", None, bearer=bundle[1]["access"])
+    expect(carol, status == 401, f"carol's access token was answered {status} at membership_status")
+    print("  carol's browser is at /signin; her refresh and access tokens are refused (401)")
+
+
+def api(base, path, body, bearer=None):
+    """(status, JSON object) of an API call, straight to the broker (not through the browser)."""
+    headers = {"Content-Type": "application/json"}
+    if bearer:
+        headers["Authorization"] = "Bearer " + bearer
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(base + path, data=data, headers=headers, method="POST" if data else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def verify_with_pyjwt(base, token):
+    """The token's claims, verified by PyJWT with the key its kid names in the JWKS alone."""
+    import jwt  # PyJWT, in the tests' venv
+
+    with urllib.request.urlopen(base + "/.well-known/jwks.json", timeout=15) as response:
+        jwks = jwt.PyJWKSet.from_dict(json.loads(response.read()))
+    kid = jwt.get_unverified_header(token)["kid"]
+    key = next(key for key in jwks.keys if key.key_id == kid)
+    return jwt.decode(token, key.key, algorithms=[key.algorithm_name], options={"verify_aud": False})
 
 
 SCENARIOS = {
     "cookie_and_csp": cookie_and_csp, "pages": pages, "signup_and_request": signup_and_request,
-    "owner_approves": owner_approves,
+    "whole_flow": whole_flow,
 }
 
 

@@ -66,7 +66,7 @@ struct Portal: Sendable {
         PageChrome(
             siteName: siteName, title: title, stylesheet: PortalRenderer.stylesheetPath,
             signedInAs: session?.user.username, signOutCSRF: try session.map { try csrf().token(for: $0) },
-            notice: notice.flatMap(Notice.init(rawValue:))?.text)
+            notice: notice.flatMap(Notice.init(rawValue:))?.text, showAdmin: session?.user.isAdmin ?? false)
     }
 
     /// 303 See Other: the answer to every form (so a reload does not send it again).

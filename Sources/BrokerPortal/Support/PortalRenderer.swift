@@ -17,6 +17,12 @@ struct PortalRenderer: Sendable {
         "signout": PackageResources.signout_mustache,
         "account": PackageResources.account_mustache,
         "organization": PackageResources.organization_mustache,
+        "admin_nav": PackageResources.admin_nav_mustache,
+        "admin_users": PackageResources.admin_users_mustache,
+        "admin_user": PackageResources.admin_user_mustache,
+        "admin_orgs": PackageResources.admin_orgs_mustache,
+        "admin_keys": PackageResources.admin_keys_mustache,
+        "admin_audit": PackageResources.admin_audit_mustache,
         "error": PackageResources.error_mustache,
     ]
 

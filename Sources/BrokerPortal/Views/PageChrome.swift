@@ -15,6 +15,9 @@ struct PageChrome: Sendable {
     var signOutCSRF: String?
     var notice: String?
     var onAccount = false
+    /// A global admin: the navigation links to `/admin`.
+    var showAdmin = false
+    var onAdmin = false
     /// A `<meta http-equiv=refresh>` (no script): the device-flow page polls so.
     var refreshSeconds: Int?
 }
@@ -36,6 +39,14 @@ enum Notice: String, CaseIterable {
     case roleChanged = "role-changed"
     case memberRemoved = "member-removed"
     case policySaved = "policy-saved"
+    case accountDisabled = "account-disabled"
+    case accountEnabled = "account-enabled"
+    case passwordReset = "password-reset"
+    case sessionsEnded = "sessions-ended"
+    case organizationCreated = "organization-created"
+    case organizationDeleted = "organization-deleted"
+    case keyRotated = "key-rotated"
+    case keyWithdrawn = "key-withdrawn"
 
     var text: String {
         switch self {
@@ -53,6 +64,14 @@ enum Notice: String, CaseIterable {
         case .roleChanged: "The role is changed."
         case .memberRemoved: "The member is removed."
         case .policySaved: "The token policy is saved."
+        case .accountDisabled: "The account is disabled, and signed out everywhere."
+        case .accountEnabled: "The account is enabled."
+        case .passwordReset: "The password is reset, and the account signed out everywhere."
+        case .sessionsEnded: "The account is signed out everywhere."
+        case .organizationCreated: "The organization is created."
+        case .organizationDeleted: "The organization is deleted."
+        case .keyRotated: "The keys are rotated."
+        case .keyWithdrawn: "The key is withdrawn."
         }
     }
 }

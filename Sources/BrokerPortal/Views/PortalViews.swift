@@ -56,6 +56,8 @@ struct AccountView: Sendable {
         var role: String
         var cluster: String
         var status: String
+        /// How to connect the SlideRule client to it.
+        var snippet: SnippetView
     }
 
     struct RequestRow: Sendable {
@@ -106,7 +108,7 @@ struct AccountView: Sendable {
 
     init(
         chrome: PageChrome, formCSRF: String, user: User, overview: AccountOverview, joinable organizations: [Organization],
-        errors: AccountFormErrors = AccountFormErrors()
+        issuer: String, errors: AccountFormErrors = AccountFormErrors()
     ) {
         self.chrome = chrome
         self.formCSRF = formCSRF
@@ -119,7 +121,11 @@ struct AccountView: Sendable {
                 organization: entry.organization.name, organizationPath: PortalPaths.segment(entry.organization.name),
                 manages: entry.membership.isActive && entry.membership.role >= .owner,
                 role: entry.membership.role.rawValue, cluster: entry.organization.clusterName,
-                status: entry.membership.isActive ? "active" : "inactive")
+                status: entry.membership.isActive ? "active" : "inactive",
+                snippet: SnippetView(
+                    ConnectSnippet(
+                        issuer: issuer, organization: entry.organization.name, cluster: entry.organization.clusterName,
+                        username: user.username)))
         }
         hasMemberships = !memberships.isEmpty
         requests = overview.pendingRequests.map { request in
@@ -136,7 +142,7 @@ struct AccountView: Sendable {
                 id: session.family.id, client: Self.describe(session.client), userAgent: session.family.origin?.userAgent,
                 startedAt: PortalDates.display(session.family.authenticatedAt),
                 startedAtISO: PortalDates.iso(session.family.authenticatedAt),
-                lastSeen: session.lastSeenAt.map(PortalDates.display) ?? "—",
+                lastSeen: session.lastSeenAt.map { PortalDates.display($0) } ?? "—",
                 from: session.family.origin?.clientIP ?? "—", current: session.isCurrent)
         }
         membershipsError = errors.memberships
@@ -168,11 +174,16 @@ enum PortalPaths {
 }
 
 enum PortalDates {
-    static func display(_ date: Date) -> String {
-        date.formatted(
-            Date.VerbatimFormatStyle(
+    static func display(_ date: Date, seconds: Bool = false) -> String {
+        let style =
+            seconds
+            ? Date.VerbatimFormatStyle(
+                format: "\(year: .defaultDigits)-\(month: .twoDigits)-\(day: .twoDigits) \(hour: .twoDigits(clock: .twentyFourHour, hourCycle: .zeroBased)):\(minute: .twoDigits):\(second: .twoDigits) UTC",
+                timeZone: .gmt, calendar: Calendar(identifier: .gregorian))
+            : Date.VerbatimFormatStyle(
                 format: "\(year: .defaultDigits)-\(month: .twoDigits)-\(day: .twoDigits) \(hour: .twoDigits(clock: .twentyFourHour, hourCycle: .zeroBased)):\(minute: .twoDigits) UTC",
-                timeZone: .gmt, calendar: Calendar(identifier: .gregorian)))
+                timeZone: .gmt, calendar: Calendar(identifier: .gregorian))
+        return date.formatted(style)
     }
 
     static func iso(_ date: Date) -> String {

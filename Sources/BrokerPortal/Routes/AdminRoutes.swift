@@ -1,0 +1,223 @@
+import BrokerCore
+import BrokerServer
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// `/admin`: accounts, organizations, signing keys and the audit log, for global admins. Every
+/// page and form calls the core rule the admin API calls (``AccountAdministration``,
+/// ``KeyAdministration``, ``AuditBrowsing``), which answers 403 to anyone else.
+struct PortalAdminRoutes {
+    let portal: Portal
+
+    func register(on pages: RouterGroup<BrokerRequestContext>) {
+        pages.get("/admin") { request, _ in
+            _ = try await portal.requireSession(of: request)
+            return Portal.redirect("/admin/users")
+        }
+        pages.get("/admin/users") { request, _ in
+            let session = try await portal.requireSession(of: request)
+            let after = request.uri.queryParameters["after"].flatMap { Int64(String($0)) } ?? 0
+            let page = try await portal.services.accounts.users(after: after, limit: 50, by: session.actor)
+            let view = AdminUsersView(chrome: try chrome("Accounts", session, request), users: page.users, next: page.next)
+            return portal.renderer.page("admin_users", view)
+        }
+        pages.get("/admin/users/:user") { request, context in
+            let session = try await portal.requireSession(of: request)
+            return try await userPage(try context.parameters.decoded("user"), session, request)
+        }
+        userForm("disable", done: .accountDisabled) { accounts, name, _, actor in try await accounts.setActive(name, false, by: actor) }
+            .register(on: pages, portal: portal, page: userPage)
+        userForm("enable", done: .accountEnabled) { accounts, name, _, actor in try await accounts.setActive(name, true, by: actor) }
+            .register(on: pages, portal: portal, page: userPage)
+        userForm("password", done: .passwordReset) { accounts, name, form, actor in
+            try await accounts.setPassword(name, password: form.parameters["password"] ?? "", by: actor)
+        }.register(on: pages, portal: portal, page: userPage)
+        userForm("role", done: .roleChanged) { accounts, name, form, actor in
+            let text = form.parameters["role"] ?? ""
+            guard text == "none" || GlobalRole(rawValue: text) != nil else {
+                throw BrokerError(.invalidRequest, "choose a role: none, admin or introspector")
+            }
+            try await accounts.setGlobalRole(name, to: GlobalRole(rawValue: text), by: actor)
+        }.register(on: pages, portal: portal, page: userPage)
+        userForm("sessions/revoke-all", done: .sessionsEnded) { accounts, name, _, actor in
+            try await accounts.revokeAllSessions(of: name, by: actor)
+        }.register(on: pages, portal: portal, page: userPage)
+        pages.post("/admin/users/:user/sessions/:id/revoke") { request, context in
+            let (name, id) = (try context.parameters.decoded("user"), try context.parameters.decoded("id"))
+            return try await act(request, context, done: "/admin/users/\(PortalPaths.segment(name))", notice: .sessionSignedOut) {
+                _, actor in try await portal.services.accounts.revokeSession(id, of: name, by: actor)
+            } refused: { session, error in try await userPage(name, session, request, error: error) }
+        }
+
+        pages.get("/admin/orgs") { request, _ in
+            let session = try await portal.requireSession(of: request)
+            return try await organizationsPage(session, request)
+        }
+        pages.post("/admin/orgs") { request, context in
+            try await act(request, context, done: "/admin/orgs", notice: .organizationCreated) { form, actor in
+                let cluster = (form.parameters["cluster"] ?? "").trimmingCharacters(in: .whitespaces)
+                try await portal.services.accounts.addOrganization(
+                    (form.parameters["name"] ?? "").trimmingCharacters(in: .whitespaces), clusterName: cluster.isEmpty ? nil : cluster,
+                    by: actor)
+            } refused: { session, error in try await organizationsPage(session, request, error: error) }
+        }
+        pages.post("/admin/orgs/:org/delete") { request, context in
+            let name = try context.parameters.decoded("org")
+            return try await act(request, context, done: "/admin/orgs", notice: .organizationDeleted) { form, actor in
+                guard form.parameters["confirm"] == name else {
+                    throw BrokerError(.invalidRequest, "type the organization's name, \(name), to delete it")
+                }
+                try await portal.services.accounts.deleteOrganization(name, by: actor)
+            } refused: { session, error in try await organizationsPage(session, request, error: error) }
+        }
+
+        pages.get("/admin/keys") { request, _ in
+            let session = try await portal.requireSession(of: request)
+            return try await keysPage(session, request)
+        }
+        pages.post("/admin/keys/rotate") { request, context in
+            try await act(request, context, done: "/admin/keys", notice: .keyRotated) { form, actor in
+                _ = try await portal.services.keys.rotate(force: form.parameters["force"] == "true", by: actor)
+            } refused: { session, error in try await keysPage(session, request, error: error) }
+        }
+        pages.post("/admin/keys/:kid/retire") { request, context in
+            let kid = try context.parameters.decoded("kid")
+            return try await act(request, context, done: "/admin/keys", notice: .keyWithdrawn) { form, actor in
+                guard form.parameters["confirm"] == kid else {
+                    throw BrokerError(.invalidRequest, "type the key id to withdraw the key")
+                }
+                _ = try await portal.services.keys.retire(kid: kid, by: actor)
+            } refused: { session, error in try await keysPage(session, request, error: error) }
+        }
+
+        pages.get("/admin/audit") { request, _ in
+            let session = try await portal.requireSession(of: request)
+            return try await auditPage(session, request)
+        }
+    }
+
+    // MARK: Pages
+
+    private func chrome(_ title: String, _ session: PortalSession, _ request: Request) throws -> PageChrome {
+        var chrome = try portal.chrome(title, session: session, notice: request.uri.queryParameters["notice"].map(String.init))
+        chrome.onAdmin = true
+        return chrome
+    }
+
+    private func status(of error: BrokerError?) -> HTTPResponse.Status { error.map { .init(code: $0.code.httpStatus) } ?? .ok }
+
+    func userPage(_ name: String, _ session: PortalSession, _ request: Request, error: BrokerError? = nil) async throws -> Response {
+        let accounts = portal.services.accounts
+        let user = try await accounts.user(named: name, by: session.actor)
+        let sessions = try await accounts.sessions(of: user.username, by: session.actor)
+        let view = AdminUserView(
+            chrome: try chrome("Account \(user.username)", session, request), formCSRF: try portal.csrf().token(for: session),
+            user: user, sessions: sessions, now: portal.services.clock.now(), actionError: error?.detail)
+        return portal.renderer.page("admin_user", view, status: status(of: error))
+    }
+
+    private func organizationsPage(_ session: PortalSession, _ request: Request, error: BrokerError? = nil) async throws -> Response {
+        let organizations = try await portal.services.accounts.organizations(by: session.actor)
+        let view = AdminOrganizationsView(
+            chrome: try chrome("Organizations", session, request), formCSRF: try portal.csrf().token(for: session),
+            organizations: organizations, actionError: error?.detail)
+        return portal.renderer.page("admin_orgs", view, status: status(of: error))
+    }
+
+    private func keysPage(_ session: PortalSession, _ request: Request, error: BrokerError? = nil) async throws -> Response {
+        let keys = try portal.services.keys.list(by: session.actor)
+        let view = AdminKeysView(
+            chrome: try chrome("Signing keys", session, request), formCSRF: try portal.csrf().token(for: session), keys: keys,
+            actionError: error?.detail)
+        return portal.renderer.page("admin_keys", view, status: status(of: error))
+    }
+
+    private func auditPage(_ session: PortalSession, _ request: Request) async throws -> Response {
+        let query = request.uri.queryParameters
+        func field(_ name: String) -> String { query[Substring(name)].map { String($0).trimmingCharacters(in: .whitespaces) } ?? "" }
+        let limit = 100
+        var filterError: String?
+        var filter = AuditFilter()
+        if !field("since").isEmpty {
+            if let since = AuditFilter.since(field("since"), now: portal.services.clock.now()) {
+                filter.since = since
+            } else {
+                filterError = "since must be an age such as 2h or 7d, or a date such as 2026-12-01T00:00:00Z"
+            }
+        }
+        filter.actor = field("actor").isEmpty ? nil : field("actor")
+        filter.organization = field("org").isEmpty ? nil : field("org")
+        filter.session = field("session").isEmpty ? nil : field("session")
+        filter.action = field("action").isEmpty ? nil : AuditAction(rawValue: field("action"))
+        let events =
+            filterError == nil
+            ? try await AuditBrowsing(path: portal.services.configuration.auditLogPath).recent(filter, limit: limit, by: session.actor)
+            : []
+        if filterError != nil { try session.actor.requireGlobalAdmin("read the audit log") }
+        let rows = events.map { event in
+            AdminAuditView.Row(
+                time: PortalDates.display(event.time, seconds: true), timeISO: PortalDates.iso(event.time), action: event.action.rawValue,
+                outcome: event.outcome.rawValue, actor: event.actor ?? "—", organization: event.organization ?? "—",
+                target: event.target ?? "—", reason: event.reason ?? "—", clientIP: event.clientIP ?? "—")
+        }
+        let view = AdminAuditView(
+            chrome: try chrome("Audit", session, request), since: field("since"), actor: field("actor"), org: field("org"),
+            action: field("action"), session: field("session"), limit: limit, events: rows, hasEvents: !rows.isEmpty,
+            filterError: filterError)
+        return portal.renderer.page("admin_audit", view, status: filterError == nil ? .ok : .badRequest)
+    }
+
+    // MARK: Forms
+
+    /// One admin form: the session and its token, the core rule as the admin, 303 to `done`
+    /// with `notice`; a refusal other than 403/404 shows the page again with it.
+    private func act(
+        _ request: Request, _ context: BrokerRequestContext, done: String, notice: Notice,
+        _ work: (URLEncodedForm, AdministrativeActor) async throws -> Void,
+        refused: (PortalSession, BrokerError) async throws -> Response
+    ) async throws -> Response {
+        var request = request
+        let session = try await portal.requireSession(of: request)
+        let form = try await portal.form(of: &request, expecting: try portal.csrf().token(for: session))
+        let actor = AdministrativeActor(user: session.user, context: portal.auditContext(request, context))
+        do {
+            try await work(form, actor)
+        } catch let error as BrokerError where !error.code.isServerFailure && error.code != .forbidden && error.code != .notFound {
+            return try await refused(session, error)
+        }
+        // An admin who disabled or demoted themselves (the core allows it while another admin
+        // remains) is sent where their session still leads.
+        return Portal.redirect("\(done)?notice=\(notice.rawValue)")
+    }
+
+    private struct UserForm {
+        var path: String
+        var done: Notice
+        var work: @Sendable (AccountAdministration, String, URLEncodedForm, AdministrativeActor) async throws -> Void
+
+        func register(
+            on pages: RouterGroup<BrokerRequestContext>, portal: Portal,
+            page: @escaping @Sendable (String, PortalSession, Request, BrokerError?) async throws -> Response
+        ) {
+            let (path, done, work) = (path, done, work)
+            pages.post(RouterPath("/admin/users/:user/\(path)")) { request, context in
+                let name = try context.parameters.decoded("user")
+                return try await PortalAdminRoutes(portal: portal).act(
+                    request, context, done: "/admin/users/\(PortalPaths.segment(name))", notice: done
+                ) { form, actor in
+                    try await work(portal.services.accounts, name, form, actor)
+                } refused: { session, error in
+                    try await page(name, session, request, error)
+                }
+            }
+        }
+    }
+
+    private func userForm(
+        _ path: String, done: Notice,
+        _ work: @escaping @Sendable (AccountAdministration, String, URLEncodedForm, AdministrativeActor) async throws -> Void
+    ) -> UserForm {
+        UserForm(path: path, done: done, work: work)
+    }
+}
