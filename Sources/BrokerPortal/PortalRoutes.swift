@@ -22,6 +22,7 @@ public struct PortalRoutes: BrokerRouteFamily {
             .add(middleware: PortalErrorMiddleware(portal: portal))
         SignInRoutes(portal: portal).register(on: pages)
         SignUpRoutes(portal: portal).register(on: pages)
+        GitHubRoutes(portal: portal).register(on: pages)
         AccountRoutes(portal: portal).register(on: pages)
         OrganizationRoutes(portal: portal).register(on: pages)
         PortalAdminRoutes(portal: portal).register(on: pages)

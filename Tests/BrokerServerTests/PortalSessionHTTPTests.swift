@@ -26,6 +26,7 @@ final class PortalSessionHTTPTests: XCTestCase {
             XCTAssertEqual(form.setCookies.count, 1)
             XCTAssertNotNil(form.setCookies[0].range(of: #"^__Host-broker_pre=[A-Za-z0-9_-]{22}; Path=/; Secure; HttpOnly; SameSite=Lax$"#, options: .regularExpression), form.setCookies[0])
             XCTAssertTrue(form.text.contains(#"<label for="username">"#))
+            XCTAssertFalse(form.text.contains("/signin/github/device"), "no GitHub button without github_client_id")
             let signedIn = try await browser.post("/signin", [("username", "alice"), ("password", ServerHarness.password)])
             XCTAssertEqual(signedIn.status, .seeOther)
             XCTAssertEqual(signedIn.location, "/account")

@@ -81,14 +81,43 @@ public struct BrokerSessionService: Sendable {
         try await flows.run(
             .sessionLogin, context, attempt: AuditSubject(target: AuditEvent.tokenReference(githubToken), reason: "github")
         ) {
-            guard let github else {
-                throw BrokerError(.githubUnavailable, "this broker has no GitHub client")
-            }
-            try await github.loginThrottle.admit(clientIP: context.clientIP)
-            let identity = try await github.resolver.identity(for: githubToken)
-            let holder = try await github.holder(for: identity, createAccount: true, requireAny: false)
+            let (identity, holder) = try await githubHolder(githubToken, clientIP: context.clientIP, throttled: true)
             return try await issue(for: holder.user, methods: ["github"], identityProvider: "github", githubLogin: identity.login)
         } success: { $0.auditSubject }
+    }
+
+    /// Signs a browser in to the portal with a GitHub token: the same account rule and audit
+    /// line as ``signIn(githubToken:context:)``, ending in a portal session. `throttled` is false
+    /// only for a token GitHub has just handed out at the end of a device flow whose polls were
+    /// counted (refusing it then would lose it).
+    public func portalSignIn(
+        githubToken: String, throttled: Bool, portal: PortalSessions, origin: SessionOrigin?, context: AuditContext
+    ) async throws -> PortalSessionStart {
+        try await flows.run(
+            .sessionLogin, context, attempt: AuditSubject(target: AuditEvent.tokenReference(githubToken), reason: "github")
+        ) {
+            try await BrokerMetrics.countingLogin(.portal) {
+                let (_, holder) = try await githubHolder(githubToken, clientIP: context.clientIP, throttled: throttled)
+                return try await portal.start(for: holder.user, methods: ["github"], origin: origin)
+            }
+        } success: { started in
+            AuditSubject(
+                actor: started.session.user.username, session: started.session.family.id,
+                target: AuditEvent.tokenReference(started.cookie), reason: "github")
+        }
+    }
+
+    /// Who a GitHub token is, and the broker account that holds it (created when an
+    /// organization mapping admits the GitHub user).
+    private func githubHolder(
+        _ githubToken: String, clientIP: String?, throttled: Bool
+    ) async throws -> (GitHubIdentity, GitHubLoginService.Holder) {
+        guard let github else {
+            throw BrokerError(.githubUnavailable, "this broker has no GitHub client")
+        }
+        if throttled { try await github.loginThrottle.admit(clientIP: clientIP) }
+        let identity = try await github.resolver.identity(for: githubToken)
+        return (identity, try await github.holder(for: identity, createAccount: true, requireAny: false))
     }
 
     /// Signs a browser in to the portal with a password: the same check, throttle and audit line

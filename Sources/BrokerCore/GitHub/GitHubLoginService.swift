@@ -253,6 +253,32 @@ public struct GitHubLoginService: Sendable {
     }
 
     private func pollDeviceAuthorization(deviceCode: String, clientIP: String?) async throws -> DevicePollOutcome {
+        switch try await pollDeviceToken(deviceCode: deviceCode, clientIP: clientIP) {
+        case .pending(let reason, let interval): return .pending(reason: reason, interval: interval)
+        case .failed(let error): return .failed(error: error)
+        case .authorized(let accessToken):
+            // Not throttled again: GitHub has handed out the token, refusing now would lose it.
+            return .authorized(
+                try await BrokerMetrics.countingLogin(.githubDevice) {
+                    try await githubLogin(githubToken: accessToken, method: "github_device")
+                })
+        }
+    }
+
+    /// What one poll of GitHub's device flow says, GitHub's own token on approval (for a
+    /// sign-in that is not a generation-2 login: the portal's).
+    public enum DeviceTokenPoll: Sendable, Equatable {
+        case pending(reason: String, interval: Int)
+        /// GitHub's access token for the user who approved: what a PAT login is given.
+        case authorized(githubToken: String)
+        /// `expired_token`, `access_denied`, or another OAuth error GitHub gave.
+        case failed(error: String)
+    }
+
+    /// Asks GitHub once whether the user approved, counted by the GitHub login throttle.
+    /// - Throws: 503 when the device flow is not configured; 429 over the throttle; GitHub's
+    ///   failures as ``BrokerError``s.
+    public func pollDeviceToken(deviceCode: String, clientIP: String?) async throws -> DeviceTokenPoll {
         guard deviceFlowEnabled else {
             throw BrokerError(.unavailable, "the device flow is not configured on this broker (github_client_id)")
         }
@@ -274,12 +300,7 @@ public struct GitHubLoginService: Sendable {
         case .expired: return .failed(error: "expired_token")
         case .denied: return .failed(error: "access_denied")
         case .failed(let error): return .failed(error: error)
-        case .authorized(let accessToken):
-            // Not throttled again: GitHub has handed out the token, refusing now would lose it.
-            return .authorized(
-                try await BrokerMetrics.countingLogin(.githubDevice) {
-                    try await githubLogin(githubToken: accessToken, method: "github_device")
-                })
+        case .authorized(let accessToken): return .authorized(githubToken: accessToken)
         }
     }
 

@@ -21,15 +21,25 @@ struct SignInRoutes {
     private func showSignIn(_ request: Request) async throws -> Response {
         let next = request.uri.queryParameters["next"].map(String.init)
         if try await portal.session(of: request) != nil { return Portal.redirect(SafeRedirect.target(next)) }
+        return try await signInPage(request)
+    }
+
+    /// The sign-in form (a pre-session cookie set when the browser has none), with `error`
+    /// shown above it and `username` kept.
+    func signInPage(
+        _ request: Request, next: String? = nil, username: String = "", error: String? = nil, status: HTTPResponse.Status = .ok,
+        headers extra: HTTPFields = [:]
+    ) async throws -> Response {
+        let next = next ?? request.uri.queryParameters["next"].map(String.init)
         let (pre, setCookie) = portal.preSession(of: request)
-        let notice = request.uri.queryParameters["notice"].map(String.init)
+        let notice = error == nil ? request.uri.queryParameters["notice"].map(String.init) : nil
         let view = SignInView(
             chrome: try portal.chrome("Sign in", session: nil, notice: notice), csrf: try portal.csrf().token(forPreSession: pre),
-            next: next.flatMap { SafeRedirect.isSafe($0) ? $0 : nil }, username: "", error: nil,
-            signupOpen: portal.services.portalSignUp.isOpen)
-        var headers: HTTPFields = [:]
-        if let setCookie { headers[.setCookie] = setCookie }
-        return portal.renderer.page("signin", view, headers: headers)
+            next: next.flatMap { SafeRedirect.isSafe($0) ? $0 : nil }, username: String(username.prefix(200)), error: error,
+            signupOpen: portal.services.portalSignUp.isOpen, githubEnabled: GitHubRoutes(portal: portal).enabled)
+        var headers = extra
+        if let setCookie { headers.append(HTTPField(name: .setCookie, value: setCookie)) }
+        return portal.renderer.page("signin", view, status: status, headers: headers)
     }
 
     private func signIn(_ request: Request, _ context: BrokerRequestContext) async throws -> Response {
@@ -48,13 +58,11 @@ struct SignInRoutes {
                 username: username, password: password, portal: portal.services.portalSessions,
                 origin: portal.origin(request, context), context: auditContext)
         } catch let error as BrokerError where !error.code.isServerFailure {
-            let view = SignInView(
-                chrome: try portal.chrome("Sign in", session: nil), csrf: try portal.csrf().token(forPreSession: pre),
-                next: next.flatMap { SafeRedirect.isSafe($0) ? $0 : nil }, username: String(username.prefix(200)),
-                error: error.detail, signupOpen: portal.services.portalSignUp.isOpen)
             var headers: HTTPFields = [:]
             if let retryAfter = error.retryAfter { headers[.retryAfter] = String(retryAfter) }
-            return portal.renderer.page("signin", view, status: .init(code: error.code.httpStatus), headers: headers)
+            return try await signInPage(
+                request, next: next ?? "", username: username, error: error.detail, status: .init(code: error.code.httpStatus),
+                headers: headers)
         }
         // A new id at every sign-in: a session the browser held before (perhaps planted) ends.
         if let previous = try await portal.session(of: request), previous.family.id != started.session.family.id {

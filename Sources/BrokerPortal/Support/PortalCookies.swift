@@ -3,6 +3,7 @@
 /// - `__Host-broker_session`: the session (``PortalSessions``), 32 random bytes.
 /// - `__Host-broker_pre`: a pre-session, set when a sign-in form is shown, so that the anonymous
 ///   form's CSRF token is bound to this browser.
+/// - `__Host-broker_flow`: a GitHub device flow in progress, sealed (``FlowSealer``), 15 min at most.
 ///
 /// All are `Path=/; Secure; HttpOnly; SameSite=Lax` and session cookies (no `Max-Age`: they end
 /// with the browser; the server enforces the timeouts). The `__Host-` prefix makes the browser
@@ -19,6 +20,8 @@ struct PortalCookies: Sendable {
 
     var session: String { secure ? "__Host-broker_session" : "broker_session" }
     var preSession: String { secure ? "__Host-broker_pre" : "broker_pre" }
+    /// A GitHub device flow in progress (``FlowSealer``), with a `Max-Age`.
+    var flow: String { secure ? "__Host-broker_flow" : "broker_flow" }
 
     /// The value of cookie `name`, if the `Cookie` headers carry it exactly once: two cookies of
     /// one name (one planted by a sibling host, say) count as none, as does an empty value.
@@ -42,8 +45,8 @@ struct PortalCookies: Sendable {
     }
 
     /// `Set-Cookie` for `name=value`; `value` is base64url, never anything to escape.
-    func setting(_ name: String, _ value: String) -> String {
-        "\(name)=\(value); Path=/\(secure ? "; Secure" : ""); HttpOnly; SameSite=Lax"
+    func setting(_ name: String, _ value: String, maxAge: Int? = nil) -> String {
+        "\(name)=\(value); Path=/\(maxAge.map { "; Max-Age=\($0)" } ?? "")\(secure ? "; Secure" : ""); HttpOnly; SameSite=Lax"
     }
 
     /// `Set-Cookie` that removes `name` from the browser.

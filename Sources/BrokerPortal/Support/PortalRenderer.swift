@@ -14,6 +14,7 @@ struct PortalRenderer: Sendable {
         "foot": PackageResources.foot_mustache,
         "signin": PackageResources.signin_mustache,
         "signup": PackageResources.signup_mustache,
+        "github_device": PackageResources.github_device_mustache,
         "signout": PackageResources.signout_mustache,
         "account": PackageResources.account_mustache,
         "organization": PackageResources.organization_mustache,

@@ -47,6 +47,8 @@ enum Notice: String, CaseIterable {
     case organizationDeleted = "organization-deleted"
     case keyRotated = "key-rotated"
     case keyWithdrawn = "key-withdrawn"
+    case githubExpired = "github-expired"
+    case githubDenied = "github-denied"
 
     var text: String {
         switch self {
@@ -72,6 +74,8 @@ enum Notice: String, CaseIterable {
         case .organizationDeleted: "The organization is deleted."
         case .keyRotated: "The keys are rotated."
         case .keyWithdrawn: "The key is withdrawn."
+        case .githubExpired: "The GitHub sign-in expired or was cancelled. Start again."
+        case .githubDenied: "The request was declined at GitHub."
         }
     }
 }

@@ -8,6 +8,15 @@ struct SignInView: Sendable {
     var username: String
     var error: String?
     var signupOpen = false
+    /// GitHub's device flow is configured: the "Sign in with GitHub" button.
+    var githubEnabled = false
+}
+
+struct GitHubDeviceView: Sendable {
+    var chrome: PageChrome
+    var userCode: String
+    var verificationURI: String
+    var interval: Int
 }
 
 struct SignUpView: Sendable {
