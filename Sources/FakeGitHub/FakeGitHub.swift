@@ -210,6 +210,19 @@ public final class FakeGitHub: Sendable {
         }
     }
 
+    /// `login` approves the device code shown as `userCode` at the fake's `/login/device` page,
+    /// with one of their tokens; false for an unknown code or user.
+    @discardableResult
+    public func approveDevice(userCode: String, login: String) -> Bool {
+        state.withLock { state in
+            guard let key = state.devices.first(where: { $0.value.userCode == userCode.uppercased() })?.key,
+                let token = state.tokens.first(where: { $0.value.login == login && !$0.value.revoked })?.key
+            else { return false }
+            state.devices[key]?.status = .approved(token: token)
+            return true
+        }
+    }
+
     /// The user denies the device code shown as `userCode`.
     public func denyDevice(userCode: String) {
         state.withLock { state in

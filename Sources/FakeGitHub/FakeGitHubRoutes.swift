@@ -35,6 +35,32 @@ extension RouterBox {
         router.post("/login/oauth/access_token") { request, context in
             try await self.serve(.accessToken, request, context) { fake, request in fake.accessToken(request) }
         }
+        // The page a person opens to approve a device code (browser tests): no script, a form.
+        router.get("/login/device") { _, _ in
+            Self.html(
+                """
+                <!doctype html><html lang="en"><head><meta charset="utf-8"><title>Device activation · fake GitHub</title></head>
+                <body><h1>Device activation</h1><form method="post" action="/login/device">
+                <label for="user_code">Code</label> <input id="user_code" name="user_code">
+                <label for="login">GitHub user</label> <input id="login" name="login">
+                <button type="submit" id="authorize">Authorize</button></form></body></html>
+                """)
+        }
+        router.post("/login/device") { request, _ in
+            guard let fake = self.fake.withLock({ $0 }) else { return Response(status: .serviceUnavailable) }
+            let body = String(buffer: try await request.body.collect(upTo: 1 << 16))
+            let form = FormDecoding.decode(body)
+            let approved = fake.approveDevice(userCode: form["user_code"] ?? "", login: form["login"] ?? "")
+            return Self.html(
+                approved
+                    ? "<!doctype html><html lang=\"en\"><head><title>Approved</title></head><body><p id=\"done\">Device approved.</p></body></html>"
+                    : "<!doctype html><html lang=\"en\"><head><title>Unknown</title></head><body><p id=\"unknown\">Unknown code or user.</p></body></html>")
+        }
+    }
+
+    static func html(_ text: String) -> Response {
+        Response(
+            status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 
     /// Records the request, applies the route's faults, then answers with `answer`.

@@ -1,3 +1,4 @@
+import FakeGitHub
 import Foundation
 import XCTest
 
@@ -34,9 +35,33 @@ final class PortalBrowserTests: XCTestCase {
         try await run("whole_flow")
     }
 
+    /// A GitHub sign-in through the fake GitHub's own device page, in a second tab.
+    func testGitHubSignInThroughTheFakeGitHub() async throws {
+        try XCTSkipUnless(ProcessInfo.processInfo.environment["BROKER_TEST_CHROMEDRIVER"] != nil, "no browser for this test")
+        let github = try await FakeGitHub.start(deviceInterval: 1)
+        github.addUser(login: "octo", token: "ghp_octo_portal", organizations: ["OctoOrg": .member])
+        let config = """
+            github_api_url: "\(github.apiURL)"
+            github_web_url: "\(github.webURL)"
+            github_client_id: "\(github.clientID)"
+            github_orgs:
+              octo:
+                github_org: OctoOrg
+            """
+        do {
+            try await run("github_signin", extraConfig: config, fixtures: [["orgs", "add", "octo"]], arguments: ["--github-login", "octo"])
+        } catch {
+            await github.stop()
+            throw error
+        }
+        await github.stop()
+    }
+
     /// Starts a broker with alice, runs `portal_browser.py scenario` against it, and asserts it
     /// exited 0, showing its output (and the broker's log) otherwise.
-    func run(_ scenario: String) async throws {
+    func run(
+        _ scenario: String, extraConfig: String = "", fixtures: [[String]] = [], arguments extra: [String] = []
+    ) async throws {
         let environment = ProcessInfo.processInfo.environment
         try XCTSkipUnless(
             environment["BROKER_TEST_CHROMEDRIVER"] != nil,
@@ -50,14 +75,15 @@ final class PortalBrowserTests: XCTestCase {
         let python = environment["BROKER_TEST_PYTHON"]!
 
         // BrokerBinary's configuration already makes argon2id cheap and sets login_failure_floor_ms: 0.
-        let broker = try BrokerBinary.make(extraConfig: "portal_signup: open")
+        let broker = try BrokerBinary.make(extraConfig: "portal_signup: open\n" + extraConfig)
         defer { broker.cleanUp() }
         // alice is a global admin and owns org1 (below): every page is hers to show.
         let created = try broker.run(["users", "add", Self.username, "--admin", "--password-stdin"], stdin: Self.password + "\n")
         XCTAssertEqual(created.status, 0, created.stderr)
-        // A membership, so that the account page shows its table.
         // alice owns org1: the account page shows its table, the organization page is hers.
-        for command in [["orgs", "add", "org1", "--cluster", "cluster1"], ["members", "add", "org1", Self.username, "--role", "owner"]] {
+        for command in [["orgs", "add", "org1", "--cluster", "cluster1"], ["members", "add", "org1", Self.username, "--role", "owner"]]
+            + fixtures
+        {
             let result = try broker.run(command)
             XCTAssertEqual(result.status, 0, result.stderr)
         }
@@ -82,7 +108,7 @@ final class PortalBrowserTests: XCTestCase {
                 "-u", root.appendingPathComponent("Tests/Browser/portal_browser.py").path, scenario,
                 "--base", "http://localhost:\(port)", "--shots", shots.path,
                 "--username", Self.username, "--password", Self.password,
-            ],
+            ] + extra,
             environment: scriptEnvironment, directory: root, timeout: Self.timeLimit)
         let (status, output) = await script.waitForExit()
         let elapsed = Date().timeIntervalSince(started)

@@ -13,6 +13,8 @@ Scenarios:
                   browser received them; no Content Security Policy violation in the console;
                   sign out: the cookie is gone and /account sends the browser to /signin.
   signup_and_request  sign up as carol at /signup, land on /account, ask to join org1 there.
+  github_signin   sign in with GitHub: the code, approved at the fake GitHub's device page in a
+                  second tab; the portal page refreshes itself onto /account.
   whole_flow      carol signs up and asks; the owner and admin (U) approves her on /orgs/org1;
                   with her page's snippet she gets a token (PyJWT verifies it); U disables her at
                   /admin; her browser and tokens are refused. Screenshots of /orgs and /admin.
@@ -444,9 +446,47 @@ def verify_with_pyjwt(base, token):
     return jwt.decode(token, key.key, algorithms=[key.algorithm_name], options={"verify_aud": False})
 
 
+def github_signin(args):
+    """Sign in with GitHub: the portal shows a code; in a second tab the fake GitHub's device
+    page approves it as --github-login; the portal page, refreshing itself (no script), signs
+    the browser in as that user. Screenshots of the code page at both widths."""
+    Path(args.shots).mkdir(parents=True, exist_ok=True)
+    browser = driver(1280)
+    open_page(browser, args.base, "/signin")
+    expect_shown(browser, "/signin")
+    browser.find_element(By.ID, "github-submit").click()
+    wait_for_path(browser, "/signin/github/device")
+    for width in (360, 1280):
+        set_width(browser, width)
+        shot(browser, "github-device", width, args.shots)
+        check_page(browser, "github-device", width)
+    set_width(browser, 1280)
+    code = browser.find_element(By.ID, "user-code").text.strip()
+    link = browser.find_element(By.ID, "github-verification").get_attribute("href")
+    expect(browser, link.endswith("/login/device"), f"the verification link is {link}")
+    portal_tab = browser.current_window_handle
+    browser.switch_to.new_window("tab")
+    browser.get(link)
+    browser.find_element(By.ID, "user_code").send_keys(code)
+    browser.find_element(By.ID, "login").send_keys(args.github_login)
+    browser.find_element(By.ID, "authorize").click()
+    wait_for_text(browser, "Device approved.")
+    print(f"  approved {code} at the fake GitHub as {args.github_login}")
+    browser.close()
+    browser.switch_to.window(portal_tab)
+    try:
+        WebDriverWait(browser, WAIT).until(lambda b: path_of(b) == "/account")
+    except Exception:  # noqa: BLE001
+        pass
+    expect(browser, path_of(browser) == "/account", f"still on {path_of(browser)} after the approval")
+    user = browser.find_element(By.CSS_SELECTOR, ".nav-user").text
+    expect(browser, user == args.github_login, f"signed in as {user!r}")
+    print(f"  the code page refreshed itself and signed the browser in as {user}")
+
+
 SCENARIOS = {
     "cookie_and_csp": cookie_and_csp, "pages": pages, "signup_and_request": signup_and_request,
-    "whole_flow": whole_flow,
+    "whole_flow": whole_flow, "github_signin": github_signin,
 }
 
 
@@ -479,6 +519,7 @@ def main(argv):
     parser.add_argument("--shots", required=True, help="where the screenshots go")
     parser.add_argument("--username", default="alice")
     parser.add_argument("--password", default="")
+    parser.add_argument("--github-login", default="", help="the fake GitHub user who approves a device code")
     args = parser.parse_args(argv)
     args.base = args.base.rstrip("/")
     Path(args.shots).mkdir(parents=True, exist_ok=True)
