@@ -119,7 +119,7 @@ public struct BrokerServices: Sendable {
             mode: configuration.portalSignup, accounts: accounts,
             throttle: AddressThrottle(
                 policy: .signUps(configuration), clock: clock, counting: counting, purpose: .signUps),
-            portal: portalSessions, flows: flows)
+            portal: portalSessions, flows: flows, github: github)
         sessions = BrokerSessionService(
             store: store, authenticator: authenticator, issuer: issuer, verifier: verifier, github: github, clock: clock,
             lifetime: configuration.adminSessionLifetime, logger: logger, flows: flows)

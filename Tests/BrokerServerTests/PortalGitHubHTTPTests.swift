@@ -102,4 +102,83 @@ final class PortalGitHubHTTPTests: XCTestCase {
             XCTAssertEqual(refused.status, .forbidden)
         }
     }
+
+    /// Runs a device flow in `browser` started by POSTing `path` (with the last page's token)
+    /// and approved at GitHub with `token`; returns the answer that ends it.
+    static func deviceFlow(
+        _ browser: PortalBrowser, start path: String, approveWith token: String, github: FakeGitHub, clock: ManualWallClock
+    ) async throws -> PortalBrowser.Page {
+        let started = try await browser.post(path, [])
+        XCTAssertEqual(started.location, "/signin/github/device", started.text)
+        let page = try await browser.get("/signin/github/device")
+        github.approveDevice(userCode: try userCode(in: page.text), token: token)
+        clock.advance(by: 6)
+        return try await browser.get("/signin/github/device")
+    }
+
+    func testSignUpWithGitHubMakesAPasswordlessLinkedAccount() async throws {
+        try await harness.shutdown()
+        await github.stop()
+        (github, harness) = try await ServerHarness.withFakeGitHub { $0.portalSignup = .open }
+        github.addUser(login: "newbie", id: 77, token: "ghp_newbie", organizations: [:])
+        let (github, clock) = (github!, harness.clock)
+        try await harness.withPortal { browser in
+            let form = try await browser.get("/signup")
+            XCTAssertTrue(form.text.contains(#"action="/signup/github""#))
+            let done = try await Self.deviceFlow(browser, start: "/signup/github", approveWith: "ghp_newbie", github: github, clock: clock)
+            XCTAssertEqual(done.location, "/account?notice=welcome", done.text)
+            let account = try await browser.get("/account")
+            XCTAssertTrue(account.text.contains("Linked to the GitHub user <strong>newbie</strong>"), account.text)
+            XCTAssertTrue(account.text.contains("signs in with GitHub and has no password"))
+        }
+        let user = try await harness.services.accounts.user(named: "newbie", by: .operator)
+        XCTAssertEqual(user.githubID, 77)
+        XCTAssertNil(user.passwordHash)
+        let create = try XCTUnwrap(try harness.auditLines().first { $0["action"] as? String == "user.create" })
+        XCTAssertEqual(create["actor"] as? String, "signup")
+        XCTAssertEqual(create["reason"] as? String, "signup github")
+    }
+
+    func testLinkingAndUnlinkingGitHubFromTheAccountPage() async throws {
+        let (github, clock) = (github!, harness.clock)
+        github.addUser(login: "alice-gh", id: 41, token: "ghp_alice", organizations: [:])
+        let accounts = harness.services.accounts
+        try await harness.withPortal { browser in
+            try await browser.signIn("alice", ServerHarness.password)
+            var page = try await browser.get("/account")
+            XCTAssertTrue(page.text.contains(#"action="/account/github/link""#))
+            // carol's GitHub user belongs to carol's account (made by her GitHub sign-in).
+            let carol = PortalBrowser(browser.client)
+            try await carol.get("/signin")
+            _ = try await Self.deviceFlow(carol, start: "/signin/github/device", approveWith: "ghp_carol", github: github, clock: clock)
+            page = try await Self.deviceFlow(browser, start: "/account/github/link", approveWith: "ghp_carol", github: github, clock: clock)
+            XCTAssertEqual(page.status, .conflict, page.text)
+            XCTAssertTrue(page.text.contains(#"id="github-error""#))
+
+            try await browser.get("/account")
+            page = try await Self.deviceFlow(browser, start: "/account/github/link", approveWith: "ghp_alice", github: github, clock: clock)
+            XCTAssertEqual(page.location, "/account?notice=github-linked", page.text)
+            let linked = try await accounts.user(named: "alice", by: .operator)
+            XCTAssertEqual(linked.githubID, 41)
+
+            // Signed in more than 10 minutes ago: unlinking needs a fresh sign-in.
+            clock.advance(by: 601)
+            try await browser.get("/account")
+            page = try await browser.post("/account/github/unlink", [])
+            XCTAssertEqual(page.status, .unauthorized)
+            browser.cookies = [:]
+            try await browser.get("/signin")
+            page = try await Self.deviceFlow(browser, start: "/signin/github/device", approveWith: "ghp_alice", github: github, clock: clock)
+            XCTAssertEqual(page.location, "/account", "GitHub signs alice in now")
+            try await browser.get("/account")
+            page = try await browser.post("/account/github/unlink", [])
+            XCTAssertEqual(page.location, "/signin?notice=github-unlinked")
+            XCTAssertNil(browser.cookies["__Host-broker_session"])
+        }
+        let alice = try await accounts.user(named: "alice", by: .operator)
+        XCTAssertNil(alice.githubID)
+        let links = try harness.auditLines().filter { $0["action"] as? String == "user.link_github" }
+        XCTAssertEqual(links.compactMap { $0["outcome"] as? String }, ["failure", "success", "success"])
+        XCTAssertEqual(links.last?["reason"] as? String, "unlinked self")
+    }
 }

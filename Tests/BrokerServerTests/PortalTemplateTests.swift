@@ -24,7 +24,7 @@ final class PortalTemplateTests: XCTestCase {
             "style=": "inline style (the CSP blocks it)", "javascript:": "javascript URL",
         ]
         let handler = try NSRegularExpression(pattern: #"\son[a-z]+\s*="#, options: [.caseInsensitive])
-        let unquoted = try NSRegularExpression(pattern: #"=\{\{"#)
+        let unquoted = try NSRegularExpression(pattern: #"\s[a-zA-Z-]+=\{\{"#)
         for (name, source) in PortalRenderer.templateSources {
             let text = String(decoding: source, as: UTF8.self)
             for (pattern, what) in refused {
@@ -56,7 +56,7 @@ final class PortalTemplateTests: XCTestCase {
         for name in [
             "formCSRF", "username", "githubLogin", "globalRole", "hasPassword", "memberships", "hasMemberships", "requests",
             "hasRequests", "joinable", "hasJoinable", "sessions", "membershipsError", "requestsError", "joinError",
-            "sessionsError", "currentPasswordError", "newPasswordError", "confirmPasswordError",
+            "sessionsError", "currentPasswordError", "newPasswordError", "confirmPasswordError", "githubEnabled", "githubError",
             // OrganizationView's
             "organization", "organizationPath", "cluster", "authority", "grantable", "members", "accessLifetime", "audiences",
             "brokerAccessLifetime", "snippet", "policyError",

@@ -120,4 +120,57 @@ extension AccountAdministration {
             }
         }
     }
+
+    /// Links the GitHub user a device flow has just proved (`identity`) to the holder's account,
+    /// which has no link yet; audited as `user.link_github` by the holder, reason
+    /// `github_login=… github_id=… self`. Adding a way to sign in ends no session.
+    /// - Throws: 409 when the account is linked already, or another account holds the GitHub
+    ///   user (by id or login).
+    public func linkOwnGitHub(_ identity: GitHubIdentity, by actor: AdministrativeActor) async throws {
+        let audited = audited(.userLinkGitHub, by: actor, target: actor.name)
+        try await audited.run {
+            try await audited.commit(
+                in: store, reason: "github_login=\(identity.login) github_id=\(identity.githubID) self"
+            ) { tx in
+                let user = try await Self.requireHolder(actor, tx)
+                guard user.githubLogin == nil, user.githubID == nil else {
+                    throw BrokerError(.conflict, "\(user.username) is linked to a GitHub user already; unlink it first")
+                }
+                var holder = try await tx.user(githubID: identity.githubID)
+                if holder == nil { holder = try await tx.user(githubLogin: identity.login) }
+                if let holder {
+                    throw BrokerError(.alreadyExists, "the GitHub user \(identity.login) is linked to another account (\(holder.username))")
+                }
+                do {
+                    try await tx.setGitHubLink(userID: user.id, login: identity.login, id: identity.githubID)
+                } catch StoreError.duplicate {
+                    throw BrokerError(.alreadyExists, "the GitHub user \(identity.login) is linked to another account")
+                }
+            }
+        }
+    }
+
+    /// Removes the holder's GitHub link; audited as `user.link_github`, reason `unlinked self`.
+    /// A credential change, as an admin's unlinking is: every session ends, this browser's too.
+    /// - Throws: 404 without a link; 409 for an account without a password (it could no longer
+    ///   sign in).
+    public func unlinkOwnGitHub(by actor: AdministrativeActor) async throws {
+        let audited = audited(.userLinkGitHub, by: actor, target: actor.name)
+        let now = clock.now()
+        try await audited.run {
+            try await audited.commit(in: store, reason: "unlinked self") { tx in
+                let user = try await Self.requireHolder(actor, tx)
+                guard user.githubLogin != nil || user.githubID != nil else {
+                    throw BrokerError(.notFound, "\(user.username) has no GitHub link")
+                }
+                guard user.passwordHash != nil else {
+                    throw BrokerError(
+                        .conflict, "\(user.username) signs in with GitHub only: set a password first (ask an administrator)")
+                }
+                try await tx.setGitHubLink(userID: user.id, login: nil, id: nil)
+                _ = try await tx.advanceCredentialVersion(userID: user.id)
+                _ = try await Self.endSessions(of: user, reason: "github_link_changed", at: now, tx)
+            }
+        }
+    }
 }

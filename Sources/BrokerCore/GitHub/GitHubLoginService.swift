@@ -395,7 +395,11 @@ public struct GitHubLoginService: Sendable {
     /// this first verified login; a renamed login (same id) is stored; the login of an account
     /// recorded for another id is refused with ``ErrorCode/githubIdentityMismatch`` (401): the
     /// login was renamed and re-registered by someone else.
-    public func holder(for identity: GitHubIdentity, createAccount: Bool, requireAny: Bool = true) async throws -> Holder {
+    /// - Parameter admitNewcomer: create an account for a GitHub user no organization admits
+    ///   (the portal's open sign-up); otherwise such a user without an account is refused.
+    public func holder(
+        for identity: GitHubIdentity, createAccount: Bool, requireAny: Bool = true, admitNewcomer: Bool = false
+    ) async throws -> Holder {
         // The hot path (a returning user) only reads, on a snapshot that does not wait for writers.
         let names = identity.grants.keys.sorted()
         var snapshot: AccountSnapshot
@@ -420,7 +424,7 @@ public struct GitHubLoginService: Sendable {
             }
         }
         var (user, organizations) = Self.merge(snapshot, identity)
-        if organizations.isEmpty && (requireAny || user == nil) {
+        if organizations.isEmpty && (requireAny || (user == nil && !admitNewcomer)) {
             throw BrokerError(.notAMember, "no organization admits the GitHub user \(identity.login)")
         }
         if user == nil {

@@ -138,6 +138,18 @@ public struct PortalSessions: Sendable {
         return PortalSession(user: user, family: snapshot.family, idHash: idHash)
     }
 
+    /// How recent a sign-in changing how the account signs in (linking or unlinking GitHub) needs.
+    public static let recentSignIn: TimeInterval = 600
+
+    /// - Throws: 401 `invalid_token` unless `session` signed in within ``recentSignIn``: a
+    ///   browser left signed in must not add or remove a way into the account.
+    public func requireRecentSignIn(_ session: PortalSession) throws {
+        guard clock.now().timeIntervalSince(session.family.authenticatedAt) <= Self.recentSignIn else {
+            throw BrokerError(
+                .invalidToken, "sign out and in again first: changing how the account signs in needs a sign-in of the last 10 minutes")
+        }
+    }
+
     /// Signs the browser out: ends its session on the server (a copied cookie is worthless
     /// after), audited as `session.revoke` with `reason` (`logout` when its holder signs out).
     public func end(_ session: PortalSession, reason: String = "logout", context: AuditContext) async throws {

@@ -66,7 +66,8 @@ struct AccountRoutes {
         chrome.onAccount = true
         let view = AccountView(
             chrome: chrome, formCSRF: try portal.csrf().token(for: session), user: session.user, overview: overview,
-            joinable: joinable, issuer: services.configuration.issuer, errors: errors)
+            joinable: joinable, issuer: services.configuration.issuer, githubEnabled: GitHubRoutes(portal: portal).enabled,
+            errors: errors)
         return portal.renderer.page("account", view, status: status, headers: headers)
     }
 

@@ -19,7 +19,7 @@ struct SignUpRoutes {
         let (pre, setCookie) = portal.preSession(of: request)
         let view = SignUpView(
             chrome: try portal.chrome("Create an account", session: nil), open: isOpen,
-            csrf: try portal.csrf().token(forPreSession: pre), typedName: "")
+            githubEnabled: GitHubRoutes(portal: portal).enabled, csrf: try portal.csrf().token(forPreSession: pre), typedName: "")
         var headers: HTTPFields = [:]
         if let setCookie { headers[.setCookie] = setCookie }
         return portal.renderer.page("signup", view, headers: headers)
@@ -33,7 +33,8 @@ struct SignUpRoutes {
         let password = form.parameters["password"] ?? ""
         var view = SignUpView(
             chrome: try portal.chrome("Create an account", session: nil), open: isOpen,
-            csrf: try portal.csrf().token(forPreSession: pre), typedName: String(username.prefix(200)))
+            githubEnabled: GitHubRoutes(portal: portal).enabled, csrf: try portal.csrf().token(forPreSession: pre),
+            typedName: String(username.prefix(200)))
         guard password == form.parameters["confirm"] ?? "" else {
             view.confirmError = "The two passwords differ."
             return portal.renderer.page("signup", view, status: .badRequest)

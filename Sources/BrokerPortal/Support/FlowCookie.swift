@@ -16,10 +16,20 @@ struct DeviceFlowState: Codable, Sendable, Equatable {
     var expiresAt: Double
     /// Where the sign-in goes afterwards (a ``SafeRedirect`` path).
     var next: String?
+    var purpose: Purpose
+    /// For ``Purpose/link``: the id hash of the session that started it, which must end it.
+    var sessionIDHash: String?
+
+    /// What the approval is for.
+    enum Purpose: String, Codable, Sendable {
+        case signIn = "in"
+        case signUp = "up"
+        case link = "link"
+    }
 
     enum CodingKeys: String, CodingKey {
         case deviceCode = "d", userCode = "u", verificationURI = "v", interval = "i", lastPoll = "l", expiresAt = "e"
-        case next = "n"
+        case next = "n", purpose = "p", sessionIDHash = "s"
     }
 }
 

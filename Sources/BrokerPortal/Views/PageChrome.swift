@@ -49,6 +49,8 @@ enum Notice: String, CaseIterable {
     case keyWithdrawn = "key-withdrawn"
     case githubExpired = "github-expired"
     case githubDenied = "github-denied"
+    case githubLinked = "github-linked"
+    case githubUnlinked = "github-unlinked"
 
     var text: String {
         switch self {
@@ -76,6 +78,8 @@ enum Notice: String, CaseIterable {
         case .keyWithdrawn: "The key is withdrawn."
         case .githubExpired: "The GitHub sign-in expired or was cancelled. Start again."
         case .githubDenied: "The request was declined at GitHub."
+        case .githubLinked: "Your GitHub user is linked: you can sign in with GitHub."
+        case .githubUnlinked: "GitHub is unlinked, and you are signed out everywhere. Sign in with your password."
         }
     }
 }

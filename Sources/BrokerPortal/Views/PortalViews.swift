@@ -22,6 +22,8 @@ struct GitHubDeviceView: Sendable {
 struct SignUpView: Sendable {
     var chrome: PageChrome
     var open: Bool
+    /// GitHub's device flow is configured: "Sign up with GitHub".
+    var githubEnabled = false
     var csrf: String
     /// The name typed, kept on a refusal (never the password).
     var typedName: String
@@ -54,6 +56,7 @@ struct AccountFormErrors: Sendable {
     var currentPassword: String?
     var newPassword: String?
     var confirmPassword: String?
+    var github: String?
 }
 
 struct AccountView: Sendable {
@@ -114,11 +117,16 @@ struct AccountView: Sendable {
     var currentPasswordError: String?
     var newPasswordError: String?
     var confirmPasswordError: String?
+    /// GitHub's device flow is configured: the link and unlink forms.
+    var githubEnabled: Bool
+    var githubError: String?
 
     init(
         chrome: PageChrome, formCSRF: String, user: User, overview: AccountOverview, joinable organizations: [Organization],
-        issuer: String, errors: AccountFormErrors = AccountFormErrors()
+        issuer: String, githubEnabled: Bool, errors: AccountFormErrors = AccountFormErrors()
     ) {
+        self.githubEnabled = githubEnabled
+        githubError = errors.github
         self.chrome = chrome
         self.formCSRF = formCSRF
         username = user.username
