@@ -71,29 +71,20 @@ struct AccountRoutes {
         return portal.renderer.page("account", view, status: status, headers: headers)
     }
 
-    /// One account form: the session and its CSRF token, the core call as the holder, then 303
-    /// to the page with `done`'s notice; a refusal re-renders the page with it placed by `errorsAt`.
+    /// One account form: 303 to the page with `done`'s notice, or the page again with the
+    /// refusal placed by `errorsAt`.
     private func act(
         _ request: Request, _ context: BrokerRequestContext, done: Notice,
         errorsAt place: (BrokerError) -> AccountFormErrors,
         _ work: (URLEncodedForm, AdministrativeActor) async throws -> Void
     ) async throws -> Response {
-        var request = request
-        let session = try await portal.requireSession(of: request)
-        let form = try await portal.form(of: &request, expecting: try portal.csrf().token(for: session))
-        let actor = AdministrativeActor(user: session.user, context: portal.auditContext(request, context))
-        do {
-            try await work(form, actor)
-        } catch let error as BrokerError where !error.code.isServerFailure {
-            return try await refusal(error, session, place(error))
+        try await portal.submit(request, context, redirect: "/account?notice=\(done.rawValue)", work) { session, error in
+            try await refusal(error, session, place(error))
         }
-        return Portal.redirect("/account?notice=\(done.rawValue)")
     }
 
     private func refusal(_ error: BrokerError, _ session: PortalSession, _ errors: AccountFormErrors) async throws -> Response {
-        var headers: HTTPFields = [:]
-        if let retryAfter = error.retryAfter { headers[.retryAfter] = String(retryAfter) }
-        return try await page(session, errors: errors, status: .init(code: error.code.httpStatus), headers: headers)
+        try await page(session, errors: errors, status: .init(code: error.code.httpStatus), headers: Portal.refusalHeaders(error))
     }
 
     private func changePassword(_ request: Request, _ context: BrokerRequestContext) async throws -> Response {

@@ -170,25 +170,16 @@ struct PortalAdminRoutes {
 
     // MARK: Forms
 
-    /// One admin form: the session and its token, the core rule as the admin, 303 to `done`
-    /// with `notice`; a refusal other than 403/404 shows the page again with it.
+    /// One admin form: 303 to `done` with `notice`, or the page again with the refusal (403 and
+    /// 404 are the error pages).
     private func act(
         _ request: Request, _ context: BrokerRequestContext, done: String, notice: Notice,
         _ work: (URLEncodedForm, AdministrativeActor) async throws -> Void,
         refused: (PortalSession, BrokerError) async throws -> Response
     ) async throws -> Response {
-        var request = request
-        let session = try await portal.requireSession(of: request)
-        let form = try await portal.form(of: &request, expecting: try portal.csrf().token(for: session))
-        let actor = AdministrativeActor(user: session.user, context: portal.auditContext(request, context))
-        do {
-            try await work(form, actor)
-        } catch let error as BrokerError where !error.code.isServerFailure && error.code != .forbidden && error.code != .notFound {
-            return try await refused(session, error)
-        }
-        // An admin who disabled or demoted themselves (the core allows it while another admin
-        // remains) is sent where their session still leads.
-        return Portal.redirect("\(done)?notice=\(notice.rawValue)")
+        try await portal.submit(
+            request, context, redirect: "\(done)?notice=\(notice.rawValue)", refusalsOnPage: Portal.shownOnManagerPages, work,
+            refused: refused)
     }
 
     private struct UserForm {

@@ -94,23 +94,18 @@ struct OrganizationRoutes {
         return portal.renderer.page("organization", view, status: status, headers: headers)
     }
 
-    /// One manager's form: the session and its token, the core rule as the reader, then 303 to
-    /// the page; a refusal shows the page again with it (403 for a non-manager: the error page).
+    /// One manager's form: 303 back to the page, or the page again with the refusal (403 and
+    /// 404 are the error pages).
     private func act(
         _ name: String, _ request: Request, _ context: BrokerRequestContext, done: Notice,
         errorsAt place: (BrokerError) -> OrganizationFormErrors, _ work: (URLEncodedForm, AdministrativeActor) async throws -> Void
     ) async throws -> Response {
-        var request = request
-        let session = try await portal.requireSession(of: request)
-        let form = try await portal.form(of: &request, expecting: try portal.csrf().token(for: session))
-        let actor = AdministrativeActor(user: session.user, context: portal.auditContext(request, context))
-        do {
-            try await work(form, actor)
-        } catch let error as BrokerError where !error.code.isServerFailure && error.code != .forbidden && error.code != .notFound {
-            var headers: HTTPFields = [:]
-            if let retryAfter = error.retryAfter { headers[.retryAfter] = String(retryAfter) }
-            return try await page(name, session, errors: place(error), status: .init(code: error.code.httpStatus), headers: headers)
+        try await portal.submit(
+            request, context, redirect: "/orgs/\(PortalPaths.segment(name))?notice=\(done.rawValue)",
+            refusalsOnPage: Portal.shownOnManagerPages, work
+        ) { session, error in
+            try await page(
+                name, session, errors: place(error), status: .init(code: error.code.httpStatus), headers: Portal.refusalHeaders(error))
         }
-        return Portal.redirect("/orgs/\(PortalPaths.segment(name))?notice=\(done.rawValue)")
     }
 }

@@ -76,6 +76,41 @@ struct Portal: Sendable {
         return Response(status: .seeOther, headers: headers)
     }
 
+    /// One form of a signed-in page: the session and its CSRF token, then `work` as the holder
+    /// (the audit context of the request), then 303 to `location`. A refusal `onPage` accepts is
+    /// shown by `refused` (the page again, the error beside its form); any other error goes to
+    /// ``PortalErrorMiddleware`` (a 403 or 404 page).
+    func submit(
+        _ request: Request, _ context: BrokerRequestContext, redirect location: String,
+        refusalsOnPage onPage: (BrokerError) -> Bool = { _ in true },
+        _ work: (URLEncodedForm, AdministrativeActor) async throws -> Void,
+        refused: (PortalSession, BrokerError) async throws -> Response
+    ) async throws -> Response {
+        var request = request
+        let session = try await requireSession(of: request)
+        let form = try await form(of: &request, expecting: try csrf().token(for: session))
+        let actor = AdministrativeActor(user: session.user, context: auditContext(request, context))
+        do {
+            try await work(form, actor)
+        } catch let error as BrokerError where !error.code.isServerFailure && onPage(error) {
+            return try await refused(session, error)
+        }
+        return Self.redirect(location)
+    }
+
+    /// A refusal shown on a page: `Retry-After` when the error has one.
+    static func refusalHeaders(_ error: BrokerError) -> HTTPFields {
+        var headers: HTTPFields = [:]
+        if let retryAfter = error.retryAfter { headers[.retryAfter] = String(retryAfter) }
+        return headers
+    }
+
+    /// Refusals a manager's or admin's page shows beside its forms: not the 403 of someone who
+    /// may not be there, nor a 404 of what is not there (their error pages say it).
+    static func shownOnManagerPages(_ error: BrokerError) -> Bool {
+        error.code != .forbidden && error.code != .notFound
+    }
+
     func auditContext(_ request: Request, _ context: BrokerRequestContext) -> AuditContext {
         services.auditContext(request, context)
     }
