@@ -120,6 +120,14 @@ extension ConfigurationLoader {
                 check.problems.append("\(error)")
             }
         }
+        if !configuration.githubClientSecretFile.isEmpty {
+            // Read as `broker serve` reads it at start; the problem names the file, never the secret.
+            do {
+                _ = try configuration.githubClientSecretValue()
+            } catch {
+                check.problems.append("\(error)")
+            }
+        }
 
         for key in BrokerConfiguration.keys + BrokerConfiguration.structuredKeys {
             let value = configuration.shownValue(of: key)
@@ -194,6 +202,8 @@ extension BrokerConfiguration {
         case "github_api_url": githubAPIURL
         case "github_web_url": githubWebURL
         case "github_client_id": githubClientID
+        case "github_client_secret": githubClientSecret
+        case "github_client_secret_file": githubClientSecretFile
         case "github_proxy": githubProxy
         case "github_connect_timeout": "\(githubConnectTimeout)"
         case "github_timeout": "\(githubTimeout)"

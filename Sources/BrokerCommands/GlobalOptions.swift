@@ -199,15 +199,7 @@ enum PostgresStoreSettings {
         let url = try DatabaseURL(parsing: configuration.databaseURL)
         var password: String?
         if !configuration.databasePasswordFile.isEmpty {
-            let path = configuration.databasePasswordFile
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                throw ConfigurationError("database_password_file \(path) cannot be read")
-            }
-            // One line: the trailing newline an editor or `echo` adds is not part of it.
-            let line = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
-            let trimmed = line.hasSuffix("\r") ? String(line.dropLast()) : line
-            guard !trimmed.isEmpty else { throw ConfigurationError("database_password_file \(path) is empty") }
-            password = trimmed
+            password = try SecretFile.readLine(configuration.databasePasswordFile, setting: "database_password_file")
         }
         return PostgresStore.Settings(
             url: url, password: password, poolSize: configuration.databasePoolSize,

@@ -38,12 +38,14 @@ struct ServeCommand: AsyncParsableCommand {
                 let keyStorage = try environment.keyRingStorage()
                 let snapshot = try await keyStorage.loadOrInitializeRing(algorithm: configuration.signingAlgorithm)
                 let keyRing = KeyRing(snapshot)
+                // Read at start: a missing or empty file stops here, not at the first sign-in.
+                let githubClientSecret = try configuration.githubClientSecretValue()
                 let github: LibcurlGitHubClient
                 do {
                     github = try LibcurlGitHubClient(
                         configuration: .init(
                             apiURL: configuration.githubAPIURL, webURL: configuration.githubWebURL,
-                            clientID: configuration.githubClientID,
+                            clientID: configuration.githubClientID, clientSecret: githubClientSecret,
                             connectTimeout: .seconds(configuration.githubConnectTimeout),
                             totalTimeout: .seconds(configuration.githubTimeout), userAgent: "broker",
                             proxy: configuration.githubProxy.isEmpty ? nil : configuration.githubProxy))

@@ -4,7 +4,7 @@ import Hummingbird
 import Logging
 import NIOCore
 
-/// A fake GitHub for tests: the REST calls and device flow the broker uses, on loopback,
+/// A fake GitHub for tests: the REST calls, device flow and web flow the broker uses, on loopback,
 /// with GitHub's shapes (pagination `Link` headers, rate-limit headers, OAuth error bodies)
 /// and faults to inject (delays, 5xx, malformed bodies, dropped connections).
 ///
@@ -26,10 +26,12 @@ public final class FakeGitHub: Sendable {
     public var baseURL: String { "http://127.0.0.1:\(port)" }
     /// The REST API base: `baseURL` plus the path prefix given to `start` (e.g. `/api/v3`).
     public var apiURL: String { baseURL + apiPathPrefix }
-    /// The web base, for the device flow.
+    /// The web base, for the device and web flows.
     public var webURL: String { baseURL }
-    /// The OAuth client id the device-flow endpoints accept.
+    /// The OAuth client id the device-flow and web-flow endpoints accept.
     public let clientID: String
+    /// The OAuth client secret the web flow's code exchange accepts.
+    public let clientSecret: String
 
     let apiPathPrefix: String
     let state: Locked<FakeGitHubState>
@@ -48,10 +50,12 @@ public final class FakeGitHub: Sendable {
     ///     to get several pages out of a few teams.
     ///   - deviceInterval: the polling interval, in seconds, handed out with device codes.
     ///   - deviceExpiresIn: device code lifetime in seconds.
-    ///   - now: the fake's clock, for rate-limit resets and device-flow timing.
+    ///   - clientSecret: the secret the web flow's code exchange requires with `clientID`.
+    ///   - now: the fake's clock, for rate-limit resets and device-flow and web-flow timing.
     public static func start(
         apiPathPrefix: String = "",
         clientID: String = "fake-client-id",
+        clientSecret: String = "fake-client-secret",
         maximumPerPage: Int = 100,
         deviceInterval: Int = 5,
         deviceExpiresIn: Int = 900,
@@ -82,7 +86,7 @@ public final class FakeGitHub: Sendable {
             throw FakeGitHubStartError()
         }
         let fake = FakeGitHub(
-            port: port, clientID: clientID, apiPathPrefix: apiPathPrefix, now: now,
+            port: port, clientID: clientID, clientSecret: clientSecret, apiPathPrefix: apiPathPrefix, now: now,
             maximumPerPage: maximumPerPage, deviceInterval: deviceInterval, deviceExpiresIn: deviceExpiresIn,
             server: task)
         box.fake.withLock { $0 = fake }
@@ -90,12 +94,13 @@ public final class FakeGitHub: Sendable {
     }
 
     private init(
-        port: Int, clientID: String, apiPathPrefix: String,
+        port: Int, clientID: String, clientSecret: String, apiPathPrefix: String,
         now: @escaping @Sendable () -> Date, maximumPerPage: Int, deviceInterval: Int, deviceExpiresIn: Int,
         server: Task<Void, Never>
     ) {
         self.port = port
         self.clientID = clientID
+        self.clientSecret = clientSecret
         self.apiPathPrefix = apiPathPrefix
         self.state = Locked(FakeGitHubState())
         self.now = now
@@ -129,7 +134,7 @@ public final class FakeGitHub: Sendable {
             let userID = id ?? state.nextUserID
             state.nextUserID = max(state.nextUserID, userID) + 1
             state.users[login] = .init(login: login, id: userID, organizations: organizations, teams: teams)
-            state.tokens[token] = .init(login: login, scopes: scopes)
+            state.addToken(token, login: login, scopes: scopes)
         }
     }
 
@@ -156,7 +161,7 @@ public final class FakeGitHub: Sendable {
 
     /// Another token for an existing user.
     public func addToken(_ token: String, for login: String, scopes: Set<String> = ["read:org"]) {
-        state.withLock { $0.tokens[token] = .init(login: login, scopes: scopes) }
+        state.withLock { $0.addToken(token, login: login, scopes: scopes) }
     }
 
     /// The token now gets 401 `Bad credentials`, as a revoked PAT does.
@@ -216,7 +221,7 @@ public final class FakeGitHub: Sendable {
     public func approveDevice(userCode: String, login: String) -> Bool {
         state.withLock { state in
             guard let key = state.devices.first(where: { $0.value.userCode == userCode.uppercased() })?.key,
-                let token = state.tokens.first(where: { $0.value.login == login && !$0.value.revoked })?.key
+                let token = state.firstUsableToken(of: login)
             else { return false }
             state.devices[key]?.status = .approved(token: token)
             return true
@@ -228,6 +233,32 @@ public final class FakeGitHub: Sendable {
         state.withLock { state in
             guard let key = state.devices.first(where: { $0.value.userCode == userCode })?.key else { return }
             state.devices[key]?.status = .denied
+        }
+    }
+
+    // MARK: - Web flow
+
+    /// How long an authorization code may wait for its exchange: GitHub's ten minutes.
+    public static let authorizationCodeLifetime: TimeInterval = 600
+
+    /// `login` approves the web flow at the fake's authorize page, as the form there does: a
+    /// one-time code for their first unrevoked token, good for one exchange with `redirectURI`
+    /// and the verifier whose S256 challenge is `codeChallenge`. Nil for an unknown user or one
+    /// without a token.
+    ///
+    /// ```swift
+    /// let code = try XCTUnwrap(github.authorize(login: "alice", redirectURI: callback, codeChallenge: challenge))
+    /// let token = try await client.exchangeAuthorizationCode(code: code, redirectURI: callback, codeVerifier: verifier)
+    /// ```
+    public func authorize(login: String, redirectURI: String, codeChallenge: String) -> String? {
+        let issuedAt = now()
+        return state.withLock { state in
+            guard let token = state.firstUsableToken(of: login) else { return nil }
+            var generator = SystemRandomNumberGenerator()
+            let code = (0..<10).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+            state.webAuthorizations[code] = .init(
+                token: token, redirectURI: redirectURI, codeChallenge: codeChallenge, issuedAt: issuedAt)
+            return code
         }
     }
 

@@ -16,7 +16,7 @@ extension FakeGitHub {
         case teams
         /// `POST /login/device/code`
         case deviceCode
-        /// `POST /login/oauth/access_token`
+        /// `POST /login/oauth/access_token`: device-flow polls and web-flow code exchanges.
         case accessToken
     }
 
@@ -115,6 +115,8 @@ struct FakeGitHubState {
     struct TokenGrant {
         var login: String
         var scopes: Set<String>
+        /// Order of addition: a user's first token is the one their approvals hand out.
+        var serial: Int
         var revoked = false
         var used = 0
         var exhausted: FakeGitHub.RateLimitAnswer?
@@ -138,13 +140,36 @@ struct FakeGitHubState {
         var status: Status
     }
 
+    /// A web-flow authorization waiting for its code's exchange.
+    struct WebAuthorization {
+        var token: String
+        var redirectURI: String
+        /// S256: base64url(SHA-256(verifier)).
+        var codeChallenge: String
+        var issuedAt: Date
+    }
+
     var users: [String: User] = [:]
     var tokens: [String: TokenGrant] = [:]
     var faults: [FakeGitHub.Route: [ActiveFault]] = [:]
     var requests: [FakeGitHub.RecordedRequest] = []
     var devices: [String: DeviceAuthorization] = [:]
+    /// By authorization code.
+    var webAuthorizations: [String: WebAuthorization] = [:]
+    var tokenSerial = 0
     var nextUserID: Int64 = 1000
     var rateLimit = 5000
+
+    mutating func addToken(_ token: String, login: String, scopes: Set<String>) {
+        tokenSerial += 1
+        tokens[token] = .init(login: login, scopes: scopes, serial: tokenSerial)
+    }
+
+    /// The first token added for `login` that is not revoked: what a person approving a device
+    /// or an authorization hands out.
+    func firstUsableToken(of login: String) -> String? {
+        tokens.filter { $0.value.login == login && !$0.value.revoked }.min { $0.value.serial < $1.value.serial }?.key
+    }
 
     /// The faults to apply to one request on `route`, consuming one use of each.
     mutating func takeFaults(_ route: FakeGitHub.Route) -> [FakeGitHub.Fault] {

@@ -56,11 +56,22 @@ extension RouterBox {
                     ? "<!doctype html><html lang=\"en\"><head><title>Approved</title></head><body><p id=\"done\">Device approved.</p></body></html>"
                     : "<!doctype html><html lang=\"en\"><head><title>Unknown</title></head><body><p id=\"unknown\">Unknown code or user.</p></body></html>")
         }
+        // The web flow's authorize page (browser tests): no script, a form that carries the
+        // request's parameters in hidden fields and asks who approves.
+        router.get("/login/oauth/authorize") { request, _ in
+            guard let fake = self.fake.withLock({ $0 }) else { return Response(status: .serviceUnavailable) }
+            return fake.authorizePage(FormDecoding.decode(request.uri.query ?? ""))
+        }
+        router.post("/login/oauth/authorize") { request, _ in
+            guard let fake = self.fake.withLock({ $0 }) else { return Response(status: .serviceUnavailable) }
+            let body = String(buffer: try await request.body.collect(upTo: 1 << 16))
+            return fake.authorizeDecision(FormDecoding.decode(body))
+        }
     }
 
-    static func html(_ text: String) -> Response {
+    static func html(_ text: String, status: HTTPResponse.Status = .ok) -> Response {
         Response(
-            status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: text)))
+            status: status, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 
     /// Records the request, applies the route's faults, then answers with `answer`.
@@ -278,7 +289,12 @@ extension FakeGitHub {
             return Self.json(200, body)
         }
         guard request.form["client_id"] == clientID else { return error("incorrect_client_credentials") }
-        guard request.form["grant_type"] == "urn:ietf:params:oauth:grant-type:device_code" else {
+        // GitHub takes a code exchange without grant_type; RFC 6749 names it authorization_code.
+        let grantType = request.form["grant_type"]
+        if grantType == "authorization_code" || grantType == nil && request.form["code"] != nil {
+            return codeExchange(request)
+        }
+        guard grantType == "urn:ietf:params:oauth:grant-type:device_code" else {
             return error("unsupported_grant_type")
         }
         let now = now()
@@ -306,6 +322,119 @@ extension FakeGitHub {
             }
         }
     }
+}
+
+// MARK: - Web flow
+
+extension FakeGitHub {
+    /// The parameters the authorize page passes on to its form, in hidden fields.
+    static let authorizeParameters = [
+        "client_id", "redirect_uri", "scope", "state", "code_challenge", "code_challenge_method",
+    ]
+
+    /// What is wrong with an authorization request, checked before the page is shown and again
+    /// when it is approved; nil when nothing is. PKCE (S256) is required: the broker always
+    /// sends it, and a request without it is a bug to see.
+    func authorizationProblem(_ fields: [String: String]) -> String? {
+        guard fields["client_id"] == clientID else { return "The client_id is not this application's." }
+        guard let redirectURI = fields["redirect_uri"], redirectURI.hasPrefix("http://") || redirectURI.hasPrefix("https://")
+        else { return "The redirect_uri must be an http(s) URL." }
+        guard let challenge = fields["code_challenge"], !challenge.isEmpty else { return "A code_challenge is required." }
+        guard fields["code_challenge_method"] == "S256" else { return "The code_challenge_method must be S256." }
+        return nil
+    }
+
+    func authorizePage(_ query: [String: String]) -> Response {
+        if let problem = authorizationProblem(query) { return Self.authorizationRefused(problem) }
+        let hidden = Self.authorizeParameters.map { name in
+            "<input type=\"hidden\" name=\"\(name)\" value=\"\(Self.htmlEscaped(query[name] ?? ""))\">"
+        }.joined(separator: "\n")
+        return RouterBox.html(
+            """
+            <!doctype html><html lang="en"><head><meta charset="utf-8"><title>Authorize application · fake GitHub</title></head>
+            <body><h1>Authorize application</h1><form method="post" action="/login/oauth/authorize">
+            \(hidden)
+            <label for="login">GitHub user</label> <input id="login" name="login">
+            <button type="submit" id="authorize">Authorize</button></form></body></html>
+            """)
+    }
+
+    /// The form's answer: back to the application with a code (and its `state`), as GitHub's
+    /// 302 does, or a page saying the user is unknown.
+    func authorizeDecision(_ form: [String: String]) -> Response {
+        if let problem = authorizationProblem(form) { return Self.authorizationRefused(problem) }
+        let redirectURI = form["redirect_uri"] ?? ""
+        guard let code = authorize(login: form["login"] ?? "", redirectURI: redirectURI, codeChallenge: form["code_challenge"] ?? "")
+        else {
+            return RouterBox.html(
+                "<!doctype html><html lang=\"en\"><head><title>Unknown</title></head><body><p id=\"unknown\">Unknown user.</p></body></html>")
+        }
+        var location = redirectURI + (redirectURI.contains("?") ? "&" : "?") + "code=" + Self.queryEscaped(code)
+        if let state = form["state"], !state.isEmpty { location += "&state=" + Self.queryEscaped(state) }
+        return Response(status: .found, headers: [.location: location])
+    }
+
+    /// `POST /login/oauth/access_token` with a code, its client id already checked: the client
+    /// secret, then the code (good once, whatever the outcome of the attempt that names it, and
+    /// for ``authorizationCodeLifetime``), its redirect URI and its PKCE verifier. Errors as
+    /// GitHub gives them: 200 and an `error` member.
+    func codeExchange(_ request: RecordedRequest) -> Response {
+        func error(_ code: String) -> Response {
+            Self.json(200, ["error": .string(code), "error_description": .string(code)])
+        }
+        guard request.form["client_secret"] == clientSecret else { return error("incorrect_client_credentials") }
+        let now = now()
+        return state.withLock { state in
+            guard let authorization = state.webAuthorizations.removeValue(forKey: request.form["code"] ?? "") else {
+                return error("bad_verification_code")
+            }
+            guard now.timeIntervalSince(authorization.issuedAt) < Self.authorizationCodeLifetime else {
+                return error("bad_verification_code")
+            }
+            guard request.form["redirect_uri"] == authorization.redirectURI else { return error("redirect_uri_mismatch") }
+            let verifier = Array((request.form["code_verifier"] ?? "").utf8)
+            let challenge = Array(Base64URL.encode(Digest.sha256(verifier)).utf8)
+            guard constantTimeEquals(challenge, Array(authorization.codeChallenge.utf8)) else {
+                return error("bad_verification_code")
+            }
+            guard let grant = state.tokens[authorization.token], !grant.revoked else { return error("bad_verification_code") }
+            return Self.json(
+                200,
+                [
+                    "access_token": .string(authorization.token), "token_type": .string("bearer"),
+                    "scope": .string(grant.scopes.sorted().joined(separator: ",")),
+                ])
+        }
+    }
+
+    static func authorizationRefused(_ problem: String) -> Response {
+        RouterBox.html(
+            "<!doctype html><html lang=\"en\"><head><title>Error</title></head><body><p id=\"error\">\(htmlEscaped(problem))</p></body></html>",
+            status: .badRequest)
+    }
+
+    static func htmlEscaped(_ text: String) -> String {
+        var out = ""
+        for character in text {
+            switch character {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&#39;"
+            default: out.append(character)
+            }
+        }
+        return out
+    }
+
+    /// RFC 3986's unreserved characters kept, every other byte `%XX`.
+    static func queryEscaped(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: unreserved) ?? ""
+    }
+
+    private static let unreserved = CharacterSet(
+        charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 }
 
 /// `application/x-www-form-urlencoded` (and query string) decoding.

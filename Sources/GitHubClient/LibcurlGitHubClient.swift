@@ -2,8 +2,8 @@ import BrokerCore
 import BrokerCrypto
 import Foundation
 
-/// `GitHubAPI` over libcurl: GitHub's REST API (github.com or GitHub Enterprise Server) and
-/// the OAuth device flow.
+/// `GitHubAPI` over libcurl: GitHub's REST API (github.com or GitHub Enterprise Server), the
+/// OAuth device flow and the web flow's code exchange.
 ///
 /// Requests run on a thread the client owns (see `CurlLoop`), so callers on an event loop or
 /// in Swift's cooperative pool only suspend. Connections are kept alive and reused. A token
@@ -29,10 +29,14 @@ public final class LibcurlGitHubClient: GitHubAPI {
         /// REST API base: `https://api.github.com`, or `https://HOST/api/v3` for Enterprise
         /// Server. Plain `http` only for loopback hosts.
         public var apiURL: String
-        /// Web base, for the device flow: `https://github.com` or `https://HOST`.
+        /// Web base, for the device and web flows: `https://github.com` or `https://HOST`.
         public var webURL: String
-        /// The OAuth app's client id, sent in device-flow calls (it is not a secret).
+        /// The OAuth app's client id, sent in device-flow and web-flow calls (it is not a secret).
         public var clientID: String
+        /// The OAuth app's client secret, sent only in the web flow's code exchange; empty: no
+        /// web flow. Never logged, never in an error: this configuration's description and
+        /// mirror show it masked.
+        public var clientSecret: String
         /// Time allowed to establish a connection (TCP and TLS).
         public var connectTimeout: Duration
         /// Time allowed for a whole call; for `teams`, for all its pages together.
@@ -54,6 +58,7 @@ public final class LibcurlGitHubClient: GitHubAPI {
             apiURL: String = "https://api.github.com",
             webURL: String = "https://github.com",
             clientID: String = "",
+            clientSecret: String = "",
             connectTimeout: Duration = .seconds(3),
             totalTimeout: Duration = .seconds(10),
             userAgent: String = "broker",
@@ -66,6 +71,7 @@ public final class LibcurlGitHubClient: GitHubAPI {
             self.apiURL = apiURL
             self.webURL = webURL
             self.clientID = clientID
+            self.clientSecret = clientSecret
             self.connectTimeout = connectTimeout
             self.totalTimeout = totalTimeout
             self.userAgent = userAgent
@@ -226,6 +232,44 @@ public final class LibcurlGitHubClient: GitHubAPI {
         }
     }
 
+    // MARK: - Web flow
+
+    public func exchangeAuthorizationCode(code: String, redirectURI: String, codeVerifier: String)
+        async throws(GitHubError) -> String
+    {
+        guard !configuration.clientSecret.isEmpty else {
+            throw .unavailable("the web flow needs the OAuth app's client secret (github_client_secret), which is not set")
+        }
+        // A code or verifier no GitHub issues (empty, huge) is refused without a call.
+        guard !code.isEmpty, code.utf8.count <= 1024, codeVerifier.utf8.count <= 1024 else {
+            throw .authorizationCodeRejected("bad_verification_code")
+        }
+        let deadline = ContinuousClock.now + configuration.totalTimeout
+        let response = try await postForm(
+            web.appending("login", "oauth", "access_token"),
+            fields: [
+                ("client_id", configuration.clientID), ("client_secret", configuration.clientSecret), ("code", code),
+                ("redirect_uri", redirectURI), ("code_verifier", codeVerifier),
+            ],
+            deadline: deadline)
+        let json = try decodeOAuth(response)
+        if let token = json["access_token"]?.string, !token.isEmpty { return token }
+        guard let error = json["error"]?.string else {
+            throw .malformedResponse("code exchange response with neither access_token nor error")
+        }
+        // Only GitHub's error code is kept: its error_description is prose that could, some day,
+        // quote what was sent.
+        let oauthError = Self.errorCode(error)
+        switch oauthError {
+        // GitHub's name for a code that is unknown, expired, used or not matching the verifier;
+        // RFC 6749's (section 5.2) for the same.
+        case "bad_verification_code", "invalid_grant": throw .authorizationCodeRejected(oauthError)
+        // incorrect_client_credentials, redirect_uri_mismatch, ...: the broker's settings, which
+        // no user can fix by signing in again.
+        default: throw .unavailable("GitHub refused the authorization code exchange: \(oauthError)")
+        }
+    }
+
     // MARK: - Requests
 
     private func get(_ url: String, token: String, deadline: ContinuousClock.Instant) async throws(GitHubError)
@@ -382,5 +426,23 @@ public final class LibcurlGitHubClient: GitHubAPI {
     private static func milliseconds(_ duration: Duration) -> Int {
         let (seconds, attoseconds) = duration.components
         return max(1, Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000))
+    }
+}
+
+extension LibcurlGitHubClient.Configuration: CustomReflectable {
+    /// Every setting, the client secret masked: `print`, string interpolation and `dump` all
+    /// read a value through its mirror, so a configuration that reaches a log line or an error
+    /// message carries no secret.
+    public var customMirror: Mirror {
+        Mirror(
+            self,
+            children: [
+                "apiURL": apiURL, "webURL": webURL, "clientID": clientID,
+                "clientSecret": clientSecret.isEmpty ? "" : "********",
+                "connectTimeout": connectTimeout, "totalTimeout": totalTimeout, "userAgent": userAgent,
+                "apiVersion": apiVersion, "maximumResponseBytes": maximumResponseBytes, "maximumPages": maximumPages,
+                "maximumConnections": maximumConnections, "proxy": proxy as Any,
+            ],
+            displayStyle: .struct)
     }
 }

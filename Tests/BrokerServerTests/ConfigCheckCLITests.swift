@@ -64,6 +64,41 @@ final class ConfigCheckCLITests: XCTestCase {
         XCTAssertNotEqual(settings["password_hash_concurrency"]?.value, "********", "a count is not a secret")
     }
 
+    func testTheGitHubClientSecretIsMaskedAndItsFileNamed() throws {
+        var broker = try BrokerBinary.make(extraConfig: "github_client_id: Iv1.0123abcd")
+        defer { broker.cleanUp() }
+        let secret = "gh-app-s3cret-88d0"
+        broker.environment["BROKER_GITHUB_CLIENT_SECRET"] = secret
+        var result = try broker.run(["config", "check"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertFalse((result.stdout + result.stderr).contains(secret), "the secret is never printed")
+        var settings = try Self.settings(result.stdout)
+        XCTAssertEqual(settings["github_client_secret"], Line(value: "********", source: "environment BROKER_GITHUB_CLIENT_SECRET"))
+        XCTAssertEqual(settings["github_client_secret_file"], Line(value: "\"\"", source: "default"))
+
+        // From a file: the path is shown (it is not the secret), the contents never.
+        let file = broker.workDirectory.appendingPathComponent("github-secret")
+        try (secret + "\n").write(to: file, atomically: true, encoding: .utf8)
+        broker.environment["BROKER_GITHUB_CLIENT_SECRET"] = nil
+        broker.environment["BROKER_GITHUB_CLIENT_SECRET_FILE"] = file.path
+        result = try broker.run(["config", "check"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertFalse((result.stdout + result.stderr).contains(secret))
+        settings = try Self.settings(result.stdout)
+        XCTAssertEqual(settings["github_client_secret"]?.value, "\"\"")
+        XCTAssertEqual(
+            settings["github_client_secret_file"], Line(value: file.path, source: "environment BROKER_GITHUB_CLIENT_SECRET_FILE"))
+
+        // Both, and a file that cannot be read: each named, neither secret shown.
+        broker.environment["BROKER_GITHUB_CLIENT_SECRET"] = secret
+        broker.environment["BROKER_GITHUB_CLIENT_SECRET_FILE"] = file.path + ".missing"
+        result = try broker.run(["config", "check"])
+        XCTAssertEqual(result.status, 1)
+        XCTAssertFalse((result.stdout + result.stderr).contains(secret))
+        XCTAssertTrue(result.stderr.contains("github_client_secret and github_client_secret_file are both set"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("github_client_secret_file \(file.path).missing cannot be read"), result.stderr)
+    }
+
     func testEveryInvalidSettingIsNamedAndTheExitIsNonZero() throws {
         var broker = try BrokerBinary.make(extraConfig: "log_format: xml")
         defer { broker.cleanUp() }

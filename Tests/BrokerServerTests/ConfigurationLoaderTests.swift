@@ -157,6 +157,59 @@ final class ConfigurationLoaderTests: XCTestCase {
         }
     }
 
+    func testTheGitHubClientSecretIsGivenOrReadFromAFile() async throws {
+        let defaults = try await ConfigurationLoader(environment: [:]).load(file: nil, flags: [:])
+        XCTAssertEqual(try defaults.githubClientSecretValue(), "")
+        XCTAssertFalse(defaults.githubWebFlowEnabled)
+        let idOnly = try await ConfigurationLoader(environment: ["BROKER_GITHUB_CLIENT_ID": "Iv1.abc"]).load(file: nil, flags: [:])
+        XCTAssertFalse(idOnly.githubWebFlowEnabled, "the device flow needs no secret; the web flow does")
+
+        let given = try await ConfigurationLoader(
+            environment: ["BROKER_GITHUB_CLIENT_ID": "Iv1.abc", "BROKER_GITHUB_CLIENT_SECRET": "g1ven-s3cret"]
+        ).load(file: nil, flags: [:])
+        XCTAssertEqual(try given.githubClientSecretValue(), "g1ven-s3cret")
+        XCTAssertTrue(given.githubWebFlowEnabled)
+
+        // The file's first line; the newline an editor or echo adds is not part of it.
+        let secretFile = try file("f1le-s3cret\r\nsecond line\n")
+        let fromFile = try await ConfigurationLoader(environment: ["BROKER_GITHUB_CLIENT_SECRET_FILE": secretFile])
+            .load(file: try file("github_client_id: Iv1.abc\n"), flags: [:])
+        XCTAssertEqual(fromFile.githubClientSecret, "", "read when asked (at start), not kept in the configuration")
+        XCTAssertEqual(fromFile.githubClientSecretFile, secretFile)
+        XCTAssertTrue(fromFile.githubWebFlowEnabled)
+        XCTAssertEqual(try fromFile.githubClientSecretValue(), "f1le-s3cret")
+
+        var unreadable = fromFile
+        unreadable.githubClientSecretFile = "/nonexistent/github-secret"
+        XCTAssertThrowsError(try unreadable.githubClientSecretValue()) { error in
+            XCTAssertEqual("\(error)", "github_client_secret_file /nonexistent/github-secret cannot be read")
+        }
+        var empty = fromFile
+        empty.githubClientSecretFile = try file("\n")
+        XCTAssertThrowsError(try empty.githubClientSecretValue()) { error in
+            XCTAssertEqual("\(error)", "github_client_secret_file \(empty.githubClientSecretFile) is empty")
+        }
+
+        let refused: [([String: String], String)] = [
+            (
+                ["BROKER_GITHUB_CLIENT_ID": "Iv1.abc", "BROKER_GITHUB_CLIENT_SECRET": "b0th-s3cret",
+                 "BROKER_GITHUB_CLIENT_SECRET_FILE": secretFile],
+                "github_client_secret and github_client_secret_file are both set"
+            ),
+            (["BROKER_GITHUB_CLIENT_SECRET": "n0-id-s3cret"], "github_client_id is empty"),
+            (["BROKER_GITHUB_CLIENT_SECRET_FILE": secretFile], "github_client_id is empty"),
+        ]
+        for (environment, expected) in refused {
+            do {
+                _ = try await ConfigurationLoader(environment: environment).load(file: nil, flags: [:])
+                XCTFail("accepted \(environment)")
+            } catch {
+                XCTAssertTrue("\(error)".contains(expected), "\(error) lacks \(expected)")
+                XCTAssertFalse("\(error)".contains("s3cret"), "\(error)")
+            }
+        }
+    }
+
     func testMappingsMustNameExistingOrganizationsAndFreeClusterNames() throws {
         let organizations = [
             Organization(id: 1, name: "a", clusterName: "a", createdAt: Date()),

@@ -9,7 +9,7 @@ import FuzzSupport
 // Invariants beyond "no crash":
 // - a validated configuration keeps its documented relations (issuer an http(s) URL without a
 //   trailing slash; refresh_lifetime <= session_max_lifetime; jwks_max_age <= key_prepublication);
-// - an error never quotes a password value.
+// - an error never quotes a secret's value (a password, the GitHub client secret).
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzConfiguration(_ data: UnsafeRawPointer, _ count: Int) -> CInt {
@@ -26,9 +26,10 @@ public func fuzzConfiguration(_ data: UnsafeRawPointer, _ count: Int) -> CInt {
                 try configuration.set(key, to: value, source: "fuzz")
             }
         } catch {
-            // The one secret among the settings (`password_hash_concurrency` is not one).
-            if key == "bootstrap_admin_password", value.count >= 8 {
-                fuzzCheck(!"\(error)".contains(value), "a configuration error quotes a password")
+            // The secrets among the settings (`password_hash_concurrency` is not one, and a
+            // `_file` key names a path).
+            if ["bootstrap_admin_password", "github_client_secret"].contains(key), value.count >= 8 {
+                fuzzCheck(!"\(error)".contains(value), "a configuration error quotes a secret")
             }
         }
     }

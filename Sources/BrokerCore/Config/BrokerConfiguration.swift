@@ -56,8 +56,15 @@ public struct BrokerConfiguration: Sendable, Equatable {
     // MARK: GitHub (generation-2 logins and GitHub-linked accounts)
     public var githubAPIURL: String = "https://api.github.com"
     public var githubWebURL: String = "https://github.com"
-    /// The OAuth app's client id, needed for the device flow only.
+    /// The OAuth app's client id, needed for the device flow and the web flow.
     public var githubClientID: String = ""
+    /// The OAuth app's client secret, needed for the web flow only (the portal's GitHub sign-in
+    /// through GitHub's authorize page). A secret: masked by `broker config check`, never logged.
+    /// Better kept in ``githubClientSecretFile``; read it with ``githubClientSecretValue()``.
+    public var githubClientSecret: String = ""
+    /// A file holding the client secret (one line), so that it stays out of the configuration
+    /// file and the environment.
+    public var githubClientSecretFile: String = ""
     /// An HTTP(S) proxy for GitHub calls; proxy variables of the environment are ignored so that
     /// only configuration decides where tokens travel.
     public var githubProxy: String = ""
@@ -168,6 +175,12 @@ public struct BrokerConfiguration: Sendable, Equatable {
     /// `max_connections`.
     public var maxConnectionsPerAddress: Int?
 
+    /// Whether the broker may send browsers through GitHub's OAuth web flow: the client id and a
+    /// client secret (given, or in a file) are both set.
+    public var githubWebFlowEnabled: Bool {
+        !githubClientID.isEmpty && (!githubClientSecret.isEmpty || !githubClientSecretFile.isEmpty)
+    }
+
     /// Where the metrics listener binds, when there is one: loopback unless `metrics_host` says.
     public var metricsListenHost: String { metricsHost ?? "127.0.0.1" }
 
@@ -180,7 +193,8 @@ public struct BrokerConfiguration: Sendable, Equatable {
         "argon2_memory_kib", "argon2_iterations", "argon2_parallelism", "password_hash_concurrency",
         "log_level", "log_format", "jwks_max_age", "key_prepublication", "key_rotation_period", "key_reload_interval",
         "key_encryption_key_file",
-        "github_api_url", "github_web_url", "github_client_id", "github_proxy", "github_connect_timeout",
+        "github_api_url", "github_web_url", "github_client_id", "github_client_secret", "github_client_secret_file",
+        "github_proxy", "github_connect_timeout",
         "github_timeout", "github_identity_ttl", "github_rejection_ttl", "generation2_access_lifetime", "home_org",
         "admin_session_lifetime", "bootstrap_admin", "bootstrap_admin_password", "bootstrap_admin_password_file",
         "audit_log", "audit_failure_mode", "login_throttle_window", "login_throttle_user_ip", "login_throttle_user",
@@ -261,6 +275,8 @@ public struct BrokerConfiguration: Sendable, Equatable {
         case "github_api_url": githubAPIURL = text
         case "github_web_url": githubWebURL = text
         case "github_client_id": githubClientID = text
+        case "github_client_secret": githubClientSecret = text
+        case "github_client_secret_file": githubClientSecretFile = text
         case "github_proxy": githubProxy = text
         case "github_connect_timeout": githubConnectTimeout = try integer(1...60, "a whole number of seconds in 1...60")
         case "github_timeout": githubTimeout = try integer(1...120, "a whole number of seconds in 1...120")
@@ -336,6 +352,14 @@ public struct BrokerConfiguration: Sendable, Equatable {
             }
         } else if !databasePasswordFile.isEmpty {
             throw ConfigurationError("database_password_file is set but database_url is empty")
+        }
+        if !githubClientSecret.isEmpty, !githubClientSecretFile.isEmpty {
+            throw ConfigurationError(
+                "github_client_secret and github_client_secret_file are both set: give the client secret in one place")
+        }
+        if !githubClientSecret.isEmpty || !githubClientSecretFile.isEmpty, githubClientID.isEmpty {
+            throw ConfigurationError(
+                "a GitHub client secret is set but github_client_id is empty: the web flow needs both")
         }
         guard refreshLifetime <= sessionMaxLifetime else {
             throw ConfigurationError(
@@ -428,6 +452,16 @@ public struct BrokerConfiguration: Sendable, Equatable {
                     teams: teams))
         }
         githubOrganizations = result
+    }
+
+    /// The OAuth app's client secret: ``githubClientSecret``, or the line
+    /// ``githubClientSecretFile`` holds, read now (`broker serve` reads it at start, so that a
+    /// missing file stops the start rather than the first sign-in). Empty when neither is set.
+    /// - Throws: ``ConfigurationError`` naming the file and what is wrong with it, never its
+    ///   contents.
+    public func githubClientSecretValue() throws -> String {
+        guard !githubClientSecretFile.isEmpty else { return githubClientSecret }
+        return try SecretFile.readLine(githubClientSecretFile, setting: "github_client_secret_file")
     }
 
     /// Where the SQLite database lives.

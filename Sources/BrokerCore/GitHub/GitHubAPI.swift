@@ -1,4 +1,4 @@
-/// The calls the broker makes to GitHub (REST API and device flow), in engine-independent
+/// The calls the broker makes to GitHub (REST API, device flow and web flow), in engine-independent
 /// terms: the libcurl client (`GitHubClient`) implements it, and tests substitute a fake server
 /// behind the same client. Tokens passed in are secrets: implementations never log them.
 public protocol GitHubAPI: Sendable {
@@ -15,6 +15,29 @@ public protocol GitHubAPI: Sendable {
     /// `POST {web}/login/oauth/access_token` with
     /// `grant_type=urn:ietf:params:oauth:grant-type:device_code`.
     func pollDeviceAuthorization(deviceCode: String) async throws(GitHubError) -> GitHubDevicePoll
+    /// Exchanges an OAuth web-flow authorization code for the user's access token (RFC 6749
+    /// section 4.1.3, with PKCE's code_verifier, RFC 7636).
+    ///
+    /// `POST {web}/login/oauth/access_token` with the configured client id and secret.
+    /// `redirectURI` must be the one the authorization was asked with, `codeVerifier` the
+    /// verifier whose S256 challenge it carried (``GitHubWebFlow``).
+    /// - Throws: ``GitHubError/authorizationCodeRejected(_:)`` for a code GitHub does not accept
+    ///   (unknown, expired, used, or not matching the verifier): the user's doing, or an
+    ///   attacker's, never GitHub's; ``GitHubError/unavailable(_:)`` for a refusal of the
+    ///   broker's own settings (client credentials, redirect URI) and when the API in use has no
+    ///   web flow (the protocol's default).
+    func exchangeAuthorizationCode(code: String, redirectURI: String, codeVerifier: String) async throws(GitHubError)
+        -> String
+}
+
+extension GitHubAPI {
+    /// No web flow: an API that does not implement it (a test double, a benchmark's stub)
+    /// answers as GitHub out of reach would, so that a caller needs no case of its own for it.
+    public func exchangeAuthorizationCode(code: String, redirectURI: String, codeVerifier: String)
+        async throws(GitHubError) -> String
+    {
+        throw .unavailable("the OAuth web flow is not available from \(type(of: self))")
+    }
 }
 
 public struct GitHubUser: Sendable, Equatable {
@@ -98,6 +121,11 @@ public enum GitHubError: Error, Sendable, Equatable, CustomStringConvertible {
     case unavailable(String)
     /// A body that is not the JSON GitHub documents.
     case malformedResponse(String)
+    /// The web flow's authorization code was refused (`bad_verification_code`): unknown,
+    /// expired, already exchanged, or its PKCE verifier does not match. Whoever brought the
+    /// code (the user, or an attacker replaying one) starts again; GitHub is fine. The OAuth
+    /// error code GitHub gave.
+    case authorizationCodeRejected(String)
 
     public var description: String {
         switch self {
@@ -106,6 +134,7 @@ public enum GitHubError: Error, Sendable, Equatable, CustomStringConvertible {
         case .rateLimited(let seconds): "GitHub rate limit reached; retry after \(seconds) s"
         case .unavailable(let why): "GitHub is unavailable: \(why)"
         case .malformedResponse(let why): "GitHub sent an unexpected response: \(why)"
+        case .authorizationCodeRejected(let error): "GitHub refused the authorization code (\(error))"
         }
     }
 }

@@ -50,6 +50,11 @@ extension GitHubError {
             BrokerError(.githubUnavailable, "GitHub could not be reached: \(why.prefix(200))")
         case .malformedResponse(let why):
             BrokerError(.githubBadResponse, "GitHub sent an unexpected response: \(why.prefix(200))")
+        case .authorizationCodeRejected:
+            // Like a rejected token: the credential presented is no good, GitHub is fine.
+            BrokerError(
+                .githubTokenInvalid,
+                "GitHub refused the authorization code (expired, already used, or not issued to this sign-in): sign in with GitHub again")
         }
     }
 }

@@ -44,6 +44,14 @@ public struct MeasuredGitHubAPI: GitHubAPI {
         }
     }
 
+    public func exchangeAuthorizationCode(code: String, redirectURI: String, codeVerifier: String)
+        async throws(GitHubError) -> String
+    {
+        try await measure(.codeExchange) { () async throws(GitHubError) in
+            try await base.exchangeAuthorizationCode(code: code, redirectURI: redirectURI, codeVerifier: codeVerifier)
+        }
+    }
+
     private func measure<Value>(
         _ call: BrokerMetrics.GitHubCall, _ body: () async throws(GitHubError) -> Value
     ) async throws(GitHubError) -> Value {

@@ -119,6 +119,8 @@ public enum BrokerMetrics {
         case teams
         case deviceCode = "device_code"
         case devicePoll = "device_poll"
+        /// The web flow's `POST /login/oauth/access_token` with an authorization code.
+        case codeExchange = "code_exchange"
     }
 
     // MARK: Start-up
@@ -269,6 +271,7 @@ extension GitHubError {
     /// Every value of the `kind` label of `broker_github_errors_total`.
     static let metricKinds = [
         GitHubError.unauthorized, .forbidden(""), .rateLimited(retryAfter: 0), .unavailable(""), .malformedResponse(""),
+        .authorizationCodeRejected(""),
     ].map(\.metricKind)
 
     /// The `kind` label of `broker_github_errors_total`.
@@ -279,6 +282,7 @@ extension GitHubError {
         case .rateLimited: "rate_limited"
         case .unavailable: "unavailable"
         case .malformedResponse: "malformed_response"
+        case .authorizationCodeRejected: "code_rejected"
         }
     }
 }
