@@ -109,8 +109,8 @@ extension FakeGitHub {
         let github = try await FakeGitHub.start(deviceInterval: 5, now: { clock.now() })
         let client = try LibcurlGitHubClient(
             configuration: .init(
-                apiURL: github.apiURL, webURL: github.webURL, clientID: github.clientID, connectTimeout: .seconds(1),
-                totalTimeout: .seconds(1)),
+                apiURL: github.apiURL, webURL: github.webURL, clientID: github.clientID, clientSecret: github.clientSecret,
+                connectTimeout: .seconds(1), totalTimeout: .seconds(1)),
             clock: clock)
         return (github, client, clock)
     }

@@ -181,4 +181,53 @@ final class PortalGitHubHTTPTests: XCTestCase {
         XCTAssertEqual(links.compactMap { $0["outcome"] as? String }, ["failure", "success", "success"])
         XCTAssertEqual(links.last?["reason"] as? String, "unlinked self")
     }
+
+    /// GitHub's OAuth web flow (with `github_client_secret`): the link to GitHub's page with a
+    /// state and a PKCE challenge; the callback with the right state and code signs the browser
+    /// in; another state, or a code used once already, does not.
+    func testTheWebFlowSignsTheBrowserIn() async throws {
+        try await harness.shutdown()
+        await github.stop()
+        (github, harness) = try await ServerHarness.withFakeGitHub { configuration in
+            configuration.githubClientSecret = "fake-client-secret"
+            configuration.issuer = "http://127.0.0.1:8080"
+        }
+        let webURL = harness.services.configuration.githubWebURL
+        github.addUser(login: "carol", id: 30, token: "ghp_carol", organizations: ["SlideRuleEarth": .admin])
+        let github = github!
+        try await harness.withPortal { browser in
+            let form = try await browser.get("/signin?next=%2Faccount")
+            XCTAssertTrue(form.text.contains(#"href="/signin/github/web?next=%2Faccount""#), form.text)
+            let start = try await browser.get("/signin/github/web?next=%2Faccount")
+            XCTAssertEqual(start.status, .seeOther)
+            let location = try XCTUnwrap(start.location)
+            XCTAssertTrue(location.hasPrefix(webURL + "/login/oauth/authorize?client_id=fake-client-id&redirect_uri="), location)
+            let query = Dictionary(
+                uniqueKeysWithValues: (URLComponents(string: location)?.queryItems ?? []).map { ($0.name, $0.value ?? "") })
+            XCTAssertEqual(query["redirect_uri"], "http://127.0.0.1:8080/signin/github/callback")
+            XCTAssertEqual(query["code_challenge_method"], "S256")
+            let state = try XCTUnwrap(query["state"])
+            let code = try XCTUnwrap(
+                github.authorize(login: "carol", redirectURI: query["redirect_uri"]!, codeChallenge: query["code_challenge"]!))
+
+            // Another state (a callback forged for this browser) is refused, and changes nothing.
+            var page = try await browser.get("/signin/github/callback?code=\(code)&state=other")
+            XCTAssertEqual(page.status, .forbidden)
+            page = try await browser.get("/signin/github/callback?code=\(code)&state=\(state)")
+            XCTAssertEqual(page.status, .seeOther, page.text)
+            XCTAssertEqual(page.location, "/account")
+            XCTAssertNotNil(browser.cookies["__Host-broker_session"])
+            XCTAssertNil(browser.cookies["__Host-broker_flow"])
+
+            // The same code again, in a new flow: GitHub refuses it.
+            browser.cookies = [:]
+            let again = try await browser.get("/signin/github/web")
+            let secondState = try XCTUnwrap(
+                URLComponents(string: again.location ?? "")?.queryItems?.first { $0.name == "state" }?.value)
+            page = try await browser.get("/signin/github/callback?code=\(code)&state=\(secondState)")
+            XCTAssertEqual(page.status, .unauthorized, page.text)
+            XCTAssertNil(browser.cookies["__Host-broker_session"])
+        }
+        XCTAssertFalse(harness.logs.all.contains { $0.contains("fake-client-secret") })
+    }
 }

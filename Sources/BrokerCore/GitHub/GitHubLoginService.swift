@@ -265,6 +265,21 @@ public struct GitHubLoginService: Sendable {
         }
     }
 
+    /// Exchanges the code GitHub's OAuth web flow returned for the user's GitHub token, counted
+    /// by the GitHub login throttle (the portal's "Sign in with GitHub").
+    /// - Throws: 429 over the throttle; 401 `github_token_invalid` for a code GitHub refuses
+    ///   (used, expired, another verifier); GitHub's other failures as ``BrokerError``s.
+    public func exchangeAuthorizationCode(
+        _ code: String, redirectURI: String, codeVerifier: String, clientIP: String?
+    ) async throws -> String {
+        try await loginThrottle.admit(clientIP: clientIP)
+        do {
+            return try await resolver.api.exchangeAuthorizationCode(code: code, redirectURI: redirectURI, codeVerifier: codeVerifier)
+        } catch {
+            throw error.brokerError
+        }
+    }
+
     /// What one poll of GitHub's device flow says, GitHub's own token on approval (for a
     /// sign-in that is not a generation-2 login: the portal's).
     public enum DeviceTokenPoll: Sendable, Equatable {

@@ -1,4 +1,5 @@
 import BrokerCore
+import BrokerCrypto
 import BrokerServer
 import Foundation
 import HTTPTypes
@@ -12,6 +13,10 @@ struct GitHubRoutes {
     let portal: Portal
 
     var enabled: Bool { portal.services.github != nil && !portal.services.configuration.githubClientID.isEmpty }
+    /// The OAuth web flow too (`github_client_secret`): "Sign in with GitHub" goes to GitHub's page.
+    var webFlowEnabled: Bool { enabled && portal.services.configuration.githubWebFlowEnabled }
+    /// Registered on the OAuth app as its callback URL.
+    var redirectURI: String { portal.services.configuration.issuer + "/signin/github/callback" }
 
     func register(on pages: RouterGroup<BrokerRequestContext>) {
         pages.post("/signin/github/device") { request, context in
@@ -43,6 +48,8 @@ struct GitHubRoutes {
             return Portal.redirect(
                 "/signin?notice=\(Notice.githubUnlinked.rawValue)", setCookies: [portal.cookies.clearing(portal.cookies.session)])
         }
+        pages.get("/signin/github/web") { request, _ in try await startWebFlow(request) }
+        pages.get("/signin/github/callback") { request, context in try await callback(request, context) }
         pages.get("/signin/github/device") { request, context in try await poll(request, context) }
         pages.get("/signin/github/cancel") { _, _ in
             Portal.redirect("/signin", setCookies: [portal.cookies.clearing(portal.cookies.flow)])
@@ -102,27 +109,30 @@ struct GitHubRoutes {
             let notice: Notice = error == "access_denied" ? .githubDenied : .githubExpired
             return Portal.redirect("/signin?notice=\(notice.rawValue)", setCookies: [clear])
         case .authorized(let githubToken):
-            return try await finish(state, githubToken: githubToken, request, context, clear: clear)
+            return try await finish(
+                state.purpose, next: state.next, sessionIDHash: state.sessionIDHash, githubToken: githubToken, request, context,
+                clear: clear)
         }
     }
 
     /// GitHub approved: sign in, sign up or link, as the flow was started for.
     private func finish(
-        _ state: DeviceFlowState, githubToken: String, _ request: Request, _ context: BrokerRequestContext, clear: String
+        _ purpose: DeviceFlowState.Purpose, next: String?, sessionIDHash: String?, githubToken: String, _ request: Request,
+        _ context: BrokerRequestContext, clear: String
     ) async throws -> Response {
         let services = portal.services
         let auditContext = portal.auditContext(request, context)
         let origin = portal.origin(request, context)
         do {
-            switch state.purpose {
+            switch purpose {
             case .signIn, .signUp:
                 let started =
-                    state.purpose == .signIn
+                    purpose == .signIn
                     ? try await services.sessions.portalSignIn(
                         githubToken: githubToken, throttled: false, portal: services.portalSessions, origin: origin,
                         context: auditContext)
                     : try await services.portalSignUp.signUp(githubToken: githubToken, origin: origin, context: auditContext)
-                let target = state.purpose == .signIn ? SafeRedirect.target(state.next) : "/account?notice=\(Notice.welcome.rawValue)"
+                let target = purpose == .signIn ? SafeRedirect.target(next) : "/account?notice=\(Notice.welcome.rawValue)"
                 return Portal.redirect(
                     target,
                     setCookies: [
@@ -131,7 +141,7 @@ struct GitHubRoutes {
                     ])
             case .link:
                 // The browser that started the link must finish it, still signed in.
-                guard let session = try await portal.session(of: request), session.idHash == state.sessionIDHash else {
+                guard let session = try await portal.session(of: request), session.idHash == sessionIDHash else {
                     throw PortalFailure.forgedForm
                 }
                 guard let github = services.github else { throw BrokerError(.githubUnavailable, "this broker has no GitHub client") }
@@ -143,7 +153,7 @@ struct GitHubRoutes {
             // Approved at GitHub, refused here (no account, no organization admits the user, a
             // GitHub user linked to another account).
             var response: Response
-            if state.purpose == .link, let session = try await portal.session(of: request) {
+            if purpose == .link, let session = try await portal.session(of: request) {
                 response = try await AccountRoutes(portal: portal).page(
                     session, errors: AccountFormErrors(github: error.detail), status: .init(code: error.code.httpStatus))
             } else {
@@ -153,6 +163,58 @@ struct GitHubRoutes {
             response.headers.append(HTTPField(name: .setCookie, value: clear))
             return response
         }
+    }
+
+    /// To GitHub's authorize page, with a fresh `state` and PKCE verifier kept in the sealed
+    /// flow cookie. A GET (a link): `form-action 'self'` would stop a form's redirect to GitHub.
+    private func startWebFlow(_ request: Request) async throws -> Response {
+        guard webFlowEnabled else {
+            throw BrokerError(.unavailable, "GitHub's web sign-in is not configured on this broker (github_client_secret)")
+        }
+        let verifier = GitHubWebFlow.newCodeVerifier()
+        let lifetime = 600
+        let state = WebFlowState(
+            state: Base64URL.encode(SecureRandom.bytes(16)), verifier: verifier,
+            expiresAt: portal.services.clock.now().timeIntervalSince1970 + Double(lifetime),
+            next: request.uri.queryParameters["next"].map(String.init).flatMap { SafeRedirect.isSafe($0) ? $0 : nil })
+        let configuration = portal.services.configuration
+        let location = GitHubWebFlow.authorizeURL(
+            webURL: configuration.githubWebURL, clientID: configuration.githubClientID, redirectURI: redirectURI,
+            state: state.state, codeChallenge: GitHubWebFlow.codeChallenge(for: verifier))
+        return Portal.redirect(location, setCookies: [portal.cookies.setting(portal.cookies.flow, try sealer().seal(state), maxAge: lifetime)])
+    }
+
+    /// GitHub sends the browser back with `code` and `state`: the state must be the one this
+    /// browser's sealed cookie holds (compared in constant time), then the code is exchanged
+    /// with the cookie's verifier and the browser signed in, as with a device flow.
+    private func callback(_ request: Request, _ context: BrokerRequestContext) async throws -> Response {
+        let query = request.uri.queryParameters
+        let clear = portal.cookies.clearing(portal.cookies.flow)
+        guard let github = portal.services.github, let cookie = portal.cookies.value(portal.cookies.flow, in: request),
+            let state = try sealer().openWebFlow(cookie),
+            portal.services.clock.now().timeIntervalSince1970 < state.expiresAt
+        else {
+            return Portal.redirect("/signin?notice=\(Notice.githubExpired.rawValue)", setCookies: [clear])
+        }
+        guard CSRFGuard.matches(query["state"].map(String.init), state.state) else { throw PortalFailure.forgedForm }
+        if query["error"] != nil {
+            return Portal.redirect("/signin?notice=\(Notice.githubDenied.rawValue)", setCookies: [clear])
+        }
+        guard let code = query["code"].map(String.init), !code.isEmpty else {
+            return Portal.redirect("/signin?notice=\(Notice.githubExpired.rawValue)", setCookies: [clear])
+        }
+        let auditContext = portal.auditContext(request, context)
+        let githubToken: String
+        do {
+            githubToken = try await github.exchangeAuthorizationCode(
+                code, redirectURI: redirectURI, codeVerifier: state.verifier, clientIP: auditContext.clientIP)
+        } catch let error as BrokerError where !error.code.isServerFailure {
+            var response = try await SignInRoutes(portal: portal).signInPage(
+                request, error: error.detail, status: .init(code: error.code.httpStatus))
+            response.headers.append(HTTPField(name: .setCookie, value: clear))
+            return response
+        }
+        return try await finish(.signIn, next: state.next, sessionIDHash: nil, githubToken: githubToken, request, context, clear: clear)
     }
 
     private func page(_ state: DeviceFlowState, setCookie: String?) throws -> Response {

@@ -36,7 +36,10 @@ struct SignInRoutes {
         let view = SignInView(
             chrome: try portal.chrome("Sign in", session: nil, notice: notice), csrf: try portal.csrf().token(forPreSession: pre),
             next: next.flatMap { SafeRedirect.isSafe($0) ? $0 : nil }, username: String(username.prefix(200)), error: error,
-            signupOpen: portal.services.portalSignUp.isOpen, githubEnabled: GitHubRoutes(portal: portal).enabled)
+            signupOpen: portal.services.portalSignUp.isOpen, githubEnabled: GitHubRoutes(portal: portal).enabled,
+            githubWebHref: GitHubRoutes(portal: portal).webFlowEnabled
+                ? "/signin/github/web" + (next.flatMap { SafeRedirect.isSafe($0) ? "?next=" + PortalPaths.segment($0) : nil } ?? "")
+                : nil)
         var headers = extra
         if let setCookie { headers.append(HTTPField(name: .setCookie, value: setCookie)) }
         return portal.renderer.page("signin", view, status: status, headers: headers)

@@ -33,8 +33,22 @@ struct DeviceFlowState: Codable, Sendable, Equatable {
     }
 }
 
+/// GitHub's OAuth web flow in progress (`__Host-broker_flow`, sealed as the device flow is):
+/// the `state` the callback must bring back and the PKCE verifier of the code it brings.
+struct WebFlowState: Codable, Sendable, Equatable {
+    var state: String
+    var verifier: String
+    var expiresAt: Double
+    var next: String?
+
+    enum CodingKeys: String, CodingKey {
+        case state = "s", verifier = "v", expiresAt = "e", next = "n"
+    }
+}
+
 struct FlowSealer: Sendable {
     static let context = "broker portal device flow v1"
+    static let webContext = "broker portal web flow v1"
     private let key: SealingKey
 
     init(portalKey: [UInt8]) {
@@ -42,15 +56,24 @@ struct FlowSealer: Sendable {
         key = try! SealingKey(bytes: Digest.hmacSHA256(key: portalKey, message: Array("seal".utf8)))
     }
 
-    func seal(_ state: DeviceFlowState) throws -> String {
-        Base64URL.encode(Sealing.seal(try JSONEncoder().encode(state).map { $0 }, under: key, context: Self.context))
+    func seal(_ state: DeviceFlowState) throws -> String { try seal(state, context: Self.context) }
+
+    func seal(_ state: WebFlowState) throws -> String { try seal(state, context: Self.webContext) }
+
+    /// The device flow, or nil for anything not sealed by this broker's key as one.
+    func open(_ cookie: String) -> DeviceFlowState? { open(cookie, as: DeviceFlowState.self, context: Self.context) }
+
+    /// The web flow, or nil for anything not sealed by this broker's key as one.
+    func openWebFlow(_ cookie: String) -> WebFlowState? { open(cookie, as: WebFlowState.self, context: Self.webContext) }
+
+    private func seal(_ value: some Encodable, context: String) throws -> String {
+        Base64URL.encode(Sealing.seal(Array(try JSONEncoder().encode(value)), under: key, context: context))
     }
 
-    /// The flow, or nil for anything not sealed by this broker's key.
-    func open(_ cookie: String) -> DeviceFlowState? {
+    private func open<Value: Decodable>(_ cookie: String, as type: Value.Type, context: String) -> Value? {
         guard cookie.utf8.count <= 2048, let sealed = Base64URL.decode(cookie),
-            let plain = try? Sealing.open(sealed, under: key, context: Self.context)
+            let plain = try? Sealing.open(sealed, under: key, context: context)
         else { return nil }
-        return try? JSONDecoder().decode(DeviceFlowState.self, from: Data(plain))
+        return try? JSONDecoder().decode(type, from: Data(plain))
     }
 }

@@ -10,6 +10,8 @@ struct SignInView: Sendable {
     var signupOpen = false
     /// GitHub's device flow is configured: the "Sign in with GitHub" button.
     var githubEnabled = false
+    /// With the web flow (`github_client_secret`): the link that starts it.
+    var githubWebHref: String?
 }
 
 struct GitHubDeviceView: Sendable {
