@@ -8,7 +8,7 @@ public struct BrokerCommand: AsyncParsableCommand {
         abstract: "An authentication and credential broker for private compute clusters.",
         version: "broker \(BrokerVersion.current)",
         subcommands: [
-            ServeCommand.self, UsersCommand.self, OrgsCommand.self, MembersCommand.self, KeysCommand.self,
+            ServeCommand.self, UsersCommand.self, OrgsCommand.self, MembersCommand.self, InvitesCommand.self, KeysCommand.self,
             TokenCommand.self, GatewayCommand.self, AuditCommand.self, MaintenanceCommand.self,
             DatabaseCommand.self, ConfigCommand.self,
         ])

@@ -195,6 +195,26 @@ enum PostgresSchema {
             )
             """,
         ]),
+        // As SQLite's 15: invitations to the portal's sign-up, known by the SHA-256 of their code.
+        PostgresMigration(version: 15, statements: [
+            """
+            CREATE TABLE portal_invites (
+                id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+                code_hash TEXT COLLATE "C" NOT NULL CONSTRAINT portal_invites_code_hash_unique UNIQUE,
+                organization_id BIGINT REFERENCES organizations (id) ON DELETE CASCADE,
+                role TEXT COLLATE "C" NOT NULL DEFAULT 'member' CHECK (role IN ('member', 'owner', 'admin')),
+                created_by BIGINT REFERENCES users (id) ON DELETE SET NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                expires_at DOUBLE PRECISION NOT NULL,
+                used_at DOUBLE PRECISION,
+                used_by BIGINT REFERENCES users (id) ON DELETE SET NULL
+            )
+            """,
+            "CREATE INDEX portal_invites_organization_id ON portal_invites (organization_id)",
+            "CREATE INDEX portal_invites_created_by ON portal_invites (created_by)",
+            "CREATE INDEX portal_invites_used_by ON portal_invites (used_by)",
+            "CREATE INDEX portal_invites_expires_at ON portal_invites (expires_at)",
+        ]),
     ]
 }
 

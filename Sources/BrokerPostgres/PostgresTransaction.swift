@@ -1065,6 +1065,91 @@ final class PostgresTransaction: StoreTransaction {
         return lastSeen
     }
 
+    // MARK: Invitations
+
+    private static let invitationColumns =
+        "id, code_hash, organization_id, role, created_by, created_at, expires_at, used_at, used_by"
+
+    private static func invitation(from row: Row) throws -> Invitation {
+        guard let role = Role(rawValue: try row.string("role")) else {
+            throw StoreError.engine("unknown role in column portal_invites.role")
+        }
+        return try Invitation(
+            id: row.string("id"), codeHash: row.string("code_hash"), organizationID: row.optionalInt64("organization_id"),
+            role: role, createdBy: row.optionalInt64("created_by"), createdAt: row.date("created_at"),
+            expiresAt: row.date("expires_at"), usedAt: row.optionalDate("used_at"), usedBy: row.optionalInt64("used_by"))
+    }
+
+    private func invitations(_ query: PostgresQuery) async throws -> [Invitation] {
+        try await self.execute(query).map { try Self.invitation(from: Row($0)) }
+    }
+
+    /// Names whichever of the rows an invitation refers to does not exist.
+    private func missingInvitationReference(_ invitation: Invitation) async throws -> String {
+        if let organizationID = invitation.organizationID,
+            try await !self.exists("SELECT 1 FROM organizations WHERE id = \(organizationID)")
+        {
+            return "organization \(organizationID)"
+        }
+        for userID in [invitation.createdBy, invitation.usedBy].compactMap({ $0 }) {
+            if try await !self.exists("SELECT 1 FROM users WHERE id = \(userID)") { return "user \(userID)" }
+        }
+        return "organization or user of invitation \(invitation.id)"
+    }
+
+    func insertInvitation(_ invitation: Invitation) async throws {
+        try await self.execute(
+            """
+            INSERT INTO portal_invites (\(unescaped: Self.invitationColumns)) VALUES (
+                \(invitation.id), \(invitation.codeHash), \(invitation.organizationID), \(invitation.role.rawValue),
+                \(invitation.createdBy), \(invitation.createdAt.timeIntervalSince1970), \(invitation.expiresAt.timeIntervalSince1970),
+                \(invitation.usedAt?.timeIntervalSince1970), \(invitation.usedBy))
+            """,
+            duplicate: { constraint in constraint.contains("code_hash") ? "invitation code" : "invitation \(invitation.id)" },
+            missingReference: { try await self.missingInvitationReference(invitation) }
+        )
+    }
+
+    func invitation(codeHash: String) async throws -> Invitation? {
+        try await self.invitations(
+            "SELECT \(unescaped: Self.invitationColumns) FROM portal_invites WHERE code_hash = \(codeHash)"
+        ).first
+    }
+
+    func invitation(id: String) async throws -> Invitation? {
+        try await self.invitations("SELECT \(unescaped: Self.invitationColumns) FROM portal_invites WHERE id = \(id)").first
+    }
+
+    func invitations(organizationID: Int64?) async throws -> [Invitation] {
+        guard let organizationID else {
+            return try await self.invitations(
+                """
+                SELECT \(unescaped: Self.invitationColumns) FROM portal_invites WHERE organization_id IS NULL
+                ORDER BY created_at DESC, id
+                """)
+        }
+        return try await self.invitations(
+            """
+            SELECT \(unescaped: Self.invitationColumns) FROM portal_invites WHERE organization_id = \(organizationID)
+            ORDER BY created_at DESC, id
+            """)
+    }
+
+    func redeemInvitation(id: String, by userID: Int64, at date: Date) async throws -> Bool {
+        let now = date.timeIntervalSince1970
+        return try await !self.execute(
+            """
+            UPDATE portal_invites SET used_at = \(now), used_by = \(userID)
+            WHERE id = \(id) AND used_at IS NULL AND expires_at > \(now) RETURNING id
+            """,
+            missingReference: { "user \(userID)" }
+        ).isEmpty
+    }
+
+    func deleteInvitation(id: String) async throws -> Bool {
+        try await self.exists("DELETE FROM portal_invites WHERE id = \(id) RETURNING id")
+    }
+
     // MARK: Revoked access tokens
 
     func insertRevokedAccessToken(jti: String, expiresAt: Date) async throws {
@@ -1248,6 +1333,15 @@ final class PostgresTransaction: StoreTransaction {
                 ) RETURNING 1
                 """
             }, cutoffs.revocationsExpiredBefore)
+        // Used or not: a used invitation's row has done its work, and the audit log names its user.
+        removed.invitations += try await delete(
+            { cutoff, room in
+                """
+                DELETE FROM portal_invites WHERE id IN (
+                    SELECT id FROM portal_invites WHERE expires_at < \(cutoff) LIMIT \(room)
+                ) RETURNING 1
+                """
+            }, cutoffs.sessionsExpiredBefore)
         return removed
     }
 

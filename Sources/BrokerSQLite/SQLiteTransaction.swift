@@ -939,6 +939,81 @@ final class SQLiteTransaction: StoreTransaction {
         return lastSeen
     }
 
+    // MARK: Invitations
+
+    private static let invitationColumns =
+        "id, code_hash, organization_id, role, created_by, created_at, expires_at, used_at, used_by"
+
+    private static func invitation(from row: DatabaseRow) throws -> Invitation {
+        guard let role = Role(rawValue: try row.string("role")) else {
+            throw StoreError.engine("unknown role in column portal_invites.role")
+        }
+        return try Invitation(
+            id: row.string("id"), codeHash: row.string("code_hash"), organizationID: row.optionalInt64("organization_id"),
+            role: role, createdBy: row.optionalInt64("created_by"), createdAt: row.date("created_at"),
+            expiresAt: row.date("expires_at"), usedAt: row.optionalDate("used_at"), usedBy: row.optionalInt64("used_by"))
+    }
+
+    /// Names whichever of the rows an invitation refers to does not exist.
+    private func missingInvitationReference(_ invitation: Invitation) async throws -> String {
+        if let organizationID = invitation.organizationID,
+            try await !self.exists("SELECT 1 FROM organizations WHERE id = ?", [.id(organizationID)])
+        {
+            return "organization \(organizationID)"
+        }
+        for userID in [invitation.createdBy, invitation.usedBy].compactMap({ $0 }) {
+            if try await !self.exists("SELECT 1 FROM users WHERE id = ?", [.id(userID)]) { return "user \(userID)" }
+        }
+        return "organization or user of invitation \(invitation.id)"
+    }
+
+    func insertInvitation(_ invitation: Invitation) async throws {
+        _ = try await self.execute(
+            "INSERT INTO portal_invites (\(Self.invitationColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                .text(invitation.id), .text(invitation.codeHash), invitation.organizationID.map(SQLiteData.id) ?? .null,
+                .text(invitation.role.rawValue), invitation.createdBy.map(SQLiteData.id) ?? .null, .date(invitation.createdAt),
+                .date(invitation.expiresAt), .date(invitation.usedAt), invitation.usedBy.map(SQLiteData.id) ?? .null,
+            ],
+            duplicate: { message in message.contains("code_hash") ? "invitation code" : "invitation \(invitation.id)" },
+            missingReference: { try await self.missingInvitationReference(invitation) }
+        )
+    }
+
+    func invitation(codeHash: String) async throws -> Invitation? {
+        try await self.execute(
+            "SELECT \(Self.invitationColumns) FROM portal_invites WHERE code_hash = ?", [.text(codeHash)]
+        ).first.map(Self.invitation(from:))
+    }
+
+    func invitation(id: String) async throws -> Invitation? {
+        try await self.execute("SELECT \(Self.invitationColumns) FROM portal_invites WHERE id = ?", [.text(id)])
+            .first.map(Self.invitation(from:))
+    }
+
+    func invitations(organizationID: Int64?) async throws -> [Invitation] {
+        let (condition, binds): (String, [SQLiteData]) =
+            organizationID.map { ("organization_id = ?", [.id($0)]) } ?? ("organization_id IS NULL", [])
+        return try await self.execute(
+            "SELECT \(Self.invitationColumns) FROM portal_invites WHERE \(condition) ORDER BY created_at DESC, id", binds
+        ).map(Self.invitation(from:))
+    }
+
+    func redeemInvitation(id: String, by userID: Int64, at date: Date) async throws -> Bool {
+        try await !self.execute(
+            """
+            UPDATE portal_invites SET used_at = ?1, used_by = ?2
+            WHERE id = ?3 AND used_at IS NULL AND expires_at > ?1 RETURNING id
+            """,
+            [.date(date), .id(userID), .text(id)],
+            missingReference: { "user \(userID)" }
+        ).isEmpty
+    }
+
+    func deleteInvitation(id: String) async throws -> Bool {
+        try await self.exists("DELETE FROM portal_invites WHERE id = ? RETURNING id", [.text(id)])
+    }
+
     // MARK: Revoked access tokens
 
     func insertRevokedAccessToken(jti: String, expiresAt: Date) async throws {
@@ -1089,6 +1164,12 @@ final class SQLiteTransaction: StoreTransaction {
             DELETE FROM revoked_access_tokens WHERE rowid IN (
                 SELECT rowid FROM revoked_access_tokens WHERE expires_at < ?1 LIMIT ?2
             ) RETURNING 1
+            """,
+        // Used or not: a used invitation's row has done its work, and the audit log names its user.
+        expiredInvitations: """
+            DELETE FROM portal_invites WHERE rowid IN (
+                SELECT rowid FROM portal_invites WHERE expires_at < ?1 LIMIT ?2
+            ) RETURNING 1
             """
     )
 
@@ -1106,6 +1187,7 @@ final class SQLiteTransaction: StoreTransaction {
         removed.refreshTokens += try await delete(statements.expiredUnusedTokens, cutoffs.unusedRefreshTokensExpiredBefore)
         removed.sessions += try await delete(statements.expiredSessions, cutoffs.sessionsExpiredBefore)
         removed.revokedAccessTokens += try await delete(statements.expiredRevocations, cutoffs.revocationsExpiredBefore)
+        removed.invitations += try await delete(statements.expiredInvitations, cutoffs.sessionsExpiredBefore)
         return removed
     }
 

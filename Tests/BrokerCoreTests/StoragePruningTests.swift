@@ -212,7 +212,7 @@ final class StoragePruningTests: XCTestCase {
         let statements = SQLiteTransaction.pruneStatements
         for sql in [
             statements.tokensOfEndedSessions, statements.expiredUnusedTokens, statements.expiredSessions,
-            statements.expiredRevocations,
+            statements.expiredRevocations, statements.expiredInvitations,
         ] {
             let plan = try await store.withExclusiveConnection { connection in
                 let bound = sql.replacingOccurrences(of: "?1", with: "1800000000.0").replacingOccurrences(of: "?2", with: "500")

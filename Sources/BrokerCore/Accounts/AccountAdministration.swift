@@ -51,21 +51,56 @@ public struct AccountAdministration: Sendable {
         }
     }
 
-    /// Someone creates their own account at the portal's sign-up page (`portal_signup: open`):
-    /// the same name and password rules as ``addUser(_:password:globalRole:by:)``, never a
-    /// global role; audited as `user.create` by the actor `signup`, reason `signup`, the target
-    /// the new name (a refused name that breaks the name policy is not written: it may be
-    /// anything, a password typed in the wrong field). The caller has admitted the attempt
-    /// through the sign-up throttle.
-    public func signUp(username: String, password: String, context: AuditContext) async throws -> User {
+    /// Someone creates their own account at the portal's sign-up page (`portal_signup: open`, or
+    /// `invite` with an invitation): the same name and password rules as
+    /// ``addUser(_:password:globalRole:by:)``, never a global role; audited as `user.create` by
+    /// the actor `signup`, reason `signup`, the target the new name (a refused name that breaks
+    /// the name policy is not written: it may be anything, a password typed in the wrong field).
+    /// The caller has admitted the attempt through the sign-up throttle.
+    ///
+    /// With an `invitation` code, the account is created and the invitation used in one
+    /// transaction (``redeemInvitation(code:for:at:_:)``): a code that cannot be used creates no
+    /// account. The reason is then `signup invite=<id>`, and an organization's invitation also
+    /// writes `membership.add` (actor `signup`, reason `invite=<id>`).
+    /// - Throws: 400 `invalid_username`, `invalid_password`, or `invalid_request` "this invitation
+    ///   is not valid" (unknown, used and expired alike); 409 when the name is taken.
+    public func signUp(username: String, password: String, invitation code: String? = nil, context: AuditContext) async throws -> User {
         let shownName = (try? NamePolicy.validateUsername(username))?.display
-        let audited = AuditedAction(.userCreate, by: .signUpPage(context: context), target: shownName, trail: audit)
+        let page = AdministrativeActor.signUpPage(context: context)
+        let audited = AuditedAction(.userCreate, by: page, target: shownName, trail: audit)
+        let now = clock.now()
         return try await audited.run {
             let name = try NamePolicy.validateUsername(username)
             try PasswordPolicy.validateNew(password)
+            guard let code else {
+                let hash = try await pool.hash(password)
+                let user = NewUser(username: name.display, passwordHash: hash, createdAt: now, globalRole: nil)
+                return try await audited.commit(in: store, reason: "signup") { tx in try await Self.insertNewUser(user, tx) }
+            }
+            // The invitation's id and organization name the audit lines, written before the
+            // transaction that uses it; that transaction decides whether it still may be used.
+            let found = try await store.read { tx -> (Invitation, organization: String?)? in
+                guard let invitation = try await tx.invitation(codeHash: InvitationCode.hash(of: code)), invitation.isOpen(at: now)
+                else { return nil }
+                guard let organizationID = invitation.organizationID else { return (invitation, organization: nil) }
+                return (invitation, organization: try await tx.organization(id: organizationID)?.name)
+            }
+            guard let (invitation, organization) = found else { throw Self.invalidInvitation }
             let hash = try await pool.hash(password)
-            let user = NewUser(username: name.display, passwordHash: hash, createdAt: clock.now(), globalRole: nil)
-            return try await audited.commit(in: store, reason: "signup") { tx in try await Self.insertNewUser(user, tx) }
+            let user = NewUser(username: name.display, passwordHash: hash, createdAt: now, globalRole: nil)
+            let membership = organization.map { organization in
+                (
+                    action: AuditedAction(.membershipAdd, by: page, organization: organization, target: name.display, trail: audit),
+                    reason: Optional("invite=\(invitation.id)")
+                )
+            }
+            return try await audited.commit(
+                in: store, reason: "signup invite=\(invitation.id)", alongside: membership.map { [$0] } ?? []
+            ) { tx in
+                let created = try await Self.insertNewUser(user, tx)
+                try await Self.redeemInvitation(code: code, for: created, at: now, tx)
+                return created
+            }
         }
     }
 

@@ -56,6 +56,17 @@ struct AuditedAction: Sendable {
     func commit<T: Sendable>(
         in store: any Store, reason: String? = nil, _ body: @Sendable @escaping (any StoreTransaction) async throws -> T
     ) async throws -> T {
+        try await commit(in: store, reason: reason, alongside: [], body)
+    }
+
+    /// ``commit(in:reason:_:)`` for one change that is several actions at once (a sign-up with an
+    /// organization's invitation creates the account and makes it a member): after this action's
+    /// success line, each of `alongside` writes its own, all durable before the change commits.
+    /// A refusal is this action's alone (``run(_:)``): the others did not happen either.
+    func commit<T: Sendable>(
+        in store: any Store, reason: String? = nil, alongside: [(action: AuditedAction, reason: String?)],
+        _ body: @Sendable @escaping (any StoreTransaction) async throws -> T
+    ) async throws -> T {
         do {
             _ = try await store.transaction { tx -> T in
                 _ = try await body(tx)
@@ -64,9 +75,11 @@ struct AuditedAction: Sendable {
         } catch is Rehearsal {
             // It would succeed; nothing was written.
         }
-        try await trail.record(
-            action, .success, actor: actor.name, organization: organization, session: session, target: target,
-            reason: reason, context: actor.context)
+        for (audited, reason) in [(self, reason)] + alongside {
+            try await trail.record(
+                audited.action, .success, actor: audited.actor.name, organization: audited.organization, session: audited.session,
+                target: audited.target, reason: reason, context: audited.actor.context)
+        }
         return try await store.transaction(body)
     }
 

@@ -40,6 +40,9 @@ public struct AuditAction: RawRepresentable, Sendable, Hashable, CustomStringCon
     public static let membershipRoleChange = AuditAction(rawValue: "membership.role_change")
     /// An operator added a member directly (CLI `members add`), without a request.
     public static let membershipAdd = AuditAction(rawValue: "membership.add")
+    /// An invitation to the portal's sign-up was made (its target is the invitation's id, never the code).
+    public static let inviteCreate = AuditAction(rawValue: "invite.create")
+    public static let inviteRevoke = AuditAction(rawValue: "invite.revoke")
     public static let orgPolicyChange = AuditAction(rawValue: "org.policy_change")
     public static let orgCreate = AuditAction(rawValue: "org.create")
     public static let orgDelete = AuditAction(rawValue: "org.delete")
@@ -96,6 +99,9 @@ public struct AuditAction: RawRepresentable, Sendable, Hashable, CustomStringCon
             entry(.membershipRemove, names: membership),
             entry(.membershipRoleChange, names: membership),
             entry(.membershipAdd, names: membership),
+            // An account-only invitation has no organization.
+            entry(.inviteCreate, names: administration),
+            entry(.inviteRevoke, names: administration),
             entry(.orgPolicyChange, names: [.actor, .org]),
             entry(.orgCreate, names: [.actor, .org]),
             entry(.orgDelete, names: [.actor, .org]),

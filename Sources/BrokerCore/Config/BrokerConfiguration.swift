@@ -290,7 +290,7 @@ public struct BrokerConfiguration: Sendable, Equatable {
         case "portal_idle_timeout": portalIdleTimeout = try integer(60...(30 * 86_400), "a whole number of seconds in 60...2592000")
         case "portal_insecure_cookies": portalInsecureCookies = try flag()
         case "portal_signup":
-            guard let mode = PortalSignupMode(rawValue: text) else { throw fail("closed or open") }
+            guard let mode = PortalSignupMode(rawValue: text) else { throw fail("closed, open or invite") }
             portalSignup = mode
         case "portal_signup_throttle_ip": portalSignupThrottleIP = try integer(1...100_000, "an integer in 1...100000")
         case "bootstrap_admin": bootstrapAdmin = text
@@ -531,6 +531,11 @@ extension [GitHubOrganizationMapping] {
 public enum PortalSignupMode: String, Sendable, Equatable, CaseIterable {
     /// Nobody: accounts come from admins (`broker users add`, the admin API) and GitHub.
     case closed
-    /// Anyone who can reach the portal, within `portal_signup_throttle_ip`.
+    /// Anyone who can reach the portal, within `portal_signup_throttle_ip`; an invitation, if
+    /// given, is used (an organization's grants its membership).
     case open
+    /// Only someone holding an invitation (``Invitation``: `broker invites create`, an
+    /// organization's owner), within the same throttle. Sign-up with GitHub stays closed: its
+    /// flow carries no invitation.
+    case invite
 }

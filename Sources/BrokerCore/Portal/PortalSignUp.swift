@@ -28,17 +28,32 @@ public struct PortalSignUp: Sendable {
         self.flows = flows
     }
 
+    /// Whether anyone may sign up (`open`); in `invite` mode only holders of an invitation may.
     public var isOpen: Bool { mode == .open }
+    /// Whether a sign-up with an invitation is taken (`open` and `invite`).
+    public var takesInvitations: Bool { mode != .closed }
+
+    /// Why a sign-up without an invitation is refused, in the words of the mode.
+    private var refusal: BrokerError {
+        mode == .invite
+            ? BrokerError(.forbidden, "this broker takes sign-ups with an invitation only; ask an organization's owner for one")
+            : BrokerError(.forbidden, "this broker does not take sign-ups; ask an administrator for an account")
+    }
 
     /// Creates the account and signs the browser in (a `session.login` line, reason `signup`).
-    /// - Throws: 403 when sign-up is closed; 429 over the throttle; 400 `invalid_username` or
-    ///   `invalid_password`; 409 when the name (or one confusable with it) is taken.
+    /// With an `invitation` (the code as typed; blank counts as none), the account is created and
+    /// the invitation used in one transaction, an organization's granting its membership (see
+    /// ``AccountAdministration/signUp(username:password:invitation:context:)``).
+    /// - Throws: 403 when sign-up is closed, or in `invite` mode without an invitation; 429 over
+    ///   the throttle; 400 `invalid_username`, `invalid_password` or an invitation that is not
+    ///   valid; 409 when the name (or one confusable with it) is taken.
     public func signUp(
-        username: String, password: String, origin: SessionOrigin?, context: AuditContext
+        username: String, password: String, invitation: String? = nil, origin: SessionOrigin?, context: AuditContext
     ) async throws -> PortalSessionStart {
-        guard isOpen else { throw BrokerError(.forbidden, "this broker does not take sign-ups; ask an administrator for an account") }
+        let code = invitation.flatMap { InvitationCode.normalized($0).isEmpty ? nil : $0 }
+        guard isOpen || (takesInvitations && code != nil) else { throw refusal }
         try await throttle.admit(clientIP: context.clientIP)
-        let user = try await accounts.signUp(username: username, password: password, context: context)
+        let user = try await accounts.signUp(username: username, password: password, invitation: code, context: context)
         return try await flows.run(.sessionLogin, context, attempt: AuditSubject(actor: user.username, reason: "signup")) {
             try await portal.start(for: user, methods: ["pwd"], origin: origin)
         } success: { started in
@@ -52,7 +67,7 @@ public struct PortalSignUp: Sendable {
     /// count against the GitHub login throttle).
     /// - Throws: 403 when sign-up is closed; 429 over the throttle.
     public func admitGitHubSignUp(context: AuditContext) async throws {
-        guard isOpen else { throw BrokerError(.forbidden, "this broker does not take sign-ups; ask an administrator for an account") }
+        guard isOpen else { throw refusal }
         try await throttle.admit(clientIP: context.clientIP)
     }
 
@@ -62,7 +77,7 @@ public struct PortalSignUp: Sendable {
     /// Audited as `user.create` by `signup`, reason `signup github`, when an account was made,
     /// and `session.login`, reason `signup github`.
     public func signUp(githubToken: String, origin: SessionOrigin?, context: AuditContext) async throws -> PortalSessionStart {
-        guard isOpen else { throw BrokerError(.forbidden, "this broker does not take sign-ups; ask an administrator for an account") }
+        guard isOpen else { throw refusal }
         guard let github else { throw BrokerError(.githubUnavailable, "this broker has no GitHub client") }
         return try await flows.run(
             .sessionLogin, context, attempt: AuditSubject(target: AuditEvent.tokenReference(githubToken), reason: "signup github")

@@ -34,30 +34,35 @@ public struct PrunedRows: Sendable, Equatable, CustomStringConvertible {
     public var refreshTokens: Int
     public var sessions: Int
     public var revokedAccessTokens: Int
+    /// Portal invitations past their expiry, used or not: a used one has done its work (the audit
+    /// log keeps who used it), an unused one can no longer be.
+    public var invitations: Int
 
-    public init(refreshTokens: Int = 0, sessions: Int = 0, revokedAccessTokens: Int = 0) {
+    public init(refreshTokens: Int = 0, sessions: Int = 0, revokedAccessTokens: Int = 0, invitations: Int = 0) {
         self.refreshTokens = refreshTokens
         self.sessions = sessions
         self.revokedAccessTokens = revokedAccessTokens
+        self.invitations = invitations
     }
 
-    public var total: Int { refreshTokens + sessions + revokedAccessTokens }
+    public var total: Int { refreshTokens + sessions + revokedAccessTokens + invitations }
 
     public static func + (lhs: PrunedRows, rhs: PrunedRows) -> PrunedRows {
         PrunedRows(
             refreshTokens: lhs.refreshTokens + rhs.refreshTokens, sessions: lhs.sessions + rhs.sessions,
-            revokedAccessTokens: lhs.revokedAccessTokens + rhs.revokedAccessTokens)
+            revokedAccessTokens: lhs.revokedAccessTokens + rhs.revokedAccessTokens, invitations: lhs.invitations + rhs.invitations)
     }
 
     public var description: String {
-        "\(refreshTokens) refresh token(s), \(sessions) session(s), \(revokedAccessTokens) access token revocation(s)"
+        "\(refreshTokens) refresh token(s), \(sessions) session(s), \(revokedAccessTokens) access token revocation(s), "
+            + "\(invitations) invitation(s)"
     }
 }
 
 /// Deletes what can no longer matter from the store, so that it grows with the number of live
 /// sessions, not with time: sessions past `session_max_lifetime` (with their refresh tokens),
 /// the refresh tokens of revoked sessions, unused refresh tokens past their expiry, and
-/// revocations of access tokens past theirs, and the throttle counters' times older than any
+/// revocations of access tokens past theirs, portal invitations past theirs, and the throttle counters' times older than any
 /// throttle window (``ThrottleCounting/longestWindow``). Used refresh tokens of a live session stay: reuse
 /// detection needs them until the session expires. The audit log is never touched (see
 /// docs/audit.md, "Rotating the log").
@@ -112,7 +117,7 @@ public struct StoragePruner: Sendable {
         if removed.total > 0 {
             logger.info("pruned storage", metadata: [
                 "refresh_tokens": "\(removed.refreshTokens)", "sessions": "\(removed.sessions)",
-                "revoked_access_tokens": "\(removed.revokedAccessTokens)",
+                "revoked_access_tokens": "\(removed.revokedAccessTokens)", "invitations": "\(removed.invitations)",
             ])
         }
         return removed

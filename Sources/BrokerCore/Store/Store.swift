@@ -242,6 +242,27 @@ public protocol StoreTransaction: Sendable {
     /// The portal sessions of one account, by family id (which of its `.broker` families are browsers).
     func portalSessionLastSeen(userID: Int64) async throws -> [String: Date]
 
+    // MARK: Invitations
+    // An invitation is known by the SHA-256 of its code (``InvitationCode/hash(of:)``); the code
+    // itself is never stored. Used once: ``redeemInvitation(id:by:at:)`` decides, in one UPDATE.
+
+    /// Throws ``StoreError/duplicate(_:)`` if the id or the code's hash is taken (never
+    /// overwrites), ``StoreError/notFound(_:)`` for an unknown organization or account.
+    func insertInvitation(_ invitation: Invitation) async throws
+    /// The invitation with this code hash, used or expired ones included; nil if unknown.
+    func invitation(codeHash: String) async throws -> Invitation?
+    /// The invitation with this id, used or expired ones included; nil if unknown.
+    func invitation(id: String) async throws -> Invitation?
+    /// An organization's invitations, or with nil the account-only ones; newest first, used and
+    /// expired ones included.
+    func invitations(organizationID: Int64?) async throws -> [Invitation]
+    /// Marks the invitation used by `userID` at `date` if it is still unused and expires after
+    /// `date`, in one statement: of two sign-ups racing with one code, exactly one gets true.
+    /// Throws ``StoreError/notFound(_:)`` for an unknown account.
+    func redeemInvitation(id: String, by userID: Int64, at date: Date) async throws -> Bool
+    /// Returns whether a row was deleted.
+    func deleteInvitation(id: String) async throws -> Bool
+
     // MARK: Revoked access tokens
     /// Remembers a revoked access token (by `jti`) until it expires.
     func insertRevokedAccessToken(jti: String, expiresAt: Date) async throws
@@ -284,6 +305,7 @@ public protocol StoreTransaction: Sendable {
     /// cascade exceeds the limit), then revocations of access tokens that expired. A pruned
     /// session takes its portal row (``portalSession(idHash:)``, one at most) with it by
     /// cascade, uncounted: a batch may delete as many more rows as the sessions it deletes.
+    /// Last, invitations that expired before the sessions' cutoff, used or not (within the same limit).
     func pruneStorage(_ cutoffs: PruneCutoffs, limit: Int) async throws -> PrunedRows
 
     // MARK: Server secrets

@@ -88,6 +88,13 @@ public enum StoreCopySchema {
             "membership_requests",
             [.init("organization_id", .integer), .init("user_id", .integer), .init("requested_at", .real)]),
         CopiedTable(
+            "portal_invites",
+            [
+                .init("id", .text), .init("code_hash", .text), .init("organization_id", .integer), .init("role", .text),
+                .init("created_by", .integer), .init("created_at", .real), .init("expires_at", .real), .init("used_at", .real),
+                .init("used_by", .integer),
+            ]),
+        CopiedTable(
             "audience_names",
             [
                 .init("name", .text), .init("kind", .text), .init("organization_id", .integer),

@@ -128,7 +128,7 @@ public enum BrokerMetrics {
     /// The `scope` labels of ``Name/throttled``: the login throttle's, GitHub logins', renewals'.
     static let throttleScopes = ThrottleScope.allCases.map(\.rawValue) + ["github_ip", "signup_ip", "session"]
     /// The `kind` labels of ``Name/storagePruned``.
-    static let prunedKinds = ["refresh_token", "session", "revoked_access_token"]
+    static let prunedKinds = ["refresh_token", "session", "revoked_access_token", "invitation"]
 
     /// Creates every series whose labels take only known values, at zero, so that a scrape shows
     /// them before their first event: `increase(...) > 0` and `rate(...)` see the first event
@@ -215,9 +215,10 @@ public enum BrokerMetrics {
     }
 
     /// Rows ``StoragePruner`` deleted, by kind: `refresh_token`, `session`,
-    /// `revoked_access_token`.
+    /// `revoked_access_token`, `invitation`.
     public static func pruned(_ rows: PrunedRows) {
-        for (kind, count) in zip(prunedKinds, [rows.refreshTokens, rows.sessions, rows.revokedAccessTokens]) where count > 0 {
+        let counts = [rows.refreshTokens, rows.sessions, rows.revokedAccessTokens, rows.invitations]
+        for (kind, count) in zip(prunedKinds, counts) where count > 0 {
             Counter(label: Name.storagePruned, dimensions: [("kind", kind)]).increment(by: count)
         }
     }

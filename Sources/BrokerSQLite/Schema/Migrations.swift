@@ -304,6 +304,30 @@ enum Schema {
             ) STRICT
             """,
         ]),
+        // Invitations to the portal's sign-up (issue 14). The code is never stored, only its
+        // SHA-256 (UNIQUE: the lookup at sign-up). An organization's invitation goes with the
+        // organization; an account-only one (organization_id NULL) is a global admin's. Creator
+        // and user are kept for the lists but do not keep an account alive (SET NULL). Every
+        // foreign key's column is indexed, as elsewhere, and expires_at for the pruner.
+        Migration(version: 15, statements: [
+            """
+            CREATE TABLE portal_invites (
+                id TEXT NOT NULL PRIMARY KEY,
+                code_hash TEXT NOT NULL UNIQUE,
+                organization_id INTEGER REFERENCES organizations (id) ON DELETE CASCADE,
+                role TEXT NOT NULL DEFAULT 'member' CHECK (role IN ('member', 'owner', 'admin')),
+                created_by INTEGER REFERENCES users (id) ON DELETE SET NULL,
+                created_at REAL NOT NULL,
+                expires_at REAL NOT NULL,
+                used_at REAL,
+                used_by INTEGER REFERENCES users (id) ON DELETE SET NULL
+            ) STRICT
+            """,
+            "CREATE INDEX portal_invites_organization_id ON portal_invites (organization_id)",
+            "CREATE INDEX portal_invites_created_by ON portal_invites (created_by)",
+            "CREATE INDEX portal_invites_used_by ON portal_invites (used_by)",
+            "CREATE INDEX portal_invites_expires_at ON portal_invites (expires_at)",
+        ]),
     ]
 }
 
