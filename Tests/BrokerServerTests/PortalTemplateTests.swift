@@ -45,7 +45,7 @@ final class PortalTemplateTests: XCTestCase {
         let views: [Any] = [
             SignInView(chrome: chrome, csrf: "c", next: nil, username: "alice", error: nil),
             SignOutView(chrome: chrome, csrf: "c"),
-            SignUpView(chrome: chrome, open: true, csrf: "c", typedName: "alice"),
+            SignUpView(chrome: chrome, open: true, acceptsSignUps: true, takesInvitations: true, csrf: "c", typedName: "alice"),
             GitHubDeviceView(chrome: chrome, userCode: "ABCD-1234", verificationURI: "https://github.com/login/device", interval: 5),
             ErrorView(chrome: chrome, heading: "h", message: "m", requestID: nil, backHref: "/", backLabel: "b"),
         ]
@@ -63,7 +63,8 @@ final class PortalTemplateTests: XCTestCase {
             // the admin pages'
             "onUsers", "onOrgs", "onKeys", "onAudit", "users", "nextPage", "usernamePath", "status", "active", "passwordState",
             "roleOptions", "hasSessions", "actionError", "organizations", "keys", "since", "actor", "org", "action", "session",
-            "limit", "events", "hasEvents", "filterError",
+            "limit", "events", "hasEvents", "filterError", "onInvites", "invitations", "hasInvitations", "newCode", "newCodeLink",
+            "invitationsError",
         ] {
             XCTAssertFalse(layoutNames.contains(name), "AccountView's \(name)")
         }

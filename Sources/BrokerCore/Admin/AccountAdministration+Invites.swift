@@ -7,7 +7,7 @@ import Foundation
 extension AccountAdministration {
     /// The one answer to a code that cannot be used, whether unknown, used or expired: telling
     /// them apart would tell someone guessing which codes exist.
-    static var invalidInvitation: BrokerError { BrokerError(.invalidRequest, "this invitation is not valid") }
+    public static var invalidInvitation: BrokerError { BrokerError(.invalidRequest, "this invitation is not valid") }
 
     /// Makes an invitation and its code (shown once; only its hash is stored). With an
     /// organization the actor must manage it and hold `role` at least; without one (an account

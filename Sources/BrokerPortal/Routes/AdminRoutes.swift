@@ -91,6 +91,26 @@ struct PortalAdminRoutes {
             } refused: { session, error in try await keysPage(session, request, error: error) }
         }
 
+        pages.get("/admin/invites") { request, _ in
+            let session = try await portal.requireSession(of: request)
+            return try await invitationsPage(session, request)
+        }
+        pages.post("/admin/invites") { request, context in
+            var request = request
+            let session = try await portal.requireSession(of: request)
+            _ = try await portal.form(of: &request, expecting: try portal.csrf().token(for: session))
+            let actor = AdministrativeActor(user: session.user, context: portal.auditContext(request, context))
+            let (_, code) = try await portal.services.accounts.createInvitation(
+                organization: nil, role: .member, lifetime: Invitation.defaultLifetime, by: actor)
+            // Shown on this answer only (no-store), never in a URL the browser keeps.
+            return try await invitationsPage(session, request, newCode: code)
+        }
+        pages.post("/admin/invites/:id/revoke") { request, context in
+            let id = try context.parameters.decoded("id")
+            return try await act(request, context, done: "/admin/invites", notice: .invitationRevoked) { _, actor in
+                try await portal.services.accounts.revokeInvitation(id: id, by: actor)
+            } refused: { session, error in try await invitationsPage(session, request, error: error) }
+        }
         pages.get("/admin/audit") { request, _ in
             let session = try await portal.requireSession(of: request)
             return try await auditPage(session, request)
@@ -131,6 +151,17 @@ struct PortalAdminRoutes {
             chrome: try chrome("Signing keys", session, request), formCSRF: try portal.csrf().token(for: session), keys: keys,
             actionError: error?.detail)
         return portal.renderer.page("admin_keys", view, status: status(of: error))
+    }
+
+    private func invitationsPage(
+        _ session: PortalSession, _ request: Request, newCode: String? = nil, error: BrokerError? = nil
+    ) async throws -> Response {
+        let invitations = try await portal.services.accounts.invitations(organization: nil, by: session.actor)
+        let view = AdminInvitationsView(
+            chrome: try chrome("Invitations", session, request), formCSRF: try portal.csrf().token(for: session),
+            invitations: invitations, now: portal.services.clock.now(), newCode: newCode,
+            issuer: portal.services.configuration.issuer, actionError: error?.detail)
+        return portal.renderer.page("admin_invites", view, status: status(of: error))
     }
 
     private func auditPage(_ session: PortalSession, _ request: Request) async throws -> Response {

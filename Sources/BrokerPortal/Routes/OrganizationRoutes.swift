@@ -45,6 +45,29 @@ struct OrganizationRoutes {
                 try await portal.services.accounts.removeMember(organization: name, username: username, by: actor)
             }
         }
+        pages.post("/orgs/:org/invites") { request, context in
+            let name = try context.parameters.decoded("org")
+            var request = request
+            let session = try await portal.requireSession(of: request)
+            let form = try await portal.form(of: &request, expecting: try portal.csrf().token(for: session))
+            let actor = AdministrativeActor(user: session.user, context: portal.auditContext(request, context))
+            do {
+                let (_, code) = try await portal.services.accounts.createInvitation(
+                    organization: name, role: try Self.role(form), lifetime: Invitation.defaultLifetime, by: actor)
+                // The code is shown on this answer only, never in a URL the browser keeps.
+                return try await page(name, session, newCode: code)
+            } catch let error as BrokerError where !error.code.isServerFailure && Portal.shownOnManagerPages(error) {
+                return try await page(
+                    name, session, errors: OrganizationFormErrors(invitations: error.detail), status: .init(code: error.code.httpStatus))
+            }
+        }
+        pages.post("/orgs/:org/invites/:id/revoke") { request, context in
+            let (name, id) = (try context.parameters.decoded("org"), try context.parameters.decoded("id"))
+            return try await act(name, request, context, done: .invitationRevoked, errorsAt: { OrganizationFormErrors(invitations: $0.detail) }) {
+                _, actor in
+                try await portal.services.accounts.revokeInvitation(id: id, by: actor)
+            }
+        }
         pages.post("/orgs/:org/policy") { request, context in
             let name = try context.parameters.decoded("org")
             return try await act(name, request, context, done: .policySaved, errorsAt: { OrganizationFormErrors(policy: $0.detail) }) {
@@ -81,16 +104,18 @@ struct OrganizationRoutes {
 
     func page(
         _ name: String, _ session: PortalSession, notice: String? = nil, errors: OrganizationFormErrors = OrganizationFormErrors(),
-        status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]
+        status: HTTPResponse.Status = .ok, headers: HTTPFields = [:], newCode: String? = nil
     ) async throws -> Response {
         let overview = try await OrganizationOverview.read(name, by: session.actor, in: portal.services.store)
+        let invitations = try await portal.services.accounts.invitations(organization: overview.organization.name, by: session.actor)
         let snippet = ConnectSnippet(
             issuer: portal.services.configuration.issuer, organization: overview.organization.name,
             cluster: overview.organization.clusterName, username: session.user.username)
         let view = OrganizationView(
             chrome: try portal.chrome(overview.organization.name, session: session, notice: notice),
             formCSRF: try portal.csrf().token(for: session), overview: overview, snippet: snippet,
-            brokerAccessLifetime: portal.services.configuration.accessLifetime, errors: errors)
+            brokerAccessLifetime: portal.services.configuration.accessLifetime, invitations: invitations,
+            now: portal.services.clock.now(), newCode: newCode, issuer: portal.services.configuration.issuer, errors: errors)
         return portal.renderer.page("organization", view, status: status, headers: headers)
     }
 

@@ -14,12 +14,19 @@ struct SignUpRoutes {
 
     private var isOpen: Bool { portal.services.portalSignUp.isOpen }
 
+    private func view(pre: String, typedName: String, invitation: String) throws -> SignUpView {
+        let signUp = portal.services.portalSignUp
+        return SignUpView(
+            chrome: try portal.chrome("Create an account", session: nil), open: signUp.isOpen,
+            acceptsSignUps: signUp.takesInvitations, takesInvitations: signUp.takesInvitations,
+            githubEnabled: GitHubRoutes(portal: portal).enabled, csrf: try portal.csrf().token(forPreSession: pre),
+            typedName: typedName, invitation: String(invitation.prefix(64)))
+    }
+
     private func show(_ request: Request) async throws -> Response {
         if try await portal.session(of: request) != nil { return Portal.redirect("/account") }
         let (pre, setCookie) = portal.preSession(of: request)
-        let view = SignUpView(
-            chrome: try portal.chrome("Create an account", session: nil), open: isOpen,
-            githubEnabled: GitHubRoutes(portal: portal).enabled, csrf: try portal.csrf().token(forPreSession: pre), typedName: "")
+        let view = try view(pre: pre, typedName: "", invitation: request.uri.queryParameters["invite"].map(String.init) ?? "")
         var headers: HTTPFields = [:]
         if let setCookie { headers[.setCookie] = setCookie }
         return portal.renderer.page("signup", view, headers: headers)
@@ -31,10 +38,8 @@ struct SignUpRoutes {
         let form = try await portal.form(of: &request, expecting: try portal.csrf().token(forPreSession: pre))
         let username = form.parameters["username"] ?? ""
         let password = form.parameters["password"] ?? ""
-        var view = SignUpView(
-            chrome: try portal.chrome("Create an account", session: nil), open: isOpen,
-            githubEnabled: GitHubRoutes(portal: portal).enabled, csrf: try portal.csrf().token(forPreSession: pre),
-            typedName: String(username.prefix(200)))
+        let invitation = form.parameters["invitation"] ?? ""
+        var view = try view(pre: pre, typedName: String(username.prefix(200)), invitation: invitation)
         guard password == form.parameters["confirm"] ?? "" else {
             view.confirmError = "The two passwords differ."
             return portal.renderer.page("signup", view, status: .badRequest)
@@ -42,12 +47,13 @@ struct SignUpRoutes {
         let started: PortalSessionStart
         do {
             started = try await portal.services.portalSignUp.signUp(
-                username: username, password: password, origin: portal.origin(request, context),
-                context: portal.auditContext(request, context))
+                username: username, password: password, invitation: invitation.isEmpty ? nil : invitation,
+                origin: portal.origin(request, context), context: portal.auditContext(request, context))
         } catch let error as BrokerError where !error.code.isServerFailure {
             switch error.code {
             case .invalidUsername, .alreadyExists, .conflict: view.usernameError = error.detail
             case .invalidPassword: view.passwordError = error.detail
+            case .invalidRequest where error == AccountAdministration.invalidInvitation: view.invitationError = error.detail
             default: view.error = error.detail
             }
             var headers: HTTPFields = [:]

@@ -24,6 +24,7 @@ struct PortalRenderer: Sendable {
         "admin_orgs": PackageResources.admin_orgs_mustache,
         "admin_keys": PackageResources.admin_keys_mustache,
         "admin_audit": PackageResources.admin_audit_mustache,
+        "admin_invites": PackageResources.admin_invites_mustache,
         "error": PackageResources.error_mustache,
     ]
 

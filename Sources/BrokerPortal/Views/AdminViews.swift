@@ -187,3 +187,24 @@ struct AdminAuditView: Sendable {
     var hasEvents: Bool
     var filterError: String?
 }
+
+struct AdminInvitationsView: Sendable {
+    var chrome: PageChrome
+    var onInvites = true
+    var formCSRF: String
+    var invitations: [InvitationRow]
+    var hasInvitations: Bool
+    var newCode: String?
+    var newCodeLink: String?
+    var actionError: String?
+
+    init(chrome: PageChrome, formCSRF: String, invitations: [Invitation], now: Date, newCode: String?, issuer: String, actionError: String?) {
+        self.chrome = chrome
+        self.formCSRF = formCSRF
+        self.invitations = invitations.map { InvitationRow($0, now: now) }
+        hasInvitations = !invitations.isEmpty
+        self.newCode = newCode
+        newCodeLink = newCode.map { issuer + "/signup?invite=" + PortalPaths.segment($0) }
+        self.actionError = actionError
+    }
+}

@@ -26,6 +26,24 @@ struct OrganizationFormErrors: Sendable {
     var requests: String?
     var members: String?
     var policy: String?
+    var invitations: String?
+}
+
+/// A row of an invitation list (the organization page, the admin's).
+struct InvitationRow: Sendable {
+    var id: String
+    var role: String
+    var state: String
+    var expiresAt: String
+    var expiresAtISO: String
+
+    init(_ invitation: Invitation, now: Date) {
+        id = invitation.id
+        role = invitation.role.rawValue
+        state = invitation.usedAt != nil ? "used" : (invitation.isOpen(at: now) ? "open" : "expired")
+        expiresAt = PortalDates.display(invitation.expiresAt)
+        expiresAtISO = PortalDates.iso(invitation.expiresAt)
+    }
 }
 
 struct OrganizationView: Sendable {
@@ -68,11 +86,22 @@ struct OrganizationView: Sendable {
     var requestsError: String?
     var membersError: String?
     var policyError: String?
+    var invitations: [InvitationRow]
+    var hasInvitations: Bool
+    var invitationsError: String?
+    /// A code just made, shown once (this answer is never cached: `no-store`).
+    var newCode: String?
+    var newCodeLink: String?
 
     init(
         chrome: PageChrome, formCSRF: String, overview: OrganizationOverview, snippet: ConnectSnippet, brokerAccessLifetime: Int,
-        errors: OrganizationFormErrors = OrganizationFormErrors()
+        invitations: [Invitation], now: Date, newCode: String?, issuer: String, errors: OrganizationFormErrors = OrganizationFormErrors()
     ) {
+        self.invitations = invitations.map { InvitationRow($0, now: now) }
+        hasInvitations = !invitations.isEmpty
+        invitationsError = errors.invitations
+        self.newCode = newCode
+        newCodeLink = newCode.map { issuer + "/signup?invite=" + PortalPaths.segment($0) }
         self.chrome = chrome
         self.formCSRF = formCSRF
         let organization = overview.organization

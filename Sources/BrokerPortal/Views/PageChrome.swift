@@ -51,6 +51,7 @@ enum Notice: String, CaseIterable {
     case githubDenied = "github-denied"
     case githubLinked = "github-linked"
     case githubUnlinked = "github-unlinked"
+    case invitationRevoked = "invitation-revoked"
 
     var text: String {
         switch self {
@@ -80,6 +81,7 @@ enum Notice: String, CaseIterable {
         case .githubDenied: "The request was declined at GitHub."
         case .githubLinked: "Your GitHub user is linked: you can sign in with GitHub."
         case .githubUnlinked: "GitHub is unlinked, and you are signed out everywhere. Sign in with your password."
+        case .invitationRevoked: "The invitation is revoked."
         }
     }
 }

@@ -23,7 +23,12 @@ struct GitHubDeviceView: Sendable {
 
 struct SignUpView: Sendable {
     var chrome: PageChrome
+    /// `portal_signup: open`.
     var open: Bool
+    /// `open` or `invite`: the form is shown.
+    var acceptsSignUps: Bool
+    /// The invitation field is shown (required in `invite` mode).
+    var takesInvitations: Bool
     /// GitHub's device flow is configured: "Sign up with GitHub".
     var githubEnabled = false
     var csrf: String
@@ -33,6 +38,9 @@ struct SignUpView: Sendable {
     var usernameError: String?
     var passwordError: String?
     var confirmError: String?
+    /// The code from `?invite=` or as typed.
+    var invitation = ""
+    var invitationError: String?
 }
 
 struct SignOutView: Sendable {

@@ -31,14 +31,24 @@ package struct URLEncodedForm: Sendable {
                 throw Malformed(reason: "malformed form encoding")
             }
             guard parameters[name] == nil else {
-                throw Malformed(reason: "parameter \(name.prefix(40)) is given more than once")
+                throw Malformed(reason: "\(shown(name)) is given more than once")
             }
             guard !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
-                throw Malformed(reason: "parameter \(name.prefix(40)) contains control characters")
+                throw Malformed(reason: "\(shown(name)) contains control characters")
             }
             parameters[name] = value
         }
         return URLEncodedForm(parameters: parameters)
+    }
+
+    /// How a refusal names a parameter: a name of a form (letters, digits, `_.-`, up to 40) as
+    /// it is, anything else not at all, so that a refusal never carries what a client made up.
+    static func shown(_ name: String) -> String {
+        let plain = !name.isEmpty && name.utf8.count <= 40 && name.utf8.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                || byte == 0x5F || byte == 0x2E || byte == 0x2D
+        }
+        return plain ? "parameter \(name)" : "a parameter"
     }
 
     static func decode(_ text: Substring) -> String? {
