@@ -35,6 +35,11 @@ final class PortalBrowserTests: XCTestCase {
         try await run("whole_flow")
     }
 
+    /// A non-member's 403 page, a forged CSRF token, a hostile User-Agent.
+    func testRefusalsAForgedFormAndAHostileUserAgent() async throws {
+        try await run("refusals")
+    }
+
     /// A GitHub sign-in through the fake GitHub's own device page, in a second tab.
     func testGitHubSignInThroughTheFakeGitHub() async throws {
         try XCTSkipUnless(ProcessInfo.processInfo.environment["BROKER_TEST_CHROMEDRIVER"] != nil, "no browser for this test")

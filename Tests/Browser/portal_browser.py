@@ -13,6 +13,8 @@ Scenarios:
                   browser received them; no Content Security Policy violation in the console;
                   sign out: the cookie is gone and /account sends the browser to /signin.
   signup_and_request  sign up as carol at /signup, land on /account, ask to join org1 there.
+  refusals        a non-member's 403 page at /orgs/org1, a forged CSRF token refused, a hostile
+                  User-Agent shown as text. Screenshots of the 403, sign-out and CSRF pages.
   github_signin   sign in with GitHub: the code, approved at the fake GitHub's device page in a
                   second tab; the portal page refreshes itself onto /account.
   whole_flow      carol signs up and asks; the owner and admin (U) approves her on /orgs/org1;
@@ -484,9 +486,60 @@ def github_signin(args):
     print(f"  the code page refreshed itself and signed the browser in as {user}")
 
 
+HOSTILE = "<script>document.title='pwned'</script><img src=x onerror=alert(1)> & \"quoted\""
+
+
+def refusals(args):
+    """What a browser must refuse or neutralize: a member's visit to an organization's page it
+    does not manage (the 403 page), a form whose CSRF token a script changed (the 403 page,
+    nothing changes), and a hostile User-Agent shown on /account as text (no script runs, the
+    title stays). Screenshots of the 403 pages and the sign-out page at both widths."""
+    Path(args.shots).mkdir(parents=True, exist_ok=True)
+    browser = driver(1280)
+    browser.execute_cdp_cmd("Network.setUserAgentOverride", {"userAgent": HOSTILE})
+    sign_up(browser, args.base, "carol", "carol's long password")
+    title = browser.title
+    rows = browser.find_elements(By.CSS_SELECTOR, "#sessions tbody tr")
+    expect(browser, any(HOSTILE in row.text for row in rows), "the hostile User-Agent is not shown as text on /account")
+    expect(browser, "pwned" not in browser.title and browser.title == title, f"a script ran: the title is {browser.title!r}")
+    expect(browser, not browser.find_elements(By.CSS_SELECTOR, "#sessions img"), "markup from the User-Agent was rendered")
+    print("  a hostile User-Agent is shown as text; no script ran")
+
+    open_page(browser, args.base, "/orgs/org1")
+    status, _ = document_response(browser, "/orgs/org1")
+    expect(browser, status == 403, f"/orgs/org1 answered {status} to a non-member")
+    expect(browser, "Not allowed" in browser.page_source, "the 403 page does not say why")
+    for width in (360, 1280):
+        set_width(browser, width)
+        shot(browser, "forbidden", width, args.shots)
+        check_page(browser, "forbidden", width)
+    set_width(browser, 1280)
+    print("  /orgs/org1 is the 403 page for carol")
+
+    open_page(browser, args.base, "/signout")
+    expect_shown(browser, "/signout")
+    for width in (360, 1280):
+        set_width(browser, width)
+        shot(browser, "signout", width, args.shots)
+        check_page(browser, "signout", width)
+    set_width(browser, 1280)
+    browser.execute_script("document.querySelector('main form input[name=csrf]').value = 'forged';")
+    browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
+    wait_for_text(browser, "This form has expired")
+    status, _ = document_response(browser, "/signout")
+    expect(browser, status == 403, f"the forged sign-out answered {status}")
+    for width in (360, 1280):
+        set_width(browser, width)
+        shot(browser, "csrf-refused", width, args.shots)
+    set_width(browser, 1280)
+    open_page(browser, args.base, "/account")
+    expect_shown(browser, "/account")
+    print("  a forged CSRF token is refused (403) and the browser is still signed in")
+
+
 SCENARIOS = {
     "cookie_and_csp": cookie_and_csp, "pages": pages, "signup_and_request": signup_and_request,
-    "whole_flow": whole_flow, "github_signin": github_signin,
+    "whole_flow": whole_flow, "github_signin": github_signin, "refusals": refusals,
 }
 
 

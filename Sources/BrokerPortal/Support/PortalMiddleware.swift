@@ -96,8 +96,11 @@ struct PortalErrorMiddleware: RouterMiddleware {
         let chrome = PageChrome(
             siteName: portal.siteName, title: heading, stylesheet: PortalRenderer.stylesheetPath, signedInAs: nil, signOutCSRF: nil,
             notice: nil)
+        // The API's texts are clauses ("only owners and admins of org1 may …"): a page shows a sentence.
+        var sentence = message.prefix(1).uppercased() + message.dropFirst()
+        if let last = sentence.last, !".!?".contains(last) { sentence += "." }
         let view = ErrorView(
-            chrome: chrome, heading: heading, message: message, requestID: requestID ? context.requestID : nil,
+            chrome: chrome, heading: heading, message: sentence, requestID: requestID ? context.requestID : nil,
             backHref: "/", backLabel: "Back to the start page")
         return portal.renderer.page("error", view, status: status)
     }
