@@ -403,7 +403,7 @@ def whole_flow(args):
     for width in (360, 1280):
         set_width(admin, width)
         for path, name in [("/admin/users", "admin-users"), ("/admin/users/carol", "admin-user"), ("/admin/orgs", "admin-orgs"),
-                           ("/admin/keys", "admin-keys"), ("/admin/audit", "admin-audit")]:
+                           ("/admin/keys", "admin-keys"), ("/admin/invites", "admin-invites"), ("/admin/audit", "admin-audit")]:
             open_page(admin, args.base, path)
             expect_shown(admin, path)
             shot(admin, name, width, args.shots)
@@ -515,6 +515,14 @@ def refusals(args):
         check_page(browser, "forbidden", width)
     set_width(browser, 1280)
     print("  /orgs/org1 is the 403 page for carol")
+
+    open_page(browser, args.base, "/orgs/no-such-org")
+    status, _ = document_response(browser, "/orgs/no-such-org")
+    expect(browser, status == 404, f"/orgs/no-such-org answered {status}")
+    for width in (360, 1280):
+        set_width(browser, width)
+        shot(browser, "not-found", width, args.shots)
+    set_width(browser, 1280)
 
     open_page(browser, args.base, "/signout")
     expect_shown(browser, "/signout")
