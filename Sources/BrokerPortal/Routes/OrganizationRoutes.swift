@@ -15,34 +15,31 @@ struct OrganizationRoutes {
             let session = try await portal.requireSession(of: request)
             return try await page(try context.parameters.decoded("org"), session, notice: request.uri.queryParameters["notice"].map(String.init))
         }
-        pages.post("/orgs/:org/requests/:user/approve") { request, context in
-            let (name, username) = (try context.parameters.decoded("org"), try context.parameters.decoded("user"))
-            return try await act(name, request, context, done: .approved, errorsAt: { OrganizationFormErrors(requests: $0.detail) }) {
-                form, actor in
-                _ = try await portal.services.accounts.approveMembership(
-                    organization: name, username: username, role: try Self.role(form), by: actor)
-            }
-        }
-        pages.post("/orgs/:org/requests/:user/deny") { request, context in
-            let (name, username) = (try context.parameters.decoded("org"), try context.parameters.decoded("user"))
-            return try await act(name, request, context, done: .declined, errorsAt: { OrganizationFormErrors(requests: $0.detail) }) {
-                _, actor in
-                try await portal.services.accounts.denyMembership(organization: name, username: username, by: actor)
-            }
-        }
-        pages.post("/orgs/:org/members/:user/role") { request, context in
-            let (name, username) = (try context.parameters.decoded("org"), try context.parameters.decoded("user"))
-            return try await act(name, request, context, done: .roleChanged, errorsAt: { OrganizationFormErrors(members: $0.detail) }) {
-                form, actor in
-                _ = try await portal.services.accounts.changeRole(
-                    organization: name, username: username, to: try Self.role(form), by: actor)
-            }
-        }
-        pages.post("/orgs/:org/members/:user/remove") { request, context in
-            let (name, username) = (try context.parameters.decoded("org"), try context.parameters.decoded("user"))
-            return try await act(name, request, context, done: .memberRemoved, errorsAt: { OrganizationFormErrors(members: $0.detail) }) {
-                _, actor in
-                try await portal.services.accounts.removeMember(organization: name, username: username, by: actor)
+        // The forms about one account of the organization: a request to decide, a member to manage.
+        typealias AccountForm = @Sendable (AccountAdministration, String, String, URLEncodedForm, AdministrativeActor) async throws -> Void
+        typealias Placed = @Sendable (String) -> OrganizationFormErrors
+        let inRequests: Placed = { OrganizationFormErrors(requests: $0) }
+        let inMembers: Placed = { OrganizationFormErrors(members: $0) }
+        let accountForms: [(path: String, done: Notice, errorsAt: Placed, work: AccountForm)] = [
+            ("requests/:user/approve", .approved, inRequests, { accounts, name, username, form, actor in
+                _ = try await accounts.approveMembership(organization: name, username: username, role: try Self.role(form), by: actor)
+            }),
+            ("requests/:user/deny", .declined, inRequests, { accounts, name, username, _, actor in
+                try await accounts.denyMembership(organization: name, username: username, by: actor)
+            }),
+            ("members/:user/role", .roleChanged, inMembers, { accounts, name, username, form, actor in
+                _ = try await accounts.changeRole(organization: name, username: username, to: try Self.role(form), by: actor)
+            }),
+            ("members/:user/remove", .memberRemoved, inMembers, { accounts, name, username, _, actor in
+                try await accounts.removeMember(organization: name, username: username, by: actor)
+            }),
+        ]
+        for (path, done, placed, work) in accountForms {
+            pages.post(RouterPath("/orgs/:org/\(path)")) { request, context in
+                let (name, username) = (try context.parameters.decoded("org"), try context.parameters.decoded("user"))
+                return try await act(name, request, context, done: done, errorsAt: { placed($0.detail) }) { form, actor in
+                    try await work(portal.services.accounts, name, username, form, actor)
+                }
             }
         }
         pages.post("/orgs/:org/invites") { request, context in
