@@ -159,6 +159,7 @@ struct ServeCommand: AsyncParsableCommand {
               signing \(configuration.signingAlgorithm.rawValue) with kid \(kid)
 
             """
+        if configuration.portalEnabled { banner += "  portal \(configuration.issuer)/signin (pages for people: docs/portal.md)\n" }
         if let firstSteps { banner += "\n" + firstSteps.text(base: base) }
         // Written unbuffered: whoever started us (a person, a test) reads it before we exit.
         FileHandle.standardOutput.write(Data(banner.utf8))

@@ -60,6 +60,7 @@ final class FirstStepsTests: XCTestCase {
         let (server, _, banner) = try broker.serveCapturingBanner()
         defer { server.terminate(); server.waitUntilExit() }
         XCTAssertTrue(banner.contains("broker listening on"), banner)
+        XCTAssertTrue(banner.contains("  portal http://127.0.0.1:8080/signin "), "the portal's address: \(banner)")
         XCTAssertFalse(banner.contains("First steps"), banner)
         XCTAssertFalse(banner.contains("users add"), banner)
     }
