@@ -101,9 +101,7 @@ public struct BrokerSessionService: Sendable {
                 return try await portal.start(for: holder.user, methods: ["github"], origin: origin)
             }
         } success: { started in
-            AuditSubject(
-                actor: started.session.user.username, session: started.session.family.id,
-                target: AuditEvent.tokenReference(started.cookie), reason: "github")
+            started.auditSubject(reason: "github")
         }
     }
 
@@ -132,10 +130,7 @@ public struct BrokerSessionService: Sendable {
                 return try await portal.start(for: user, methods: ["pwd"], origin: origin)
             }
         } success: { started in
-            AuditSubject(
-                actor: started.session.user.username, session: started.session.family.id,
-                target: AuditEvent.tokenReference(started.cookie),
-                reason: started.session.user.globalRole.map { "role=\($0.rawValue)" })
+            started.auditSubject(reason: started.session.user.globalRole.map { "role=\($0.rawValue)" })
         }
     }
 

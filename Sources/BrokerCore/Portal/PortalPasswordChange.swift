@@ -21,9 +21,7 @@ extension BrokerSessionService {
         ) {
             try await portal.start(for: user, methods: ["pwd"], origin: origin)
         } success: { started in
-            AuditSubject(
-                actor: started.session.user.username, session: started.session.family.id,
-                target: AuditEvent.tokenReference(started.cookie), reason: "password_change")
+            started.auditSubject(reason: "password_change")
         }
     }
 }

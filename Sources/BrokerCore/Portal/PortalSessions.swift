@@ -41,6 +41,13 @@ public struct PortalSession: Sendable, Equatable {
 public struct PortalSessionStart: Sendable {
     public var cookie: String
     public var session: PortalSession
+
+    /// The `session.login` line of the sign-in that started it: the account, the session, the
+    /// cookie by its hash prefix (never the cookie), and `reason` (how, or the global role).
+    public func auditSubject(reason: String?) -> AuditSubject {
+        AuditSubject(
+            actor: session.user.username, session: session.family.id, target: AuditEvent.tokenReference(cookie), reason: reason)
+    }
 }
 
 /// The portal's browser sessions. Each is a `.broker` session (a refresh family without tokens)

@@ -57,9 +57,7 @@ public struct PortalSignUp: Sendable {
         return try await flows.run(.sessionLogin, context, attempt: AuditSubject(actor: user.username, reason: "signup")) {
             try await portal.start(for: user, methods: ["pwd"], origin: origin)
         } success: { started in
-            AuditSubject(
-                actor: user.username, session: started.session.family.id, target: AuditEvent.tokenReference(started.cookie),
-                reason: "signup")
+            started.auditSubject(reason: "signup")
         }
     }
 
@@ -94,9 +92,7 @@ public struct PortalSignUp: Sendable {
             }
             return try await portal.start(for: holder.user, methods: ["github"], origin: origin)
         } success: { started in
-            AuditSubject(
-                actor: started.session.user.username, session: started.session.family.id,
-                target: AuditEvent.tokenReference(started.cookie), reason: "signup github")
+            started.auditSubject(reason: "signup github")
         }
     }
 }
