@@ -29,7 +29,12 @@ final class PortalGitHubHTTPTests: XCTestCase {
     func testTheDeviceFlowSignsTheBrowserIn() async throws {
         let (github, clock) = (github!, harness.clock)
         try await harness.withPortal { browser in
+            // A session planted in the browser before the GitHub sign-in ends with it (fixation).
+            try await browser.signIn("alice", ServerHarness.password)
+            let planted = try XCTUnwrap(browser.cookies["__Host-broker_session"])
+            browser.cookies["__Host-broker_session"] = nil
             let form = try await browser.get("/signin")
+            browser.cookies["__Host-broker_session"] = planted
             XCTAssertTrue(form.text.contains(#"action="/signin/github/device""#))
             var page = try await browser.post("/signin/github/device", [])
             XCTAssertEqual(page.status, .seeOther)
@@ -58,10 +63,15 @@ final class PortalGitHubHTTPTests: XCTestCase {
             XCTAssertEqual(page.location, "/account")
             XCTAssertNotNil(browser.cookies["__Host-broker_session"])
             XCTAssertNil(browser.cookies["__Host-broker_flow"])
+            XCTAssertNotEqual(browser.cookies["__Host-broker_session"], planted)
             let account = try await browser.get("/account")
             XCTAssertEqual(account.status, .ok)
             XCTAssertTrue(account.text.contains("carol"))
+            let replayed = try await PortalBrowser(browser.client).get("/account", headers: [.cookie: "__Host-broker_session=\(planted)"])
+            XCTAssertEqual(replayed.status, .seeOther, "the planted session ended at the GitHub sign-in")
         }
+        let replaced = try harness.auditLines().filter { $0["action"] as? String == "session.revoke" }
+        XCTAssertEqual(replaced.compactMap { $0["reason"] as? String }, ["replaced"])
         let login = try XCTUnwrap(try harness.auditLines().last { $0["action"] as? String == "session.login" })
         XCTAssertEqual(login["outcome"] as? String, "success")
         XCTAssertEqual(login["actor"] as? String, "carol")

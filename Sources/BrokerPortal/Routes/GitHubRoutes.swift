@@ -133,12 +133,7 @@ struct GitHubRoutes {
                         context: auditContext)
                     : try await services.portalSignUp.signUp(githubToken: githubToken, origin: origin, context: auditContext)
                 let target = purpose == .signIn ? SafeRedirect.target(next) : "/account?notice=\(Notice.welcome.rawValue)"
-                return Portal.redirect(
-                    target,
-                    setCookies: [
-                        portal.cookies.setting(portal.cookies.session, started.cookie), clear,
-                        portal.cookies.clearing(portal.cookies.preSession),
-                    ])
+                return try await portal.signedIn(started, request, context, to: target, clearing: [portal.cookies.flow])
             case .link:
                 // The browser that started the link must finish it, still signed in.
                 guard let session = try await portal.session(of: request), session.idHash == sessionIDHash else {

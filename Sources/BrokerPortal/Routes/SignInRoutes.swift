@@ -61,22 +61,11 @@ struct SignInRoutes {
                 username: username, password: password, portal: portal.services.portalSessions,
                 origin: portal.origin(request, context), context: auditContext)
         } catch let error as BrokerError where !error.code.isServerFailure {
-            var headers: HTTPFields = [:]
-            if let retryAfter = error.retryAfter { headers[.retryAfter] = String(retryAfter) }
             return try await signInPage(
                 request, next: next ?? "", username: username, error: error.detail, status: .init(code: error.code.httpStatus),
-                headers: headers)
+                headers: Portal.refusalHeaders(error))
         }
-        // A new id at every sign-in: a session the browser held before (perhaps planted) ends.
-        if let previous = try await portal.session(of: request), previous.family.id != started.session.family.id {
-            try await portal.services.portalSessions.end(previous, reason: "replaced", context: auditContext)
-        }
-        return Portal.redirect(
-            SafeRedirect.target(next),
-            setCookies: [
-                portal.cookies.setting(portal.cookies.session, started.cookie),
-                portal.cookies.clearing(portal.cookies.preSession),
-            ])
+        return try await portal.signedIn(started, request, context, to: SafeRedirect.target(next))
     }
 
     private func showSignOut(_ request: Request) async throws -> Response {

@@ -56,14 +56,9 @@ struct SignUpRoutes {
             case .invalidRequest where error == AccountAdministration.invalidInvitation: view.invitationError = error.detail
             default: view.error = error.detail
             }
-            var headers: HTTPFields = [:]
-            if let retryAfter = error.retryAfter { headers[.retryAfter] = String(retryAfter) }
-            return portal.renderer.page("signup", view, status: .init(code: error.code.httpStatus), headers: headers)
+            return portal.renderer.page(
+                "signup", view, status: .init(code: error.code.httpStatus), headers: Portal.refusalHeaders(error))
         }
-        return Portal.redirect(
-            "/account?notice=\(Notice.welcome.rawValue)",
-            setCookies: [
-                portal.cookies.setting(portal.cookies.session, started.cookie), portal.cookies.clearing(portal.cookies.preSession),
-            ])
+        return try await portal.signedIn(started, request, context, to: "/account?notice=\(Notice.welcome.rawValue)")
     }
 }

@@ -98,6 +98,23 @@ struct Portal: Sendable {
         return Self.redirect(location)
     }
 
+    /// The answer to every sign-in of a browser (password, GitHub, sign-up): the new session's
+    /// cookie, the pre-session's and any `clearing` cookies removed, 303 to `location`. A new id
+    /// at every sign-in: a session the browser held before (perhaps planted) ends, reason
+    /// `replaced`.
+    func signedIn(
+        _ started: PortalSessionStart, _ request: Request, _ context: BrokerRequestContext, to location: String,
+        clearing: [String] = []
+    ) async throws -> Response {
+        if let previous = try await session(of: request), previous.family.id != started.session.family.id {
+            try await services.portalSessions.end(previous, reason: "replaced", context: auditContext(request, context))
+        }
+        return Self.redirect(
+            location,
+            setCookies: [cookies.setting(cookies.session, started.cookie), cookies.clearing(cookies.preSession)]
+                + clearing.map(cookies.clearing))
+    }
+
     /// A refusal shown on a page: `Retry-After` when the error has one.
     static func refusalHeaders(_ error: BrokerError) -> HTTPFields {
         var headers: HTTPFields = [:]
