@@ -26,23 +26,31 @@ struct PortalAdminRoutes {
             let session = try await portal.requireSession(of: request)
             return try await userPage(try context.parameters.decoded("user"), session, request)
         }
-        userForm("disable", done: .accountDisabled) { accounts, name, _, actor in try await accounts.setActive(name, false, by: actor) }
-            .register(on: pages, portal: portal, page: userPage)
-        userForm("enable", done: .accountEnabled) { accounts, name, _, actor in try await accounts.setActive(name, true, by: actor) }
-            .register(on: pages, portal: portal, page: userPage)
-        userForm("password", done: .passwordReset) { accounts, name, form, actor in
-            try await accounts.setPassword(name, password: form.parameters["password"] ?? "", by: actor)
-        }.register(on: pages, portal: portal, page: userPage)
-        userForm("role", done: .roleChanged) { accounts, name, form, actor in
-            let text = form.parameters["role"] ?? ""
-            guard text == "none" || GlobalRole(rawValue: text) != nil else {
-                throw BrokerError(.invalidRequest, "choose a role: none, admin or introspector")
+        // The forms of one account's page, each the admin API's rule for it.
+        typealias UserAction = @Sendable (AccountAdministration, String, URLEncodedForm, AdministrativeActor) async throws -> Void
+        let userForms: [(path: String, done: Notice, work: UserAction)] = [
+            ("disable", .accountDisabled, { accounts, name, _, actor in try await accounts.setActive(name, false, by: actor) }),
+            ("enable", .accountEnabled, { accounts, name, _, actor in try await accounts.setActive(name, true, by: actor) }),
+            ("password", .passwordReset, { accounts, name, form, actor in
+                try await accounts.setPassword(name, password: form.parameters["password"] ?? "", by: actor)
+            }),
+            ("role", .roleChanged, { accounts, name, form, actor in
+                let text = form.parameters["role"] ?? ""
+                guard text == "none" || GlobalRole(rawValue: text) != nil else {
+                    throw BrokerError(.invalidRequest, "choose a role: none, admin or introspector")
+                }
+                try await accounts.setGlobalRole(name, to: GlobalRole(rawValue: text), by: actor)
+            }),
+            ("sessions/revoke-all", .sessionsEnded, { accounts, name, _, actor in try await accounts.revokeAllSessions(of: name, by: actor) }),
+        ]
+        for (path, done, work) in userForms {
+            pages.post(RouterPath("/admin/users/:user/\(path)")) { request, context in
+                let name = try context.parameters.decoded("user")
+                return try await act(request, context, done: "/admin/users/\(PortalPaths.segment(name))", notice: done) { form, actor in
+                    try await work(portal.services.accounts, name, form, actor)
+                } refused: { session, error in try await userPage(name, session, request, error: error) }
             }
-            try await accounts.setGlobalRole(name, to: GlobalRole(rawValue: text), by: actor)
-        }.register(on: pages, portal: portal, page: userPage)
-        userForm("sessions/revoke-all", done: .sessionsEnded) { accounts, name, _, actor in
-            try await accounts.revokeAllSessions(of: name, by: actor)
-        }.register(on: pages, portal: portal, page: userPage)
+        }
         pages.post("/admin/users/:user/sessions/:id/revoke") { request, context in
             let (name, id) = (try context.parameters.decoded("user"), try context.parameters.decoded("id"))
             return try await act(request, context, done: "/admin/users/\(PortalPaths.segment(name))", notice: .sessionSignedOut) {
@@ -127,7 +135,7 @@ struct PortalAdminRoutes {
 
     private func status(of error: BrokerError?) -> HTTPResponse.Status { error.map { .init(code: $0.code.httpStatus) } ?? .ok }
 
-    func userPage(_ name: String, _ session: PortalSession, _ request: Request, error: BrokerError? = nil) async throws -> Response {
+    private func userPage(_ name: String, _ session: PortalSession, _ request: Request, error: BrokerError? = nil) async throws -> Response {
         let accounts = portal.services.accounts
         let user = try await accounts.user(named: name, by: session.actor)
         let sessions = try await accounts.sessions(of: user.username, by: session.actor)
@@ -204,35 +212,5 @@ struct PortalAdminRoutes {
         try await portal.submit(
             request, context, redirect: "\(done)?notice=\(notice.rawValue)", refusalsOnPage: Portal.shownOnManagerPages, work,
             refused: refused)
-    }
-
-    private struct UserForm {
-        var path: String
-        var done: Notice
-        var work: @Sendable (AccountAdministration, String, URLEncodedForm, AdministrativeActor) async throws -> Void
-
-        func register(
-            on pages: RouterGroup<BrokerRequestContext>, portal: Portal,
-            page: @escaping @Sendable (String, PortalSession, Request, BrokerError?) async throws -> Response
-        ) {
-            let (path, done, work) = (path, done, work)
-            pages.post(RouterPath("/admin/users/:user/\(path)")) { request, context in
-                let name = try context.parameters.decoded("user")
-                return try await PortalAdminRoutes(portal: portal).act(
-                    request, context, done: "/admin/users/\(PortalPaths.segment(name))", notice: done
-                ) { form, actor in
-                    try await work(portal.services.accounts, name, form, actor)
-                } refused: { session, error in
-                    try await page(name, session, request, error)
-                }
-            }
-        }
-    }
-
-    private func userForm(
-        _ path: String, done: Notice,
-        _ work: @escaping @Sendable (AccountAdministration, String, URLEncodedForm, AdministrativeActor) async throws -> Void
-    ) -> UserForm {
-        UserForm(path: path, done: done, work: work)
     }
 }
