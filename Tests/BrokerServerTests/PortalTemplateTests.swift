@@ -45,7 +45,7 @@ final class PortalTemplateTests: XCTestCase {
         let views: [Any] = [
             SignInView(chrome: chrome, csrf: "c", next: nil, username: "alice", error: nil),
             SignOutView(chrome: chrome, csrf: "c"),
-            SignUpView(chrome: chrome, open: true, acceptsSignUps: true, takesInvitations: true, csrf: "c", typedName: "alice"),
+            SignUpView(chrome: chrome, open: true, acceptsSignUps: true, csrf: "c", typedName: "alice"),
             GitHubDeviceView(chrome: chrome, userCode: "ABCD-1234", verificationURI: "https://github.com/login/device", interval: 5),
             ErrorView(chrome: chrome, heading: "h", message: "m", requestID: nil, backHref: "/", backLabel: "b"),
         ]

@@ -35,7 +35,7 @@ struct GitHubRoutes {
             let session = try await portal.requireSession(of: request)
             _ = try await portal.form(of: &request, expecting: try portal.csrf().token(for: session))
             try portal.services.portalSessions.requireRecentSignIn(session)
-            return try await start(request, context, purpose: .link, next: "/account", session: session)
+            return try await start(request, context, purpose: .link, next: nil, session: session)
         }
         pages.post("/account/github/unlink") { request, context in
             var request = request

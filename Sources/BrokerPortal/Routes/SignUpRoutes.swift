@@ -18,7 +18,7 @@ struct SignUpRoutes {
         let signUp = portal.services.portalSignUp
         return SignUpView(
             chrome: try portal.chrome("Create an account", session: nil), open: signUp.isOpen,
-            acceptsSignUps: signUp.takesInvitations, takesInvitations: signUp.takesInvitations,
+            acceptsSignUps: signUp.takesInvitations,
             githubEnabled: GitHubRoutes(portal: portal).enabled, csrf: try portal.csrf().token(forPreSession: pre),
             typedName: typedName, invitation: String(invitation.prefix(64)))
     }

@@ -25,10 +25,8 @@ struct SignUpView: Sendable {
     var chrome: PageChrome
     /// `portal_signup: open`.
     var open: Bool
-    /// `open` or `invite`: the form is shown.
+    /// `open` or `invite`: the form is shown, with its invitation field (required in `invite` mode).
     var acceptsSignUps: Bool
-    /// The invitation field is shown (required in `invite` mode).
-    var takesInvitations: Bool
     /// GitHub's device flow is configured: "Sign up with GitHub".
     var githubEnabled = false
     var csrf: String
