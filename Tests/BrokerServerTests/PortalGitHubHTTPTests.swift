@@ -140,7 +140,13 @@ final class PortalGitHubHTTPTests: XCTestCase {
             let account = try await browser.get("/account")
             XCTAssertTrue(account.text.contains("Linked to the GitHub user <strong>newbie</strong>"), account.text)
             XCTAssertTrue(account.text.contains("signs in with GitHub and has no password"))
+            // Signing up again with the same GitHub user signs in to the account it has.
+            let again = PortalBrowser(browser.client)
+            try await again.get("/signup")
+            let second = try await Self.deviceFlow(again, start: "/signup/github", approveWith: "ghp_newbie", github: github, clock: clock)
+            XCTAssertEqual(second.location, "/account?notice=welcome", second.text)
         }
+        XCTAssertEqual(try harness.auditLines().filter { $0["action"] as? String == "user.create" }.count, 1, "one account, made once")
         let user = try await harness.services.accounts.user(named: "newbie", by: .operator)
         XCTAssertEqual(user.githubID, 77)
         XCTAssertNil(user.passwordHash)

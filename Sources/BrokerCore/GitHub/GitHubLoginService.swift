@@ -76,6 +76,8 @@ public struct GitHubLoginService: Sendable {
     public struct Holder: Sendable {
         public var user: User
         public var organizations: [String: HeldOrganization]
+        /// Whether this login created the account (the first login of a GitHub user admitted).
+        public var isNewAccount = false
     }
 
     /// How a caller presents a GitHub token, which names the audit line.
@@ -442,6 +444,7 @@ public struct GitHubLoginService: Sendable {
         if organizations.isEmpty && (requireAny || (user == nil && !admitNewcomer)) {
             throw BrokerError(.notAMember, "no organization admits the GitHub user \(identity.login)")
         }
+        var created = false
         if user == nil {
             guard createAccount else { throw BrokerError(.invalidCredentials, "no account for \(identity.login)") }
             let now = clock.now()
@@ -449,15 +452,16 @@ public struct GitHubLoginService: Sendable {
                 // Another login may have created or linked it since the snapshot.
                 let binding = try await bindAccount(to: identity, tx: tx)
                 if binding.account != nil { return binding }
-                return Binding(account: try await Self.createAccount(for: identity, tx: tx, now: now))
+                return Binding(account: try await Self.createAccount(for: identity, tx: tx, now: now), created: true)
             }
             log(binding, identity)
             user = binding.account
+            created = binding.created
         }
         guard let user, user.isActive else {
             throw BrokerError(.accountDisabled, "this account is disabled")
         }
-        return Holder(user: user, organizations: organizations)
+        return Holder(user: user, organizations: organizations, isNewAccount: created)
     }
 
     private func accountSnapshot(_ identity: GitHubIdentity, _ names: [String]) async throws -> AccountSnapshot {
@@ -508,6 +512,8 @@ public struct GitHubLoginService: Sendable {
         var renamedFrom: String?
         /// The account whose stale link to the login was removed.
         var unlinkedStaleUser: String?
+        /// Whether the account was created, not found.
+        var created = false
     }
 
     private func log(_ binding: Binding, _ identity: GitHubIdentity) {

@@ -81,12 +81,8 @@ public struct PortalSignUp: Sendable {
             .sessionLogin, context, attempt: AuditSubject(target: AuditEvent.tokenReference(githubToken), reason: "signup github")
         ) {
             let identity = try await github.resolver.identity(for: githubToken)
-            let existing = try await accounts.store.read { tx -> User? in
-                if let user = try await tx.user(githubID: identity.githubID) { return user }
-                return try await tx.user(githubLogin: identity.login)
-            }
             let holder = try await github.holder(for: identity, createAccount: true, requireAny: false, admitNewcomer: true)
-            if existing == nil {
+            if holder.isNewAccount {
                 try await accounts.audit.record(
                     .userCreate, .success, actor: "signup", target: holder.user.username, reason: "signup github", context: context)
             }
