@@ -211,6 +211,7 @@ extension BrokerConfiguration {
         case "github_rejection_ttl": "\(githubRejectionTTL)"
         case "generation2_access_lifetime": "\(generation2AccessLifetime)"
         case "home_org": homeOrganization
+        case "sliderule_client_id": slideRuleClientID.rawValue
         case "admin_session_lifetime": "\(adminSessionLifetime)"
         case "portal": portalEnabled ? "on" : "off"
         case "portal_session_lifetime": "\(portalSessionLifetime)"

@@ -103,7 +103,8 @@ public struct BrokerServices: Sendable {
             issuer: issuer, verifier: verifier, rotation: rotation,
             refreshThrottle: SessionRefreshThrottle(
                 policy: SessionRefreshThrottlePolicy(configuration), clock: clock, counting: counting),
-            clock: clock, logger: logger, flows: flows, githubIdentities: resolver)
+            clock: clock, logger: logger, flows: flows, slideRuleClient: configuration.slideRuleClientID,
+            githubIdentities: resolver)
         accounts = AccountAdministration(store: store, pool: passwords, clock: clock, audit: audit)
         github = resolver.map { [orgTokens, issuer, verifier] resolver in
             GitHubLoginService(

@@ -215,6 +215,10 @@ enum PostgresSchema {
             "CREATE INDEX portal_invites_used_by ON portal_invites (used_by)",
             "CREATE INDEX portal_invites_expires_at ON portal_invites (expires_at)",
         ]),
+        // As SQLite's 16: a session's OAuth client.
+        PostgresMigration(version: 16, statements: [
+            #"ALTER TABLE refresh_families ADD COLUMN client_id TEXT COLLATE "C""#,
+        ]),
     ]
 }
 

@@ -838,7 +838,7 @@ final class PostgresTransaction: StoreTransaction {
 
     static let familyColumns =
         "id, user_id, kind, organization_id, authenticated_at, expires_at, amr, revoked_at, revocation_reason, "
-        + "credential_version, session_version, client_ip, user_agent"
+        + "credential_version, session_version, client_ip, user_agent, client_id"
 
     private static func sessionScope(from row: Row) throws -> SessionScope {
         switch (try row.string("kind"), try row.optionalInt64("organization_id")) {
@@ -860,7 +860,8 @@ final class PostgresTransaction: StoreTransaction {
             accountVersions: versions(from: row),
             revokedAt: row.optionalDate("revoked_at"),
             revocationReason: row.optionalString("revocation_reason"),
-            origin: sessionOrigin(from: row)
+            origin: sessionOrigin(from: row),
+            client: row.optionalString("client_id").map(ClientID.init(stored:))
         )
     }
 
@@ -879,7 +880,7 @@ final class PostgresTransaction: StoreTransaction {
                 \(family.authenticatedAt.timeIntervalSince1970), \(family.expiresAt.timeIntervalSince1970),
                 \(family.authenticationMethods), \(family.revokedAt?.timeIntervalSince1970), \(family.revocationReason),
                 \(family.accountVersions.credential.rawValue), \(family.accountVersions.session.rawValue),
-                \(family.origin?.clientIP), \(family.origin?.userAgent))
+                \(family.origin?.clientIP), \(family.origin?.userAgent), \(family.client?.rawValue))
             """,
             duplicate: { _ in "refresh family \(family.id)" },
             missingReference: {

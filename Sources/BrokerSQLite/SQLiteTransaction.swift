@@ -703,7 +703,7 @@ final class SQLiteTransaction: StoreTransaction {
 
     private static let familyColumns =
         "id, user_id, kind, organization_id, authenticated_at, expires_at, amr, revoked_at, revocation_reason, "
-        + "credential_version, session_version, client_ip, user_agent"
+        + "credential_version, session_version, client_ip, user_agent, client_id"
 
     private static func sessionScope(from row: DatabaseRow) throws -> SessionScope {
         switch (try row.string("kind"), try row.optionalInt64("organization_id")) {
@@ -725,7 +725,8 @@ final class SQLiteTransaction: StoreTransaction {
             accountVersions: versions(from: row),
             revokedAt: row.optionalDate("revoked_at"),
             revocationReason: row.optionalString("revocation_reason"),
-            origin: sessionOrigin(from: row)
+            origin: sessionOrigin(from: row),
+            client: row.optionalString("client_id").map(ClientID.init(stored:))
         )
     }
 
@@ -739,7 +740,7 @@ final class SQLiteTransaction: StoreTransaction {
     func insertRefreshFamily(_ family: RefreshFamily) async throws {
         _ = try await self.execute(
             """
-            INSERT INTO refresh_families (\(Self.familyColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO refresh_families (\(Self.familyColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
             [
                 .text(family.id), .id(family.userID), .text(family.scope.kind),
@@ -747,7 +748,7 @@ final class SQLiteTransaction: StoreTransaction {
                 .date(family.expiresAt), .stringList(family.authenticationMethods), .date(family.revokedAt),
                 .nullableText(family.revocationReason), .integer(SQLiteInt64(family.accountVersions.credential.rawValue)),
                 .integer(SQLiteInt64(family.accountVersions.session.rawValue)), .nullableText(family.origin?.clientIP),
-                .nullableText(family.origin?.userAgent),
+                .nullableText(family.origin?.userAgent), .nullableText(family.client?.rawValue),
             ],
             duplicate: { _ in "refresh family \(family.id)" },
             missingReference: {

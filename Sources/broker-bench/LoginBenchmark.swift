@@ -94,13 +94,14 @@ private struct Fixture: Sendable {
         let user = try await store.transaction { tx in try await tx.user(githubLogin: "bench-user") }!
         let grant = TokenIssuer.Grant.organization(
             user: user, organization: organization, role: .member, authenticatedAt: Date(),
-            authenticationMethods: ["github"], identityProvider: "github")
+            authenticationMethods: ["github"], identityProvider: "github", client: .slideRuleDefault)
         // One refresh chain per task in flight.
         var chains: [String] = []
         for _ in 0..<16 {
             chains.append(
                 try await services.orgTokens.startSession(
-                    user: user, organization: organization, role: .member, methods: ["github"], identityProvider: "github"
+                    user: user, organization: organization, role: .member, methods: ["github"], identityProvider: "github",
+                    client: .slideRuleDefault
                 ).refresh)
         }
         return Fixture(

@@ -24,13 +24,14 @@ final class CredentialVersionTests: SeededCoreTestCase {
         try await accounts.setPassword("alice", password: "a brand new passphrase 42", by: .operator)
         await XCTAssertBrokerError(.credentialsChanged) {
             try await PresentedTokens.startSession(
-                in: self.store, for: seen, scope: .broker, methods: ["pwd"], authenticatedAt: now,
+                in: self.store, for: seen, scope: .broker, methods: ["pwd"], client: .broker, authenticatedAt: now,
                 expiresAt: now.addingTimeInterval(900))
         }
         let organization = try await XCTUnwrapAsync(try await store.read { tx in try await tx.organization(named: "org1") })
         await XCTAssertBrokerError(.credentialsChanged) {
             try await self.harness.services.orgTokens.startSession(
-                user: seen, organization: organization, role: .member, methods: ["pwd"], identityProvider: "local")
+                user: seen, organization: organization, role: .member, methods: ["pwd"], identityProvider: "local",
+                client: .slideRuleDefault)
         }
         let families = try await store.read { tx in try await tx.refreshFamilies(userID: seen.id) }
         XCTAssertEqual(families.count, 0, "nothing was recorded")
@@ -40,26 +41,26 @@ final class CredentialVersionTests: SeededCoreTestCase {
         _ = try await accounts.revokeAllSessions(of: "alice", by: .operator)
         await XCTAssertBrokerError(.credentialsChanged) {
             try await PresentedTokens.startSession(
-                in: self.store, for: current, scope: .allClusters, methods: ["pwd"], authenticatedAt: now,
+                in: self.store, for: current, scope: .allClusters, methods: ["pwd"], client: .broker, authenticatedAt: now,
                 expiresAt: now.addingTimeInterval(900))
         }
         let beforeDisable = try await account("alice")
         try await accounts.setActive("alice", false, by: .operator)
         await XCTAssertBrokerError(.accountDisabled) {
             try await PresentedTokens.startSession(
-                in: self.store, for: beforeDisable, scope: .broker, methods: ["pwd"], authenticatedAt: now,
+                in: self.store, for: beforeDisable, scope: .broker, methods: ["pwd"], client: .broker, authenticatedAt: now,
                 expiresAt: now.addingTimeInterval(900))
         }
         try await accounts.setActive("alice", true, by: .operator)
         await XCTAssertBrokerError(.credentialsChanged) {
             try await PresentedTokens.startSession(
-                in: self.store, for: beforeDisable, scope: .broker, methods: ["pwd"], authenticatedAt: now,
+                in: self.store, for: beforeDisable, scope: .broker, methods: ["pwd"], client: .broker, authenticatedAt: now,
                 expiresAt: now.addingTimeInterval(900))
         }
         // A login that reads the account now starts one.
         let fresh = try await account("alice")
         let family = try await PresentedTokens.startSession(
-            in: store, for: fresh, scope: .broker, methods: ["pwd"], authenticatedAt: now,
+            in: store, for: fresh, scope: .broker, methods: ["pwd"], client: .broker, authenticatedAt: now,
             expiresAt: now.addingTimeInterval(900))
         XCTAssertEqual(family.accountVersions, fresh.versions)
     }

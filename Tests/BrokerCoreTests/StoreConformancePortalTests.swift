@@ -227,7 +227,7 @@ extension StoreConformanceTests {
     /// A User-Agent of 500 scalars, with control characters a client may send (NUL, which
     /// PostgreSQL's text cannot even hold, CR LF, an escape sequence, NEL, U+2028), keeps its
     /// first 200 other scalars, and every read of the family gives it back as written.
-    func testASessionsOriginRoundTripsThroughEveryReadOfItsFamily() async throws {
+    func testASessionsOriginAndClientRoundTripThroughEveryReadOfItsFamily() async throws {
         let controls: Set<Unicode.Scalar> = ["\u{0}", "\r", "\n", "\u{1B}", "\u{7F}", "\u{85}", "\u{2028}", "\u{2029}"]
         let pieces: [Unicode.Scalar] = [
             "M", "\u{0}", "o", "\r", "\n", "z", "\u{1B}", "[", "\u{7F}", "é", "\u{85}", "\u{2028}", "\u{1F469}", "\u{200D}",
@@ -246,7 +246,7 @@ extension StoreConformanceTests {
             let cluster = RefreshFamily(
                 id: "cluster", userID: user, organizationID: org, authenticatedAt: StoreFixture.t0,
                 expiresAt: StoreFixture.t0.addingTimeInterval(86_400), authenticationMethods: ["pwd"], accountVersions: .initial,
-                origin: origin)
+                origin: origin, client: ClientID(stored: "notebook-app"))
             let bare = StoreFixture.family("bare", user: user, org: org)
             let addressOnly = RefreshFamily(
                 id: "address-only", userID: user, scope: .broker, authenticatedAt: StoreFixture.t0.addingTimeInterval(1),
@@ -268,10 +268,13 @@ extension StoreConformanceTests {
                 let listed = try await tx.refreshFamilies(userID: user)
                 XCTAssertEqual(listed.map(\.id), ["address-only", "bare", "cluster"])
                 XCTAssertEqual(listed.map(\.origin), [SessionOrigin(clientIP: "192.0.2.1", userAgent: nil), nil, origin])
+                // The client (migration 16) comes with every read too; none recorded reads as nil.
+                XCTAssertEqual(listed.map(\.client), [nil, nil, ClientID(stored: "notebook-app")])
             }
             let renewal = try await store.lockingTransaction { tx in try await tx.renewal(ofTokenHash: "origin-token") }
             XCTAssertEqual(renewal?.family, cluster)
             XCTAssertEqual(renewal?.family.origin?.userAgent, expected)
+            XCTAssertEqual(renewal?.family.client, ClientID(stored: "notebook-app"))
         }
     }
 }

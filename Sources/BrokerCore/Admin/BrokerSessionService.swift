@@ -140,7 +140,7 @@ public struct BrokerSessionService: Sendable {
         let now = clock.now()
         // The session ends with its one token: a broker session token is never renewed.
         let session = try await PresentedTokens.startSession(
-            in: store, for: user, scope: .broker, methods: methods, authenticatedAt: now,
+            in: store, for: user, scope: .broker, methods: methods, client: .broker, authenticatedAt: now,
             expiresAt: now.addingTimeInterval(TimeInterval(lifetime)))
         var grant = TokenIssuer.Grant.brokerSession(
             user: user, issuer: verifier.issuer, authenticatedAt: now, authenticationMethods: methods,

@@ -34,12 +34,15 @@ public struct OrgTokenService: Sendable {
     public let refreshThrottle: SessionRefreshThrottle
     /// Where logins, renewals and logouts are recorded.
     public let flows: FlowAudit
+    /// The `client_id` of sessions started through the SlideRule protocols (`sliderule_client_id`).
+    public let slideRuleClient: ClientID
 
     public init(
         store: any Store, authenticator: PasswordAuthenticator, issuer: TokenIssuer, verifier: TokenVerifier,
         rotation: RefreshTokenRotation, refreshThrottle: SessionRefreshThrottle, clock: any WallClock, logger: Logger,
-        flows: FlowAudit, githubIdentities: GitHubIdentityResolver? = nil
+        flows: FlowAudit, slideRuleClient: ClientID, githubIdentities: GitHubIdentityResolver? = nil
     ) {
+        self.slideRuleClient = slideRuleClient
         self.flows = flows
         self.refreshThrottle = refreshThrottle
         self.githubIdentities = githubIdentities
@@ -75,23 +78,25 @@ public struct OrgTokenService: Sendable {
             try await OrganizationAccess.requireMembership(of: user, in: organizationName, tx: tx)
         }
         return try await startSession(
-            user: user, organization: organization, role: role, methods: ["pwd"], identityProvider: "local")
+            user: user, organization: organization, role: role, methods: ["pwd"], identityProvider: "local",
+            client: slideRuleClient)
     }
 
-    /// Starts a refresh family for an authenticated user's membership and returns its first bundle.
+    /// Starts a refresh family for an authenticated user's membership and returns its first
+    /// bundle; the session's tokens are `client`'s.
     public func startSession(
         user: User, organization: Organization, role: Role, methods: [String], identityProvider: String,
-        githubLogin: String? = nil
+        client: ClientID, githubLogin: String? = nil
     ) async throws -> TokenBundle {
         let now = clock.now()
         let rotation = self.rotation
         let refresh = try await store.transaction { tx in
             try await rotation.startFamily(
-                in: tx, for: user, organizationID: organization.id, methods: methods, now: now)
+                in: tx, for: user, organizationID: organization.id, methods: methods, client: client, now: now)
         }
         let grant = TokenIssuer.Grant.organization(
             user: user, organization: organization, role: role, authenticatedAt: now,
-            authenticationMethods: methods, identityProvider: identityProvider, githubLogin: githubLogin,
+            authenticationMethods: methods, identityProvider: identityProvider, client: client, githubLogin: githubLogin,
             sessionID: refresh.family.id)
         let bundle = try await bundle(for: grant, refresh: refresh.token, refreshExpiresAt: refresh.expiresAt, now: now)
         logger.info(
@@ -105,13 +110,16 @@ public struct OrgTokenService: Sendable {
 
     /// Exchanges a refresh token for a new bundle, audited as `token.refresh` (a reused token:
     /// `refresh.reuse_detected`).
-    public func refresh(_ presented: String, context: AuditContext = .none) async throws -> TokenBundle {
+    /// - Parameter client: the client presenting the token, when it says (`/oauth/token`): a
+    ///   token issued to another client is refused (RFC 6749 section 6) and stays unused.
+    public func refresh(_ presented: String, client: ClientID? = nil, context: AuditContext = .none) async throws -> TokenBundle {
         try await flows.run(.tokenRefresh, context, attempt: AuditSubject(target: AuditEvent.tokenReference(presented))) {
-            try await BrokerMetrics.countingRefresh { try await rotateRefreshToken(presented) }
+            try await BrokerMetrics.countingRefresh { try await rotateRefreshToken(presented, client: client) }
         } success: { $0.auditSubject }
     }
 
-    private func rotateRefreshToken(_ presented: String) async throws -> TokenBundle {
+    private func rotateRefreshToken(_ presented: String, client presenter: ClientID?) async throws -> TokenBundle {
+        let slideRuleClient = self.slideRuleClient
         let now = clock.now()
         let (rotation, refreshThrottle) = (self.rotation, self.refreshThrottle)
         // Under the presented token's lock (``RefreshTokenRotation/rotate``), not at SERIALIZABLE:
@@ -120,6 +128,10 @@ public struct OrgTokenService: Sendable {
             try await refreshThrottle.admitRenewal(ofTokenHash: RefreshTokenRotation.hash(presented), in: tx)
             return try await rotation.rotate(presented, in: tx, now: now) { renewal in
                 let family = renewal.family
+                let client = family.client(slideRule: slideRuleClient)
+                if let presenter, presenter != client {
+                    throw BrokerError(.invalidRefreshToken, "this refresh token was issued to another client")
+                }
                 guard let user = renewal.user, user.isActive else {
                     throw BrokerError(.accountDisabled, "this account is disabled")
                 }
@@ -142,7 +154,7 @@ public struct OrgTokenService: Sendable {
                 return TokenIssuer.Grant.organization(
                     user: user, organization: organization, role: role, authenticatedAt: family.authenticatedAt,
                     authenticationMethods: family.authenticationMethods, identityProvider: viaGitHub ? "github" : "local",
-                    githubLogin: viaGitHub ? user.githubLogin : nil, sessionID: family.id)
+                    client: client, githubLogin: viaGitHub ? user.githubLogin : nil, sessionID: family.id)
             }
         }
         switch outcome {

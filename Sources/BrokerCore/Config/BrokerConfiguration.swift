@@ -79,6 +79,9 @@ public struct BrokerConfiguration: Sendable, Equatable {
     /// The organization named by `org`/`org_roles` in generation-2 tokens, when the holder
     /// belongs to it; otherwise the first organization the holder belongs to.
     public var homeOrganization: String = ""
+    /// The `client_id` (RFC 9068) of tokens issued through the two SlideRule protocols, whose
+    /// clients send none: `sliderule` unless an operator tells them apart from another one.
+    public var slideRuleClientID: ClientID = .slideRuleDefault
     /// Broker organizations whose members GitHub decides (`github_orgs` in the file).
     public var githubOrganizations: [GitHubOrganizationMapping] = []
 
@@ -196,6 +199,7 @@ public struct BrokerConfiguration: Sendable, Equatable {
         "github_api_url", "github_web_url", "github_client_id", "github_client_secret", "github_client_secret_file",
         "github_proxy", "github_connect_timeout",
         "github_timeout", "github_identity_ttl", "github_rejection_ttl", "generation2_access_lifetime", "home_org",
+        "sliderule_client_id",
         "admin_session_lifetime", "bootstrap_admin", "bootstrap_admin_password", "bootstrap_admin_password_file",
         "audit_log", "audit_failure_mode", "login_throttle_window", "login_throttle_user_ip", "login_throttle_user",
         "login_throttle_ip", "trusted_proxies", "shutdown_grace", "metrics_host", "metrics_port",
@@ -284,6 +288,12 @@ public struct BrokerConfiguration: Sendable, Equatable {
         case "github_rejection_ttl": githubRejectionTTL = try integer(0...3600, "a whole number of seconds in 0...3600")
         case "generation2_access_lifetime": generation2AccessLifetime = try duration()
         case "home_org": homeOrganization = text
+        case "sliderule_client_id":
+            do {
+                slideRuleClientID = try ClientID(validating: text)
+            } catch {
+                throw fail("1 to \(ClientID.maximumLength) printable ASCII characters without spaces")
+            }
         case "admin_session_lifetime": adminSessionLifetime = try integer(60...86_400, "a whole number of seconds in 60...86400")
         case "portal": portalEnabled = try flag()
         case "portal_session_lifetime": portalSessionLifetime = try integer(300...(30 * 86_400), "a whole number of seconds in 300...2592000")

@@ -97,31 +97,35 @@ public struct GitHubLoginService: Sendable {
     }
 
     /// A signed generation-2 token for the holder of `githubToken`, audited as `use` says.
-    /// - Parameter context: the request; its client IP is what ``loginThrottle`` counts (`nil`:
-    ///   one shared counter).
+    /// - Parameters:
+    ///   - client: the session's client; `nil`: the SlideRule clients' (``OrgTokenService/slideRuleClient``).
+    ///   - context: the request; its client IP is what ``loginThrottle`` counts (`nil`: one
+    ///     shared counter).
     public func generation2Login(
-        githubToken: String, method: String, as use: TokenUse = .login, context: AuditContext = .none
+        githubToken: String, method: String, as use: TokenUse = .login, client: ClientID? = nil,
+        context: AuditContext = .none
     ) async throws -> TokenIssuer.IssuedToken {
-        try await flows.run(use.action, context, attempt: use.attempt(githubToken, organization: nil)) {
+        let client = client ?? orgTokens.slideRuleClient
+        return try await flows.run(use.action, context, attempt: use.attempt(githubToken, organization: nil)) {
             let counted = BrokerMetrics.LoginMethod(rawValue: method) ?? .githubPAT
             return try await BrokerMetrics.countingLogin(counted) {
                 try await loginThrottle.admit(clientIP: context.clientIP)
-                return try await githubLogin(githubToken: githubToken, method: method)
+                return try await githubLogin(githubToken: githubToken, method: method, client: client)
             }
         } success: { $0.auditSubject }
     }
 
-    private func githubLogin(githubToken: String, method: String) async throws -> TokenIssuer.IssuedToken {
+    private func githubLogin(githubToken: String, method: String, client: ClientID) async throws -> TokenIssuer.IssuedToken {
         let identity = try await resolver.identity(for: githubToken)
         let holder = try await holder(for: identity, createAccount: true)
         let now = clock.now()
         // The login is a session (`sid`), so that revocation reaches the token and its renewals.
         let session = try await forgettingStaleSnapshot(of: identity) {
             try await PresentedTokens.startSession(
-                in: store, for: holder.user, scope: .allClusters, methods: [method], authenticatedAt: now,
+                in: store, for: holder.user, scope: .allClusters, methods: [method], client: client, authenticatedAt: now,
                 expiresAt: now.addingTimeInterval(TimeInterval(sessionMaxLifetime)))
         }
-        var grant = generation2Grant(holder, login: identity.login, authenticatedAt: now, methods: [method])
+        var grant = generation2Grant(holder, login: identity.login, authenticatedAt: now, methods: [method], client: client)
         grant.sessionID = session.id
         let issued = try await issuer.issue(grant, lifetime: generation2Lifetime)
         BrokerMetrics.tokenIssued(.generation2)
@@ -169,7 +173,8 @@ public struct GitHubLoginService: Sendable {
             throw BrokerError(.invalidToken, "this GitHub identity no longer names the token's account: log in again")
         }
         var grant = generation2Grant(
-            holder, login: identity.login, authenticatedAt: authenticatedAt, methods: claims.authenticationMethods)
+            holder, login: identity.login, authenticatedAt: authenticatedAt, methods: claims.authenticationMethods,
+            client: session.client(slideRule: orgTokens.slideRuleClient))
         grant.sessionID = session.id
         try await orgTokens.refreshThrottle.admit(sessionID: session.id)
         let renewed = try await issuer.issue(grant, lifetime: min(generation2Lifetime, remaining))
@@ -262,7 +267,7 @@ public struct GitHubLoginService: Sendable {
             // Not throttled again: GitHub has handed out the token, refusing now would lose it.
             return .authorized(
                 try await BrokerMetrics.countingLogin(.githubDevice) {
-                    try await githubLogin(githubToken: accessToken, method: "github_device")
+                    try await githubLogin(githubToken: accessToken, method: "github_device", client: orgTokens.slideRuleClient)
                 })
         }
     }
@@ -322,20 +327,24 @@ public struct GitHubLoginService: Sendable {
     }
 
     /// A generation-1 bundle for one organization, for the holder of `githubToken`, audited as
-    /// `use` says.
+    /// `use` says; the session's client is `client`, or the SlideRule clients'.
     public func generation1Login(
         githubToken: String, organization organizationName: String, as use: TokenUse = .login,
-        context: AuditContext = .none
+        client: ClientID? = nil, context: AuditContext = .none
     ) async throws -> TokenBundle {
-        try await flows.run(use.action, context, attempt: use.attempt(githubToken, organization: organizationName)) {
+        let client = client ?? orgTokens.slideRuleClient
+        return try await flows.run(use.action, context, attempt: use.attempt(githubToken, organization: organizationName)) {
             try await BrokerMetrics.countingLogin(.githubPAT) {
                 try await loginThrottle.admit(clientIP: context.clientIP)
-                return try await githubOrganizationLogin(githubToken: githubToken, organization: organizationName)
+                return try await githubOrganizationLogin(
+                    githubToken: githubToken, organization: organizationName, client: client)
             }
         } success: { $0.auditSubject }
     }
 
-    private func githubOrganizationLogin(githubToken: String, organization organizationName: String) async throws -> TokenBundle {
+    private func githubOrganizationLogin(
+        githubToken: String, organization organizationName: String, client: ClientID
+    ) async throws -> TokenBundle {
         let identity = try await resolver.identity(for: githubToken)
         let holder = try await holder(for: identity, createAccount: true, requireAny: false)
         guard let held = holder.organizations[organizationName] else {
@@ -347,7 +356,7 @@ public struct GitHubLoginService: Sendable {
         return try await forgettingStaleSnapshot(of: identity) {
             try await orgTokens.startSession(
                 user: holder.user, organization: held.organization, role: held.role, methods: ["github"],
-                identityProvider: "github", githubLogin: identity.login)
+                identityProvider: "github", client: client, githubLogin: identity.login)
         }
     }
 
@@ -369,7 +378,9 @@ public struct GitHubLoginService: Sendable {
     /// roles at each cluster, and `org_roles` only the roles held in every organization, so that
     /// a gateway reading `org_roles` alone never grants one organization's roles at another's
     /// cluster.
-    func generation2Grant(_ holder: Holder, login: String, authenticatedAt: Date, methods: [String]) -> TokenIssuer.Grant {
+    func generation2Grant(
+        _ holder: Holder, login: String, authenticatedAt: Date, methods: [String], client: ClientID
+    ) -> TokenIssuer.Grant {
         let names = holder.organizations.keys.sorted()
         let home = holder.organizations[homeOrganization] != nil ? homeOrganization : names[0]
         let audience = Array(Set(holder.organizations.values.flatMap(\.clusters))).sorted()
@@ -380,7 +391,7 @@ public struct GitHubLoginService: Sendable {
             user: holder.user, githubLogin: login, audience: audience, organization: home,
             organizationRoles: commonRole.impliedRoles, memberships: memberships,
             clusterRoles: Self.clusterRoles(audience, of: Array(holder.organizations.values), mappings: resolver.mappings),
-            authenticatedAt: authenticatedAt, authenticationMethods: methods, identityProvider: "github")
+            authenticatedAt: authenticatedAt, authenticationMethods: methods, identityProvider: "github", client: client)
     }
 
     /// The holder's roles at each cluster of `audience`: those of the organization owning the

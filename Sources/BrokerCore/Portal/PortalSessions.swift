@@ -105,7 +105,7 @@ public struct PortalSessions: Sendable {
         let family = RefreshFamily(
             id: RefreshTokenRotation.newFamilyID(), userID: user.id, scope: .broker, authenticatedAt: now,
             expiresAt: now.addingTimeInterval(TimeInterval(policy.lifetime)), authenticationMethods: methods,
-            accountVersions: user.versions, origin: origin)
+            accountVersions: user.versions, origin: origin, client: .broker)
         try await store.transaction { tx in
             try await PresentedTokens.record(family, in: tx)
             try await tx.insertPortalSession(idHash: idHash, familyID: family.id, at: now)

@@ -46,6 +46,15 @@ public struct RefreshFamily: Sendable, Equatable {
     /// holder beside the session; `nil` when nothing was recorded (sessions from before
     /// migration 14, and logins that passed none). An origin of two `nil`s reads back as `nil`.
     public var origin: SessionOrigin?
+    /// The OAuth client the session's tokens are issued to (``ClientID``); `nil` for sessions
+    /// recorded before migration 16 (see ``client(slideRule:)``).
+    public var client: ClientID?
+
+    /// The session's client; a session recorded before the broker kept it came from the
+    /// SlideRule routes, or is the broker's own.
+    public func client(slideRule: ClientID) -> ClientID {
+        client ?? (scope == .broker ? .broker : slideRule)
+    }
 
     /// The organization of a generation-1 session; `nil` for the other scopes.
     public var organizationID: Int64? {
@@ -55,8 +64,9 @@ public struct RefreshFamily: Sendable, Equatable {
     public init(
         id: String, userID: Int64, scope: SessionScope, authenticatedAt: Date, expiresAt: Date,
         authenticationMethods: [String], accountVersions: AccountVersions, revokedAt: Date? = nil,
-        revocationReason: String? = nil, origin: SessionOrigin? = nil
+        revocationReason: String? = nil, origin: SessionOrigin? = nil, client: ClientID? = nil
     ) {
+        self.client = client
         self.accountVersions = accountVersions
         self.id = id
         self.userID = userID
@@ -73,12 +83,12 @@ public struct RefreshFamily: Sendable, Equatable {
     public init(
         id: String, userID: Int64, organizationID: Int64, authenticatedAt: Date, expiresAt: Date,
         authenticationMethods: [String], accountVersions: AccountVersions, revokedAt: Date? = nil,
-        revocationReason: String? = nil, origin: SessionOrigin? = nil
+        revocationReason: String? = nil, origin: SessionOrigin? = nil, client: ClientID? = nil
     ) {
         self.init(
             id: id, userID: userID, scope: .organization(id: organizationID), authenticatedAt: authenticatedAt,
             expiresAt: expiresAt, authenticationMethods: authenticationMethods, accountVersions: accountVersions,
-            revokedAt: revokedAt, revocationReason: revocationReason, origin: origin)
+            revokedAt: revokedAt, revocationReason: revocationReason, origin: origin, client: client)
     }
 }
 

@@ -107,6 +107,7 @@ public enum StoreCopySchema {
                 .init("authenticated_at", .real), .init("expires_at", .real), .init("amr", .stringList),
                 .init("revoked_at", .real), .init("revocation_reason", .text), .init("credential_version", .integer),
                 .init("session_version", .integer), .init("client_ip", .text), .init("user_agent", .text),
+                .init("client_id", .text),
             ]),
         CopiedTable(
             "portal_sessions", [.init("id_hash", .text), .init("family_id", .text), .init("last_seen_at", .real)]),

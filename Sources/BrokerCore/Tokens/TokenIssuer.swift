@@ -55,13 +55,16 @@ public struct TokenIssuer: Sendable {
         public var lifetimeCap: Int?
         public var sessionID: String?
         public var globalRole: GlobalRole?
+        /// `client_id`: the client of the session the token belongs to.
+        public var client: ClientID
 
         public init(
             user: User, githubLogin: String? = nil, audience: [String], organization: String, organizationRoles: [String],
             memberships: [String: [String]]?, clusterRoles: [String: [String]]?, authenticatedAt: Date,
-            authenticationMethods: [String], identityProvider: String, lifetimeCap: Int? = nil, sessionID: String? = nil,
-            globalRole: GlobalRole? = nil
+            authenticationMethods: [String], identityProvider: String, client: ClientID, lifetimeCap: Int? = nil,
+            sessionID: String? = nil, globalRole: GlobalRole? = nil
         ) {
+            self.client = client
             self.clusterRoles = clusterRoles
             self.lifetimeCap = lifetimeCap
             self.sessionID = sessionID
@@ -80,18 +83,19 @@ public struct TokenIssuer: Sendable {
         /// A token for one organization (generation 1): its cluster is the audience.
         public static func organization(
             user: User, organization: Organization, role: Role, authenticatedAt: Date, authenticationMethods: [String],
-            identityProvider: String, githubLogin: String? = nil, sessionID: String? = nil
+            identityProvider: String, client: ClientID, githubLogin: String? = nil, sessionID: String? = nil
         ) -> Grant {
             Grant(
                 user: user, githubLogin: githubLogin, audience: organization.tokenAudience,
                 organization: organization.name, organizationRoles: role.impliedRoles, memberships: nil, clusterRoles: nil,
                 authenticatedAt: authenticatedAt, authenticationMethods: authenticationMethods,
-                identityProvider: identityProvider, lifetimeCap: organization.tokenPolicy.accessLifetime,
+                identityProvider: identityProvider, client: client, lifetimeCap: organization.tokenPolicy.accessLifetime,
                 sessionID: sessionID)
         }
 
         /// A broker session token: `aud` is the broker itself, no organization; it authenticates
-        /// the admin and membership API and carries the holder's global role.
+        /// the admin and membership API and carries the holder's global role. Its client is the
+        /// broker itself.
         public static func brokerSession(
             user: User, issuer: String, authenticatedAt: Date, authenticationMethods: [String], identityProvider: String,
             githubLogin: String? = nil
@@ -99,7 +103,7 @@ public struct TokenIssuer: Sendable {
             Grant(
                 user: user, githubLogin: githubLogin, audience: [issuer], organization: "",
                 organizationRoles: [], memberships: nil, clusterRoles: nil, authenticatedAt: authenticatedAt,
-                authenticationMethods: authenticationMethods, identityProvider: identityProvider,
+                authenticationMethods: authenticationMethods, identityProvider: identityProvider, client: .broker,
                 globalRole: user.globalRole)
         }
     }
@@ -132,7 +136,7 @@ public struct TokenIssuer: Sendable {
             userID: grant.user.id,
             username: grant.user.username,
             memberships: grant.memberships, clusterRoles: grant.clusterRoles, sessionID: grant.sessionID,
-            globalRole: grant.globalRole?.rawValue, githubLogin: grant.githubLogin)
+            globalRole: grant.globalRole?.rawValue, githubLogin: grant.githubLogin, clientID: grant.client.rawValue)
         let token = try active.signer.sign(payload: claims.encoded())
         return IssuedToken(token: token, claims: claims, kid: active.kid)
     }

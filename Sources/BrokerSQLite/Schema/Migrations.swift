@@ -328,6 +328,12 @@ enum Schema {
             "CREATE INDEX portal_invites_used_by ON portal_invites (used_by)",
             "CREATE INDEX portal_invites_expires_at ON portal_invites (expires_at)",
         ]),
+        // The OAuth client of a session (issue 15: RFC 9068's `client_id`), so that its refresh
+        // tokens renew only for that client. Nullable without a default: the ALTER rewrites no
+        // row, and an older session's client follows from its kind (RefreshFamily.client(slideRule:)).
+        Migration(version: 16, statements: [
+            "ALTER TABLE refresh_families ADD COLUMN client_id TEXT",
+        ]),
     ]
 }
 

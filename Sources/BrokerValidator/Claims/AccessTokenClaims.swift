@@ -44,14 +44,19 @@ public struct AccessTokenClaims: Sendable, Equatable {
     /// `github_login`: tokens of a GitHub login carry the GitHub login, for display only; the
     /// account is `sub`.
     public var githubLogin: String?
+    /// `client_id` (RFC 9068 section 2.2): the OAuth client the token was issued to. Every token
+    /// the broker issues carries it; `nil` only in tokens signed before it did, which stay valid
+    /// until they expire.
+    public var clientID: String?
 
     public init(
         issuer: String, subject: String, audience: [String], organization: String, organizationRoles: [String],
         issuedAt: Int64, notBefore: Int64, expiresAt: Int64, tokenID: String, authenticatedAt: Int64,
         authenticationMethods: [String], identityProvider: String, userID: Int64, username: String,
         memberships: [String: [String]]? = nil, clusterRoles: [String: [String]]? = nil, sessionID: String? = nil,
-        globalRole: String? = nil, githubLogin: String? = nil
+        globalRole: String? = nil, githubLogin: String? = nil, clientID: String? = nil
     ) {
+        self.clientID = clientID
         self.clusterRoles = clusterRoles
         self.githubLogin = githubLogin
         self.sessionID = sessionID
@@ -76,7 +81,7 @@ public struct AccessTokenClaims: Sendable, Equatable {
     /// Every claim name `encoded()` can write, in its order: what the OpenID configuration
     /// advertises as `claims_supported`.
     public static let claimNames = [
-        "iss", "sub", "aud", "org", "org_roles", "iat", "nbf", "exp", "jti", "auth_time", "amr", "idp",
+        "iss", "sub", "aud", "org", "org_roles", "iat", "nbf", "exp", "jti", "client_id", "auth_time", "amr", "idp",
         "token_type", "org_name", "user_id", "user_name", "memberships", "cluster_roles", "sid", "role",
         "github_login",
     ]
@@ -95,6 +100,7 @@ public struct AccessTokenClaims: Sendable, Equatable {
         json.key("nbf"); json.int(notBefore)
         json.key("exp"); json.int(expiresAt)
         json.key("jti"); json.string(tokenID)
+        if let clientID { json.key("client_id"); json.string(clientID) }
         json.key("auth_time"); json.int(authenticatedAt)
         json.field("amr", strings: authenticationMethods)
         json.key("idp"); json.string(identityProvider)
@@ -118,7 +124,8 @@ public struct AccessTokenClaims: Sendable, Equatable {
         return json.bytes
     }
 
-    /// Reads the claims of a verified payload. Every claim the broker issues is required.
+    /// Reads the claims of a verified payload. Every claim the broker issues is required, but
+    /// `client_id`, which tokens signed before it was issued lack.
     public init(json: [String: JSONValue]) throws(TokenRejection) {
         func string(_ name: String) throws(TokenRejection) -> String {
             guard case .string(let value)? = json[name] else { throw .missingClaim(name) }
@@ -195,6 +202,7 @@ public struct AccessTokenClaims: Sendable, Equatable {
         sessionID = try optionalString("sid")
         globalRole = try optionalString("role")
         githubLogin = try optionalString("github_login")
+        clientID = try optionalString("client_id")
     }
 }
 
