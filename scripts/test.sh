@@ -25,6 +25,15 @@ if ! "$venv/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(m.vers
     "$selenium_version" 2>/dev/null; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check "selenium==$selenium_version"
 fi
+# Third-party OAuth 2 and JOSE libraries that StandardsInteropTests (Tests/Interop/) runs against
+# the broker, pinned: authlib (metadata, RFC 9068 validation, an OAuth 2 client), joserfc (JOSE,
+# RFC 9864 names), requests-oauthlib (a second OAuth 2 client).
+for pinned in authlib==1.9.10 joserfc==1.8.0 requests-oauthlib==2.0.0; do
+  if ! "$venv/bin/python" -c 'import importlib.metadata as m, sys; name, version = sys.argv[1].split("=="); sys.exit(m.version(name) != version)' \
+      "$pinned" 2>/dev/null; then
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "$pinned"
+  fi
+done
 export BROKER_TEST_PYTHON="$PWD/$venv/bin/python"
 # The browser tests skip without it (scripts/install-deps.sh test installs chromium-driver).
 if [ -x /usr/bin/chromedriver ]; then

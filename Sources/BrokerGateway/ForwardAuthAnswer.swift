@@ -33,9 +33,11 @@ struct ForwardAuthAnswer: Sendable {
     /// `Transfer-Encoding` not ending in `chunked`): the client's error, never a 5xx.
     static let malformed = plainText(.badRequest, "malformed request\n")
 
-    /// A request with a client-made `x-sliderule-*` header. No challenge: another token would
-    /// not help.
-    static let reservedHeaderRefusal = plainText(.forbidden, "x-sliderule-* request headers are set by the gateway\n")
+    /// A request with a client-made `x-sliderule-*` header: a malformed request (RFC 6750's
+    /// `invalid_request`), still a 403 as the gateway has always answered it.
+    static let reservedHeaderRefusal = plainText(
+        .forbidden, "x-sliderule-* request headers are set by the gateway\n",
+        challenge: BearerChallenge(error: .invalidRequest, description: "x-sliderule-* request headers are set by the gateway"))
 
     /// The RFC 6750 challenge and a tiny body, per kind of refusal.
     static func refusal(_ refusal: GatewayRefusal) -> ForwardAuthAnswer {
@@ -46,14 +48,17 @@ struct ForwardAuthAnswer: Sendable {
         }
     }
 
-    private static let missingToken = plainText(.unauthorized, "missing bearer token\n", challenge: "Bearer")
-    private static let invalidToken = plainText(.unauthorized, "invalid bearer token\n", challenge: #"Bearer error="invalid_token""#)
+    private static let missingToken = plainText(.unauthorized, "missing bearer token\n", challenge: BearerChallenge())
+    private static let invalidToken = plainText(
+        .unauthorized, "invalid bearer token\n",
+        challenge: BearerChallenge(error: .invalidToken, description: "invalid bearer token"))
     private static let otherCluster = plainText(
-        .forbidden, "token is not for this cluster\n", challenge: #"Bearer error="insufficient_scope""#)
+        .forbidden, "token is not for this cluster\n",
+        challenge: BearerChallenge(error: .insufficientScope, description: "token is not for this cluster"))
 
-    private static func plainText(_ status: HTTPResponseStatus, _ text: String, challenge: String? = nil) -> ForwardAuthAnswer {
+    private static func plainText(_ status: HTTPResponseStatus, _ text: String, challenge: BearerChallenge? = nil) -> ForwardAuthAnswer {
         var headers = HTTPHeaders()
-        if let challenge { headers.add(name: "WWW-Authenticate", value: challenge) }
+        if let challenge { headers.add(name: "WWW-Authenticate", value: challenge.headerValue) }
         headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
         headers.add(name: "Cache-Control", value: "no-store")
         return ForwardAuthAnswer(status: status, headers: headers, body: ByteBuffer(string: text))

@@ -18,7 +18,7 @@ public struct PortalRoutes: BrokerRouteFamily {
     public func register(on router: Router<BrokerRequestContext>) {
         // Outermost first: the headers go on the error pages too.
         let pages = router.group()
-            .add(middleware: PortalHeadersMiddleware())
+            .add(middleware: PortalHeadersMiddleware(sessionCookie: portal.cookies.session))
             .add(middleware: PortalErrorMiddleware(portal: portal))
         SignInRoutes(portal: portal).register(on: pages)
         SignUpRoutes(portal: portal).register(on: pages)

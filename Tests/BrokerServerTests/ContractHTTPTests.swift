@@ -111,9 +111,13 @@ final class ContractHTTPTests: XCTestCase {
         XCTAssertEqual(violations(.get, "/nowhere", .ok, json, "{}").count, 1)
         let unauthorized = #"{"error":"invalid_token","detail":"expired"}"#
         XCTAssertEqual(violations(.get, "/api/session", .unauthorized, json, unauthorized).count, 1, "no WWW-Authenticate")
-        XCTAssertEqual(violations(.get, "/api/session", .unauthorized, json.merging([.wwwAuthenticate: "Bearer"]), unauthorized), [])
+        let challenge = json.merging([.wwwAuthenticate: #"Bearer realm="broker""#])
+        XCTAssertEqual(violations(.get, "/api/session", .unauthorized, challenge, unauthorized), [])
         XCTAssertEqual(
-            violations(.get, "/api/session", .unauthorized, json.merging([.wwwAuthenticate: "Bearer"]), #"{"error":"forbidden","detail":""}"#).count,
+            violations(.get, "/api/session", .unauthorized, json.merging([.wwwAuthenticate: "Bearer"]), unauthorized).count, 1,
+            "a challenge without the realm")
+        XCTAssertEqual(
+            violations(.get, "/api/session", .unauthorized, challenge, #"{"error":"forbidden","detail":""}"#).count,
             1, "a 403 code under 401")
         XCTAssertEqual(violations(.get, "/api/admin/users/bob", .ok, json, #"{"id":1}"#).count, 7, "seven members missing")
     }
@@ -360,10 +364,12 @@ final class ContractHTTPTests: XCTestCase {
             let missing = try await client.api(.get, "/auth/refresh")
             XCTAssertEqual(missing.status, .unauthorized)
             XCTAssertEqual(missing.body["status"] as? String, "error")
-            XCTAssertEqual(missing.headers[.wwwAuthenticate], #"Bearer error="invalid_token""#)
+            XCTAssertEqual(missing.headers[.wwwAuthenticate], #"Bearer realm="broker""#)
             let rejected = try await client.api(.get, "/auth/refresh", token: "a.b.c")
             XCTAssertEqual(rejected.status, .unauthorized)
-            XCTAssertEqual(rejected.headers[.wwwAuthenticate], #"Bearer error="invalid_token""#)
+            XCTAssertEqual(
+                rejected.headers[.wwwAuthenticate],
+                #"Bearer realm="broker", error="invalid_token", error_description="malformed token: token header is not base64url""#)
         }
     }
 }

@@ -63,7 +63,12 @@ final class GatewayTests: XCTestCase {
                 for headers in unauthenticated {
                     try await client.execute(uri: "/", method: .get, headers: headers) { response in
                         XCTAssertEqual(response.status, .unauthorized, "\(headers)")
-                        XCTAssertTrue(response.headers[.wwwAuthenticate]?.hasPrefix("Bearer") == true)
+                        // RFC 6750 section 3.1: no error code for a request without credentials.
+                        XCTAssertEqual(
+                            response.headers[.wwwAuthenticate],
+                            headers.isEmpty
+                                ? #"Bearer realm="broker""#
+                                : #"Bearer realm="broker", error="invalid_token", error_description="invalid bearer token""#)
                         XCTAssertNil(response.headers[HTTPField.Name("x-sliderule-account")!])
                         XCTAssertLessThan(response.body.readableBytes, 64)
                     }
@@ -78,6 +83,9 @@ final class GatewayTests: XCTestCase {
                 // Bob's valid token is for org2's cluster: 403.
                 try await client.execute(uri: "/", method: .get, headers: [.authorization: "Bearer \(bob)"]) { response in
                     XCTAssertEqual(response.status, .forbidden)
+                    XCTAssertEqual(
+                        response.headers[.wwwAuthenticate],
+                        #"Bearer realm="broker", error="insufficient_scope", error_description="token is not for this cluster""#)
                     XCTAssertNil(response.headers[HTTPField.Name("x-sliderule-account")!])
                 }
 

@@ -1,13 +1,22 @@
 import BrokerCore
 import BrokerServer
+import BrokerValidator
 import HTTPTypes
 import Hummingbird
 import Logging
 
 /// The headers of every portal answer, error pages included: no script may run, no site may
-/// frame the pages, nothing leaks in a Referer, nothing is cached (pages show accounts).
+/// frame the pages, nothing leaks in a Referer, nothing is cached (pages show accounts). A 401
+/// or 403 page says how to authenticate, as every route family's does (RFC 9110 section
+/// 15.5.2): pages take no bearer token but a session cookie that `/signin` sets, which the
+/// `Cookie` scheme of draft-broyer-http-cookie-auth describes.
 struct PortalHeadersMiddleware: RouterMiddleware {
     typealias Context = BrokerRequestContext
+    let challenge: String
+
+    init(sessionCookie: String) {
+        challenge = #"Cookie realm="\#(BearerChallenge.realm)", form-action="/signin", cookie-name="\#(sessionCookie)""#
+    }
 
     static let contentSecurityPolicy =
         "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -20,6 +29,9 @@ struct PortalHeadersMiddleware: RouterMiddleware {
         response.headers[.referrerPolicy] = "no-referrer"
         response.headers[.crossOriginOpenerPolicy] = "same-origin"
         if response.headers[.cacheControl] == nil { response.headers[.cacheControl] = "no-store" }
+        if response.status == .unauthorized || response.status == .forbidden, response.headers[.wwwAuthenticate] == nil {
+            response.headers[.wwwAuthenticate] = challenge
+        }
         return response
     }
 }

@@ -11,16 +11,16 @@ struct Generation2Routes<Context: RemoteAddressRequestContext> {
 
     func register(on router: Router<Context>) {
         router.post("auth/github/pat") { request, context in
-            await Self.generation2Errors { try await pat(request, context) }
+            await Self.generation2Errors(request) { try await pat(request, context) }
         }
         router.post("auth/github/device") { request, context in
-            await Self.generation2Errors { try await device(request, context) }
+            await Self.generation2Errors(request) { try await device(request, context) }
         }
         router.post("auth/github/device/poll") { request, context in
-            await Self.generation2Errors { try await poll(request, context) }
+            await Self.generation2Errors(request) { try await poll(request, context) }
         }
         router.get("auth/refresh") { request, context in
-            await Self.generation2Errors { try await refresh(request, context) }
+            await Self.generation2Errors(request) { try await refresh(request, context) }
         }
         router.post("api/org_token_github") { request, context in try await generation1(request, context) }
     }
@@ -135,7 +135,7 @@ struct Generation2Routes<Context: RemoteAddressRequestContext> {
     }
 
     /// Answers every failure of a generation-2 route in that family's error shape.
-    static func generation2Errors(_ body: () async throws -> Response) async -> Response {
+    static func generation2Errors(_ request: Request, _ body: () async throws -> Response) async -> Response {
         let error: BrokerError
         do {
             return try await body()
@@ -146,12 +146,12 @@ struct Generation2Routes<Context: RemoteAddressRequestContext> {
         } catch let httpError as any HTTPResponseError {
             error = ErrorMiddleware<BrokerRequestContext>.brokerError(for: httpError.status, path: "")
         } catch {
-            return failure(BrokerError(.internalError, "internal error"))
+            return failure(BrokerError(.internalError, "internal error"), for: request)
         }
-        return failure(error)
+        return failure(error, for: request)
     }
 
-    static func failure(_ error: BrokerError) -> Response {
+    static func failure(_ error: BrokerError, for request: Request) -> Response {
         var response = JSONResponses.make(.init(code: error.code.httpStatus)) { json in
             json.beginObject()
             json.key("status"); json.string("error")
@@ -160,9 +160,8 @@ struct Generation2Routes<Context: RemoteAddressRequestContext> {
             json.endObject()
         }
         if let seconds = error.retryAfter { response.headers[.retryAfter] = String(max(1, seconds)) }
-        if error.code.httpStatus == 401 {
-            // RFC 9110 section 15.5.2: a 401 must say how to authenticate, as the other families do.
-            response.headers[.wwwAuthenticate] = JSONResponses.wwwAuthenticate(for: error.code)
+        if let challenge = HTTPChallenge.header(for: error, request: request) {
+            response.headers[.wwwAuthenticate] = challenge
         }
         return response
     }

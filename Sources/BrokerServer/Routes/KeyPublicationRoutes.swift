@@ -3,8 +3,9 @@ import BrokerCore
 import BrokerCrypto
 import Hummingbird
 
-/// What gateways and OIDC libraries read: the JWKS, the active key as PEM, the discovery
-/// document, and the health checks of load balancers and orchestrators.
+/// What gateways and OAuth and OIDC libraries read: the JWKS, the active key as PEM, the
+/// metadata documents (``AuthorizationServerMetadata``), and the health checks of load
+/// balancers and orchestrators.
 struct KeyPublicationRoutes<Context: RemoteAddressRequestContext> {
     let services: BrokerServices
     /// Never longer than the pre-publication window, so a gateway that honours it always holds
@@ -14,7 +15,15 @@ struct KeyPublicationRoutes<Context: RemoteAddressRequestContext> {
     func register(on router: Router<Context>) {
         router.get(".well-known/jwks.json") { request, _ in jwks(request) }
         router.get("auth/pem") { request, _ in try pem(request) }
-        router.get(".well-known/openid-configuration") { _, _ in discovery() }
+        let metadata = AuthorizationServerMetadata(configuration: services.configuration, githubEnabled: services.github != nil)
+        let (authorizationServer, openID) = (metadata.authorizationServerDocument(), metadata.openIDDocument())
+        router.get(".well-known/openid-configuration") { _, _ in Self.document(openID) }
+        router.get(".well-known/oauth-authorization-server") { _, _ in Self.document(authorizationServer) }
+        if let suffix = metadata.pathSuffix {
+            router.get(RouterPath(".well-known/oauth-authorization-server/" + suffix)) { _, _ in
+                Self.document(authorizationServer)
+            }
+        }
         router.get("healthz") { _, _ in try await health() }
         router.get("livez") { _, _ in liveness() }
         router.get("readyz") { _, _ in try await readiness() }
@@ -58,27 +67,9 @@ struct KeyPublicationRoutes<Context: RemoteAddressRequestContext> {
             body: .init(byteBuffer: ByteBuffer(string: try key.spkiPEM())))
     }
 
-    func discovery() -> Response {
-        let issuer = services.configuration.issuer
-        return JSONResponses.make(.ok, noStore: false) { json in
-            json.beginObject()
-            json.key("issuer"); json.string(issuer)
-            json.key("jwks_uri"); json.string(issuer + "/.well-known/jwks.json")
-            json.key("token_endpoint"); json.string(issuer + "/oauth/token")
-            json.key("grant_types_supported"); json.beginArray()
-            json.string("refresh_token"); json.string("urn:ietf:params:oauth:grant-type:token-exchange")
-            json.endArray()
-            json.key("response_types_supported"); json.beginArray(); json.string("token"); json.endArray()
-            json.key("subject_types_supported"); json.beginArray(); json.string("public"); json.endArray()
-            json.key("token_endpoint_auth_methods_supported"); json.beginArray(); json.string("none"); json.endArray()
-            json.key("id_token_signing_alg_values_supported"); json.beginArray()
-            for algorithm in JWSAlgorithm.allCases { json.string(algorithm.rawValue) }
-            json.endArray()
-            json.key("claims_supported"); json.beginArray()
-            for claim in AccessTokenClaims.claimNames { json.string(claim) }
-            json.endArray()
-            json.endObject()
-        }
+    /// A metadata document, built once: it changes only with the configuration.
+    static func document(_ bytes: [UInt8]) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
     /// Kept for compatibility (`/readyz` also checks the key ring). A read, never a write

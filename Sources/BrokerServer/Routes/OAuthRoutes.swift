@@ -12,36 +12,38 @@ import Hummingbird
 struct OAuthRoutes<Context: RemoteAddressRequestContext> {
     let services: BrokerServices
 
-    static var tokenExchange: String { "urn:ietf:params:oauth:grant-type:token-exchange" }
+    static var tokenExchange: String { OAuthGrant.tokenExchange }
     static var accessTokenType: String { "urn:ietf:params:oauth:token-type:access_token" }
 
     func register(on router: Router<Context>) {
         router.post("oauth/token") { request, context in
-            await Self.answering { try await token(request, services.auditContext(request, context)) }
+            await Self.answering(request) { try await token(request, services.auditContext(request, context)) }
         }
         router.post("oauth/revoke") { request, context in
-            await Self.answering { try await revoke(request, services.auditContext(request, context)) }
+            await Self.answering(request) { try await revoke(request, services.auditContext(request, context)) }
         }
         router.post("oauth/introspect") { request, context in
-            await Self.answering { try await introspect(request, services.auditContext(request, context)) }
+            await Self.answering(request) { try await introspect(request, services.auditContext(request, context)) }
         }
     }
 
-    /// Every failure in the RFC 6749 error shape.
-    static func answering(_ body: () async throws -> Response) async -> Response {
-            do {
-                return try await body()
-            } catch let error as OAuthError {
-                return error.response
-            } catch let error as BrokerError {
-                return OAuthError(error).response
-            } catch let error as StoreError where error.isUnavailable {
-                return OAuthError(BrokerError(storeUnavailable: error)).response
-            } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
-                return OAuthError(status: .contentTooLarge, code: "invalid_request", "the request body exceeds 64 KiB").response
-            } catch {
-                return OAuthError(status: .internalServerError, code: "server_error", "internal error").response
-            }
+    /// Every failure in the RFC 6749 error shape, a 401 or 403 with its challenge.
+    static func answering(_ request: Request, _ body: () async throws -> Response) async -> Response {
+        let failure: OAuthError
+        do {
+            return try await body()
+        } catch let error as OAuthError {
+            failure = error
+        } catch let error as BrokerError {
+            failure = OAuthError(error)
+        } catch let error as StoreError where error.isUnavailable {
+            failure = OAuthError(BrokerError(storeUnavailable: error))
+        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
+            failure = OAuthError(status: .contentTooLarge, code: "invalid_request", "the request body exceeds 64 KiB")
+        } catch {
+            failure = OAuthError(status: .internalServerError, code: "server_error", "internal error")
+        }
+        return failure.response(for: request)
     }
 
     /// RFC 7009: anyone holding a token may revoke it; the answer is 200 whether or not the
@@ -68,9 +70,7 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
         do {
             principal = try await services.sessions.authenticate(bearer: try request.bearerToken())
         } catch let error as BrokerError where error.code.httpStatus == 401 {
-            var response = OAuthError(status: .unauthorized, code: "invalid_token", error.httpDetail).response
-            response.headers[.wwwAuthenticate] = "Bearer error=\"invalid_token\""
-            return response
+            throw OAuthError(status: .unauthorized, code: "invalid_token", error.httpDetail)
         }
         try principal.requireIntrospection()
         var request = request
@@ -116,13 +116,16 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
         }
     }
 
+    /// The tokens' `client_id` is the caller's (``OAuthClientIdentification``); a refresh token
+    /// renews only for the client it was issued to, and without a `client_id` for its own.
     func token(_ request: Request, _ audit: AuditContext) async throws -> Response {
         var request = request
         let form = try await FormBody.read(&request)
+        let client = try OAuthClientIdentification.client(of: request, form: form)
         switch try form.required("grant_type") {
-        case "refresh_token":
+        case OAuthGrant.refreshToken:
             let presented = try form.required("refresh_token")
-            let bundle = try await services.orgTokens.refresh(presented, context: audit)
+            let bundle = try await services.orgTokens.refresh(presented, client: client, context: audit)
             return Self.tokenResponse(access: bundle.access, expiresIn: bundle.accessLifetime, refresh: bundle.refresh)
         case Self.tokenExchange:
             let subjectTokenType = try form.required("subject_token_type")
@@ -135,12 +138,12 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
             let subjectToken = try form.required("subject_token")
             if let audience = try form.optional("audience") {
                 let bundle = try await github.generation1Login(
-                    githubToken: subjectToken, organization: audience, as: .exchange, context: audit)
+                    githubToken: subjectToken, organization: audience, as: .exchange, client: client, context: audit)
                 return Self.tokenResponse(
                     access: bundle.access, expiresIn: bundle.accessLifetime, refresh: bundle.refresh, exchanged: true)
             }
             let issued = try await github.generation2Login(
-                githubToken: subjectToken, method: "github_pat", as: .exchange, context: audit)
+                githubToken: subjectToken, method: "github_pat", as: .exchange, client: client, context: audit)
             return Self.tokenResponse(
                 access: issued.token, expiresIn: Int(issued.claims.expiresAt - issued.claims.issuedAt), refresh: nil,
                 exchanged: true)
@@ -170,6 +173,8 @@ struct OAuthError: AuditableFailure {
     var code: String
     var description: String
     var retryAfter: Int?
+    /// The `WWW-Authenticate` of a 401 that is not about a bearer token (`invalid_client`).
+    var challenge: String?
 
     var auditCode: String { code }
     var httpStatus: Int { status.code }
@@ -212,7 +217,7 @@ struct OAuthError: AuditableFailure {
         }
     }
 
-    var response: Response {
+    func response(for request: Request) -> Response {
         var response = JSONResponses.make(status) { json in
             json.beginObject()
             json.key("error"); json.string(code)
@@ -220,6 +225,9 @@ struct OAuthError: AuditableFailure {
             json.endObject()
         }
         if let retryAfter { response.headers[.retryAfter] = String(max(1, retryAfter)) }
+        if let challenge = challenge ?? HTTPChallenge.header(status: Int(status.code), description: description, request: request) {
+            response.headers[.wwwAuthenticate] = challenge
+        }
         return response
     }
 }

@@ -18,20 +18,21 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
                 // The client's doing, and cheap for anyone to repeat: not worth more than debug.
                 context.logger.debug("malformed request", metadata: ["error": "\(error)"])
             }
-            return JSONResponses.error(error)
+            return JSONResponses.error(error, for: request)
         } catch let error as StoreError where error.isUnavailable {
             context.logger.error("store unavailable", metadata: ["error": "\(error)"])
-            return JSONResponses.error(BrokerError(storeUnavailable: error))
+            return JSONResponses.error(BrokerError(storeUnavailable: error), for: request)
         } catch let error as any HTTPResponseError {
-            return JSONResponses.error(Self.brokerError(for: error.status, path: "\(request.method) \(request.uri.path)"))
+            return JSONResponses.error(
+                Self.brokerError(for: error.status, path: "\(request.method) \(request.uri.path)"), for: request)
         } catch {
             if let framing = RequestBodyReading.framingError(error, headers: request.headers) {
                 // A body read outside `RequestBodyReading` failed the same way.
                 context.logger.debug("malformed request", metadata: ["error": "\(framing)"])
-                return JSONResponses.error(framing)
+                return JSONResponses.error(framing, for: request)
             }
             context.logger.error("unexpected error", metadata: ["error": "\(String(describing: type(of: error)))"])
-            return JSONResponses.error(BrokerError(.internalError, "internal error"))
+            return JSONResponses.error(BrokerError(.internalError, "internal error"), for: request)
         }
     }
 

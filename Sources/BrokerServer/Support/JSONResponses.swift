@@ -29,8 +29,9 @@ enum JSONResponses {
         }
     }
 
-    /// `{"error": code, "detail": text}`: the error shape of the generation-1 and admin routes.
-    static func error(_ error: BrokerError) -> Response {
+    /// `{"error": code, "detail": text}`: the error shape of the generation-1 and admin routes,
+    /// with the challenge of a 401 or 403 (``HTTPChallenge``).
+    static func error(_ error: BrokerError, for request: Request) -> Response {
         var response = make(.init(code: error.code.httpStatus)) { json in
             json.beginObject()
             json.key("error"); json.string(error.code.rawValue)
@@ -40,14 +41,9 @@ enum JSONResponses {
         if let seconds = error.retryAfter {
             response.headers[.retryAfter] = String(max(1, seconds))
         }
-        if error.code.httpStatus == 401 {
-            response.headers[.wwwAuthenticate] = wwwAuthenticate(for: error.code)
+        if let challenge = HTTPChallenge.header(for: error, request: request) {
+            response.headers[.wwwAuthenticate] = challenge
         }
         return response
-    }
-
-    /// RFC 6750 section 3: how to authenticate again after a 401 with this code.
-    static func wwwAuthenticate(for code: ErrorCode) -> String {
-        code == .invalidToken || code == .missingToken ? "Bearer error=\"invalid_token\"" : "Bearer"
     }
 }

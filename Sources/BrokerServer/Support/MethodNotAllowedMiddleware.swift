@@ -44,7 +44,8 @@ struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
             guard !allowed.isEmpty, !allowed.contains(request.method) else { throw error }
             let names = Set(allowed.map(\.rawValue)).sorted().joined(separator: ", ")
             var response = JSONResponses.error(
-                BrokerError(.methodNotAllowed, "\(request.method) is not allowed on \(request.uri.path); allowed: \(names)"))
+                BrokerError(.methodNotAllowed, "\(request.method) is not allowed on \(request.uri.path); allowed: \(names)"),
+                for: request)
             response.headers[.allow] = names
             return response
         }
