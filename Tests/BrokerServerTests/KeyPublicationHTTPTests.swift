@@ -39,7 +39,7 @@ final class KeyPublicationHTTPTests: XCTestCase {
                 XCTAssertEqual(discovery["issuer"] as? String, "http://127.0.0.1:8080")
                 XCTAssertEqual(discovery["jwks_uri"] as? String, "http://127.0.0.1:8080/.well-known/jwks.json")
                 XCTAssertNotNil(discovery["token_endpoint"] as? String)
-                XCTAssertEqual(discovery["id_token_signing_alg_values_supported"] as? [String], ["RS256", "ES256", "EdDSA"])
+                XCTAssertEqual(discovery["id_token_signing_alg_values_supported"] as? [String], ["RS256", "ES256", "EdDSA", "Ed25519"])
                 let (healthStatus, health) = try await client.getJSON("/healthz")
                 XCTAssertEqual(healthStatus, .ok)
                 XCTAssertEqual(health["status"] as? String, "ok")
