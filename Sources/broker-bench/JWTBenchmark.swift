@@ -13,7 +13,7 @@ struct JWTBenchmark {
         var seconds: Double = 2
         /// Rounds of (OpenSSL, ours), back to back; each side reports its best round.
         var rounds = 3
-        var algorithms: [JWSAlgorithm] = [.es256, .rs256, .edDSA]
+        var algorithms: [JWSAlgorithm] = [.es256, .rs256, .edDSA, .ed25519]
 
         init(parsing arguments: [String]) throws {
             var chosen: [JWSAlgorithm] = []

@@ -25,7 +25,7 @@ struct LoginBenchmark {
                 seconds = value
             case "--alg":
                 guard let text = iterator.next(), let algorithm = JWSAlgorithm(rawValue: text) else {
-                    throw BenchError("--alg ES256|RS256|EdDSA")
+                    throw BenchError("--alg \(JWSAlgorithm.allCases.map(\.rawValue).joined(separator: "|"))")
                 }
                 chosen.append(algorithm)
             default:

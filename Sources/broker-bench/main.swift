@@ -3,14 +3,14 @@ import Foundation
 
 /// `broker-bench`: performance checks that are not tests (they need quiet, dedicated cores).
 ///
-///     swift run -c release broker-bench jwt [--seconds N] [--alg ES256|RS256|EdDSA]
+///     swift run -c release broker-bench jwt [--seconds N] [--alg ES256|RS256|EdDSA|Ed25519]
 let usage = """
     usage: broker-bench <command> [options]
 
     commands:
       jwt    JWT sign and verify throughput against `openssl speed`, single-threaded
              --seconds N        measuring time per figure (default 2)
-             --alg NAME         only this algorithm (ES256, RS256, EdDSA); repeatable
+             --alg NAME         only this algorithm (ES256, RS256, EdDSA, Ed25519); repeatable
              --rounds N         rounds of (openssl, ours) back to back, each side's best
                                 reported (default 3)
       validator

@@ -46,7 +46,7 @@ final class JOSEOpenSSLCrossCheckTests: XCTestCase {
             try write(key.pkcs8PEM(), to: "key.pem")
             try write(Array("\(header).\(payload)".utf8), to: "input")
             let arguments: [String] = switch algorithm {
-            case .edDSA: ["pkeyutl", "-sign", "-inkey", path("key.pem"), "-rawin", "-in", path("input"), "-out", path("sig")]
+            case .edDSA, .ed25519: ["pkeyutl", "-sign", "-inkey", path("key.pem"), "-rawin", "-in", path("input"), "-out", path("sig")]
             case .rs256, .es256: ["dgst", "-sha256", "-sign", path("key.pem"), "-out", path("sig"), path("input")]
             }
             let result = try runOpenSSL(arguments)
@@ -84,7 +84,7 @@ final class JOSEOpenSSLCrossCheckTests: XCTestCase {
 
     private func verifyArguments(_ algorithm: JWSAlgorithm, input: String) -> [String] {
         switch algorithm {
-        case .edDSA:
+        case .edDSA, .ed25519:
             ["pkeyutl", "-verify", "-pubin", "-inkey", path("pub.pem"), "-rawin", "-in", path(input), "-sigfile", path("sig")]
         case .rs256, .es256:
             ["dgst", "-sha256", "-verify", path("pub.pem"), "-signature", path("sig"), path(input)]

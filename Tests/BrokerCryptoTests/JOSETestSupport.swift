@@ -1,5 +1,6 @@
 import BrokerCrypto
 import Foundation
+import XCTest
 
 /// Test vectors copied from the RFCs, and helpers to turn their JWK private keys into the PEM
 /// forms `PrivateKey` loads (DER assembled by hand, so the traditional PEM forms get tested too).
@@ -161,4 +162,22 @@ enum JOSEFixtures {
         -----END PRIVATE KEY-----
 
         """
+}
+
+extension XCTestCase {
+    /// Fails unless `expression` throws a `CryptoError` whose text contains `text`.
+    func assertThrows<T>(
+        _ expression: @autoclosure () throws -> T,
+        containing text: String,
+        file: StaticString = #filePath,
+        line: UInt = #line
+    ) {
+        do {
+            _ = try expression()
+            XCTFail("expected an error containing \"\(text)\"", file: file, line: line)
+        } catch {
+            XCTAssertTrue(error is CryptoError, "\(type(of: error)): \(error)", file: file, line: line)
+            XCTAssertTrue("\(error)".contains(text), "\"\(error)\" does not contain \"\(text)\"", file: file, line: line)
+        }
+    }
 }

@@ -48,6 +48,10 @@ final class ConfigurationLoaderTests: XCTestCase {
         XCTAssertEqual(loaded.port, 9002)
         XCTAssertEqual(loaded.signingAlgorithm, .edDSA)
         XCTAssertEqual(loaded.accessLifetime, 600)
+        loaded = try await ConfigurationLoader(environment: ["BROKER_SIGNING_ALG": "Ed25519"]).load(file: path, flags: [:])
+        XCTAssertEqual(loaded.signingAlgorithm, .ed25519)
+        loaded = try await ConfigurationLoader(environment: [:]).load(file: try file("signing_alg: Ed25519\n"), flags: [:])
+        XCTAssertEqual(loaded.signingAlgorithm, .ed25519)
         loaded = try await ConfigurationLoader(environment: ["BROKER_PORT": "9002", "BROKER_CONFIG": path])
             .load(file: nil, flags: ["port": "9003", "data_dir": "/tmp/x"])
         XCTAssertEqual(loaded.port, 9003)
@@ -58,7 +62,9 @@ final class ConfigurationLoaderTests: XCTestCase {
     func testInvalidValuesAreRefusedWithTheirSource() async throws {
         let cases: [([String: String], String?, String)] = [
             (["BROKER_PORT": "99999"], nil, "BROKER_PORT"),
-            (["BROKER_SIGNING_ALG": "HS256"], nil, "RS256, ES256, EdDSA"),
+            (["BROKER_SIGNING_ALG": "HS256"], nil, "RS256, ES256, EdDSA, Ed25519"),
+            // The JOSE names are case-sensitive (RFC 7515 4.1.1): another spelling is refused.
+            (["BROKER_SIGNING_ALG": "ed25519"], nil, "RS256, ES256, EdDSA, Ed25519"),
             (["BROKER_ACCESS_LIFETIME": "1.5"], nil, "whole number"),
             ([:], try file("refresh_lifetime: 900000\n"), "session_max_lifetime"),
             ([:], try file("issuer: ftp://x\n"), "issuer"),

@@ -113,7 +113,7 @@ final class MetricsHTTPTests: XCTestCase {
             XCTAssertEqual(scrape.value("broker_signing_keys", ["state": "active", "alg": "RS256"]), 1)
             XCTAssertEqual(scrape.value("broker_signing_keys", ["state": "next", "alg": "RS256"]), 1)
             XCTAssertEqual(scrape.value("broker_signing_keys", ["state": "retired", "alg": "RS256"]), 0)
-            XCTAssertEqual(scrape.series("broker_signing_keys").count, 9, "every state of every algorithm, zeros included")
+            XCTAssertEqual(scrape.series("broker_signing_keys").count, 12, "every state of every algorithm, zeros included")
         }
     }
 

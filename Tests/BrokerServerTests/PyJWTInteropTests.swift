@@ -68,4 +68,81 @@ final class PyJWTInteropTests: XCTestCase {
     func testPyJWTVerifiesRS256FromTheJWKS() throws { try verify("RS256") }
     func testPyJWTVerifiesES256FromTheJWKS() throws { try verify("ES256") }
     func testPyJWTVerifiesEdDSAFromTheJWKS() throws { try verify("EdDSA") }
+
+    /// PyJWT (2.15) knows Ed25519 keys only under RFC 8037's `EdDSA`, not RFC 9864's `Ed25519`:
+    /// it cannot build a key from a JWK with `alg: Ed25519`, and refuses a token whose header
+    /// names it even given the right key and `algorithms=["Ed25519"]`. Each way out is tried;
+    /// the script prints how each refused. docs/gateways.md says "PyJWT: not Ed25519" because
+    /// of this test: when an upgrade of PyJWT verifies such a token, this fails, and the table
+    /// and `signing_alg`'s advice must change with it.
+    static let refusalScript = """
+        import base64, json, sys, urllib.request
+        import jwt
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+        base = sys.argv[1]
+        body = json.dumps({"username": "alice", "password": "correct horse battery staple", "org_name": "org1"}).encode()
+        req = urllib.request.Request(base + "/api/org_token/", data=body, headers={"Content-Type": "application/json"})
+        token = json.load(urllib.request.urlopen(req))["access"]
+        header = jwt.get_unverified_header(token)
+        assert header["alg"] == "Ed25519", header
+        jwks = json.load(urllib.request.urlopen(base + "/.well-known/jwks.json"))
+        entry = next(k for k in jwks["keys"] if k["kid"] == header["kid"])
+        assert entry["alg"] == "Ed25519" and entry["kty"] == "OKP", entry
+        refusals = []
+        # 1. The JWKS route PyJWT documents.
+        try:
+            key = jwt.PyJWKClient(base + "/.well-known/jwks.json", cache_keys=False).get_signing_key_from_jwt(token)
+            jwt.decode(token, key.key, algorithms=["Ed25519"], audience="org1")
+            print("ACCEPTED through PyJWKClient"); sys.exit(1)
+        except jwt.exceptions.PyJWTError as error:
+            refusals.append("PyJWKClient: " + type(error).__name__)
+        # 2. The published key handed over directly, with Ed25519 allowed.
+        raw = base64.urlsafe_b64decode(entry["x"] + "=" * (-len(entry["x"]) % 4))
+        public = Ed25519PublicKey.from_public_bytes(raw)
+        try:
+            jwt.decode(token, public, algorithms=["Ed25519"], audience="org1")
+            print("ACCEPTED with the raw key"); sys.exit(1)
+        except jwt.exceptions.PyJWTError as error:
+            refusals.append("decode: " + type(error).__name__)
+        # 3. The key is sound: with EdDSA allowed, PyJWT still refuses the Ed25519 header.
+        try:
+            jwt.decode(token, public, algorithms=["EdDSA"], audience="org1")
+            print("ACCEPTED as EdDSA"); sys.exit(1)
+        except jwt.exceptions.PyJWTError as error:
+            refusals.append("as EdDSA: " + type(error).__name__)
+        print("refused", jwt.__version__, "; ".join(refusals))
+        """
+
+    func testPyJWTRefusesEd25519() throws {
+        let python = try Self.python
+        let broker = try BrokerBinary.make(extraConfig: "signing_alg: Ed25519")
+        defer { broker.cleanUp() }
+        XCTAssertEqual(try broker.run(["users", "add", "alice", "--password-stdin"], stdin: "correct horse battery staple\n").status, 0)
+        XCTAssertEqual(try broker.run(["orgs", "add", "org1"]).status, 0)
+        XCTAssertEqual(try broker.run(["members", "add", "org1", "alice"]).status, 0)
+        let (server, port) = try broker.serve()
+        defer { server.terminate(); server.waitUntilExit() }
+
+        let (status, output, errors) = try Self.runPython(python, Self.refusalScript, ["http://127.0.0.1:\(port)"])
+        XCTAssertEqual(status, 0, "PyJWT now verifies Ed25519: update docs/gateways.md and this test. \(output) \(errors)")
+        XCTAssertTrue(output.hasPrefix("refused"), "\(output) \(errors)")
+        for way in ["PyJWKClient: ", "decode: InvalidAlgorithmError", "as EdDSA: InvalidAlgorithmError"] {
+            XCTAssertTrue(output.contains(way), "\(way) in \(output)")
+        }
+    }
+
+    static func runPython(_ python: String, _ script: String, _ arguments: [String]) throws -> (Int32, String, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = ["-c", script] + arguments
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let errors = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, output, errors)
+    }
 }

@@ -1,3 +1,4 @@
+import BrokerCrypto
 import Foundation
 import XCTest
 
@@ -95,6 +96,52 @@ final class RealGatewayTests: XCTestCase {
 
         // Still fine after all that.
         try await expect(url, token, 200)
+    }
+
+    /// HAProxy 2.6's `jwt_verify` knows RFC 7518's names only (HS, RS, ES; not PS): neither
+    /// `EdDSA` nor `Ed25519`. The shipped haproxy.cfg with either as GATEWAY_ALG does not even
+    /// load, with Ed25519 public keys in its slots; the same slots load for RS256, so the name
+    /// is what HAProxy refuses. docs/gateways.md's table says so because of this test.
+    func testHAProxy26KnowsNeitherEd25519Name() throws {
+        let haproxy = try RealGateway.program("/usr/sbin/haproxy", package: "haproxy")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("haproxy-ed25519-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let keys = directory.appendingPathComponent("keys")
+        try FileManager.default.createDirectory(at: keys, withIntermediateDirectories: true)
+        let config = RealGateway.examples.appendingPathComponent("haproxy.cfg")
+        let slots = try String(contentsOf: config, encoding: .utf8).matches(of: /jwt_verify\([^)]*\/key([0-9]+)\.pem"/)
+            .compactMap { Int($0.output.1) }.max() ?? 0
+        XCTAssertGreaterThan(slots, 0)
+        let key = try PrivateKey.generate(.ed25519)
+        for slot in 1...slots {
+            try key.publicKey.spkiPEM().write(to: keys.appendingPathComponent("key\(slot).pem"), atomically: true, encoding: .utf8)
+            try (key.publicKey.thumbprint + "\n").write(to: keys.appendingPathComponent("key\(slot).kid"), atomically: true, encoding: .utf8)
+        }
+        for alg in ["EdDSA", "Ed25519", "RS256"] {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: haproxy)
+            process.arguments = ["-c", "-f", config.path]
+            var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("GATEWAY_") }
+            environment["GATEWAY_ISSUER"] = RealGateway.issuer
+            environment["GATEWAY_CLUSTER_NAME"] = "cluster1"
+            environment["GATEWAY_ALG"] = alg
+            environment["GATEWAY_KEYS_DIR"] = keys.path
+            environment["GATEWAY_BIND"] = "127.0.0.1:\(try RealGateway.freePort())"
+            environment["GATEWAY_NODE"] = "127.0.0.1:\(try RealGateway.freePort())"
+            process.environment = environment
+            let output = Pipe()
+            process.standardOutput = output
+            process.standardError = output
+            try process.run()
+            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            if alg == "RS256" {
+                XCTAssertEqual(process.terminationStatus, 0, "the slots themselves load: \(text)")
+            } else {
+                XCTAssertNotEqual(process.terminationStatus, 0, "HAProxy now knows \(alg): update docs/gateways.md. \(text)")
+                XCTAssertTrue(text.contains("unknown JWT algorithm: \(alg)"), text)
+            }
+        }
     }
 
     /// HAProxy compares exp with its own clock, without leeway: a 2-second token passes, then fails.

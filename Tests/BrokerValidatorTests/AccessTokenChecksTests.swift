@@ -10,9 +10,9 @@ final class AccessTokenChecksTests: XCTestCase {
     var factory: TokenFactory { TokenFactory(now: Int64(now.timeIntervalSince1970)) }
     let checks = AccessTokenChecks(issuer: TokenFactory.issuer, leeway: 30)
 
-    /// The published keys: ES256, RS256 and EdDSA, by thumbprint.
+    /// The published keys: ES256, RS256, EdDSA and Ed25519, by thumbprint.
     func lookup(_ kid: String) -> PublicKey? {
-        [TestKeys.es256, TestKeys.rs256, TestKeys.edDSA].first { TestKeys.kid($0) == kid }?.publicKey
+        [TestKeys.es256, TestKeys.rs256, TestKeys.edDSA, TestKeys.ed25519].first { TestKeys.kid($0) == kid }?.publicKey
     }
 
     func verify(_ token: String, audience: String? = "cluster1", checks: AccessTokenChecks? = nil) throws -> AccessTokenClaims {
@@ -75,7 +75,7 @@ final class AccessTokenChecksTests: XCTestCase {
             try factory.token(header: factory.header(TestKeys.edDSA) { $0["alg"] = "ES256" }, claims: factory.claims()),
             .algorithmMismatch)
         // Other algorithms of a family we support are not supported.
-        for alg in ["RS384", "RS512", "PS256", "ES384", "ES256K", "Ed25519", "rs256"] {
+        for alg in ["RS384", "RS512", "PS256", "ES384", "ES256K", "Ed448", "ed25519", "rs256"] {
             assertRejected(
                 try factory.token(header: factory.header { $0["alg"] = alg }, claims: factory.claims()),
                 .disallowedAlgorithm(alg))

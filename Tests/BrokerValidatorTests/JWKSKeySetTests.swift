@@ -46,7 +46,8 @@ final class JWKSKeySetTests: XCTestCase {
     }
 
     func testEachKeyKeepsTheAlgorithmItDeclares() throws {
-        let set = try JWKSKeySet(document: JWKSDocuments.document(TestKeys.es256, TestKeys.rs256, TestKeys.edDSA), maximumSize: 1 << 20)
+        let set = try JWKSKeySet(
+            document: JWKSDocuments.document(TestKeys.es256, TestKeys.rs256, TestKeys.edDSA, TestKeys.ed25519), maximumSize: 1 << 20)
         for algorithm in JWSAlgorithm.allCases {
             XCTAssertEqual(set.key(for: TestKeys.kid(TestKeys.key(algorithm)))?.algorithm, algorithm)
         }

@@ -8,6 +8,7 @@ enum TestKeys {
     static let es256 = try! PrivateKey.generate(.es256)
     static let rs256 = try! PrivateKey.generate(.rs256)
     static let edDSA = try! PrivateKey.generate(.edDSA)
+    static let ed25519 = try! PrivateKey.generate(.ed25519)
     static let attacker = try! PrivateKey.generate(.es256)
 
     static func key(_ algorithm: JWSAlgorithm) -> PrivateKey {
@@ -15,6 +16,7 @@ enum TestKeys {
         case .es256: es256
         case .rs256: rs256
         case .edDSA: edDSA
+        case .ed25519: ed25519
         }
     }
 

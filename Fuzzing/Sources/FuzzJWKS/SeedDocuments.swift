@@ -17,8 +17,8 @@ enum SeedDocuments {
     static func document(_ entries: [String]) -> String { #"{"keys":[\#(entries.joined(separator: ","))]}"# }
 
     static func all() -> [(name: String, contents: String)] {
-        let es = FuzzKeys.es256, rs = FuzzKeys.rs256, ed = FuzzKeys.edDSA
-        let good = [entry(rs), entry(es), entry(ed)]
+        let es = FuzzKeys.es256, rs = FuzzKeys.rs256, ed = FuzzKeys.edDSA, ed25519 = FuzzKeys.ed25519
+        let good = [entry(rs), entry(es), entry(ed), entry(ed25519)]
         // A 1024-bit modulus: the first 128 bytes of the real one.
         let shortModulus = Base64URL.encode(Array((Base64URL.decode(rs.publicKey.jwk(kid: nil).n ?? "") ?? []).prefix(128)))
         let offCurveY = Base64URL.encode([UInt8](repeating: 1, count: 32))
@@ -44,6 +44,9 @@ enum SeedDocuments {
             ("ec-wrong-curve", document([entry(es) { $0.crv = "P-384" }])),
             ("ec-padded-x", document([entry(es) { $0.x = ($0.x ?? "") + "=" }])),
             ("okp-x448", document([entry(ed) { $0.crv = "Ed448" }])),
+            ("okp-ed448-alg", document([entry(ed25519) { $0.alg = "Ed448" }])),
+            ("ec-as-ed25519", document([entry(es) { $0.alg = "Ed25519" }])),
+            ("okp-no-alg", document([entry(ed25519) { $0.alg = nil }])),
             ("x-number", #"{"keys":[{"kty":"EC","crv":"P-256","x":1,"y":2,"kid":"k","alg":"ES256"}]}"#),
             ("keys-object", #"{"keys":{"kty":"EC"}}"#),
             ("keys-missing", #"{"key":[]}"#),

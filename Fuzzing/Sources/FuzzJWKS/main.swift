@@ -31,6 +31,8 @@ public func fuzzJWKS(_ data: UnsafeRawPointer, _ count: Int) -> CInt {
             continue
         }
         fuzzCheck(rebuilt.thumbprint == key.thumbprint, "a key's JWK rebuilds another key")
+        // EdDSA and Ed25519 share key material: the name must survive the round trip too.
+        fuzzCheck(rebuilt.algorithm == key.algorithm, "a key's JWK rebuilds it for another algorithm")
     }
     return 0
 }

@@ -23,7 +23,7 @@ enum SeedTokens {
     }
 
     static func all() -> [(name: String, contents: String)] {
-        let es = FuzzKeys.es256, rs = FuzzKeys.rs256, ed = FuzzKeys.edDSA
+        let es = FuzzKeys.es256, rs = FuzzKeys.rs256, ed = FuzzKeys.edDSA, ed25519 = FuzzKeys.ed25519
         let payload = claims()
         var seeds: [(name: String, contents: String)] = []
         for key in FuzzKeys.all {
@@ -46,6 +46,10 @@ enum SeedTokens {
             ("rs256-header-es256-key", sign(header("RS256", kid: "ES256"), payload, with: rs)),
             ("es256-header-rs256-kid", sign(header("ES256", kid: "RS256"), payload, with: es)),
             ("eddsa-header-es256-kid", sign(header("EdDSA", kid: "ES256"), payload, with: ed)),
+            // One key material, two names (RFC 9864): each header under the other name's kid.
+            ("ed25519-header-eddsa-kid", sign(header("Ed25519", kid: "EdDSA"), payload, with: ed25519)),
+            ("eddsa-header-ed25519-kid", sign(header("EdDSA", kid: "Ed25519"), payload, with: ed)),
+            ("ed25519-header-es256-kid", sign(header("Ed25519", kid: "ES256"), payload, with: ed25519)),
             ("embedded-jwk", sign(header("ES256", kid: "ES256", #","jwk":\#(ecJWK)"#), payload, with: es)),
             ("embedded-jwk-no-kid", sign(header("ES256", #","jwk":\#(ecJWK)"#), payload, with: es)),
             ("jku", sign(header("ES256", kid: "ES256", #","jku":"https://evil.example/jwks.json""#), payload, with: es)),

@@ -6,10 +6,14 @@ public enum FuzzKeys {
     public static let rs256 = load(rsaPEM, .rs256)
     public static let es256 = load(ecPEM, .es256)
     public static let edDSA = load(ed25519PEM, .edDSA)
+    /// The EdDSA key's own material under RFC 9864's name: every Ed25519 signature is valid
+    /// for both keys, so only the `alg` rule keeps an `Ed25519` token from verifying under the
+    /// `EdDSA` key or the reverse, and the fuzzer sees that rule alone tell them apart.
+    public static let ed25519 = load(ed25519PEM, .ed25519)
 
     /// Every key. A verifier finds each under its algorithm's name as `kid`, and nothing under
     /// any other `kid` (a traversal such as "../../etc/passwd" must find no key).
-    public static let all: [PrivateKey] = [rs256, es256, edDSA]
+    public static let all: [PrivateKey] = [rs256, es256, edDSA, ed25519]
 
     /// The public key a verifier finds under `kid`.
     public static func publicKey(kid: String) -> PublicKey? {

@@ -253,7 +253,7 @@ public struct BrokerConfiguration: Sendable, Equatable {
         case "database_statement_timeout":
             databaseStatementTimeout = try integer(1...3600, "a whole number of seconds in 1...3600")
         case "signing_alg":
-            guard let algorithm = JWSAlgorithm(rawValue: text) else { throw fail("one of RS256, ES256, EdDSA") }
+            guard let algorithm = JWSAlgorithm(rawValue: text) else { throw fail("one of RS256, ES256, EdDSA, Ed25519") }
             signingAlgorithm = algorithm
         case "access_lifetime": accessLifetime = try duration()
         case "refresh_lifetime": refreshLifetime = try duration()

@@ -24,11 +24,11 @@ enum KeySupport {
     }
 
     /// Throws unless `pkey` is a key `algorithm` may use: RSA (not RSA-PSS) of 2048 to 16384
-    /// bits for RS256, P-256 for ES256, Ed25519 for EdDSA.
+    /// bits for RS256, P-256 for ES256, Ed25519 for EdDSA and Ed25519.
     static func check(_ pkey: OpaquePointer, for algorithm: JWSAlgorithm) throws(CryptoError) {
         let type = EVP_PKEY_get_base_id(pkey)
-        switch algorithm {
-        case .rs256:
+        switch algorithm.keyFamily {
+        case .rsa:
             guard type == EVP_PKEY_RSA else {
                 throw CryptoError("RS256 needs an RSA key, got \(typeName(of: pkey))")
             }
@@ -50,7 +50,7 @@ enum KeySupport {
             guard BN_is_odd(exponent) == 1, BN_is_one(exponent) == 0 else {
                 throw CryptoError("RSA public exponent must be odd and greater than 1")
             }
-        case .es256:
+        case .p256:
             guard type == EVP_PKEY_EC else {
                 throw CryptoError("ES256 needs an EC P-256 key, got \(typeName(of: pkey))")
             }
@@ -58,9 +58,9 @@ enum KeySupport {
             guard curve == "prime256v1" || curve == "P-256" || curve == "secp256r1" else {
                 throw CryptoError("ES256 needs the P-256 curve, got \(curve.map { "curve \($0)" } ?? "explicit curve parameters")")
             }
-        case .edDSA:
+        case .ed25519:
             guard type == EVP_PKEY_ED25519 else {
-                throw CryptoError("EdDSA needs an Ed25519 key, got \(typeName(of: pkey))")
+                throw CryptoError("\(algorithm.rawValue) needs an Ed25519 key, got \(typeName(of: pkey))")
             }
         }
     }
@@ -80,10 +80,10 @@ enum KeySupport {
 
     /// The size in bytes of a JOSE signature made with `pkey`.
     static func signatureSize(of pkey: OpaquePointer, algorithm: JWSAlgorithm) -> Int {
-        switch algorithm {
-        case .rs256: Int(EVP_PKEY_get_size(pkey))
-        case .es256: 2 * ECDSASignature.scalarSize
-        case .edDSA: 64
+        switch algorithm.keyFamily {
+        case .rsa: Int(EVP_PKEY_get_size(pkey))
+        case .p256: 2 * ECDSASignature.scalarSize
+        case .ed25519: 64
         }
     }
 
@@ -127,13 +127,13 @@ enum KeyOperation {
 
     func makePool(pkey: OpaquePointer, algorithm: JWSAlgorithm) -> ContextPool {
         let operation = self
-        switch algorithm {
-        case .edDSA:
+        switch algorithm.keyFamily {
+        case .ed25519:
             return ContextPool(
                 factory: { operation.makeDigestContext(pkey: pkey) },
                 destroy: { EVP_MD_CTX_free($0) }
             )
-        case .rs256, .es256:
+        case .rsa, .p256:
             return ContextPool(
                 factory: { operation.makeKeyContext(pkey: pkey, algorithm: algorithm) },
                 destroy: { EVP_PKEY_CTX_free($0) }
@@ -161,7 +161,7 @@ enum KeyOperation {
         case .sign: EVP_PKEY_sign_init(context) == 1
         case .verify: EVP_PKEY_verify_init(context) == 1
         }
-        if ok && algorithm == .rs256 {
+        if ok && algorithm.keyFamily == .rsa {
             ok = EVP_PKEY_CTX_set_rsa_padding(context, RSA_PKCS1_PADDING) == 1
         }
         if ok {

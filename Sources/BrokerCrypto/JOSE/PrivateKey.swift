@@ -4,7 +4,7 @@ import COpenSSL
 /// A private signing key held in an OpenSSL `EVP_PKEY`.
 ///
 /// Loading checks that the key fits its algorithm (RSA of at least 2048 bits for RS256, P-256
-/// for ES256, Ed25519 for EdDSA) and that it signs something its public half verifies, so a
+/// for ES256, Ed25519 for EdDSA and Ed25519) and that it signs something its public half verifies, so a
 /// wrong or corrupted key fails at startup rather than on the first token.
 ///
 /// `@unchecked Sendable` because the `EVP_PKEY` is never modified after `init`, OpenSSL allows
@@ -52,10 +52,10 @@ public final class PrivateKey: @unchecked Sendable {
 
     /// Generates a fresh key: RSA 2048 bits with e = 65537, P-256, or Ed25519.
     public static func generate(_ algorithm: JWSAlgorithm) throws -> PrivateKey {
-        let name: StaticString = switch algorithm {
-        case .rs256: "RSA"
-        case .es256: "EC"
-        case .edDSA: "ED25519"
+        let name: StaticString = switch algorithm.keyFamily {
+        case .rsa: "RSA"
+        case .p256: "EC"
+        case .ed25519: "ED25519"
         }
         guard let context = EVP_PKEY_CTX_new_from_name(nil, staticCString(name), nil) else {
             throw CryptoError.openSSL("cannot create a key generation context")
@@ -64,17 +64,17 @@ public final class PrivateKey: @unchecked Sendable {
         guard EVP_PKEY_keygen_init(context) == 1 else {
             throw CryptoError.openSSL("cannot initialise key generation")
         }
-        switch algorithm {
-        case .rs256:
+        switch algorithm.keyFamily {
+        case .rsa:
             // The public exponent defaults to 65537.
             guard EVP_PKEY_CTX_set_rsa_keygen_bits(context, 2048) == 1 else {
                 throw CryptoError.openSSL("cannot set the RSA key size")
             }
-        case .es256:
+        case .p256:
             guard EVP_PKEY_CTX_set_group_name(context, staticCString("P-256")) == 1 else {
                 throw CryptoError.openSSL("cannot select the P-256 curve")
             }
-        case .edDSA:
+        case .ed25519:
             break
         }
         var pkey: OpaquePointer?
@@ -104,7 +104,8 @@ public final class PrivateKey: @unchecked Sendable {
     }
 
     /// Signs `message` and returns the JOSE-form signature: PKCS#1 v1.5 with SHA-256 for RS256,
-    /// the 64-byte R||S of ECDSA P-256 with SHA-256 and S ≤ n/2 for ES256, pure Ed25519 for EdDSA.
+    /// the 64-byte R||S of ECDSA P-256 with SHA-256 and S ≤ n/2 for ES256, pure Ed25519 for
+    /// EdDSA and Ed25519 (the same signature under either name).
     public func sign(_ message: UnsafeRawBufferPointer) throws -> [UInt8] {
         var failure: CryptoError?
         let signature = [UInt8](unsafeUninitializedCapacity: signatureSize) { buffer, count in
@@ -130,8 +131,8 @@ public final class PrivateKey: @unchecked Sendable {
         precondition(output.count >= signatureSize, "signature buffer too small")
         let outputBase = output.baseAddress!.assumingMemoryBound(to: UInt8.self)
         let ok: Bool?
-        switch algorithm {
-        case .edDSA:
+        switch algorithm.keyFamily {
+        case .ed25519:
             ok = signers.withContext { context in
                 var length = signatureSize
                 let signed = withNonNullBase(message) { base, count in
@@ -139,7 +140,7 @@ public final class PrivateKey: @unchecked Sendable {
                 }
                 return (signed && length == signatureSize, signed)
             }
-        case .rs256:
+        case .rsa:
             ok = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: Digest.sha256Size) { digest in
                 Digest.sha256(message, into: digest.baseAddress!)
                 return signers.withContext { context in
@@ -148,7 +149,7 @@ public final class PrivateKey: @unchecked Sendable {
                     return (signed && length == signatureSize, signed)
                 }
             }
-        case .es256:
+        case .p256:
             ok = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: Digest.sha256Size + ECDSASignature.maxDERSize) { scratch in
                 let digest = scratch.baseAddress!
                 let der = digest + Digest.sha256Size

@@ -85,23 +85,28 @@ public final class PublicKey: @unchecked Sendable {
     }
 
     /// Builds a key from a public JWK: RSA (`n`, `e`), EC P-256 (`x`, `y`, checked to be a
-    /// point on the curve) or OKP Ed25519 (`x`). The algorithm follows from `kty`; an `alg`
-    /// or `use` member that contradicts it is an error.
+    /// point on the curve) or OKP Ed25519 (`x`). The key verifies for its `alg`, which must fit
+    /// the `kty` (an OKP key may be `EdDSA` or `Ed25519`, RFC 9864); a JWK without `alg` gets
+    /// the one its `kty` implies (`EdDSA` for OKP, as RFC 8037 wrote it). A `use` other than
+    /// "sig" is an error. Verifiers that must not guess (`JWKSKeySet`) refuse a JWK without
+    /// `alg` before they get here.
     public convenience init(jwk: JWK) throws {
-        let algorithm: JWSAlgorithm
-        switch jwk.kty {
-        case "RSA": algorithm = .rs256
-        case "EC": algorithm = .es256
-        case "OKP": algorithm = .edDSA
-        default: throw CryptoError("unsupported JWK key type \"\(jwk.kty.prefix(16))\"")
+        guard let family = KeyFamily(keyType: jwk.kty) else {
+            throw CryptoError("unsupported JWK key type \"\(jwk.kty.prefix(16))\"")
         }
-        if let alg = jwk.alg, alg != algorithm.rawValue {
-            throw CryptoError("JWK of type \(jwk.kty) cannot be used with alg \"\(alg.prefix(16))\"")
+        let algorithm: JWSAlgorithm
+        if let alg = jwk.alg {
+            guard let named = JWSAlgorithm(rawValue: alg), named.keyFamily == family else {
+                throw CryptoError("JWK of type \(jwk.kty) cannot be used with alg \"\(alg.prefix(16))\"")
+            }
+            algorithm = named
+        } else {
+            algorithm = family.impliedAlgorithm
         }
         if let use = jwk.use, use != "sig" {
             throw CryptoError("JWK is not a signature key (use \"\(use.prefix(16))\")")
         }
-        let pkey = try Self.makePKey(from: jwk, algorithm: algorithm)
+        let pkey = try Self.makePKey(from: jwk, family: family)
         try self.init(owning: pkey, algorithm: algorithm)
     }
 
@@ -130,7 +135,7 @@ public final class PublicKey: @unchecked Sendable {
     /// Whether `signature` is a valid JOSE-form signature of `message` by this key.
     ///
     /// An ES256 signature must be exactly 64 bytes (R||S) with S ≤ n/2, an RS256 one exactly the
-    /// modulus size, an EdDSA one 64 bytes; anything else is false. Together with strict
+    /// modulus size, an EdDSA or Ed25519 one 64 bytes; anything else is false. Together with strict
     /// base64url this gives every valid token exactly one spelling.
     public func verify(signature: [UInt8], message: UnsafeRawBufferPointer) -> Bool {
         guard signature.count == signatureSize else { return false }
@@ -146,8 +151,8 @@ public final class PublicKey: @unchecked Sendable {
         guard signature.count == signatureSize, let signatureBase = signature.baseAddress else { return false }
         let signatureBytes = signatureBase.assumingMemoryBound(to: UInt8.self)
         let valid: Bool?
-        switch algorithm {
-        case .edDSA:
+        switch algorithm.keyFamily {
+        case .ed25519:
             valid = verifiers.withContext { context in
                 let result = withNonNullBase(message) { base, count in
                     EVP_DigestVerify(context, signatureBytes, signature.count, base, count)
@@ -155,7 +160,7 @@ public final class PublicKey: @unchecked Sendable {
                 // 0 is "bad signature", which leaves the context usable; < 0 is an internal error.
                 return (result == 1, result >= 0)
             }
-        case .rs256:
+        case .rsa:
             valid = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: Digest.sha256Size) { digest in
                 Digest.sha256(message, into: digest.baseAddress!)
                 return verifiers.withContext { context in
@@ -163,7 +168,7 @@ public final class PublicKey: @unchecked Sendable {
                     return (result == 1, result >= 0)
                 }
             }
-        case .es256:
+        case .p256:
             // (r, n − s) verifies wherever (r, s) does: only the low-S spelling is a token.
             guard ECDSASignature.hasLowS(signature) else { return false }
             valid = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: Digest.sha256Size + ECDSASignature.maxDERSize) { scratch in
@@ -191,16 +196,16 @@ public final class PublicKey: @unchecked Sendable {
     // MARK: - JWK members and thumbprint
 
     private static func extractMembers(_ pkey: OpaquePointer, algorithm: JWSAlgorithm) throws(CryptoError) -> Members {
-        switch algorithm {
-        case .rs256:
+        switch algorithm.keyFamily {
+        case .rsa:
             let n = try bigNumberParameter(pkey, staticCString("n"), width: nil)
             let e = try bigNumberParameter(pkey, staticCString("e"), width: nil)
             return Members(n: Base64URL.encode(n), e: Base64URL.encode(e))
-        case .es256:
+        case .p256:
             let x = try bigNumberParameter(pkey, staticCString("qx"), width: ECDSASignature.scalarSize)
             let y = try bigNumberParameter(pkey, staticCString("qy"), width: ECDSASignature.scalarSize)
             return Members(crv: "P-256", x: Base64URL.encode(x), y: Base64URL.encode(y))
-        case .edDSA:
+        case .ed25519:
             var raw = [UInt8](repeating: 0, count: 32)
             var length = raw.count
             guard EVP_PKEY_get_raw_public_key(pkey, &raw, &length) == 1, length == 32 else {
@@ -233,20 +238,21 @@ public final class PublicKey: @unchecked Sendable {
     }
 
     /// RFC 7638: SHA-256 over the required members in lexicographic order, no whitespace.
+    /// `alg` is not among them: one Ed25519 key has one thumbprint under `EdDSA` and `Ed25519`.
     private static func thumbprint(_ members: Members, algorithm: JWSAlgorithm) -> String {
         var json = JSONWriter(capacity: 512)
         json.beginObject()
-        switch algorithm {
-        case .rs256:
+        switch algorithm.keyFamily {
+        case .rsa:
             json.field("e", members.e ?? "")
             json.field("kty", "RSA")
             json.field("n", members.n ?? "")
-        case .es256:
+        case .p256:
             json.field("crv", members.crv ?? "")
             json.field("kty", "EC")
             json.field("x", members.x ?? "")
             json.field("y", members.y ?? "")
-        case .edDSA:
+        case .ed25519:
             json.field("crv", members.crv ?? "")
             json.field("kty", "OKP")
             json.field("x", members.x ?? "")
@@ -257,9 +263,9 @@ public final class PublicKey: @unchecked Sendable {
 
     // MARK: - Keys from JWK members
 
-    private static func makePKey(from jwk: JWK, algorithm: JWSAlgorithm) throws(CryptoError) -> OpaquePointer {
-        switch algorithm {
-        case .rs256:
+    private static func makePKey(from jwk: JWK, family: KeyFamily) throws(CryptoError) -> OpaquePointer {
+        switch family {
+        case .rsa:
             guard let nText = jwk.n, let eText = jwk.e else { throw CryptoError("RSA JWK lacks n or e") }
             guard var n = Base64URL.decode(nText), var e = Base64URL.decode(eText) else {
                 throw CryptoError("RSA JWK n or e is not base64url")
@@ -278,7 +284,7 @@ public final class PublicKey: @unchecked Sendable {
                 else { return nil }
                 return finish()
             }
-        case .es256:
+        case .p256:
             guard jwk.crv == "P-256" else {
                 throw CryptoError("EC JWK must use curve P-256, got \(jwk.crv.map { "\"\($0.prefix(16))\"" } ?? "none")")
             }
@@ -306,7 +312,7 @@ public final class PublicKey: @unchecked Sendable {
                 throw CryptoError.openSSL("EC JWK point is not on the P-256 curve")
             }
             return pkey
-        case .edDSA:
+        case .ed25519:
             guard jwk.crv == "Ed25519" else {
                 throw CryptoError("OKP JWK must use curve Ed25519, got \(jwk.crv.map { "\"\($0.prefix(16))\"" } ?? "none")")
             }
