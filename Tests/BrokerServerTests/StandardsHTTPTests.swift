@@ -119,6 +119,24 @@ final class StandardsHTTPTests: XCTestCase {
         }
     }
 
+    /// RFC 7662's `client_id`: introspection names the client of an access token and of a
+    /// refresh token's session.
+    func testIntrospectionNamesTheClient() async throws {
+        let harness = self.harness!
+        let fixtures = AccountAdministration(store: harness.services.store, pool: harness.services.passwords, clock: harness.clock)
+        try await fixtures.addUser("root", password: ServerHarness.password, globalRole: .admin, by: .operator)
+        try await harness.withClient { client in
+            let admin = try await client.sessionToken("root")
+            let exchanged = try await client.form("/oauth/token", Self.exchange + "&audience=sliderule&client_id=notebook")
+            for name in ["access_token", "refresh_token"] {
+                let token = try XCTUnwrap(exchanged.body[name] as? String)
+                let answer = try await client.form("/oauth/introspect", "token=\(token)", token: admin)
+                XCTAssertEqual(answer.body["active"] as? Bool, true, name)
+                XCTAssertEqual(answer.body["client_id"] as? String, "notebook", name)
+            }
+        }
+    }
+
     /// RFC 6749 section 6: a refresh token renews only for the client it was issued to; a
     /// refusal leaves it unused, so its own client still renews it.
     func testARefreshTokenRenewsOnlyForItsClient() async throws {

@@ -94,6 +94,7 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
                 json.key("nbf"); json.int(claims.notBefore)
                 json.key("exp"); json.int(claims.expiresAt)
                 json.key("jti"); json.string(claims.tokenID)
+                if let clientID = claims.clientID { json.key("client_id"); json.string(clientID) }
                 if !claims.organization.isEmpty {
                     json.key("org"); json.string(claims.organization)
                     json.field("org_roles", strings: claims.organizationRoles)
@@ -111,6 +112,7 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
                 json.key("iat"); json.int(Int64(token.issuedAt.timeIntervalSince1970.rounded(.down)))
                 json.key("exp"); json.int(Int64(token.expiresAt.timeIntervalSince1970.rounded(.down)))
                 json.key("sid"); json.string(family.id)
+                json.key("client_id"); json.string(family.client(slideRule: services.orgTokens.slideRuleClient).rawValue)
             }
             json.endObject()
         }

@@ -78,8 +78,7 @@ public struct AccessTokenClaims: Sendable, Equatable {
         self.memberships = memberships
     }
 
-    /// Every claim name `encoded()` can write, in its order: what the OpenID configuration
-    /// advertises as `claims_supported`.
+    /// Every claim name `encoded()` can write, in its order.
     public static let claimNames = [
         "iss", "sub", "aud", "org", "org_roles", "iat", "nbf", "exp", "jti", "client_id", "auth_time", "amr", "idp",
         "token_type", "org_name", "user_id", "user_name", "memberships", "cluster_roles", "sid", "role",
