@@ -81,7 +81,7 @@ final class ContractHTTPTests: XCTestCase {
             "BadRequestCode": 400, "UnauthorizedCode": 401, "ForbiddenCode": 403, "NotFoundCode": 404,
             "MethodNotAllowedCode": 405, "ConflictCode": 409, "PayloadTooLargeCode": 413,
             "UnsupportedMediaTypeCode": 415, "TooManyAttemptsCode": 429, "InternalErrorCode": 500, "NotImplementedCode": 501,
-            "BadGatewayCode": 502, "UnavailableCode": 503,
+            "BadGatewayCode": 502, "UnavailableCode": 503, "GatewayTimeoutCode": 504,
         ]
         var listed: [String] = []
         for (name, status) in statusOfSchema {
