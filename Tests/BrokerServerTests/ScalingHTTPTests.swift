@@ -376,6 +376,42 @@ final class ScalingHTTPTests: XCTestCase {
         }
     }
 
+    /// The answers a provisioner brings about keep openapi.yaml: passed on (200, and 409 under
+    /// `default`), or the broker's own 502 and 504.
+    func testForwardedAnswersKeepTheContract() async throws {
+        let contract = try OpenAPIContract.load()
+        let server = try ScriptedHTTPServer { head in
+            if head.hasPrefix("PUT ") { return Self.json(#"{"status":"FAILED","error_msg":"busy"}"#, status: "409 Conflict") }
+            if head.hasPrefix("POST ") { return .bytes(Array("garbage\r\n\r\n".utf8)) }
+            if head.hasPrefix("GET /ps/api/org_ip_adr/") {
+                Thread.sleep(forTimeInterval: 2)
+                return Self.json("{}")
+            }
+            return Self.json(Self.nodeCounts)
+        }
+        defer { server.stop() }
+        let harness = try await harness(provisioner: server, timeout: 1)
+        try await harness.withClient { client in
+            let access = try await client.orgTokens("alice", "org1").access
+            let expected: [(HTTPRequest.Method, String, HTTPResponse.Status)] = [
+                (.get, "/api/org_num_nodes/org1/", .ok), (.put, "/api/desired_org_num_nodes/org1/3/", .conflict),
+                (.post, "/api/desired_org_num_nodes_ttl/org1/3/15/", .badGateway), (.get, "/api/org_ip_adr/org1/", .gatewayTimeout),
+            ]
+            for (method, uri, status) in expected {
+                let answer = try await client.execute(
+                    uri: uri, method: method, headers: [.authorization: "Bearer \(access)"]
+                ) { response in
+                    LiveAnswer(
+                        method: method, uri: uri, status: response.status, headers: response.headers,
+                        body: Array(response.body.readableBytesView))
+                }
+                XCTAssertEqual(answer.status, status, uri)
+                XCTAssertEqual(contract.violations(of: answer), [], uri)
+            }
+        }
+        try await harness.shutdown()
+    }
+
     /// `field name → values` of a request head, names in lower case.
     static func fields(_ head: String) -> [String: [String]] {
         var fields: [String: [String]] = [:]
