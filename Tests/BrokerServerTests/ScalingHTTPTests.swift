@@ -240,6 +240,11 @@ final class ScalingHTTPTests: XCTestCase {
             let answer = try await client.api(.get, "/api/org_num_nodes/org2/", token: bob)
             XCTAssertEqual(answer.status, .ok)
             XCTAssertEqual(server.received.count, 1)
+            // A body over 64 KiB is refused before anything is recorded or asked.
+            let oversized = try await client.api(
+                .post, "/api/desired_org_num_nodes_ttl/org1/3/15/", token: alice,
+                json: #"{"pad":""# + String(repeating: "x", count: 70_000) + #""}"#)
+            Self.assertScalingError(oversized, .contentTooLarge, "payload_too_large", "a body over 64 KiB")
 
             // A removed member is refused at once, whatever the token still says.
             try await harness.services.accounts.removeMember(organization: "org1", username: "alice", by: .operator)

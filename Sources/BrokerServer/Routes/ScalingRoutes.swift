@@ -46,10 +46,17 @@ struct ScalingRoutes<Context: RemoteAddressRequestContext>: Sendable {
         _ request: Request, _ context: Context, operation: (Parameters) throws -> ScalingCall.Operation
     ) async throws -> Response {
         let call = ScalingCall(organization: try context.parameters.decoded("org"), operation: try operation(context.parameters))
+        var request = request
         let token = try request.bearerToken()
-        let send = provisioner.map { provisioner in
+        // What would go to the provisioner is read and checked before anything is recorded or asked.
+        var body = ByteBuffer()
+        if let provisioner {
+            _ = try provisioner.target(ProvisionerRequest.pathAndQuery(call.path, request.uri.query))
+            body = try await RequestBodyReading.collect(&request, upTo: ProvisionerClient.maximumBodySize)
+        }
+        let send = provisioner.map { [request] provisioner in
             { (identity: ScalingIdentity) async throws -> ProvisionerResponse in
-                try await provisioner.send(try await outgoing(call, request, context, identity), logger: context.logger)
+                try await provisioner.send(outgoing(call, request, body, context, identity), logger: context.logger)
             }
         }
         let answer = try await services.scaling.run(
@@ -63,10 +70,8 @@ struct ScalingRoutes<Context: RemoteAddressRequestContext>: Sendable {
     /// The call as the provisioner receives it: the call's path, the client's query and body
     /// (at most 64 KiB), and the headers of ``ProvisionerRequest/headers(from:identity:origin:requestID:)``.
     private func outgoing(
-        _ call: ScalingCall, _ request: Request, _ context: Context, _ identity: ScalingIdentity
-    ) async throws -> ProvisionerRequest {
-        var request = request
-        let body = try await RequestBodyReading.collect(&request, upTo: ProvisionerClient.maximumBodySize)
+        _ call: ScalingCall, _ request: Request, _ body: ByteBuffer, _ context: Context, _ identity: ScalingIdentity
+    ) throws -> ProvisionerRequest {
         let origin = ProvisionerRequest.Origin(
             clientIP: ClientIP.of(request, context: context, trustedProxies: services.trustedProxies),
             scheme: forwardedScheme(request, context), host: request.head.authority)

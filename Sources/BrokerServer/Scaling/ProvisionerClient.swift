@@ -61,11 +61,7 @@ public final class ProvisionerClient: Sendable {
     ///   ``ErrorCode/provisionerBadResponse`` for an answer that is not a JSON object of at most
     ///   64 KiB; 502 ``ErrorCode/provisionerUnavailable`` when it cannot be reached.
     func send(_ outgoing: ProvisionerRequest, logger: Logger) async throws -> ProvisionerResponse {
-        let url = baseURL + outgoing.pathAndQuery
-        guard URL(string: url) != nil else {
-            throw BrokerError(.invalidRequest, "the request's query cannot be passed on")
-        }
-        var request = HTTPClientRequest(url: url)
+        var request = HTTPClientRequest(url: try target(outgoing.pathAndQuery))
         request.method = HTTPMethod(rawValue: outgoing.method.rawValue)
         request.headers = outgoing.headers
         if let body = outgoing.body { request.body = .bytes(body) }
@@ -84,6 +80,14 @@ public final class ProvisionerClient: Sendable {
                 "provisioner call failed", metadata: ["path": "\(outgoing.path)", "error": "\(String(reflecting: error))"])
             throw Self.brokerError(for: error)
         }
+    }
+
+    /// The URL a call goes to: the provisioner's URL and the call's path and query.
+    /// - Throws: 400 ``ErrorCode/invalidRequest`` for a query that makes no URL.
+    func target(_ pathAndQuery: String) throws -> String {
+        let url = baseURL + pathAndQuery
+        guard URL(string: url) != nil else { throw BrokerError(.invalidRequest, "the request's query cannot be passed on") }
+        return url
     }
 
     /// A client error in the catalogue's terms.
@@ -132,7 +136,9 @@ struct ProvisionerRequest: Sendable {
     var headers: HTTPHeaders
     var body: ByteBuffer?
 
-    var pathAndQuery: String { query.map { path + "?" + $0 } ?? path }
+    var pathAndQuery: String { Self.pathAndQuery(path, query) }
+
+    static func pathAndQuery(_ path: String, _ query: String?) -> String { query.map { path + "?" + $0 } ?? path }
 
     /// Where the call came from, for `X-Forwarded-For`, `-Proto` and `-Host`.
     struct Origin: Sendable, Equatable {
