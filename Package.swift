@@ -128,7 +128,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // HTTP only: decode, call the core, encode.
+        // HTTP only: decode, call the core, encode (and pass scaling calls on to the provisioner).
         .target(
             name: "BrokerServer",
             dependencies: [
@@ -138,6 +138,8 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                // The provisioner's client (scaling calls of generation-1 clients).
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             // Compiled into the binary: a resource bundle must sit beside the binary, and an
             // installation that copies the binary alone (the container image did) stopped at start.

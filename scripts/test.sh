@@ -17,6 +17,17 @@ if ! "$venv/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(m.vers
     "$sliderule_version" 2>/dev/null; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check "sliderule==$sliderule_version"
 fi
+# The generation-1 client, sliderule 4.20.0, which SlideRuleGeneration1ClientTests scales a
+# cluster with through the broker. Beside 5.7.0, not over it: --no-deps into a directory of its
+# own (.venv-tests/sliderule4, which the test puts first on sys.path); its dependencies (numpy,
+# requests, geopandas, ...) are 5.7.0's, already in the venv.
+sliderule4_version=4.20.0
+sliderule4_dir=$venv/sliderule4
+if ! "$venv/bin/python" -c 'import sys; sys.path.insert(0, sys.argv[1]); import sliderule; sys.exit(sliderule.__version__ != sys.argv[2])' \
+    "$sliderule4_dir" "$sliderule4_version" >/dev/null 2>&1; then
+  rm -rf "$sliderule4_dir"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --target "$sliderule4_dir" "sliderule==$sliderule4_version"
+fi
 # Selenium, which drives the headless Chromium of PortalBrowserTests (Tests/Browser/). 4.51.0 is
 # pinned: 4.52 and later need a certifi newer than the package index this project is tested with
 # holds. Selenium Manager stays offline: the driver names /usr/bin/chromedriver and chromium itself.

@@ -212,6 +212,8 @@ extension BrokerConfiguration {
         case "generation2_access_lifetime": "\(generation2AccessLifetime)"
         case "home_org": homeOrganization
         case "sliderule_client_id": slideRuleClientID.rawValue
+        case "provisioner_url": provisionerURL.isEmpty ? "(unset: scaling calls are answered 501)" : provisionerURL
+        case "provisioner_timeout": "\(provisionerTimeout)"
         case "admin_session_lifetime": "\(adminSessionLifetime)"
         case "portal": portalEnabled ? "on" : "off"
         case "portal_session_lifetime": "\(portalSessionLifetime)"

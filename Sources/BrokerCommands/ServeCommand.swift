@@ -60,7 +60,12 @@ struct ServeCommand: AsyncParsableCommand {
                 let services = try await BrokerServices(
                     configuration: configuration, store: environment.store, keyRing: keyRing,
                     logger: environment.logger, githubAPI: github, keyStorage: keyStorage)
-                close = { try await services.shutdown() }
+                // One HTTP client for the scaling calls the broker passes on, closed on every way out.
+                let provisioner = ProvisionerClient(configuration: configuration)
+                close = {
+                    try? await provisioner?.shutdown()
+                    try await services.shutdown()
+                }
                 try await services.start()
                 let maintenance = KeyRingMaintenance(
                     storage: keyStorage, ring: keyRing, algorithm: configuration.signingAlgorithm,
@@ -76,7 +81,8 @@ struct ServeCommand: AsyncParsableCommand {
                     BrokerApplication.make(
                         services: services, host: configuration.host, port: configuration.port, logger: environment.logger,
                         metrics: configuration.metricsPort == nil ? metrics : nil, connections: connections,
-                        extraRoutes: configuration.portalEnabled ? [PortalRoutes(services: services)] : []
+                        extraRoutes: configuration.portalEnabled ? [PortalRoutes(services: services)] : [],
+                        provisioner: provisioner
                     ) { channel in
                         onRunning()
                         let bound = channel.localAddress?.port ?? configuration.port
@@ -160,6 +166,9 @@ struct ServeCommand: AsyncParsableCommand {
 
             """
         if configuration.portalEnabled { banner += "  portal \(configuration.issuer)/signin (pages for people: docs/portal.md)\n" }
+        if !configuration.provisionerURL.isEmpty {
+            banner += "  scaling calls of generation-1 clients forwarded to \(configuration.provisionerURL)\n"
+        }
         if let firstSteps { banner += "\n" + firstSteps.text(base: base) }
         // Written unbuffered: whoever started us (a person, a test) reads it before we exit.
         FileHandle.standardOutput.write(Data(banner.utf8))

@@ -35,6 +35,8 @@ public struct BrokerServices: Sendable {
     /// Broker session tokens (admin and membership API).
     public let sessions: BrokerSessionService
     public let introspection: TokenIntrospection
+    /// Who may send the generation-1 client's scaling calls on to the provisioner.
+    public let scaling: ClusterScaling
     public let keys: KeyAdministration
     /// Where the key ring and the server secrets live (files and the store, or sealed in the database).
     public let keyStorage: any KeyRingStorage
@@ -126,6 +128,9 @@ public struct BrokerServices: Sendable {
             lifetime: configuration.adminSessionLifetime, logger: logger, flows: flows)
         introspection = TokenIntrospection(
             store: store, verifier: verifier, clock: clock, flows: flows,
+            githubMappedOrganizations: Set(configuration.githubOrganizations.map(\.organization)))
+        scaling = ClusterScaling(
+            tokens: PresentedTokens(store: store, verifier: verifier, clock: clock), trail: audit,
             githubMappedOrganizations: Set(configuration.githubOrganizations.map(\.organization)))
         keys = KeyAdministration(
             storage: keyStorage, ring: keyRing,

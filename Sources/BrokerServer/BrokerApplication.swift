@@ -20,10 +20,14 @@ public protocol BrokerRouteFamily: Sendable {
 /// try await app.runService()
 /// ```
 public enum BrokerApplication {
-    /// - Parameter extraRoutes: route families of other modules (the portal), registered after
-    ///   the API's, inside the same middleware.
+    /// - Parameters:
+    ///   - extraRoutes: route families of other modules (the portal), registered after the API's,
+    ///     inside the same middleware.
+    ///   - provisioner: where the generation-1 client's scaling calls go (`provisioner_url`);
+    ///     nil: they are answered 501. Its owner shuts it down.
     public static func router(
-        services: BrokerServices, metrics: PrometheusCollectorRegistry? = nil, extraRoutes: [any BrokerRouteFamily] = []
+        services: BrokerServices, metrics: PrometheusCollectorRegistry? = nil, extraRoutes: [any BrokerRouteFamily] = [],
+        provisioner: ProvisionerClient? = nil
     ) -> Router<BrokerRequestContext> {
         // Every GET route also answers HEAD, as GET without the body.
         let router = Router(context: BrokerRequestContext.self, options: .autoGenerateHeadEndpoints)
@@ -35,6 +39,7 @@ public enum BrokerApplication {
         router.add(middleware: AccessLogMiddleware())
         router.add(middleware: ErrorMiddleware())
         Generation1Routes(services: services).register(on: router)
+        ScalingRoutes(services: services, provisioner: provisioner).register(on: router)
         Generation2Routes(services: services).register(on: router)
         OAuthRoutes(services: services).register(on: router)
         KeyPublicationRoutes(services: services).register(on: router)
@@ -77,6 +82,7 @@ public enum BrokerApplication {
     public static func make(
         services: BrokerServices, host: String, port: Int, logger: Logger, metrics: PrometheusCollectorRegistry? = nil,
         connections: ConnectionLimits = ConnectionLimits(), extraRoutes: [any BrokerRouteFamily] = [],
+        provisioner: ProvisionerClient? = nil,
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let proxies = services.trustedProxies
@@ -84,7 +90,7 @@ public enum BrokerApplication {
             IPAddress(peer).map(proxies.isTrusted) ?? false
         }
         return Application(
-            router: router(services: services, metrics: metrics, extraRoutes: extraRoutes),
+            router: router(services: services, metrics: metrics, extraRoutes: extraRoutes, provisioner: provisioner),
             server: guarded.http1(),
             configuration: .init(address: .hostname(host, port: port), serverName: "broker"),
             onServerRunning: onServerRunning,

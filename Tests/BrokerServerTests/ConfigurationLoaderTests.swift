@@ -228,4 +228,40 @@ final class ConfigurationLoaderTests: XCTestCase {
             try [GitHubOrganizationMapping(organization: "a", githubOrganization: "A", teams: ["t": "b-cluster"])]
                 .validate(against: organizations))
     }
+
+    /// `provisioner_url` is read like the other URL keys and checked at start: a malformed one
+    /// stops the broker rather than answering 502 to every scaling call.
+    func testTheProvisionerURLIsCheckedAtStart() async throws {
+        var loaded = try await ConfigurationLoader(environment: [:]).load(file: nil, flags: [:])
+        XCTAssertEqual(loaded.provisionerURL, "", "unset: scaling calls are answered 501")
+        XCTAssertEqual(loaded.provisionerTimeout, 10)
+        loaded = try await ConfigurationLoader(
+            environment: ["BROKER_PROVISIONER_URL": "http://10.0.0.5:8000/ps/", "BROKER_PROVISIONER_TIMEOUT": "3"]
+        ).load(file: try file("provisioner_url: https://ps-internal.example.org\n"), flags: [:])
+        XCTAssertEqual(loaded.provisionerURL, "http://10.0.0.5:8000/ps/", "the environment over the file")
+        XCTAssertEqual(loaded.provisionerTimeout, 3)
+        loaded = try await ConfigurationLoader(environment: [:])
+            .load(file: try file("provisioner_url: https://[::1]:9443\n"), flags: [:])
+        XCTAssertEqual(loaded.provisionerURL, "https://[::1]:9443")
+
+        for bad in [
+            "ftp://ps.example.org", "ps.example.org", "/api", "http://", "https:///ps", "https://ps.example.org/?x=1",
+            "https://ps.example.org/#top", "http://admin:secret@ps.example.org/", "http://ps example.org/",
+        ] {
+            do {
+                _ = try await ConfigurationLoader(environment: ["BROKER_PROVISIONER_URL": bad]).load(file: nil, flags: [:])
+                XCTFail("accepted \(bad)")
+            } catch {
+                XCTAssertTrue("\(error)".contains("provisioner_url"), "\(bad): \(error)")
+            }
+        }
+        for bad in ["0", "301", "1.5", "ten"] {
+            do {
+                _ = try await ConfigurationLoader(environment: ["BROKER_PROVISIONER_TIMEOUT": bad]).load(file: nil, flags: [:])
+                XCTFail("accepted provisioner_timeout \(bad)")
+            } catch {
+                XCTAssertTrue("\(error)".contains("BROKER_PROVISIONER_TIMEOUT"), "\(bad): \(error)")
+            }
+        }
+    }
 }

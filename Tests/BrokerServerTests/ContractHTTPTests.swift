@@ -81,7 +81,7 @@ final class ContractHTTPTests: XCTestCase {
             "BadRequestCode": 400, "UnauthorizedCode": 401, "ForbiddenCode": 403, "NotFoundCode": 404,
             "MethodNotAllowedCode": 405, "ConflictCode": 409, "PayloadTooLargeCode": 413,
             "UnsupportedMediaTypeCode": 415, "TooManyAttemptsCode": 429, "InternalErrorCode": 500, "NotImplementedCode": 501,
-            "BadGatewayCode": 502, "UnavailableCode": 503,
+            "BadGatewayCode": 502, "UnavailableCode": 503, "GatewayTimeoutCode": 504,
         ]
         var listed: [String] = []
         for (name, status) in statusOfSchema {
@@ -181,6 +181,13 @@ final class ContractHTTPTests: XCTestCase {
             expect(try await call(.post, "/api/org_token/", json: oversized), .contentTooLarge)
             expect(try await call(.get, "/api/membership_status/org1/", token: access), .ok)
             expect(try await call(.get, "/api/membership_status/org1/"), .unauthorized)
+            // The scaling calls, without a provisioner (ScalingHTTPTests has the forwarded answers).
+            expect(try await call(.get, "/api/org_num_nodes/org1/", token: access), .notImplemented)
+            expect(try await call(.put, "/api/desired_org_num_nodes/org1/3/", token: access), .notImplemented)
+            expect(try await call(.post, "/api/desired_org_num_nodes_ttl/org1/3/15", token: access), .notImplemented)
+            expect(try await call(.get, "/api/org_ip_adr/org1/"), .unauthorized)
+            expect(try await call(.get, "/api/org_ip_adr/org2/", token: access), .forbidden)
+            expect(try await call(.put, "/api/desired_org_num_nodes/org1/-1/", token: access), .badRequest)
             let refreshed = try await call(.post, "/api/org_token/refresh/", json: #"{"refresh":"\#(refresh)"}"#)
             expect(refreshed, .ok)
             expect(try await call(.post, "/api/org_token/refresh/", json: #"{"refresh":"unknown"}"#), .unauthorized)
@@ -306,7 +313,7 @@ final class ContractHTTPTests: XCTestCase {
             let violations = answers.flatMap(contract.violations(of:))
             XCTAssertEqual(violations, [], violations.joined(separator: "\n"))
             let statuses = Set(answers.map(\.status.code))
-            XCTAssertEqual(statuses, [200, 201, 202, 204, 304, 400, 401, 403, 404, 409, 413, 429])
+            XCTAssertEqual(statuses, [200, 201, 202, 204, 304, 400, 401, 403, 404, 409, 413, 429, 501])
         }
     }
 

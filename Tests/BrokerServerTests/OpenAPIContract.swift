@@ -91,7 +91,8 @@ struct OpenAPIContract {
         guard let (template, operation) = operation(answer.method, answer.uri) else {
             return ["\(label): no documented operation"]
         }
-        guard let documented = operation["responses"]?[String(answer.status.code)] else {
+        // `default`: what an operation passes on from elsewhere (the provisioner's answers).
+        guard let documented = operation["responses"]?[String(answer.status.code)] ?? operation["responses"]?["default"] else {
             return ["\(label): status not documented for \(answer.method) \(template)"]
         }
         do {

@@ -24,9 +24,12 @@ final class ScriptedHTTPServer: Sendable {
     private let listener: Int32
     private let stopped = Atomic<Bool>(false)
     private let requests = Locked<[String]>([])
+    private let bodies = Locked<[[UInt8]]>([])
 
     /// The request heads received so far.
     var received: [String] { requests.withLock { $0 } }
+    /// The bodies of those requests (as their `Content-Length` says; empty without one), in order.
+    var receivedBodies: [[UInt8]] { bodies.withLock { $0 } }
 
     init(_ answer: @escaping @Sendable (_ requestHead: String) -> Answer) throws {
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -71,13 +74,28 @@ final class ScriptedHTTPServer: Sendable {
         defer { close(connection) }
         var head: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
-        while !head.ends(with: Array("\r\n\r\n".utf8)), head.count < 65536 {
+        while head.endOfHead == nil, head.count < 65536 {
             let count = recv(connection, &buffer, buffer.count, 0)
             guard count > 0 else { return }
             head += buffer[0..<count]
         }
+        // What came after the head is the start of the body; the rest follows, up to Content-Length.
+        let end = head.endOfHead ?? head.count
+        var body = Array(head[end...])
+        head = Array(head[..<end])
         let text = String(decoding: head, as: UTF8.self)
+        let length = text.split(separator: "\r\n").compactMap { line -> Int? in
+            let parts = line.split(separator: ":", maxSplits: 1)
+            guard parts.count == 2, parts[0].lowercased() == "content-length" else { return nil }
+            return Int(parts[1].trimmingCharacters(in: .whitespaces))
+        }.first ?? 0
+        while body.count < min(length, 1 << 20) {
+            let count = recv(connection, &buffer, buffer.count, 0)
+            guard count > 0 else { break }
+            body += buffer[0..<count]
+        }
         requests.withLock { $0.append(text) }
+        bodies.withLock { $0.append(body) }
         switch answer(text) {
         case .bytes(let bytes):
             _ = send(connection, bytes, bytes.count, Int32(MSG_NOSIGNAL))
@@ -92,8 +110,14 @@ final class ScriptedHTTPServer: Sendable {
 }
 
 extension Array where Element == UInt8 {
-    fileprivate func ends(with suffix: [UInt8]) -> Bool {
-        count >= suffix.count && Array(self[(count - suffix.count)...]) == suffix
+    /// The index just past the first blank line (`\r\n\r\n`), if any.
+    fileprivate var endOfHead: Int? {
+        let marker = Array("\r\n\r\n".utf8)
+        guard count >= marker.count else { return nil }
+        for start in 0...(count - marker.count) where Array(self[start..<(start + marker.count)]) == marker {
+            return start + marker.count
+        }
+        return nil
     }
 }
 

@@ -73,15 +73,24 @@ final class ServerHarness: Sendable {
     }
 
     /// Runs `body` against the application listening on a free loopback port; `portal` adds the
-    /// portal's pages, as `broker serve` does by default.
+    /// portal's pages, as `broker serve` does by default. With `provisioner_url` set, scaling
+    /// calls go to it through a client made for the run, as `broker serve` makes one.
     func withClient<Value: Sendable>(
         portal: Bool = false, _ body: @Sendable (any TestClientProtocol) async throws -> Value
     ) async throws -> Value {
         let logger = Logger(label: "test.http") { _ in self.logs.handler() }
+        let provisioner = ProvisionerClient(configuration: services.configuration)
         let app = BrokerApplication.make(
             services: services, host: "127.0.0.1", port: 0, logger: logger,
-            extraRoutes: portal ? [PortalRoutes(services: services)] : [])
-        return try await app.test(.live) { client in try await body(client) }
+            extraRoutes: portal ? [PortalRoutes(services: services)] : [], provisioner: provisioner)
+        do {
+            let value = try await app.test(.live) { client in try await body(client) }
+            try await provisioner?.shutdown()
+            return value
+        } catch {
+            try? await provisioner?.shutdown()
+            throw error
+        }
     }
 
     func shutdown() async throws {

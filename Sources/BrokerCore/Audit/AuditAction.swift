@@ -51,6 +51,12 @@ public struct AuditAction: RawRepresentable, Sendable, Hashable, CustomStringCon
     public static let serviceAudienceAdd = AuditAction(rawValue: "audience.service_add")
     public static let serviceAudienceRemove = AuditAction(rawValue: "audience.service_remove")
 
+    // MARK: Clusters
+    /// A generation-1 client asked, through the broker, for a number of nodes in its
+    /// organization's cluster (`desired_org_num_nodes`, `desired_org_num_nodes_ttl`); the
+    /// provisioner (`provisioner_url`) acts on it.
+    public static let clusterScale = AuditAction(rawValue: "cluster.scale")
+
     // MARK: Accounts
     public static let userCreate = AuditAction(rawValue: "user.create")
     public static let userDisable = AuditAction(rawValue: "user.disable")
@@ -108,6 +114,7 @@ public struct AuditAction: RawRepresentable, Sendable, Hashable, CustomStringCon
             entry(.audienceRelease, names: administration),
             entry(.serviceAudienceAdd, names: administration),
             entry(.serviceAudienceRemove, names: administration),
+            entry(.clusterScale, names: [.actor, .org]),
             entry(.userCreate, names: administration),
             entry(.userDisable, names: administration),
             entry(.userEnable, names: administration),

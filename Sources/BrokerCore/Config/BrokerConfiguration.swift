@@ -85,6 +85,14 @@ public struct BrokerConfiguration: Sendable, Equatable {
     /// Broker organizations whose members GitHub decides (`github_orgs` in the file).
     public var githubOrganizations: [GitHubOrganizationMapping] = []
 
+    // MARK: Scaling (the generation-1 client's scaling calls, docs/api.md)
+    /// Where the broker forwards the generation-1 client's scaling calls (`/api/org_num_nodes/...`
+    /// and the like), with the caller's identity in the headers a gateway adds: an absolute
+    /// http(s) URL, perhaps with a path prefix. Empty: those calls are answered 501.
+    public var provisionerURL: String = ""
+    /// Seconds a forwarded call may take, connection and answer included (504 past it).
+    public var provisionerTimeout: Int = 10
+
     // MARK: Administration and sessions
     /// Lifetime of broker session tokens (`aud` = issuer), which authenticate the admin API.
     public var adminSessionLifetime: Int = 900
@@ -200,6 +208,7 @@ public struct BrokerConfiguration: Sendable, Equatable {
         "github_proxy", "github_connect_timeout",
         "github_timeout", "github_identity_ttl", "github_rejection_ttl", "generation2_access_lifetime", "home_org",
         "sliderule_client_id",
+        "provisioner_url", "provisioner_timeout",
         "admin_session_lifetime", "bootstrap_admin", "bootstrap_admin_password", "bootstrap_admin_password_file",
         "audit_log", "audit_failure_mode", "login_throttle_window", "login_throttle_user_ip", "login_throttle_user",
         "login_throttle_ip", "trusted_proxies", "shutdown_grace", "metrics_host", "metrics_port",
@@ -294,6 +303,8 @@ public struct BrokerConfiguration: Sendable, Equatable {
             } catch {
                 throw fail("1 to \(ClientID.maximumLength) printable ASCII characters without spaces")
             }
+        case "provisioner_url": provisionerURL = text.trimmingCharacters(in: .whitespaces)
+        case "provisioner_timeout": provisionerTimeout = try integer(1...300, "a whole number of seconds in 1...300")
         case "admin_session_lifetime": adminSessionLifetime = try integer(60...86_400, "a whole number of seconds in 60...86400")
         case "portal": portalEnabled = try flag()
         case "portal_session_lifetime": portalSessionLifetime = try integer(300...(30 * 86_400), "a whole number of seconds in 300...2592000")
@@ -397,6 +408,11 @@ public struct BrokerConfiguration: Sendable, Equatable {
                 clusters[cluster] = mapping.organization
             }
         }
+        if !provisionerURL.isEmpty, let refusal = Self.provisionerURLRefusal(provisionerURL) {
+            // Not repeated when it may hold a password.
+            let shown = provisionerURL.contains("@") ? "" : ", got \"\(provisionerURL.prefix(120))\""
+            throw ConfigurationError("provisioner_url \(refusal)\(shown)")
+        }
         // A bad entry stops the start, naming itself, rather than trusting nobody (or everybody).
         _ = try TrustedProxies(trustedProxies)
         if let metricsHost {
@@ -421,6 +437,20 @@ public struct BrokerConfiguration: Sendable, Equatable {
         if let metricsPort, metricsPort != 0, metricsPort == port, metricsListenHost == host {
             throw ConfigurationError("metrics_port \(metricsPort) on \(metricsListenHost) is the public listener: choose another port")
         }
+    }
+
+    /// Why `url` cannot be the provisioner's address, or nil: it must be an absolute http(s) URL
+    /// with a host, no user information (credentials would travel with every call and show in
+    /// `broker config check`), no query and no fragment (the calls' own paths and queries are
+    /// appended to its path).
+    static func provisionerURLRefusal(_ url: String) -> String? {
+        guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
+            ["http", "https"].contains(scheme)
+        else { return "must be an absolute http:// or https:// URL" }
+        guard let host = components.host, !host.isEmpty else { return "must name a host" }
+        guard components.user == nil, components.password == nil else { return "must not carry user information" }
+        guard components.query == nil, components.fragment == nil else { return "must have no query and no fragment" }
+        return nil
     }
 
     /// Reads `github_orgs`: a mapping from broker organization to

@@ -4,7 +4,7 @@
 ///
 /// ```swift
 /// catch let error as StoreError where error.isUnavailable {
-///     return JSONResponses.error(BrokerError(storeUnavailable: error))
+///     return JSONResponses.error(BrokerError(storeUnavailable: error), for: request)
 /// }
 /// ```
 extension StoreError {

@@ -56,6 +56,16 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     /// A transfer coding the broker does not implement (`gzip, chunked`): the client's doing,
     /// answered 501 as RFC 9112 section 6.1 asks.
     case unsupportedTransferCoding = "unsupported_transfer_coding"
+    /// A generation-1 scaling call (`/api/org_num_nodes/...` and the like) to a broker without
+    /// `provisioner_url`: scaling belongs to another component, which this broker does not know.
+    case notImplemented = "not_implemented"
+    /// The provisioner (`provisioner_url`) cannot be reached: refused, reset, no route.
+    case provisionerUnavailable = "provisioner_unavailable"
+    /// The provisioner answered something a generation-1 client cannot read: not HTTP, not a JSON
+    /// object, or larger than the broker passes on.
+    case provisionerBadResponse = "provisioner_bad_response"
+    /// The provisioner did not answer within `provisioner_timeout`.
+    case provisionerTimeout = "provisioner_timeout"
 
     /// The HTTP status this code is answered with on every route.
     public var httpStatus: Int {
@@ -73,16 +83,18 @@ public enum ErrorCode: String, Sendable, CaseIterable {
         case .unsupportedMediaType: 415
         case .tooManyAttempts: 429
         case .internalError: 500
-        case .unsupportedTransferCoding: 501
-        case .githubBadResponse: 502
+        case .unsupportedTransferCoding, .notImplemented: 501
+        case .githubBadResponse, .provisionerUnavailable, .provisionerBadResponse: 502
         case .unavailable, .auditUnavailable, .storeUnavailable, .githubRateLimited, .githubUnavailable: 503
+        case .provisionerTimeout: 504
         }
     }
 
     /// A failure of the broker or of what it depends on, worth an error-level log line: a 5xx
-    /// other than the 501 a client earns with a transfer coding the broker does not implement.
+    /// other than a 501, which says what this broker does not do (a transfer coding a client
+    /// chose, scaling calls without a provisioner), not that something broke.
     public var isServerFailure: Bool {
-        httpStatus >= 500 && self != .unsupportedTransferCoding
+        httpStatus >= 500 && httpStatus != 501
     }
 }
 

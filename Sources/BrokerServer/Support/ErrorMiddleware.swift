@@ -5,7 +5,12 @@ import Logging
 /// Turns every error into the JSON error shape, so that no route answers with a stack trace,
 /// an HTML page or an empty body. Unexpected errors are logged (never with request bodies)
 /// and answered with a generic 500.
+///
+/// The router has one for every route; a route group that answers clients reading another shape
+/// has one of its own inside it (``ErrorBodyShape``).
 struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    var shape: ErrorBodyShape = .standard
+
     func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
@@ -18,21 +23,21 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
                 // The client's doing, and cheap for anyone to repeat: not worth more than debug.
                 context.logger.debug("malformed request", metadata: ["error": "\(error)"])
             }
-            return JSONResponses.error(error, for: request)
+            return JSONResponses.error(error, for: request, shape: shape)
         } catch let error as StoreError where error.isUnavailable {
             context.logger.error("store unavailable", metadata: ["error": "\(error)"])
-            return JSONResponses.error(BrokerError(storeUnavailable: error), for: request)
+            return JSONResponses.error(BrokerError(storeUnavailable: error), for: request, shape: shape)
         } catch let error as any HTTPResponseError {
             return JSONResponses.error(
-                Self.brokerError(for: error.status, path: "\(request.method) \(request.uri.path)"), for: request)
+                Self.brokerError(for: error.status, path: "\(request.method) \(request.uri.path)"), for: request, shape: shape)
         } catch {
             if let framing = RequestBodyReading.framingError(error, headers: request.headers) {
                 // A body read outside `RequestBodyReading` failed the same way.
                 context.logger.debug("malformed request", metadata: ["error": "\(framing)"])
-                return JSONResponses.error(framing, for: request)
+                return JSONResponses.error(framing, for: request, shape: shape)
             }
             context.logger.error("unexpected error", metadata: ["error": "\(String(describing: type(of: error)))"])
-            return JSONResponses.error(BrokerError(.internalError, "internal error"), for: request)
+            return JSONResponses.error(BrokerError(.internalError, "internal error"), for: request, shape: shape)
         }
     }
 

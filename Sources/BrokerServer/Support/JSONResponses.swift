@@ -30,12 +30,17 @@ enum JSONResponses {
     }
 
     /// `{"error": code, "detail": text}`: the error shape of the generation-1 and admin routes,
-    /// with the challenge of a 401 or 403 (``HTTPChallenge``).
-    static func error(_ error: BrokerError, for request: Request) -> Response {
+    /// with the challenge of a 401 or 403 (``HTTPChallenge``); with
+    /// ``ErrorBodyShape/generation1Scaling``, also `error_msg` and `status`.
+    static func error(_ error: BrokerError, for request: Request, shape: ErrorBodyShape = .standard) -> Response {
         var response = make(.init(code: error.code.httpStatus)) { json in
             json.beginObject()
             json.key("error"); json.string(error.code.rawValue)
             json.key("detail"); json.string(error.httpDetail)
+            if shape == .generation1Scaling {
+                json.key("error_msg"); json.string(error.httpDetail)
+                json.key("status"); json.string(ErrorBodyShape.failedStatus)
+            }
             json.endObject()
         }
         if let seconds = error.retryAfter {
@@ -46,4 +51,16 @@ enum JSONResponses {
         }
         return response
     }
+}
+
+/// Which members an error body has besides `error` and `detail`.
+enum ErrorBodyShape: Sendable, Equatable {
+    case standard
+    /// The scaling calls of generation-1 clients (4.x): they read an error's text from
+    /// `error_msg`, and `org_ip_adr`'s answer's `status` whatever the HTTP status; without
+    /// either they die with a KeyError instead of printing the message.
+    case generation1Scaling
+
+    /// `status` of an error: anything but the `SUCCESS` the client looks for.
+    static let failedStatus = "FAILED"
 }

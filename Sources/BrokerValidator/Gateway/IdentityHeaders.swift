@@ -1,19 +1,25 @@
-import BrokerValidator
-
-/// The headers that carry a verified identity to the cluster's nodes, as SlideRule's gateways
-/// have always sent them.
-enum IdentityHeaders {
+/// The values of the headers that carry a verified identity to a cluster's nodes
+/// (``GatewayHeaders/account``, ``GatewayHeaders/orgRoles``), as SlideRule's gateways have always
+/// sent them. Here, beside the names, because two senders must agree on them: `broker gateway`,
+/// answering its proxy, and the broker itself, forwarding the generation-1 client's scaling
+/// calls to the provisioner.
+public enum IdentityHeaders {
     /// The two headers' values, or nil if the account cannot be sent faithfully in a header (a
     /// control character in `sub`). Roles that would break the space-separated list are left out.
     ///
     /// Both values are visible characters and spaces only, so they need no further check
     /// before they go on the wire (the gateway's pipeline does not validate outbound headers).
-    static func values(for identity: GatewayIdentity) -> (account: String, roles: String)? {
-        guard !identity.account.isEmpty, identity.account.unicodeScalars.allSatisfy(isVisible) else { return nil }
+    public static func values(for identity: GatewayIdentity) -> (account: String, roles: String)? {
+        values(account: identity.account, roles: identity.roles)
+    }
+
+    /// ``values(for:)`` of an account and its roles at one cluster.
+    public static func values(account: String, roles: [String]) -> (account: String, roles: String)? {
+        guard !account.isEmpty, account.unicodeScalars.allSatisfy(isVisible) else { return nil }
         let isSendable = { (role: String) in !role.isEmpty && role.unicodeScalars.allSatisfy(isVisible) }
         // Every role is fine nearly always: then no filtered copy.
-        let roles = identity.roles.allSatisfy(isSendable) ? identity.roles : identity.roles.filter(isSendable)
-        return (identity.account, roles.joined(separator: " "))
+        let sendable = roles.allSatisfy(isSendable) ? roles : roles.filter(isSendable)
+        return (account, sendable.joined(separator: " "))
     }
 
     /// Not a control character and not whitespace (which separates roles; names never contain it).
