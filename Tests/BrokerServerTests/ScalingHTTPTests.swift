@@ -86,11 +86,14 @@ final class ScalingHTTPTests: XCTestCase {
                 let label = "\(method) \(path)"
                 var answer = try await client.api(method, path)
                 Self.assertScalingError(answer, .unauthorized, "missing_token", label)
-                XCTAssertEqual(answer.headers[.wwwAuthenticate], "Bearer error=\"invalid_token\"", label)
+                XCTAssertEqual(answer.headers[.wwwAuthenticate], #"Bearer realm="broker""#, label)
                 answer = try await client.api(method, path, token: "not.a.token")
                 Self.assertScalingError(answer, .unauthorized, "invalid_token", label)
+                XCTAssertTrue(answer.headers[.wwwAuthenticate]?.hasPrefix(#"Bearer realm="broker", error="invalid_token""#) == true)
                 answer = try await client.api(method, path, token: bob)
                 Self.assertScalingError(answer, .forbidden, "forbidden", label)
+                XCTAssertTrue(
+                    answer.headers[.wwwAuthenticate]?.hasPrefix(#"Bearer realm="broker", error="insufficient_scope""#) == true)
             }
         }
         try await harness.shutdown()
