@@ -90,6 +90,7 @@ final class PortalOrganizationHTTPTests: XCTestCase {
                 XCTAssertEqual(page.status, .forbidden, "\(user) on \(organization)")
                 XCTAssertTrue(page.text.contains("Not allowed"), page.text)
                 XCTAssertEqual(page.headers[.contentType], "text/html; charset=utf-8")
+                XCTAssertEqual(page.headers[.wwwAuthenticate]?.hasPrefix(#"Cookie realm="broker""#), true)
                 let forms: [(String, [(String, String)])] = [
                     ("/orgs/\(organization)/requests/bob/approve", [("role", "member")]),
                     ("/orgs/\(organization)/requests/bob/deny", []),

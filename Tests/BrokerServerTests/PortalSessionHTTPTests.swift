@@ -87,6 +87,10 @@ final class PortalSessionHTTPTests: XCTestCase {
             try await browser.get("/signin")
             let refused = try await browser.post("/signin", [("username", "alice"), ("password", "not the password")])
             XCTAssertEqual(refused.status, .unauthorized)
+            // RFC 9110 section 15.5.2: a 401 says how to authenticate; here, with the form's cookie.
+            XCTAssertEqual(
+                refused.headers[.wwwAuthenticate],
+                #"Cookie realm="broker", form-action="/signin", cookie-name="__Host-broker_session""#)
             XCTAssertTrue(refused.text.contains(#"class="banner error" role="alert""#), refused.text)
             XCTAssertTrue(refused.text.contains(#"value="alice""#), "the username is kept")
             XCTAssertFalse(refused.text.contains("not the password"))
