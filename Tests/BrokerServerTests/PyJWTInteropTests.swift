@@ -15,6 +15,23 @@ final class PyJWTInteropTests: XCTestCase {
         }
     }
 
+    /// `python` when `check` (Python source; `sys.argv[1:]` are `arguments`) exits 0 in it;
+    /// otherwise the test fails with `missing`, which says how to install what is missing.
+    static func python(_ python: String, passing check: String, arguments: [String] = [], missing: String) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = ["-c", check] + arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        if process.terminationStatus != 0 {
+            XCTFail(missing)
+            throw CancellationError()
+        }
+        return python
+    }
+
     static let script = """
         import json, sys, urllib.request
         import jwt

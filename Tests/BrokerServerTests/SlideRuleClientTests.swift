@@ -80,17 +80,9 @@ final class SlideRuleClientTests: XCTestCase {
     static var python: String {
         get throws {
             let python = try PyJWTInteropTests.python
-            let check = Process()
-            check.executableURL = URL(fileURLWithPath: python)
-            check.arguments = ["-c", "import importlib.metadata as m, sys; sys.exit(m.version('sliderule') != '5.7.0')"]
-            check.standardError = FileHandle.nullDevice
-            try check.run()
-            check.waitUntilExit()
-            if check.terminationStatus != 0 {
-                XCTFail("sliderule 5.7.0 is needed in \(python): run the tests with `make test` (scripts/test.sh installs it)")
-                throw CancellationError()
-            }
-            return python
+            return try PyJWTInteropTests.python(
+                python, passing: "import importlib.metadata as m, sys; sys.exit(m.version('sliderule') != '5.7.0')",
+                missing: "sliderule 5.7.0 is needed in \(python): run the tests with `make test` (scripts/test.sh installs it)")
         }
     }
 

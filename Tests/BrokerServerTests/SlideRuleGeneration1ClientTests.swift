@@ -42,23 +42,12 @@ final class SlideRuleGeneration1ClientTests: XCTestCase {
                     "no Python for the generation-1 client: run `make test` (scripts/test.sh), or export "
                         + "BROKER_TEST_PYTHON=$PWD/.venv-tests/bin/python")
             }
-            let check = Process()
-            check.executableURL = URL(fileURLWithPath: python)
-            check.arguments = [
-                "-c", "import sys; sys.path.insert(0, sys.argv[1]); import sliderule; sys.exit(sliderule.__version__ != sys.argv[2])",
-                clientDirectory.path, version,
-            ]
-            check.standardOutput = FileHandle.nullDevice
-            check.standardError = FileHandle.nullDevice
-            try check.run()
-            check.waitUntilExit()
-            if check.terminationStatus != 0 {
-                XCTFail(
-                    "sliderule \(version) is needed in \(clientDirectory.path): run the tests with `make test` (scripts/test.sh "
-                        + "installs it with pip install --no-deps --target .venv-tests/sliderule4 sliderule==\(version))")
-                throw CancellationError()
-            }
-            return python
+            return try PyJWTInteropTests.python(
+                python,
+                passing: "import sys; sys.path.insert(0, sys.argv[1]); import sliderule; sys.exit(sliderule.__version__ != sys.argv[2])",
+                arguments: [clientDirectory.path, version],
+                missing: "sliderule \(version) is needed in \(clientDirectory.path): run the tests with `make test` (scripts/test.sh "
+                    + "installs it with pip install --no-deps --target .venv-tests/sliderule4 sliderule==\(version))")
         }
     }
 

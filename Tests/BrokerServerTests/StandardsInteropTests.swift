@@ -16,17 +16,9 @@ final class StandardsInteropTests: XCTestCase {
     static var python: String {
         get throws {
             let python = try PyJWTInteropTests.python
-            let check = Process()
-            check.executableURL = URL(fileURLWithPath: python)
-            check.arguments = ["-c", "import authlib, joserfc, requests_oauthlib"]
-            check.standardError = FileHandle.nullDevice
-            try check.run()
-            check.waitUntilExit()
-            if check.terminationStatus != 0 {
-                XCTFail("authlib, joserfc and requests-oauthlib are needed in \(python): run the tests with `make test`")
-                throw CancellationError()
-            }
-            return python
+            return try PyJWTInteropTests.python(
+                python, passing: "import authlib, joserfc, requests_oauthlib",
+                missing: "authlib, joserfc and requests-oauthlib are needed in \(python): run the tests with `make test`")
         }
     }
 
