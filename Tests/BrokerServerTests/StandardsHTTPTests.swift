@@ -67,7 +67,16 @@ final class StandardsHTTPTests: XCTestCase {
     /// RFC 8414 section 3.1: an issuer with a path has its document under the well-known segment.
     func testAnIssuerWithAPathHasItsDocumentAfterTheWellKnownSegment() async throws {
         let harness = try await ServerHarness.make { $0.issuer = "https://login.example.org/broker" }
-        defer { Task { try await harness.shutdown() } }
+        do {
+            try await documentsUnderThePath(harness)
+        } catch {
+            try await harness.shutdown()
+            throw error
+        }
+        try await harness.shutdown()
+    }
+
+    private func documentsUnderThePath(_ harness: ServerHarness) async throws {
         try await harness.withClient { client in
             let (status, metadata) = try await client.getJSON("/.well-known/oauth-authorization-server/broker")
             XCTAssertEqual(status, .ok)
@@ -76,7 +85,6 @@ final class StandardsHTTPTests: XCTestCase {
             let (plain, _) = try await client.getJSON("/.well-known/oauth-authorization-server")
             XCTAssertEqual(plain, .ok)
         }
-        try await harness.shutdown()
     }
 
     // MARK: - RFC 9068 client_id
