@@ -22,6 +22,19 @@ struct BrokerBinary {
         }
     }
 
+    /// A broker whose store holds alice (password "correct horse battery staple"), a member of
+    /// org1: what the tests of tokens against independent verifiers start from.
+    static func makeWithAliceInOrg1(extraConfig: String = "") throws -> BrokerBinary {
+        let broker = try make(extraConfig: extraConfig)
+        let steps = [
+            try broker.run(["users", "add", "alice", "--password-stdin"], stdin: "correct horse battery staple\n"),
+            try broker.run(["orgs", "add", "org1"]),
+            try broker.run(["members", "add", "org1", "alice"]),
+        ]
+        for step in steps { XCTAssertEqual(step.status, 0, step.stderr) }
+        return broker
+    }
+
     static func make(extraConfig: String = "") throws -> BrokerBinary {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("broker-cli-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)

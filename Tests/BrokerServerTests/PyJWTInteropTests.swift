@@ -59,11 +59,8 @@ final class PyJWTInteropTests: XCTestCase {
 
     func verify(_ algorithm: String) throws {
         let python = try Self.python
-        let broker = try BrokerBinary.make(extraConfig: "signing_alg: \(algorithm)")
+        let broker = try BrokerBinary.makeWithAliceInOrg1(extraConfig: "signing_alg: \(algorithm)")
         defer { broker.cleanUp() }
-        XCTAssertEqual(try broker.run(["users", "add", "alice", "--password-stdin"], stdin: "correct horse battery staple\n").status, 0)
-        XCTAssertEqual(try broker.run(["orgs", "add", "org1"]).status, 0)
-        XCTAssertEqual(try broker.run(["members", "add", "org1", "alice"]).status, 0)
         let (server, port) = try broker.serve()
         defer { server.terminate(); server.waitUntilExit() }
 
@@ -132,11 +129,8 @@ final class PyJWTInteropTests: XCTestCase {
 
     func testPyJWTRefusesEd25519() throws {
         let python = try Self.python
-        let broker = try BrokerBinary.make(extraConfig: "signing_alg: Ed25519")
+        let broker = try BrokerBinary.makeWithAliceInOrg1(extraConfig: "signing_alg: Ed25519")
         defer { broker.cleanUp() }
-        XCTAssertEqual(try broker.run(["users", "add", "alice", "--password-stdin"], stdin: "correct horse battery staple\n").status, 0)
-        XCTAssertEqual(try broker.run(["orgs", "add", "org1"]).status, 0)
-        XCTAssertEqual(try broker.run(["members", "add", "org1", "alice"]).status, 0)
         let (server, port) = try broker.serve()
         defer { server.terminate(); server.waitUntilExit() }
 

@@ -27,17 +27,13 @@ final class StandardsInteropTests: XCTestCase {
         let github = try await FakeGitHub.start()
         github.addUser(login: "alice-gh", id: 5151, token: Self.pat, organizations: [:])
         do {
-            let broker = try BrokerBinary.make(
+            let broker = try BrokerBinary.makeWithAliceInOrg1(
                 extraConfig: """
                     signing_alg: \(algorithm)
                     github_api_url: "\(github.apiURL)"
                     github_web_url: "\(github.webURL)"
                     """)
             defer { broker.cleanUp() }
-            XCTAssertEqual(
-                try broker.run(["users", "add", "alice", "--password-stdin"], stdin: "correct horse battery staple\n").status, 0)
-            XCTAssertEqual(try broker.run(["orgs", "add", "org1"]).status, 0)
-            XCTAssertEqual(try broker.run(["members", "add", "org1", "alice"]).status, 0)
             XCTAssertEqual(try broker.run(["users", "link-github", "alice", "alice-gh"]).status, 0)
             let (server, port) = try broker.serve()
             defer {
