@@ -90,7 +90,7 @@ private struct Fixture: Sendable {
             configuration: configuration, store: store, keyRing: ring, logger: logger, githubAPI: ConstantGitHub())
         try await services.start()
         let github = services.github!
-        _ = try await github.generation2Login(githubToken: "ghp_bench", method: "github_pat")
+        _ = try await github.generation2Login(githubToken: "ghp_bench", method: .githubPAT)
         let user = try await store.transaction { tx in try await tx.user(githubLogin: "bench-user") }!
         let grant = TokenIssuer.Grant.organization(
             user: user, organization: organization, role: .member, authenticatedAt: Date(),
@@ -100,7 +100,7 @@ private struct Fixture: Sendable {
         for _ in 0..<16 {
             chains.append(
                 try await services.orgTokens.startSession(
-                    user: user, organization: organization, role: .member, methods: ["github"], identityProvider: "github",
+                    user: user, organization: organization, role: .member, methods: [.github], identityProvider: "github",
                     client: .slideRuleDefault
                 ).refresh)
         }
@@ -113,7 +113,7 @@ private struct Fixture: Sendable {
     }
 
     func patLogin() async throws {
-        _ = try await github.generation2Login(githubToken: "ghp_bench", method: "github_pat")
+        _ = try await github.generation2Login(githubToken: "ghp_bench", method: .githubPAT)
     }
 
     /// Each task rotates its own chain of refresh tokens.

@@ -83,7 +83,7 @@ struct RenewalBenchmark {
                 Membership(organizationID: organization.id, userID: user.id, role: .member, isActive: true, createdAt: now))
             var tokens: [String] = []
             for _ in 0..<count {
-                tokens.append(try await rotation.startFamily(in: tx, for: user, organizationID: organization.id, methods: ["pwd"], client: .slideRuleDefault, now: now).token)
+                tokens.append(try await rotation.startFamily(in: tx, for: user, organizationID: organization.id, methods: [.password], client: .slideRuleDefault, now: now).token)
             }
             return tokens
         }

@@ -24,13 +24,13 @@ final class CredentialVersionTests: SeededCoreTestCase {
         try await accounts.setPassword("alice", password: "a brand new passphrase 42", by: .operator)
         await XCTAssertBrokerError(.credentialsChanged) {
             try await PresentedTokens.startSession(
-                in: self.store, for: seen, scope: .broker, methods: ["pwd"], client: .broker, authenticatedAt: now,
+                in: self.store, for: seen, scope: .broker, methods: [.password], client: .broker, authenticatedAt: now,
                 expiresAt: now.addingTimeInterval(900))
         }
         let organization = try await XCTUnwrapAsync(try await store.read { tx in try await tx.organization(named: "org1") })
         await XCTAssertBrokerError(.credentialsChanged) {
             try await self.harness.services.orgTokens.startSession(
-                user: seen, organization: organization, role: .member, methods: ["pwd"], identityProvider: "local",
+                user: seen, organization: organization, role: .member, methods: [.password], identityProvider: "local",
                 client: .slideRuleDefault)
         }
         let families = try await store.read { tx in try await tx.refreshFamilies(userID: seen.id) }
@@ -41,26 +41,26 @@ final class CredentialVersionTests: SeededCoreTestCase {
         _ = try await accounts.revokeAllSessions(of: "alice", by: .operator)
         await XCTAssertBrokerError(.credentialsChanged) {
             try await PresentedTokens.startSession(
-                in: self.store, for: current, scope: .allClusters, methods: ["pwd"], client: .broker, authenticatedAt: now,
+                in: self.store, for: current, scope: .allClusters, methods: [.password], client: .broker, authenticatedAt: now,
                 expiresAt: now.addingTimeInterval(900))
         }
         let beforeDisable = try await account("alice")
         try await accounts.setActive("alice", false, by: .operator)
         await XCTAssertBrokerError(.accountDisabled) {
             try await PresentedTokens.startSession(
-                in: self.store, for: beforeDisable, scope: .broker, methods: ["pwd"], client: .broker, authenticatedAt: now,
+                in: self.store, for: beforeDisable, scope: .broker, methods: [.password], client: .broker, authenticatedAt: now,
                 expiresAt: now.addingTimeInterval(900))
         }
         try await accounts.setActive("alice", true, by: .operator)
         await XCTAssertBrokerError(.credentialsChanged) {
             try await PresentedTokens.startSession(
-                in: self.store, for: beforeDisable, scope: .broker, methods: ["pwd"], client: .broker, authenticatedAt: now,
+                in: self.store, for: beforeDisable, scope: .broker, methods: [.password], client: .broker, authenticatedAt: now,
                 expiresAt: now.addingTimeInterval(900))
         }
         // A login that reads the account now starts one.
         let fresh = try await account("alice")
         let family = try await PresentedTokens.startSession(
-            in: store, for: fresh, scope: .broker, methods: ["pwd"], client: .broker, authenticatedAt: now,
+            in: store, for: fresh, scope: .broker, methods: [.password], client: .broker, authenticatedAt: now,
             expiresAt: now.addingTimeInterval(900))
         XCTAssertEqual(family.accountVersions, fresh.versions)
     }
@@ -163,13 +163,13 @@ final class CredentialVersionGitHubTests: XCTestCase {
         let service = try XCTUnwrap(harness.services.github)
         try await harness.services.accounts.linkGitHub("alice", login: "alice-gh", by: .operator)
         // The first login records GitHub's user id on the link; the second is remembered.
-        _ = try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
-        let before = try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
+        _ = try await service.generation2Login(githubToken: "pat-alice", method: .githubPAT)
+        let before = try await service.generation2Login(githubToken: "pat-alice", method: .githubPAT)
         try await harness.services.accounts.linkGitHub("alice", login: "someone-else", by: .operator)
         await XCTAssertBrokerError(.invalidToken) { try await service.generation2Refresh(bearer: before.token) }
         // Within the same second the remembered snapshot still links GitHub user 1 to alice.
         await XCTAssertBrokerError(.credentialsChanged) {
-            try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
+            try await service.generation2Login(githubToken: "pat-alice", method: .githubPAT)
         }
         let alice = try await XCTUnwrapAsync(try await harness.services.store.read { tx in try await tx.user(named: "alice") })
         let live = try await harness.services.store.read { tx in try await tx.refreshFamilies(userID: alice.id) }
@@ -177,7 +177,7 @@ final class CredentialVersionGitHubTests: XCTestCase {
         XCTAssertEqual(live.count, 0, "no session was started")
         // The next login reads the account afresh: GitHub user 1 no longer has one.
         await XCTAssertBrokerError(.notAMember) {
-            try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
+            try await service.generation2Login(githubToken: "pat-alice", method: .githubPAT)
         }
     }
 }

@@ -89,7 +89,7 @@ final class GitHubLoginTests: XCTestCase {
 
     func testALinkedAccountGetsExactlyItsMemberships() async throws {
         try await harness.services.accounts.linkGitHub("alice", login: "alice-gh", by: .operator)
-        let issued = try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
+        let issued = try await service.generation2Login(githubToken: "pat-alice", method: .githubPAT)
         let claims = try harness.services.verifier.verify(issued.token, audience: "org1")
         XCTAssertEqual(claims.subject, "alice", "sub is the account, never the GitHub login")
         XCTAssertEqual(claims.githubLogin, "Alice-GH", "the GitHub login as GitHub spells it, for display")
@@ -103,7 +103,7 @@ final class GitHubLoginTests: XCTestCase {
     }
 
     func testMappedOrganizationsAdmitMembersAdminsAsOwnersAndTeamsAsClusters() async throws {
-        let issued = try await service.generation2Login(githubToken: "pat-carol", method: "github_pat")
+        let issued = try await service.generation2Login(githubToken: "pat-carol", method: .githubPAT)
         let claims = try harness.services.verifier.verify(issued.token)
         XCTAssertEqual(claims.audience, ["ops-cluster", "sliderule", "sliderule-dev"], "never a wildcard")
         XCTAssertEqual(claims.organization, "sliderule")
@@ -126,7 +126,7 @@ final class GitHubLoginTests: XCTestCase {
         try await harness.services.accounts.linkGitHub("alice", login: "alice-gh", by: .operator)
         try await harness.services.accounts.addMember(organization: "org1", username: "alice", role: .owner, by: .operator)
         try await harness.services.accounts.addMember(organization: "org2", username: "alice", role: .member, by: .operator)
-        let issued = try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
+        let issued = try await service.generation2Login(githubToken: "pat-alice", method: .githubPAT)
         let claims = try harness.services.verifier.verify(issued.token, audience: "cluster-two")
         XCTAssertEqual(claims.audience, ["cluster-two", "org1"])
         XCTAssertEqual(claims.organizationRoles, ["member"])
@@ -151,7 +151,7 @@ final class GitHubLoginTests: XCTestCase {
     /// A cluster reached through two organizations gets the roles of the one owning it: a team
     /// cluster configured for sliderule stays sliderule's even if org2's policy lists it.
     func testAClusterReachedThroughTwoOrganizationsGetsItsOwnersRoles() async throws {
-        _ = try await service.generation2Login(githubToken: "pat-carol", method: "github_pat")  // creates carol
+        _ = try await service.generation2Login(githubToken: "pat-carol", method: .githubPAT)  // creates carol
         let accounts = harness.services.accounts
         try await accounts.addMember(organization: "org2", username: "carol", role: .member, by: .operator)
         // The API refuses a policy naming another organization's cluster (audience_taken); a
@@ -169,7 +169,7 @@ final class GitHubLoginTests: XCTestCase {
             try await tx.setTokenPolicy(organizationID: org2.id, to: .init(audiences: ["cluster-two", "sliderule-dev"]))
         }
         harness.clock.advance(by: 1)
-        let claims = try await service.generation2Login(githubToken: "pat-carol", method: "github_pat").claims
+        let claims = try await service.generation2Login(githubToken: "pat-carol", method: .githubPAT).claims
         XCTAssertEqual(claims.clusterRoles?["sliderule-dev"], ["owner", "member"], "sliderule's team cluster")
         XCTAssertEqual(claims.clusterRoles?["cluster-two"], ["member"])
         XCTAssertEqual(claims.organizationRoles, ["member"])
@@ -177,26 +177,26 @@ final class GitHubLoginTests: XCTestCase {
 
     func testNobodyAdmitsAPendingMemberOrAStranger() async throws {
         await XCTAssertBrokerError(.notAMember) {
-            try await self.service.generation2Login(githubToken: "pat-dave", method: "github_pat")
+            try await self.service.generation2Login(githubToken: "pat-dave", method: .githubPAT)
         }
         await XCTAssertBrokerError(.githubTokenInvalid) {
-            try await self.service.generation2Login(githubToken: "revoked", method: "github_pat")
+            try await self.service.generation2Login(githubToken: "revoked", method: .githubPAT)
         }
     }
 
     func testIdentitiesAreCachedByTokenHashForTheTTL() async throws {
-        _ = try await service.generation2Login(githubToken: "pat-carol", method: "github_pat")
+        _ = try await service.generation2Login(githubToken: "pat-carol", method: .githubPAT)
         let afterFirst = github.callCount
-        _ = try await service.generation2Login(githubToken: "pat-carol", method: "github_pat")
+        _ = try await service.generation2Login(githubToken: "pat-carol", method: .githubPAT)
         XCTAssertEqual(github.callCount, afterFirst, "a warm cache costs no GitHub call")
         harness.clock.advance(by: 301)
-        _ = try await service.generation2Login(githubToken: "pat-carol", method: "github_pat")
+        _ = try await service.generation2Login(githubToken: "pat-carol", method: .githubPAT)
         XCTAssertGreaterThan(github.callCount, afterFirst)
         // Rejections are cached briefly too.
         let before = github.callCount
         for _ in 0..<3 {
             await XCTAssertBrokerError(.githubTokenInvalid) {
-                try await self.service.generation2Login(githubToken: "bad", method: "github_pat")
+                try await self.service.generation2Login(githubToken: "bad", method: .githubPAT)
             }
         }
         XCTAssertEqual(github.callCount, before + 1)
@@ -212,7 +212,7 @@ final class GitHubLoginTests: XCTestCase {
         for (failure, code, status) in cases {
             github.fail(with: failure)
             do {
-                _ = try await service.generation2Login(githubToken: "pat-carol-\(code)", method: "github_pat")
+                _ = try await service.generation2Login(githubToken: "pat-carol-\(code)", method: .githubPAT)
                 XCTFail("\(failure) succeeded")
             } catch let error as BrokerError {
                 XCTAssertEqual(error.code, code)
@@ -224,7 +224,7 @@ final class GitHubLoginTests: XCTestCase {
     }
 
     func testGeneration2RefreshRechecksAndKeepsAuthTime() async throws {
-        let first = try await service.generation2Login(githubToken: "pat-carol", method: "github_pat")
+        let first = try await service.generation2Login(githubToken: "pat-carol", method: .githubPAT)
         harness.clock.advance(by: 60)
         let renewed = try await service.generation2Refresh(bearer: first.token)
         XCTAssertEqual(renewed.claims.authenticatedAt, first.claims.authenticatedAt)
@@ -237,7 +237,7 @@ final class GitHubLoginTests: XCTestCase {
 
     func testGeneration2RefreshNeverPassesTheSessionCap() async throws {
         try await harness.services.accounts.linkGitHub("alice", login: "alice-gh", by: .operator)
-        var token = try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
+        var token = try await service.generation2Login(githubToken: "pat-alice", method: .githubPAT)
         // Store-only memberships need no GitHub answer; renew every 11 h for a week.
         for _ in 0..<15 {
             harness.clock.advance(by: 11 * 3600)
@@ -273,7 +273,7 @@ final class GitHubLoginTests: XCTestCase {
 
     func testAGitHubLoginTakenByAnUnlinkedLocalAccountGetsASuffix() async throws {
         github.add(token: "pat-bob", .init(login: "bob", id: 9, organizations: ["SlideRuleEarth": .init(state: "active", role: "member")]))
-        let issued = try await service.generation2Login(githubToken: "pat-bob", method: "github_pat")
+        let issued = try await service.generation2Login(githubToken: "pat-bob", method: .githubPAT)
         XCTAssertEqual(issued.claims.username, "bob@github", "the local bob is someone else")
         XCTAssertEqual(issued.claims.subject, "bob@github", "two people never share a sub")
         XCTAssertEqual(issued.claims.githubLogin, "bob")
@@ -295,25 +295,25 @@ final class GitHubLoginTests: XCTestCase {
         let member = ["SlideRuleEarth": GitHubOrganizationMembership(state: "active", role: "member")]
         github.add(token: "pat-upper", .init(login: "BOB", id: 31, organizations: member))
         github.add(token: "pat-lookalike", .init(login: "a1ice", id: 32, organizations: member))
-        let upper = try await service.generation2Login(githubToken: "pat-upper", method: "github_pat")
+        let upper = try await service.generation2Login(githubToken: "pat-upper", method: .githubPAT)
         XCTAssertEqual(upper.claims.subject, "BOB@github")
-        let lookalike = try await service.generation2Login(githubToken: "pat-lookalike", method: "github_pat")
+        let lookalike = try await service.generation2Login(githubToken: "pat-lookalike", method: .githubPAT)
         XCTAssertEqual(lookalike.claims.subject, "a1ice@github")
     }
 
     func testAMembershipChangeAppliesWithinASecond() async throws {
         try await harness.services.accounts.linkGitHub("alice", login: "alice-gh", by: .operator)
-        let first = try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
+        let first = try await service.generation2Login(githubToken: "pat-alice", method: .githubPAT)
         XCTAssertEqual(first.claims.memberships, ["org1": ["member"]])
         try await harness.services.accounts.addMember(organization: "org2", username: "alice", role: .owner, by: .operator)
         harness.clock.advance(by: 1)
-        let second = try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
+        let second = try await service.generation2Login(githubToken: "pat-alice", method: .githubPAT)
         XCTAssertEqual(second.claims.memberships, ["org1": ["member"], "org2": ["owner", "member"]])
         try await harness.services.accounts.removeMember(organization: "org1", username: "alice", by: .operator)
         try await harness.services.accounts.removeMember(organization: "org2", username: "alice", by: .operator)
         harness.clock.advance(by: 1)
         await XCTAssertBrokerError(.notAMember) {
-            try await self.service.generation2Login(githubToken: "pat-alice", method: "github_pat")
+            try await self.service.generation2Login(githubToken: "pat-alice", method: .githubPAT)
         }
     }
     // MARK: The GitHub identity is the numeric user id
@@ -326,7 +326,7 @@ final class GitHubLoginTests: XCTestCase {
         try await harness.services.accounts.linkGitHub("alice", login: "alice-gh", by: .operator)
         let linked = try await account("alice")
         XCTAssertNil(linked?.githubID, "linked by login only")
-        let first = try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
+        let first = try await service.generation2Login(githubToken: "pat-alice", method: .githubPAT)
         let recorded = try await account("alice")
         let alice = try XCTUnwrap(recorded)
         XCTAssertEqual(alice.githubID, 1, "recorded at the first verified login")
@@ -337,7 +337,7 @@ final class GitHubLoginTests: XCTestCase {
         github.update(token: "pat-alice") { $0.login = "alice-renamed" }
         github.add(token: "pat-mallory", .init(login: "alice-gh", id: 666))
         await XCTAssertBrokerError(.githubIdentityMismatch) {
-            try await self.service.generation2Login(githubToken: "pat-mallory", method: "github_pat")
+            try await self.service.generation2Login(githubToken: "pat-mallory", method: .githubPAT)
         }
         await XCTAssertBrokerError(.githubIdentityMismatch) {
             try await self.service.generation1Login(githubToken: "pat-mallory", organization: "org1")
@@ -352,10 +352,10 @@ final class GitHubLoginTests: XCTestCase {
 
     func testARenameKeepsTheAccountAndUpdatesTheStoredLogin() async throws {
         try await harness.services.accounts.linkGitHub("alice", login: "alice-gh", by: .operator)
-        let first = try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
+        let first = try await service.generation2Login(githubToken: "pat-alice", method: .githubPAT)
         github.update(token: "pat-alice") { $0.login = "alice-renamed" }
         harness.clock.advance(by: 301)  // GitHub's answer is asked again
-        let renamed = try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
+        let renamed = try await service.generation2Login(githubToken: "pat-alice", method: .githubPAT)
         XCTAssertEqual(renamed.claims.userID, first.claims.userID)
         XCTAssertEqual(renamed.claims.subject, "alice")
         XCTAssertEqual(renamed.claims.githubLogin, "alice-renamed")
@@ -366,7 +366,7 @@ final class GitHubLoginTests: XCTestCase {
         // The old login is free: its new holder is a stranger, not alice.
         github.add(token: "pat-mallory", .init(login: "alice-gh", id: 666))
         await XCTAssertBrokerError(.notAMember) {
-            try await self.service.generation2Login(githubToken: "pat-mallory", method: "github_pat")
+            try await self.service.generation2Login(githubToken: "pat-mallory", method: .githubPAT)
         }
     }
 
@@ -374,9 +374,9 @@ final class GitHubLoginTests: XCTestCase {
         try await harness.services.accounts.linkGitHub("alice", login: "alice-gh", githubID: 1, by: .operator)
         github.add(token: "pat-mallory", .init(login: "alice-gh", id: 666))
         await XCTAssertBrokerError(.githubIdentityMismatch) {
-            try await self.service.generation2Login(githubToken: "pat-mallory", method: "github_pat")
+            try await self.service.generation2Login(githubToken: "pat-mallory", method: .githubPAT)
         }
-        let issued = try await service.generation2Login(githubToken: "pat-alice", method: "github_pat")
+        let issued = try await service.generation2Login(githubToken: "pat-alice", method: .githubPAT)
         XCTAssertEqual(issued.claims.subject, "alice")
         // Re-linking the same login keeps the recorded id; another id is refused as a duplicate.
         try await harness.services.accounts.linkGitHub("alice", login: "ALICE-GH", by: .operator)
@@ -391,7 +391,7 @@ final class GitHubLoginTests: XCTestCase {
     }
 
     func testMappingAdmittedAccountsAreKeyedByID() async throws {
-        let first = try await service.generation2Login(githubToken: "pat-carol", method: "github_pat")
+        let first = try await service.generation2Login(githubToken: "pat-carol", method: .githubPAT)
         let carol = try await account("carol")
         XCTAssertEqual(carol?.githubID, 3)
         // Carol renames; Mallory, an owner in the same GitHub org, takes the login "carol".
@@ -400,15 +400,15 @@ final class GitHubLoginTests: XCTestCase {
             token: "pat-mallory",
             .init(login: "carol", id: 666, organizations: ["SlideRuleEarth": .init(state: "active", role: "admin")]))
         await XCTAssertBrokerError(.githubIdentityMismatch) {
-            try await self.service.generation2Login(githubToken: "pat-mallory", method: "github_pat")
+            try await self.service.generation2Login(githubToken: "pat-mallory", method: .githubPAT)
         }
         harness.clock.advance(by: 301)
-        let renamed = try await service.generation2Login(githubToken: "pat-carol", method: "github_pat")
+        let renamed = try await service.generation2Login(githubToken: "pat-carol", method: .githubPAT)
         XCTAssertEqual(renamed.claims.userID, first.claims.userID, "the rename keeps carol's account")
         XCTAssertEqual(renamed.claims.subject, "carol")
         XCTAssertEqual(renamed.claims.githubLogin, "carol-renamed")
         // Now that carol's account carries her new login, Mallory gets an account of her own.
-        let mallory = try await service.generation2Login(githubToken: "pat-mallory", method: "github_pat")
+        let mallory = try await service.generation2Login(githubToken: "pat-mallory", method: .githubPAT)
         XCTAssertNotEqual(mallory.claims.userID, first.claims.userID)
         XCTAssertEqual(mallory.claims.subject, "carol@github")
         XCTAssertEqual(mallory.claims.githubLogin, "carol")
@@ -417,14 +417,14 @@ final class GitHubLoginTests: XCTestCase {
     }
 
     func testARenewalFollowsTheAccountNotTheLogin() async throws {
-        let first = try await service.generation2Login(githubToken: "pat-carol", method: "github_pat")
+        let first = try await service.generation2Login(githubToken: "pat-carol", method: .githubPAT)
         XCTAssertEqual(first.claims.memberships?["sliderule"], ["owner", "member"])
         // Carol renames; Mallory takes "carol" and is refused, but GitHub's answer about her is
         // fresh in the cache. Carol's renewal must not pick it up by the login.
         github.update(token: "pat-carol") { $0.login = "carol-renamed" }
         github.add(token: "pat-mallory", .init(login: "carol", id: 666))
         await XCTAssertBrokerError(.githubIdentityMismatch) {
-            try await self.service.generation2Login(githubToken: "pat-mallory", method: "github_pat")
+            try await self.service.generation2Login(githubToken: "pat-mallory", method: .githubPAT)
         }
         harness.clock.advance(by: 60)
         let renewed = try await service.generation2Refresh(bearer: first.token)

@@ -89,7 +89,7 @@ final class SignedLifetimeRetentionTests: XCTestCase {
         let maintenance = self.maintenance()
         let kid = activeKid
         _ = try await harness.services.orgTokens.login(username: "alice", password: CoreHarness.password, organization: "org1")
-        let issued = try await harness.services.github!.generation2Login(githubToken: "pat-carol", method: "github_pat")
+        let issued = try await harness.services.github!.generation2Login(githubToken: "pat-carol", method: .githubPAT)
         XCTAssertEqual(issued.kid, kid)
         XCTAssertEqual(issued.claims.expiresAt - issued.claims.issuedAt, 43_200)
         let retiredAt = try await rotateElsewhere(maintenance)

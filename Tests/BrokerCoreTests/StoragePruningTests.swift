@@ -118,7 +118,7 @@ final class StoragePruningTests: XCTestCase {
         let user = try await store.transaction { tx in try await tx.user(named: "alice") }!
         let now = harness.clock.now()
         let brokerSession = try await PresentedTokens.startSession(
-            in: store, for: user, scope: .broker, methods: ["pwd"], client: .broker, authenticatedAt: now,
+            in: store, for: user, scope: .broker, methods: [.password], client: .broker, authenticatedAt: now,
             expiresAt: now.addingTimeInterval(900))
         try await store.transaction { tx in
             try await tx.insertRevokedAccessToken(jti: "expires-soon", expiresAt: now.addingTimeInterval(3600))

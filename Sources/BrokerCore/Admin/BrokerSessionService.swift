@@ -67,10 +67,10 @@ public struct BrokerSessionService: Sendable {
 
     /// Signs in with a password; audited as `session.login`, reason `pwd` on a refusal.
     public func signIn(username: String, password: String, context: AuditContext = .none) async throws -> SessionToken {
-        try await flows.run(.sessionLogin, context, attempt: .attempt(username: username, reason: "pwd")) {
+        try await flows.run(.sessionLogin, context, attempt: .attempt(username: username, reason: AuthenticationMethod.password.rawValue)) {
             try await BrokerMetrics.countingLogin(.session) {
                 let user = try await authenticator.authenticate(username: username, password: password, clientIP: context.clientIP)
-                return try await issue(for: user, methods: ["pwd"], identityProvider: "local")
+                return try await issue(for: user, methods: [.password], identityProvider: "local")
             }
         } success: { $0.auditSubject }
     }
@@ -82,7 +82,7 @@ public struct BrokerSessionService: Sendable {
             .sessionLogin, context, attempt: AuditSubject(target: AuditEvent.tokenReference(githubToken), reason: "github")
         ) {
             let (identity, holder) = try await githubHolder(githubToken, clientIP: context.clientIP, throttled: true)
-            return try await issue(for: holder.user, methods: ["github"], identityProvider: "github", githubLogin: identity.login)
+            return try await issue(for: holder.user, methods: [.github], identityProvider: "github", githubLogin: identity.login)
         } success: { $0.auditSubject }
     }
 
@@ -98,7 +98,7 @@ public struct BrokerSessionService: Sendable {
         ) {
             try await BrokerMetrics.countingLogin(.portal) {
                 let (_, holder) = try await githubHolder(githubToken, clientIP: context.clientIP, throttled: throttled)
-                return try await portal.start(for: holder.user, methods: ["github"], origin: origin)
+                return try await portal.start(for: holder.user, methods: [.github], origin: origin)
             }
         } success: { started in
             started.auditSubject(reason: "github")
@@ -124,10 +124,10 @@ public struct BrokerSessionService: Sendable {
     public func portalSignIn(
         username: String, password: String, portal: PortalSessions, origin: SessionOrigin?, context: AuditContext = .none
     ) async throws -> PortalSessionStart {
-        try await flows.run(.sessionLogin, context, attempt: .attempt(username: username, reason: "pwd")) {
+        try await flows.run(.sessionLogin, context, attempt: .attempt(username: username, reason: AuthenticationMethod.password.rawValue)) {
             try await BrokerMetrics.countingLogin(.portal) {
                 let user = try await authenticator.authenticate(username: username, password: password, clientIP: context.clientIP)
-                return try await portal.start(for: user, methods: ["pwd"], origin: origin)
+                return try await portal.start(for: user, methods: [.password], origin: origin)
             }
         } success: { started in
             started.auditSubject(reason: started.session.user.globalRole.map { "role=\($0.rawValue)" })
@@ -135,7 +135,7 @@ public struct BrokerSessionService: Sendable {
     }
 
     private func issue(
-        for user: User, methods: [String], identityProvider: String, githubLogin: String? = nil
+        for user: User, methods: [AuthenticationMethod], identityProvider: String, githubLogin: String? = nil
     ) async throws -> SessionToken {
         let now = clock.now()
         // The session ends with its one token: a broker session token is never renewed.
@@ -143,7 +143,7 @@ public struct BrokerSessionService: Sendable {
             in: store, for: user, scope: .broker, methods: methods, client: .broker, authenticatedAt: now,
             expiresAt: now.addingTimeInterval(TimeInterval(lifetime)))
         var grant = TokenIssuer.Grant.brokerSession(
-            user: user, issuer: verifier.issuer, authenticatedAt: now, authenticationMethods: methods,
+            user: user, issuer: verifier.issuer, authenticatedAt: now, authenticationMethods: methods.map(\.rawValue),
             identityProvider: identityProvider, githubLogin: githubLogin)
         grant.sessionID = session.id
         let issued = try await issuer.issue(grant, lifetime: lifetime)

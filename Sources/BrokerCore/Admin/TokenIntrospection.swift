@@ -96,7 +96,7 @@ public struct TokenIntrospection: Sendable {
             if let organizationID = family.organizationID {
                 // The refresh would fail without the membership (unless GitHub grants it).
                 guard let organization = try await tx.organization(id: organizationID) else { return .inactive }
-                let viaGitHub = family.authenticationMethods.contains { $0.hasPrefix("github") }
+                let viaGitHub = AuthenticationMethod.includesGitHub(family.authenticationMethods)
                 if !(viaGitHub && githubMappedOrganizations.contains(organization.name)),
                     try await OrganizationAccess.currentRole(ofUser: user.id, in: organization.name, tx: tx) == nil
                 {

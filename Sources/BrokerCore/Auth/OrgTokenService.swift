@@ -78,14 +78,14 @@ public struct OrgTokenService: Sendable {
             try await OrganizationAccess.requireMembership(of: user, in: organizationName, tx: tx)
         }
         return try await startSession(
-            user: user, organization: organization, role: role, methods: ["pwd"], identityProvider: "local",
+            user: user, organization: organization, role: role, methods: [.password], identityProvider: "local",
             client: slideRuleClient)
     }
 
     /// Starts a refresh family for an authenticated user's membership and returns its first
     /// bundle; the session's tokens are `client`'s.
     public func startSession(
-        user: User, organization: Organization, role: Role, methods: [String], identityProvider: String,
+        user: User, organization: Organization, role: Role, methods: [AuthenticationMethod], identityProvider: String,
         client: ClientID, githubLogin: String? = nil
     ) async throws -> TokenBundle {
         let now = clock.now()
@@ -96,7 +96,8 @@ public struct OrgTokenService: Sendable {
         }
         let grant = TokenIssuer.Grant.organization(
             user: user, organization: organization, role: role, authenticatedAt: now,
-            authenticationMethods: methods, identityProvider: identityProvider, client: client, githubLogin: githubLogin,
+            authenticationMethods: methods.map(\.rawValue), identityProvider: identityProvider, client: client,
+            githubLogin: githubLogin,
             sessionID: refresh.family.id)
         let bundle = try await bundle(for: grant, refresh: refresh.token, refreshExpiresAt: refresh.expiresAt, now: now)
         logger.info(
@@ -146,7 +147,7 @@ public struct OrgTokenService: Sendable {
                 guard let organization = renewal.organization else {
                     throw BrokerError(.unknownOrganization, "the organization of this session no longer exists")
                 }
-                let viaGitHub = family.authenticationMethods.contains { $0.hasPrefix("github") }
+                let viaGitHub = AuthenticationMethod.includesGitHub(family.authenticationMethods)
                 let role = try refreshedRole(of: user, in: organization, membership: renewal.membership, viaGitHub: viaGitHub)
                 // Last, and only a check: the renewal is counted once it has committed (this body
                 // may run more than once), so that only renewals that happened count.

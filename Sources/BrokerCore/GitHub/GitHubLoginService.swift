@@ -18,7 +18,7 @@ import Logging
 /// Every login, renewal and device-flow outcome writes its audit line itself (``FlowAudit``).
 ///
 /// ```swift
-/// let token = try await service.generation2Login(githubToken: pat, method: "github_pat", context: origin)
+/// let token = try await service.generation2Login(githubToken: pat, method: .githubPAT, context: origin)
 /// ```
 public struct GitHubLoginService: Sendable {
     public let store: any Store
@@ -102,12 +102,12 @@ public struct GitHubLoginService: Sendable {
     ///   - context: the request; its client IP is what ``loginThrottle`` counts (`nil`: one
     ///     shared counter).
     public func generation2Login(
-        githubToken: String, method: String, as use: TokenUse = .login, client: ClientID? = nil,
+        githubToken: String, method: AuthenticationMethod, as use: TokenUse = .login, client: ClientID? = nil,
         context: AuditContext = .none
     ) async throws -> TokenIssuer.IssuedToken {
         let client = client ?? orgTokens.slideRuleClient
         return try await flows.run(use.action, context, attempt: use.attempt(githubToken, organization: nil)) {
-            let counted = BrokerMetrics.LoginMethod(rawValue: method) ?? .githubPAT
+            let counted = BrokerMetrics.LoginMethod(rawValue: method.rawValue) ?? .githubPAT
             return try await BrokerMetrics.countingLogin(counted) {
                 try await loginThrottle.admit(clientIP: context.clientIP)
                 return try await githubLogin(githubToken: githubToken, method: method, client: client)
@@ -115,7 +115,7 @@ public struct GitHubLoginService: Sendable {
         } success: { $0.auditSubject }
     }
 
-    private func githubLogin(githubToken: String, method: String, client: ClientID) async throws -> TokenIssuer.IssuedToken {
+    private func githubLogin(githubToken: String, method: AuthenticationMethod, client: ClientID) async throws -> TokenIssuer.IssuedToken {
         let identity = try await resolver.identity(for: githubToken)
         let holder = try await holder(for: identity, createAccount: true)
         let now = clock.now()
@@ -125,7 +125,7 @@ public struct GitHubLoginService: Sendable {
                 in: store, for: holder.user, scope: .allClusters, methods: [method], client: client, authenticatedAt: now,
                 expiresAt: now.addingTimeInterval(TimeInterval(sessionMaxLifetime)))
         }
-        var grant = generation2Grant(holder, login: identity.login, authenticatedAt: now, methods: [method], client: client)
+        var grant = generation2Grant(holder, login: identity.login, authenticatedAt: now, methods: [method.rawValue], client: client)
         grant.sessionID = session.id
         let issued = try await issuer.issue(grant, lifetime: generation2Lifetime)
         BrokerMetrics.tokenIssued(.generation2)
@@ -267,7 +267,7 @@ public struct GitHubLoginService: Sendable {
             // Not throttled again: GitHub has handed out the token, refusing now would lose it.
             return .authorized(
                 try await BrokerMetrics.countingLogin(.githubDevice) {
-                    try await githubLogin(githubToken: accessToken, method: "github_device", client: orgTokens.slideRuleClient)
+                    try await githubLogin(githubToken: accessToken, method: .githubDevice, client: orgTokens.slideRuleClient)
                 })
         }
     }
@@ -355,7 +355,7 @@ public struct GitHubLoginService: Sendable {
         }
         return try await forgettingStaleSnapshot(of: identity) {
             try await orgTokens.startSession(
-                user: holder.user, organization: held.organization, role: held.role, methods: ["github"],
+                user: holder.user, organization: held.organization, role: held.role, methods: [.github],
                 identityProvider: "github", client: client, githubLogin: identity.login)
         }
     }

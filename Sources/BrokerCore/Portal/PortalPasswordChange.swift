@@ -19,7 +19,7 @@ extension BrokerSessionService {
         return try await flows.run(
             .sessionLogin, context, attempt: AuditSubject(actor: user.username, target: user.username, reason: "password_change")
         ) {
-            try await portal.start(for: user, methods: ["pwd"], origin: origin)
+            try await portal.start(for: user, methods: [.password], origin: origin)
         } success: { started in
             started.auditSubject(reason: "password_change")
         }

@@ -57,7 +57,7 @@ public struct PortalSessionStart: Sendable {
 /// very rule of ``PresentedTokens``.
 ///
 /// ```swift
-/// let started = try await portal.start(for: user, methods: ["pwd"], origin: origin)
+/// let started = try await portal.start(for: user, methods: [.password], origin: origin)
 /// // Set-Cookie: __Host-broker_session=\(started.cookie)
 /// let session = try await portal.resume(cookie: started.cookie)   // nil once ended
 /// ```
@@ -97,14 +97,14 @@ public struct PortalSessions: Sendable {
     /// as the sign-in read it before checking its credential: the session is recorded only if
     /// the account is still so (``PresentedTokens/record(_:in:)``).
     /// - Throws: 401 ``ErrorCode/credentialsChanged`` or ``ErrorCode/accountDisabled``.
-    public func start(for user: User, methods: [String], origin: SessionOrigin?) async throws -> PortalSessionStart {
+    public func start(for user: User, methods: [AuthenticationMethod], origin: SessionOrigin?) async throws -> PortalSessionStart {
         let now = clock.now()
         // Drawn outside the transaction body, so that a re-run of the body inserts the same row.
         let cookie = Base64URL.encode(SecureRandom.bytes(32))
         let idHash = Self.idHash(of: cookie)
         let family = RefreshFamily(
             id: RefreshTokenRotation.newFamilyID(), userID: user.id, scope: .broker, authenticatedAt: now,
-            expiresAt: now.addingTimeInterval(TimeInterval(policy.lifetime)), authenticationMethods: methods,
+            expiresAt: now.addingTimeInterval(TimeInterval(policy.lifetime)), authenticationMethods: methods.map(\.rawValue),
             accountVersions: user.versions, origin: origin, client: .broker)
         try await store.transaction { tx in
             try await PresentedTokens.record(family, in: tx)

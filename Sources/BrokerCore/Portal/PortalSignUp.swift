@@ -55,7 +55,7 @@ public struct PortalSignUp: Sendable {
         try await throttle.admit(clientIP: context.clientIP)
         let user = try await accounts.signUp(username: username, password: password, invitation: code, context: context)
         return try await flows.run(.sessionLogin, context, attempt: AuditSubject(actor: user.username, reason: "signup")) {
-            try await portal.start(for: user, methods: ["pwd"], origin: origin)
+            try await portal.start(for: user, methods: [.password], origin: origin)
         } success: { started in
             started.auditSubject(reason: "signup")
         }
@@ -86,7 +86,7 @@ public struct PortalSignUp: Sendable {
                 try await accounts.audit.record(
                     .userCreate, .success, actor: "signup", target: holder.user.username, reason: "signup github", context: context)
             }
-            return try await portal.start(for: holder.user, methods: ["github"], origin: origin)
+            return try await portal.start(for: holder.user, methods: [.github], origin: origin)
         } success: { started in
             started.auditSubject(reason: "signup github")
         }

@@ -55,12 +55,13 @@ public struct RefreshTokenRotation: Sendable {
     /// the login read it: the family is recorded only if it is still so
     /// (``PresentedTokens/record(_:in:)``).
     public func startFamily(
-        in tx: any StoreTransaction, for user: User, organizationID: Int64, methods: [String], client: ClientID, now: Date
+        in tx: any StoreTransaction, for user: User, organizationID: Int64, methods: [AuthenticationMethod], client: ClientID,
+        now: Date
     ) async throws -> (family: RefreshFamily, token: String, expiresAt: Date) {
         let family = RefreshFamily(
             id: Self.newFamilyID(), userID: user.id, organizationID: organizationID,
             authenticatedAt: now, expiresAt: now.addingTimeInterval(TimeInterval(policy.sessionMaxLifetime)),
-            authenticationMethods: methods, accountVersions: user.versions, client: client)
+            authenticationMethods: methods.map(\.rawValue), accountVersions: user.versions, client: client)
         try await PresentedTokens.record(family, in: tx)
         let token = Self.newToken()
         let expiresAt = min(now.addingTimeInterval(TimeInterval(policy.refreshLifetime)), family.expiresAt)

@@ -125,12 +125,13 @@ public struct PresentedTokens: Sendable {
     /// (generation 2, broker sessions): its id goes into the tokens as `sid`. `user` is the
     /// account as the login read it, before checking the credential (see ``record(_:in:)``).
     public static func startSession(
-        in store: any Store, for user: User, scope: SessionScope, methods: [String], client: ClientID,
+        in store: any Store, for user: User, scope: SessionScope, methods: [AuthenticationMethod], client: ClientID,
         authenticatedAt: Date, expiresAt: Date
     ) async throws -> RefreshFamily {
         let family = RefreshFamily(
             id: RefreshTokenRotation.newFamilyID(), userID: user.id, scope: scope, authenticatedAt: authenticatedAt,
-            expiresAt: expiresAt, authenticationMethods: methods, accountVersions: user.versions, client: client)
+            expiresAt: expiresAt, authenticationMethods: methods.map(\.rawValue), accountVersions: user.versions,
+            client: client)
         try await store.transaction { tx in try await record(family, in: tx) }
         return family
     }

@@ -39,7 +39,7 @@ struct Generation2Routes<Context: RemoteAddressRequestContext> {
         let body = try await JSONRequestBody.read(&request)
         let pat = try body.string("pat")
         let issued = try await github.generation2Login(
-            githubToken: pat, method: "github_pat", context: services.auditContext(request, context))
+            githubToken: pat, method: .githubPAT, context: services.auditContext(request, context))
         return Self.success(issued)
     }
 

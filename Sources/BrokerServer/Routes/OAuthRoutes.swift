@@ -145,7 +145,7 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
                     access: bundle.access, expiresIn: bundle.accessLifetime, refresh: bundle.refresh, exchanged: true)
             }
             let issued = try await github.generation2Login(
-                githubToken: subjectToken, method: "github_pat", as: .exchange, client: client, context: audit)
+                githubToken: subjectToken, method: .githubPAT, as: .exchange, client: client, context: audit)
             return Self.tokenResponse(
                 access: issued.token, expiresIn: Int(issued.claims.expiresAt - issued.claims.issuedAt), refresh: nil,
                 exchanged: true)
