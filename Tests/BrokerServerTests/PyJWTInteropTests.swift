@@ -64,18 +64,8 @@ final class PyJWTInteropTests: XCTestCase {
         let (server, port) = try broker.serve()
         defer { server.terminate(); server.waitUntilExit() }
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = ["-c", Self.script, "http://127.0.0.1:\(port)", algorithm]
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let errors = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 0, "PyJWT: \(output) \(errors)")
+        let (status, output, errors) = try Self.runPython(python, Self.script, ["http://127.0.0.1:\(port)", algorithm])
+        XCTAssertEqual(status, 0, "PyJWT: \(output) \(errors)")
         XCTAssertTrue(output.hasPrefix("verified \(algorithm)"), output)
     }
 
