@@ -303,13 +303,22 @@ extension RealGateway {
         brokerPort: Int, keysDirectory: URL, alg: String, haproxyConfig: URL? = nil, environment: [String: String] = [:],
         options: [String] = []
     ) throws -> (Int32, String) {
-        let process = Process()
-        process.executableURL = refreshScript
-        process.arguments = options + ["http://127.0.0.1:\(brokerPort)", keysDirectory.path, alg]
         var variables = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("GATEWAY_") }
         variables["GATEWAY_HAPROXY_CFG"] = (haproxyConfig ?? examples.appendingPathComponent("haproxy.cfg")).path
         variables.merge(environment) { $1 }
-        process.environment = variables
+        return try runToEnd(
+            refreshScript, options + ["http://127.0.0.1:\(brokerPort)", keysDirectory.path, alg], environment: variables)
+    }
+
+    /// Runs `executable` to its end: its exit status and its output, standard error included.
+    static func runToEnd(
+        _ executable: URL, _ arguments: [String], environment: [String: String], directory: URL? = nil
+    ) throws -> (Int32, String) {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        process.environment = environment
+        if let directory { process.currentDirectoryURL = directory }
         let output = Pipe()
         process.standardOutput = output
         process.standardError = output

@@ -103,18 +103,10 @@ final class RealGatewayRunbookTests: XCTestCase {
             }
             script = script.replacingOccurrences(of: "/usr/local/sbin/", with: "\(root.path)/sbin/")
                 .replacingOccurrences(of: "/etc/", with: "\(root.path)/etc/")
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/bin/sh")
-            process.arguments = block.language == "cron" ? ["-c", script] : ["-e", "-c", script]
-            process.environment = ["PATH": path, "HOME": root.path, "LANG": "C.UTF-8"].merging(environment) { $1 }
-            process.currentDirectoryURL = Self.repository
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = output
-            try process.run()
-            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            return (process.terminationStatus, text)
+            return try RealGateway.runToEnd(
+                URL(fileURLWithPath: "/bin/sh"), block.language == "cron" ? ["-c", script] : ["-e", "-c", script],
+                environment: ["PATH": path, "HOME": root.path, "LANG": "C.UTF-8"].merging(environment) { $1 },
+                directory: Self.repository)
         }
 
         // Install: the shipped files, byte for byte.

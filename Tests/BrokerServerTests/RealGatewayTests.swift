@@ -118,9 +118,6 @@ final class RealGatewayTests: XCTestCase {
             try (key.publicKey.thumbprint + "\n").write(to: keys.appendingPathComponent("key\(slot).kid"), atomically: true, encoding: .utf8)
         }
         for alg in ["EdDSA", "Ed25519", "RS256"] {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: haproxy)
-            process.arguments = ["-c", "-f", config.path]
             var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("GATEWAY_") }
             environment["GATEWAY_ISSUER"] = RealGateway.issuer
             environment["GATEWAY_CLUSTER_NAME"] = "cluster1"
@@ -128,17 +125,12 @@ final class RealGatewayTests: XCTestCase {
             environment["GATEWAY_KEYS_DIR"] = keys.path
             environment["GATEWAY_BIND"] = "127.0.0.1:\(try RealGateway.freePort())"
             environment["GATEWAY_NODE"] = "127.0.0.1:\(try RealGateway.freePort())"
-            process.environment = environment
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = output
-            try process.run()
-            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
+            let (status, text) = try RealGateway.runToEnd(
+                URL(fileURLWithPath: haproxy), ["-c", "-f", config.path], environment: environment)
             if alg == "RS256" {
-                XCTAssertEqual(process.terminationStatus, 0, "the slots themselves load: \(text)")
+                XCTAssertEqual(status, 0, "the slots themselves load: \(text)")
             } else {
-                XCTAssertNotEqual(process.terminationStatus, 0, "HAProxy now knows \(alg): update docs/gateways.md. \(text)")
+                XCTAssertNotEqual(status, 0, "HAProxy now knows \(alg): update docs/gateways.md. \(text)")
                 XCTAssertTrue(text.contains("unknown JWT algorithm: \(alg)"), text)
             }
         }

@@ -12,7 +12,6 @@ import Hummingbird
 struct OAuthRoutes<Context: RemoteAddressRequestContext> {
     let services: BrokerServices
 
-    static var tokenExchange: String { OAuthGrant.tokenExchange }
     static var accessTokenType: String { "urn:ietf:params:oauth:token-type:access_token" }
 
     func register(on router: Router<Context>) {
@@ -129,7 +128,7 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
             let presented = try form.required("refresh_token")
             let bundle = try await services.orgTokens.refresh(presented, client: client, context: audit)
             return Self.tokenResponse(access: bundle.access, expiresIn: bundle.accessLifetime, refresh: bundle.refresh)
-        case Self.tokenExchange:
+        case OAuthGrant.tokenExchange:
             let subjectTokenType = try form.required("subject_token_type")
             guard subjectTokenType == Self.accessTokenType else {
                 throw OAuthError(code: "invalid_request", "subject_token_type must be \(Self.accessTokenType) (a GitHub token)")
@@ -152,7 +151,7 @@ struct OAuthRoutes<Context: RemoteAddressRequestContext> {
         case "password":
             throw OAuthError(code: "unsupported_grant_type", "the password grant is not supported (RFC 9700); use /api/org_token/")
         default:
-            throw OAuthError(code: "unsupported_grant_type", "supported: refresh_token, \(Self.tokenExchange)")
+            throw OAuthError(code: "unsupported_grant_type", "supported: \(OAuthGrant.refreshToken), \(OAuthGrant.tokenExchange)")
         }
     }
 
