@@ -9,6 +9,8 @@
 #   PATHS="forward-auth-hit forward-auth-miss"           # which paths, in this order
 #   ENGINE=postgres                                      # the broker on a throwaway PostgreSQL
 #                                                        # (fsync on) instead of its SQLite
+#   PERF_DIR=dir                                         # perf record -g of the broker during each
+#                                                        # refresh-grant run: dir/<alg>-<engine>.data
 #
 # Paths (wrk Lua scripts in scripts/wrk/):
 #   forward-auth-hit      one valid token repeated: the gateway answers from its verified-token cache
@@ -65,6 +67,30 @@ wrk_figures() {
        $1 == "99%" { value = $2; unit = value; sub(/[0-9.]+/, "", unit); sub(/[a-z]+$/, "", value)
                      p99 = value * (unit == "us" ? 0.001 : unit == "s" ? 1000 : unit == "m" ? 60000 : 1) }
        END { printf "%d %.1f\n", rate, p99 }' <<<"$output"
+}
+
+# CPU time (user + system, clock ticks) the processes $@ have used so far.
+cpu_ticks() {
+  local pid total=0
+  for pid in "$@"; do
+    [ -r "/proc/$pid/stat" ] && total=$(( total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat") ))
+  done
+  echo "$total"
+}
+
+# The broker's pid, and with ENGINE=postgres the database server's processes (the postmaster
+# and its children: a backend per pooled connection, the WAL writer, ...), for cpu_ticks.
+broker_processes() { echo "$broker_pid"; }
+database_processes() {
+  [ "$engine" = postgres ] || return 0
+  local postmaster; postmaster=$(head -1 "$work/postgres/data/postmaster.pid")
+  echo "$postmaster" $(pgrep -P "$postmaster")
+}
+
+# "name=N.NN ms" CPU per request: ticks $2 over $3 requests.
+cpu_per_request() {
+  awk -v name="$1" -v ticks="$2" -v requests="$3" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { printf "%s=%.2f ms", name, (requests > 0 ? ticks * 1000 / hz / requests : 0) }'
 }
 
 # wrk's requests per second alone.
@@ -196,11 +222,23 @@ path_refresh_grant() {
   # A fresh chain per run: the previous run's tokens have been used.
   rm -f "$broker_dir/refresh-tokens"
   mint_tokens "$refresh_clients" refresh-tokens refresh
-  local figures
+  local figures perf_pid=
+  if [ -n "${PERF_DIR:-}" ]; then
+    mkdir -p "$PERF_DIR"
+    perf record -q -g -p "$broker_pid" -o "$PERF_DIR/$alg-$engine.data" -- sleep "$seconds" 2>/dev/null & perf_pid=$!
+  fi
+  local broker_ticks database_ticks
+  broker_ticks=$(cpu_ticks $(broker_processes))
+  database_ticks=$(cpu_ticks $(database_processes))
   figures=$(WRK_REFRESH_TOKENS="$broker_dir/refresh-tokens" wrk_figures -t"$refresh_clients" -c"$refresh_clients" \
     -s scripts/wrk/refresh-chain.lua "http://127.0.0.1:$broker_port/")
+  [ -z "$perf_pid" ] || wait "$perf_pid"
+  broker_ticks=$(( $(cpu_ticks $(broker_processes)) - broker_ticks ))
+  database_ticks=$(( $(cpu_ticks $(database_processes)) - database_ticks ))
   ours=${figures% *}
-  extra="p99=${figures#* } ms"
+  # CPU per grant: where a core goes, to tell what bounds the rate on a shared machine.
+  extra="p99=${figures#* } ms $(cpu_per_request broker-cpu "$broker_ticks" $(( ours * seconds )))"
+  [ "$engine" = postgres ] && extra+=" $(cpu_per_request postgres-cpu "$database_ticks" $(( ours * seconds )))"
   local test tag
   case $alg in RS256) test=rsa2048 tag=+F2: ;; ES256) test=ecdsap256 tag=+F4: ;; *) test=ed25519 tag=+F6: ;; esac
   reference_name="openssl-sign-1core"

@@ -173,7 +173,7 @@ public final class PostgresStore: Store {
     public func transaction<T: Sendable>(
         _ body: @Sendable (any StoreTransaction) async throws -> T
     ) async throws -> T {
-        try await self.run("BEGIN ISOLATION LEVEL SERIALIZABLE", body)
+        try await self.run(.serializable, body)
     }
 
     /// At `READ COMMITTED`: the body serializes itself with locks (see ``Store/lockingTransaction(_:)``).
@@ -182,19 +182,19 @@ public final class PostgresStore: Store {
     public func lockingTransaction<T: Sendable>(
         _ body: @Sendable (any StoreTransaction) async throws -> T
     ) async throws -> T {
-        try await self.run("BEGIN ISOLATION LEVEL READ COMMITTED", onEventLoop: true, body)
+        try await self.run(.readCommitted, onEventLoop: true, body)
     }
 
     public func read<T: Sendable>(
         _ body: @Sendable (any StoreTransaction) async throws -> T
     ) async throws -> T {
-        try await self.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", body)
+        try await self.run(.readOnlySnapshot, body)
     }
 
     /// Runs `body` in a transaction begun by `begin`, on the connection's event loop if
     /// `onEventLoop`.
     private func run<T: Sendable>(
-        _ begin: String, onEventLoop: Bool = false, _ body: @Sendable (any StoreTransaction) async throws -> T
+        _ begin: TransactionStart, onEventLoop: Bool = false, _ body: @Sendable (any StoreTransaction) async throws -> T
     ) async throws -> T {
         let storeID = ObjectIdentifier(self)
         let enclosingStores = PostgresTransactionContext.openStores
@@ -246,7 +246,7 @@ public final class PostgresStore: Store {
     /// One run of a transaction on a leased connection. Throws ``SerializationConflict`` when it
     /// must run again.
     private func attempt<T: Sendable>(
-        _ begin: String, onEventLoop: Bool, _ body: @Sendable (any StoreTransaction) async throws -> T
+        _ begin: TransactionStart, onEventLoop: Bool, _ body: @Sendable (any StoreTransaction) async throws -> T
     ) async throws -> T {
         // The lease runs in a child task (to bound its wait), which outlives nothing: the body
         // does not escape this call.
@@ -262,7 +262,7 @@ public final class PostgresStore: Store {
     }
 
     private func attempt<T: Sendable>(
-        _ begin: String, on connection: PostgresConnection, executor: (any TaskExecutor)?,
+        _ begin: TransactionStart, on connection: PostgresConnection, executor: (any TaskExecutor)?,
         _ body: @Sendable (any StoreTransaction) async throws -> T
     ) async throws -> T {
         let transaction = PostgresTransaction(connection: connection, store: self, executor: executor)

@@ -46,12 +46,16 @@ final class PostgresTransaction: StoreTransaction {
 
     /// - Throws: ``StaleConnection`` when the connection turns out dead (the server restarted or
     ///   cut it while it sat in the pool): nothing was sent, the store may try another.
-    func begin(_ sql: String) async throws {
+    func begin(_ start: TransactionStart) async throws {
         guard !self.connection.isClosed else {
             throw StaleConnection(error: StoreError.unavailable("database connection closed"))
         }
         do {
-            _ = try await self.raw(PostgresQuery(unsafeSQL: sql))
+            switch start {
+            case .serializable: _ = try await self.raw(prepared: BeginSerializableStatement())
+            case .readCommitted: _ = try await self.raw(prepared: BeginReadCommittedStatement())
+            case .readOnlySnapshot: _ = try await self.raw(prepared: BeginReadOnlySnapshotStatement())
+            }
         } catch let error
             where PostgresErrors.isConnectionLoss(error) || (error as? PSQLError).map({ $0.code != .server }) == true
         {
@@ -77,7 +81,7 @@ final class PostgresTransaction: StoreTransaction {
             throw PostgresErrors.storeError(failure!)
         }
         do {
-            _ = try await self.raw("COMMIT")
+            _ = try await self.raw(prepared: CommitStatement())
         } catch let error as PSQLError where SQLState.isConflict(error.sqlState) {
             throw SerializationConflict(sqlState: error.sqlState ?? "")
         } catch {
@@ -943,16 +947,28 @@ final class PostgresTransaction: StoreTransaction {
     /// of the token waits here and then reads the token as the first left it (`READ COMMITTED`
     /// reads the newest version of a row it waited for). It does not block the `KEY SHARE` lock
     /// the successor's foreign key takes on the family.
-    func renewal(ofTokenHash tokenHash: String) async throws -> RenewalSnapshot? {
-        guard let row = try await self.execute(prepared: RenewalSnapshotStatement(tokenHash: tokenHash)).first.map(Row.init)
-        else { return nil }
+    ///
+    /// With a window the session's renewals are counted in that statement too
+    /// (``CountingRenewalSnapshotStatement``). Its snapshot is the statement's: a renewal that
+    /// waited for the token's lock counts what had committed when it was sent. That is every
+    /// renewal before it, since a session's renewals follow one another, each using the token
+    /// the last one issued.
+    func renewal(ofTokenHash tokenHash: String, counting window: RenewalWindow?) async throws -> RenewalSnapshot? {
+        let rows =
+            if let window {
+                try await self.execute(prepared: CountingRenewalSnapshotStatement(tokenHash: tokenHash, window: window))
+            } else {
+                try await self.execute(prepared: RenewalSnapshotStatement(tokenHash: tokenHash))
+            }
+        guard let row = rows.first.map(Row.init) else { return nil }
         let (user, organization, membership) = (row.table("u_"), row.table("o_"), row.table("m_"))
         return try RenewalSnapshot(
             token: Self.refreshToken(from: row.table("t_")),
             family: Self.refreshFamily(from: row.table("f_")),
             user: user.optionalInt64("id") == nil ? nil : Self.user(from: user),
             organization: organization.optionalInt64("id") == nil ? nil : Self.organization(from: organization),
-            membership: membership.optionalInt64("user_id") == nil ? nil : Self.membership(from: membership))
+            membership: membership.optionalInt64("user_id") == nil ? nil : Self.membership(from: membership),
+            limitingRenewal: window == nil ? nil : row.optionalDate("limiting_renewal"))
     }
 
     /// `columns` (a comma-separated list) of table `alias`, each named `alias_column`.
@@ -963,14 +979,25 @@ final class PostgresTransaction: StoreTransaction {
         }.joined(separator: ", ")
     }
 
-    func renewalTimes(ofSessionHolding tokenHash: String, after date: Date) async throws -> [Date] {
-        try await self.execute(prepared: RenewalTimesStatement(tokenHash: tokenHash, after: date.timeIntervalSince1970))
-            .map { try Row($0).date("used_at") }
-    }
-
     func markRefreshTokenUsed(hash: String, at date: Date) async throws {
         let statement = MarkRefreshTokenUsedStatement(tokenHash: hash, usedAt: date.timeIntervalSince1970)
         if try await self.execute(prepared: statement).isEmpty {
+            throw StoreError.notFound(Self.describeToken(hash: hash))
+        }
+    }
+
+    func markRefreshTokenUsed(
+        hash: String, at date: Date, insertingSuccessor successor: RefreshTokenRecord
+    ) async throws {
+        let statement = RenewRefreshTokenStatement(usedHash: hash, usedAt: date.timeIntervalSince1970, successor: successor)
+        let inserted = try await self.execute(
+            prepared: statement,
+            duplicate: { _ in Self.describeToken(hash: successor.tokenHash) },
+            missingReference: { "refresh family \(successor.familyID)" },
+            // As insertRefreshToken's: no caller carries on after a failed renewal.
+            undoingAlone: false
+        )
+        if inserted.isEmpty {
             throw StoreError.notFound(Self.describeToken(hash: hash))
         }
     }

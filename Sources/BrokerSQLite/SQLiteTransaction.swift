@@ -814,7 +814,7 @@ final class SQLiteTransaction: StoreTransaction {
 
     /// Statement by statement: they cost no round trip here, and write transactions run one at a
     /// time, so the whole database is this one's until it ends (the token's lock).
-    func renewal(ofTokenHash tokenHash: String) async throws -> RenewalSnapshot? {
+    func renewal(ofTokenHash tokenHash: String, counting window: RenewalWindow?) async throws -> RenewalSnapshot? {
         guard let token = try await self.refreshToken(hash: tokenHash),
             let family = try await self.refreshFamily(id: token.familyID)
         else { return nil }
@@ -825,18 +825,19 @@ final class SQLiteTransaction: StoreTransaction {
             organization = found
             membership = try await self.membership(organizationID: found.id, userID: family.userID)
         }
-        return RenewalSnapshot(token: token, family: family, user: user, organization: organization, membership: membership)
-    }
-
-    func renewalTimes(ofSessionHolding tokenHash: String, after date: Date) async throws -> [Date] {
-        try await self.execute(
-            """
-            SELECT renewal.used_at AS used_at FROM refresh_tokens AS presented
-            JOIN refresh_tokens AS renewal ON renewal.family_id = presented.family_id
-            WHERE presented.token_hash = ? AND renewal.used_at > ? ORDER BY renewal.used_at
-            """,
-            [.text(tokenHash), .date(date)]
-        ).map { try $0.date("used_at") }
+        var limitingRenewal: Date?
+        if let window {
+            limitingRenewal = try await self.execute(
+                """
+                SELECT used_at FROM refresh_tokens WHERE family_id = ? AND used_at > ?
+                ORDER BY used_at DESC LIMIT 1 OFFSET ?
+                """,
+                [.text(family.id), .date(window.after), .integer(SQLiteInt64(window.limit - 1))]
+            ).first.map { try $0.date("used_at") }
+        }
+        return RenewalSnapshot(
+            token: token, family: family, user: user, organization: organization, membership: membership,
+            limitingRenewal: limitingRenewal)
     }
 
     func markRefreshTokenUsed(hash: String, at date: Date) async throws {

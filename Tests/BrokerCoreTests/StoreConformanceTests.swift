@@ -468,6 +468,113 @@ final class StoreConformanceTests: XCTestCase {
         }
     }
 
+    /// A renewal's write (the used token marked, its successor inserted) is one operation: the
+    /// first use is kept, and when either half cannot be done nothing is written.
+    func testRenewalWriteMarksTheUsedTokenAndInsertsItsSuccessorOrNothing() async throws {
+        try await self.onEveryEngine {
+            let store = try await self.makeStore()
+            let (user, org) = try await StoreFixture.seedUserAndOrganization(store)
+            @Sendable func token(_ hash: String, family: String = "fam-1", usedAt: Date? = nil) -> RefreshTokenRecord {
+                RefreshTokenRecord(
+                    tokenHash: hash, familyID: family, issuedAt: StoreFixture.t0,
+                    expiresAt: StoreFixture.t0.addingTimeInterval(3_600), usedAt: usedAt)
+            }
+            try await store.transaction { tx in
+                try await tx.insertRefreshFamily(StoreFixture.family("fam-1", user: user, org: org))
+                try await tx.insertRefreshToken(token("a0"))
+            }
+            let usedAt = StoreFixture.date(1_700_000_010.25)
+            try await store.lockingTransaction { tx in
+                try await tx.markRefreshTokenUsed(hash: "a0", at: usedAt, insertingSuccessor: token("a1"))
+            }
+            let (used, successor) = try await store.transaction { tx in
+                (try await tx.refreshToken(hash: "a0"), try await tx.refreshToken(hash: "a1"))
+            }
+            XCTAssertEqual(used!.usedAt!.timeIntervalSince1970, usedAt.timeIntervalSince1970, accuracy: 0.001)
+            XCTAssertEqual(successor, token("a1"))
+            // A second write from the same token keeps its first use.
+            try await store.lockingTransaction { tx in
+                try await tx.markRefreshTokenUsed(hash: "a0", at: usedAt.addingTimeInterval(30), insertingSuccessor: token("a2"))
+            }
+            let usedAgain = try await store.transaction { tx in try await tx.refreshToken(hash: "a0") }
+            XCTAssertEqual(usedAgain!.usedAt!.timeIntervalSince1970, usedAt.timeIntervalSince1970, accuracy: 0.001)
+
+            await self.assertThrows(.notFound("refresh token 000000000000…")) {
+                try await store.lockingTransaction { tx in
+                    try await tx.markRefreshTokenUsed(
+                        hash: String(repeating: "0", count: 64), at: usedAt, insertingSuccessor: token("b1"))
+                }
+            }
+            await self.assertThrows(.duplicate("refresh token a2…")) {
+                try await store.lockingTransaction { tx in
+                    try await tx.markRefreshTokenUsed(hash: "a1", at: usedAt, insertingSuccessor: token("a2"))
+                }
+            }
+            await self.assertThrows(.notFound("refresh family fam-404")) {
+                try await store.lockingTransaction { tx in
+                    try await tx.markRefreshTokenUsed(hash: "a1", at: usedAt, insertingSuccessor: token("c1", family: "fam-404"))
+                }
+            }
+            // None of the refused writes left anything: a1 is still unused, b1 and c1 do not exist.
+            let (a1, b1, c1) = try await store.transaction { tx in
+                (try await tx.refreshToken(hash: "a1"), try await tx.refreshToken(hash: "b1"), try await tx.refreshToken(hash: "c1"))
+            }
+            XCTAssertNil(a1?.usedAt)
+            XCTAssertNotNil(a1)
+            XCTAssertNil(b1)
+            XCTAssertNil(c1)
+        }
+    }
+
+    /// The renewal read counts the session's renewals within a window: the first use of its
+    /// `limit`-th most recent one, none while there were fewer, and never another session's or
+    /// one before the window.
+    func testRenewalReadCountsTheSessionsRenewalsWithinTheWindow() async throws {
+        try await self.onEveryEngine {
+            let store = try await self.makeStore()
+            let (user, org) = try await StoreFixture.seedUserAndOrganization(store)
+            let t0 = StoreFixture.t0
+            try await store.transaction { tx in
+                for family in ["fam-1", "fam-2"] {
+                    try await tx.insertRefreshFamily(StoreFixture.family(family, user: user, org: org))
+                }
+                // fam-1 renewed at t0+10, +20, +30, +40 (tokens r1…r4 used), presented: r5.
+                for index in 1...5 {
+                    try await tx.insertRefreshToken(
+                        RefreshTokenRecord(
+                            tokenHash: "r\(index)", familyID: "fam-1", issuedAt: t0, expiresAt: t0.addingTimeInterval(3_600),
+                            usedAt: index < 5 ? t0.addingTimeInterval(Double(index * 10)) : nil))
+                }
+                // Another session's renewals, later than all of them.
+                for index in 1...3 {
+                    try await tx.insertRefreshToken(
+                        RefreshTokenRecord(
+                            tokenHash: "o\(index)", familyID: "fam-2", issuedAt: t0, expiresAt: t0.addingTimeInterval(3_600),
+                            usedAt: t0.addingTimeInterval(Double(100 + index))))
+                }
+            }
+            func limiting(after seconds: Double, limit: Int) async throws -> Date? {
+                let window = RenewalWindow(after: t0.addingTimeInterval(seconds), limit: limit)
+                let renewal = try await store.lockingTransaction { tx in try await tx.renewal(ofTokenHash: "r5", counting: window) }
+                XCTAssertEqual(renewal?.token.tokenHash, "r5")
+                return renewal?.limitingRenewal
+            }
+            let counted = [
+                try await limiting(after: 0, limit: 1), try await limiting(after: 0, limit: 4),
+                try await limiting(after: 0, limit: 5), try await limiting(after: 15, limit: 3),
+                try await limiting(after: 15, limit: 2), try await limiting(after: 40, limit: 1),
+            ].map { $0.map { Int(($0.timeIntervalSince1970 - t0.timeIntervalSince1970).rounded()) } }
+            XCTAssertEqual(counted, [40, 10, nil, 20, 30, nil])
+            let uncounted = try await store.lockingTransaction { tx in try await tx.renewal(ofTokenHash: "r5") }
+            XCTAssertNotNil(uncounted)
+            XCTAssertNil(uncounted?.limitingRenewal)
+            let unknown = try await store.lockingTransaction { tx in
+                try await tx.renewal(ofTokenHash: "zz", counting: RenewalWindow(after: t0, limit: 1))
+            }
+            XCTAssertNil(unknown)
+        }
+    }
+
     func testDuplicateRefreshTokenHashThrowsDuplicate() async throws {
         try await self.onEveryEngine {
             let store = try await self.makeStore()

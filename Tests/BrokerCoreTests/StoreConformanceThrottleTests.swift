@@ -370,7 +370,7 @@ extension StoreConformanceTests {
                 }
             }
             func renew(_ index: Int, _ presented: String, _ successor: String, family: String = "family-1") async throws {
-                try await stores[index % 2].lockingTransaction { tx in
+                _ = try await stores[index % 2].lockingTransaction { tx in
                     try await renewals[index % 2].admitRenewal(ofTokenHash: presented, in: tx)
                 }
                 let now = clock.now()
@@ -389,14 +389,17 @@ extension StoreConformanceTests {
             clock.advance(by: 10)
             try await renew(0, "t2", "t3")
             let refused = await self.refusal {
-                try await stores[1].lockingTransaction { tx in try await renewals[1].admitRenewal(ofTokenHash: "t3", in: tx) }
+                _ = try await stores[1].lockingTransaction { tx in try await renewals[1].admitRenewal(ofTokenHash: "t3", in: tx) }
             }
             XCTAssertEqual(refused?.code, .tooManyAttempts)
             XCTAssertEqual(refused?.retryAfter, 50)
             // Another session of the same account is not held back.
             try await renew(1, "u0", "u1", family: "family-2")
             // An unknown token is left to the renewal itself to refuse.
-            try await stores[0].lockingTransaction { tx in try await renewals[0].admitRenewal(ofTokenHash: "unknown", in: tx) }
+            let unknown = try await stores[0].lockingTransaction { tx in
+                try await renewals[0].admitRenewal(ofTokenHash: "unknown", in: tx)
+            }
+            XCTAssertNil(unknown)
             clock.advance(by: 51)
             try await renew(1, "t3", "t4")
         }

@@ -126,8 +126,8 @@ public struct OrgTokenService: Sendable {
         // Under the presented token's lock (``RefreshTokenRotation/rotate``), not at SERIALIZABLE:
         // see ``Store/lockingTransaction(_:)``.
         let outcome = try await store.lockingTransaction { tx in
-            try await refreshThrottle.admitRenewal(ofTokenHash: RefreshTokenRotation.hash(presented), in: tx)
-            return try await rotation.rotate(presented, in: tx, now: now) { renewal in
+            let read = try await refreshThrottle.admitRenewal(ofTokenHash: RefreshTokenRotation.hash(presented), in: tx)
+            return try await rotation.rotate(presented, read: read, in: tx, now: now) { renewal in
                 let family = renewal.family
                 let client = family.client(slideRule: slideRuleClient)
                 if let presenter, presenter != client {

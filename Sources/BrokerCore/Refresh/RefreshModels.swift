@@ -164,9 +164,24 @@ public struct RefreshTokenRecord: Sendable, Equatable {
     }
 }
 
-/// What the renewal of a refresh token reads, in one piece (``StoreTransaction/renewal(ofTokenHash:)``):
-/// the token, its family, the account, and the family's organization with the account's
-/// membership in it.
+/// The renewals of a session that a renewal throttle shared by replicas counts
+/// (``SessionRefreshThrottle``): the first uses of its refresh tokens after ``after``. The session
+/// is at its limit once ``limit`` of them fall in the window.
+public struct RenewalWindow: Sendable, Equatable {
+    public var after: Date
+    /// At least 1.
+    public var limit: Int
+
+    public init(after: Date, limit: Int) {
+        precondition(limit > 0, "a renewal window must admit something")
+        self.after = after
+        self.limit = limit
+    }
+}
+
+/// What the renewal of a refresh token reads, in one piece
+/// (``StoreTransaction/renewal(ofTokenHash:counting:)``): the token, its family, the account, and
+/// the family's organization with the account's membership in it.
 public struct RenewalSnapshot: Sendable, Equatable {
     public var token: RefreshTokenRecord
     public var family: RefreshFamily
@@ -176,15 +191,21 @@ public struct RenewalSnapshot: Sendable, Equatable {
     public var organization: Organization?
     /// The account's membership in ``organization``, active or not.
     public var membership: Membership?
+    /// Read with a ``RenewalWindow``: the first use of the session's `limit`-th most recent
+    /// renewal within it, the oldest one the limit counts; `nil` while the session had fewer
+    /// renewals in the window, and always without a window.
+    public var limitingRenewal: Date?
 
     public init(
-        token: RefreshTokenRecord, family: RefreshFamily, user: User?, organization: Organization?, membership: Membership?
+        token: RefreshTokenRecord, family: RefreshFamily, user: User?, organization: Organization?, membership: Membership?,
+        limitingRenewal: Date? = nil
     ) {
         self.token = token
         self.family = family
         self.user = user
         self.organization = organization
         self.membership = membership
+        self.limitingRenewal = limitingRenewal
     }
 
     /// Whose session this is, for its audit line.

@@ -90,7 +90,18 @@ public struct RefreshTokenRotation: Sendable {
         _ presented: String, in tx: any StoreTransaction, now: Date,
         admit: @Sendable (RenewalSnapshot) async throws -> Admission
     ) async throws -> Outcome<Admission> {
-        guard let renewal = try await tx.renewal(ofTokenHash: Self.hash(presented)) else {
+        let renewal = try await tx.renewal(ofTokenHash: Self.hash(presented))
+        return try await rotate(presented, read: renewal, in: tx, now: now, admit: admit)
+    }
+
+    /// ``rotate(_:in:now:admit:)`` from the renewal of `presented` as `tx` has read it already,
+    /// locked (``StoreTransaction/renewal(ofTokenHash:counting:)``; `nil`: no such token), such as
+    /// ``SessionRefreshThrottle/admitRenewal(ofTokenHash:in:)`` reads it.
+    public func rotate<Admission: Sendable>(
+        _ presented: String, read renewal: RenewalSnapshot?, in tx: any StoreTransaction, now: Date,
+        admit: @Sendable (RenewalSnapshot) async throws -> Admission
+    ) async throws -> Outcome<Admission> {
+        guard let renewal, renewal.token.tokenHash == Self.hash(presented) else {
             return .rejected(BrokerError(.invalidRefreshToken, "Token is invalid or expired"))
         }
         let (record, family) = (renewal.token, renewal.family)
@@ -132,10 +143,11 @@ public struct RefreshTokenRotation: Sendable {
             return .rejected(BrokerError(.invalidRefreshToken, "Token is invalid or expired").concerning(renewal.session))
         }
         let admission = try await admitting()
-        try await tx.markRefreshTokenUsed(hash: record.tokenHash, at: now)
         let expiresAt = min(now.addingTimeInterval(TimeInterval(policy.refreshLifetime)), family.expiresAt)
-        try await tx.insertRefreshToken(
-            RefreshTokenRecord(tokenHash: successorHash, familyID: family.id, issuedAt: now, expiresAt: expiresAt))
+        try await tx.markRefreshTokenUsed(
+            hash: record.tokenHash, at: now,
+            insertingSuccessor: RefreshTokenRecord(
+                tokenHash: successorHash, familyID: family.id, issuedAt: now, expiresAt: expiresAt))
         return .rotated(family: family, successor: successor, successorExpiresAt: expiresAt, admission: admission)
     }
 

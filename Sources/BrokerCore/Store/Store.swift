@@ -25,7 +25,7 @@ public protocol Store: Sendable {
     ) async throws -> T
 
     /// Runs `body` in one read-write transaction that serializes itself with locks
-    /// (``StoreTransaction/lockThrottleKeys(_:)``, ``StoreTransaction/renewal(ofTokenHash:)``)
+    /// (``StoreTransaction/lockThrottleKeys(_:)``, ``StoreTransaction/renewal(ofTokenHash:counting:)``)
     /// instead of being aborted and run again when it conflicts: on PostgreSQL at
     /// `READ COMMITTED`, each statement seeing what committed before it, so a body that waited for
     /// a lock reads what the lock's holder wrote. For hot paths that many requests take at once
@@ -210,12 +210,14 @@ public protocol StoreTransaction: Sendable {
     /// without its family), as cheaply as the engine allows (PostgreSQL: one statement). The
     /// token stays locked until the transaction ends, so a concurrent renewal of the same token
     /// (inside ``Store/lockingTransaction(_:)``) waits, then reads it used.
-    func renewal(ofTokenHash tokenHash: String) async throws -> RenewalSnapshot?
+    /// - Parameter window: the session's renewals to count, read with the rest
+    ///   (``RenewalSnapshot/limitingRenewal``); each renewal uses one refresh token.
+    func renewal(ofTokenHash tokenHash: String, counting window: RenewalWindow?) async throws -> RenewalSnapshot?
     func markRefreshTokenUsed(hash: String, at date: Date) async throws
-    /// When the session (refresh family) holding the refresh token `tokenHash` was renewed after
-    /// `date`: the first uses of its refresh tokens, oldest first (each renewal uses one); empty
-    /// when no token has that hash.
-    func renewalTimes(ofSessionHolding tokenHash: String, after date: Date) async throws -> [Date]
+    /// The write of a renewal: ``markRefreshTokenUsed(hash:at:)`` of the presented token, then
+    /// ``insertRefreshToken(_:)`` of its successor, in one statement where statements cross a
+    /// network. Throws as they do.
+    func markRefreshTokenUsed(hash: String, at date: Date, insertingSuccessor successor: RefreshTokenRecord) async throws
     /// A user's refresh families (sessions), newest login first.
     func refreshFamilies(userID: Int64) async throws -> [RefreshFamily]
     /// Revokes every family of the user that is neither revoked nor expired at `date`; returns
@@ -331,6 +333,21 @@ public protocol StoreTransaction: Sendable {
     func replaceStoredKeyRing(_ ring: StoredKeyRing, expectedVersion: Int?) async throws -> Bool
 }
 
+extension StoreTransaction {
+    /// ``renewal(ofTokenHash:counting:)`` without counting the session's renewals.
+    public func renewal(ofTokenHash tokenHash: String) async throws -> RenewalSnapshot? {
+        try await self.renewal(ofTokenHash: tokenHash, counting: nil)
+    }
+
+    /// Two statements: an engine without round trips has no reason to join them.
+    public func markRefreshTokenUsed(
+        hash: String, at date: Date, insertingSuccessor successor: RefreshTokenRecord
+    ) async throws {
+        try await self.markRefreshTokenUsed(hash: hash, at: date)
+        try await self.insertRefreshToken(successor)
+    }
+}
+
 /// The key ring as the store keeps it: a version, raised by every change, and an opaque document
 /// (JSON with public metadata; every private key and secret sealed, see ``DatabaseKeyRing``).
 public struct StoredKeyRing: Sendable, Equatable {
@@ -343,7 +360,6 @@ public struct StoredKeyRing: Sendable, Equatable {
     }
 }
 
-/// Failures a store reports in engine-independent terms.
 /// A name that reads like an older one's (see ``StoreTransaction/nameCollisions()``).
 public struct NameCollision: Sendable, Equatable {
     public enum Kind: String, Sendable { case user, organization }
@@ -359,6 +375,7 @@ public struct NameCollision: Sendable, Equatable {
     }
 }
 
+/// Failures a store reports in engine-independent terms.
 public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     /// A uniqueness constraint was violated; the associated value names what was duplicated.
     case duplicate(String)

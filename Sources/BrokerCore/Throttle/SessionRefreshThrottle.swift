@@ -93,19 +93,23 @@ public final class SessionRefreshThrottle: Sendable {
         try refuseIfOver(state.withLock { $0.admit(sessionID, now: now, policy: policy) })
     }
 
-    /// With shared counting, the check of a refresh-token renewal first in its transaction `tx`:
-    /// refuses it when the session holding the presented token (by its hash) was renewed
-    /// `sessionLimit` times within the window, counting the uses of its tokens in the store. In
-    /// this process it does nothing: ``check(sessionID:)`` judges.
+    /// The read of a refresh-token renewal, first in its transaction `tx`: the renewal of the
+    /// token with hash `tokenHash` (``StoreTransaction/renewal(ofTokenHash:counting:)``, which
+    /// locks the token), returned for the renewal to go on with. With shared counting the same
+    /// statement counts the session's renewals within the window, and the renewal is refused when
+    /// there were `sessionLimit` of them. In this process it only reads: ``check(sessionID:)``
+    /// judges.
     /// - Throws: as ``admit(sessionID:)``.
-    public func admitRenewal(ofTokenHash tokenHash: String, in tx: any StoreTransaction) async throws {
-        guard counting.sharedCounters != nil else { return }
+    @discardableResult
+    public func admitRenewal(ofTokenHash tokenHash: String, in tx: any StoreTransaction) async throws -> RenewalSnapshot? {
+        guard counting.sharedCounters != nil else { return try await tx.renewal(ofTokenHash: tokenHash) }
         let now = clock.now()
-        let cutoff = now.addingTimeInterval(-Double(policy.window))
-        let renewals = try await tx.renewalTimes(ofSessionHolding: tokenHash, after: cutoff)
-        guard renewals.count >= policy.sessionLimit else { return }
-        let oldestCounted = renewals[renewals.count - policy.sessionLimit].timeIntervalSince1970
-        try refuseIfOver(wait(since: oldestCounted, now: now.timeIntervalSince1970))
+        let window = RenewalWindow(after: now.addingTimeInterval(-Double(policy.window)), limit: policy.sessionLimit)
+        let renewal = try await tx.renewal(ofTokenHash: tokenHash, counting: window)
+        if let oldestCounted = renewal?.limitingRenewal {
+            try refuseIfOver(wait(since: oldestCounted.timeIntervalSince1970, now: now.timeIntervalSince1970))
+        }
+        return renewal
     }
 
     /// The check of a renewal inside its store transaction, whose body may run more than once: in

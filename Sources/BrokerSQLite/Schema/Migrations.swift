@@ -276,8 +276,8 @@ enum Schema {
             """,
             "CREATE INDEX throttle_times_subject ON throttle_times (counter, subject, counted_at)",
             "CREATE INDEX throttle_times_counted_at ON throttle_times (counter, counted_at)",
-            // A session's renewals in the renewal throttle's window (renewalTimes), read without
-            // scanning every token of a long session.
+            // A session's renewals in the renewal throttle's window (counted by the renewal's
+            // read, RenewalWindow), read without scanning every token of a long session.
             "CREATE INDEX refresh_tokens_family_used_at ON refresh_tokens (family_id, used_at)",
         ]),
         // A login attempt in flight holds its place in the counters until it settles
