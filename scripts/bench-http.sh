@@ -9,6 +9,7 @@
 #   PATHS="forward-auth-hit forward-auth-miss"           # which paths, in this order
 #   ENGINE=postgres                                      # the broker on a throwaway PostgreSQL
 #                                                        # (fsync on) instead of its SQLite
+#   BROKER=path                                          # that broker binary instead of this tree's
 #   PERF_DIR=dir                                         # perf record -g of the broker during each
 #                                                        # refresh-grant run: dir/<alg>-<engine>.data
 #
@@ -41,9 +42,13 @@ engine=${ENGINE:-sqlite}
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx-light; }
-swift build -c release --product broker >/dev/null
 swift build -c release --product broker-bench >/dev/null
-broker="$PWD/.build/release/broker"
+if [ -n "${BROKER:-}" ]; then
+  broker=$(realpath "$BROKER")   # another build of the broker, to compare two builds in turn
+else
+  swift build -c release --product broker >/dev/null
+  broker="$PWD/.build/release/broker"
+fi
 bench="$PWD/.build/release/broker-bench"
 
 . scripts/bench-lib.sh bench-http
