@@ -104,11 +104,7 @@ struct InsertRefreshTokenStatement: HotPathStatement {
 
     func makeBindings() throws -> PostgresBindings {
         var bindings = PostgresBindings(capacity: 5)
-        bindings.append(self.token.tokenHash)
-        bindings.append(self.token.familyID)
-        bindings.append(self.token.issuedAt.timeIntervalSince1970)
-        bindings.append(self.token.expiresAt.timeIntervalSince1970)
-        bindings.append(self.token.usedAt?.timeIntervalSince1970)
+        bindings.append(refreshToken: self.token)
         return bindings
     }
 }
@@ -135,12 +131,19 @@ struct RenewRefreshTokenStatement: HotPathStatement {
         var bindings = PostgresBindings(capacity: 7)
         bindings.append(self.usedHash)
         bindings.append(self.usedAt)
-        bindings.append(self.successor.tokenHash)
-        bindings.append(self.successor.familyID)
-        bindings.append(self.successor.issuedAt.timeIntervalSince1970)
-        bindings.append(self.successor.expiresAt.timeIntervalSince1970)
-        bindings.append(self.successor.usedAt?.timeIntervalSince1970)
+        bindings.append(refreshToken: self.successor)
         return bindings
+    }
+}
+
+extension PostgresBindings {
+    /// A refresh token's five columns, in ``PostgresTransaction/tokenColumns``' order.
+    mutating func append(refreshToken token: RefreshTokenRecord) {
+        self.append(token.tokenHash)
+        self.append(token.familyID)
+        self.append(token.issuedAt.timeIntervalSince1970)
+        self.append(token.expiresAt.timeIntervalSince1970)
+        self.append(token.usedAt?.timeIntervalSince1970)
     }
 }
 
