@@ -297,22 +297,7 @@ final class SlideRuleGeneration1ClientTests: XCTestCase {
                     status=200, preload_content=False)
                 return self.build_response(request, raw)
 
-        # Every requests.Session, the client's included, gets the adapter when it is created.
-        original_init = requests.Session.__init__
-        def init_with_broker_adapter(self, *args, **kwargs):
-            original_init(self, *args, **kwargs)
-            adapter = BrokerAdapter()
-            self.mount("https://", adapter)
-            self.mount("http://", adapter)
-        requests.Session.__init__ = init_with_broker_adapter
-
-        log = []
-        class Capture(logging.Handler):
-            def emit(self, record):
-                log.append(record.levelname + " " + record.getMessage())
-        logger = logging.getLogger("sliderule")
-        logger.setLevel(logging.DEBUG)
-        logger.addHandler(Capture())
+        \#(SlideRuleClientScript.adapterOnEverySessionAndLogCapture)
 
         import sliderule
         import sliderule.session
