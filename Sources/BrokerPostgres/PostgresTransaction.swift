@@ -979,11 +979,16 @@ final class PostgresTransaction: StoreTransaction {
         }.joined(separator: ", ")
     }
 
+    /// Not on a hot path any more: a renewal marks its token in the statement that inserts the
+    /// successor (``markRefreshTokenUsed(hash:at:insertingSuccessor:)``).
     func markRefreshTokenUsed(hash: String, at date: Date) async throws {
-        let statement = MarkRefreshTokenUsedStatement(tokenHash: hash, usedAt: date.timeIntervalSince1970)
-        if try await self.execute(prepared: statement).isEmpty {
-            throw StoreError.notFound(Self.describeToken(hash: hash))
-        }
+        // The first use is kept: the grace window for concurrent refreshes counts from it.
+        try await self.update(
+            """
+            UPDATE refresh_tokens SET used_at = COALESCE(used_at, \(date.timeIntervalSince1970))
+            WHERE token_hash = \(hash) RETURNING token_hash
+            """,
+            notFound: Self.describeToken(hash: hash))
     }
 
     func markRefreshTokenUsed(

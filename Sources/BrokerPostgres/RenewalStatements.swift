@@ -74,25 +74,6 @@ struct CountingRenewalSnapshotStatement: HotPathStatement {
     }
 }
 
-/// ``StoreTransaction/markRefreshTokenUsed(hash:at:)``: the first use is kept, since the grace
-/// window for concurrent refreshes counts from it. Returns the token's hash if it exists.
-struct MarkRefreshTokenUsedStatement: HotPathStatement {
-    static let name = "broker_mark_refresh_token_used"
-    static let sql = """
-        UPDATE refresh_tokens SET used_at = COALESCE(used_at, $2) WHERE token_hash = $1 RETURNING token_hash
-        """
-
-    var tokenHash: String
-    var usedAt: Double
-
-    func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 2)
-        bindings.append(self.tokenHash)
-        bindings.append(self.usedAt)
-        return bindings
-    }
-}
-
 /// ``StoreTransaction/insertRefreshToken(_:)``.
 struct InsertRefreshTokenStatement: HotPathStatement {
     static let name = "broker_insert_refresh_token"
